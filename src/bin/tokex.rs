@@ -1,0 +1,42 @@
+//! The `tokex` command line: one subcommand per job (see README.md).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tokex", version, about = "A low-latency exchange for AI-compute futures")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the contracts of a contracts directory with their limits.
+    Contracts {
+        #[arg(long, default_value = "contracts")]
+        dir: std::path::PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Contracts { dir } => {
+            let set = tokex::contract::ContractSet::load_dir(&dir)?;
+            println!("{:<8} {:>10} {:>7} {:>10} {:>10} {:>8}", "symbol", "reference", "tick", "lower", "upper", "max_qty");
+            for c in set.iter() {
+                let d = c.price_decimals();
+                println!(
+                    "{:<8} {:>10} {:>7} {:>10} {:>10} {:>8}",
+                    c.symbol.as_str(),
+                    c.reference_price.to_string_decimals(d),
+                    c.tick.to_string_decimals(d),
+                    c.lower_limit.to_string_decimals(d),
+                    c.upper_limit.to_string_decimals(d),
+                    c.max_order_qty
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! tokex: a low-latency exchange for AI-compute futures.
+//!
+//! Orders arrive as OUCH 4.2 messages in SoupBinTCP packets (over AF_XDP, kernel
+//! UDP or TCP), are matched by a sans-IO price-time engine, acknowledged to their
+//! session, and published as ITCH 5.0 market data in MoldUDP64 packets.
+//!
+//! Module map (see README.md, "Architecture"):
+//! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
+//! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
+//! - [`engine`]: the sans-IO matching core (books, matching, events).
+//! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
+//! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
+//! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
+//!
+//! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
+
+pub mod contract;
+pub mod engine;
+pub mod net;
+pub mod replay;
+pub mod types;
+pub mod wire;

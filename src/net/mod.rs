@@ -1,0 +1,2 @@
+//! Transports: AF_XDP (xsk-rs), kernel UDP, and the lab network namespaces.
+//! Thin I/O shells around the sans-IO cores.
