@@ -249,7 +249,10 @@ impl ContractSet {
         if !reference_price.is_multiple_of(tick) || reference_price == Price::ZERO {
             return Err(bad(
                 "reference_price",
-                format!("{} is not a positive multiple of the tick {}", reference_price, tick),
+                format!(
+                    "{} is not a positive multiple of the tick {}",
+                    reference_price, tick
+                ),
             ));
         }
         if c.limit_pct == 0 || c.limit_pct >= 100 {
@@ -338,10 +341,7 @@ pub fn daily_limits(reference: Price, tick: Price, pct: u32) -> (Price, Price) {
     let hi = (r + delta).min(u64::from(u32::MAX));
     let hi = hi / t * t;
     // Both fit in u32: lo <= r and hi is capped above.
-    (
-        Price::from_raw(lo as u32),
-        Price::from_raw(hi as u32),
-    )
+    (Price::from_raw(lo as u32), Price::from_raw(hi as u32))
 }
 
 #[cfg(test)]

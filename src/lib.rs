@@ -10,12 +10,16 @@
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
 //! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
 //! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
+//! - [`journal`]: the append-only input journal (group commit, CRC, torn-tail recovery).
+//! - [`latency`]: per-stage HdrHistogram recorders and their `.hgrm`/`.hlog`/JSON outputs.
 //! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
 pub mod contract;
 pub mod engine;
+pub mod journal;
+pub mod latency;
 pub mod net;
 pub mod replay;
 pub mod types;

@@ -350,10 +350,7 @@ mod tests {
             "6.51234".parse::<Price>(),
             Err(ParseNumberError::TooPrecise)
         );
-        assert_eq!(
-            "429497".parse::<Price>(),
-            Err(ParseNumberError::Overflow)
-        );
+        assert_eq!("429497".parse::<Price>(), Err(ParseNumberError::Overflow));
         assert_eq!(
             "99999999999999999999".parse::<Price>(),
             Err(ParseNumberError::Overflow)

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tokex", version, about = "A low-latency exchange for AI-compute futures")]
+#[command(
+    name = "tokex",
+    version,
+    about = "A low-latency exchange for AI-compute futures"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +27,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Contracts { dir } => {
             let set = tokex::contract::ContractSet::load_dir(&dir)?;
-            println!("{:<8} {:>10} {:>7} {:>10} {:>10} {:>8}", "symbol", "reference", "tick", "lower", "upper", "max_qty");
+            println!(
+                "{:<8} {:>10} {:>7} {:>10} {:>10} {:>8}",
+                "symbol", "reference", "tick", "lower", "upper", "max_qty"
+            );
             for c in set.iter() {
                 let d = c.price_decimals();
                 println!(

@@ -1,0 +1,425 @@
+//! The append-only input journal: group commit, CRC-checked records, and
+//! recovery that cuts a torn or corrupt tail.
+//!
+//! Owns the on-disk format and nothing else: records are opaque `(kind, time,
+//! payload)` triples; what a kind means is decided by the layer that writes it
+//! (the exchange journals every accepted inbound message before its ack
+//! leaves, and replays them through the deterministic engine on restart).
+//!
+//! Format, version 1 (all integers big-endian):
+//! ```text
+//! file   = header record*
+//! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
+//! record = len:u32 crc:u32 kind:u8 time_ns:u64 payload[len]     (17 + len bytes)
+//! crc    = CRC-32 (IEEE) of kind, time_ns and payload
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::types::Nanos;
+
+const MAGIC: &[u8; 8] = b"TOKEXJNL";
+const VERSION: u32 = 1;
+/// Bytes of the file header.
+pub const HEADER_LEN: usize = 16;
+/// Bytes of a record's header (len, crc, kind, time).
+pub const RECORD_HEADER_LEN: usize = 17;
+/// Largest payload a record may carry; a longer length means corruption.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// How far an appended batch is made durable before `commit` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Benchmarks only: nothing is written. Acknowledged orders are lost on a crash.
+    None,
+    /// One write(2) per batch: survives a killed process, not a power loss.
+    #[default]
+    Write,
+    /// write(2) then fdatasync(2) per batch: survives a power loss.
+    Fsync,
+}
+
+/// Why a journal could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a tokex journal (bad magic)")]
+    BadMagic,
+    #[error("journal version {0} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion(u32),
+    #[error("record payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    RecordTooLarge(usize),
+}
+
+/// One journal record as read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub kind: u8,
+    pub time: Nanos,
+    pub payload: &'a [u8],
+}
+
+/// What reading an existing journal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScanReport {
+    /// Good records read.
+    pub records: u64,
+    /// Byte length of the good prefix (header included).
+    pub valid_len: u64,
+    /// Bytes after the good prefix that were (or would be) cut.
+    pub cut_bytes: u64,
+}
+
+/// Reads every good record of the journal at `path`, calling `f` for each,
+/// and stops at the first torn or corrupt record. Does not modify the file.
+pub fn scan(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<ScanReport, JournalError> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; HEADER_LEN];
+    if file_len < HEADER_LEN as u64 {
+        // A journal torn before its header was complete holds nothing.
+        return Ok(ScanReport {
+            records: 0,
+            valid_len: 0,
+            cut_bytes: file_len,
+        });
+    }
+    r.read_exact(&mut header)?;
+    check_header(&header)?;
+    let mut report = ScanReport {
+        records: 0,
+        valid_len: HEADER_LEN as u64,
+        cut_bytes: 0,
+    };
+    let mut rec_header = [0u8; RECORD_HEADER_LEN];
+    let mut payload = vec![0u8; MAX_PAYLOAD];
+    loop {
+        if read_full(&mut r, &mut rec_header)? < RECORD_HEADER_LEN {
+            break;
+        }
+        let len = u32::from_be_bytes(rec_header[0..4].try_into().unwrap_or_default()) as usize;
+        if len > MAX_PAYLOAD {
+            break;
+        }
+        if read_full(&mut r, &mut payload[..len])? < len {
+            break;
+        }
+        let crc = u32::from_be_bytes(rec_header[4..8].try_into().unwrap_or_default());
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&rec_header[8..]);
+        hasher.update(&payload[..len]);
+        if hasher.finalize() != crc {
+            break;
+        }
+        let time = u64::from_be_bytes(rec_header[9..17].try_into().unwrap_or_default());
+        f(Record {
+            kind: rec_header[8],
+            time: Nanos(time),
+            payload: &payload[..len],
+        });
+        report.records += 1;
+        report.valid_len += (RECORD_HEADER_LEN + len) as u64;
+    }
+    report.cut_bytes = file_len - report.valid_len;
+    Ok(report)
+}
+
+fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
+    if &header[0..8] != MAGIC {
+        return Err(JournalError::BadMagic);
+    }
+    let version = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    if version != VERSION {
+        return Err(JournalError::UnsupportedVersion(version));
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Appends records in batches: `append` fills an in-memory buffer, `commit`
+/// makes the whole batch durable with one write(2) (group commit).
+pub struct JournalWriter {
+    file: Option<File>,
+    buf: Vec<u8>,
+    durability: Durability,
+    records: u64,
+    bytes: u64,
+}
+
+impl JournalWriter {
+    /// Opens (or creates) the journal at `path` for appending. An existing
+    /// journal is scanned first: `replay` sees every good record, and a torn
+    /// or corrupt tail is cut off. With `Durability::None` no file is touched.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        batch_capacity: usize,
+        replay: impl FnMut(Record<'_>),
+    ) -> Result<(JournalWriter, ScanReport), JournalError> {
+        let mut writer = JournalWriter {
+            file: None,
+            buf: Vec::with_capacity(batch_capacity.max(RECORD_HEADER_LEN + MAX_PAYLOAD)),
+            durability,
+            records: 0,
+            bytes: 0,
+        };
+        if durability == Durability::None {
+            return Ok((writer, ScanReport::default()));
+        }
+        let exists = path.exists() && std::fs::metadata(path)?.len() > 0;
+        let report = if exists {
+            scan(path, replay)?
+        } else {
+            ScanReport::default()
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        if report.valid_len < HEADER_LEN as u64 {
+            file.set_len(0)?;
+            let mut header = [0u8; HEADER_LEN];
+            header[0..8].copy_from_slice(MAGIC);
+            header[8..12].copy_from_slice(&VERSION.to_be_bytes());
+            file.write_all(&header)?;
+            file.sync_all()?;
+        } else if report.cut_bytes > 0 {
+            file.set_len(report.valid_len)?;
+            file.sync_all()?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        writer.records = report.records;
+        writer.bytes = file.stream_position()?;
+        writer.file = Some(file);
+        Ok((writer, report))
+    }
+
+    /// Adds one record to the current batch (no I/O).
+    #[inline]
+    pub fn append(&mut self, kind: u8, time: Nanos, payload: &[u8]) -> Result<(), JournalError> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        if payload.len() > MAX_PAYLOAD {
+            return Err(JournalError::RecordTooLarge(payload.len()));
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&[kind]);
+        hasher.update(&time.0.to_be_bytes());
+        hasher.update(payload);
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(&hasher.finalize().to_be_bytes());
+        self.buf.push(kind);
+        self.buf.extend_from_slice(&time.0.to_be_bytes());
+        self.buf.extend_from_slice(payload);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Whether the current batch holds records not yet committed.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes the batch with one write(2) (and fdatasync in `Fsync` mode).
+    /// Acknowledgements for the batch may leave only after this returns.
+    pub fn commit(&mut self) -> Result<(), JournalError> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        file.write_all(&self.buf)?;
+        if self.durability == Durability::Fsync {
+            file.sync_data()?;
+        }
+        self.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Records in the journal, committed or pending.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Bytes committed to the file.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let p =
+                std::env::temp_dir().join(format!("tokex-journal-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn write_records(path: &Path, n: u64) {
+        let (mut w, _) = JournalWriter::open(path, Durability::Write, 4096, |_| {}).unwrap();
+        for i in 0..n {
+            w.append(1, Nanos(i), format!("msg{i}").as_bytes()).unwrap();
+            if i % 3 == 2 {
+                w.commit().unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn read_back(path: &Path) -> (Vec<(u8, u64, Vec<u8>)>, ScanReport) {
+        let mut out = Vec::new();
+        let report = scan(path, |r| out.push((r.kind, r.time.0, r.payload.to_vec()))).unwrap();
+        (out, report)
+    }
+
+    #[test]
+    fn committed_records_read_back_in_order() {
+        let d = TempDir::new("order");
+        let path = d.0.join("j");
+        write_records(&path, 10);
+        let (recs, report) = read_back(&path);
+        assert_eq!(report.records, 10);
+        assert_eq!(report.cut_bytes, 0);
+        assert_eq!(recs[7], (1, 7, b"msg7".to_vec()));
+    }
+
+    #[test]
+    fn reopening_replays_and_appends_after_the_existing_records() {
+        let d = TempDir::new("reopen");
+        let path = d.0.join("j");
+        write_records(&path, 4);
+        let mut seen = 0;
+        let (mut w, report) =
+            JournalWriter::open(&path, Durability::Fsync, 4096, |_| seen += 1).unwrap();
+        assert_eq!((seen, report.records), (4, 4));
+        w.append(2, Nanos(99), b"after").unwrap();
+        w.commit().unwrap();
+        let (recs, _) = read_back(&path);
+        assert_eq!(recs.len(), 5);
+        assert_eq!(recs[4], (2, 99, b"after".to_vec()));
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_the_last_good_record() {
+        let d = TempDir::new("torn");
+        let path = d.0.join("j");
+        write_records(&path, 5);
+        let full = std::fs::metadata(&path).unwrap().len();
+        // Tear the last record in the middle of its payload.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(full - 2).unwrap();
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!(report.records, 4);
+        assert_eq!(report.cut_bytes, (RECORD_HEADER_LEN + 4 - 2) as u64);
+        assert_eq!(w.records(), 4);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), report.valid_len);
+    }
+
+    #[test]
+    fn corrupt_record_cuts_it_and_everything_after() {
+        let d = TempDir::new("corrupt");
+        let path = d.0.join("j");
+        write_records(&path, 6);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Flip a payload byte of the third record (records are 17 + 4 bytes).
+        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4) + RECORD_HEADER_LEN + 1;
+        bytes[third] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (recs, report) = read_back(&path);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(report.cut_bytes, 4 * (RECORD_HEADER_LEN as u64 + 4));
+    }
+
+    #[test]
+    fn absurd_length_is_treated_as_corruption() {
+        let d = TempDir::new("len");
+        let path = d.0.join("j");
+        write_records(&path, 2);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (recs, report) = read_back(&path);
+        assert!(recs.is_empty());
+        assert_eq!(report.valid_len, HEADER_LEN as u64);
+    }
+
+    #[test]
+    fn foreign_file_is_refused_not_overwritten() {
+        let d = TempDir::new("magic");
+        let path = d.0.join("j");
+        std::fs::write(&path, b"this is not a journal at all").unwrap();
+        let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
+            .err()
+            .unwrap();
+        assert!(matches!(err, JournalError::BadMagic));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"this is not a journal at all"
+        );
+    }
+
+    #[test]
+    fn durability_none_writes_nothing() {
+        let d = TempDir::new("none");
+        let path = d.0.join("j");
+        let (mut w, _) = JournalWriter::open(&path, Durability::None, 4096, |_| {}).unwrap();
+        w.append(1, Nanos(1), b"x").unwrap();
+        w.commit().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn oversized_record_is_refused() {
+        let d = TempDir::new("big");
+        let path = d.0.join("j");
+        let (mut w, _) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        let big = vec![0u8; MAX_PAYLOAD + 1];
+        assert!(matches!(
+            w.append(1, Nanos(1), &big),
+            Err(JournalError::RecordTooLarge(_))
+        ));
+    }
+}

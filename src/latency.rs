@@ -1,0 +1,449 @@
+//! Latency recording and the files it produces.
+//!
+//! Owns the per-stage HdrHistogram recorders of the exchange and the load
+//! generator, and the stable output formats of DESIGN.md: `.hgrm` percentile
+//! text, `.hlog` interval logs (V2, deflate-compressed) and the one-line JSON
+//! summary. Recording is allocation-free; writing happens off the hot path.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Highest latency a histogram tracks: 60 s. Larger values are clamped to it.
+pub const MAX_TRACKABLE_NS: u64 = 60_000_000_000;
+
+/// A latency histogram in nanoseconds, 3 significant digits, 1 ns .. 60 s.
+#[derive(Clone)]
+pub struct LatencyHistogram {
+    hist: Histogram<u64>,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> LatencyHistogram {
+        // The bounds are constants that hdrhistogram accepts (low >= 1,
+        // high >= 2 * low, sigfig <= 5), so this cannot fail.
+        let hist = Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3)
+            .expect("constant histogram bounds are valid");
+        LatencyHistogram { hist }
+    }
+
+    /// Records one value; values outside the trackable range are clamped.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.hist.saturating_record(ns.clamp(1, MAX_TRACKABLE_NS));
+    }
+
+    /// Adds every value of `other` (same bounds, so this cannot fail).
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        // Identical bounds: `add` only fails when the other histogram tracks
+        // values this one cannot, which is impossible here.
+        let _ = self.hist.add(&other.hist);
+    }
+
+    pub fn reset(&mut self) {
+        self.hist.reset();
+    }
+
+    pub fn len(&self) -> u64 {
+        self.hist.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty()
+    }
+
+    pub fn value_at_percentile(&self, pct: f64) -> u64 {
+        self.hist.value_at_percentile(pct)
+    }
+
+    pub fn max(&self) -> u64 {
+        self.hist.max()
+    }
+
+    pub fn inner(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    /// The summary of DESIGN.md, with `rate` the achieved rate per second.
+    pub fn summary(&self, rate: f64) -> Summary {
+        Summary {
+            p50_ns: self.hist.value_at_quantile(0.50),
+            p90_ns: self.hist.value_at_quantile(0.90),
+            p99_ns: self.hist.value_at_quantile(0.99),
+            p999_ns: self.hist.value_at_quantile(0.999),
+            p9999_ns: self.hist.value_at_quantile(0.9999),
+            max_ns: self.hist.max(),
+            count: self.hist.len(),
+            rate,
+        }
+    }
+
+    /// Writes the HdrHistogram percentile distribution text (`.hgrm`), with
+    /// values in microseconds as HdrHistogram's own tools print them.
+    pub fn write_hgrm(&self, mut w: impl Write) -> io::Result<()> {
+        const SCALE: f64 = 1000.0; // ns -> us
+        writeln!(
+            w,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        )?;
+        let mut total = 0u64;
+        for v in self.hist.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let value = v.value_iterated_to() as f64 / SCALE;
+            if q < 1.0 {
+                writeln!(
+                    w,
+                    "{value:>12.3} {q:>14.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                )?;
+            } else {
+                writeln!(w, "{value:>12.3} {q:>14.12} {total:>10}")?;
+            }
+        }
+        writeln!(
+            w,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+            self.hist.mean() / SCALE,
+            self.hist.stdev() / SCALE
+        )?;
+        writeln!(
+            w,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            self.hist.max() as f64 / SCALE,
+            self.hist.len()
+        )?;
+        writeln!(
+            w,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            self.hist.buckets(),
+            self.hist.distinct_values()
+        )
+    }
+
+    /// Writes the `.hgrm` file.
+    pub fn save_hgrm(&self, path: &Path) -> io::Result<()> {
+        let mut f = BufWriter::new(File::create(path)?);
+        self.write_hgrm(&mut f)?;
+        f.flush()
+    }
+}
+
+/// One run's figures: the one-line JSON summary of DESIGN.md
+/// (`p50_ns,p99_ns,p999_ns,p9999_ns,max_ns,count,rate`, plus `p90_ns`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub p9999_ns: u64,
+    pub max_ns: u64,
+    pub count: u64,
+    /// Achieved rate, per second.
+    pub rate: f64,
+}
+
+impl Summary {
+    /// The summary as one line of JSON (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        format!(
+            "{{\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"p9999_ns\":{},\"max_ns\":{},\"count\":{},\"rate\":{:.1}}}",
+            self.p50_ns,
+            self.p90_ns,
+            self.p99_ns,
+            self.p999_ns,
+            self.p9999_ns,
+            self.max_ns,
+            self.count,
+            self.rate
+        )
+    }
+
+    /// The header matching [`Summary`]'s `Display` row.
+    pub fn table_header() -> String {
+        format!(
+            "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+            "p50", "p90", "p99", "p99.9", "p99.99", "max", "count", "rate/s"
+        )
+    }
+}
+
+/// Formats nanoseconds for people: `850ns`, `12.3us`, `4.56ms`, `1.20s`.
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns}ns"),
+        10_000..=9_999_999 => format!("{:.1}us", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+impl fmt::Display for Summary {
+    /// One table row matching [`Summary::table_header`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12.0}",
+            fmt_ns(self.p50_ns),
+            fmt_ns(self.p90_ns),
+            fmt_ns(self.p99_ns),
+            fmt_ns(self.p999_ns),
+            fmt_ns(self.p9999_ns),
+            fmt_ns(self.max_ns),
+            self.count,
+            self.rate
+        )
+    }
+}
+
+/// Processing stages inside the exchange, each with its own histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Frame received -> OUCH message decoded.
+    RxToDecoded,
+    /// Decoded -> engine done (session, risk, matching).
+    DecodedToMatched,
+    /// Engine done -> acknowledgement handed to the transport.
+    MatchedToAck,
+    /// One journal group write (per batch).
+    JournalWrite,
+    /// Engine done -> market-data packet handed to the socket.
+    MarketDataOut,
+    /// Frame received -> acknowledgement sent: the whole time in the server.
+    EndToEnd,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::RxToDecoded,
+        Stage::DecodedToMatched,
+        Stage::MatchedToAck,
+        Stage::JournalWrite,
+        Stage::MarketDataOut,
+        Stage::EndToEnd,
+    ];
+
+    /// A stable short name, used as the `.hlog` tag and in file names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::RxToDecoded => "rx_to_decoded",
+            Stage::DecodedToMatched => "decoded_to_matched",
+            Stage::MatchedToAck => "matched_to_ack",
+            Stage::JournalWrite => "journal_write",
+            Stage::MarketDataOut => "market_data_out",
+            Stage::EndToEnd => "end_to_end",
+        }
+    }
+}
+
+/// One histogram per [`Stage`].
+#[derive(Clone, Default)]
+pub struct StageHistograms {
+    hists: [LatencyHistogram; 6],
+}
+
+impl StageHistograms {
+    #[inline]
+    pub fn record(&mut self, stage: Stage, ns: u64) {
+        self.hists[stage as usize].record(ns);
+    }
+
+    pub fn get(&self, stage: Stage) -> &LatencyHistogram {
+        &self.hists[stage as usize]
+    }
+
+    pub fn add(&mut self, other: &StageHistograms) {
+        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
+            a.add(b);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.hists.iter_mut().for_each(LatencyHistogram::reset);
+    }
+
+    /// A table: one row per stage that recorded anything.
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<20} {}\n", "stage", Summary::table_header());
+        for s in Stage::ALL {
+            let h = self.get(s);
+            if !h.is_empty() {
+                out.push_str(&format!("{:<20} {}\n", s.name(), h.summary(0.0)));
+            }
+        }
+        out
+    }
+}
+
+/// An HdrHistogram interval log (`.hlog`, V2 deflate), written as a run goes.
+pub struct IntervalLog {
+    out: BufWriter<File>,
+    serializer: V2DeflateSerializer,
+    started: SystemTime,
+}
+
+impl IntervalLog {
+    /// Creates the file and writes its header; interval start times are
+    /// relative to `started` (the log's BaseTime).
+    pub fn create(path: &Path, started: SystemTime, comment: &str) -> io::Result<IntervalLog> {
+        let mut out = BufWriter::new(File::create(path)?);
+        let mut serializer = V2DeflateSerializer::new();
+        IntervalLogWriterBuilder::new()
+            .add_comment(comment)
+            .with_start_time(started)
+            .with_base_time(started)
+            .begin_log_with(&mut out, &mut serializer)?;
+        writeln!(
+            out,
+            "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+        )?;
+        Ok(IntervalLog {
+            out,
+            serializer,
+            started,
+        })
+    }
+
+    /// Appends one interval: `hist` recorded from `start` for `length`.
+    /// `tag` must not contain spaces, commas or newlines.
+    pub fn write(
+        &mut self,
+        tag: Option<&str>,
+        hist: &LatencyHistogram,
+        start: SystemTime,
+        length: Duration,
+    ) -> io::Result<()> {
+        let offset = start.duration_since(self.started).unwrap_or_default();
+        let tag = tag.and_then(Tag::new);
+        let mut w =
+            IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
+        w.write_histogram(hist.inner(), offset, length, tag)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    #[test]
+    fn summary_reports_percentiles_of_recorded_values() {
+        let mut h = LatencyHistogram::new();
+        for v in 1..=10_000u64 {
+            h.record(v * 100);
+        }
+        let s = h.summary(123.0);
+        assert_eq!(s.count, 10_000);
+        // 3 significant digits: within 0.1 %.
+        assert!((499_500..=500_500).contains(&s.p50_ns), "{}", s.p50_ns);
+        assert!((989_000..=991_000).contains(&s.p99_ns), "{}", s.p99_ns);
+        assert!(s.max_ns >= 999_000);
+        let json = s.to_json_line();
+        assert!(json.starts_with("{\"p50_ns\":"));
+        assert!(json.contains("\"count\":10000"));
+        assert!(!json.contains('\n'));
+    }
+
+    #[test]
+    fn values_beyond_the_range_are_clamped_not_lost() {
+        let mut h = LatencyHistogram::new();
+        h.record(0);
+        h.record(u64::MAX);
+        assert_eq!(h.len(), 2);
+        assert!(h.max() >= MAX_TRACKABLE_NS);
+    }
+
+    #[test]
+    fn hgrm_text_ends_with_the_totals_footer() {
+        let mut h = LatencyHistogram::new();
+        for v in [1_000, 2_000, 3_000, 50_000] {
+            h.record(v);
+        }
+        let mut buf = Vec::new();
+        h.write_hgrm(&mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.starts_with("       Value     Percentile TotalCount"));
+        assert!(text.contains("Total count    =            4]"), "{text}");
+        let last_value_line = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        assert!(
+            last_value_line.contains("1.000000000000"),
+            "{last_value_line}"
+        );
+    }
+
+    #[test]
+    fn interval_log_is_readable_by_hdrhistogram() {
+        let dir = std::env::temp_dir().join(format!("tokex-hlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.hlog");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut log = IntervalLog::create(&path, t0, "tokex test").unwrap();
+        let mut h = LatencyHistogram::new();
+        h.record(1_500);
+        log.write(
+            Some("end_to_end"),
+            &h,
+            t0 + Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        log.write(
+            None,
+            &h,
+            t0 + Duration::from_secs(2),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        log.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let intervals: Vec<_> = IntervalLogIterator::new(&bytes)
+            .map(|e| e.unwrap())
+            .filter_map(|e| match e {
+                LogEntry::Interval(i) => {
+                    Some((i.tag().map(|t| t.as_str().to_string()), i.start_timestamp()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals[0].0.as_deref(), Some("end_to_end"));
+        assert_eq!(intervals[1].1, Duration::from_secs(2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stage_table_lists_only_stages_with_samples() {
+        let mut s = StageHistograms::default();
+        s.record(Stage::EndToEnd, 2_000);
+        let t = s.table();
+        assert!(t.contains("end_to_end"));
+        assert!(!t.contains("journal_write"));
+    }
+
+    #[test]
+    fn fmt_ns_picks_a_readable_unit() {
+        assert_eq!(fmt_ns(850), "850ns");
+        assert_eq!(fmt_ns(12_345), "12.3us");
+        assert_eq!(fmt_ns(45_600_000), "45.60ms");
+    }
+}
