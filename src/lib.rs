@@ -6,6 +6,7 @@
 //!
 //! Module map (see README.md, "Architecture"):
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
+//! - [`config`]: the exchange's TOML configuration and its lab defaults.
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
 //! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
@@ -16,6 +17,7 @@
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
+pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod journal;

@@ -1,0 +1,473 @@
+//! The exchange configuration file (`config/tokex.toml`).
+//!
+//! Owns the TOML schema, its defaults (DESIGN.md "Defaults") and validation.
+//! Every value has a default, so an empty file is a working lab config; a
+//! wrong key or value is an error naming it. Does not start anything.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::journal::Durability;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of contract files.
+    pub contracts: PathBuf,
+    pub network: NetworkConfig,
+    pub xdp: XdpConfig,
+    pub runtime: RuntimeConfig,
+    pub engine: EngineLimits,
+    pub gateway: GatewayConfig,
+    pub journal: JournalConfig,
+    pub latency: LatencyConfig,
+    #[serde(rename = "session")]
+    pub sessions: Vec<SessionConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            contracts: PathBuf::from("contracts"),
+            network: NetworkConfig::default(),
+            xdp: XdpConfig::default(),
+            runtime: RuntimeConfig::default(),
+            engine: EngineLimits::default(),
+            gateway: GatewayConfig::default(),
+            journal: JournalConfig::default(),
+            latency: LatencyConfig::default(),
+            sessions: demo_sessions(),
+        }
+    }
+}
+
+/// Which transport carries order entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// AF_XDP through xsk-rs; falls back to `Udp` with a message if it cannot start.
+    Xdp,
+    /// The kernel UDP stack (recvmmsg/sendmmsg).
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub transport: TransportKind,
+    /// Namespace the exchange runs in (informational; `tokex demo` starts it there).
+    pub namespace: String,
+    pub interface: String,
+    pub address: Ipv4Addr,
+    /// Order entry over UDP (AF_XDP or kernel).
+    pub order_port: u16,
+    /// Order entry over plain SoupBinTCP/TCP.
+    pub tcp_port: u16,
+    pub md_group: Ipv4Addr,
+    pub md_port: u16,
+    pub retransmit_port: u16,
+    /// MoldUDP64 session name, exactly 10 characters.
+    pub md_session: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            transport: TransportKind::Xdp,
+            namespace: "tokex-ex".into(),
+            interface: "tkx-ex".into(),
+            address: Ipv4Addr::new(198, 18, 0, 1),
+            order_port: 9000,
+            tcp_port: 9002,
+            md_group: Ipv4Addr::new(239, 198, 0, 1),
+            md_port: 9100,
+            retransmit_port: 9101,
+            md_session: "TOKEX00001".into(),
+        }
+    }
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Try native (driver) mode, fall back to generic (SKB).
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpConfig {
+    pub mode: XdpMode,
+    /// Ask for zero-copy; falls back to copy mode when the driver cannot.
+    pub zero_copy: bool,
+    pub frame_count: u32,
+    pub frame_size: u32,
+    pub rx_ring: u32,
+    pub tx_ring: u32,
+    pub fill_ring: u32,
+    pub completion_ring: u32,
+    pub queue: u32,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig {
+            mode: XdpMode::Auto,
+            zero_copy: true,
+            frame_count: 4096,
+            frame_size: 2048,
+            rx_ring: 2048,
+            tx_ring: 2048,
+            fill_ring: 2048,
+            completion_ring: 2048,
+            queue: 0,
+        }
+    }
+}
+
+/// How the exchange's threads are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One pinned thread: receive, parse, session, match, ack, publish.
+    RunToCompletion,
+    /// A receive thread hands decoded messages over an SPSC ring to the engine thread.
+    Pipelined,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub topology: Topology,
+    /// Core of the engine thread (the one busy-spinning thread in run-to-completion).
+    pub engine_core: usize,
+    /// Core of the receive thread in the pipelined topology.
+    pub rx_core: usize,
+    /// Busy-poll (lowest latency, one core at 100 %) or sleep briefly when idle.
+    pub busy_poll: bool,
+    /// Most frames or datagrams taken per receive batch.
+    pub batch: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            topology: Topology::RunToCompletion,
+            engine_core: 1,
+            rx_core: 0,
+            busy_poll: true,
+            batch: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineLimits {
+    /// Live orders the arena holds; beyond it orders are rejected.
+    pub max_orders: u32,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_orders: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Server heartbeat interval, milliseconds.
+    pub heartbeat_ms: u64,
+    /// A session that sends nothing for this long is logged out.
+    pub idle_timeout_ms: u64,
+    /// Sustained inbound messages per second per session.
+    pub rate_per_sec: u32,
+    /// Burst allowance of the per-session token bucket.
+    pub rate_burst: u32,
+    /// Failed logins from one source before it is made to wait.
+    pub login_failures_before_backoff: u32,
+    /// First back-off after repeated failures, doubled each time, milliseconds.
+    pub login_backoff_ms: u64,
+    /// Sequenced outbound messages kept per session for re-request.
+    pub resend_window: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            heartbeat_ms: 1000,
+            idle_timeout_ms: 15_000,
+            rate_per_sec: 200_000,
+            rate_burst: 20_000,
+            login_failures_before_backoff: 3,
+            login_backoff_ms: 500,
+            resend_window: 1 << 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            path: PathBuf::from("out/journal/tokex.journal"),
+            durability: Durability::Write,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyConfig {
+    /// Directory for the per-stage `.hgrm` and `.hlog` files.
+    pub dir: PathBuf,
+    /// Interval of the `.hlog` interval log, milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        LatencyConfig {
+            dir: PathBuf::from("out/latency"),
+            interval_ms: 1000,
+        }
+    }
+}
+
+/// One order-entry login.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// SoupBinTCP username, at most 6 characters.
+    pub username: String,
+    /// SoupBinTCP password, at most 10 characters.
+    pub password: String,
+    /// Credit limit for the margin check, in the quote currency (0 = no check).
+    #[serde(default)]
+    pub credit: u64,
+}
+
+/// The lab's demo logins: `demo01` .. `demo08`, password = username.
+/// Lab only: anyone who reads the README knows them.
+pub fn demo_sessions() -> Vec<SessionConfig> {
+    (1..=8)
+        .map(|i| {
+            let name = format!("demo{i:02}");
+            SessionConfig {
+                username: name.clone(),
+                password: name,
+                credit: 0,
+            }
+        })
+        .collect()
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: key `{key}`: {reason}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+            file: file.clone(),
+            error,
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            reason,
+        };
+        let n = &self.network;
+        if !is_lab_unicast(n.address) && !n.address.is_loopback() {
+            return Err(bad(
+                "network.address",
+                format!(
+                    "{} is outside the lab range 198.18.0.0/24 and loopback",
+                    n.address
+                ),
+            ));
+        }
+        let o = n.md_group.octets();
+        if !(o[0] == 239 && o[1] == 198) {
+            return Err(bad(
+                "network.md_group",
+                format!(
+                    "{} is outside the lab multicast range 239.198.0.0/16",
+                    n.md_group
+                ),
+            ));
+        }
+        if n.md_session.len() != 10 || !n.md_session.is_ascii() {
+            return Err(bad(
+                "network.md_session",
+                "must be exactly 10 ASCII characters".into(),
+            ));
+        }
+        let ports = [n.order_port, n.tcp_port, n.md_port, n.retransmit_port];
+        for (i, p) in ports.iter().enumerate() {
+            if *p == 0 || ports[..i].contains(p) {
+                return Err(bad("network", format!("port {p} is zero or used twice")));
+            }
+        }
+        let x = &self.xdp;
+        for (key, v) in [
+            ("xdp.frame_count", x.frame_count),
+            ("xdp.rx_ring", x.rx_ring),
+            ("xdp.tx_ring", x.tx_ring),
+            ("xdp.fill_ring", x.fill_ring),
+            ("xdp.completion_ring", x.completion_ring),
+        ] {
+            if !v.is_power_of_two() {
+                return Err(bad(key, format!("{v} is not a power of two")));
+            }
+        }
+        if x.frame_size != 2048 && x.frame_size != 4096 {
+            return Err(bad("xdp.frame_size", "must be 2048 or 4096".into()));
+        }
+        if self.runtime.batch == 0 || self.runtime.batch > 256 {
+            return Err(bad("runtime.batch", "must be between 1 and 256".into()));
+        }
+        if self.engine.max_orders == 0 {
+            return Err(bad("engine.max_orders", "must be positive".into()));
+        }
+        if self.gateway.rate_per_sec == 0 || self.gateway.rate_burst == 0 {
+            return Err(bad(
+                "gateway.rate_per_sec",
+                "rate and burst must be positive".into(),
+            ));
+        }
+        if self.sessions.is_empty() {
+            return Err(bad("session", "at least one [[session]] is needed".into()));
+        }
+        for (i, s) in self.sessions.iter().enumerate() {
+            if s.username.is_empty() || s.username.len() > 6 || !s.username.is_ascii() {
+                return Err(bad(
+                    "session.username",
+                    format!("{:?}: 1 to 6 ASCII characters", s.username),
+                ));
+            }
+            if s.password.is_empty() || s.password.len() > 10 || !s.password.is_ascii() {
+                return Err(bad(
+                    "session.password",
+                    format!("for {:?}: 1 to 10 ASCII characters", s.username),
+                ));
+            }
+            if self.sessions[..i].iter().any(|o| o.username == s.username) {
+                return Err(bad(
+                    "session.username",
+                    format!("{:?} defined twice", s.username),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `a` is in the lab's unicast range, 198.18.0.0/24.
+pub fn is_lab_unicast(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 198 && o[1] == 18 && o[2] == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_design_defaults() {
+        let c = Config::parse("t.toml", "").unwrap();
+        assert_eq!(c.network.address, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(c.network.order_port, 9000);
+        assert_eq!(c.network.tcp_port, 9002);
+        assert_eq!(c.network.md_group, Ipv4Addr::new(239, 198, 0, 1));
+        assert_eq!(c.network.md_port, 9100);
+        assert_eq!(c.network.retransmit_port, 9101);
+        assert_eq!(c.sessions.len(), 8);
+        assert_eq!(c.sessions[0].username, "demo01");
+        assert_eq!(c.sessions[7].password, "demo08");
+        assert_eq!(c.journal.durability, Durability::Write);
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tokex.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.sessions.len(), 8);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("t.toml", "[network]\nprot = 1\n").unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        assert!(err.to_string().contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn addresses_outside_the_lab_are_refused() {
+        let err = Config::parse("t.toml", "[network]\naddress = \"203.0.113.9\"\n").unwrap_err();
+        assert!(err.to_string().contains("network.address"), "{err}");
+        let err = Config::parse("t.toml", "[network]\nmd_group = \"239.1.1.1\"\n").unwrap_err();
+        assert!(err.to_string().contains("md_group"), "{err}");
+    }
+
+    #[test]
+    fn ring_sizes_must_be_powers_of_two() {
+        let err = Config::parse("t.toml", "[xdp]\nrx_ring = 1000\n").unwrap_err();
+        assert!(err.to_string().contains("xdp.rx_ring"), "{err}");
+    }
+
+    #[test]
+    fn sessions_are_validated() {
+        let two = "[[session]]\nusername = \"a\"\npassword = \"b\"\n";
+        let err = Config::parse("t.toml", &format!("{two}{two}")).unwrap_err();
+        assert!(err.to_string().contains("defined twice"), "{err}");
+        let err = Config::parse(
+            "t.toml",
+            "[[session]]\nusername = \"toolongname\"\npassword = \"b\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("session.username"), "{err}");
+    }
+}
