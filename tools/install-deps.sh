@@ -12,6 +12,8 @@ PKGS=(
   tshark tcpdump
   # instruction counts for hot-path changes
   valgrind
+  # a TrueType font for the text in the PNG latency plots
+  fonts-dejavu-core
 )
 
 missing=()
