@@ -13,6 +13,7 @@
 //! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
 //! - [`journal`]: the append-only input journal (group commit, CRC, torn-tail recovery).
 //! - [`latency`]: per-stage HdrHistogram recorders and their `.hgrm`/`.hlog`/JSON outputs.
+//! - [`runtime`]: threads, core pinning, shutdown, the pipelined hand-off ring.
 //! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
@@ -24,5 +25,6 @@ pub mod journal;
 pub mod latency;
 pub mod net;
 pub mod replay;
+pub mod runtime;
 pub mod types;
 pub mod wire;
