@@ -49,7 +49,7 @@ impl Price {
 
     /// Whether this price is a whole multiple of `tick`.
     pub fn is_multiple_of(self, tick: Price) -> bool {
-        tick.0 != 0 && self.0 % tick.0 == 0
+        tick.0 != 0 && self.0.is_multiple_of(tick.0)
     }
 
     /// Writes the price with exactly `decimals` decimal places (0..=4), e.g.
@@ -81,7 +81,7 @@ impl Price {
             return 0;
         }
         let mut d = PRICE_DECIMALS;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             d -= 1;
         }

@@ -1,0 +1,499 @@
+//! One test per matching rule of DESIGN.md, named after the rule.
+
+use super::*;
+use crate::contract::ContractSet;
+use std::path::Path;
+
+const A: AccountId = AccountId(1);
+const B: AccountId = AccountId(2);
+const C: AccountId = AccountId(3);
+const TK: InstrumentId = InstrumentId(0);
+
+fn contracts(stp: &str) -> ContractSet {
+    let mut set = ContractSet::default();
+    set.add_toml(
+        Path::new("test.toml"),
+        &format!(
+            r#"
+[[contract]]
+symbol = "TK2612"
+reference_price = "6.500"
+tick = "0.001"
+limit_pct = 8
+max_order_qty = 1000
+stp = "{stp}"
+
+[[contract]]
+symbol = "GH2612"
+reference_price = "2.150"
+tick = "0.001"
+limit_pct = 20
+max_order_qty = 500
+"#
+        ),
+    )
+    .unwrap();
+    set
+}
+
+struct T {
+    e: Engine,
+    ev: Vec<Event>,
+    tag: u64,
+}
+
+fn px(s: &str) -> Price {
+    s.parse().unwrap()
+}
+
+impl T {
+    fn new() -> T {
+        T::with_stp("cancel-resting")
+    }
+
+    fn with_stp(stp: &str) -> T {
+        T {
+            e: Engine::new(&contracts(stp), EngineConfig { max_orders: 64 }),
+            ev: Vec::new(),
+            tag: 0,
+        }
+    }
+
+    /// Enters an order and returns its id (if accepted) and its events.
+    fn order(
+        &mut self,
+        acct: AccountId,
+        side: Side,
+        qty: u32,
+        price: &str,
+        tif: Tif,
+    ) -> Option<OrderId> {
+        self.tag += 1;
+        self.ev.clear();
+        self.e.enter(
+            Nanos(self.tag),
+            &NewOrder {
+                account: acct,
+                tag: self.tag,
+                instrument: TK,
+                side,
+                price: px(price),
+                qty: Qty::new(qty),
+                tif,
+            },
+            &mut self.ev,
+        );
+        self.ev.iter().find_map(|e| match e {
+            Event::Accepted { order, .. } => Some(*order),
+            _ => None,
+        })
+    }
+
+    fn day(&mut self, acct: AccountId, side: Side, qty: u32, price: &str) -> OrderId {
+        self.order(acct, side, qty, price, Tif::Day).unwrap()
+    }
+
+    fn fills(&self) -> Vec<(u32, u32, AccountId, AccountId)> {
+        self.ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Executed {
+                    price,
+                    qty,
+                    taker,
+                    maker,
+                    ..
+                } => Some((price.raw(), qty.lots(), taker.account, maker.account)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reject(&self) -> Option<RejectReason> {
+        self.ev.iter().find_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        })
+    }
+
+    fn book(&self, side: Side) -> Vec<(u32, u32, AccountId)> {
+        self.e
+            .resting(TK, side)
+            .map(|o| (o.price.raw(), o.qty.lots(), o.account))
+            .collect()
+    }
+}
+
+#[test]
+fn incoming_order_trades_at_the_resting_price() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 5, "6.500");
+    t.order(B, Side::Buy, 5, "6.600", Tif::Day);
+    assert_eq!(t.fills(), vec![(65_000, 5, B, A)]);
+    assert!(t.book(Side::Buy).is_empty() && t.book(Side::Sell).is_empty());
+}
+
+#[test]
+fn better_price_trades_first_then_earlier_order_at_the_same_price() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 1, "6.510");
+    t.day(C, Side::Sell, 1, "6.500");
+    t.day(A, Side::Sell, 1, "6.500");
+    t.order(B, Side::Buy, 3, "6.510", Tif::Day);
+    assert_eq!(
+        t.fills(),
+        vec![(65_000, 1, B, C), (65_000, 1, B, A), (65_100, 1, B, A)]
+    );
+}
+
+#[test]
+fn aggressor_sweeps_levels_while_it_crosses_then_rests_the_rest() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 2, "6.500");
+    t.day(A, Side::Sell, 2, "6.501");
+    t.day(A, Side::Sell, 2, "6.503");
+    t.order(B, Side::Buy, 10, "6.502", Tif::Day);
+    assert_eq!(t.fills(), vec![(65_000, 2, B, A), (65_010, 2, B, A)]);
+    assert_eq!(t.book(Side::Buy), vec![(65_020, 6, B)]);
+    assert_eq!(t.book(Side::Sell), vec![(65_030, 2, A)]);
+    assert!(matches!(t.ev.last(), Some(Event::BookAdd { qty, .. }) if qty.lots() == 6));
+}
+
+#[test]
+fn match_numbers_increase_by_one_per_fill() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 1, "6.500");
+    t.day(A, Side::Sell, 1, "6.500");
+    t.order(B, Side::Buy, 2, "6.500", Tif::Ioc);
+    let numbers: Vec<u64> =
+        t.ev.iter()
+            .filter_map(|e| match e {
+                Event::Executed { match_number, .. } => Some(*match_number),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(numbers, vec![1, 2]);
+}
+
+#[test]
+fn ioc_cancels_the_unfilled_rest() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 3, "6.500");
+    t.order(B, Side::Buy, 5, "6.500", Tif::Ioc);
+    assert_eq!(t.fills(), vec![(65_000, 3, B, A)]);
+    assert!(t.ev.iter().any(|e| matches!(e,
+        Event::Canceled { decrement, reason: CancelReason::ImmediateOrCancel, .. } if decrement.lots() == 2)));
+    assert!(t.book(Side::Buy).is_empty());
+    assert!(!t.ev.iter().any(|e| matches!(e, Event::BookAdd { .. })));
+}
+
+#[test]
+fn fok_that_cannot_fill_in_full_has_no_effect() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 3, "6.500");
+    t.order(B, Side::Buy, 5, "6.500", Tif::Fok);
+    assert!(t.fills().is_empty());
+    assert!(t.ev.iter().any(|e| matches!(e,
+        Event::Canceled { reason: CancelReason::FillOrKill, decrement, .. } if decrement.lots() == 5)));
+    assert_eq!(t.book(Side::Sell), vec![(65_000, 3, A)]);
+}
+
+#[test]
+fn fok_fills_in_full_across_levels() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 3, "6.500");
+    t.day(C, Side::Sell, 3, "6.501");
+    t.order(B, Side::Buy, 5, "6.501", Tif::Fok);
+    assert_eq!(t.fills(), vec![(65_000, 3, B, A), (65_010, 2, B, C)]);
+}
+
+#[test]
+fn fok_does_not_count_the_accounts_own_orders() {
+    let mut t = T::new();
+    t.day(B, Side::Sell, 5, "6.500");
+    t.day(A, Side::Sell, 3, "6.500");
+    t.order(B, Side::Buy, 5, "6.500", Tif::Fok);
+    assert!(t.fills().is_empty());
+    // No effect at all: B's own resting order is still there.
+    assert_eq!(t.book(Side::Sell), vec![(65_000, 5, B), (65_000, 3, A)]);
+}
+
+#[test]
+fn cancel_to_size_keeps_priority() {
+    let mut t = T::new();
+    let first = t.day(A, Side::Sell, 5, "6.500");
+    t.day(C, Side::Sell, 5, "6.500");
+    t.ev.clear();
+    t.e.cancel(Nanos(9), A, first, Qty::new(2), 0, &mut t.ev);
+    assert!(
+        matches!(t.ev[0], Event::Canceled { decrement, remaining, .. } if decrement.lots() == 3 && remaining.lots() == 2)
+    );
+    assert!(matches!(t.ev[1], Event::BookReduce { qty, .. } if qty.lots() == 3));
+    t.order(B, Side::Buy, 2, "6.500", Tif::Ioc);
+    assert_eq!(t.fills(), vec![(65_000, 2, B, A)]);
+}
+
+#[test]
+fn cancel_to_zero_removes_the_order() {
+    let mut t = T::new();
+    let id = t.day(A, Side::Buy, 5, "6.400");
+    t.ev.clear();
+    t.e.cancel(Nanos(9), A, id, Qty::ZERO, 0, &mut t.ev);
+    assert!(matches!(t.ev[1], Event::BookDelete { order, .. } if order == id));
+    assert!(t.book(Side::Buy).is_empty());
+    assert_eq!(t.e.live_orders(), 0);
+    assert_eq!(t.e.best(TK), (None, None));
+}
+
+#[test]
+fn cancel_to_a_size_at_or_above_open_changes_nothing() {
+    let mut t = T::new();
+    let id = t.day(A, Side::Buy, 5, "6.400");
+    t.ev.clear();
+    t.e.cancel(Nanos(9), A, id, Qty::new(7), 0, &mut t.ev);
+    assert!(t.ev.is_empty());
+    assert_eq!(t.book(Side::Buy), vec![(64_000, 5, A)]);
+}
+
+#[test]
+fn a_client_cannot_cancel_another_accounts_order() {
+    let mut t = T::new();
+    let id = t.day(A, Side::Buy, 5, "6.400");
+    t.ev.clear();
+    t.e.cancel(Nanos(9), B, id, Qty::ZERO, 77, &mut t.ev);
+    assert_eq!(
+        t.ev,
+        vec![Event::Rejected {
+            account: B,
+            tag: 77,
+            reason: RejectReason::UnknownOrder
+        }]
+    );
+    assert_eq!(t.book(Side::Buy), vec![(64_000, 5, A)]);
+}
+
+#[test]
+fn cancel_of_a_finished_order_is_rejected() {
+    let mut t = T::new();
+    let id = t.day(A, Side::Sell, 1, "6.500");
+    t.order(B, Side::Buy, 1, "6.500", Tif::Day);
+    t.ev.clear();
+    t.e.cancel(Nanos(9), A, id, Qty::ZERO, 5, &mut t.ev);
+    assert_eq!(t.reject(), Some(RejectReason::UnknownOrder));
+}
+
+#[test]
+fn replace_that_shrinks_at_the_same_price_keeps_priority_and_id() {
+    let mut t = T::new();
+    let first = t.day(A, Side::Sell, 5, "6.500");
+    t.day(C, Side::Sell, 5, "6.500");
+    t.ev.clear();
+    t.e.replace(Nanos(9), A, first, 99, px("6.500"), Qty::new(3), &mut t.ev);
+    assert!(
+        matches!(t.ev[0], Event::Replaced { old_order, order, tag: 99, .. } if old_order == first && order == first)
+    );
+    assert!(matches!(t.ev[1], Event::BookReduce { qty, .. } if qty.lots() == 2));
+    t.order(B, Side::Buy, 1, "6.500", Tif::Ioc);
+    assert_eq!(t.fills(), vec![(65_000, 1, B, A)]);
+}
+
+#[test]
+fn replace_that_grows_loses_priority() {
+    let mut t = T::new();
+    let first = t.day(A, Side::Sell, 5, "6.500");
+    t.day(C, Side::Sell, 5, "6.500");
+    t.ev.clear();
+    t.e.replace(Nanos(9), A, first, 99, px("6.500"), Qty::new(6), &mut t.ev);
+    let new_id = match t.ev[0] {
+        Event::Replaced { order, .. } => order,
+        ref e => panic!("{e:?}"),
+    };
+    assert_ne!(new_id, first);
+    assert!(matches!(t.ev[1], Event::BookReplace { old_order, .. } if old_order == first));
+    t.order(B, Side::Buy, 1, "6.500", Tif::Ioc);
+    assert_eq!(t.fills(), vec![(65_000, 1, B, C)]);
+}
+
+#[test]
+fn replace_to_a_new_price_goes_to_the_back_of_the_new_level() {
+    let mut t = T::new();
+    let mine = t.day(A, Side::Buy, 5, "6.400");
+    t.day(C, Side::Buy, 5, "6.410");
+    t.ev.clear();
+    t.e.replace(Nanos(9), A, mine, 99, px("6.410"), Qty::new(5), &mut t.ev);
+    assert_eq!(t.book(Side::Buy), vec![(64_100, 5, C), (64_100, 5, A)]);
+}
+
+#[test]
+fn replace_that_crosses_trades_at_once_as_an_aggressor() {
+    let mut t = T::new();
+    let mine = t.day(A, Side::Buy, 5, "6.400");
+    t.day(C, Side::Sell, 2, "6.450");
+    t.ev.clear();
+    t.e.replace(Nanos(9), A, mine, 99, px("6.450"), Qty::new(5), &mut t.ev);
+    assert!(matches!(t.ev[1], Event::BookDelete { order, .. } if order == mine));
+    assert_eq!(t.fills(), vec![(64_500, 2, A, C)]);
+    assert!(matches!(t.ev.last(), Some(Event::BookAdd { qty, .. }) if qty.lots() == 3));
+    assert_eq!(t.book(Side::Buy), vec![(64_500, 3, A)]);
+}
+
+#[test]
+fn replace_with_an_invalid_price_is_rejected_without_effect() {
+    let mut t = T::new();
+    let mine = t.day(A, Side::Buy, 5, "6.400");
+    t.ev.clear();
+    t.e.replace(Nanos(9), A, mine, 99, px("6.4005"), Qty::new(5), &mut t.ev);
+    assert_eq!(t.reject(), Some(RejectReason::PriceOffTick));
+    assert_eq!(t.book(Side::Buy), vec![(64_000, 5, A)]);
+    assert!(t.e.order(mine).is_some());
+}
+
+#[test]
+fn self_trade_cancel_resting_removes_the_resting_order_and_matching_goes_on() {
+    let mut t = T::new();
+    t.day(A, Side::Sell, 2, "6.500");
+    t.day(C, Side::Sell, 2, "6.500");
+    t.order(A, Side::Buy, 3, "6.500", Tif::Day);
+    assert!(t.ev.iter().any(|e| matches!(e, Event::Canceled { account, reason: CancelReason::SelfTrade, .. } if *account == A)));
+    assert_eq!(t.fills(), vec![(65_000, 2, A, C)]);
+    assert_eq!(t.book(Side::Buy), vec![(65_000, 1, A)]);
+    assert!(t.book(Side::Sell).is_empty());
+}
+
+#[test]
+fn self_trade_cancel_incoming_cancels_the_rest_of_the_incoming_order() {
+    let mut t = T::with_stp("cancel-incoming");
+    t.day(C, Side::Sell, 1, "6.500");
+    t.day(A, Side::Sell, 2, "6.500");
+    t.order(A, Side::Buy, 3, "6.500", Tif::Day);
+    assert_eq!(t.fills(), vec![(65_000, 1, A, C)]);
+    assert_eq!(t.book(Side::Sell), vec![(65_000, 2, A)]);
+    assert!(t.book(Side::Buy).is_empty());
+    assert!(t.ev.iter().any(|e| matches!(e, Event::Canceled { decrement, reason: CancelReason::SelfTrade, .. } if decrement.lots() == 2)));
+}
+
+#[test]
+fn self_trade_cancel_both_cancels_resting_and_incoming() {
+    let mut t = T::with_stp("cancel-both");
+    t.day(A, Side::Sell, 2, "6.500");
+    t.day(C, Side::Sell, 2, "6.500");
+    t.order(A, Side::Buy, 3, "6.500", Tif::Day);
+    assert!(t.fills().is_empty());
+    assert_eq!(t.book(Side::Sell), vec![(65_000, 2, C)]);
+    assert!(t.book(Side::Buy).is_empty());
+}
+
+#[test]
+fn rejects_name_their_reason_and_have_no_other_effect() {
+    let mut t = T::new();
+    let cases = [
+        (5, "6.5005", RejectReason::PriceOffTick),
+        (5, "7.030", RejectReason::PriceOutsideLimits),
+        (5, "5.970", RejectReason::PriceOutsideLimits),
+        (0, "6.500", RejectReason::InvalidQty),
+        (1001, "6.500", RejectReason::QtyAboveMax),
+    ];
+    for (qty, price, reason) in cases {
+        assert_eq!(t.order(A, Side::Buy, qty, price, Tif::Day), None);
+        assert_eq!(t.ev.len(), 1, "{price} {qty}");
+        assert_eq!(t.reject(), Some(reason), "{price} {qty}");
+    }
+    // Limits are inclusive.
+    assert!(t.order(A, Side::Buy, 1, "7.020", Tif::Day).is_some());
+    assert!(t.order(A, Side::Sell, 1000, "5.980", Tif::Day).is_some());
+}
+
+#[test]
+fn unknown_instrument_is_rejected() {
+    let mut t = T::new();
+    t.e.enter(
+        Nanos(1),
+        &NewOrder {
+            account: A,
+            tag: 1,
+            instrument: InstrumentId(9),
+            side: Side::Buy,
+            price: px("6.5"),
+            qty: Qty::new(1),
+            tif: Tif::Day,
+        },
+        &mut t.ev,
+    );
+    assert_eq!(t.reject(), Some(RejectReason::UnknownInstrument));
+}
+
+#[test]
+fn halted_market_rejects_orders_but_accepts_cancels() {
+    let mut t = T::new();
+    let id = t.day(A, Side::Buy, 5, "6.400");
+    t.e.set_phase(Nanos(5), Some(TK), Phase::Halt, &mut t.ev);
+    assert_eq!(t.order(B, Side::Sell, 1, "6.400", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::MarketNotOpen));
+    t.ev.clear();
+    t.e.replace(Nanos(6), A, id, 9, px("6.401"), Qty::new(5), &mut t.ev);
+    assert_eq!(t.reject(), Some(RejectReason::MarketNotOpen));
+    t.ev.clear();
+    t.e.cancel(Nanos(7), A, id, Qty::ZERO, 0, &mut t.ev);
+    assert!(matches!(t.ev[0], Event::Canceled { .. }));
+}
+
+#[test]
+fn preopen_accepts_orders_without_matching() {
+    let mut t = T::new();
+    t.e.set_phase(Nanos(1), None, Phase::PreOpen, &mut t.ev);
+    t.day(A, Side::Sell, 5, "6.400");
+    t.day(B, Side::Buy, 5, "6.500");
+    assert!(t.fills().is_empty());
+    assert_eq!(t.book(Side::Buy).len(), 1);
+    assert_eq!(t.book(Side::Sell).len(), 1);
+}
+
+#[test]
+fn closing_cancels_every_resting_order() {
+    let mut t = T::new();
+    t.day(A, Side::Buy, 5, "6.400");
+    t.day(B, Side::Sell, 5, "6.600");
+    t.ev.clear();
+    t.e.set_phase(Nanos(5), Some(TK), Phase::Closed, &mut t.ev);
+    assert_eq!(
+        t.ev.iter()
+            .filter(|e| matches!(
+                e,
+                Event::Canceled {
+                    reason: CancelReason::MarketClosed,
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    assert_eq!(t.e.live_orders(), 0);
+    assert_eq!(t.order(A, Side::Buy, 1, "6.400", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::MarketNotOpen));
+}
+
+#[test]
+fn running_out_of_capacity_is_a_clean_reject() {
+    let mut t = T::new();
+    for i in 0..64 {
+        t.day(A, Side::Buy, 1, if i % 2 == 0 { "6.400" } else { "6.300" });
+    }
+    assert_eq!(t.order(A, Side::Buy, 1, "6.400", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::CapacityExhausted));
+    assert_eq!(t.e.live_orders(), 64);
+}
+
+#[test]
+fn best_prices_follow_adds_fills_and_cancels() {
+    let mut t = T::new();
+    let b1 = t.day(A, Side::Buy, 1, "6.400");
+    t.day(A, Side::Buy, 1, "6.300");
+    t.day(B, Side::Sell, 1, "6.600");
+    assert_eq!(t.e.best(TK), (Some(px("6.4")), Some(px("6.6"))));
+    t.ev.clear();
+    t.e.cancel(Nanos(1), A, b1, Qty::ZERO, 0, &mut t.ev);
+    assert_eq!(t.e.best(TK), (Some(px("6.3")), Some(px("6.6"))));
+    t.order(C, Side::Buy, 1, "6.600", Tif::Ioc);
+    assert_eq!(t.e.best(TK), (Some(px("6.3")), None));
+    assert_eq!(t.e.level_qty(TK, Side::Buy, px("6.3")), 1);
+}
