@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the engine over an order-flow CSV and write trades, book, rejects and ITCH.
+    Replay(tokex::replay::ReplayArgs),
     /// Print the contracts of a contracts directory with their limits.
     Contracts {
         #[arg(long, default_value = "contracts")]
@@ -25,6 +27,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Replay(args) => {
+            let summary = tokex::replay::run(&args)?;
+            println!("replay: {summary}; outputs in {}", args.out.display());
+        }
         Command::Contracts { dir } => {
             let set = tokex::contract::ContractSet::load_dir(&dir)?;
             println!(
