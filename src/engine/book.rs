@@ -401,6 +401,7 @@ impl Book {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestingOrder {
     pub order: OrderId,
+    pub instrument: InstrumentId,
     pub account: AccountId,
     pub tag: u64,
     pub side: Side,

@@ -610,6 +610,7 @@ impl Engine {
         let n = self.arena.get(slot);
         RestingOrder {
             order: self.arena.id_of(slot),
+            instrument: n.instrument,
             account: n.account,
             tag: n.tag,
             side: n.side,
