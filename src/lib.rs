@@ -6,6 +6,7 @@
 //!
 //! Module map (see README.md, "Architecture"):
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
+//! - [`bench`]: benchmark flows and runners (engine vs a peer order book).
 //! - [`config`]: the exchange's TOML configuration and its lab defaults.
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
@@ -18,6 +19,7 @@
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
+pub mod bench;
 pub mod config;
 pub mod contract;
 pub mod engine;

@@ -15,6 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Side-by-side benchmarks (engine vs a peer order-book crate, ...).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run the engine over an order-flow CSV and write trades, book, rejects and ITCH.
     Replay(tokex::replay::ReplayArgs),
     /// Print the contracts of a contracts directory with their limits.
@@ -24,9 +27,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The matching engine vs lobster on the same mixed order flow, one core.
+    Engine {
+        /// Operations in the measured flow.
+        #[arg(long, default_value_t = 5_000_000)]
+        ops: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Pin to this core.
+        #[arg(long)]
+        core: Option<usize>,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(BenchCommand::Engine { ops, seed, core }) => {
+            if let Some(core) = core {
+                tokex::runtime::pin_current_thread(core)?;
+            }
+            print!("{}", tokex::bench::engine::run(ops, seed)?);
+        }
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;
             println!("replay: {summary}; outputs in {}", args.out.display());

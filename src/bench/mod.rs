@@ -1,0 +1,4 @@
+//! Benchmark harnesses shared by the criterion benches, the allocation test
+//! and `tokex bench`: flow models and runners, never used by the exchange.
+
+pub mod engine;
