@@ -193,14 +193,12 @@ struct RecordId<'a>(&'a mut Vec<OrderId>);
 
 impl tokex::engine::EventSink for RecordId<'_> {
     fn event(&mut self, e: &tokex::engine::Event) {
-        match e {
-            tokex::engine::Event::Accepted { order, .. }
-            | tokex::engine::Event::Replaced { order, .. } => {
-                if self.0.len() < self.0.capacity() {
-                    self.0.push(*order);
-                }
+        if let tokex::engine::Event::Accepted { order, .. }
+        | tokex::engine::Event::Replaced { order, .. } = e
+        {
+            if self.0.len() < self.0.capacity() {
+                self.0.push(*order);
             }
-            _ => {}
         }
     }
 }

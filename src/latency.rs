@@ -384,7 +384,7 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         assert!(text.starts_with("       Value     Percentile TotalCount"));
         assert!(text.contains("Total count    =            4]"), "{text}");
-        let last_value_line = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last_value_line = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         assert!(
             last_value_line.contains("1.000000000000"),
             "{last_value_line}"

@@ -10,6 +10,7 @@
 //! - [`config`]: the exchange's TOML configuration and its lab defaults.
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
+//! - [`feed`]: engine events to ITCH 5.0, and the feed handler's rebuilt books.
 //! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
 //! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
 //! - [`journal`]: the append-only input journal (group commit, CRC, torn-tail recovery).
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod config;
 pub mod contract;
 pub mod engine;
+pub mod feed;
 pub mod journal;
 pub mod latency;
 pub mod net;

@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig, Event, EventSink, NewOrder, Phase, RejectReason};
+use crate::feed::itch_encoder::{ItchEncoder, ItchFileSink};
 use crate::types::{AccountId, InstrumentId, Nanos, OrderId, Price, Qty, Side, Symbol, Tif};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -317,7 +318,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let mut engine = Engine::new(&contracts, EngineConfig::default());
     let mut tokens = Tokens::default();
     let mut summary = ReplaySummary::default();
-    let mut extra = crate::replay::extra_sink();
+    let mut itch = ItchFileSink::new(ItchEncoder::new(&contracts), create("itch.bin")?);
+    itch.start_of_day();
     let mut rec = Recorder {
         contracts: &contracts,
         tokens: &mut tokens,
@@ -335,7 +337,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             continue; // header
         }
         rec.summary.rows += 1;
-        let now = Nanos(lineno as u64);
+        // Time is the row number: 09:00:00 plus one microsecond per line.
+        let now = Nanos(9 * 3_600_000_000_000 + lineno as u64 * 1_000);
         let row = match parse_row(&line) {
             Ok(r) => r,
             Err(e) => {
@@ -344,7 +347,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 continue;
             }
         };
-        let mut sink = crate::engine::Tee(&mut rec, &mut extra);
+        itch.set_time(now);
+        let mut sink = crate::engine::Tee(&mut rec, &mut itch);
         apply(
             &contracts,
             &mut engine,
@@ -366,6 +370,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     }
     trades.flush()?;
     rejects.flush()?;
+    let (mut itch_out, messages) = itch.finish().context("writing itch.bin")?;
+    itch_out.flush()?;
+    summary.itch_messages = messages;
 
     let mut book = create("book.csv")?;
     writeln!(book, "symbol,side,price,qty,account,token")?;
@@ -489,10 +496,6 @@ fn apply(
         }
     }
 }
-
-/// The sink that receives every engine event of a replay besides the CSV
-/// recorder. Until the ITCH encoder exists it discards them.
-fn extra_sink() -> () {}
 
 #[cfg(test)]
 mod tests {

@@ -211,7 +211,7 @@ impl Model {
             Err(RejectReason::InvalidQty)
         } else if qty > s.max {
             Err(RejectReason::QtyAboveMax)
-        } else if price % s.tick != 0 {
+        } else if !price.is_multiple_of(s.tick) {
             Err(RejectReason::PriceOffTick)
         } else if price < s.lower || price > s.upper {
             Err(RejectReason::PriceOutsideLimits)
@@ -249,6 +249,7 @@ impl Model {
         self.books[i].retain(|o| o.tag != tag);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn enter(
         &mut self,
         tag: u64,
