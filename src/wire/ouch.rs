@@ -12,9 +12,9 @@
 //! (immediate) as IOC, or as FOK when `Minimum Quantity` equals `Shares`;
 //! any other value (99998 market hours, 99999 system hours, seconds) as DAY.
 
-use zerocopy::network_endian::{U32, U64};
 use super::{trim, DecodeError, EncodeError};
 use crate::types::{Price, Qty, Side, Symbol, Tif};
+use zerocopy::network_endian::{U32, U64};
 
 /// Order tokens: 14 alpha characters, space padded on the right.
 pub type Token = [u8; 14];
