@@ -218,7 +218,8 @@ impl SystemEvent {
 
 impl StockDirectory {
     /// A directory entry for a futures contract: lot size as the round lot,
-    /// round lots only.
+    /// round lots only, issue classification `Q` (other securities), issue
+    /// sub-type `Z` (not applicable), not an ETP, not inverse.
     pub fn new(h: Header, stock: Symbol, round_lot_size: u32) -> StockDirectory {
         let mut m = StockDirectory::with_header(h);
         m.stock = *stock.wire();
@@ -226,14 +227,14 @@ impl StockDirectory {
         m.financial_status = b' ';
         m.round_lot_size = U32::new(round_lot_size);
         m.round_lots_only = b'Y';
-        m.issue_classification = b' ';
-        m.issue_subtype = *b"  ";
+        m.issue_classification = b'Q';
+        m.issue_subtype = *b"Z ";
         m.authenticity = b'P';
         m.short_sale_threshold = b' ';
         m.ipo_flag = b' ';
         m.luld_tier = b' ';
-        m.etp_flag = b' ';
-        m.inverse_indicator = b' ';
+        m.etp_flag = b'N';
+        m.inverse_indicator = b'N';
         m
     }
     pub fn symbol(&self) -> Symbol {
