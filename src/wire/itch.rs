@@ -399,23 +399,47 @@ impl Noii {
 /// Iterates a length-prefixed ITCH stream (NASDAQ's file format and
 /// `tokex replay`'s `itch.bin`: each message preceded by a big-endian u16
 /// length). Stops at the first error, which it yields.
-pub fn stream(mut buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, DecodeError>> {
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        if buf.is_empty() || failed {
+pub fn stream(buf: &[u8]) -> ItchStream<'_> {
+    ItchStream { buf, failed: false }
+}
+
+/// Iterator over a length-prefixed ITCH stream; see [`stream`].
+pub struct ItchStream<'a> {
+    buf: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Iterator for ItchStream<'a> {
+    type Item = Result<Message<'a>, DecodeError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
             return None;
         }
-        let r = (|| {
-            super::need(buf, 2)?;
-            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-            super::need(buf, 2 + len)?;
-            let m = Message::parse(&buf[2..2 + len])?;
-            buf = &buf[2 + len..];
-            Ok(m)
-        })();
-        failed = r.is_err();
+        let [a, b, rest @ ..] = self.buf else {
+            if !self.buf.is_empty() {
+                self.failed = true;
+                return Some(Err(DecodeError::TooShort {
+                    needed: 2,
+                    got: self.buf.len(),
+                }));
+            }
+            return None;
+        };
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        let Some((msg, tail)) = rest.split_at_checked(len) else {
+            self.failed = true;
+            return Some(Err(DecodeError::TooShort {
+                needed: len + 2,
+                got: self.buf.len(),
+            }));
+        };
+        self.buf = tail;
+        let r = Message::parse(msg);
+        self.failed = r.is_err();
         Some(r)
-    })
+    }
 }
 
 #[cfg(test)]

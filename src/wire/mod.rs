@@ -26,17 +26,19 @@ macro_rules! wire_struct {
             /// Bytes on the wire.
             pub const LEN: usize = $len;
             /// A view of exactly `Self::LEN` bytes.
+            #[inline]
             pub fn view(b: &[u8]) -> Result<&$name, $crate::wire::DecodeError> {
-                if b.len() != $len {
-                    return Err(if b.len() < $len {
+                // One length check (zerocopy's); the error is refined off the hot path.
+                <$name as zerocopy::FromBytes>::ref_from_bytes(b).map_err(|_| {
+                    if b.len() < $len {
                         $crate::wire::DecodeError::TooShort { needed: $len, got: b.len() }
                     } else {
                         $crate::wire::DecodeError::BadLength(b.len())
-                    });
-                }
-                <$name as zerocopy::FromBytes>::ref_from_bytes(b).map_err(|_| $crate::wire::DecodeError::BadLength(b.len()))
+                    }
+                })
             }
             /// Writes the message to the front of `out`.
+            #[inline]
             pub fn write(&self, out: &mut [u8]) -> Result<usize, $crate::wire::EncodeError> {
                 $crate::wire::put(out, zerocopy::IntoBytes::as_bytes(self))
             }

@@ -1,0 +1,259 @@
+//! Codec throughput in ns/message: decode + dispatch of a realistic ITCH
+//! mix (the engine's own output on the mixed flow), side by side with the
+//! `itchy` crate parsing the same buffer; OUCH Enter/Cancel inside
+//! SoupBinTCP; and encoding the publisher's mix into MoldUDP64 packets.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tokex::bench::engine::{mixed_flow, FlowOp};
+use tokex::contract::ContractSet;
+use tokex::engine::{Engine, EngineConfig, Event, NewOrder};
+use tokex::feed::itch_encoder::ItchEncoder;
+use tokex::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Symbol, Tif};
+use tokex::wire::itch::{self, Message};
+use tokex::wire::{moldudp64, ouch, soupbin};
+use zerocopy::IntoBytes;
+
+/// The ITCH stream of 200,000 engine operations, length-prefixed.
+fn itch_stream() -> (Vec<u8>, usize) {
+    let set =
+        ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
+    let c = set.iter().next().unwrap().clone();
+    let enc = ItchEncoder::new(&set);
+    let mut engine = Engine::new(
+        &set,
+        EngineConfig {
+            max_orders: 1 << 20,
+        },
+    );
+    let mut events: Vec<Event> = Vec::new();
+    let mut recent: Vec<OrderId> = Vec::new();
+    let mut out = Vec::new();
+    let mut n = 0;
+    for (i, op) in mixed_flow(200_000, 9, &c).iter().enumerate() {
+        events.clear();
+        let now = Nanos(34_200_000_000_000 + i as u64);
+        match *op {
+            FlowOp::Add {
+                account,
+                side,
+                price,
+                qty,
+            }
+            | FlowOp::Aggress {
+                account,
+                side,
+                price,
+                qty,
+            } => {
+                let tif = if matches!(op, FlowOp::Add { .. }) {
+                    Tif::Day
+                } else {
+                    Tif::Ioc
+                };
+                let o = NewOrder {
+                    account: AccountId(account),
+                    tag: 0,
+                    instrument: c.id,
+                    side,
+                    price: Price::from_raw(price),
+                    qty: Qty::new(qty),
+                    tif,
+                };
+                engine.enter(now, &o, &mut events);
+            }
+            FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. } if !recent.is_empty() => {
+                let id = recent[pick as usize % recent.len()];
+                if let Some(o) = engine.order(id) {
+                    if let FlowOp::Replace { ticks, qty, .. } = *op {
+                        let p = (o.price.raw() as i64 + ticks as i64 * c.tick.raw() as i64) as u32;
+                        engine.replace(
+                            now,
+                            o.account,
+                            id,
+                            0,
+                            Price::from_raw(p),
+                            Qty::new(qty),
+                            &mut events,
+                        );
+                    } else {
+                        engine.cancel(now, o.account, id, Qty::ZERO, 0, &mut events);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for e in &events {
+            if let Event::BookAdd { order, .. } | Event::BookReplace { order, .. } = e {
+                recent.push(*order);
+            }
+            enc.encode(now, e, &mut |m| {
+                out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+                out.extend_from_slice(m);
+                n += 1;
+            });
+        }
+    }
+    (out, n)
+}
+
+fn itch_decode(c: &mut Criterion) {
+    let (buf, n) = itch_stream();
+    let mut g = c.benchmark_group("itch_decode_dispatch");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("tokex", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for m in itch::stream(black_box(&buf)) {
+                acc = acc.wrapping_add(match m {
+                    Ok(Message::AddOrder(a)) => a.order_reference.get() ^ u64::from(a.price.get()),
+                    Ok(Message::OrderExecuted(e)) => e.order_reference.get() ^ e.match_number.get(),
+                    Ok(Message::OrderCancel(x)) => {
+                        x.order_reference.get() ^ u64::from(x.cancelled_shares.get())
+                    }
+                    Ok(Message::OrderDelete(d)) => d.order_reference.get(),
+                    Ok(Message::OrderReplace(u)) => {
+                        u.new_order_reference.get() ^ u64::from(u.price.get())
+                    }
+                    Ok(_) => 1,
+                    Err(_) => 0,
+                });
+            }
+            acc
+        })
+    });
+    g.bench_function("itchy", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for m in itchy::MessageStream::from_reader(black_box(&buf[..])) {
+                acc = acc.wrapping_add(match m.map(|m| m.body) {
+                    Ok(itchy::Body::AddOrder(a)) => a.reference ^ u64::from(a.price.raw()),
+                    Ok(itchy::Body::OrderExecuted {
+                        reference,
+                        match_number,
+                        ..
+                    }) => reference ^ match_number,
+                    Ok(itchy::Body::OrderCancelled {
+                        reference,
+                        cancelled,
+                    }) => reference ^ u64::from(cancelled),
+                    Ok(itchy::Body::DeleteOrder { reference }) => reference,
+                    Ok(itchy::Body::ReplaceOrder(r)) => r.new_reference ^ u64::from(r.price.raw()),
+                    Ok(_) => 1,
+                    Err(_) => 0,
+                });
+            }
+            acc
+        })
+    });
+    g.finish();
+}
+
+fn ouch_decode(c: &mut Criterion) {
+    let sym = Symbol::new("TK2612").unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 128];
+    let n = 10_000;
+    for i in 0..n {
+        let t = ouch::token(format!("T{i}").as_bytes()).unwrap();
+        let len = if i % 2 == 0 {
+            let m = ouch::EnterOrder::new(
+                t,
+                Side::Buy,
+                Qty::new(5),
+                sym,
+                Price::from_raw(65_000 + i as u32 % 50 * 10),
+                Tif::Day,
+            );
+            soupbin::write_packet(&mut tmp, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap()
+        } else {
+            let m = ouch::CancelOrder::new(t, Qty::ZERO);
+            soupbin::write_packet(&mut tmp, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap()
+        };
+        buf.extend_from_slice(&tmp[..len]);
+    }
+    let mut g = c.benchmark_group("ouch_decode_dispatch");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("tokex_enter_cancel_in_soupbin", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for p in soupbin::packets(black_box(&buf)) {
+                if let Ok(soupbin::Packet::UnsequencedData(m)) = p {
+                    acc = acc.wrapping_add(match ouch::Inbound::parse(m) {
+                        Ok(ouch::Inbound::Enter(e)) => {
+                            u64::from(e.price().raw())
+                                ^ u64::from(e.qty().lots())
+                                ^ u64::from(e.token[1])
+                        }
+                        Ok(ouch::Inbound::Cancel(x)) => {
+                            u64::from(x.qty().lots()) ^ u64::from(x.token[1])
+                        }
+                        Ok(_) => 1,
+                        Err(_) => 0,
+                    });
+                }
+            }
+            acc
+        })
+    });
+    g.finish();
+}
+
+fn publish_encode(c: &mut Criterion) {
+    let sym = Symbol::new("TK2612").unwrap();
+    let h = itch::Header {
+        stock_locate: 1,
+        tracking_number: 0,
+        timestamp: 34_200_000_000_000,
+    };
+    let n = 10_000u64;
+    let mut g = c.benchmark_group("publish_encode");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("tokex_add_exec_delete_into_moldudp64", |b| {
+        let mut p = moldudp64::PacketBuilder::new(*b"TOKEX00001", 1, moldudp64::MAX_PACKET);
+        b.iter(|| {
+            let mut seq = 1u64;
+            let mut packets = 0u64;
+            for i in 0..n {
+                let add;
+                let exec;
+                let del;
+                let m: &[u8] = match i % 3 {
+                    0 => {
+                        add = itch::AddOrder::new(
+                            h,
+                            i,
+                            Side::Buy,
+                            Qty::new(5),
+                            sym,
+                            Price::from_raw(65_000),
+                        );
+                        add.as_bytes()
+                    }
+                    1 => {
+                        exec = itch::OrderExecuted::new(h, i, Qty::new(2), i);
+                        exec.as_bytes()
+                    }
+                    _ => {
+                        del = itch::OrderDelete::new(h, i);
+                        del.as_bytes()
+                    }
+                };
+                if p.push(m).is_err() {
+                    black_box(p.bytes());
+                    seq += u64::from(p.count());
+                    p.reset(seq);
+                    packets += 1;
+                    let _ = p.push(m);
+                }
+            }
+            packets
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, itch_decode, ouch_decode, publish_encode);
+criterion_main!(benches);
