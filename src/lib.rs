@@ -11,6 +11,7 @@
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
 //! - [`feed`]: engine events to ITCH 5.0, and the feed handler's rebuilt books.
+//! - [`gateway`]: order-entry sessions (SoupBinTCP logins, OUCH in, acks out), sans-IO.
 //! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
 //! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
 //! - [`journal`]: the append-only input journal (group commit, CRC, torn-tail recovery).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod feed;
+pub mod gateway;
 pub mod journal;
 pub mod latency;
 pub mod net;

@@ -1,0 +1,816 @@
+//! Order-entry sessions: SoupBinTCP logins, OUCH 4.2 orders into the
+//! engine, acknowledgements out (sans-IO).
+//!
+//! Owns everything between a received datagram and the engine: login with
+//! constant-time password checks and back-off after repeated failures, the
+//! binding of a session to the address it logged in from, order tokens
+//! (processed once per session per day; a session can only name its own
+//! orders), a per-session token-bucket rate limit, sequenced outbound
+//! messages kept for re-request (a Login Request with a sequence number,
+//! also mid-session), heartbeats and idle timeouts. Datagrams come in with
+//! the time; replies go to an [`Outbox`]; every engine event also goes to a
+//! market-data sink; every state-changing packet goes to a [`JournalSink`]
+//! first, so [`Gateway::replay`] can rebuild the same state after a crash.
+
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+
+use crate::config::{GatewayConfig, SessionConfig};
+use crate::contract::ContractSet;
+use crate::engine::{CancelReason, Engine, Event, EventBuffer, EventSink, NewOrder, RejectReason};
+use crate::types::{AccountId, InstrumentId, Nanos, Symbol};
+use crate::wire::ouch::{self, Token};
+use crate::wire::soupbin::{self, Packet};
+use zerocopy::IntoBytes;
+
+use session::Session;
+pub use session::{OutboundStore, TokenBucket};
+
+/// Where a packet came from (and where its replies go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Udp(SocketAddrV4),
+    /// A connection on the TCP compatibility port, by connection number.
+    Tcp(u32),
+}
+
+impl Peer {
+    /// 7 bytes: kind, then address and port (UDP) or connection id (TCP).
+    pub fn encode(&self) -> [u8; 7] {
+        let mut b = [0u8; 7];
+        match self {
+            Peer::Udp(a) => {
+                b[0] = 1;
+                b[1..5].copy_from_slice(&a.ip().octets());
+                b[5..7].copy_from_slice(&a.port().to_be_bytes());
+            }
+            Peer::Tcp(id) => {
+                b[0] = 2;
+                b[1..5].copy_from_slice(&id.to_be_bytes());
+            }
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Peer> {
+        let b: &[u8; 7] = b.get(..7)?.try_into().ok()?;
+        match b[0] {
+            1 => Some(Peer::Udp(SocketAddrV4::new(
+                [b[1], b[2], b[3], b[4]].into(),
+                u16::from_be_bytes([b[5], b[6]]),
+            ))),
+            2 => Some(Peer::Tcp(u32::from_be_bytes([b[1], b[2], b[3], b[4]]))),
+            _ => None,
+        }
+    }
+
+    /// The source host, for login back-off (all connections of a TCP peer
+    /// count as one source).
+    fn source(&self) -> Peer {
+        match self {
+            Peer::Udp(a) => Peer::Udp(SocketAddrV4::new(*a.ip(), 0)),
+            Peer::Tcp(_) => Peer::Tcp(0),
+        }
+    }
+}
+
+/// Where replies go.
+pub trait Outbox {
+    fn send(&mut self, peer: Peer, bytes: &[u8]);
+}
+
+/// Collects replies (tests, the TCP shell).
+impl Outbox for Vec<(Peer, Vec<u8>)> {
+    fn send(&mut self, peer: Peer, bytes: &[u8]) {
+        self.push((peer, bytes.to_vec()));
+    }
+}
+
+/// Where state-changing inbound packets are recorded before they take effect.
+pub trait JournalSink {
+    fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]);
+}
+
+/// Journals nothing (benchmarks, replay).
+impl JournalSink for () {
+    fn record(&mut self, _kind: u8, _now: Nanos, _payload: &[u8]) {}
+}
+
+/// Journal record kinds written by the gateway.
+pub mod record {
+    /// A SoupBinTCP packet from a peer: peer (7 bytes) + packet bytes.
+    pub const PACKET: u8 = 1;
+    /// A session timed out: session index (u32).
+    pub const TIMEOUT: u8 = 2;
+}
+
+/// What was dropped or refused, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Drop {
+    /// Bytes that are not a SoupBinTCP packet.
+    Malformed,
+    /// A packet type a client may not send.
+    Unexpected,
+    /// Order traffic from a peer with no logged-in session.
+    NotLoggedIn,
+    /// An OUCH message that does not decode.
+    BadMessage,
+    /// A login with a wrong username or password.
+    BadCredentials,
+    /// A login attempt during back-off (not checked).
+    LoginBackoff,
+    /// A login for a session bound to another address.
+    SessionInUse,
+    /// Messages over the session's rate limit.
+    RateLimited,
+    /// A re-sent Enter Order whose token was already processed.
+    DuplicateEnter,
+    /// A re-request older than the outbound window.
+    ResendTooOld,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 10] = [
+        Drop::Malformed,
+        Drop::Unexpected,
+        Drop::NotLoggedIn,
+        Drop::BadMessage,
+        Drop::BadCredentials,
+        Drop::LoginBackoff,
+        Drop::SessionInUse,
+        Drop::RateLimited,
+        Drop::DuplicateEnter,
+        Drop::ResendTooOld,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::Unexpected => "unexpected-packet",
+            Drop::NotLoggedIn => "not-logged-in",
+            Drop::BadMessage => "bad-ouch-message",
+            Drop::BadCredentials => "bad-credentials",
+            Drop::LoginBackoff => "login-backoff",
+            Drop::SessionInUse => "session-in-use",
+            Drop::RateLimited => "rate-limited",
+            Drop::DuplicateEnter => "duplicate-enter",
+            Drop::ResendTooOld => "resend-too-old",
+        }
+    }
+}
+
+/// Counters the runtime prints at exit.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub orders: u64,
+    pub drops: HashMap<Drop, u64>,
+    pub rejects: HashMap<RejectReason, u64>,
+    pub logins: u64,
+}
+
+impl Counters {
+    fn drop(&mut self, d: Drop) {
+        *self.drops.entry(d).or_default() += 1;
+    }
+}
+
+/// The OUCH reject reason for an engine reject reason.
+pub fn ouch_reject_code(r: RejectReason) -> u8 {
+    match r {
+        RejectReason::UnknownInstrument => ouch::reject::INVALID_STOCK,
+        RejectReason::PriceOffTick | RejectReason::PriceOutsideLimits => {
+            ouch::reject::INVALID_PRICE
+        }
+        RejectReason::QtyAboveMax => ouch::reject::SHARES_EXCEED_THRESHOLD,
+        RejectReason::InvalidQty => ouch::reject::INVALID_MIN_QTY,
+        RejectReason::MarketNotOpen => ouch::reject::HALTED,
+        RejectReason::CapacityExhausted => ouch::reject::PROCESSING_ERROR,
+        RejectReason::RateLimited => ouch::reject::FLOW_CONTROL,
+        RejectReason::RiskLimit => ouch::reject::RISK_LIMIT,
+        RejectReason::DuplicateToken | RejectReason::UnknownOrder => ouch::reject::OTHER,
+    }
+}
+
+/// The OUCH cancel reason for an engine cancel reason.
+pub fn ouch_cancel_code(r: CancelReason) -> u8 {
+    match r {
+        CancelReason::UserRequested => ouch::cancel::USER_REQUESTED,
+        CancelReason::ImmediateOrCancel | CancelReason::FillOrKill => {
+            ouch::cancel::IMMEDIATE_OR_CANCEL
+        }
+        CancelReason::SelfTrade => ouch::cancel::SELF_MATCH_PREVENTION,
+        CancelReason::MarketClosed => ouch::cancel::CLOSED,
+    }
+}
+
+/// Constant-time equality of two fixed-size fields.
+fn ct_eq<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
+    let mut diff = 0u8;
+    for i in 0..N {
+        diff |= a[i] ^ b[i];
+    }
+    diff == 0
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Failures {
+    count: u32,
+    until: u64,
+}
+
+/// Most sources remembered for login back-off; beyond it the table is reset
+/// (bounding memory against address-spraying).
+const MAX_FAILURE_SOURCES: usize = 4096;
+
+/// The session layer of the exchange.
+pub struct Gateway {
+    cfg: GatewayConfig,
+    session_name: [u8; 10],
+    sessions: Vec<Session>,
+    by_peer: HashMap<Peer, usize>,
+    failures: HashMap<Peer, Failures>,
+    symbols: HashMap<Symbol, InstrumentId>,
+    events: EventBuffer,
+    counters: Counters,
+    scratch: Vec<u8>,
+}
+
+/// Tags given to the engine: session index in the high 32 bits, the
+/// session's token number in the low 32.
+fn tag(session: usize, token: u32) -> u64 {
+    ((session as u64) << 32) | u64::from(token)
+}
+
+fn untag(tag: u64) -> (usize, u32) {
+    ((tag >> 32) as usize, tag as u32)
+}
+
+impl Gateway {
+    pub fn new(
+        cfg: &GatewayConfig,
+        sessions: &[SessionConfig],
+        contracts: &ContractSet,
+        session_name: [u8; 10],
+    ) -> Gateway {
+        Gateway {
+            cfg: cfg.clone(),
+            session_name,
+            sessions: sessions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Session::new(s, AccountId(i as u32), cfg))
+                .collect(),
+            by_peer: HashMap::with_capacity(sessions.len() * 2),
+            failures: HashMap::new(),
+            symbols: contracts.iter().map(|c| (c.symbol, c.id)).collect(),
+            events: EventBuffer::with_capacity(1 << 16),
+            counters: Counters::default(),
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Handles one datagram (one or more SoupBinTCP packets) from `peer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_datagram(
+        &mut self,
+        now: Nanos,
+        peer: Peer,
+        datagram: &[u8],
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        journal: &mut impl JournalSink,
+        out: &mut impl Outbox,
+    ) {
+        let mut rest = datagram;
+        while !rest.is_empty() {
+            let (packet, tail) = match Packet::parse(rest) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.counters.drop(Drop::Malformed);
+                    return;
+                }
+            };
+            let raw = &rest[..rest.len() - tail.len()];
+            rest = tail;
+            self.counters.packets += 1;
+            if matches!(
+                packet,
+                Packet::LoginRequest(_) | Packet::UnsequencedData(_) | Packet::LogoutRequest
+            ) {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&peer.encode());
+                self.scratch.extend_from_slice(raw);
+                journal.record(record::PACKET, now, &self.scratch);
+            }
+            self.on_packet(now, peer, packet, engine, md, out);
+        }
+    }
+
+    /// Re-applies one journal record: state changes as they happened, no
+    /// replies sent (they are regenerated into the outbound stores, where
+    /// clients re-request them).
+    pub fn replay(
+        &mut self,
+        kind: u8,
+        now: Nanos,
+        payload: &[u8],
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+    ) {
+        let mut discard = Discard;
+        match kind {
+            record::PACKET => {
+                let Some(peer) = Peer::decode(payload) else {
+                    return;
+                };
+                if let Ok((packet, _)) = Packet::parse(&payload[7..]) {
+                    self.counters.packets += 1;
+                    self.on_packet(now, peer, packet, engine, md, &mut discard);
+                }
+            }
+            record::TIMEOUT => {
+                if let Some(b) = payload.get(..4) {
+                    let i = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                    self.unbind(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_packet(
+        &mut self,
+        now: Nanos,
+        peer: Peer,
+        packet: Packet<'_>,
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        out: &mut impl Outbox,
+    ) {
+        match packet {
+            Packet::LoginRequest(r) => self.login(now, peer, r, out),
+            Packet::UnsequencedData(msg) => {
+                let Some(&s) = self.by_peer.get(&peer) else {
+                    return self.counters.drop(Drop::NotLoggedIn);
+                };
+                self.sessions[s].last_rx = now.0;
+                if !self.sessions[s].bucket.take(now.0) {
+                    self.counters.drop(Drop::RateLimited);
+                    let token = match ouch::Inbound::parse(msg) {
+                        Ok(ouch::Inbound::Enter(e)) => e.token,
+                        Ok(ouch::Inbound::Replace(r)) => r.replacement_token,
+                        Ok(ouch::Inbound::Cancel(c)) => c.token,
+                        _ => return,
+                    };
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::RateLimited)
+                        .or_default() += 1;
+                    return self.send_rejected(now, s, token, RejectReason::RateLimited, out);
+                }
+                self.order(now, s, msg, engine, md, out);
+            }
+            Packet::ClientHeartbeat => {
+                if let Some(&s) = self.by_peer.get(&peer) {
+                    self.sessions[s].last_rx = now.0;
+                }
+            }
+            Packet::LogoutRequest => {
+                if let Some(&s) = self.by_peer.get(&peer) {
+                    self.unbind(s);
+                }
+            }
+            _ => self.counters.drop(Drop::Unexpected),
+        }
+    }
+
+    fn login(&mut self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest, out: &mut impl Outbox) {
+        let mut buf = [0u8; 64];
+        let source = peer.source();
+        let f = self.failures.get(&source).copied().unwrap_or_default();
+        if f.until > now.0 {
+            self.counters.drop(Drop::LoginBackoff);
+            if let Ok(n) = soupbin::write_packet(
+                &mut buf,
+                soupbin::kind::LOGIN_REJECTED,
+                &[soupbin::reject::NOT_AUTHORIZED],
+            ) {
+                out.send(peer, &buf[..n]);
+            }
+            return;
+        }
+        let found = self
+            .sessions
+            .iter()
+            .position(|s| s.username == r.username && ct_eq(&s.password, &r.password));
+        let Some(s) = found else {
+            self.counters.drop(Drop::BadCredentials);
+            if self.failures.len() >= MAX_FAILURE_SOURCES {
+                self.failures.clear();
+            }
+            let e = self.failures.entry(source).or_default();
+            e.count += 1;
+            if e.count >= self.cfg.login_failures_before_backoff {
+                let doublings = (e.count - self.cfg.login_failures_before_backoff).min(10);
+                e.until = now.0 + self.cfg.login_backoff_ms * 1_000_000 * (1 << doublings);
+            }
+            if let Ok(n) = soupbin::write_packet(
+                &mut buf,
+                soupbin::kind::LOGIN_REJECTED,
+                &[soupbin::reject::NOT_AUTHORIZED],
+            ) {
+                out.send(peer, &buf[..n]);
+            }
+            return;
+        };
+        self.failures.remove(&source);
+        let wanted = r.requested_session();
+        let bound_elsewhere = self.sessions[s].peer.is_some_and(|p| p != peer);
+        if (!wanted.is_empty() && wanted != &self.session_name[..]) || bound_elsewhere {
+            self.counters.drop(Drop::SessionInUse);
+            if let Ok(n) = soupbin::write_packet(
+                &mut buf,
+                soupbin::kind::LOGIN_REJECTED,
+                &[soupbin::reject::SESSION_NOT_AVAILABLE],
+            ) {
+                out.send(peer, &buf[..n]);
+            }
+            return;
+        }
+        self.counters.logins += 1;
+        let sess = &mut self.sessions[s];
+        sess.peer = Some(peer);
+        sess.last_rx = now.0;
+        sess.last_tx = now.0;
+        self.by_peer.insert(peer, s);
+        let next = sess.store.next_sequence();
+        let requested = r.requested_sequence().unwrap_or(0);
+        let from = if requested == 0 || requested > next {
+            next
+        } else if requested < sess.store.oldest() {
+            self.counters.drop(Drop::ResendTooOld);
+            sess.store.oldest()
+        } else {
+            requested
+        };
+        if let Ok(n) = soupbin::write_login_accepted(&mut buf, &self.session_name, from) {
+            out.send(peer, &buf[..n]);
+        }
+        let mut pkt = [0u8; 128];
+        for seq in from..next {
+            if let Some(msg) = self.sessions[s].store.get(seq) {
+                if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
+                    out.send(peer, &pkt[..n]);
+                }
+            }
+        }
+    }
+
+    fn unbind(&mut self, s: usize) {
+        if let Some(sess) = self.sessions.get_mut(s) {
+            if let Some(p) = sess.peer.take() {
+                self.by_peer.remove(&p);
+            }
+        }
+    }
+
+    fn order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        msg: &[u8],
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        out: &mut impl Outbox,
+    ) {
+        let inbound = match ouch::Inbound::parse(msg) {
+            Ok(m) => m,
+            Err(_) => return self.counters.drop(Drop::BadMessage),
+        };
+        self.counters.orders += 1;
+        let account = self.sessions[s].account;
+        self.events.clear();
+        let mut previous: Option<Token> = None;
+        match inbound {
+            ouch::Inbound::Enter(e) => {
+                if self.sessions[s].tokens.contains_key(&e.token) {
+                    // Processed once per session per day: a re-sent Enter is
+                    // not a second order; the client recovers its ack by
+                    // sequence number.
+                    return self.counters.drop(Drop::DuplicateEnter);
+                }
+                let t = self.sessions[s].claim(e.token);
+                let Ok(side) = e.side() else {
+                    self.counters.drop(Drop::BadMessage);
+                    let m = ouch::Rejected::new(now.since_midnight(), e.token, ouch::reject::OTHER);
+                    return self.send_sequenced(s, m.as_bytes(), out);
+                };
+                let Some(&instrument) = self.symbols.get(&e.symbol()) else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownInstrument)
+                        .or_default() += 1;
+                    return self.send_rejected(
+                        now,
+                        s,
+                        e.token,
+                        RejectReason::UnknownInstrument,
+                        out,
+                    );
+                };
+                let o = NewOrder {
+                    account,
+                    tag: tag(s, t),
+                    instrument,
+                    side,
+                    price: e.price(),
+                    qty: e.qty(),
+                    tif: e.tif(),
+                };
+                engine.enter(now, &o, &mut self.events);
+            }
+            ouch::Inbound::Replace(r) => {
+                if self.sessions[s].tokens.contains_key(&r.replacement_token) {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::DuplicateToken)
+                        .or_default() += 1;
+                    return self.send_rejected(
+                        now,
+                        s,
+                        r.replacement_token,
+                        RejectReason::DuplicateToken,
+                        out,
+                    );
+                }
+                let order = self.sessions[s].live_order(&r.existing_token);
+                let t = self.sessions[s].claim(r.replacement_token);
+                let Some(order) = order else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(
+                        now,
+                        s,
+                        r.replacement_token,
+                        RejectReason::UnknownOrder,
+                        out,
+                    );
+                };
+                previous = Some(r.existing_token);
+                engine.replace(
+                    now,
+                    account,
+                    order,
+                    tag(s, t),
+                    r.price(),
+                    r.qty(),
+                    &mut self.events,
+                );
+            }
+            ouch::Inbound::Cancel(c) => {
+                let Some(order) = self.sessions[s].live_order(&c.token) else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(now, s, c.token, RejectReason::UnknownOrder, out);
+                };
+                let t = self.sessions[s].tokens[&c.token];
+                engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
+            }
+            ouch::Inbound::Modify(m) => {
+                // Modify changes the side of short-sale orders on equities; a
+                // futures order has no such side. Treated as cancel-to-size.
+                let Some(order) = self.sessions[s].live_order(&m.token) else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
+                };
+                let t = self.sessions[s].tokens[&m.token];
+                engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
+            }
+        }
+        let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
+        for e in events.as_slice() {
+            md.event(e);
+            self.acknowledge(now, e, previous, out);
+        }
+        self.events = events;
+    }
+
+    fn send_rejected(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        reason: RejectReason,
+        out: &mut impl Outbox,
+    ) {
+        let m = ouch::Rejected::new(now.since_midnight(), token, ouch_reject_code(reason));
+        self.send_sequenced(s, m.as_bytes(), out);
+    }
+
+    /// Sequences one outbound message for session `s`: stores it for
+    /// re-request and sends it if the session is bound.
+    fn send_sequenced(&mut self, s: usize, msg: &[u8], out: &mut impl Outbox) {
+        let sess = &mut self.sessions[s];
+        sess.store.push(msg);
+        if let Some(peer) = sess.peer {
+            let mut pkt = [0u8; 128];
+            if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
+                out.send(peer, &pkt[..n]);
+            }
+        }
+    }
+
+    fn acknowledge(
+        &mut self,
+        now: Nanos,
+        e: &Event,
+        previous: Option<Token>,
+        out: &mut impl Outbox,
+    ) {
+        let ts = now.since_midnight();
+        match *e {
+            Event::Accepted {
+                tag,
+                order,
+                instrument,
+                side,
+                price,
+                qty,
+                tif,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].set_order(t, Some(order));
+                let f = ouch::OrderFields {
+                    timestamp: ts,
+                    token,
+                    side,
+                    qty,
+                    symbol: self.symbol(instrument),
+                    price,
+                    tif,
+                    order_reference: order.0,
+                    live: true,
+                };
+                self.send_sequenced(s, ouch::Accepted::new(&f).as_bytes(), out);
+            }
+            Event::Rejected { tag, reason, .. } => {
+                *self.counters.rejects.entry(reason).or_default() += 1;
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].token(t);
+                self.send_rejected(now, s, token, reason, out);
+            }
+            Event::Replaced {
+                tag,
+                order,
+                instrument,
+                side,
+                price,
+                qty,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].set_order(t, Some(order));
+                let prev = previous.unwrap_or(token);
+                self.sessions[s].forget(&prev);
+                let f = ouch::OrderFields {
+                    timestamp: ts,
+                    token,
+                    side,
+                    qty,
+                    symbol: self.symbol(instrument),
+                    price,
+                    tif: crate::types::Tif::Day,
+                    order_reference: order.0,
+                    live: true,
+                };
+                self.send_sequenced(s, ouch::Replaced::new(&f, prev).as_bytes(), out);
+            }
+            Event::Canceled {
+                tag,
+                decrement,
+                reason,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].token(t);
+                self.send_sequenced(
+                    s,
+                    ouch::Canceled::new(ts, token, decrement, ouch_cancel_code(reason)).as_bytes(),
+                    out,
+                );
+            }
+            Event::Executed {
+                match_number,
+                price,
+                qty,
+                taker,
+                maker,
+                ..
+            } => {
+                for (p, is_maker) in [(taker, false), (maker, true)] {
+                    let (s, t) = untag(p.tag);
+                    if s < self.sessions.len() {
+                        let token = self.sessions[s].token(t);
+                        self.send_sequenced(
+                            s,
+                            ouch::Executed::new(ts, token, qty, price, is_maker, match_number)
+                                .as_bytes(),
+                            out,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn symbol(&self, instrument: InstrumentId) -> Symbol {
+        self.symbols
+            .iter()
+            .find_map(|(s, i)| (*i == instrument).then_some(*s))
+            .unwrap_or(Symbol::from_wire(*b"        "))
+    }
+
+    /// Sends heartbeats to idle bound sessions and logs out silent ones.
+    /// Timeouts are journaled so a replay unbinds at the same point.
+    pub fn on_timer(&mut self, now: Nanos, journal: &mut impl JournalSink, out: &mut impl Outbox) {
+        let hb = self.cfg.heartbeat_ms * 1_000_000;
+        let idle = self.cfg.idle_timeout_ms * 1_000_000;
+        let mut buf = [0u8; 8];
+        for i in 0..self.sessions.len() {
+            let Some(peer) = self.sessions[i].peer else {
+                continue;
+            };
+            if now.0.saturating_sub(self.sessions[i].last_rx) > idle {
+                journal.record(record::TIMEOUT, now, &(i as u32).to_be_bytes());
+                self.unbind(i);
+                continue;
+            }
+            if now.0.saturating_sub(self.sessions[i].last_tx) >= hb {
+                if let Ok(n) = soupbin::write_empty(&mut buf, soupbin::kind::SERVER_HEARTBEAT) {
+                    out.send(peer, &buf[..n]);
+                }
+                self.sessions[i].last_tx = now.0;
+            }
+        }
+    }
+
+    /// Records that something was sent to session `s` now (heartbeat timer).
+    pub fn note_sent(&mut self, peer: Peer, now: Nanos) {
+        if let Some(&s) = self.by_peer.get(&peer) {
+            self.sessions[s].last_tx = now.0;
+        }
+    }
+
+    /// Sends End of Session to every bound session.
+    pub fn end_of_session(&mut self, out: &mut impl Outbox) {
+        let mut buf = [0u8; 8];
+        for s in &self.sessions {
+            if let (Some(peer), Ok(n)) = (
+                s.peer,
+                soupbin::write_empty(&mut buf, soupbin::kind::END_OF_SESSION),
+            ) {
+                out.send(peer, &buf[..n]);
+            }
+        }
+    }
+
+    /// Outbound sequence number the session will use next (tests, recovery checks).
+    pub fn next_sequence(&self, username: &str) -> Option<u64> {
+        self.sessions
+            .iter()
+            .find(|s| crate::wire::trim(&s.username) == username.as_bytes())
+            .map(|s| s.store.next_sequence())
+    }
+}
+
+/// Drops replies during journal replay.
+struct Discard;
+
+impl Outbox for Discard {
+    fn send(&mut self, _peer: Peer, _bytes: &[u8]) {}
+}
+
+#[cfg(test)]
+mod tests;

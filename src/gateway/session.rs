@@ -1,0 +1,207 @@
+//! One order-entry session's state: credentials, binding, tokens, rate
+//! limit and the store of sequenced outbound messages.
+
+use std::collections::HashMap;
+
+use super::Peer;
+use crate::config::{GatewayConfig, SessionConfig};
+use crate::types::{AccountId, OrderId};
+use crate::wire::ouch::Token;
+
+/// A token bucket in integer nano-units: `rate` messages per second, at most
+/// `burst` at once. Time is passed in.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    level: u64,
+    cap: u64,
+    rate: u64,
+    last: u64,
+}
+
+const UNIT: u64 = 1_000_000_000;
+
+impl TokenBucket {
+    pub fn new(rate_per_sec: u32, burst: u32) -> TokenBucket {
+        let cap = u64::from(burst.max(1)) * UNIT;
+        TokenBucket {
+            level: cap,
+            cap,
+            rate: u64::from(rate_per_sec),
+            last: 0,
+        }
+    }
+
+    /// Takes one message's worth; false when the bucket is empty.
+    #[inline]
+    pub fn take(&mut self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last);
+        self.last = self.last.max(now_ns);
+        self.level = self
+            .level
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(self.cap);
+        if self.level >= UNIT {
+            self.level -= UNIT;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Longest OUCH outbound message (Replaced, 80 bytes).
+const SLOT: usize = 80;
+
+/// The last `window` sequenced messages of a session, by sequence number
+/// (the first message is 1). Fixed-size slots in a ring.
+#[derive(Debug, Clone)]
+pub struct OutboundStore {
+    slots: Vec<([u8; SLOT], u8)>,
+    window: usize,
+    /// Messages stored so far (the next sequence number is this + 1).
+    count: u64,
+}
+
+impl OutboundStore {
+    pub fn new(window: usize) -> OutboundStore {
+        OutboundStore {
+            slots: Vec::new(),
+            window: window.max(1),
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, msg: &[u8]) {
+        let n = msg.len().min(SLOT);
+        let mut slot = [0u8; SLOT];
+        slot[..n].copy_from_slice(&msg[..n]);
+        let i = (self.count % self.window as u64) as usize;
+        if i < self.slots.len() {
+            self.slots[i] = (slot, n as u8);
+        } else {
+            self.slots.push((slot, n as u8));
+        }
+        self.count += 1;
+    }
+
+    pub fn next_sequence(&self) -> u64 {
+        self.count + 1
+    }
+
+    /// Oldest sequence number still stored.
+    pub fn oldest(&self) -> u64 {
+        (self.count + 1).saturating_sub(self.window as u64).max(1)
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&[u8]> {
+        if seq < self.oldest() || seq > self.count {
+            return None;
+        }
+        let (slot, n) = self.slots.get(((seq - 1) % self.window as u64) as usize)?;
+        Some(&slot[..usize::from(*n)])
+    }
+}
+
+pub(super) struct Session {
+    pub username: [u8; 6],
+    pub password: [u8; 10],
+    pub account: AccountId,
+    pub peer: Option<Peer>,
+    pub last_rx: u64,
+    pub last_tx: u64,
+    pub bucket: TokenBucket,
+    pub store: OutboundStore,
+    /// Every token the session used today -> its number.
+    pub tokens: HashMap<Token, u32>,
+    /// Per token number: the token and the live engine order it names.
+    orders: Vec<(Token, Option<OrderId>)>,
+}
+
+impl Session {
+    pub fn new(c: &SessionConfig, account: AccountId, cfg: &GatewayConfig) -> Session {
+        let pad = |s: &str, out: &mut [u8]| {
+            out.fill(b' ');
+            let b = s.as_bytes();
+            let n = b.len().min(out.len());
+            out[..n].copy_from_slice(&b[..n]);
+        };
+        let mut username = [b' '; 6];
+        let mut password = [b' '; 10];
+        pad(&c.username, &mut username);
+        pad(&c.password, &mut password);
+        Session {
+            username,
+            password,
+            account,
+            peer: None,
+            last_rx: 0,
+            last_tx: 0,
+            bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
+            store: OutboundStore::new(cfg.resend_window as usize),
+            tokens: HashMap::with_capacity(1 << 16),
+            orders: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    /// Registers a new token; returns its number.
+    pub fn claim(&mut self, token: Token) -> u32 {
+        let t = self.orders.len() as u32;
+        self.orders.push((token, None));
+        self.tokens.insert(token, t);
+        t
+    }
+
+    pub fn live_order(&self, token: &Token) -> Option<OrderId> {
+        let t = *self.tokens.get(token)?;
+        self.orders.get(t as usize)?.1
+    }
+
+    pub fn token(&self, t: u32) -> Token {
+        self.orders.get(t as usize).map_or([b' '; 14], |o| o.0)
+    }
+
+    pub fn set_order(&mut self, t: u32, order: Option<OrderId>) -> Token {
+        match self.orders.get_mut(t as usize) {
+            Some(o) => {
+                o.1 = order;
+                o.0
+            }
+            None => [b' '; 14],
+        }
+    }
+
+    /// The token no longer names a live order (it was replaced).
+    pub fn forget(&mut self, token: &Token) {
+        if let Some(&t) = self.tokens.get(token) {
+            self.orders[t as usize].1 = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_the_burst_then_the_rate() {
+        let mut b = TokenBucket::new(1000, 10);
+        let now = 1_000_000_000;
+        assert_eq!((0..20).filter(|_| b.take(now)).count(), 10);
+        // 5 ms later: 5 more messages at 1000/s.
+        assert_eq!((0..20).filter(|_| b.take(now + 5_000_000)).count(), 5);
+    }
+
+    #[test]
+    fn outbound_store_keeps_the_last_window_by_sequence() {
+        let mut s = OutboundStore::new(3);
+        for i in 1..=5u8 {
+            s.push(&[i]);
+        }
+        assert_eq!(s.next_sequence(), 6);
+        assert_eq!(s.oldest(), 3);
+        assert_eq!(s.get(2), None);
+        assert_eq!(s.get(3), Some(&[3u8][..]));
+        assert_eq!(s.get(5), Some(&[5u8][..]));
+        assert_eq!(s.get(6), None);
+    }
+}

@@ -1,0 +1,352 @@
+//! Session rules, one test each.
+
+use super::*;
+use crate::config::{demo_sessions, GatewayConfig};
+use crate::engine::{Engine, EngineConfig};
+use crate::types::{Price, Qty, Side, Tif};
+use std::path::Path;
+
+const SESSION: [u8; 10] = *b"TOKEX00001";
+
+fn peer(port: u16) -> Peer {
+    Peer::Udp(SocketAddrV4::new([198, 18, 0, 2].into(), port))
+}
+
+struct Rig {
+    gw: Gateway,
+    engine: Engine,
+    md: Vec<Event>,
+    journal: Vec<(u8, Nanos, Vec<u8>)>,
+    out: Vec<(Peer, Vec<u8>)>,
+    now: u64,
+}
+
+impl JournalSink for Vec<(u8, Nanos, Vec<u8>)> {
+    fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]) {
+        self.push((kind, now, payload.to_vec()));
+    }
+}
+
+fn contracts() -> ContractSet {
+    ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
+}
+
+impl Rig {
+    fn new(cfg: GatewayConfig) -> Rig {
+        let set = contracts();
+        Rig {
+            gw: Gateway::new(&cfg, &demo_sessions(), &set, SESSION),
+            engine: Engine::new(&set, EngineConfig { max_orders: 1024 }),
+            md: Vec::new(),
+            journal: Vec::new(),
+            out: Vec::new(),
+            now: 1_000_000_000,
+        }
+    }
+
+    fn send(&mut self, from: Peer, bytes: &[u8]) {
+        self.now += 1000;
+        self.out.clear();
+        self.gw.on_datagram(
+            Nanos(self.now),
+            from,
+            bytes,
+            &mut self.engine,
+            &mut self.md,
+            &mut self.journal,
+            &mut self.out,
+        );
+    }
+
+    fn login(&mut self, from: Peer, user: &str, pass: &str, seq: u64) {
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_request(&mut b, user.as_bytes(), pass.as_bytes(), b"", seq)
+            .unwrap();
+        self.send(from, &b[..n]);
+    }
+
+    fn unseq(&mut self, from: Peer, msg: &[u8]) {
+        let mut b = [0u8; 128];
+        let n = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, msg).unwrap();
+        self.send(from, &b[..n]);
+    }
+
+    fn enter(&mut self, from: Peer, token: &str, side: Side, qty: u32, price: &str) {
+        let m = ouch::EnterOrder::new(
+            ouch::token(token.as_bytes()).unwrap(),
+            side,
+            Qty::new(qty),
+            Symbol::new("TK2612").unwrap(),
+            price.parse::<Price>().unwrap(),
+            Tif::Day,
+        );
+        self.unseq(from, m.as_bytes());
+    }
+
+    /// The OUCH messages sent to `to` in the last call: (type byte, token).
+    fn replies(&self, to: Peer) -> Vec<(u8, String)> {
+        self.out
+            .iter()
+            .filter(|(p, _)| *p == to)
+            .filter_map(|(_, b)| match Packet::parse(b) {
+                Ok((Packet::SequencedData(m), _)) => {
+                    let tok = match ouch::Outbound::parse(m).unwrap() {
+                        ouch::Outbound::Accepted(a) => a.token().to_vec(),
+                        ouch::Outbound::Rejected(r) => r.token().to_vec(),
+                        ouch::Outbound::Canceled(c) => c.token().to_vec(),
+                        ouch::Outbound::Executed(e) => e.token().to_vec(),
+                        ouch::Outbound::Replaced(r) => r.replacement_token().to_vec(),
+                        _ => Vec::new(),
+                    };
+                    Some((m[0], String::from_utf8(tok).unwrap()))
+                }
+                Ok((Packet::LoginAccepted(_), _)) => Some((b'+', String::new())),
+                Ok((Packet::LoginRejected(c), _)) => Some((b'-', (c as char).to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn login_with_the_configured_password_is_accepted() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'+', String::new())]);
+}
+
+#[test]
+fn bad_credentials_are_rejected_and_repeated_failures_back_off() {
+    let mut r = Rig::new(GatewayConfig {
+        login_failures_before_backoff: 2,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "wrong", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'-', "A".into())]);
+    r.login(peer(1), "nobody", "demo01", 0);
+    // Now in back-off: even the right password is refused unchecked.
+    r.login(peer(1), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'-', "A".into())]);
+    assert_eq!(r.gw.counters().drops[&Drop::BadCredentials], 2);
+    assert_eq!(r.gw.counters().drops[&Drop::LoginBackoff], 1);
+    // After the back-off it works.
+    r.now += 2_000_000_000;
+    r.login(peer(1), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'+', String::new())]);
+}
+
+#[test]
+fn orders_before_login_are_dropped_and_counted() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.enter(peer(1), "t1", Side::Buy, 1, "6.5");
+    assert!(r.out.is_empty());
+    assert_eq!(r.gw.counters().drops[&Drop::NotLoggedIn], 1);
+    assert_eq!(r.engine.live_orders(), 0);
+}
+
+#[test]
+fn executions_are_reported_to_both_sides() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.enter(peer(1), "S1", Side::Sell, 5, "6.500");
+    assert_eq!(r.replies(peer(1)), vec![(b'A', "S1".into())]);
+    r.enter(peer(2), "B1", Side::Buy, 5, "6.500");
+    assert_eq!(
+        r.replies(peer(2)),
+        vec![(b'A', "B1".into()), (b'E', "B1".into())]
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'E', "S1".into())]);
+    assert!(r.md.iter().any(|e| matches!(e, Event::Executed { .. })));
+}
+
+#[test]
+fn a_session_cannot_cancel_or_replace_another_sessions_order() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.enter(peer(1), "MINE", Side::Buy, 5, "6.400");
+    r.unseq(
+        peer(2),
+        ouch::CancelOrder::new(ouch::token(b"MINE").unwrap(), Qty::ZERO).as_bytes(),
+    );
+    assert_eq!(r.replies(peer(2)), vec![(b'J', "MINE".into())]);
+    assert_eq!(r.engine.live_orders(), 1);
+}
+
+#[test]
+fn a_resent_enter_with_the_same_token_is_not_a_second_order() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    assert!(r.replies(peer(1)).is_empty());
+    assert_eq!(r.engine.live_orders(), 1);
+    assert_eq!(r.gw.counters().drops[&Drop::DuplicateEnter], 1);
+}
+
+#[test]
+fn replace_moves_the_order_to_the_new_token_and_retires_the_old_one() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    let t = |s: &[u8]| ouch::token(s).unwrap();
+    r.unseq(
+        peer(1),
+        ouch::ReplaceOrder::new(t(b"T1"), t(b"T2"), Qty::new(3), "6.410".parse().unwrap())
+            .as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'U', "T2".into())]);
+    // The old token names nothing now; the new one cancels.
+    r.unseq(
+        peer(1),
+        ouch::CancelOrder::new(t(b"T1"), Qty::ZERO).as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".into())]);
+    r.unseq(
+        peer(1),
+        ouch::CancelOrder::new(t(b"T2"), Qty::ZERO).as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'C', "T2".into())]);
+    // A replace onto a used token is refused.
+    r.enter(peer(1), "T3", Side::Buy, 5, "6.400");
+    r.unseq(
+        peer(1),
+        ouch::ReplaceOrder::new(t(b"T3"), t(b"T1"), Qty::new(3), "6.410".parse().unwrap())
+            .as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".into())]);
+}
+
+#[test]
+fn the_rate_limit_rejects_what_exceeds_the_burst() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 3,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    for i in 0..5 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    assert_eq!(r.engine.live_orders(), 3);
+    assert_eq!(r.gw.counters().drops[&Drop::RateLimited], 2);
+}
+
+#[test]
+fn a_session_is_bound_to_the_address_it_logged_in_from() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(9), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.engine.live_orders(), 0);
+    r.login(peer(9), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(9)), vec![(b'-', "S".into())]);
+}
+
+#[test]
+fn a_login_with_a_sequence_number_replays_from_there() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    for i in 0..4 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    assert_eq!(r.gw.next_sequence("demo01"), Some(5));
+    r.login(peer(1), "demo01", "demo01", 2);
+    let replies = r.replies(peer(1));
+    assert_eq!(replies[0].0, b'+');
+    assert_eq!(
+        replies[1..].iter().map(|x| x.1.clone()).collect::<Vec<_>>(),
+        vec!["T1", "T2", "T3"]
+    );
+}
+
+#[test]
+fn malformed_and_truncated_datagrams_are_counted_not_fatal() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.send(peer(1), &[0xff]);
+    r.send(peer(1), &[0, 40, b'L', 1, 2]);
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.unseq(peer(1), b"O-not-an-order");
+    assert_eq!(r.gw.counters().drops[&Drop::Malformed], 2);
+    assert_eq!(r.gw.counters().drops[&Drop::BadMessage], 1);
+}
+
+#[test]
+fn idle_sessions_get_heartbeats_then_time_out() {
+    let mut r = Rig::new(GatewayConfig {
+        heartbeat_ms: 10,
+        idle_timeout_ms: 100,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.out.clear();
+    r.gw.on_timer(Nanos(r.now + 20_000_000), &mut r.journal, &mut r.out);
+    assert!(r
+        .out
+        .iter()
+        .any(|(_, b)| matches!(Packet::parse(b), Ok((Packet::ServerHeartbeat, _)))));
+    r.gw.on_timer(Nanos(r.now + 200_000_000), &mut r.journal, &mut r.out);
+    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(
+        r.engine.live_orders(),
+        0,
+        "timed-out session no longer trades"
+    );
+}
+
+#[test]
+fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "wrong", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.enter(peer(1), "S1", Side::Sell, 5, "6.500");
+    r.enter(peer(2), "B1", Side::Buy, 3, "6.500");
+    r.enter(peer(2), "B2", Side::Buy, 2, "6.450");
+    let t = |s: &[u8]| ouch::token(s).unwrap();
+    r.unseq(
+        peer(2),
+        ouch::ReplaceOrder::new(t(b"B2"), t(b"B3"), Qty::new(4), "6.460".parse().unwrap())
+            .as_bytes(),
+    );
+
+    let set = contracts();
+    let mut gw = Gateway::new(&GatewayConfig::default(), &demo_sessions(), &set, SESSION);
+    let mut engine = Engine::new(&set, EngineConfig { max_orders: 1024 });
+    let mut md: Vec<Event> = Vec::new();
+    for (kind, now, payload) in &r.journal {
+        gw.replay(*kind, *now, payload, &mut engine, &mut md);
+    }
+    assert_eq!(md, r.md, "the same engine events, in order");
+    for u in ["demo01", "demo02"] {
+        assert_eq!(gw.next_sequence(u), r.gw.next_sequence(u));
+    }
+    let book = |e: &Engine| -> Vec<_> {
+        e.resting(InstrumentId(0), Side::Buy)
+            .chain(e.resting(InstrumentId(0), Side::Sell))
+            .collect()
+    };
+    assert_eq!(book(&engine), book(&r.engine));
+    // Tokens used before the crash are still used.
+    let mut out = Vec::new();
+    let mut b = [0u8; 128];
+    let m = ouch::EnterOrder::new(
+        t(b"B1"),
+        Side::Buy,
+        Qty::new(1),
+        Symbol::new("TK2612").unwrap(),
+        "6.4".parse().unwrap(),
+        Tif::Day,
+    );
+    let n = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
+    gw.on_datagram(
+        Nanos(r.now + 1),
+        peer(2),
+        &b[..n],
+        &mut engine,
+        &mut md,
+        &mut (),
+        &mut out,
+    );
+    assert_eq!(gw.counters().drops[&Drop::DuplicateEnter], 1);
+}
