@@ -212,28 +212,27 @@ impl fmt::Display for Summary {
 }
 
 /// Processing stages inside the exchange, each with its own histogram.
+/// Decoding is zero-copy and interleaved with the session checks, so it is
+/// timed together with matching rather than on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Frame received -> OUCH message decoded.
-    RxToDecoded,
-    /// Decoded -> engine done (session, risk, matching).
-    DecodedToMatched,
-    /// Engine done -> acknowledgement handed to the transport.
-    MatchedToAck,
+    /// Datagram received -> decoded, session-checked and matched (per datagram).
+    RxToMatched,
     /// One journal group write (per batch).
     JournalWrite,
-    /// Engine done -> market-data packet handed to the socket.
+    /// Matched -> acknowledgements handed to the socket (per datagram).
+    MatchedToAck,
+    /// Market-data packets of a batch handed to the socket (per batch).
     MarketDataOut,
-    /// Frame received -> acknowledgement sent: the whole time in the server.
+    /// Datagram received -> its acknowledgements sent: the time in the server.
     EndToEnd,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
-        Stage::RxToDecoded,
-        Stage::DecodedToMatched,
-        Stage::MatchedToAck,
+    pub const ALL: [Stage; 5] = [
+        Stage::RxToMatched,
         Stage::JournalWrite,
+        Stage::MatchedToAck,
         Stage::MarketDataOut,
         Stage::EndToEnd,
     ];
@@ -241,10 +240,9 @@ impl Stage {
     /// A stable short name, used as the `.hlog` tag and in file names.
     pub const fn name(self) -> &'static str {
         match self {
-            Stage::RxToDecoded => "rx_to_decoded",
-            Stage::DecodedToMatched => "decoded_to_matched",
-            Stage::MatchedToAck => "matched_to_ack",
+            Stage::RxToMatched => "rx_to_matched",
             Stage::JournalWrite => "journal_write",
+            Stage::MatchedToAck => "matched_to_ack",
             Stage::MarketDataOut => "market_data_out",
             Stage::EndToEnd => "end_to_end",
         }
@@ -254,7 +252,7 @@ impl Stage {
 /// One histogram per [`Stage`].
 #[derive(Clone, Default)]
 pub struct StageHistograms {
-    hists: [LatencyHistogram; 6],
+    hists: [LatencyHistogram; 5],
 }
 
 impl StageHistograms {

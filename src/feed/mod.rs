@@ -1,5 +1,7 @@
-//! Market data: engine events to ITCH 5.0 ([`itch_encoder`]) and the feed
-//! handler's order-by-order books rebuilt from ITCH ([`book`]).
+//! Market data: engine events to ITCH 5.0 ([`itch_encoder`]), MoldUDP64
+//! packets with retransmission ([`publisher`]), and the feed handler's
+//! order-by-order books rebuilt from ITCH ([`book`]).
 
 pub mod book;
 pub mod itch_encoder;
+pub mod publisher;

@@ -1,0 +1,342 @@
+//! The market-data publisher (sans-IO): engine events become ITCH 5.0
+//! messages with continuous sequence numbers, packed into MoldUDP64 packets
+//! of at most 1472 bytes and kept in a bounded store for retransmission.
+//!
+//! Owns the feed's sequence numbers and what may be resent. The caller
+//! flushes at the end of every engine batch (no message waits for a packet
+//! to fill), sends heartbeats when idle and End of Session at shutdown, and
+//! answers retransmission requests through [`Publisher::retransmit`].
+
+use super::itch_encoder::ItchEncoder;
+use crate::contract::ContractSet;
+use crate::engine::{Event, EventSink};
+use crate::types::Nanos;
+use crate::wire::moldudp64::{self, PacketBuilder, PushError};
+
+/// Longest ITCH message (NOII, 50 bytes).
+const SLOT: usize = 50;
+
+/// The last `capacity` messages by sequence number, in fixed-size slots.
+pub struct RetransmitStore {
+    slots: Vec<([u8; SLOT], u8)>,
+    capacity: usize,
+    /// Messages stored; the next sequence number is this + 1.
+    count: u64,
+}
+
+impl RetransmitStore {
+    pub fn new(capacity: usize) -> RetransmitStore {
+        RetransmitStore {
+            slots: Vec::new(),
+            capacity: capacity.max(1),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, msg: &[u8]) {
+        let n = msg.len().min(SLOT);
+        let mut slot = [0u8; SLOT];
+        slot[..n].copy_from_slice(&msg[..n]);
+        let i = (self.count % self.capacity as u64) as usize;
+        if i < self.slots.len() {
+            self.slots[i] = (slot, n as u8);
+        } else {
+            self.slots.push((slot, n as u8));
+        }
+        self.count += 1;
+    }
+
+    pub fn oldest(&self) -> u64 {
+        (self.count + 1).saturating_sub(self.capacity as u64).max(1)
+    }
+
+    pub fn next_sequence(&self) -> u64 {
+        self.count + 1
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&[u8]> {
+        if seq < self.oldest() || seq > self.count {
+            return None;
+        }
+        let (s, n) = self
+            .slots
+            .get(((seq - 1) % self.capacity as u64) as usize)?;
+        Some(&s[..usize::from(*n)])
+    }
+}
+
+/// Counts of the publisher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    pub messages: u64,
+    pub packets: u64,
+    pub heartbeats: u64,
+    pub retransmit_requests: u64,
+    pub retransmitted: u64,
+    /// Requests for messages not (or no longer) stored, or for another session.
+    pub retransmit_unanswerable: u64,
+}
+
+/// Engine events in, MoldUDP64 packets out.
+pub struct Publisher {
+    encoder: ItchEncoder,
+    session: [u8; 10],
+    builder: PacketBuilder,
+    /// Complete packets waiting for the next flush.
+    ready: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    store: RetransmitStore,
+    now: Nanos,
+    last_sent: u64,
+    stats: PublisherStats,
+}
+
+impl Publisher {
+    pub fn new(contracts: &ContractSet, session: [u8; 10], store_capacity: usize) -> Publisher {
+        Publisher {
+            encoder: ItchEncoder::new(contracts),
+            session,
+            builder: PacketBuilder::new(session, 1, moldudp64::MAX_PACKET),
+            ready: Vec::with_capacity(64),
+            spare: (0..64)
+                .map(|_| Vec::with_capacity(moldudp64::MAX_PACKET))
+                .collect(),
+            store: RetransmitStore::new(store_capacity),
+            now: Nanos(0),
+            last_sent: 0,
+            stats: PublisherStats::default(),
+        }
+    }
+
+    /// The time stamped on messages encoded from now on.
+    pub fn set_time(&mut self, now: Nanos) {
+        self.now = now;
+    }
+
+    pub fn stats(&self) -> PublisherStats {
+        self.stats
+    }
+
+    /// Sequence number the next message will get.
+    pub fn next_sequence(&self) -> u64 {
+        self.store.next_sequence()
+    }
+
+    fn seal(&mut self) {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(self.builder.bytes());
+        self.ready.push(buf);
+        self.builder.reset(self.store.next_sequence());
+    }
+
+    fn publish(&mut self, msg: &[u8]) {
+        match self.builder.push(msg) {
+            Ok(()) => {}
+            Err(PushError::Full) => {
+                self.seal();
+                // An empty packet always has room for one ITCH message.
+                let _ = self.builder.push(msg);
+            }
+            Err(PushError::TooLarge) => return,
+        }
+        self.store.push(msg);
+        self.stats.messages += 1;
+    }
+
+    /// Start-of-day messages: system events, the stock directory, trading actions.
+    pub fn start_of_day(&mut self) {
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        self.encoder
+            .start_of_day(self.now, &mut |m| msgs.push(m.to_vec()));
+        for m in msgs {
+            self.publish(&m);
+        }
+    }
+
+    /// Sends every packet completed since the last flush, and the partial one.
+    pub fn flush(&mut self, send: &mut impl FnMut(&[u8])) {
+        if !self.builder.is_empty() {
+            self.seal();
+        }
+        for p in self.ready.drain(..) {
+            send(&p);
+            self.stats.packets += 1;
+            self.spare.push(p);
+        }
+        if self.stats.packets > 0 {
+            self.last_sent = self.now.0;
+        }
+    }
+
+    /// Drops what is pending without sending it (after journal replay: those
+    /// messages are in the store; feed handlers recover them by request).
+    pub fn discard_pending(&mut self) {
+        while let Some(p) = self.ready.pop() {
+            self.spare.push(p);
+        }
+        self.builder.reset(self.store.next_sequence());
+    }
+
+    /// A heartbeat when nothing was sent for `interval_ns`.
+    pub fn heartbeat_if_idle(&mut self, interval_ns: u64, send: &mut impl FnMut(&[u8])) {
+        if self.now.0.saturating_sub(self.last_sent) >= interval_ns {
+            send(&PacketBuilder::control(
+                self.session,
+                self.store.next_sequence(),
+                moldudp64::HEARTBEAT,
+            ));
+            self.last_sent = self.now.0;
+            self.stats.heartbeats += 1;
+        }
+    }
+
+    /// The end-of-session packet.
+    pub fn end_of_session(&mut self, send: &mut impl FnMut(&[u8])) {
+        self.encoder.end_of_day(self.now, &mut |_| {});
+        send(&PacketBuilder::control(
+            self.session,
+            self.store.next_sequence(),
+            moldudp64::END_OF_SESSION,
+        ));
+    }
+
+    /// Answers a retransmission request (a MoldUDP64 header: session, first
+    /// sequence, count) with packets of what the store holds. Requests for
+    /// another session or for nothing stored are counted and ignored.
+    pub fn retransmit(&mut self, request: &[u8], max_messages: u16, send: &mut impl FnMut(&[u8])) {
+        self.stats.retransmit_requests += 1;
+        use zerocopy::FromBytes;
+        let Ok(h) = moldudp64::Header::ref_from_bytes(request) else {
+            self.stats.retransmit_unanswerable += 1;
+            return;
+        };
+        let first = h.sequence();
+        let count = u64::from(h.count().min(max_messages));
+        if h.session != self.session
+            || first < self.store.oldest()
+            || first >= self.store.next_sequence()
+            || count == 0
+        {
+            self.stats.retransmit_unanswerable += 1;
+            return;
+        }
+        let end = (first + count).min(self.store.next_sequence());
+        let mut b = PacketBuilder::new(self.session, first, moldudp64::MAX_PACKET);
+        let mut seq = first;
+        while seq < end {
+            let Some(m) = self.store.get(seq) else { break };
+            match b.push(m) {
+                Ok(()) => seq += 1,
+                Err(_) => {
+                    send(b.bytes());
+                    b.reset(seq);
+                }
+            }
+        }
+        if !b.is_empty() {
+            send(b.bytes());
+        }
+        self.stats.retransmitted += end - first;
+    }
+}
+
+impl EventSink for Publisher {
+    #[inline]
+    fn event(&mut self, e: &Event) {
+        let mut buf = [0u8; SLOT];
+        let mut len = 0;
+        self.encoder.encode(self.now, e, &mut |m| {
+            buf[..m.len()].copy_from_slice(m);
+            len = m.len();
+        });
+        if len > 0 {
+            self.publish(&buf[..len]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::moldudp64::Packet;
+    use std::path::Path;
+
+    fn publisher() -> Publisher {
+        let set = ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"))
+            .unwrap();
+        Publisher::new(&set, *b"TOKEX00001", 1000)
+    }
+
+    fn sent(p: &mut Publisher) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        p.flush(&mut |b| out.push(b.to_vec()));
+        out
+    }
+
+    #[test]
+    fn sequence_numbers_are_continuous_across_packets_and_flushes() {
+        let mut p = publisher();
+        p.start_of_day();
+        let mut next = 1u64;
+        for round in 0..3 {
+            for i in 0..100u64 {
+                p.event(&Event::BookDelete {
+                    order: crate::types::OrderId(round * 1000 + i),
+                    instrument: crate::types::InstrumentId(0),
+                });
+            }
+            for pkt in sent(&mut p) {
+                assert!(pkt.len() <= moldudp64::MAX_PACKET);
+                let parsed = Packet::parse(&pkt).unwrap();
+                assert_eq!(parsed.header.sequence(), next);
+                next += u64::from(parsed.header.count());
+            }
+        }
+        assert_eq!(next, p.next_sequence());
+    }
+
+    #[test]
+    fn retransmission_returns_the_stored_messages_from_the_requested_sequence() {
+        let mut p = publisher();
+        p.start_of_day();
+        let original = sent(&mut p);
+        let mut req = Vec::new();
+        req.extend_from_slice(&PacketBuilder::control(*b"TOKEX00001", 3, 4));
+        let mut answers = Vec::new();
+        p.retransmit(&req, 1000, &mut |b| answers.push(b.to_vec()));
+        let a = Packet::parse(&answers[0]).unwrap();
+        assert_eq!((a.header.sequence(), a.header.count()), (3, 4));
+        let orig = Packet::parse(&original[0]).unwrap();
+        let want: Vec<_> = orig
+            .messages()
+            .filter(|(s, _)| (3..7).contains(s))
+            .collect();
+        assert_eq!(a.messages().collect::<Vec<_>>(), want);
+        // Wrong session or the future: ignored and counted.
+        p.retransmit(
+            &PacketBuilder::control(*b"OTHER00001", 3, 4),
+            1000,
+            &mut |_| panic!(),
+        );
+        p.retransmit(
+            &PacketBuilder::control(*b"TOKEX00001", 9999, 4),
+            1000,
+            &mut |_| panic!(),
+        );
+        assert_eq!(p.stats().retransmit_unanswerable, 2);
+    }
+
+    #[test]
+    fn heartbeat_carries_the_next_sequence_number() {
+        let mut p = publisher();
+        p.start_of_day();
+        sent(&mut p);
+        p.set_time(Nanos(5_000_000_000));
+        let mut hb = Vec::new();
+        p.heartbeat_if_idle(1_000_000_000, &mut |b| hb.push(b.to_vec()));
+        let h = Packet::parse(&hb[0]).unwrap();
+        assert!(h.is_heartbeat());
+        assert_eq!(h.header.sequence(), p.next_sequence());
+    }
+}
