@@ -7,9 +7,13 @@
 //! Module map (see README.md, "Architecture"):
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
 //! - [`bench`]: benchmark flows and runners (engine vs a peer order book).
+//! - [`client`]: an order-entry client session (sans-IO) and its UDP shell.
+//! - [`load`]: `tokex load`, the open-loop constant-rate load generator.
 //! - [`config`]: the exchange's TOML configuration and its lab defaults.
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
+//! - [`demo`]: `tokex demo`, the end-to-end run on the lab network.
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
+//! - [`exchange`]: `tokex exchange`, the server loop around the sans-IO cores.
 //! - [`feed`]: engine events to ITCH 5.0, and the feed handler's rebuilt books.
 //! - [`gateway`]: order-entry sessions (SoupBinTCP logins, OUCH in, acks out), sans-IO.
 //! - [`wire`]: byte layouts of OUCH 4.2, SoupBinTCP, ITCH 5.0, MoldUDP64, Ethernet/IPv4/UDP.
@@ -22,13 +26,17 @@
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod engine;
+pub mod exchange;
 pub mod feed;
 pub mod gateway;
 pub mod journal;
 pub mod latency;
+pub mod load;
 pub mod net;
 pub mod replay;
 pub mod runtime;

@@ -15,6 +15,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: lab up, exchange + feed handler + load for a short run, latency report.
+    Demo(tokex::demo::DemoArgs),
+    /// The feed handler: join the multicast feed, recover gaps, rebuild every book.
+    Feed(tokex::feed::cli::FeedArgs),
+    /// Open-loop constant-rate order load against the exchange (lab only).
+    Load(tokex::load::LoadArgs),
+    /// Run the exchange (inside its namespace: ip netns exec tokex-ex tokex exchange).
+    Exchange(tokex::exchange::ExchangeArgs),
+    /// Bring the lab network up or down (tools/lab.sh).
+    Lab {
+        /// up | down | status
+        action: String,
+    },
     /// Side-by-side benchmarks (engine vs a peer order-book crate, ...).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -50,6 +63,13 @@ fn main() -> anyhow::Result<()> {
                 tokex::runtime::pin_current_thread(core)?;
             }
             print!("{}", tokex::bench::engine::run(ops, seed)?);
+        }
+        Command::Exchange(args) => tokex::exchange::run(&args)?,
+        Command::Lab { action } => tokex::demo::lab(&action)?,
+        Command::Load(args) => println!("{}", tokex::load::run(&args)?),
+        Command::Demo(args) => tokex::demo::run(&args)?,
+        Command::Feed(args) => {
+            tokex::feed::cli::run(&args)?;
         }
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;

@@ -3,5 +3,7 @@
 //! order-by-order books rebuilt from ITCH ([`book`]).
 
 pub mod book;
+pub mod cli;
+pub mod handler;
 pub mod itch_encoder;
 pub mod publisher;

@@ -1,0 +1,339 @@
+//! `tokex demo`: the README's main job, end to end on the lab network.
+//!
+//! Owns the orchestration only: bring the lab up, start the exchange in
+//! `tokex-ex`, a feed handler and the load generator in `tokex-cl` (each as
+//! its own `tokex` process, exactly as a user would start them), stop the
+//! exchange, check the feed handler's rebuilt books against the exchange's,
+//! print the latency table, write the plot, and tear the lab down — also when
+//! interrupted. It contains no trading or network logic of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::runtime::Stop;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Exchange config file.
+    #[arg(long, default_value = "config/tokex.toml")]
+    pub config: PathBuf,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Orders per second, open loop at a constant rate.
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+    /// Order-entry transport of the exchange: xdp (falls back to udp) or udp.
+    #[arg(long, default_value = "xdp")]
+    pub transport: String,
+    /// Where every output of the run goes.
+    #[arg(long, default_value = "out/demo")]
+    pub out: PathBuf,
+    /// Leave the lab network up at the end.
+    #[arg(long)]
+    pub keep_lab: bool,
+}
+
+/// Namespaces of the lab (DESIGN.md defaults).
+pub const EXCHANGE_NS: &str = "tokex-ex";
+pub const CLIENT_NS: &str = "tokex-cl";
+
+/// Runs `tools/lab.sh ACTION` from the repository.
+pub fn lab(action: &str) -> anyhow::Result<()> {
+    let script = repo_file("tools/lab.sh")?;
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{} {action} failed ({status})", script.display());
+    }
+    Ok(())
+}
+
+/// A file of the repository, found from the current directory.
+fn repo_file(rel: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(rel);
+    if p.exists() {
+        return Ok(p);
+    }
+    bail!("{rel} not found: run tokex from the repository's top directory")
+}
+
+/// Tears the lab down when dropped, unless told to keep it.
+struct LabGuard {
+    keep: bool,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = lab("down") {
+                eprintln!("tokex demo: lab teardown: {e:#}");
+            }
+        }
+    }
+}
+
+/// A child process that is interrupted, then killed, when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, ns: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+        let exe = std::env::current_exe().context("locating the tokex binary")?;
+        let logf =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .with_context(|| format!("starting the {name}"))?;
+        Ok(Proc { name, child })
+    }
+
+    /// Sends SIGINT and waits up to `grace` for a clean exit.
+    fn interrupt(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        // `ip netns exec` execs the program, so the pid is tokex's own.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.wait(grace)
+    }
+
+    fn wait(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let status = self.child.wait()?;
+                bail!(
+                    "the {} did not stop within {limit:?} and was killed ({status})",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.interrupt(Duration::from_secs(3));
+        }
+    }
+}
+
+/// Waits until `path` exists (a process's "ready" file), the process exits,
+/// `stop` is set, or `limit` passes.
+fn wait_ready(p: &mut Proc, path: &Path, stop: &Stop, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        if stop.is_set() {
+            bail!("interrupted");
+        }
+        if !p.running() {
+            bail!("the {} exited before it was ready", p.name);
+        }
+        if Instant::now() >= deadline {
+            bail!("the {} was not ready within {limit:?}", p.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn print_log_tail(title: &str, path: &Path, lines: usize) {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let all: Vec<&str> = text.lines().collect();
+        println!("---- {title} ({}) ----", path.display());
+        for l in &all[all.len().saturating_sub(lines)..] {
+            println!("{l}");
+        }
+    }
+}
+
+/// Runs the demo. Returns an error if any part failed or the books differ.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        bail!("tokex demo creates network namespaces: run it as root");
+    }
+    let stop = Stop::on_signals()?;
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for stale in [
+        "exchange.ready",
+        "feed.ready",
+        "exchange-book.csv",
+        "feed-book.csv",
+    ] {
+        let _ = std::fs::remove_file(out.join(stale));
+    }
+    let out_s = |name: &str| out.join(name).display().to_string();
+
+    println!("== lab: namespaces {EXCHANGE_NS} (198.18.0.1) and {CLIENT_NS} (198.18.0.2)");
+    lab("up")?;
+    let _lab = LabGuard {
+        keep: args.keep_lab,
+    };
+
+    println!(
+        "== exchange: ip netns exec {EXCHANGE_NS} tokex exchange --config {}",
+        args.config.display()
+    );
+    let mut exchange = Proc::spawn(
+        "exchange",
+        EXCHANGE_NS,
+        &[
+            "exchange".into(),
+            "--config".into(),
+            args.config.display().to_string(),
+            "--transport".into(),
+            args.transport.clone(),
+            "--fresh".into(),
+            "--ready-file".into(),
+            out_s("exchange.ready"),
+            "--book-out".into(),
+            out_s("exchange-book.csv"),
+            "--latency-dir".into(),
+            out_s("exchange-latency"),
+            "--max-seconds".into(),
+            (args.duration + 120).to_string(),
+        ],
+        &out.join("exchange.log"),
+    )?;
+    wait_ready(
+        &mut exchange,
+        &out.join("exchange.ready"),
+        &stop,
+        Duration::from_secs(20),
+    )
+    .inspect_err(|_| print_log_tail("exchange log", &out.join("exchange.log"), 30))?;
+    print_log_tail("exchange start-up", &out.join("exchange.log"), 12);
+
+    println!("== feed handler: ip netns exec {CLIENT_NS} tokex feed");
+    let mut feed = Proc::spawn(
+        "feed handler",
+        CLIENT_NS,
+        &[
+            "feed".into(),
+            "--quiet".into(),
+            "--duration".into(),
+            (args.duration + 30).to_string(),
+            "--ready-file".into(),
+            out_s("feed.ready"),
+            "--book-out".into(),
+            out_s("feed-book.csv"),
+        ],
+        &out.join("feed.log"),
+    )?;
+    wait_ready(
+        &mut feed,
+        &out.join("feed.ready"),
+        &stop,
+        Duration::from_secs(10),
+    )
+    .inspect_err(|_| print_log_tail("feed log", &out.join("feed.log"), 30))?;
+
+    println!(
+        "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {}",
+        args.rate, args.duration
+    );
+    let label = format!("{}-{}k", args.transport, args.rate / 1000);
+    let mut load = Proc::spawn(
+        "load generator",
+        CLIENT_NS,
+        &[
+            "load".into(),
+            "--rate".into(),
+            args.rate.to_string(),
+            "--duration".into(),
+            args.duration.to_string(),
+            "--count".into(),
+            (args.rate * args.duration).to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--label".into(),
+            label.clone(),
+            "--no-progress".into(),
+        ],
+        &out.join("load.log"),
+    )?;
+    let load_status = load.wait(Duration::from_secs(args.duration + 60))?;
+    print_log_tail("load generator", &out.join("load.log"), 40);
+    if !load_status.success() {
+        bail!("the load generator failed ({load_status})");
+    }
+
+    println!("== stopping the exchange (SIGINT): End of Session on the feed");
+    let ex_status = exchange.interrupt(Duration::from_secs(20))?;
+    print_log_tail("exchange at shutdown", &out.join("exchange.log"), 40);
+    if !ex_status.success() {
+        bail!("the exchange failed ({ex_status})");
+    }
+    let feed_status = feed.wait(Duration::from_secs(15))?;
+    print_log_tail("feed handler", &out.join("feed.log"), 25);
+    if !feed_status.success() {
+        bail!("the feed handler failed ({feed_status})");
+    }
+
+    let ex_book =
+        std::fs::read_to_string(out.join("exchange-book.csv")).context("exchange book")?;
+    let feed_book = std::fs::read_to_string(out.join("feed-book.csv")).context("feed book")?;
+    let orders = ex_book.lines().count().saturating_sub(1);
+    if ex_book != feed_book {
+        bail!(
+            "the feed handler's book differs from the exchange's: compare {} and {}",
+            out.join("exchange-book.csv").display(),
+            out.join("feed-book.csv").display()
+        );
+    }
+    println!("== books: the feed handler rebuilt all {orders} resting orders exactly as the exchange holds them");
+    if let Some(top) = first_symbol_book(&ex_book, 10) {
+        println!("{top}");
+    }
+
+    println!("== files: {}/{label}.hgrm, .hlog, .json (round trip); {}/exchange-latency/*.hgrm (per stage)", out.display(), out.display());
+    Ok(())
+}
+
+/// The first contract's lines of a book.csv, for printing.
+fn first_symbol_book(book: &str, max: usize) -> Option<String> {
+    let mut lines = book.lines();
+    let header = lines.next()?;
+    let first = lines.next()?;
+    let sym = first.split(',').next()?;
+    let mut out = format!("{header}\n{first}\n");
+    for l in book
+        .lines()
+        .skip(2)
+        .filter(|l| l.starts_with(&format!("{sym},")))
+        .take(max - 1)
+    {
+        out.push_str(l);
+        out.push('\n');
+    }
+    Some(out)
+}

@@ -1,0 +1,458 @@
+//! `tokex exchange`: the server's I/O shell around the sans-IO cores.
+//!
+//! Owns the sockets and the loop: one pinned, run-to-completion thread
+//! receives a batch of datagrams (kernel UDP, non-blocking), hands each to
+//! the gateway (decode, session, match), writes the batch's journal records
+//! with one write(2), then sends the acknowledgements and the market-data
+//! packets, and records per-stage latencies. Every millisecond it runs the
+//! session timers, market-data heartbeats and retransmission requests.
+//! Trading logic lives in `engine` and `gateway`; this file only moves bytes.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{Config, TransportKind};
+use crate::contract::ContractSet;
+use crate::engine::{Engine, EngineConfig};
+use crate::feed::publisher::Publisher;
+use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer};
+use crate::journal::{Durability, JournalWriter};
+use crate::latency::{Stage, StageHistograms};
+use crate::runtime::{pin_current_thread, Stop};
+use crate::types::{Nanos, Side};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExchangeArgs {
+    #[arg(long, default_value = "config/tokex.toml")]
+    pub config: PathBuf,
+    /// Override the config's order-entry transport (xdp | udp).
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// Start a new day: delete the journal instead of recovering from it.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Touch this file once the exchange is ready for orders.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Write the final book (book.csv format) here at shutdown.
+    #[arg(long)]
+    pub book_out: Option<PathBuf>,
+    /// Where per-stage latency files go (default: the config's latency.dir).
+    #[arg(long)]
+    pub latency_dir: Option<PathBuf>,
+    /// Stop by itself after this many seconds.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+}
+
+/// Journal writes go through the gateway's hook into the group-commit buffer.
+struct Journal(JournalWriter, u64);
+
+impl JournalSink for Journal {
+    fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]) {
+        if self.0.append(kind, now, payload).is_err() {
+            self.1 += 1;
+        }
+    }
+}
+
+/// Replies held until the batch's journal write is done (an ack never
+/// leaves before the order is durable), then sent.
+struct Replies {
+    buf: Vec<u8>,
+    items: Vec<(Peer, usize, usize)>,
+}
+
+impl Outbox for Replies {
+    fn send(&mut self, peer: Peer, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.items.push((peer, start, bytes.len()));
+    }
+}
+
+/// Nanoseconds since the Unix epoch from a cheap monotonic clock.
+struct Clock {
+    clock: quanta::Clock,
+    base_raw: u64,
+    base_epoch: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let clock = quanta::Clock::new();
+        let base_raw = clock.raw();
+        let base_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Clock {
+            clock,
+            base_raw,
+            base_epoch,
+        }
+    }
+
+    #[inline]
+    fn raw(&self) -> u64 {
+        self.clock.raw()
+    }
+
+    #[inline]
+    fn nanos(&self, raw: u64) -> Nanos {
+        Nanos(self.base_epoch + self.clock.delta_as_nanos(self.base_raw, raw))
+    }
+
+    #[inline]
+    fn between(&self, a: u64, b: u64) -> u64 {
+        self.clock.delta_as_nanos(a, b)
+    }
+}
+
+fn multicast_sender(cfg: &Config) -> anyhow::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_multicast_ttl_v4(1)?;
+    s.set_multicast_if_v4(&cfg.network.address)?;
+    s.set_multicast_loop_v4(false)?;
+    s.bind(&SocketAddr::from(SocketAddrV4::new(cfg.network.address, 0)).into())?;
+    let s: UdpSocket = s.into();
+    s.connect(SocketAddrV4::new(cfg.network.md_group, cfg.network.md_port))?;
+    Ok(s)
+}
+
+fn udp_socket(addr: SocketAddrV4) -> anyhow::Result<UdpSocket> {
+    let s = UdpSocket::bind(addr).with_context(|| {
+        format!("binding {addr} (is the lab up and this the exchange namespace?)")
+    })?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Runs the exchange until SIGINT/SIGTERM (or `--max-seconds`).
+pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(t) = &args.transport {
+        cfg.network.transport = match t.as_str() {
+            "xdp" => TransportKind::Xdp,
+            "udp" => TransportKind::Udp,
+            other => bail!("unknown transport {other:?} (xdp | udp)"),
+        };
+    }
+    let stop = Stop::on_signals()?;
+    let contracts = ContractSet::load_dir(&cfg.contracts)?;
+    let session: [u8; 10] = cfg
+        .network
+        .md_session
+        .as_bytes()
+        .try_into()
+        .context("md_session")?;
+
+    if cfg.network.transport == TransportKind::Xdp {
+        println!(
+            "transport: AF_XDP is not built into this version of tokex; falling back to the kernel UDP path (recvfrom/sendto)"
+        );
+    }
+    println!(
+        "transport: kernel UDP on {}:{}",
+        cfg.network.address, cfg.network.order_port
+    );
+    let orders = udp_socket(SocketAddrV4::new(
+        cfg.network.address,
+        cfg.network.order_port,
+    ))?;
+    let retrans = udp_socket(SocketAddrV4::new(
+        cfg.network.address,
+        cfg.network.retransmit_port,
+    ))?;
+    let md = multicast_sender(&cfg)?;
+    println!(
+        "market data: ITCH 5.0 in MoldUDP64 to {}:{} (TTL 1), session {}, retransmission on port {}",
+        cfg.network.md_group, cfg.network.md_port, cfg.network.md_session, cfg.network.retransmit_port
+    );
+
+    let clock = Clock::new();
+    let mut engine = Engine::new(
+        &contracts,
+        EngineConfig {
+            max_orders: cfg.engine.max_orders,
+        },
+    );
+    let mut gateway = Gateway::new(&cfg.gateway, &cfg.sessions, &contracts, session);
+    let mut publisher = Publisher::new(&contracts, session, 1 << 22);
+    publisher.set_time(clock.nanos(clock.raw()));
+    publisher.start_of_day();
+
+    if let Some(dir) = cfg.journal.path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if args.fresh && cfg.journal.path.exists() {
+        fs::remove_file(&cfg.journal.path)?;
+    }
+    let t0 = Instant::now();
+    let (writer, report) =
+        JournalWriter::open(&cfg.journal.path, cfg.journal.durability, 1 << 20, |rec| {
+            publisher.set_time(rec.time);
+            gateway.replay(rec.kind, rec.time, rec.payload, &mut engine, &mut publisher);
+        })?;
+    if report.records > 0 {
+        publisher.discard_pending();
+        println!(
+            "recovery: replayed {} journal records in {:.1} ms; {} orders resting; market data continues at sequence {}",
+            report.records,
+            t0.elapsed().as_secs_f64() * 1e3,
+            engine.live_orders(),
+            publisher.next_sequence()
+        );
+    }
+    if report.cut_bytes > 0 {
+        println!(
+            "recovery: cut a torn or corrupt journal tail of {} bytes",
+            report.cut_bytes
+        );
+    }
+    if cfg.journal.durability == Durability::None {
+        println!("journal: DISABLED (durability = none): acknowledged orders are lost on a crash; benchmarks only");
+    } else {
+        println!(
+            "journal: {} (durability = {:?})",
+            cfg.journal.path.display(),
+            cfg.journal.durability
+        );
+    }
+    let mut journal = Journal(writer, 0);
+
+    match pin_current_thread(cfg.runtime.engine_core) {
+        Ok(()) => println!(
+            "runtime: run-to-completion thread pinned to core {}",
+            cfg.runtime.engine_core
+        ),
+        Err(e) => println!("runtime: not pinned ({e})"),
+    }
+    let mut replies = Replies {
+        buf: Vec::with_capacity(1 << 20),
+        items: Vec::with_capacity(1 << 14),
+    };
+    let mut stages = StageHistograms::default();
+    let mut rx = vec![0u8; 2048];
+    let mut req = [0u8; 64];
+    let mut per_datagram: Vec<u64> = Vec::with_capacity(cfg.runtime.batch);
+    let mut last_timer = clock.raw();
+    let timer_every = 1_000_000u64;
+    let deadline = args
+        .max_seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let mut datagrams = 0u64;
+    let mut send_errors = 0u64;
+
+    // Flush start-of-day market data, then announce readiness.
+    publisher.flush(&mut |p| {
+        let _ = md.send(p);
+    });
+    if let Some(f) = &args.ready_file {
+        fs::write(f, b"ready\n")?;
+    }
+    println!(
+        "ready: order entry on {}:{}",
+        cfg.network.address, cfg.network.order_port
+    );
+
+    while !stop.is_set() {
+        // Receive a batch.
+        per_datagram.clear();
+        let batch_start = clock.raw();
+        let now = clock.nanos(batch_start);
+        publisher.set_time(now);
+        while per_datagram.len() < cfg.runtime.batch {
+            match orders.recv_from(&mut rx) {
+                Ok((n, SocketAddr::V4(src))) => {
+                    let t_rx = clock.raw();
+                    gateway.on_datagram(
+                        now,
+                        Peer::Udp(src),
+                        &rx[..n],
+                        &mut engine,
+                        &mut publisher,
+                        &mut journal,
+                        &mut replies,
+                    );
+                    let t_done = clock.raw();
+                    stages.record(Stage::RxToMatched, clock.between(t_rx, t_done));
+                    per_datagram.push(t_rx);
+                    datagrams += 1;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => break,
+                Err(e) => return Err(e).context("receiving orders"),
+            }
+        }
+        if !per_datagram.is_empty() {
+            let tj = clock.raw();
+            journal.0.commit().context("journal write")?;
+            stages.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
+            let ta = clock.raw();
+            for &(peer, start, len) in &replies.items {
+                if let Peer::Udp(addr) = peer {
+                    if orders
+                        .send_to(&replies.buf[start..start + len], addr)
+                        .is_err()
+                    {
+                        send_errors += 1;
+                    }
+                }
+                gateway.note_sent(peer, now);
+            }
+            let t_acked = clock.raw();
+            replies.buf.clear();
+            replies.items.clear();
+            let per = clock.between(ta, t_acked) / per_datagram.len() as u64;
+            for &t_rx in &per_datagram {
+                stages.record(Stage::MatchedToAck, per);
+                stages.record(Stage::EndToEnd, clock.between(t_rx, t_acked));
+            }
+            let tm = clock.raw();
+            let mut sent = false;
+            publisher.flush(&mut |p| {
+                sent = true;
+                if md.send(p).is_err() {
+                    send_errors += 1;
+                }
+            });
+            if sent {
+                stages.record(Stage::MarketDataOut, clock.between(tm, clock.raw()));
+            }
+        } else if !cfg.runtime.busy_poll {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::hint::spin_loop();
+        }
+        // Timers, heartbeats and retransmissions, once a millisecond.
+        let t = clock.raw();
+        if clock.between(last_timer, t) >= timer_every {
+            last_timer = t;
+            let now = clock.nanos(t);
+            publisher.set_time(now);
+            gateway.on_timer(now, &mut journal, &mut replies);
+            journal.0.commit().context("journal write")?;
+            for &(peer, start, len) in &replies.items {
+                if let Peer::Udp(addr) = peer {
+                    let _ = orders.send_to(&replies.buf[start..start + len], addr);
+                }
+            }
+            replies.buf.clear();
+            replies.items.clear();
+            publisher.heartbeat_if_idle(1_000_000_000, &mut |p| {
+                let _ = md.send(p);
+            });
+            while let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
+                publisher.retransmit(&req[..n], 4096, &mut |p| {
+                    let _ = retrans.send_to(p, src);
+                });
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+    }
+
+    // Shutdown: End of Session on both channels, then the reports.
+    let now = clock.nanos(clock.raw());
+    publisher.set_time(now);
+    publisher.flush(&mut |p| {
+        let _ = md.send(p);
+    });
+    publisher.end_of_session(&mut |p| {
+        let _ = md.send(p);
+    });
+    gateway.end_of_session(&mut replies);
+    for &(peer, start, len) in &replies.items {
+        if let Peer::Udp(addr) = peer {
+            let _ = orders.send_to(&replies.buf[start..start + len], addr);
+        }
+    }
+    journal.0.commit()?;
+
+    let c = gateway.counters();
+    println!("\n== exchange counters");
+    println!("datagrams {datagrams}, SoupBinTCP packets {}, OUCH messages {}, logins {}, send errors {send_errors}, journal errors {}", c.packets, c.orders, c.logins, journal.1);
+    println!(
+        "trades (match numbers) {}, orders resting {}",
+        engine.match_number(),
+        engine.live_orders()
+    );
+    let mut drops: Vec<_> = Drop::ALL
+        .iter()
+        .filter_map(|d| c.drops.get(d).map(|n| format!("{}={n}", d.name())))
+        .collect();
+    drops.sort();
+    println!(
+        "dropped: {}",
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(" ")
+        }
+    );
+    let mut rejects: Vec<_> = c.rejects.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    rejects.sort();
+    println!(
+        "rejected: {}",
+        if rejects.is_empty() {
+            "none".into()
+        } else {
+            rejects.join(" ")
+        }
+    );
+    let p = publisher.stats();
+    println!(
+        "market data: {} messages in {} packets, {} heartbeats, next sequence {}, retransmission requests {} ({} messages resent, {} unanswerable)",
+        p.messages, p.packets, p.heartbeats, publisher.next_sequence(), p.retransmit_requests, p.retransmitted, p.retransmit_unanswerable
+    );
+    println!(
+        "\n== latency inside the exchange (per stage)\n{}",
+        stages.table()
+    );
+
+    let dir = args.latency_dir.clone().unwrap_or(cfg.latency.dir.clone());
+    fs::create_dir_all(&dir)?;
+    for s in Stage::ALL {
+        let h = stages.get(s);
+        if !h.is_empty() {
+            h.save_hgrm(&dir.join(format!("{}.hgrm", s.name())))?;
+        }
+    }
+    if let Some(path) = &args.book_out {
+        write_book(&engine, &contracts, path)?;
+    }
+    Ok(())
+}
+
+/// The engine's resting orders in `tokex replay`'s book.csv layout (order
+/// reference numbers in place of accounts and tokens, which the feed does not carry).
+pub fn write_book(
+    engine: &Engine,
+    contracts: &ContractSet,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut out = String::from("symbol,side,price,qty,order\n");
+    for c in contracts.iter() {
+        for side in [Side::Buy, Side::Sell] {
+            for o in engine.resting(c.id, side) {
+                out += &format!(
+                    "{},{},{},{},{}\n",
+                    c.symbol,
+                    if side == Side::Buy { 'B' } else { 'S' },
+                    o.price.to_string_decimals(c.price_decimals()),
+                    o.qty,
+                    o.order.0
+                );
+            }
+        }
+    }
+    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,175 @@
+//! `tokex feed`: the feed handler's socket shell and terminal view.
+//!
+//! Joins the multicast group on the lab interface, drives the sans-IO
+//! [`FeedHandler`], sends its retransmission requests, shows the top of
+//! every book (refreshing in place), and at the end of session writes the
+//! rebuilt book and prints statistics with feed latency percentiles.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::handler::{FeedHandler, FeedStats};
+use crate::contract::ContractSet;
+use crate::latency::Summary;
+use crate::types::{Nanos, Side};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FeedArgs {
+    #[arg(long, default_value = "239.198.0.1")]
+    pub group: Ipv4Addr,
+    #[arg(long, default_value_t = 9100)]
+    pub port: u16,
+    /// Address of the lab interface to join the group on.
+    #[arg(long, default_value = "198.18.0.2")]
+    pub interface_addr: Ipv4Addr,
+    /// The retransmission server.
+    #[arg(long, default_value = "198.18.0.1:9101")]
+    pub retransmit: SocketAddrV4,
+    /// Stop after this many seconds even without End of Session.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// No live view, statistics only.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Touch this file once joined.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Write the rebuilt book here at the end (symbol,side,price,qty,order).
+    #[arg(long)]
+    pub book_out: Option<PathBuf>,
+    #[arg(long, default_value = "contracts")]
+    pub contracts: PathBuf,
+}
+
+fn now() -> Nanos {
+    Nanos(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    )
+}
+
+fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_recv_buffer_size(8 << 20)?;
+    s.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, args.port)).into())?;
+    s.join_multicast_v4(&args.group, &args.interface_addr)
+        .with_context(|| {
+            format!(
+                "joining {} on {} (is this the client namespace?)",
+                args.group, args.interface_addr
+            )
+        })?;
+    let s: UdpSocket = s.into();
+    s.set_read_timeout(Some(Duration::from_millis(2)))?;
+    Ok(s)
+}
+
+/// Runs the feed handler until End of Session (with nothing missing) or the duration.
+pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
+    let contracts = ContractSet::load_dir(&args.contracts)?;
+    let sock = join(args)?;
+    let req = UdpSocket::bind(SocketAddrV4::new(args.interface_addr, 0))?;
+    req.set_nonblocking(true)?;
+    if let Some(f) = &args.ready_file {
+        std::fs::write(f, b"ready\n")?;
+    }
+    let mut h = FeedHandler::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let mut last_view = Instant::now();
+    while Instant::now() < deadline && !h.is_complete() {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            h.on_packet(now(), &buf[..n]);
+        }
+        while let Ok((n, _)) = req.recv_from(&mut buf) {
+            h.on_packet(now(), &buf[..n]);
+        }
+        if let Some(r) = h.poll_request(now()) {
+            let _ = req.send_to(&r, args.retransmit);
+        }
+        if !args.quiet && last_view.elapsed() >= Duration::from_millis(250) {
+            last_view = Instant::now();
+            print!("\x1b[2J\x1b[H{}", view(&h, &contracts));
+        }
+    }
+    let s = h.stats();
+    if !args.quiet {
+        print!("\x1b[2J\x1b[H{}", view(&h, &contracts));
+    }
+    println!(
+        "feed: {} packets, {} messages, {} gaps, {} messages recovered by {} requests, {} duplicates, {} bad packets, {} book errors; {}",
+        s.packets,
+        s.messages,
+        s.gaps,
+        s.recovered,
+        s.requests,
+        s.duplicates,
+        s.bad_packets,
+        s.book_errors,
+        if h.is_complete() { "end of session, complete" } else { "stopped before a complete end of session" }
+    );
+    println!(
+        "feed latency (ITCH timestamp to receive):\n{}\n{}",
+        Summary::table_header(),
+        h.latency.summary(0.0)
+    );
+    if let Some(path) = &args.book_out {
+        let mut out = String::from("symbol,side,price,qty,order\n");
+        for c in contracts.iter() {
+            for o in h.books.orders(c.id.0 + 1) {
+                out += &format!(
+                    "{},{},{},{},{}\n",
+                    c.symbol,
+                    if o.side == Side::Buy { 'B' } else { 'S' },
+                    o.price.to_string_decimals(c.price_decimals()),
+                    o.qty,
+                    o.order_reference
+                );
+            }
+        }
+        std::fs::write(path, out)?;
+    }
+    if !h.is_complete() {
+        anyhow::bail!(
+            "the feed did not reach a complete end of session within {} s",
+            args.duration
+        );
+    }
+    Ok(s)
+}
+
+/// Top of book per contract.
+fn view(h: &FeedHandler, contracts: &ContractSet) -> String {
+    let mut s = format!(
+        "{:<8} {:>10} {:>12} {:>12} {:>10}\n",
+        "symbol", "bid qty", "bid", "ask", "ask qty"
+    );
+    for c in contracts.iter() {
+        let (bid, ask) = h.books.top(c.id.0 + 1);
+        let d = c.price_decimals();
+        let f = |x: Option<(crate::types::Price, u64)>| {
+            x.map_or(("-".to_string(), "-".to_string()), |(p, q)| {
+                (p.to_string_decimals(d), q.to_string())
+            })
+        };
+        let (bp, bq) = f(bid);
+        let (ap, aq) = f(ask);
+        s += &format!(
+            "{:<8} {:>10} {:>12} {:>12} {:>10}\n",
+            c.symbol, bq, bp, ap, aq
+        );
+    }
+    s += &format!(
+        "next sequence {}  messages {}  gaps {}\n",
+        h.next_sequence(),
+        h.stats().messages,
+        h.stats().gaps
+    );
+    s
+}

@@ -1,0 +1,376 @@
+//! `tokex load`: an open-loop, constant-rate load generator measuring order
+//! round trips from the intended send time (no coordinated omission).
+//!
+//! Owns the schedule (send time i = start + i / rate, whether or not earlier
+//! answers came back), the mapping of the mixed order flow onto client
+//! sessions, and the report: percentiles, achieved vs intended rate,
+//! rejects, losses, and the `.hgrm`, `.hlog` and one-line JSON files.
+//! Bounded by count and by duration; it always stops by itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+
+use crate::bench::engine::{mixed_flow, FlowOp};
+use crate::client::{ClientEvent, ClientSession, UdpClient};
+use crate::contract::ContractSet;
+use crate::latency::{IntervalLog, LatencyHistogram, Summary};
+use crate::types::{Price, Qty, Tif};
+use crate::wire::ouch::Token;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Order-entry address of the exchange (lab only).
+    #[arg(long, default_value = "198.18.0.1:9000")]
+    pub target: SocketAddrV4,
+    /// Orders per second (open loop).
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+    /// At most this many orders.
+    #[arg(long, default_value_t = 500_000)]
+    pub count: u64,
+    /// At most this many seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Sessions (demo01 .. demoNN, password = username).
+    #[arg(long, default_value_t = 4)]
+    pub sessions: usize,
+    #[arg(long, default_value = "contracts")]
+    pub contracts: PathBuf,
+    #[arg(long, default_value = "out/load")]
+    pub out: PathBuf,
+    /// Name of this run in file names and reports.
+    #[arg(long, default_value = "load")]
+    pub label: String,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// How long to wait for the last answers, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub drain_ms: u64,
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub label: String,
+    pub intended_rate: u64,
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    pub accepted: u64,
+    pub rejected: HashMap<u8, u64>,
+    pub executions: u64,
+    pub resent: u64,
+    pub seconds: f64,
+    pub summary: Summary,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "load {}: intended {} orders/s, achieved {:.0}/s over {:.2} s",
+            self.label,
+            self.intended_rate,
+            self.sent as f64 / self.seconds,
+            self.seconds
+        )?;
+        writeln!(
+            f,
+            "sent {}, answered {}, lost {}, resent {}, accepted {}, executions {}",
+            self.sent, self.answered, self.lost, self.resent, self.accepted, self.executions
+        )?;
+        let mut rj: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|(c, n)| format!("'{}'={n}", *c as char))
+            .collect();
+        rj.sort();
+        writeln!(
+            f,
+            "rejected by OUCH reason: {}",
+            if rj.is_empty() {
+                "none".into()
+            } else {
+                rj.join(" ")
+            }
+        )?;
+        writeln!(f, "round trip from intended send time to first answer:")?;
+        writeln!(f, "{}", Summary::table_header())?;
+        writeln!(f, "{}", self.summary)?;
+        write!(f, "{}", self.summary.to_json_line())
+    }
+}
+
+/// Runs the load against the exchange at `args.target`.
+pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    let ip = args.target.ip().octets();
+    if !(ip[0] == 198 && ip[1] == 18 && ip[2] == 0) && !args.target.ip().is_loopback() {
+        bail!(
+            "{} is not a lab address (198.18.0.0/24) or loopback: tokex load only targets the lab",
+            args.target
+        );
+    }
+    if args.rate == 0 || args.sessions == 0 || args.sessions > 8 {
+        bail!("--rate must be positive and --sessions between 1 and 8");
+    }
+    let contracts = ContractSet::load_dir(&args.contracts)?;
+    let picked: Vec<_> = contracts.iter().take(2).cloned().collect();
+    let flows: Vec<Vec<FlowOp>> = picked
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            mixed_flow(
+                args.count as usize / picked.len() + 1,
+                args.seed + k as u64,
+                c,
+            )
+        })
+        .collect();
+    println!(
+        "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: 55% passive adds, 30% cancels, 8% replaces, 7% aggressive IOC",
+        args.rate,
+        args.count,
+        args.duration,
+        args.sessions,
+        picked.iter().map(|c| c.symbol.to_string()).collect::<Vec<_>>().join(",")
+    );
+
+    let clock = quanta::Clock::new();
+    let now = || clock.now();
+    let epoch = now();
+    let ns = |t: quanta::Instant| t.duration_since(epoch).as_nanos() as u64;
+    let mut clients = Vec::new();
+    for i in 0..args.sessions {
+        let user = format!("demo{:02}", i + 1);
+        let s = ClientSession::new(&user, &user, &format!("L{}", i + 1), 200_000_000);
+        let mut c = UdpClient::new(s, args.target).context("opening a client socket")?;
+        c.session.login(ns(now()));
+        c.flush()?;
+        clients.push(c);
+    }
+    let login_deadline = Instant::now() + Duration::from_secs(3);
+    while clients.iter().any(|c| !c.session.is_logged_in()) {
+        if Instant::now() > login_deadline {
+            bail!(
+                "not every session logged in within 3 s: is the exchange running at {}?",
+                args.target
+            );
+        }
+        let t = ns(now());
+        for c in &mut clients {
+            c.poll(t, &mut |e| {
+                if let ClientEvent::LoginRejected { code } = e {
+                    eprintln!("login rejected ({})", code as char);
+                }
+            })?;
+        }
+    }
+
+    let mut hist = LatencyHistogram::new();
+    let mut interval = LatencyHistogram::new();
+    std::fs::create_dir_all(&args.out)?;
+    let started_wall = SystemTime::now();
+    let mut hlog = IntervalLog::create(
+        &args.out.join(format!("{}.hlog", args.label)),
+        started_wall,
+        &format!("tokex load {}", args.label),
+    )?;
+    let mut interval_start = started_wall;
+    let mut intended: HashMap<Token, u64> = HashMap::with_capacity(1 << 16);
+    let mut live: Vec<Vec<(Token, usize)>> = vec![Vec::with_capacity(1024); args.sessions];
+    let mut report = LoadReport {
+        label: args.label.clone(),
+        intended_rate: args.rate,
+        sent: 0,
+        answered: 0,
+        lost: 0,
+        accepted: 0,
+        rejected: HashMap::new(),
+        executions: 0,
+        resent: 0,
+        seconds: 0.0,
+        summary: hist.summary(0.0),
+    };
+    let bar = if args.no_progress {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(args.count)
+    };
+    let period = 1e9 / args.rate as f64;
+    let start = ns(now());
+    let end = start + args.duration * 1_000_000_000;
+    let mut last_timer = start;
+    let mut last_interval = start;
+    let mut i = 0u64;
+
+    let handle = |t: u64,
+                  e: ClientEvent,
+                  session: usize,
+                  intended: &mut HashMap<Token, u64>,
+                  live: &mut Vec<Vec<(Token, usize)>>,
+                  report: &mut LoadReport,
+                  hist: &mut LatencyHistogram,
+                  interval: &mut LatencyHistogram| {
+        match e {
+            ClientEvent::Executed { .. } => report.executions += 1,
+            ClientEvent::Accepted { token, .. } | ClientEvent::Replaced { token, .. } => {
+                report.accepted += 1;
+                if live[session].len() >= 1024 {
+                    live[session].swap_remove(0);
+                }
+                live[session].push((token, 0));
+            }
+            ClientEvent::Rejected { reason, .. } => {
+                *report.rejected.entry(reason).or_default() += 1
+            }
+            _ => {}
+        }
+        if let Some(token) = e.token() {
+            if let Some(t0) = intended.remove(&token) {
+                report.answered += 1;
+                let lat = t.saturating_sub(t0);
+                hist.record(lat);
+                interval.record(lat);
+            }
+        }
+    };
+
+    loop {
+        let t = ns(now());
+        if i < args.count && t < end {
+            let due = start + (i as f64 * period) as u64;
+            if t >= due {
+                let s = (i % args.sessions as u64) as usize;
+                let k = (i % flows.len() as u64) as usize;
+                let c = &picked[k];
+                let op = flows[k][(i / flows.len() as u64) as usize % flows[k].len()];
+                let cl = &mut clients[s].session;
+                let token = match op {
+                    FlowOp::Add {
+                        side, price, qty, ..
+                    } => cl.enter(
+                        t,
+                        c.symbol,
+                        side,
+                        Qty::new(qty),
+                        Price::from_raw(price),
+                        Tif::Day,
+                    ),
+                    FlowOp::Aggress {
+                        side, price, qty, ..
+                    } => cl.enter(
+                        t,
+                        c.symbol,
+                        side,
+                        Qty::new(qty),
+                        Price::from_raw(price),
+                        Tif::Ioc,
+                    ),
+                    FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. }
+                        if !live[s].is_empty() =>
+                    {
+                        let idx = pick as usize % live[s].len();
+                        let (old, _) = live[s].swap_remove(idx);
+                        if let FlowOp::Replace { ticks, qty, .. } = op {
+                            let p = (c.reference_price.raw() as i64
+                                + ticks as i64 * c.tick.raw() as i64 * 3)
+                                as u32;
+                            cl.replace(t, old, Qty::new(qty), Price::from_raw(p))
+                        } else {
+                            cl.cancel(t, old, Qty::ZERO);
+                            old
+                        }
+                    }
+                    FlowOp::Cancel { .. } | FlowOp::Replace { .. } => cl.enter(
+                        t,
+                        c.symbol,
+                        crate::types::Side::Buy,
+                        Qty::new(1),
+                        c.lower_limit,
+                        Tif::Ioc,
+                    ),
+                };
+                intended.insert(token, due);
+                clients[s].flush()?;
+                report.sent += 1;
+                i += 1;
+                if i % 1024 == 0 {
+                    bar.set_position(i);
+                }
+            }
+        } else if intended.is_empty()
+            || t >= end.max(start + (i as f64 * period) as u64) + args.drain_ms * 1_000_000
+        {
+            break;
+        }
+        for (s, c) in clients.iter_mut().enumerate() {
+            c.poll(t, &mut |e| {
+                handle(
+                    t,
+                    e,
+                    s,
+                    &mut intended,
+                    &mut live,
+                    &mut report,
+                    &mut hist,
+                    &mut interval,
+                )
+            })?;
+        }
+        if t - last_timer >= 1_000_000 {
+            last_timer = t;
+            for c in &mut clients {
+                c.session.on_timer(t);
+                c.flush()?;
+            }
+        }
+        if t - last_interval >= 1_000_000_000 {
+            let wall = started_wall + Duration::from_nanos(t - start);
+            hlog.write(
+                Some(&args.label),
+                &interval,
+                interval_start,
+                wall.duration_since(interval_start).unwrap_or_default(),
+            )?;
+            interval.reset();
+            interval_start = wall;
+            last_interval = t;
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = (ns(now()) - start) as f64 / 1e9;
+    let send_seconds = ((i as f64 * period) / 1e9).max(1e-9);
+    report.seconds = send_seconds.min(elapsed);
+    report.lost = intended.len() as u64;
+    report.resent = clients.iter().map(|c| c.session.stats().resent).sum();
+    report.summary = hist.summary(report.sent as f64 / report.seconds);
+    let wall = SystemTime::now();
+    hlog.write(
+        Some(&args.label),
+        &interval,
+        interval_start,
+        wall.duration_since(interval_start).unwrap_or_default(),
+    )?;
+    hlog.flush()?;
+    hist.save_hgrm(&args.out.join(format!("{}.hgrm", args.label)))?;
+    let json = report.summary.to_json_line();
+    let json = format!(
+        "{{\"label\":\"{}\",\"intended_rate\":{},{}",
+        args.label,
+        args.rate,
+        &json[1..]
+    );
+    std::fs::write(
+        args.out.join(format!("{}.json", args.label)),
+        format!("{json}\n"),
+    )?;
+    Ok(report)
+}
