@@ -29,10 +29,14 @@ pub enum ClientEvent {
     Accepted {
         token: Token,
         order_reference: u64,
+        qty: Qty,
+        tif: Tif,
     },
     Replaced {
         token: Token,
         previous: Token,
+        qty: Qty,
+        tif: Tif,
     },
     Canceled {
         token: Token,
@@ -249,10 +253,18 @@ impl ClientSession {
                         ouch::Outbound::Accepted(a) => ClientEvent::Accepted {
                             token: a.token,
                             order_reference: a.order_reference.get(),
+                            qty: Qty::new(a.shares.get()),
+                            tif: ouch::tif_of(
+                                a.time_in_force.get(),
+                                a.shares.get(),
+                                a.minimum_quantity.get(),
+                            ),
                         },
                         ouch::Outbound::Replaced(r) => ClientEvent::Replaced {
                             token: r.replacement_token,
                             previous: r.previous_token,
+                            qty: Qty::new(r.shares.get()),
+                            tif: Tif::Day,
                         },
                         ouch::Outbound::Canceled(c) => ClientEvent::Canceled {
                             token: c.token,

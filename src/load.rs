@@ -111,8 +111,7 @@ impl fmt::Display for LoadReport {
 
 /// Runs the load against the exchange at `args.target`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
-    let ip = args.target.ip().octets();
-    if !(ip[0] == 198 && ip[1] == 18 && ip[2] == 0) && !args.target.ip().is_loopback() {
+    if !(crate::config::is_lab_unicast(*args.target.ip()) || args.target.ip().is_loopback()) {
         bail!(
             "{} is not a lab address (198.18.0.0/24) or loopback: tokex load only targets the lab",
             args.target
@@ -220,13 +219,34 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                   hist: &mut LatencyHistogram,
                   interval: &mut LatencyHistogram| {
         match e {
-            ClientEvent::Executed { .. } => report.executions += 1,
-            ClientEvent::Accepted { token, .. } | ClientEvent::Replaced { token, .. } => {
-                report.accepted += 1;
-                if live[session].len() >= 1024 {
-                    live[session].swap_remove(0);
+            ClientEvent::Executed { token, qty, .. } => {
+                report.executions += 1;
+                // Track open size so cancels and replaces name live orders.
+                if let Some(i) = live[session].iter().position(|(t, _)| *t == token) {
+                    live[session][i].1 = live[session][i].1.saturating_sub(qty.lots() as usize);
+                    if live[session][i].1 == 0 {
+                        live[session].swap_remove(i);
+                    }
                 }
-                live[session].push((token, 0));
+            }
+            ClientEvent::Canceled { token, .. } => {
+                if let Some(i) = live[session].iter().position(|(t, _)| *t == token) {
+                    live[session].swap_remove(i);
+                }
+            }
+            ClientEvent::Accepted {
+                token, qty, tif, ..
+            }
+            | ClientEvent::Replaced {
+                token, qty, tif, ..
+            } => {
+                report.accepted += 1;
+                if tif == Tif::Day {
+                    if live[session].len() >= 1024 {
+                        live[session].swap_remove(0);
+                    }
+                    live[session].push((token, qty.lots() as usize));
+                }
             }
             ClientEvent::Rejected { reason, .. } => {
                 *report.rejected.entry(reason).or_default() += 1
@@ -302,7 +322,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 clients[s].flush()?;
                 report.sent += 1;
                 i += 1;
-                if i % 1024 == 0 {
+                if i.is_multiple_of(1024) {
                     bar.set_position(i);
                 }
             }

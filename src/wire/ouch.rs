@@ -79,7 +79,8 @@ fn side_of(b: u8) -> Result<Side, DecodeError> {
     Side::from_byte(b).ok_or(DecodeError::BadField("Buy/Sell Indicator"))
 }
 
-fn tif_of(tif: u32, shares: u32, min_qty: u32) -> Tif {
+/// The [`Tif`] of wire `Time In Force`, `Shares` and `Minimum Quantity`.
+pub fn tif_of(tif: u32, shares: u32, min_qty: u32) -> Tif {
     match tif {
         tif::IMMEDIATE if min_qty > 0 && min_qty >= shares => Tif::Fok,
         tif::IMMEDIATE => Tif::Ioc,
