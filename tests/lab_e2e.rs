@@ -1,0 +1,27 @@
+//! End to end on the lab network (needs root: creates and removes the
+//! tokex-ex/tokex-cl namespaces): `tokex demo` starts the exchange, a feed
+//! handler and the load generator; every order is answered, and the feed
+//! handler's rebuilt book equals the exchange's own (the demo fails otherwise).
+
+use std::process::Command;
+
+#[test]
+fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
+    let out = std::env::temp_dir().join(format!("tokex-e2e-{}", std::process::id()));
+    let run = Command::new(env!("CARGO_BIN_EXE_tokex"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--rate", "5000", "--duration", "2", "--transport", "udp", "--out"])
+        .arg(&out)
+        .output()
+        .expect("running tokex demo");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
+    assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
+    assert!(stdout.contains("sent 10000, answered 10000, lost 0"), "{stdout}");
+    assert!(stdout.contains("end of session, complete"), "{stdout}");
+    // The lab is gone afterwards.
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("tokex-ex"));
+    let _ = std::fs::remove_dir_all(&out);
+}
