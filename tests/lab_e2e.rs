@@ -10,7 +10,16 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     let out = std::env::temp_dir().join(format!("tokex-e2e-{}", std::process::id()));
     let run = Command::new(env!("CARGO_BIN_EXE_tokex"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["demo", "--rate", "5000", "--duration", "2", "--transport", "udp", "--out"])
+        .args([
+            "demo",
+            "--rate",
+            "5000",
+            "--duration",
+            "2",
+            "--transport",
+            "udp",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .expect("running tokex demo");
@@ -18,7 +27,10 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
-    assert!(stdout.contains("sent 10000, answered 10000, lost 0"), "{stdout}");
+    assert!(
+        stdout.contains("sent 10000, answered 10000, lost 0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("end of session, complete"), "{stdout}");
     // The lab is gone afterwards.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
