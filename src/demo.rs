@@ -35,6 +35,32 @@ pub struct DemoArgs {
     /// Leave the lab network up at the end.
     #[arg(long)]
     pub keep_lab: bool,
+    /// Drop this percentage of market-data datagrams arriving in the client
+    /// namespace (nftables), to exercise the feed handler's gap recovery.
+    #[arg(long, default_value_t = 0)]
+    pub feed_loss: u8,
+}
+
+/// Installs an nftables rule in the client namespace that drops `pct` % of
+/// UDP datagrams to the market-data port (the kernel here has no netem).
+fn feed_loss(pct: u8, port: u16) -> anyhow::Result<()> {
+    let rules = format!(
+        "table inet tokex_loss {{\n  chain input {{\n    type filter hook input priority 0;\n    udp dport {port} numgen random mod 100 < {pct} counter drop\n  }}\n}}\n"
+    );
+    let status = Command::new("ip")
+        .args(["netns", "exec", CLIENT_NS, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().map(|mut i| i.write_all(rules.as_bytes()));
+            c.wait()
+        })
+        .context("running nft (installed by tools/install-deps.sh)")?;
+    if !status.success() {
+        bail!("nft refused the loss rule ({status})");
+    }
+    Ok(())
 }
 
 /// Namespaces of the lab (DESIGN.md defaults).
@@ -198,6 +224,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let _lab = LabGuard {
         keep: args.keep_lab,
     };
+    if args.feed_loss > 0 {
+        feed_loss(args.feed_loss, 9100)?;
+        println!(
+            "== loss: {} % of market-data datagrams dropped in {CLIENT_NS} (nftables)",
+            args.feed_loss
+        );
+    }
 
     println!(
         "== exchange: ip netns exec {EXCHANGE_NS} tokex exchange --config {}",

@@ -366,9 +366,27 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     publisher.flush(&mut |p| {
         let _ = md.send(p);
     });
-    publisher.end_of_session(&mut |p| {
-        let _ = md.send(p);
-    });
+    // End of Session three times (it is idempotent) so one lost datagram
+    // does not leave a feed handler waiting; then keep answering
+    // retransmission requests until none came for 2 s (at most 10 s).
+    for _ in 0..3 {
+        publisher.end_of_session(&mut |p| {
+            let _ = md.send(p);
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    retrans.set_nonblocking(false)?;
+    retrans.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let linger_until = Instant::now() + Duration::from_secs(10);
+    let mut last_request = Instant::now();
+    while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
+        if let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
+            last_request = Instant::now();
+            publisher.retransmit(&req[..n], 4096, &mut |p| {
+                let _ = retrans.send_to(p, src);
+            });
+        }
+    }
     gateway.end_of_session(&mut replies);
     for &(peer, start, len) in &replies.items {
         if let Peer::Udp(addr) = peer {

@@ -14,6 +14,10 @@ use crate::types::Nanos;
 use crate::wire::itch::Message;
 use crate::wire::moldudp64::{self, PacketBuilder};
 
+/// First wait for an answer before asking again, and the most it doubles to.
+const FIRST_BACKOFF: u64 = 20_000_000;
+const MAX_BACKOFF: u64 = 200_000_000;
+
 /// Most messages held while a gap is open.
 const MAX_BUFFERED: usize = 1 << 20;
 
@@ -40,6 +44,9 @@ pub struct FeedHandler {
     pub books: FeedBooks,
     stats: FeedStats,
     last_request: u64,
+    /// The sequence number the last request started at: a request for a
+    /// new gap goes out at once, a repeat for the same gap after `backoff`.
+    requested_from: u64,
     backoff: u64,
     ended: bool,
     /// ITCH timestamp to receive time (both ns since midnight).
@@ -63,6 +70,7 @@ impl FeedHandler {
             books: FeedBooks::new(),
             stats: FeedStats::default(),
             last_request: 0,
+            requested_from: 0,
             backoff: 20_000_000,
             ended: false,
             latency: LatencyHistogram::new(),
@@ -140,8 +148,6 @@ impl FeedHandler {
         let open = self.next < self.horizon;
         if open && !self.in_gap {
             self.stats.gaps += 1;
-            self.backoff = 20_000_000;
-            self.last_request = 0;
         }
         self.in_gap = open;
     }
@@ -149,18 +155,22 @@ impl FeedHandler {
     /// A retransmission request for the first missing range, when one is
     /// due (at once, then after a doubling timeout).
     pub fn poll_request(&mut self, now: Nanos) -> Option<[u8; moldudp64::HEADER_LEN]> {
-        if !self.in_gap
-            || now.0.saturating_sub(self.last_request) < self.backoff && self.last_request != 0
-        {
+        if !self.in_gap {
             return None;
+        }
+        if self.requested_from == self.next {
+            if now.0.saturating_sub(self.last_request) < self.backoff {
+                return None;
+            }
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        } else {
+            self.backoff = FIRST_BACKOFF;
         }
         let session = self.session?;
         let until = self.buffered.keys().next().copied().unwrap_or(self.horizon);
         let count = (until - self.next).min(u64::from(u16::MAX - 1)) as u16;
-        if self.last_request != 0 {
-            self.backoff = (self.backoff * 2).min(1_000_000_000);
-        }
-        self.last_request = now.0.max(1);
+        self.requested_from = self.next;
+        self.last_request = now.0;
         self.stats.requests += 1;
         Some(PacketBuilder::control(session, self.next, count))
     }
