@@ -294,7 +294,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {}",
         args.rate, args.duration
     );
-    let label = format!("{}-{}k", args.transport, args.rate / 1000);
+    let label = format!("roundtrip-{}k", args.rate / 1000);
     let mut load = Proc::spawn(
         "load generator",
         CLIENT_NS,

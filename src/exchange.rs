@@ -62,6 +62,22 @@ impl JournalSink for Journal {
     }
 }
 
+/// Counts accepted and replaced orders on their way to the publisher
+/// (recovery reports how many acknowledged orders the journal restored).
+struct CountAcks<'a>(&'a mut Publisher, u64);
+
+impl crate::engine::EventSink for CountAcks<'_> {
+    fn event(&mut self, e: &crate::engine::Event) {
+        if matches!(
+            e,
+            crate::engine::Event::Accepted { .. } | crate::engine::Event::Replaced { .. }
+        ) {
+            self.1 += 1;
+        }
+        self.0.event(e);
+    }
+}
+
 /// Replies held until the batch's journal write is done (an ack never
 /// leaves before the order is durable), then sent.
 struct Replies {
@@ -194,18 +210,22 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         fs::remove_file(&cfg.journal.path)?;
     }
     let t0 = Instant::now();
+    let mut acked = CountAcks(&mut publisher, 0);
     let (writer, report) =
         JournalWriter::open(&cfg.journal.path, cfg.journal.durability, 1 << 20, |rec| {
-            publisher.set_time(rec.time);
-            gateway.replay(rec.kind, rec.time, rec.payload, &mut engine, &mut publisher);
+            acked.0.set_time(rec.time);
+            gateway.replay(rec.kind, rec.time, rec.payload, &mut engine, &mut acked);
         })?;
+    let accepted_before = acked.1;
     if report.records > 0 {
         publisher.discard_pending();
         println!(
-            "recovery: replayed {} journal records in {:.1} ms; {} orders resting; market data continues at sequence {}",
+            "recovery: replayed {} journal records in {:.1} ms; {} orders accepted before the restart, {} resting, {} trades; market data continues at sequence {}",
             report.records,
             t0.elapsed().as_secs_f64() * 1e3,
+            accepted_before,
             engine.live_orders(),
+            engine.match_number(),
             publisher.next_sequence()
         );
     }
