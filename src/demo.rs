@@ -348,7 +348,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("{top}");
     }
 
-    println!("== files: {}/{label}.hgrm, .hlog, .json (round trip); {}/exchange-latency/*.hgrm (per stage)", out.display(), out.display());
+    let png = out.join("latency.png");
+    let mut runs = vec![out.join(format!("{label}.hgrm"))];
+    runs.push(out.join("exchange-latency/end_to_end.hgrm"));
+    let table = crate::report::plot_files(
+        &runs,
+        &png,
+        "tokex demo: order round trip (client) and time in the exchange",
+    )?;
+    print!("{table}");
+    println!(
+        "== files: {png} (plot); {o}/{label}.hgrm, .hlog, .json (round trip); {o}/exchange-latency/*.hgrm (per stage)",
+        png = png.display(),
+        o = out.display()
+    );
     Ok(())
 }
 

@@ -20,6 +20,7 @@
 //! - [`net`]: transports (AF_XDP, kernel UDP) and the lab network.
 //! - [`journal`]: the append-only input journal (group commit, CRC, torn-tail recovery).
 //! - [`latency`]: per-stage HdrHistogram recorders and their `.hgrm`/`.hlog`/JSON outputs.
+//! - [`report`]: `tokex report`, percentile plots (PNG) and markdown tables.
 //! - [`runtime`]: threads, core pinning, shutdown, the pipelined hand-off ring.
 //! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
 //!
@@ -39,6 +40,7 @@ pub mod latency;
 pub mod load;
 pub mod net;
 pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod types;
 pub mod wire;

@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Percentile plot (PNG) and markdown table from .hgrm files.
+    Report(tokex::report::ReportArgs),
     /// The main job: lab up, exchange + feed handler + load for a short run, latency report.
     Demo(tokex::demo::DemoArgs),
     /// The feed handler: join the multicast feed, recover gaps, rebuild every book.
@@ -71,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Feed(args) => {
             tokex::feed::cli::run(&args)?;
         }
+        Command::Report(args) => tokex::report::run(&args)?,
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;
             println!("replay: {summary}; outputs in {}", args.out.display());
