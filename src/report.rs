@@ -166,7 +166,7 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
         .x_desc("percentile")
         .y_desc("latency")
         .x_label_formatter(&|x| {
-            let nines = x.log10().round() as i32;
+            let nines = (*x as f64).log10().round() as i32;
             match nines {
                 0 => "0%".into(),
                 1 => "90%".into(),
