@@ -253,7 +253,9 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             }
             _ => {}
         }
-        if let Some(token) = e.token() {
+        // The answer to a request is its Accepted, Replaced, Canceled or
+        // Rejected; an execution may concern an earlier request on the token.
+        if let (Some(token), false) = (e.token(), matches!(e, ClientEvent::Executed { .. })) {
             if let Some(t0) = intended.remove(&token) {
                 report.answered += 1;
                 let lat = t.saturating_sub(t0);
