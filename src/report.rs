@@ -165,8 +165,8 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency")
-        .x_label_formatter(&|x| {
-            let nines = (*x as f64).log10().round() as i32;
+        .x_label_formatter(&|x: &f64| {
+            let nines = x.log10().round() as i32;
             match nines {
                 0 => "0%".into(),
                 1 => "90%".into(),
