@@ -11,6 +11,41 @@
 //! the time; replies go to an [`Outbox`]; every engine event also goes to a
 //! market-data sink; every state-changing packet goes to a [`JournalSink`]
 //! first, so [`Gateway::replay`] can rebuild the same state after a crash.
+//!
+//! Choices worth knowing (each pinned by a test in `tests.rs`):
+//!
+//! - **Tokens, once per session per day.** A request re-sent with a token
+//!   the session already used, byte for byte the same request (Enter, or
+//!   Replace by its replacement token), is not processed again and nothing
+//!   new is sent ([`Drop::Resent`]): its original answer is in the
+//!   session's sequenced stream, where the client recovers it by sequence
+//!   number. A *different* request reusing a token is rejected with
+//!   `DuplicateToken` (OUCH reason 'O'). Cancels are not deduplicated: a
+//!   cancel of an order that is already gone is rejected (`UnknownOrder`).
+//! - **Ownership.** Tokens map to orders per session, so another session's
+//!   token is simply unknown to a session (`UnknownOrder`).
+//! - **Rate limit.** A token bucket per session (`rate_per_sec`,
+//!   `rate_burst`). An Enter or Replace over the limit is rejected with
+//!   Flow Control ('F', its token stays unused) while a second, 100 times
+//!   smaller bucket allows; beyond that, and for every Cancel/Modify over
+//!   the limit, the message is dropped without a reply
+//!   ([`Drop::RateLimitedSilent`]; the client re-sends after its timeout).
+//!   So a flood cannot fill the re-request window with rejects.
+//! - **Re-request window.** The last `resend_window` sequenced messages of
+//!   each session are kept. A Login Request asking for an older sequence
+//!   number is answered from the oldest message still kept (the Login
+//!   Accepted says which) and counted as [`Drop::ResendTooOld`].
+//! - **UDP sequence labels.** SoupBinTCP numbers sequenced messages only
+//!   implicitly, which a lossy datagram link cannot keep. Every datagram
+//!   to a UDP peer that carries Sequenced Data or a Server Heartbeat
+//!   therefore starts with a SoupBinTCP Debug packet ('+', which receivers
+//!   ignore unless they understand it) holding the sequence number of the
+//!   datagram's first message, or for a heartbeat the next one
+//!   ([`udp_label`]). TCP peers get the plain byte stream.
+//! - **Binding.** A session is bound to the peer it logged in from until
+//!   Logout, idle timeout or End of Session; a login for it from elsewhere
+//!   is refused ('S'), order traffic from unknown peers is dropped
+//!   ([`Drop::NotLoggedIn`]).
 
 mod session;
 
@@ -98,6 +133,46 @@ impl JournalSink for () {
     fn record(&mut self, _kind: u8, _now: Nanos, _payload: &[u8]) {}
 }
 
+/// The sequence label that starts each UDP datagram carrying sequenced data:
+/// a SoupBinTCP Debug packet whose text is `seq ` and the number, right
+/// aligned in 20 characters (as in Login Accepted).
+pub mod udp_label {
+    use crate::wire::soupbin;
+
+    pub const PREFIX: &[u8; 4] = b"seq ";
+    /// Bytes of the whole Debug packet.
+    pub const LEN: usize = soupbin::HEADER_LEN + 24;
+
+    /// Writes the label for `seq` at the front of `out` (at least [`LEN`] bytes).
+    pub fn write(out: &mut [u8], seq: u64) -> usize {
+        let mut text = [0u8; 24];
+        text[..4].copy_from_slice(PREFIX);
+        text[4..].copy_from_slice(&soupbin::numeric_left::<20>(seq));
+        soupbin::write_packet(out, soupbin::kind::DEBUG, &text).unwrap_or(0)
+    }
+
+    /// The sequence number in a Debug packet's payload, if it is a label.
+    pub fn parse(payload: &[u8]) -> Option<u64> {
+        let digits = payload.strip_prefix(PREFIX)?;
+        if digits.len() != 20 {
+            return None;
+        }
+        let mut v = 0u64;
+        let mut any = false;
+        for &b in digits {
+            match b {
+                b' ' if !any => {}
+                b'0'..=b'9' => {
+                    any = true;
+                    v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                }
+                _ => return None,
+            }
+        }
+        any.then_some(v)
+    }
+}
+
 /// Journal record kinds written by the gateway.
 pub mod record {
     /// A SoupBinTCP packet from a peer: peer (7 bytes) + packet bytes.
@@ -125,14 +200,16 @@ pub enum Drop {
     SessionInUse,
     /// Messages over the session's rate limit.
     RateLimited,
-    /// A re-sent Enter Order whose token was already processed.
-    DuplicateEnter,
-    /// A re-request older than the outbound window.
+    /// A re-sent request (same token, same bytes) already processed.
+    Resent,
+    /// A re-request older than the outbound window (answered from the oldest kept).
     ResendTooOld,
+    /// Over the rate limit and dropped without a reply.
+    RateLimitedSilent,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 10] = [
+    pub const ALL: [Drop; 11] = [
         Drop::Malformed,
         Drop::Unexpected,
         Drop::NotLoggedIn,
@@ -141,8 +218,9 @@ impl Drop {
         Drop::LoginBackoff,
         Drop::SessionInUse,
         Drop::RateLimited,
-        Drop::DuplicateEnter,
+        Drop::Resent,
         Drop::ResendTooOld,
+        Drop::RateLimitedSilent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,8 +233,9 @@ impl Drop {
             Drop::LoginBackoff => "login-backoff",
             Drop::SessionInUse => "session-in-use",
             Drop::RateLimited => "rate-limited",
-            Drop::DuplicateEnter => "duplicate-enter",
+            Drop::Resent => "resent-request",
             Drop::ResendTooOld => "resend-too-old",
+            Drop::RateLimitedSilent => "rate-limited-silent",
         }
     }
 }
@@ -175,7 +254,36 @@ impl Counters {
     fn drop(&mut self, d: Drop) {
         *self.drops.entry(d).or_default() += 1;
     }
+
+    fn reject(&mut self, r: RejectReason) {
+        *self.rejects.entry(r).or_default() += 1;
+    }
+
+    /// How many packets or messages were dropped or refused for `d`.
+    pub fn dropped(&self, d: Drop) -> u64 {
+        self.drops.get(&d).copied().unwrap_or(0)
+    }
+
+    /// How many requests were rejected (an OUCH Rejected sent) for `r`.
+    pub fn rejected(&self, r: RejectReason) -> u64 {
+        self.rejects.get(&r).copied().unwrap_or(0)
+    }
 }
+
+/// FNV-1a of a request's bytes: tells a re-sent request from a different
+/// one reusing its token.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Largest datagram the gateway builds when it replays a session's
+/// messages (fits a 1500-byte MTU with IP and UDP headers).
+const MAX_DATAGRAM: usize = 1400;
 
 /// The OUCH reject reason for an engine reject reason.
 pub fn ouch_reject_code(r: RejectReason) -> u8 {
@@ -233,6 +341,8 @@ pub struct Gateway {
     by_peer: HashMap<Peer, usize>,
     failures: HashMap<Peer, Failures>,
     symbols: HashMap<Symbol, InstrumentId>,
+    /// Symbol by instrument index.
+    names: Vec<Symbol>,
     events: EventBuffer,
     counters: Counters,
     scratch: Vec<u8>,
@@ -266,6 +376,15 @@ impl Gateway {
             by_peer: HashMap::with_capacity(sessions.len() * 2),
             failures: HashMap::new(),
             symbols: contracts.iter().map(|c| (c.symbol, c.id)).collect(),
+            names: {
+                let mut v = vec![Symbol::from_wire(*b"        "); contracts.len()];
+                for c in contracts.iter() {
+                    if let Some(slot) = v.get_mut(usize::from(c.id.0)) {
+                        *slot = c.symbol;
+                    }
+                }
+                v
+            },
             events: EventBuffer::with_capacity(1 << 16),
             counters: Counters::default(),
             scratch: Vec::with_capacity(256),
@@ -362,19 +481,7 @@ impl Gateway {
                 };
                 self.sessions[s].last_rx = now.0;
                 if !self.sessions[s].bucket.take(now.0) {
-                    self.counters.drop(Drop::RateLimited);
-                    let token = match ouch::Inbound::parse(msg) {
-                        Ok(ouch::Inbound::Enter(e)) => e.token,
-                        Ok(ouch::Inbound::Replace(r)) => r.replacement_token,
-                        Ok(ouch::Inbound::Cancel(c)) => c.token,
-                        _ => return,
-                    };
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::RateLimited)
-                        .or_default() += 1;
-                    return self.send_rejected(now, s, token, RejectReason::RateLimited, out);
+                    return self.throttled(now, s, msg, out);
                 }
                 self.order(now, s, msg, engine, md, out);
             }
@@ -407,10 +514,15 @@ impl Gateway {
             }
             return;
         }
-        let found = self
-            .sessions
-            .iter()
-            .position(|s| s.username == r.username && ct_eq(&s.password, &r.password));
+        // Every session is compared, username and password in constant
+        // time, so the time taken says nothing about which part was wrong.
+        let mut found = None;
+        for (i, s) in self.sessions.iter().enumerate() {
+            let ok = ct_eq(&s.username, &r.username) & ct_eq(&s.password, &r.password);
+            if ok && found.is_none() {
+                found = Some(i);
+            }
+        }
         let Some(s) = found else {
             self.counters.drop(Drop::BadCredentials);
             if self.failures.len() >= MAX_FAILURE_SOURCES {
@@ -464,13 +576,49 @@ impl Gateway {
         if let Ok(n) = soupbin::write_login_accepted(&mut buf, &self.session_name, from) {
             out.send(peer, &buf[..n]);
         }
-        let mut pkt = [0u8; 128];
+        // The re-sent messages, packed into datagrams that each start with
+        // the sequence label of their first message.
+        let labelled = matches!(peer, Peer::Udp(_));
+        let mut dgram = [0u8; MAX_DATAGRAM];
+        let mut len = 0;
         for seq in from..next {
-            if let Some(msg) = self.sessions[s].store.get(seq) {
-                if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
-                    out.send(peer, &pkt[..n]);
-                }
+            let Some(msg) = self.sessions[s].store.get(seq) else {
+                continue;
+            };
+            if len > 0 && len + soupbin::HEADER_LEN + msg.len() > MAX_DATAGRAM {
+                out.send(peer, &dgram[..len]);
+                len = 0;
             }
+            if len == 0 && labelled {
+                len = udp_label::write(&mut dgram, seq);
+            }
+            if let Ok(n) =
+                soupbin::write_packet(&mut dgram[len..], soupbin::kind::SEQUENCED_DATA, msg)
+            {
+                len += n;
+            }
+        }
+        if len > 0 {
+            out.send(peer, &dgram[..len]);
+        }
+    }
+
+    /// A message over the session's rate limit (see the module docs).
+    fn throttled(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
+        let token = match ouch::Inbound::parse(msg) {
+            Ok(ouch::Inbound::Enter(e)) => Some(e.token),
+            Ok(ouch::Inbound::Replace(r)) => Some(r.replacement_token),
+            _ => None,
+        };
+        let sess = &mut self.sessions[s];
+        match token {
+            // A used token names an earlier request: never reject it again.
+            Some(t) if !sess.tokens.contains_key(&t) && sess.reject_bucket.take(now.0) => {
+                self.counters.drop(Drop::RateLimited);
+                self.counters.reject(RejectReason::RateLimited);
+                self.send_rejected(now, s, t, RejectReason::RateLimited, out);
+            }
+            _ => self.counters.drop(Drop::RateLimitedSilent),
         }
     }
 
@@ -501,17 +649,23 @@ impl Gateway {
         let mut previous: Option<Token> = None;
         match inbound {
             ouch::Inbound::Enter(e) => {
-                if self.sessions[s].tokens.contains_key(&e.token) {
+                let fp = fingerprint(msg);
+                if let Some(used) = self.sessions[s].fingerprint(&e.token) {
                     // Processed once per session per day: a re-sent Enter is
                     // not a second order; the client recovers its ack by
-                    // sequence number.
-                    return self.counters.drop(Drop::DuplicateEnter);
+                    // sequence number. A different order reusing the token
+                    // is refused.
+                    if used == fp {
+                        return self.counters.drop(Drop::Resent);
+                    }
+                    self.counters.reject(RejectReason::DuplicateToken);
+                    return self.send_rejected(now, s, e.token, RejectReason::DuplicateToken, out);
                 }
-                let t = self.sessions[s].claim(e.token);
+                let t = self.sessions[s].claim(e.token, fp);
                 let Ok(side) = e.side() else {
                     self.counters.drop(Drop::BadMessage);
                     let m = ouch::Rejected::new(now.since_midnight(), e.token, ouch::reject::OTHER);
-                    return self.send_sequenced(s, m.as_bytes(), out);
+                    return self.send_sequenced(now, s, m.as_bytes(), out);
                 };
                 let Some(&instrument) = self.symbols.get(&e.symbol()) else {
                     *self
@@ -539,7 +693,11 @@ impl Gateway {
                 engine.enter(now, &o, &mut self.events);
             }
             ouch::Inbound::Replace(r) => {
-                if self.sessions[s].tokens.contains_key(&r.replacement_token) {
+                let fp = fingerprint(msg);
+                if let Some(used) = self.sessions[s].fingerprint(&r.replacement_token) {
+                    if used == fp {
+                        return self.counters.drop(Drop::Resent);
+                    }
                     *self
                         .counters
                         .rejects
@@ -554,7 +712,7 @@ impl Gateway {
                     );
                 }
                 let order = self.sessions[s].live_order(&r.existing_token);
-                let t = self.sessions[s].claim(r.replacement_token);
+                let t = self.sessions[s].claim(r.replacement_token, fp);
                 let Some(order) = order else {
                     *self
                         .counters
@@ -624,18 +782,27 @@ impl Gateway {
         out: &mut impl Outbox,
     ) {
         let m = ouch::Rejected::new(now.since_midnight(), token, ouch_reject_code(reason));
-        self.send_sequenced(s, m.as_bytes(), out);
+        self.send_sequenced(now, s, m.as_bytes(), out);
     }
 
     /// Sequences one outbound message for session `s`: stores it for
-    /// re-request and sends it if the session is bound.
-    fn send_sequenced(&mut self, s: usize, msg: &[u8], out: &mut impl Outbox) {
+    /// re-request and sends it if the session is bound (to a UDP peer after
+    /// its sequence label).
+    fn send_sequenced(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
         let sess = &mut self.sessions[s];
+        let seq = sess.store.next_sequence();
         sess.store.push(msg);
         if let Some(peer) = sess.peer {
-            let mut pkt = [0u8; 128];
-            if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
-                out.send(peer, &pkt[..n]);
+            sess.last_tx = now.0;
+            let mut pkt = [0u8; 160];
+            let mut len = 0;
+            if let Peer::Udp(_) = peer {
+                len = udp_label::write(&mut pkt, seq);
+            }
+            if let Ok(n) =
+                soupbin::write_packet(&mut pkt[len..], soupbin::kind::SEQUENCED_DATA, msg)
+            {
+                out.send(peer, &pkt[..len + n]);
             }
         }
     }
@@ -672,7 +839,7 @@ impl Gateway {
                     order_reference: order.0,
                     live: true,
                 };
-                self.send_sequenced(s, ouch::Accepted::new(&f).as_bytes(), out);
+                self.send_sequenced(now, s, ouch::Accepted::new(&f).as_bytes(), out);
             }
             Event::Rejected { tag, reason, .. } => {
                 *self.counters.rejects.entry(reason).or_default() += 1;
@@ -704,17 +871,22 @@ impl Gateway {
                     order_reference: order.0,
                     live: true,
                 };
-                self.send_sequenced(s, ouch::Replaced::new(&f, prev).as_bytes(), out);
+                self.send_sequenced(now, s, ouch::Replaced::new(&f, prev).as_bytes(), out);
             }
             Event::Canceled {
                 tag,
                 decrement,
+                remaining,
                 reason,
                 ..
             } => {
                 let (s, t) = untag(tag);
+                if remaining.is_zero() {
+                    self.sessions[s].finished(t);
+                }
                 let token = self.sessions[s].token(t);
                 self.send_sequenced(
+                    now,
                     s,
                     ouch::Canceled::new(ts, token, decrement, ouch_cancel_code(reason)).as_bytes(),
                     out,
@@ -731,8 +903,12 @@ impl Gateway {
                 for (p, is_maker) in [(taker, false), (maker, true)] {
                     let (s, t) = untag(p.tag);
                     if s < self.sessions.len() {
+                        if p.remaining.is_zero() {
+                            self.sessions[s].finished(t);
+                        }
                         let token = self.sessions[s].token(t);
                         self.send_sequenced(
+                            now,
                             s,
                             ouch::Executed::new(ts, token, qty, price, is_maker, match_number)
                                 .as_bytes(),
@@ -746,9 +922,9 @@ impl Gateway {
     }
 
     fn symbol(&self, instrument: InstrumentId) -> Symbol {
-        self.symbols
-            .iter()
-            .find_map(|(s, i)| (*i == instrument).then_some(*s))
+        self.names
+            .get(usize::from(instrument.0))
+            .copied()
             .unwrap_or(Symbol::from_wire(*b"        "))
     }
 
@@ -757,7 +933,7 @@ impl Gateway {
     pub fn on_timer(&mut self, now: Nanos, journal: &mut impl JournalSink, out: &mut impl Outbox) {
         let hb = self.cfg.heartbeat_ms * 1_000_000;
         let idle = self.cfg.idle_timeout_ms * 1_000_000;
-        let mut buf = [0u8; 8];
+        let mut buf = [0u8; udp_label::LEN + 8];
         for i in 0..self.sessions.len() {
             let Some(peer) = self.sessions[i].peer else {
                 continue;
@@ -768,8 +944,16 @@ impl Gateway {
                 continue;
             }
             if now.0.saturating_sub(self.sessions[i].last_tx) >= hb {
-                if let Ok(n) = soupbin::write_empty(&mut buf, soupbin::kind::SERVER_HEARTBEAT) {
-                    out.send(peer, &buf[..n]);
+                // Labelled with the next sequence number, so a client that
+                // lost the last messages before a quiet spell notices.
+                let mut len = 0;
+                if let Peer::Udp(_) = peer {
+                    len = udp_label::write(&mut buf, self.sessions[i].store.next_sequence());
+                }
+                if let Ok(n) =
+                    soupbin::write_empty(&mut buf[len..], soupbin::kind::SERVER_HEARTBEAT)
+                {
+                    out.send(peer, &buf[..len + n]);
                 }
                 self.sessions[i].last_tx = now.0;
             }

@@ -110,11 +110,16 @@ pub(super) struct Session {
     pub last_rx: u64,
     pub last_tx: u64,
     pub bucket: TokenBucket,
+    /// Allowance for Flow Control rejects once `bucket` is empty, so a
+    /// flooding client gets a few rejects, not one per message.
+    pub reject_bucket: TokenBucket,
     pub store: OutboundStore,
     /// Every token the session used today -> its number.
     pub tokens: HashMap<Token, u32>,
-    /// Per token number: the token and the live engine order it names.
-    orders: Vec<(Token, Option<OrderId>)>,
+    /// Per token number: the token, the live engine order it names, and a
+    /// fingerprint of the request that claimed it (to tell a re-sent
+    /// request from a different one reusing the token).
+    orders: Vec<(Token, Option<OrderId>, u64)>,
 }
 
 impl Session {
@@ -137,18 +142,29 @@ impl Session {
             last_rx: 0,
             last_tx: 0,
             bucket: TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst),
+            reject_bucket: TokenBucket::new(
+                (cfg.rate_per_sec / 100).max(1),
+                (cfg.rate_burst / 100).max(1),
+            ),
             store: OutboundStore::new(cfg.resend_window as usize),
             tokens: HashMap::with_capacity(1 << 16),
             orders: Vec::with_capacity(1 << 16),
         }
     }
 
-    /// Registers a new token; returns its number.
-    pub fn claim(&mut self, token: Token) -> u32 {
+    /// Registers a new token claimed by a request with `fingerprint`;
+    /// returns its number.
+    pub fn claim(&mut self, token: Token, fingerprint: u64) -> u32 {
         let t = self.orders.len() as u32;
-        self.orders.push((token, None));
+        self.orders.push((token, None, fingerprint));
         self.tokens.insert(token, t);
         t
+    }
+
+    /// The fingerprint of the request that claimed `token`, if it is used.
+    pub fn fingerprint(&self, token: &Token) -> Option<u64> {
+        let t = *self.tokens.get(token)?;
+        self.orders.get(t as usize).map(|o| o.2)
     }
 
     pub fn live_order(&self, token: &Token) -> Option<OrderId> {
@@ -175,6 +191,18 @@ impl Session {
         if let Some(&t) = self.tokens.get(token) {
             self.orders[t as usize].1 = None;
         }
+    }
+
+    /// The order behind token number `t` is finished (filled or cancelled).
+    pub fn finished(&mut self, t: u32) {
+        if let Some(o) = self.orders.get_mut(t as usize) {
+            o.1 = None;
+        }
+    }
+
+    /// Tokens used so far today.
+    pub fn tokens_used(&self) -> usize {
+        self.orders.len()
     }
 }
 

@@ -88,8 +88,9 @@ impl Rig {
         self.out
             .iter()
             .filter(|(p, _)| *p == to)
-            .filter_map(|(_, b)| match Packet::parse(b) {
-                Ok((Packet::SequencedData(m), _)) => {
+            .flat_map(|(_, b)| soupbin::packets(b))
+            .filter_map(|p| match p {
+                Ok(Packet::SequencedData(m)) => {
                     let tok = match ouch::Outbound::parse(m).unwrap() {
                         ouch::Outbound::Accepted(a) => a.token().to_vec(),
                         ouch::Outbound::Rejected(r) => r.token().to_vec(),
@@ -100,8 +101,8 @@ impl Rig {
                     };
                     Some((m[0], String::from_utf8(tok).unwrap()))
                 }
-                Ok((Packet::LoginAccepted(_), _)) => Some((b'+', String::new())),
-                Ok((Packet::LoginRejected(c), _)) => Some((b'-', (c as char).to_string())),
+                Ok(Packet::LoginAccepted(_)) => Some((b'+', String::new())),
+                Ok(Packet::LoginRejected(c)) => Some((b'-', (c as char).to_string())),
                 _ => None,
             })
             .collect()
@@ -182,7 +183,7 @@ fn a_resent_enter_with_the_same_token_is_not_a_second_order() {
     r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
     assert!(r.replies(peer(1)).is_empty());
     assert_eq!(r.engine.live_orders(), 1);
-    assert_eq!(r.gw.counters().drops[&Drop::DuplicateEnter], 1);
+    assert_eq!(r.gw.counters().drops[&Drop::Resent], 1);
 }
 
 #[test]
@@ -230,7 +231,22 @@ fn the_rate_limit_rejects_what_exceeds_the_burst() {
         r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
     }
     assert_eq!(r.engine.live_orders(), 3);
-    assert_eq!(r.gw.counters().drops[&Drop::RateLimited], 2);
+    // One Flow Control reject (the reject allowance is 1% of the burst, at
+    // least one), then silence: a flood cannot flood back.
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimited), 1);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 1);
+    assert_eq!(r.gw.counters().rejected(RejectReason::RateLimited), 1);
+    // Cancels over the limit are dropped without a reply.
+    r.unseq(
+        peer(1),
+        ouch::CancelOrder::new(ouch::token(b"T0").unwrap(), Qty::ZERO).as_bytes(),
+    );
+    assert!(r.replies(peer(1)).is_empty());
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 2);
+    // A second later the bucket has refilled by one.
+    r.now += 1_000_000_000;
+    r.enter(peer(1), "T9", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(1)), vec![(b'A', "T9".into())]);
 }
 
 #[test]
@@ -281,10 +297,22 @@ fn idle_sessions_get_heartbeats_then_time_out() {
     r.login(peer(1), "demo01", "demo01", 0);
     r.out.clear();
     r.gw.on_timer(Nanos(r.now + 20_000_000), &mut r.journal, &mut r.out);
-    assert!(r
+    // A heartbeat to a UDP peer carries the next sequence number as its label.
+    let hb: Vec<Vec<Packet>> = r
         .out
         .iter()
-        .any(|(_, b)| matches!(Packet::parse(b), Ok((Packet::ServerHeartbeat, _)))));
+        .map(|(_, b)| soupbin::packets(b).map(Result::unwrap).collect())
+        .collect();
+    assert_eq!(hb.len(), 1);
+    match hb[0].as_slice() {
+        [Packet::Debug(label), Packet::ServerHeartbeat] => {
+            assert_eq!(udp_label::parse(label), Some(1))
+        }
+        other => panic!("{other:?}"),
+    }
+    r.out.clear();
+    r.gw.on_timer(Nanos(r.now + 25_000_000), &mut r.journal, &mut r.out);
+    assert!(r.out.is_empty(), "no second heartbeat within the interval");
     r.gw.on_timer(Nanos(r.now + 200_000_000), &mut r.journal, &mut r.out);
     r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
     assert_eq!(
@@ -348,5 +376,27 @@ fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
         &mut (),
         &mut out,
     );
-    assert_eq!(gw.counters().drops[&Drop::DuplicateEnter], 1);
+    assert_eq!(gw.counters().rejected(RejectReason::DuplicateToken), 1);
+    assert_eq!(out.len(), 1, "B1 reused for another order: rejected");
+    // ... while the same Enter re-sent is recognised as already processed.
+    let m = ouch::EnterOrder::new(
+        t(b"B1"),
+        Side::Buy,
+        Qty::new(3),
+        Symbol::new("TK2612").unwrap(),
+        "6.500".parse().unwrap(),
+        Tif::Day,
+    );
+    let n = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
+    gw.on_datagram(
+        Nanos(r.now + 2),
+        peer(2),
+        &b[..n],
+        &mut engine,
+        &mut md,
+        &mut (),
+        &mut out,
+    );
+    assert_eq!(gw.counters().dropped(Drop::Resent), 1);
+    assert_eq!(out.len(), 1);
 }

@@ -1,0 +1,578 @@
+//! The sans-IO client session: requests in, datagrams out, answers as events.
+
+use std::collections::{HashMap, VecDeque};
+
+use zerocopy::IntoBytes;
+
+use crate::gateway::udp_label;
+use crate::types::{Price, Qty, Side, Symbol, Tif};
+use crate::wire::ouch::{self, Token};
+use crate::wire::soupbin::{self, Packet};
+
+/// What the exchange told the client (each sequenced message once, in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    LoggedIn {
+        next_sequence: u64,
+    },
+    LoginRejected {
+        code: u8,
+    },
+    Accepted {
+        token: Token,
+        order_reference: u64,
+        side: Side,
+        qty: Qty,
+        price: Price,
+        tif: Tif,
+    },
+    Replaced {
+        token: Token,
+        previous: Token,
+        order_reference: u64,
+        qty: Qty,
+        price: Price,
+        tif: Tif,
+    },
+    Canceled {
+        token: Token,
+        decrement: Qty,
+        reason: u8,
+    },
+    Executed {
+        token: Token,
+        qty: Qty,
+        price: Price,
+        match_number: u64,
+        /// OUCH liquidity flag: 'A' added (maker), 'R' removed (taker).
+        liquidity: u8,
+    },
+    Rejected {
+        token: Token,
+        reason: u8,
+        /// The OUCH type of the request it answered ('O' enter, 'U' replace,
+        /// 'X' cancel), or 0 when no request with this token was waiting.
+        request: u8,
+    },
+    EndOfSession,
+}
+
+impl ClientEvent {
+    /// The token a response answers, if any.
+    pub fn token(&self) -> Option<Token> {
+        match *self {
+            ClientEvent::Accepted { token, .. }
+            | ClientEvent::Replaced { token, .. }
+            | ClientEvent::Canceled { token, .. }
+            | ClientEvent::Executed { token, .. }
+            | ClientEvent::Rejected { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+}
+
+/// Counters of a client session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent (first tries).
+    pub sent: u64,
+    /// Requests re-sent after the timeout.
+    pub resent: u64,
+    /// Re-requests sent (Login Request with a sequence number, mid-session).
+    pub recoveries: u64,
+    /// Gaps seen (a labelled message above the next expected number).
+    pub gaps: u64,
+    /// Sequenced messages ignored as already delivered.
+    pub duplicates_dropped: u64,
+    /// Sequenced messages delivered.
+    pub sequenced: u64,
+    /// Messages the exchange no longer had when asked (older than its window).
+    pub unrecoverable: u64,
+    /// Datagrams that did not parse (the rest of such a datagram is ignored).
+    pub malformed: u64,
+}
+
+/// Longest packet the session queues (Enter Order in Unsequenced Data: 52).
+const PACKET: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Bytes {
+    buf: [u8; PACKET],
+    len: u8,
+}
+
+impl Bytes {
+    fn new(b: &[u8]) -> Bytes {
+        let mut buf = [0u8; PACKET];
+        let n = b.len().min(PACKET);
+        buf[..n].copy_from_slice(&b[..n]);
+        Bytes { buf, len: n as u8 }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+struct Pending {
+    /// Order of issue: an ambiguous Rejected answers the oldest request.
+    id: u64,
+    sent_at: u64,
+    tries: u32,
+    packet: Bytes,
+}
+
+/// Heartbeat interval of the client, nanoseconds.
+const HEARTBEAT_NS: u64 = 1_000_000_000;
+
+/// A client session, sans-IO.
+pub struct ClientSession {
+    username: String,
+    password: String,
+    prefix: [u8; 6],
+    prefix_len: usize,
+    next_token: u64,
+    logged_in: bool,
+    /// When the last (re)login was sent while not logged in.
+    login_sent_at: Option<u64>,
+    /// The next sequence number to deliver; everything below it was delivered.
+    next_sequence: u64,
+    /// When the last re-request was sent (one at a time per timeout).
+    recovery_sent_at: Option<u64>,
+    pending: HashMap<(Token, u8), Pending>,
+    next_request: u64,
+    outbox: VecDeque<Bytes>,
+    resend_after: u64,
+    last_tx: u64,
+    last_now: u64,
+    stats: ClientStats,
+}
+
+impl ClientSession {
+    /// `prefix` (at most 6 characters) makes this session's tokens unique
+    /// across its runs; `resend_after_ns` is how long a request waits for
+    /// its answer before it is re-sent.
+    pub fn new(
+        username: &str,
+        password: &str,
+        prefix: &str,
+        resend_after_ns: u64,
+    ) -> ClientSession {
+        let mut p = [b' '; 6];
+        let n = prefix.len().min(6);
+        p[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+        ClientSession {
+            username: username.into(),
+            password: password.into(),
+            prefix: p,
+            prefix_len: n,
+            next_token: 1,
+            logged_in: false,
+            login_sent_at: None,
+            next_sequence: 1,
+            recovery_sent_at: None,
+            pending: HashMap::with_capacity(1 << 12),
+            next_request: 0,
+            outbox: VecDeque::with_capacity(256),
+            resend_after: resend_after_ns.max(1),
+            last_tx: 0,
+            last_now: 0,
+            stats: ClientStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    /// Requests not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The sequence number of the next message to deliver.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.last_now = self.last_now.max(now);
+    }
+
+    fn queue_login(&mut self, sequence: u64) {
+        let mut b = [0u8; PACKET];
+        if let Ok(n) = soupbin::write_login_request(
+            &mut b,
+            self.username.as_bytes(),
+            self.password.as_bytes(),
+            b"",
+            sequence,
+        ) {
+            self.outbox.push_back(Bytes::new(&b[..n]));
+        }
+    }
+
+    /// Queues a Login Request (from the current sequence number on).
+    pub fn login(&mut self, now: u64) {
+        self.tick(now);
+        self.queue_login(0);
+        self.login_sent_at = Some(now);
+    }
+
+    /// Queues a Logout Request.
+    pub fn logout(&mut self, now: u64) {
+        self.tick(now);
+        let mut b = [0u8; 8];
+        if let Ok(n) = soupbin::write_empty(&mut b, soupbin::kind::LOGOUT_REQUEST) {
+            self.outbox.push_back(Bytes::new(&b[..n]));
+        }
+        self.logged_in = false;
+        self.login_sent_at = None;
+    }
+
+    fn new_token(&mut self) -> Token {
+        let mut t = [b' '; 14];
+        t[..self.prefix_len].copy_from_slice(&self.prefix[..self.prefix_len]);
+        let mut v = self.next_token;
+        for i in (self.prefix_len..self.prefix_len + 8).rev() {
+            t[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.next_token += 1;
+        t
+    }
+
+    fn request(&mut self, now: u64, token: Token, kind: u8, msg: &[u8]) {
+        self.tick(now);
+        let mut b = [0u8; PACKET];
+        let Ok(n) = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, msg) else {
+            return;
+        };
+        let packet = Bytes::new(&b[..n]);
+        self.outbox.push_back(packet);
+        self.next_request += 1;
+        self.pending.insert(
+            (token, kind),
+            Pending {
+                id: self.next_request,
+                sent_at: now,
+                tries: 0,
+                packet,
+            },
+        );
+        self.stats.sent += 1;
+    }
+
+    /// Enters an order; returns its token.
+    pub fn enter(
+        &mut self,
+        now: u64,
+        symbol: Symbol,
+        side: Side,
+        qty: Qty,
+        price: Price,
+        tif: Tif,
+    ) -> Token {
+        let token = self.new_token();
+        let m = ouch::EnterOrder::new(token, side, qty, symbol, price, tif);
+        self.request(now, token, ouch::kind::ENTER, m.as_bytes());
+        token
+    }
+
+    /// Cancels to size (0 = all).
+    pub fn cancel(&mut self, now: u64, token: Token, qty: Qty) {
+        let m = ouch::CancelOrder::new(token, qty);
+        self.request(now, token, ouch::kind::CANCEL, m.as_bytes());
+    }
+
+    /// Replaces an order; returns the new token.
+    pub fn replace(&mut self, now: u64, token: Token, qty: Qty, price: Price) -> Token {
+        let new = self.new_token();
+        let m = ouch::ReplaceOrder::new(token, new, qty, price);
+        self.request(now, new, ouch::kind::REPLACE, m.as_bytes());
+        new
+    }
+
+    /// Asks the exchange for everything from the next expected sequence
+    /// number, unless a re-request is already under way.
+    fn recover(&mut self, now: u64) {
+        if !self.logged_in {
+            return;
+        }
+        if let Some(t) = self.recovery_sent_at {
+            if now.saturating_sub(t) < self.resend_after {
+                return;
+            }
+        }
+        self.queue_login(self.next_sequence);
+        self.recovery_sent_at = Some(now);
+        self.stats.recoveries += 1;
+    }
+
+    /// The request a Rejected for `token` answers: the oldest one waiting.
+    fn answer_rejected(&mut self, token: Token) -> u8 {
+        let mut best: Option<(u64, u8)> = None;
+        for kind in [ouch::kind::ENTER, ouch::kind::REPLACE, ouch::kind::CANCEL] {
+            if let Some(p) = self.pending.get(&(token, kind)) {
+                if best.is_none_or(|(id, _)| p.id < id) {
+                    best = Some((p.id, kind));
+                }
+            }
+        }
+        match best {
+            Some((_, kind)) => {
+                self.pending.remove(&(token, kind));
+                kind
+            }
+            None => 0,
+        }
+    }
+
+    /// Handles a datagram from the exchange.
+    pub fn on_datagram(&mut self, now: u64, bytes: &[u8], f: &mut impl FnMut(ClientEvent)) {
+        self.tick(now);
+        // The sequence number of the next sequenced message in this datagram,
+        // when the datagram is labelled.
+        let mut label: Option<u64> = None;
+        for p in soupbin::packets(bytes) {
+            let Ok(p) = p else {
+                self.stats.malformed += 1;
+                return;
+            };
+            match p {
+                Packet::Debug(text) => {
+                    if let Some(seq) = udp_label::parse(text) {
+                        label = Some(seq);
+                    }
+                }
+                Packet::LoginAccepted(a) => {
+                    let seq = a.next_sequence().unwrap_or(1);
+                    if !self.logged_in {
+                        self.logged_in = true;
+                        self.login_sent_at = None;
+                        // A fresh login starts from the exchange's current number;
+                        // a re-login after a loss resumes from ours.
+                        if self.next_sequence == 1 || seq > self.next_sequence {
+                            self.next_sequence = seq;
+                        }
+                        f(ClientEvent::LoggedIn { next_sequence: seq });
+                    } else {
+                        // The answer to a re-request: what follows starts at `seq`.
+                        self.recovery_sent_at = None;
+                        if seq > self.next_sequence {
+                            self.stats.unrecoverable += seq - self.next_sequence;
+                            self.next_sequence = seq;
+                        }
+                    }
+                }
+                Packet::LoginRejected(code) => {
+                    self.login_sent_at = None;
+                    f(ClientEvent::LoginRejected { code });
+                }
+                Packet::SequencedData(m) => {
+                    let seq = label.unwrap_or(self.next_sequence);
+                    label = label.map(|l| l + 1);
+                    if seq < self.next_sequence {
+                        self.stats.duplicates_dropped += 1;
+                        continue;
+                    }
+                    if seq > self.next_sequence {
+                        self.stats.gaps += 1;
+                        self.recover(now);
+                        // The rest of this datagram is past the gap too.
+                        return;
+                    }
+                    self.next_sequence += 1;
+                    self.stats.sequenced += 1;
+                    if let Some(e) = self.decode(m) {
+                        f(e);
+                    }
+                }
+                Packet::ServerHeartbeat => {
+                    if label.is_some_and(|l| l > self.next_sequence) {
+                        self.stats.gaps += 1;
+                        self.recover(now);
+                    }
+                }
+                Packet::EndOfSession => {
+                    self.logged_in = false;
+                    f(ClientEvent::EndOfSession);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Decodes one delivered OUCH message and settles the request it answers.
+    fn decode(&mut self, m: &[u8]) -> Option<ClientEvent> {
+        let e = match ouch::Outbound::parse(m).ok()? {
+            ouch::Outbound::Accepted(a) => {
+                self.pending.remove(&(a.token, ouch::kind::ENTER));
+                ClientEvent::Accepted {
+                    token: a.token,
+                    order_reference: a.order_reference.get(),
+                    side: if a.side == b'B' {
+                        Side::Buy
+                    } else {
+                        Side::Sell
+                    },
+                    qty: Qty::new(a.shares.get()),
+                    price: Price::from_raw(a.price.get()),
+                    tif: ouch::tif_of(
+                        a.time_in_force.get(),
+                        a.shares.get(),
+                        a.minimum_quantity.get(),
+                    ),
+                }
+            }
+            ouch::Outbound::Replaced(r) => {
+                self.pending
+                    .remove(&(r.replacement_token, ouch::kind::REPLACE));
+                ClientEvent::Replaced {
+                    token: r.replacement_token,
+                    previous: r.previous_token,
+                    order_reference: r.order_reference.get(),
+                    qty: Qty::new(r.shares.get()),
+                    price: Price::from_raw(r.price.get()),
+                    tif: Tif::Day,
+                }
+            }
+            ouch::Outbound::Canceled(c) => {
+                self.pending.remove(&(c.token, ouch::kind::CANCEL));
+                ClientEvent::Canceled {
+                    token: c.token,
+                    decrement: Qty::new(c.decrement.get()),
+                    reason: c.reason,
+                }
+            }
+            ouch::Outbound::Executed(x) => ClientEvent::Executed {
+                token: x.token,
+                qty: Qty::new(x.shares.get()),
+                price: Price::from_raw(x.price.get()),
+                match_number: x.match_number.get(),
+                liquidity: x.liquidity,
+            },
+            ouch::Outbound::Rejected(r) => ClientEvent::Rejected {
+                token: r.token,
+                reason: r.reason,
+                request: self.answer_rejected(r.token),
+            },
+            _ => return None,
+        };
+        Some(e)
+    }
+
+    /// Re-sends requests (and a lost login) that waited too long, asks for
+    /// the missed sequenced messages when it re-sends (the answer may be
+    /// what was lost), and sends a Client Heartbeat when idle.
+    pub fn on_timer(&mut self, now: u64) {
+        self.tick(now);
+        if !self.logged_in {
+            if let Some(t) = self.login_sent_at {
+                if now.saturating_sub(t) >= self.resend_after {
+                    self.queue_login(0);
+                    self.login_sent_at = Some(now);
+                }
+            }
+            return;
+        }
+        let resend_after = self.resend_after;
+        let mut resent = false;
+        for p in self.pending.values_mut() {
+            if now.saturating_sub(p.sent_at) >= resend_after {
+                p.tries += 1;
+                p.sent_at = now;
+                self.outbox.push_back(p.packet);
+                self.stats.resent += 1;
+                resent = true;
+            }
+        }
+        if resent {
+            self.recover(now);
+        }
+        if self.outbox.is_empty() && now.saturating_sub(self.last_tx) >= HEARTBEAT_NS {
+            let mut b = [0u8; 8];
+            if let Ok(n) = soupbin::write_empty(&mut b, soupbin::kind::CLIENT_HEARTBEAT) {
+                self.outbox.push_back(Bytes::new(&b[..n]));
+            }
+        }
+    }
+
+    /// When [`ClientSession::on_timer`] wants to run next (absolute ns).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if !self.logged_in {
+            return self.login_sent_at.map(|t| t + self.resend_after);
+        }
+        let resend = self
+            .pending
+            .values()
+            .map(|p| p.sent_at + self.resend_after)
+            .min();
+        let heartbeat = self.last_tx + HEARTBEAT_NS;
+        Some(resend.map_or(heartbeat, |r| r.min(heartbeat)))
+    }
+
+    /// The next datagram to send, written to `buf`: as many queued packets
+    /// as fit (the exchange reads every packet of a datagram). `None` when
+    /// nothing is queued.
+    pub fn poll_transmit(&mut self, now: u64, buf: &mut [u8]) -> Option<usize> {
+        self.tick(now);
+        let mut len = 0;
+        while let Some(p) = self.outbox.front() {
+            let b = p.as_slice();
+            if len + b.len() > buf.len() {
+                break;
+            }
+            buf[len..len + b.len()].copy_from_slice(b);
+            len += b.len();
+            self.outbox.pop_front();
+        }
+        if len == 0 {
+            return None;
+        }
+        self.last_tx = now;
+        Some(len)
+    }
+
+    /// The latest time the session was given (for shells without a clock).
+    pub fn last_now(&self) -> u64 {
+        self.last_now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefix_and_counter_and_unique() {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 1);
+        assert_eq!(&s.new_token(), b"AB00000001    ");
+        assert_eq!(&s.new_token(), b"AB00000002    ");
+    }
+
+    #[test]
+    fn a_labelled_message_past_the_next_number_asks_for_the_gap() {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 1000);
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_accepted(&mut b, b"TOKEX00001", 5).unwrap();
+        let mut events = Vec::new();
+        s.on_datagram(0, &b[..n], &mut |e| events.push(e));
+        assert_eq!(events, vec![ClientEvent::LoggedIn { next_sequence: 5 }]);
+        let mut d = [0u8; 128];
+        let mut len = udp_label::write(&mut d, 7);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, b"x").unwrap();
+        s.on_datagram(1, &d[..len], &mut |e| events.push(e));
+        assert_eq!(s.stats().gaps, 1);
+        let mut out = [0u8; 256];
+        let n = s.poll_transmit(2, &mut out).unwrap();
+        match Packet::parse(&out[..n]).unwrap().0 {
+            Packet::LoginRequest(r) => assert_eq!(r.requested_sequence().unwrap(), 5),
+            p => panic!("{p:?}"),
+        }
+    }
+}
