@@ -199,11 +199,6 @@ impl Session {
             o.1 = None;
         }
     }
-
-    /// Tokens used so far today.
-    pub fn tokens_used(&self) -> usize {
-        self.orders.len()
-    }
 }
 
 #[cfg(test)]

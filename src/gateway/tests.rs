@@ -400,3 +400,109 @@ fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
     assert_eq!(gw.counters().dropped(Drop::Resent), 1);
     assert_eq!(out.len(), 1);
 }
+
+#[test]
+fn a_token_reused_for_a_different_order_is_rejected() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    r.enter(peer(1), "T1", Side::Sell, 2, "6.600");
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".into())]);
+    assert_eq!(r.engine.live_orders(), 1);
+    assert_eq!(r.gw.counters().rejected(RejectReason::DuplicateToken), 1);
+    // Another session may use the same token: tokens are per session.
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.enter(peer(2), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(2)), vec![(b'A', "T1".into())]);
+}
+
+#[test]
+fn a_re_request_older_than_the_window_starts_at_the_oldest_kept() {
+    let mut r = Rig::new(GatewayConfig {
+        resend_window: 2,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    for i in 0..4 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    r.login(peer(1), "demo01", "demo01", 1);
+    let accepted = r.out.iter().find_map(|(_, b)| match Packet::parse(b) {
+        Ok((Packet::LoginAccepted(a), _)) => Some(a.next_sequence().unwrap()),
+        _ => None,
+    });
+    assert_eq!(accepted, Some(3), "the Login Accepted says where it starts");
+    assert_eq!(
+        r.replies(peer(1))[1..]
+            .iter()
+            .map(|x| x.1.clone())
+            .collect::<Vec<_>>(),
+        vec!["T2", "T3"]
+    );
+    assert_eq!(r.gw.counters().dropped(Drop::ResendTooOld), 1);
+}
+
+#[test]
+fn re_sent_messages_are_packed_and_labelled_with_their_first_sequence() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    for i in 0..30 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    r.login(peer(1), "demo01", "demo01", 1);
+    // Login Accepted, then datagrams of at most 1400 bytes.
+    let mut expected = 1;
+    for (_, d) in &r.out[1..] {
+        assert!(d.len() <= 1400);
+        let mut packets = soupbin::packets(d).map(Result::unwrap);
+        match packets.next() {
+            Some(Packet::Debug(l)) => assert_eq!(udp_label::parse(l), Some(expected)),
+            p => panic!("{p:?}"),
+        }
+        expected += packets.count() as u64;
+    }
+    assert!(r.out.len() > 2);
+    assert_eq!(expected, 31);
+}
+
+#[test]
+fn logout_ends_the_binding_and_end_of_session_reaches_everyone() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.send(peer(1), &[0, 1, b'O']);
+    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.engine.live_orders(), 0, "logged out: orders dropped");
+    // The session can log in again from elsewhere now.
+    r.login(peer(3), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(3)), vec![(b'+', String::new())]);
+    r.out.clear();
+    r.gw.end_of_session(&mut r.out);
+    let mut to: Vec<Peer> = r.out.iter().map(|(p, _)| *p).collect();
+    to.sort_by_key(|p| p.encode());
+    assert_eq!(to, vec![peer(2), peer(3)]);
+    assert!(r
+        .out
+        .iter()
+        .all(|(_, b)| matches!(Packet::parse(b), Ok((Packet::EndOfSession, _)))));
+}
+
+#[test]
+fn every_engine_reject_reason_has_an_ouch_reason_code() {
+    use crate::engine::RejectReason as R;
+    for r in [
+        R::UnknownInstrument,
+        R::PriceOffTick,
+        R::PriceOutsideLimits,
+        R::InvalidQty,
+        R::QtyAboveMax,
+        R::DuplicateToken,
+        R::UnknownOrder,
+        R::MarketNotOpen,
+        R::CapacityExhausted,
+        R::RateLimited,
+        R::RiskLimit,
+    ] {
+        assert!(ouch_reject_code(r).is_ascii_uppercase(), "{r:?}");
+    }
+}
