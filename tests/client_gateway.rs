@@ -162,7 +162,11 @@ impl Day {
             let live = &mut c.live;
             c.session.on_datagram(now, &bytes, &mut |e| {
                 match e {
-                    ClientEvent::Accepted { token, tif, .. } if tif == Tif::Day => live.push(token),
+                    ClientEvent::Accepted {
+                        token,
+                        tif: Tif::Day,
+                        ..
+                    } => live.push(token),
                     ClientEvent::Replaced {
                         token, previous, ..
                     } => {
@@ -261,9 +265,11 @@ fn check(day: &Day) {
         for e in &c.events {
             match *e {
                 ClientEvent::Accepted { token, .. } => *answers.entry(token).or_default() += 1,
-                ClientEvent::Rejected { token, request, .. } if request == b'O' => {
-                    *answers.entry(token).or_default() += 1
-                }
+                ClientEvent::Rejected {
+                    token,
+                    request: b'O',
+                    ..
+                } => *answers.entry(token).or_default() += 1,
                 _ => {}
             }
         }

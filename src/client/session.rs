@@ -392,11 +392,9 @@ impl ClientSession {
                         f(e);
                     }
                 }
-                Packet::ServerHeartbeat => {
-                    if label.is_some_and(|l| l > self.next_sequence) {
-                        self.stats.gaps += 1;
-                        self.recover(now);
-                    }
+                Packet::ServerHeartbeat if label.is_some_and(|l| l > self.next_sequence) => {
+                    self.stats.gaps += 1;
+                    self.recover(now);
                 }
                 Packet::EndOfSession => {
                     self.logged_in = false;
