@@ -126,7 +126,7 @@ impl FeedHandler {
             return;
         }
         for (seq, msg) in p.messages() {
-            self.horizon = self.horizon.max(seq + 1);
+            self.horizon = self.horizon.max(seq.saturating_add(1));
             if seq < self.next || self.buffered.contains_key(&seq) {
                 self.stats.duplicates += 1;
             } else if seq == self.next {

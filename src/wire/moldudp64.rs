@@ -101,8 +101,10 @@ impl<'a> Packet<'a> {
             let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
             let msg = rest.get(2..2 + len)?;
             rest = &rest[2 + len..];
-            seq += 1;
-            Some((seq - 1, msg))
+            let this = seq;
+            // A hostile header may carry u64::MAX: numbering wraps, never panics.
+            seq = seq.wrapping_add(1);
+            Some((this, msg))
         })
     }
 }
@@ -227,6 +229,21 @@ mod tests {
         b.reset(1 + n as u64);
         assert!(b.is_empty());
         assert_eq!(b.first_sequence(), 1 + n as u64);
+    }
+
+    #[test]
+    fn a_sequence_number_at_the_top_of_the_range_does_not_panic() {
+        // Found by `cargo fuzz run moldudp64`.
+        let mut b = PacketBuilder::new(S, u64::MAX, MAX_PACKET);
+        b.push(b"a").unwrap();
+        b.push(b"b").unwrap();
+        let bytes = b.bytes().to_vec();
+        let seqs: Vec<u64> = Packet::parse(&bytes)
+            .unwrap()
+            .messages()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(seqs, vec![u64::MAX, 0]);
     }
 
     #[test]
