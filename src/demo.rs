@@ -320,6 +320,19 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         bail!("the load generator failed ({load_status})");
     }
 
+    println!("== probe: ip netns exec {CLIENT_NS} tokex probe (login, order, cancel over SoupBinTCP/TCP :9002)");
+    let mut probe = Proc::spawn(
+        "probe",
+        CLIENT_NS,
+        &["probe".into()],
+        &out.join("probe.log"),
+    )?;
+    let probe_status = probe.wait(Duration::from_secs(15))?;
+    print_log_tail("probe", &out.join("probe.log"), 5);
+    if !probe_status.success() {
+        bail!("the TCP probe failed ({probe_status})");
+    }
+
     println!("== stopping the exchange (SIGINT): End of Session on the feed");
     let ex_status = exchange.interrupt(Duration::from_secs(20))?;
     print_log_tail("exchange at shutdown", &out.join("exchange.log"), 40);

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +24,8 @@ use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer};
 use crate::journal::{Durability, JournalWriter};
 use crate::latency::{Stage, StageHistograms};
-use crate::runtime::{pin_current_thread, Stop};
+use crate::net::tcp::{self, TcpPacket};
+use crate::runtime::{pin_current_thread, Handoff, Stop};
 use crate::types::{Nanos, Side};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -90,6 +91,34 @@ impl Outbox for Replies {
         let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
         self.items.push((peer, start, bytes.len()));
+    }
+}
+
+impl Replies {
+    /// Sends every held reply (UDP directly, TCP through the TCP thread's
+    /// ring) and empties the holding area; returns the sends that failed.
+    fn deliver(&mut self, udp: &UdpSocket, tcp: &Handoff<TcpPacket>) -> u64 {
+        let mut errors = 0;
+        for &(peer, start, len) in &self.items {
+            let bytes = &self.buf[start..start + len];
+            match peer {
+                Peer::Udp(addr) => {
+                    if udp.send_to(bytes, addr).is_err() {
+                        errors += 1;
+                    }
+                }
+                Peer::Tcp(id) => {
+                    let mut item = (id, bytes.to_vec());
+                    while let Err(back) = tcp.push(item) {
+                        item = back;
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        self.buf.clear();
+        self.items.clear();
+        errors
     }
 }
 
@@ -186,6 +215,13 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         cfg.network.retransmit_port,
     ))?;
     let md = multicast_sender(&cfg)?;
+    let tcp_in: std::sync::Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
+    let tcp_out: std::sync::Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
+    let tcp_addr = SocketAddrV4::new(cfg.network.address, cfg.network.tcp_port);
+    let listener =
+        TcpListener::bind(tcp_addr).with_context(|| format!("binding TCP {tcp_addr}"))?;
+    let tcp_thread = tcp::spawn(listener, stop.clone(), tcp_in.clone(), tcp_out.clone())?;
+    println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");
     println!(
         "market data: ITCH 5.0 in MoldUDP64 to {}:{} (TTL 1), session {}, retransmission on port {}",
         cfg.network.md_group, cfg.network.md_port, cfg.network.md_session, cfg.network.retransmit_port
@@ -311,25 +347,33 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                 Err(e) => return Err(e).context("receiving orders"),
             }
         }
+        while per_datagram.len() < cfg.runtime.batch {
+            let Some((id, bytes)) = tcp_in.pop() else {
+                break;
+            };
+            let t_rx = clock.raw();
+            gateway.on_datagram(
+                now,
+                Peer::Tcp(id),
+                &bytes,
+                &mut engine,
+                &mut publisher,
+                &mut journal,
+                &mut replies,
+            );
+            stages.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
+            per_datagram.push(t_rx);
+        }
         if !per_datagram.is_empty() {
             let tj = clock.raw();
             journal.0.commit().context("journal write")?;
             stages.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
             let ta = clock.raw();
-            for &(peer, start, len) in &replies.items {
-                if let Peer::Udp(addr) = peer {
-                    if orders
-                        .send_to(&replies.buf[start..start + len], addr)
-                        .is_err()
-                    {
-                        send_errors += 1;
-                    }
-                }
+            for &(peer, _, _) in &replies.items {
                 gateway.note_sent(peer, now);
             }
+            send_errors += replies.deliver(&orders, &tcp_out);
             let t_acked = clock.raw();
-            replies.buf.clear();
-            replies.items.clear();
             let per = clock.between(ta, t_acked) / per_datagram.len() as u64;
             for &t_rx in &per_datagram {
                 stages.record(Stage::MatchedToAck, per);
@@ -359,13 +403,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             publisher.set_time(now);
             gateway.on_timer(now, &mut journal, &mut replies);
             journal.0.commit().context("journal write")?;
-            for &(peer, start, len) in &replies.items {
-                if let Peer::Udp(addr) = peer {
-                    let _ = orders.send_to(&replies.buf[start..start + len], addr);
-                }
-            }
-            replies.buf.clear();
-            replies.items.clear();
+            send_errors += replies.deliver(&orders, &tcp_out);
             publisher.heartbeat_if_idle(1_000_000_000, &mut |p| {
                 let _ = md.send(p);
             });
@@ -408,11 +446,11 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         }
     }
     gateway.end_of_session(&mut replies);
-    for &(peer, start, len) in &replies.items {
-        if let Peer::Udp(addr) = peer {
-            let _ = orders.send_to(&replies.buf[start..start + len], addr);
-        }
-    }
+    send_errors += replies.deliver(&orders, &tcp_out);
+    // Give the TCP thread a moment to write End of Session, then stop it.
+    std::thread::sleep(Duration::from_millis(20));
+    stop.set();
+    let _ = tcp_thread.join();
     journal.0.commit()?;
 
     let c = gateway.counters();

@@ -22,6 +22,7 @@
 //! - [`latency`]: per-stage HdrHistogram recorders and their `.hgrm`/`.hlog`/JSON outputs.
 //! - [`report`]: `tokex report`, percentile plots (PNG) and markdown tables.
 //! - [`runtime`]: threads, core pinning, shutdown, the pipelined hand-off ring.
+//! - [`probe`]: `tokex probe`, a connectivity check over the TCP port.
 //! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
@@ -39,6 +40,7 @@ pub mod journal;
 pub mod latency;
 pub mod load;
 pub mod net;
+pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod runtime;

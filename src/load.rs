@@ -368,6 +368,11 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         }
     }
     bar.finish_and_clear();
+    let t = ns(now());
+    for c in &mut clients {
+        c.session.logout(t);
+        c.flush()?;
+    }
     let elapsed = (ns(now()) - start) as f64 / 1e9;
     let send_seconds = ((i as f64 * period) / 1e9).max(1e-9);
     report.seconds = send_seconds.min(elapsed);

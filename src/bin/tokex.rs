@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check order entry over the TCP port: login, one order, cancel, logout.
+    Probe(tokex::probe::ProbeArgs),
     /// Percentile plot (PNG) and markdown table from .hgrm files.
     Report(tokex::report::ReportArgs),
     /// The main job: lab up, exchange + feed handler + load for a short run, latency report.
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             tokex::feed::cli::run(&args)?;
         }
         Command::Report(args) => tokex::report::run(&args)?,
+        Command::Probe(args) => tokex::probe::run(&args)?,
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;
             println!("replay: {summary}; outputs in {}", args.out.display());
