@@ -7,96 +7,49 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tokex::bench::engine::{mixed_flow, FlowOp};
+use tokex::bench::engine::{mixed_flow, TokexRunner};
 use tokex::contract::ContractSet;
-use tokex::engine::{Engine, EngineConfig, Event, NewOrder};
+use tokex::engine::{Event, EventSink};
 use tokex::feed::itch_encoder::ItchEncoder;
-use tokex::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Symbol, Tif};
+use tokex::types::{Nanos, Price, Qty, Side, Symbol, Tif};
 use tokex::wire::itch::{self, Message};
 use tokex::wire::{moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
 
-/// The ITCH stream of 200,000 engine operations, length-prefixed.
+/// Length-prefixes every ITCH message of the engine events it sees.
+struct ItchStream<'a> {
+    encoder: &'a ItchEncoder,
+    out: Vec<u8>,
+    messages: usize,
+}
+
+impl EventSink for ItchStream<'_> {
+    fn event(&mut self, e: &Event) {
+        let (out, n) = (&mut self.out, &mut self.messages);
+        self.encoder.encode(Nanos(34_200_000_000_000), e, &mut |m| {
+            out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            out.extend_from_slice(m);
+            *n += 1;
+        });
+    }
+}
+
+/// The ITCH stream of 200,000 engine operations of the mixed flow.
 fn itch_stream() -> (Vec<u8>, usize) {
     let set =
         ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
     let c = set.iter().next().unwrap().clone();
-    let enc = ItchEncoder::new(&set);
-    let mut engine = Engine::new(
-        &set,
-        EngineConfig {
-            max_orders: 1 << 20,
-        },
-    );
-    let mut events: Vec<Event> = Vec::new();
-    let mut recent: Vec<OrderId> = Vec::new();
-    let mut out = Vec::new();
-    let mut n = 0;
-    for (i, op) in mixed_flow(200_000, 9, &c).iter().enumerate() {
-        events.clear();
-        let now = Nanos(34_200_000_000_000 + i as u64);
-        match *op {
-            FlowOp::Add {
-                account,
-                side,
-                price,
-                qty,
-            }
-            | FlowOp::Aggress {
-                account,
-                side,
-                price,
-                qty,
-            } => {
-                let tif = if matches!(op, FlowOp::Add { .. }) {
-                    Tif::Day
-                } else {
-                    Tif::Ioc
-                };
-                let o = NewOrder {
-                    account: AccountId(account),
-                    tag: 0,
-                    instrument: c.id,
-                    side,
-                    price: Price::from_raw(price),
-                    qty: Qty::new(qty),
-                    tif,
-                };
-                engine.enter(now, &o, &mut events);
-            }
-            FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. } if !recent.is_empty() => {
-                let id = recent[pick as usize % recent.len()];
-                if let Some(o) = engine.order(id) {
-                    if let FlowOp::Replace { ticks, qty, .. } = *op {
-                        let p = (o.price.raw() as i64 + ticks as i64 * c.tick.raw() as i64) as u32;
-                        engine.replace(
-                            now,
-                            o.account,
-                            id,
-                            0,
-                            Price::from_raw(p),
-                            Qty::new(qty),
-                            &mut events,
-                        );
-                    } else {
-                        engine.cancel(now, o.account, id, Qty::ZERO, 0, &mut events);
-                    }
-                }
-            }
-            _ => {}
-        }
-        for e in &events {
-            if let Event::BookAdd { order, .. } | Event::BookReplace { order, .. } = e {
-                recent.push(*order);
-            }
-            enc.encode(now, e, &mut |m| {
-                out.extend_from_slice(&(m.len() as u16).to_be_bytes());
-                out.extend_from_slice(m);
-                n += 1;
-            });
-        }
+    let encoder = ItchEncoder::new(&set);
+    let mut sink = ItchStream {
+        encoder: &encoder,
+        out: Vec::new(),
+        messages: 0,
+    };
+    let mut runner = TokexRunner::new(&set, &c, 1 << 20);
+    for op in &mixed_flow(200_000, 9, &c) {
+        runner.apply_with(op, &mut sink);
     }
-    (out, n)
+    (sink.out, sink.messages)
 }
 
 fn itch_decode(c: &mut Criterion) {

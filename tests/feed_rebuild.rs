@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use tokex::bench::engine::{mixed_flow, FlowOp, Rng};
+use tokex::bench::engine::{mixed_flow, TokexRunner};
 use tokex::contract::ContractSet;
-use tokex::engine::{Engine, EngineConfig, Event, EventSink, NewOrder};
+use tokex::engine::{Engine, Event, EventSink};
 use tokex::feed::book::FeedBooks;
 use tokex::feed::itch_encoder::ItchEncoder;
-use tokex::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Tif};
+use tokex::types::{Nanos, Side};
 use tokex::wire::itch::{self, Message};
 
 fn contracts() -> ContractSet {
@@ -21,17 +21,12 @@ fn contracts() -> ContractSet {
 struct Wire<'a> {
     encoder: &'a ItchEncoder,
     feed: &'a mut FeedBooks,
-    recent: &'a mut Vec<OrderId>,
-    now: Nanos,
 }
 
 impl EventSink for Wire<'_> {
     fn event(&mut self, e: &Event) {
-        if let Event::BookAdd { order, .. } | Event::BookReplace { order, .. } = e {
-            self.recent.push(*order);
-        }
         let feed = &mut *self.feed;
-        self.encoder.encode(self.now, e, &mut |bytes| {
+        self.encoder.encode(Nanos(0), e, &mut |bytes| {
             let m = Message::parse(bytes).expect("tokex decodes what it encodes");
             feed.apply(&m, &mut |_, _, _, _| {})
                 .expect("the feed accepts every message");
@@ -61,98 +56,28 @@ fn assert_same_books(engine: &Engine, feed: &FeedBooks, set: &ContractSet) {
 #[test]
 fn feed_rebuilds_the_engine_book_from_itch_over_a_random_flow() {
     let set = contracts();
+    let c = set.iter().next().unwrap().clone();
     let encoder = ItchEncoder::new(&set);
     let mut feed = FeedBooks::new();
     encoder.start_of_day(Nanos(0), &mut |b| {
         feed.apply(&Message::parse(b).unwrap(), &mut |_, _, _, _| {})
             .unwrap();
     });
-    let mut engine = Engine::new(
-        &set,
-        EngineConfig {
-            max_orders: 1 << 18,
-        },
-    );
-    let mut recent: Vec<OrderId> = Vec::new();
-    let mut rng = Rng::new(5);
-    let mut trades = 0u64;
-    // Two contracts with the same flow model, interleaved.
-    for (k, c) in set.iter().take(2).enumerate() {
-        let flow = mixed_flow(100_000, 77 + k as u64, c);
-        for (i, op) in flow.iter().enumerate() {
-            let now = Nanos(i as u64);
-            let picked = match *op {
-                FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. } if !recent.is_empty() => {
-                    Some(recent[pick as usize % recent.len()])
-                }
-                _ => None,
-            };
-            let mut w = Wire {
+    let mut runner = TokexRunner::new(&set, &c, 1 << 18);
+    for op in &mixed_flow(200_000, 77, &c) {
+        runner.apply_with(
+            op,
+            &mut Wire {
                 encoder: &encoder,
                 feed: &mut feed,
-                recent: &mut recent,
-                now,
-            };
-            match *op {
-                FlowOp::Add {
-                    account,
-                    side,
-                    price,
-                    qty,
-                }
-                | FlowOp::Aggress {
-                    account,
-                    side,
-                    price,
-                    qty,
-                } => {
-                    let tif = if matches!(op, FlowOp::Add { .. }) {
-                        Tif::Day
-                    } else {
-                        Tif::Ioc
-                    };
-                    let o = NewOrder {
-                        account: AccountId(account),
-                        tag: 0,
-                        instrument: c.id,
-                        side,
-                        price: Price::from_raw(price),
-                        qty: Qty::new(qty),
-                        tif,
-                    };
-                    engine.enter(now, &o, &mut w);
-                }
-                FlowOp::Cancel { .. } => {
-                    if let Some((id, o)) = picked.and_then(|id| engine.order(id).map(|o| (id, o))) {
-                        let keep = rng.below(2) as u32 * o.qty.lots() / 2;
-                        engine.cancel(now, o.account, id, Qty::new(keep), 0, &mut w);
-                    }
-                }
-                FlowOp::Replace { ticks, qty, .. } => {
-                    if let Some((id, o)) = picked.and_then(|id| engine.order(id).map(|o| (id, o))) {
-                        let p = (o.price.raw() as i64 + ticks as i64 * c.tick.raw() as i64) as u32;
-                        engine.replace(
-                            now,
-                            o.account,
-                            id,
-                            0,
-                            Price::from_raw(p),
-                            Qty::new(qty),
-                            &mut w,
-                        );
-                    }
-                }
-            }
-            if recent.len() > 4096 {
-                recent.drain(..2048);
-            }
-        }
-        trades = engine.match_number();
+            },
+        );
     }
+    let trades = runner.engine.match_number();
     assert!(trades > 1000, "the flow must trade");
     assert!(feed.order_count() > 100, "the flow must leave a book");
     assert_eq!(feed.errors, 0);
-    assert_same_books(&engine, &feed, &set);
+    assert_same_books(&runner.engine, &feed, &set);
     assert_eq!(feed.trades, trades);
 }
 

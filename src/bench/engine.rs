@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::contract::Contract;
-use crate::engine::{Engine, EngineConfig, Event, EventSink, NewOrder};
+use crate::engine::{Engine, EngineConfig, Event, EventSink, NewOrder, Tee};
 use crate::latency::{fmt_ns, LatencyHistogram, Summary};
 use crate::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Tif};
 
@@ -187,12 +187,20 @@ impl TokexRunner {
 
     #[inline]
     pub fn apply(&mut self, op: &FlowOp) {
+        self.apply_with(op, &mut ());
+    }
+
+    /// Applies one operation, also handing every engine event to `extra`
+    /// (an ITCH encoder, a feed, a recorder).
+    #[inline]
+    pub fn apply_with(&mut self, op: &FlowOp, extra: &mut impl EventSink) {
         self.now += 1;
         let now = Nanos(self.now);
-        let mut sink = RingSink {
+        let mut ring = RingSink {
             ring: &mut self.ring,
             pos: &mut self.pos,
         };
+        let mut sink = Tee(&mut ring, extra);
         match *op {
             FlowOp::Add {
                 account,
@@ -223,13 +231,13 @@ impl TokexRunner {
                 self.engine.enter(now, &o, &mut sink);
             }
             FlowOp::Cancel { pick } => {
-                let id = sink.ring[pick as usize % RING];
+                let id = sink.0.ring[pick as usize % RING];
                 let account = self.engine.order(id).map_or(AccountId(0), |o| o.account);
                 self.engine
                     .cancel(now, account, id, Qty::ZERO, self.now, &mut sink);
             }
             FlowOp::Replace { pick, ticks, qty } => {
-                let id = sink.ring[pick as usize % RING];
+                let id = sink.0.ring[pick as usize % RING];
                 let Some(o) = self.engine.order(id) else {
                     // A stale pick still costs the lookup a real replace would.
                     return self
