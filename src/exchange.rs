@@ -8,6 +8,7 @@
 //! session timers, market-data heartbeats and retransmission requests.
 //! Trading logic lives in `engine` and `gateway`; this file only moves bytes.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
@@ -21,7 +22,7 @@ use crate::config::{Config, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig};
 use crate::feed::publisher::Publisher;
-use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer};
+use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer, TokenBucket};
 use crate::journal::{Durability, JournalWriter};
 use crate::latency::{Stage, StageHistograms};
 use crate::net::tcp::{self, TcpPacket};
@@ -304,6 +305,8 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         .map(|s| Instant::now() + Duration::from_secs(s));
     let mut datagrams = 0u64;
     let mut send_errors = 0u64;
+    let mut retrans_limits: HashMap<std::net::Ipv4Addr, TokenBucket> = HashMap::new();
+    let mut retrans_limited = 0u64;
 
     // Flush start-of-day market data, then announce readiness.
     publisher.flush(&mut |p| {
@@ -408,6 +411,18 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                 let _ = md.send(p);
             });
             while let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
+                // Per requester: 1,000 requests/s, bursts of 200; the rest are
+                // counted and ignored so one host cannot monopolise the server.
+                if retrans_limits.len() > 4096 {
+                    retrans_limits.clear();
+                }
+                let bucket = retrans_limits
+                    .entry(*src.ip())
+                    .or_insert_with(|| TokenBucket::new(1000, 200));
+                if !bucket.take(now.0) {
+                    retrans_limited += 1;
+                    continue;
+                }
                 publisher.retransmit(&req[..n], 4096, &mut |p| {
                     let _ = retrans.send_to(p, src);
                 });
@@ -486,7 +501,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     );
     let p = publisher.stats();
     println!(
-        "market data: {} messages in {} packets, {} heartbeats, next sequence {}, retransmission requests {} ({} messages resent, {} unanswerable)",
+        "market data: {} messages in {} packets, {} heartbeats, next sequence {}, retransmission requests {} ({} messages resent, {} unanswerable, {retrans_limited} over the per-requester limit)",
         p.messages, p.packets, p.heartbeats, publisher.next_sequence(), p.retransmit_requests, p.retransmitted, p.retransmit_unanswerable
     );
     println!(
