@@ -279,6 +279,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             out_s("feed.ready"),
             "--book-out".into(),
             out_s("feed-book.csv"),
+            "--csv".into(),
+            out_s("feed-messages.csv"),
         ],
         &out.join("feed.log"),
     )?;

@@ -46,6 +46,18 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     assert_eq!(num("answered"), num("sent"), "{line}");
     assert_eq!(num("lost"), 0, "{line}");
     assert!(stdout.contains("end of session, complete"), "{stdout}");
+    // The feed's CSV has a row per message, contiguous sequence numbers.
+    let csv = std::fs::read_to_string(out.join("feed-messages.csv")).unwrap();
+    let seqs: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.len() > 1000, "{} rows", seqs.len());
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence numbers contiguous"
+    );
     // The lab is gone afterwards.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("tokex-ex"));

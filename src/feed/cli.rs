@@ -5,6 +5,7 @@
 //! every book (refreshing in place), and at the end of session writes the
 //! rebuilt book and prints statistics with feed latency percentiles.
 
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use super::handler::{FeedHandler, FeedStats};
 use crate::contract::ContractSet;
 use crate::latency::Summary;
 use crate::types::{Nanos, Side};
+use crate::wire::itch::Message;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FeedArgs {
@@ -43,6 +45,56 @@ pub struct FeedArgs {
     pub book_out: Option<PathBuf>,
     #[arg(long, default_value = "contracts")]
     pub contracts: PathBuf,
+    /// Write every message applied, in sequence order, as CSV here
+    /// (`seq,type,locate,timestamp_ns,order,side,qty,price,match`).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// One CSV row for a message.
+fn csv_row(seq: u64, m: &Message<'_>, out: &mut impl Write) -> std::io::Result<()> {
+    let h = m.header();
+    let (order, side, qty, price, matchno) = match m {
+        Message::AddOrder(a) => (
+            a.order_reference.get(),
+            a.side as char,
+            a.shares.get(),
+            a.price.get(),
+            0,
+        ),
+        Message::OrderExecuted(e) => (
+            e.order_reference.get(),
+            ' ',
+            e.executed_shares.get(),
+            0,
+            e.match_number.get(),
+        ),
+        Message::OrderExecutedWithPrice(e) => (
+            e.order_reference.get(),
+            ' ',
+            e.executed_shares.get(),
+            e.execution_price.get(),
+            e.match_number.get(),
+        ),
+        Message::OrderCancel(x) => (x.order_reference.get(), ' ', x.cancelled_shares.get(), 0, 0),
+        Message::OrderDelete(d) => (d.order_reference.get(), ' ', 0, 0, 0),
+        Message::OrderReplace(u) => (
+            u.new_order_reference.get(),
+            ' ',
+            u.shares.get(),
+            u.price.get(),
+            0,
+        ),
+        _ => (0, ' ', 0, 0, 0),
+    };
+    writeln!(
+        out,
+        "{seq},{},{},{},{order},{},{qty},{price},{matchno}",
+        m.bytes()[0] as char,
+        h.stock_locate,
+        h.timestamp,
+        side.to_string().trim()
+    )
 }
 
 fn now() -> Nanos {
@@ -79,16 +131,34 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     if let Some(f) = &args.ready_file {
         std::fs::write(f, b"ready\n")?;
     }
+    let mut csv = match &args.csv {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            );
+            writeln!(f, "seq,type,locate,timestamp_ns,order,side,qty,price,match")?;
+            Some(f)
+        }
+        None => None,
+    };
+    let mut csv_error = None;
+    let mut seen = |seq: u64, m: &Message<'_>| {
+        if let Some(f) = csv.as_mut() {
+            if let Err(e) = csv_row(seq, m, f) {
+                csv_error.get_or_insert(e);
+            }
+        }
+    };
     let mut h = FeedHandler::new();
     let mut buf = vec![0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let mut last_view = Instant::now();
     while Instant::now() < deadline && !h.is_complete() {
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            h.on_packet(now(), &buf[..n]);
+            h.on_packet_with(now(), &buf[..n], &mut seen);
         }
         while let Ok((n, _)) = req.recv_from(&mut buf) {
-            h.on_packet(now(), &buf[..n]);
+            h.on_packet_with(now(), &buf[..n], &mut seen);
         }
         if let Some(r) = h.poll_request(now()) {
             let _ = req.send_to(&r, args.retransmit);
@@ -97,6 +167,12 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             last_view = Instant::now();
             print!("\x1b[2J\x1b[H{}", view(&h, &contracts));
         }
+    }
+    if let Some(e) = csv_error {
+        return Err(e).context("writing the CSV");
+    }
+    if let Some(mut f) = csv {
+        f.flush()?;
     }
     let s = h.stats();
     if !args.quiet {

@@ -91,9 +91,10 @@ impl FeedHandler {
         self.next
     }
 
-    fn apply(&mut self, now: Nanos, msg: &[u8]) {
+    fn apply(&mut self, now: Nanos, msg: &[u8], seen: &mut impl FnMut(u64, &Message<'_>)) {
         match Message::parse(msg) {
             Ok(m) => {
+                seen(self.next, &m);
                 self.latency
                     .record(now.since_midnight().saturating_sub(m.header().timestamp));
                 if self.books.apply(&m, &mut |_, _, _, _| {}).is_err() {
@@ -109,6 +110,17 @@ impl FeedHandler {
     /// Handles one MoldUDP64 packet (from the multicast group or a
     /// retransmission answer).
     pub fn on_packet(&mut self, now: Nanos, bytes: &[u8]) {
+        self.on_packet_with(now, bytes, &mut |_, _| {});
+    }
+
+    /// As [`FeedHandler::on_packet`], calling `seen(sequence, message)` for
+    /// every message as it is applied, in sequence order (e.g. `--csv`).
+    pub fn on_packet_with(
+        &mut self,
+        now: Nanos,
+        bytes: &[u8],
+        seen: &mut impl FnMut(u64, &Message<'_>),
+    ) {
         let Ok(p) = moldudp64::Packet::parse(bytes) else {
             self.stats.bad_packets += 1;
             return;
@@ -133,13 +145,13 @@ impl FeedHandler {
                 if self.in_gap {
                     self.stats.recovered += 1;
                 }
-                self.apply(now, msg);
+                self.apply(now, msg, seen);
             } else if self.buffered.len() < MAX_BUFFERED {
                 self.buffered.insert(seq, msg.to_vec());
             }
         }
         while let Some(msg) = self.buffered.remove(&self.next) {
-            self.apply(now, &msg);
+            self.apply(now, &msg, seen);
         }
         self.note_gap();
     }
