@@ -7,100 +7,21 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tokex::bench::engine::{mixed_flow, TokexRunner};
+use tokex::bench::codec;
 use tokex::contract::ContractSet;
-use tokex::engine::{Event, EventSink};
-use tokex::feed::itch_encoder::ItchEncoder;
-use tokex::types::{Nanos, Price, Qty, Side, Symbol, Tif};
-use tokex::wire::itch::{self, Message};
+use tokex::types::{Price, Qty, Side, Symbol, Tif};
+use tokex::wire::itch;
 use tokex::wire::{moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
 
-/// Length-prefixes every ITCH message of the engine events it sees.
-struct ItchStream<'a> {
-    encoder: &'a ItchEncoder,
-    out: Vec<u8>,
-    messages: usize,
-}
-
-impl EventSink for ItchStream<'_> {
-    fn event(&mut self, e: &Event) {
-        let (out, n) = (&mut self.out, &mut self.messages);
-        self.encoder.encode(Nanos(34_200_000_000_000), e, &mut |m| {
-            out.extend_from_slice(&(m.len() as u16).to_be_bytes());
-            out.extend_from_slice(m);
-            *n += 1;
-        });
-    }
-}
-
-/// The ITCH stream of 200,000 engine operations of the mixed flow.
-fn itch_stream() -> (Vec<u8>, usize) {
+fn itch_decode(c: &mut Criterion) {
     let set =
         ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
-    let c = set.iter().next().unwrap().clone();
-    let encoder = ItchEncoder::new(&set);
-    let mut sink = ItchStream {
-        encoder: &encoder,
-        out: Vec::new(),
-        messages: 0,
-    };
-    let mut runner = TokexRunner::new(&set, &c, 1 << 20);
-    for op in &mixed_flow(200_000, 9, &c) {
-        runner.apply_with(op, &mut sink);
-    }
-    (sink.out, sink.messages)
-}
-
-fn itch_decode(c: &mut Criterion) {
-    let (buf, n) = itch_stream();
+    let (buf, n) = codec::itch_stream(&set, 200_000, 9);
     let mut g = c.benchmark_group("itch_decode_dispatch");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("tokex", |b| {
-        b.iter(|| {
-            let mut acc = 0u64;
-            for m in itch::stream(black_box(&buf)) {
-                acc = acc.wrapping_add(match m {
-                    Ok(Message::AddOrder(a)) => a.order_reference.get() ^ u64::from(a.price.get()),
-                    Ok(Message::OrderExecuted(e)) => e.order_reference.get() ^ e.match_number.get(),
-                    Ok(Message::OrderCancel(x)) => {
-                        x.order_reference.get() ^ u64::from(x.cancelled_shares.get())
-                    }
-                    Ok(Message::OrderDelete(d)) => d.order_reference.get(),
-                    Ok(Message::OrderReplace(u)) => {
-                        u.new_order_reference.get() ^ u64::from(u.price.get())
-                    }
-                    Ok(_) => 1,
-                    Err(_) => 0,
-                });
-            }
-            acc
-        })
-    });
-    g.bench_function("itchy", |b| {
-        b.iter(|| {
-            let mut acc = 0u64;
-            for m in itchy::MessageStream::from_reader(black_box(&buf[..])) {
-                acc = acc.wrapping_add(match m.map(|m| m.body) {
-                    Ok(itchy::Body::AddOrder(a)) => a.reference ^ u64::from(a.price.raw()),
-                    Ok(itchy::Body::OrderExecuted {
-                        reference,
-                        match_number,
-                        ..
-                    }) => reference ^ match_number,
-                    Ok(itchy::Body::OrderCancelled {
-                        reference,
-                        cancelled,
-                    }) => reference ^ u64::from(cancelled),
-                    Ok(itchy::Body::DeleteOrder { reference }) => reference,
-                    Ok(itchy::Body::ReplaceOrder(r)) => r.new_reference ^ u64::from(r.price.raw()),
-                    Ok(_) => 1,
-                    Err(_) => 0,
-                });
-            }
-            acc
-        })
-    });
+    g.bench_function("tokex", |b| b.iter(|| codec::decode_tokex(black_box(&buf))));
+    g.bench_function("itchy", |b| b.iter(|| codec::decode_itchy(black_box(&buf))));
     g.finish();
 }
 

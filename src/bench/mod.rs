@@ -1,4 +1,5 @@
 //! Benchmark harnesses shared by the criterion benches, the allocation test
 //! and `tokex bench`: flow models and runners, never used by the exchange.
 
+pub mod codec;
 pub mod engine;

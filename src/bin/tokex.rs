@@ -57,6 +57,16 @@ enum BenchCommand {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// ITCH decode + dispatch (tokex vs itchy) and feed book rebuilding, on
+    /// the engine's own market data for the mixed flow.
+    Codecs {
+        /// Engine operations whose ITCH output is decoded.
+        #[arg(long, default_value_t = 200_000)]
+        ops: usize,
+        /// Best of this many passes.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +87,24 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Report(args) => tokex::report::run(&args)?,
         Command::Probe(args) => tokex::probe::run(&args)?,
+        Command::Bench(BenchCommand::Codecs { ops, rounds }) => {
+            let f = tokex::bench::codec::run(ops, rounds)?;
+            println!(
+                "codecs: {} ITCH messages from {ops} engine operations, best of {rounds} passes",
+                f.messages
+            );
+            println!(
+                "  decode + dispatch  tokex {:.1} ns/msg, itchy {:.1} ns/msg, ratio {:.1}x",
+                f.tokex_decode_ns,
+                f.itchy_decode_ns,
+                f.itchy_decode_ns / f.tokex_decode_ns
+            );
+            println!(
+                "  feed book rebuild  {:.1} ns/msg ({:.1} M msg/s)",
+                f.rebuild_ns,
+                1e3 / f.rebuild_ns
+            );
+        }
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;
             println!("replay: {summary}; outputs in {}", args.out.display());

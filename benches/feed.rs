@@ -1,0 +1,25 @@
+//! Feed handler book building from an in-memory ITCH buffer (the engine's
+//! own output on the mixed flow), in ns per message.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tokex::bench::codec;
+use tokex::contract::ContractSet;
+
+fn rebuild(c: &mut Criterion) {
+    let set =
+        ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
+    let (buf, n) = codec::itch_stream(&set, 200_000, 9);
+    let mut g = c.benchmark_group("feed_book_rebuild");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(20);
+    g.bench_function("tokex_feed_books", |b| {
+        b.iter(|| codec::rebuild(black_box(&buf)).order_count())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rebuild);
+criterion_main!(benches);

@@ -1,0 +1,159 @@
+//! Market-data benchmark inputs and runs: the ITCH stream the engine itself
+//! produces on the mixed flow, decoded by tokex and by the `itchy` crate,
+//! and rebuilt into order books by the feed handler.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::engine::{mixed_flow, TokexRunner};
+use crate::contract::ContractSet;
+use crate::engine::{Event, EventSink};
+use crate::feed::book::FeedBooks;
+use crate::feed::itch_encoder::ItchEncoder;
+use crate::types::Nanos;
+use crate::wire::itch::{self, Message};
+
+/// Length-prefixes every ITCH message of the engine events it sees.
+struct ItchStream<'a> {
+    encoder: &'a ItchEncoder,
+    out: Vec<u8>,
+    messages: usize,
+}
+
+impl EventSink for ItchStream<'_> {
+    fn event(&mut self, e: &Event) {
+        let (out, n) = (&mut self.out, &mut self.messages);
+        self.encoder.encode(Nanos(34_200_000_000_000), e, &mut |m| {
+            out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            out.extend_from_slice(m);
+            *n += 1;
+        });
+    }
+}
+
+/// The length-prefixed ITCH stream (start of day first) of `ops` engine
+/// operations of the mixed flow on the first contract, and its message count.
+pub fn itch_stream(contracts: &ContractSet, ops: usize, seed: u64) -> (Vec<u8>, usize) {
+    let c = contracts
+        .iter()
+        .next()
+        .cloned()
+        .expect("at least one contract");
+    let encoder = ItchEncoder::new(contracts);
+    let mut sink = ItchStream {
+        encoder: &encoder,
+        out: Vec::new(),
+        messages: 0,
+    };
+    let (out, n) = (&mut sink.out, &mut sink.messages);
+    encoder.start_of_day(Nanos(34_200_000_000_000), &mut |m| {
+        out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        out.extend_from_slice(m);
+        *n += 1;
+    });
+    let mut runner = TokexRunner::new(contracts, &c, 1 << 20);
+    for op in &mixed_flow(ops, seed, &c) {
+        runner.apply_with(op, &mut sink);
+    }
+    (sink.out, sink.messages)
+}
+
+/// Decodes and dispatches every message with tokex's views; returns a checksum.
+#[inline(never)]
+pub fn decode_tokex(buf: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    for m in itch::stream(buf) {
+        acc = acc.wrapping_add(match m {
+            Ok(Message::AddOrder(a)) => a.order_reference.get() ^ u64::from(a.price.get()),
+            Ok(Message::OrderExecuted(e)) => e.order_reference.get() ^ e.match_number.get(),
+            Ok(Message::OrderCancel(x)) => {
+                x.order_reference.get() ^ u64::from(x.cancelled_shares.get())
+            }
+            Ok(Message::OrderDelete(d)) => d.order_reference.get(),
+            Ok(Message::OrderReplace(u)) => u.new_order_reference.get() ^ u64::from(u.price.get()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        });
+    }
+    acc
+}
+
+/// The same with the `itchy` crate.
+#[inline(never)]
+pub fn decode_itchy(buf: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    for m in itchy::MessageStream::from_reader(buf) {
+        acc = acc.wrapping_add(match m.map(|m| m.body) {
+            Ok(itchy::Body::AddOrder(a)) => a.reference ^ u64::from(a.price.raw()),
+            Ok(itchy::Body::OrderExecuted {
+                reference,
+                match_number,
+                ..
+            }) => reference ^ match_number,
+            Ok(itchy::Body::OrderCancelled {
+                reference,
+                cancelled,
+            }) => reference ^ u64::from(cancelled),
+            Ok(itchy::Body::DeleteOrder { reference }) => reference,
+            Ok(itchy::Body::ReplaceOrder(r)) => r.new_reference ^ u64::from(r.price.raw()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        });
+    }
+    acc
+}
+
+/// Rebuilds every book from the stream; returns the books.
+#[inline(never)]
+pub fn rebuild(buf: &[u8]) -> FeedBooks {
+    let mut books = FeedBooks::new();
+    for m in itch::stream(buf).flatten() {
+        let _ = books.apply(&m, &mut |_, _, _, _| {});
+    }
+    books
+}
+
+/// Nanoseconds per message of each run (best of `rounds`).
+#[derive(Debug, Clone, Copy)]
+pub struct CodecFigures {
+    pub messages: usize,
+    pub tokex_decode_ns: f64,
+    pub itchy_decode_ns: f64,
+    pub rebuild_ns: f64,
+}
+
+pub fn run(ops: usize, rounds: usize) -> anyhow::Result<CodecFigures> {
+    let contracts = ContractSet::load_dir(Path::new("contracts"))?;
+    let (buf, n) = itch_stream(&contracts, ops, 9);
+    let best = |f: &dyn Fn() -> u64| -> f64 {
+        (0..rounds.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    Ok(CodecFigures {
+        messages: n,
+        tokex_decode_ns: best(&|| decode_tokex(std::hint::black_box(&buf))),
+        itchy_decode_ns: best(&|| decode_itchy(std::hint::black_box(&buf))),
+        rebuild_ns: best(&|| rebuild(std::hint::black_box(&buf)).order_count() as u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_decoders_agree_on_the_engine_stream() {
+        let contracts =
+            ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"))
+                .unwrap();
+        let (buf, n) = itch_stream(&contracts, 20_000, 3);
+        assert!(n > 20_000);
+        assert_eq!(decode_tokex(&buf), decode_itchy(&buf));
+        assert_eq!(rebuild(&buf).errors, 0);
+    }
+}
