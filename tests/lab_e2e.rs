@@ -3,16 +3,17 @@
 //! handler and the load generator; every order is answered, and the feed
 //! handler's rebuilt book equals the exchange's own (the demo fails otherwise).
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
 /// Both tests use the default lab namespaces: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
 
-#[test]
-fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
-    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("tokex-e2e-{}", std::process::id()));
+/// Runs `tokex demo` at 5,000 orders/s for 2 s with `extra` arguments;
+/// returns its output directory and standard output. Fails if the demo does.
+fn demo(name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let out = std::env::temp_dir().join(format!("tokex-e2e-{name}-{}", std::process::id()));
     let run = Command::new(env!("CARGO_BIN_EXE_tokex"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -23,28 +24,56 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
             "2",
             "--transport",
             "udp",
-            "--out",
         ])
+        .args(extra)
+        .arg("--out")
         .arg(&out)
         .output()
         .expect("running tokex demo");
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
-    // Every order sent was answered (the 2 s bound may cut the last few sends).
-    let line = stdout
+    (out, stdout)
+}
+
+/// The words of the first line of `text` starting with `prefix`.
+fn words_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    let line = text
         .lines()
-        .find(|l| l.starts_with("sent "))
-        .expect("load summary");
-    let num = |w: &str| -> u64 {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let i = words.iter().position(|x| *x == w).unwrap();
-        words[i + 1].trim_end_matches(',').parse().unwrap()
-    };
-    assert!(num("sent") >= 9_900, "{line}");
-    assert_eq!(num("answered"), num("sent"), "{line}");
-    assert_eq!(num("lost"), 0, "{line}");
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line"));
+    line.split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .collect()
+}
+
+/// The number `offset` words away from `word`.
+fn number(words: &[&str], word: &str, offset: isize) -> u64 {
+    let i = words
+        .iter()
+        .position(|w| *w == word)
+        .unwrap_or_else(|| panic!("no {word:?} in {words:?}"));
+    words[(i as isize + offset) as usize].parse().unwrap()
+}
+
+#[test]
+fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, stdout) = demo("plain", &[]);
+    // Every order sent was answered (the 2 s bound may cut the last few sends).
+    let load = words_of(&stdout, "sent ");
+    assert!(number(&load, "sent", 1) >= 9_900, "{load:?}");
+    assert_eq!(
+        number(&load, "answered", 1),
+        number(&load, "sent", 1),
+        "{load:?}"
+    );
+    assert_eq!(number(&load, "lost", 1), 0, "{load:?}");
+    assert!(
+        stdout.contains("probe ok: login, enter, cancel and logout over SoupBinTCP/TCP"),
+        "{stdout}"
+    );
     assert!(stdout.contains("end of session, complete"), "{stdout}");
     // The feed's CSV has a row per message, contiguous sequence numbers.
     let csv = std::fs::read_to_string(out.join("feed-messages.csv")).unwrap();
@@ -67,46 +96,13 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
 #[test]
 fn feed_behind_five_percent_loss_recovers_every_gap_and_rebuilds_the_same_book() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("tokex-e2e-loss-{}", std::process::id()));
-    let run = Command::new(env!("CARGO_BIN_EXE_tokex"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "demo",
-            "--rate",
-            "5000",
-            "--duration",
-            "2",
-            "--transport",
-            "udp",
-            "--feed-loss",
-            "5",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("running tokex demo");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
-    let feed = stdout
-        .lines()
-        .find(|l| l.starts_with("feed: "))
-        .expect("feed statistics");
-    let number_before = |word: &str| -> u64 {
-        let words: Vec<&str> = feed.split_whitespace().collect();
-        let i = words
-            .iter()
-            .position(|w| w.trim_end_matches(',') == word)
-            .unwrap();
-        words[i - 1].parse().unwrap()
-    };
-    assert!(number_before("gaps") > 1, "5 % loss must open gaps: {feed}");
-    let words: Vec<&str> = feed.split_whitespace().collect();
-    let recovered: u64 = words[words.iter().position(|w| *w == "recovered").unwrap() - 2]
-        .parse()
-        .unwrap();
-    assert!(recovered > 0, "{feed}");
-    assert!(feed.contains("end of session, complete"), "{feed}");
+    let (out, stdout) = demo("loss", &["--feed-loss", "5"]);
+    let feed = words_of(&stdout, "feed: ");
+    assert!(
+        number(&feed, "gaps", -1) > 1,
+        "5 % loss must open gaps: {feed:?}"
+    );
+    assert!(number(&feed, "recovered", -2) > 0, "{feed:?}");
+    assert!(stdout.contains("end of session, complete"), "{stdout}");
     let _ = std::fs::remove_dir_all(&out);
 }
