@@ -24,7 +24,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer, TokenBucket};
 use crate::journal::{Durability, JournalWriter};
-use crate::latency::{Stage, StageHistograms};
+use crate::latency::{IntervalLog, Stage, StageHistograms};
 use crate::net::tcp::{self, TcpPacket};
 use crate::runtime::{pin_current_thread, Handoff, Stop};
 use crate::types::{Nanos, Side};
@@ -294,7 +294,19 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         buf: Vec::with_capacity(1 << 20),
         items: Vec::with_capacity(1 << 14),
     };
+    // Stages are recorded into `interval`, which is folded into `stages` and
+    // written to the interval log once per `latency.interval_ms`.
     let mut stages = StageHistograms::default();
+    let mut interval = StageHistograms::default();
+    let dir = args.latency_dir.clone().unwrap_or(cfg.latency.dir.clone());
+    fs::create_dir_all(&dir)?;
+    let mut interval_start = SystemTime::now();
+    let mut hlog = IntervalLog::create(
+        &dir.join("exchange.hlog"),
+        interval_start,
+        "tokex exchange: per-stage latency, ns",
+    )?;
+    let interval_every = Duration::from_millis(cfg.latency.interval_ms.max(1));
     let mut rx = vec![0u8; 2048];
     let mut req = [0u8; 64];
     let mut per_datagram: Vec<u64> = Vec::with_capacity(cfg.runtime.batch);
@@ -340,7 +352,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                         &mut replies,
                     );
                     let t_done = clock.raw();
-                    stages.record(Stage::RxToMatched, clock.between(t_rx, t_done));
+                    interval.record(Stage::RxToMatched, clock.between(t_rx, t_done));
                     per_datagram.push(t_rx);
                     datagrams += 1;
                 }
@@ -364,13 +376,13 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                 &mut journal,
                 &mut replies,
             );
-            stages.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
+            interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
             per_datagram.push(t_rx);
         }
         if !per_datagram.is_empty() {
             let tj = clock.raw();
             journal.0.commit().context("journal write")?;
-            stages.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
+            interval.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
             let ta = clock.raw();
             for &(peer, _, _) in &replies.items {
                 gateway.note_sent(peer, now);
@@ -379,8 +391,8 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             let t_acked = clock.raw();
             let per = clock.between(ta, t_acked) / per_datagram.len() as u64;
             for &t_rx in &per_datagram {
-                stages.record(Stage::MatchedToAck, per);
-                stages.record(Stage::EndToEnd, clock.between(t_rx, t_acked));
+                interval.record(Stage::MatchedToAck, per);
+                interval.record(Stage::EndToEnd, clock.between(t_rx, t_acked));
             }
             let tm = clock.raw();
             let mut sent = false;
@@ -391,7 +403,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                 }
             });
             if sent {
-                stages.record(Stage::MarketDataOut, clock.between(tm, clock.raw()));
+                interval.record(Stage::MarketDataOut, clock.between(tm, clock.raw()));
             }
         } else if !cfg.runtime.busy_poll {
             std::thread::sleep(Duration::from_micros(50));
@@ -402,6 +414,11 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         let t = clock.raw();
         if clock.between(last_timer, t) >= timer_every {
             last_timer = t;
+            let wall = SystemTime::now();
+            if wall.duration_since(interval_start).unwrap_or_default() >= interval_every {
+                write_interval(&mut hlog, &mut interval, &mut stages, interval_start, wall)?;
+                interval_start = wall;
+            }
             let now = clock.nanos(t);
             publisher.set_time(now);
             gateway.on_timer(now, &mut journal, &mut replies);
@@ -504,13 +521,19 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         "market data: {} messages in {} packets, {} heartbeats, next sequence {}, retransmission requests {} ({} messages resent, {} unanswerable, {retrans_limited} over the per-requester limit)",
         p.messages, p.packets, p.heartbeats, publisher.next_sequence(), p.retransmit_requests, p.retransmitted, p.retransmit_unanswerable
     );
+    write_interval(
+        &mut hlog,
+        &mut interval,
+        &mut stages,
+        interval_start,
+        SystemTime::now(),
+    )?;
+    hlog.flush()?;
     println!(
         "\n== latency inside the exchange (per stage)\n{}",
         stages.table()
     );
 
-    let dir = args.latency_dir.clone().unwrap_or(cfg.latency.dir.clone());
-    fs::create_dir_all(&dir)?;
     for s in Stage::ALL {
         let h = stages.get(s);
         if !h.is_empty() {
@@ -520,6 +543,27 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.book_out {
         write_book(&engine, &contracts, path)?;
     }
+    Ok(())
+}
+
+/// Writes one interval of every stage to the interval log (tagged with the
+/// stage name), folds it into the run's totals and starts the next.
+fn write_interval(
+    hlog: &mut IntervalLog,
+    interval: &mut StageHistograms,
+    total: &mut StageHistograms,
+    start: SystemTime,
+    end: SystemTime,
+) -> std::io::Result<()> {
+    let length = end.duration_since(start).unwrap_or_default();
+    for s in Stage::ALL {
+        let h = interval.get(s);
+        if !h.is_empty() {
+            hlog.write(Some(s.name()), h, start, length)?;
+        }
+    }
+    total.add(interval);
+    interval.reset();
     Ok(())
 }
 
