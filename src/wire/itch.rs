@@ -240,6 +240,9 @@ impl StockDirectory {
     pub fn symbol(&self) -> Symbol {
         Symbol::from_wire(self.stock)
     }
+    pub fn round_lot_size(&self) -> u32 {
+        self.round_lot_size.get()
+    }
 }
 
 impl TradingAction {
@@ -273,6 +276,9 @@ impl AddOrder {
         m.price = U32::new(price.raw());
         m
     }
+    pub fn order_reference(&self) -> u64 {
+        self.order_reference.get()
+    }
     pub fn side(&self) -> Result<Side, DecodeError> {
         match self.side {
             b'B' => Ok(Side::Buy),
@@ -299,6 +305,15 @@ impl OrderExecuted {
         m.match_number = U64::new(match_number);
         m
     }
+    pub fn order_reference(&self) -> u64 {
+        self.order_reference.get()
+    }
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.executed_shares.get())
+    }
+    pub fn match_number(&self) -> u64 {
+        self.match_number.get()
+    }
 }
 
 impl OrderExecutedWithPrice {
@@ -318,6 +333,21 @@ impl OrderExecutedWithPrice {
         m.execution_price = U32::new(price.raw());
         m
     }
+    pub fn order_reference(&self) -> u64 {
+        self.order_reference.get()
+    }
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.executed_shares.get())
+    }
+    pub fn match_number(&self) -> u64 {
+        self.match_number.get()
+    }
+    pub fn printable(&self) -> bool {
+        self.printable == b'Y'
+    }
+    pub fn price(&self) -> Price {
+        Price::from_raw(self.execution_price.get())
+    }
 }
 
 impl OrderCancel {
@@ -327,6 +357,13 @@ impl OrderCancel {
         m.cancelled_shares = U32::new(cancelled.lots());
         m
     }
+    pub fn order_reference(&self) -> u64 {
+        self.order_reference.get()
+    }
+    /// Lots taken off the order.
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.cancelled_shares.get())
+    }
 }
 
 impl OrderDelete {
@@ -334,6 +371,9 @@ impl OrderDelete {
         let mut m = OrderDelete::with_header(h);
         m.order_reference = U64::new(order);
         m
+    }
+    pub fn order_reference(&self) -> u64 {
+        self.order_reference.get()
     }
 }
 
@@ -345,6 +385,18 @@ impl OrderReplace {
         m.shares = U32::new(qty.lots());
         m.price = U32::new(price.raw());
         m
+    }
+    pub fn original_order_reference(&self) -> u64 {
+        self.original_order_reference.get()
+    }
+    pub fn new_order_reference(&self) -> u64 {
+        self.new_order_reference.get()
+    }
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.shares.get())
+    }
+    pub fn price(&self) -> Price {
+        Price::from_raw(self.price.get())
     }
 }
 
@@ -364,6 +416,19 @@ impl CrossTrade {
         m.match_number = U64::new(match_number);
         m.cross_type = cross_type;
         m
+    }
+    /// Cross Trade shares are 8 bytes on the wire.
+    pub fn shares(&self) -> u64 {
+        self.shares.get()
+    }
+    pub fn symbol(&self) -> Symbol {
+        Symbol::from_wire(self.stock)
+    }
+    pub fn price(&self) -> Price {
+        Price::from_raw(self.cross_price.get())
+    }
+    pub fn match_number(&self) -> u64 {
+        self.match_number.get()
     }
 }
 
@@ -393,6 +458,21 @@ impl Noii {
         m.cross_type = i.cross_type;
         m.price_variation_indicator = b' ';
         m
+    }
+    pub fn symbol(&self) -> Symbol {
+        Symbol::from_wire(self.stock)
+    }
+    /// The typed fields (the inverse of `new`).
+    pub fn imbalance(&self) -> Imbalance {
+        Imbalance {
+            paired: self.paired_shares.get(),
+            imbalance: self.imbalance_shares.get(),
+            direction: self.imbalance_direction,
+            far: Price::from_raw(self.far_price.get()),
+            near: Price::from_raw(self.near_price.get()),
+            reference: Price::from_raw(self.current_reference_price.get()),
+            cross_type: self.cross_type,
+        }
     }
 }
 

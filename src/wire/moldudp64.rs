@@ -10,6 +10,14 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{need, DecodeError};
 
+/// Byte offsets of the header.
+pub mod field {
+    use std::ops::Range;
+    pub const SESSION: Range<usize> = 0..10;
+    pub const SEQUENCE: Range<usize> = 10..18;
+    pub const COUNT: Range<usize> = 18..20;
+}
+
 /// Header bytes.
 pub const HEADER_LEN: usize = 20;
 /// Most UDP payload a packet may have.
@@ -47,6 +55,23 @@ impl Header {
 
     pub fn count(&self) -> u16 {
         self.count.get()
+    }
+
+    /// The session without its space padding.
+    pub fn session(&self) -> &[u8] {
+        super::trim(&self.session)
+    }
+
+    /// A retransmission request: exactly a header, asking for `count`
+    /// messages from `sequence`.
+    pub fn parse_request(buf: &[u8]) -> Result<&Header, DecodeError> {
+        need(buf, HEADER_LEN)?;
+        Header::ref_from_bytes(buf).map_err(|_| DecodeError::BadLength(buf.len()))
+    }
+
+    /// Writes the header (or a whole retransmission request) to `out`.
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, super::EncodeError> {
+        super::put(out, self.as_bytes())
     }
 }
 
@@ -167,18 +192,18 @@ impl PacketBuilder {
 
     /// Sequence number of the packet's first message.
     pub fn first_sequence(&self) -> u64 {
-        u64::from_be_bytes(self.buf[10..18].try_into().unwrap_or_default())
+        u64::from_be_bytes(self.buf[field::SEQUENCE].try_into().unwrap_or_default())
     }
 
     /// The packet as it stands (header count filled in).
     pub fn bytes(&mut self) -> &[u8] {
-        self.buf[18..20].copy_from_slice(&self.count.to_be_bytes());
+        self.buf[field::COUNT].copy_from_slice(&self.count.to_be_bytes());
         &self.buf[..self.len]
     }
 
     /// Starts a new packet whose first message has `sequence`.
     pub fn reset(&mut self, sequence: u64) {
-        self.buf[10..18].copy_from_slice(&sequence.to_be_bytes());
+        self.buf[field::SEQUENCE].copy_from_slice(&sequence.to_be_bytes());
         self.len = HEADER_LEN;
         self.count = 0;
     }

@@ -15,6 +15,7 @@
 use super::{trim, DecodeError, EncodeError};
 use crate::types::{Price, Qty, Side, Symbol, Tif};
 use zerocopy::network_endian::{U32, U64};
+use zerocopy::IntoBytes;
 
 /// Order tokens: 14 alpha characters, space padded on the right.
 pub type Token = [u8; 14];
@@ -58,6 +59,14 @@ pub mod cancel {
     pub const SYSTEM: u8 = b'Z';
     pub const HALTED: u8 = b'H';
     pub const CLOSED: u8 = b'E';
+}
+
+/// Broken Trade `Reason` codes.
+pub mod broken {
+    pub const ERRONEOUS: u8 = b'E';
+    pub const CONSENT: u8 = b'C';
+    pub const SUPERVISORY: u8 = b'S';
+    pub const EXTERNAL: u8 = b'X';
 }
 
 /// Message type bytes.
@@ -207,6 +216,13 @@ impl ReplaceOrder {
     pub fn price(&self) -> Price {
         Price::from_raw(self.price.get())
     }
+    pub fn tif(&self) -> Tif {
+        tif_of(
+            self.time_in_force.get(),
+            self.shares.get(),
+            self.minimum_quantity.get(),
+        )
+    }
 }
 
 wire_struct!(
@@ -243,6 +259,16 @@ wire_struct!(
 });
 
 impl ModifyOrder {
+    /// `side` may change a sell to a short sell and back (OUCH's rule);
+    /// `qty` is the new open size.
+    pub fn new(token: Token, side: Side, qty: Qty) -> ModifyOrder {
+        ModifyOrder {
+            msg_type: kind::MODIFY,
+            token,
+            side: side.as_byte(),
+            shares: U32::new(qty.lots()),
+        }
+    }
     pub fn token(&self) -> &[u8] {
         trim(&self.token)
     }
@@ -277,6 +303,16 @@ impl<'a> Inbound<'a> {
             other => return Err(DecodeError::UnknownType(other)),
         })
     }
+
+    /// The message bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Inbound::Enter(m) => m.as_bytes(),
+            Inbound::Replace(m) => m.as_bytes(),
+            Inbound::Cancel(m) => m.as_bytes(),
+            Inbound::Modify(m) => m.as_bytes(),
+        }
+    }
 }
 
 wire_struct!(
@@ -295,7 +331,66 @@ impl SystemEvent {
             event_code,
         }
     }
+    /// Nanoseconds since midnight.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp.get()
+    }
 }
+
+/// Typed accessors shared by the outbound messages that describe an order.
+macro_rules! order_accessors {
+    ($name:ident, $token:ident) => {
+        impl $name {
+            /// Nanoseconds since midnight.
+            pub fn timestamp(&self) -> u64 {
+                self.timestamp.get()
+            }
+            pub fn side(&self) -> Result<Side, DecodeError> {
+                side_of(self.side)
+            }
+            pub fn qty(&self) -> Qty {
+                Qty::new(self.shares.get())
+            }
+            pub fn symbol(&self) -> Symbol {
+                Symbol::from_wire(self.stock)
+            }
+            pub fn price(&self) -> Price {
+                Price::from_raw(self.price.get())
+            }
+            pub fn tif(&self) -> Tif {
+                tif_of(
+                    self.time_in_force.get(),
+                    self.shares.get(),
+                    self.minimum_quantity.get(),
+                )
+            }
+            pub fn order_reference(&self) -> u64 {
+                self.order_reference.get()
+            }
+            /// Order State `L` (live); `D` (dead) is false.
+            pub fn live(&self) -> bool {
+                self.order_state == b'L'
+            }
+            /// All the typed fields (the inverse of `new`).
+            pub fn fields(&self) -> Result<OrderFields, DecodeError> {
+                Ok(OrderFields {
+                    timestamp: self.timestamp(),
+                    token: self.$token,
+                    side: self.side()?,
+                    qty: self.qty(),
+                    symbol: self.symbol(),
+                    price: self.price(),
+                    tif: self.tif(),
+                    order_reference: self.order_reference(),
+                    live: self.live(),
+                })
+            }
+        }
+    };
+}
+
+order_accessors!(Accepted, token);
+order_accessors!(Replaced, replacement_token);
 
 wire_struct!(
     /// Accepted `A` (66 bytes).
@@ -440,6 +535,13 @@ impl Canceled {
     pub fn token(&self) -> &[u8] {
         trim(&self.token)
     }
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp.get()
+    }
+    /// Lots taken off the order.
+    pub fn decrement(&self) -> Qty {
+        Qty::new(self.decrement.get())
+    }
 }
 
 wire_struct!(
@@ -477,6 +579,22 @@ impl Executed {
     pub fn token(&self) -> &[u8] {
         trim(&self.token)
     }
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp.get()
+    }
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.shares.get())
+    }
+    pub fn price(&self) -> Price {
+        Price::from_raw(self.price.get())
+    }
+    /// Liquidity Flag `A`: the order was resting (maker).
+    pub fn maker(&self) -> bool {
+        self.liquidity == b'A'
+    }
+    pub fn match_number(&self) -> u64 {
+        self.match_number.get()
+    }
 }
 
 wire_struct!(
@@ -488,6 +606,27 @@ wire_struct!(
     pub match_number: U64,
     pub reason: u8,
 });
+
+impl BrokenTrade {
+    pub fn new(timestamp: u64, token: Token, match_number: u64, reason: u8) -> BrokenTrade {
+        BrokenTrade {
+            msg_type: kind::BROKEN_TRADE,
+            timestamp: U64::new(timestamp),
+            token,
+            match_number: U64::new(match_number),
+            reason,
+        }
+    }
+    pub fn token(&self) -> &[u8] {
+        trim(&self.token)
+    }
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp.get()
+    }
+    pub fn match_number(&self) -> u64 {
+        self.match_number.get()
+    }
+}
 
 wire_struct!(
     /// Rejected `J` (24 bytes).
@@ -509,6 +648,9 @@ impl Rejected {
     }
     pub fn token(&self) -> &[u8] {
         trim(&self.token)
+    }
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp.get()
     }
 }
 
@@ -541,12 +683,24 @@ impl<'a> Outbound<'a> {
             other => return Err(DecodeError::UnknownType(other)),
         })
     }
+
+    /// The message bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Outbound::SystemEvent(m) => m.as_bytes(),
+            Outbound::Accepted(m) => m.as_bytes(),
+            Outbound::Replaced(m) => m.as_bytes(),
+            Outbound::Canceled(m) => m.as_bytes(),
+            Outbound::Executed(m) => m.as_bytes(),
+            Outbound::BrokenTrade(m) => m.as_bytes(),
+            Outbound::Rejected(m) => m.as_bytes(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerocopy::IntoBytes;
 
     fn sym() -> Symbol {
         Symbol::new("TK2612").unwrap()

@@ -191,6 +191,41 @@ impl<'a> Packet<'a> {
         };
         Ok((packet, rest))
     }
+
+    /// The packet type byte.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Packet::Debug(_) => kind::DEBUG,
+            Packet::LoginAccepted(_) => kind::LOGIN_ACCEPTED,
+            Packet::LoginRejected(_) => kind::LOGIN_REJECTED,
+            Packet::SequencedData(_) => kind::SEQUENCED_DATA,
+            Packet::ServerHeartbeat => kind::SERVER_HEARTBEAT,
+            Packet::EndOfSession => kind::END_OF_SESSION,
+            Packet::LoginRequest(_) => kind::LOGIN_REQUEST,
+            Packet::UnsequencedData(_) => kind::UNSEQUENCED_DATA,
+            Packet::ClientHeartbeat => kind::CLIENT_HEARTBEAT,
+            Packet::LogoutRequest => kind::LOGOUT_REQUEST,
+        }
+    }
+
+    /// Encodes the packet (header and payload) to the front of `out`.
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let reason;
+        let payload: &[u8] = match self {
+            Packet::Debug(b) | Packet::SequencedData(b) | Packet::UnsequencedData(b) => b,
+            Packet::LoginAccepted(a) => a.as_bytes(),
+            Packet::LoginRequest(r) => r.as_bytes(),
+            Packet::LoginRejected(r) => {
+                reason = [*r];
+                &reason
+            }
+            Packet::ServerHeartbeat
+            | Packet::EndOfSession
+            | Packet::ClientHeartbeat
+            | Packet::LogoutRequest => &[],
+        };
+        write_packet(out, self.kind(), payload)
+    }
 }
 
 /// Iterates the packets of a datagram; stops at the first error, which it yields.
@@ -269,6 +304,21 @@ pub fn write_login_accepted(
         sequence: numeric_left(next_sequence),
     };
     write_packet(out, kind::LOGIN_ACCEPTED, acc.as_bytes())
+}
+
+/// Writes a Login Rejected with a [`reject`] code.
+pub fn write_login_rejected(out: &mut [u8], reason: u8) -> Result<usize, EncodeError> {
+    write_packet(out, kind::LOGIN_REJECTED, &[reason])
+}
+
+/// Writes a Sequenced Data packet (server to client) carrying `msg`.
+pub fn write_sequenced(out: &mut [u8], msg: &[u8]) -> Result<usize, EncodeError> {
+    write_packet(out, kind::SEQUENCED_DATA, msg)
+}
+
+/// Writes an Unsequenced Data packet (client to server) carrying `msg`.
+pub fn write_unsequenced(out: &mut [u8], msg: &[u8]) -> Result<usize, EncodeError> {
+    write_packet(out, kind::UNSEQUENCED_DATA, msg)
 }
 
 /// Writes a packet without payload (heartbeats, End of Session, Logout Request).
