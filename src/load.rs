@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 
-use crate::bench::engine::{mixed_flow, FlowOp};
+use crate::bench::engine::{mixed_flow_with, FlowOp, Mix, Rng};
 use crate::client::{ClientEvent, ClientSession, UdpClient};
 use crate::contract::ContractSet;
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
@@ -54,6 +54,13 @@ pub struct LoadArgs {
     /// How long to wait for the last answers, milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub drain_ms: u64,
+    /// The order-flow mix, percentages summing to 100.
+    #[arg(long, default_value = "add=55,cancel=30,replace=8,aggressive=7")]
+    pub mix: Mix,
+    /// Poisson arrivals (exponential gaps, same mean rate) instead of a
+    /// constant interval.
+    #[arg(long)]
+    pub poisson: bool,
 }
 
 /// What a load run measured.
@@ -126,20 +133,23 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         .iter()
         .enumerate()
         .map(|(k, c)| {
-            mixed_flow(
+            mixed_flow_with(
                 args.count as usize / picked.len() + 1,
                 args.seed + k as u64,
                 c,
+                args.mix,
             )
         })
         .collect();
     println!(
-        "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: 55% passive adds, 30% cancels, 8% replaces, 7% aggressive IOC",
+        "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
         args.rate,
         args.count,
         args.duration,
         args.sessions,
-        picked.iter().map(|c| c.symbol.to_string()).collect::<Vec<_>>().join(",")
+        picked.iter().map(|c| c.symbol.to_string()).collect::<Vec<_>>().join(","),
+        args.mix,
+        if args.poisson { "Poisson" } else { "constant-interval" }
     );
 
     let clock = quanta::Clock::new();
@@ -204,6 +214,10 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         indicatif::ProgressBar::new(args.count)
     };
     let period = 1e9 / args.rate as f64;
+    // Intended send time of the next order, ns after `start`: a constant
+    // interval, or exponential gaps with the same mean (Poisson arrivals).
+    let mut offset = 0.0f64;
+    let mut arrivals = Rng::new(args.seed ^ 0x9E37_79B9);
     let start = ns(now());
     let end = start + args.duration * 1_000_000_000;
     let mut last_timer = start;
@@ -268,7 +282,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     loop {
         let t = ns(now());
         if i < args.count && t < end {
-            let due = start + (i as f64 * period) as u64;
+            let due = start + offset as u64;
             if t >= due {
                 let s = (i % args.sessions as u64) as usize;
                 let k = (i % flows.len() as u64) as usize;
@@ -324,12 +338,18 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 clients[s].flush()?;
                 report.sent += 1;
                 i += 1;
+                offset += if args.poisson {
+                    let u = ((arrivals.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                    -u.ln() * period
+                } else {
+                    period
+                };
                 if i.is_multiple_of(1024) {
                     bar.set_position(i);
                 }
             }
         } else if intended.is_empty()
-            || t >= end.max(start + (i as f64 * period) as u64) + args.drain_ms * 1_000_000
+            || t >= end.max(start + offset as u64) + args.drain_ms * 1_000_000
         {
             break;
         }
@@ -374,7 +394,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         c.flush()?;
     }
     let elapsed = (ns(now()) - start) as f64 / 1e9;
-    let send_seconds = ((i as f64 * period) / 1e9).max(1e-9);
+    let send_seconds = (offset / 1e9).max(1e-9);
     report.seconds = send_seconds.min(elapsed);
     report.lost = intended.len() as u64;
     report.resent = clients.iter().map(|c| c.session.stats().resent).sum();

@@ -81,6 +81,79 @@ pub const KINDS: [&str; 4] = ["add", "cancel", "replace", "aggressive"];
 /// 2..=6 ticks from the mid, 30 % cancels, 8 %
 /// replaces, 7 % aggressive IOCs reaching 0..=3 ticks through the mid.
 pub fn mixed_flow(n: usize, seed: u64, c: &Contract) -> Vec<FlowOp> {
+    mixed_flow_with(n, seed, c, Mix::default())
+}
+
+/// Percentages of each operation kind in a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub add: u32,
+    pub cancel: u32,
+    pub replace: u32,
+    pub aggressive: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            add: 55,
+            cancel: 30,
+            replace: 8,
+            aggressive: 7,
+        }
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    /// `add=60,cancel=25,replace=10,aggressive=5` (must sum to 100).
+    fn from_str(s: &str) -> Result<Mix, String> {
+        let mut m = Mix {
+            add: 0,
+            cancel: 0,
+            replace: 0,
+            aggressive: 0,
+        };
+        for part in s.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not name=percent"))?;
+            let v: u32 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{v:?} is not a percentage"))?;
+            match k.trim() {
+                "add" => m.add = v,
+                "cancel" => m.cancel = v,
+                "replace" => m.replace = v,
+                "aggressive" => m.aggressive = v,
+                other => {
+                    return Err(format!(
+                        "unknown operation {other:?} (add, cancel, replace, aggressive)"
+                    ))
+                }
+            }
+        }
+        if m.add + m.cancel + m.replace + m.aggressive != 100 {
+            return Err("the percentages must sum to 100".into());
+        }
+        Ok(m)
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}% passive adds, {}% cancels, {}% replaces, {}% aggressive IOC",
+            self.add, self.cancel, self.replace, self.aggressive
+        )
+    }
+}
+
+/// [`mixed_flow`] with another mix of operations.
+pub fn mixed_flow_with(n: usize, seed: u64, c: &Contract, mix: Mix) -> Vec<FlowOp> {
     let mut rng = Rng::new(seed);
     let tick = c.tick.raw() as i64;
     let lo = c.lower_limit.raw() as i64 + 20 * tick;
@@ -98,7 +171,7 @@ pub fn mixed_flow(n: usize, seed: u64, c: &Contract) -> Vec<FlowOp> {
             Side::Sell
         };
         let r = rng.below(100);
-        let op = if r < 55 {
+        let op = if r < u64::from(mix.add) {
             let away = (2 + rng.below(5) as i64) * tick;
             let price = match side {
                 Side::Buy => mid - away,
@@ -110,11 +183,11 @@ pub fn mixed_flow(n: usize, seed: u64, c: &Contract) -> Vec<FlowOp> {
                 price: price as u32,
                 qty: 1 + rng.below(10) as u32,
             }
-        } else if r < 85 {
+        } else if r < u64::from(mix.add + mix.cancel) {
             FlowOp::Cancel {
                 pick: rng.next_u64() as u32,
             }
-        } else if r < 93 {
+        } else if r < u64::from(mix.add + mix.cancel + mix.replace) {
             FlowOp::Replace {
                 pick: rng.next_u64() as u32,
                 ticks: rng.below(3) as i32 - 1,
@@ -499,6 +572,34 @@ mod tests {
         assert!((28..=32).contains(&pct(1)), "{counts:?}");
         assert!((6..=10).contains(&pct(2)), "{counts:?}");
         assert!((5..=9).contains(&pct(3)), "{counts:?}");
+    }
+
+    #[test]
+    fn mix_parses_names_and_percentages_that_sum_to_100() {
+        let m: Mix = "add=60,cancel=25,replace=10,aggressive=5".parse().unwrap();
+        assert_eq!(
+            m,
+            Mix {
+                add: 60,
+                cancel: 25,
+                replace: 10,
+                aggressive: 5
+            }
+        );
+        assert!("add=60,cancel=25".parse::<Mix>().is_err());
+        assert!("add=50,cancel=50,sell=0".parse::<Mix>().is_err());
+        let contracts = crate::contract::ContractSet::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
+        )
+        .unwrap();
+        let c = contracts.iter().next().unwrap();
+        let only_adds = mixed_flow_with(
+            1000,
+            1,
+            c,
+            "add=100,cancel=0,replace=0,aggressive=0".parse().unwrap(),
+        );
+        assert!(only_adds.iter().all(|op| op.kind() == 0));
     }
 
     #[test]
