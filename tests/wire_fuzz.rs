@@ -221,3 +221,305 @@ proptest! {
         prop_assert_eq!((a.session(), a.next_sequence()), (&b"TOKEX00001"[..], Ok(seq)));
     }
 }
+
+/// Every prefix of a valid fixed-size message, and the message with one byte
+/// more, is an error.
+fn truncations_and_extensions_fail(bytes: &[u8], parse: impl Fn(&[u8]) -> bool) {
+    for cut in 0..bytes.len() {
+        assert!(!parse(&bytes[..cut]), "prefix of {cut} bytes decoded");
+    }
+    let mut long = bytes.to_vec();
+    long.push(b' ');
+    assert!(!parse(&long), "message with a byte more decoded");
+    assert!(parse(bytes));
+}
+
+fn soup_packet() -> impl Strategy<Value = Vec<u8>> {
+    let payload = proptest::collection::vec(any::<u8>(), 0..200);
+    prop_oneof![
+        payload
+            .clone()
+            .prop_map(|p| (soupbin::kind::SEQUENCED_DATA, p)),
+        payload
+            .clone()
+            .prop_map(|p| (soupbin::kind::UNSEQUENCED_DATA, p)),
+        payload.prop_map(|p| (soupbin::kind::DEBUG, p)),
+        any::<u8>().prop_map(|r| (soupbin::kind::LOGIN_REJECTED, vec![r])),
+        Just((soupbin::kind::SERVER_HEARTBEAT, vec![])),
+        Just((soupbin::kind::CLIENT_HEARTBEAT, vec![])),
+        Just((soupbin::kind::END_OF_SESSION, vec![])),
+        Just((soupbin::kind::LOGOUT_REQUEST, vec![])),
+    ]
+    .prop_map(|(k, p)| {
+        let mut buf = vec![0u8; 3 + p.len()];
+        let n = soupbin::write_packet(&mut buf, k, &p).unwrap();
+        buf.truncate(n);
+        buf
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn modify_and_broken_trade_round_trip(t in tok(), s in side(), q in any::<u32>(), ts in any::<u64>(), m in any::<u64>(), r in any::<u8>()) {
+        let md = ouch::ModifyOrder::new(t, s, Qty::new(q));
+        let Ok(ouch::Inbound::Modify(v)) = ouch::Inbound::parse(md.as_bytes()) else { panic!() };
+        prop_assert_eq!((&v.token, v.side(), v.qty()), (&t, Ok(s), Qty::new(q)));
+        let b = ouch::BrokenTrade::new(ts, t, m, r);
+        let Ok(ouch::Outbound::BrokenTrade(v)) = ouch::Outbound::parse(b.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.timestamp(), &v.token, v.match_number(), v.reason), (ts, &t, m, r));
+    }
+
+    #[test]
+    fn outbound_typed_fields_are_what_was_encoded(t in tok(), prev in tok(), s in side(), q in 1u32.., sym in symbol(), p in any::<u32>(),
+                                                  ts in any::<u64>(), r in any::<u64>(), live in any::<bool>(),
+                                                  tif in prop_oneof![Just(Tif::Day), Just(Tif::Ioc), Just(Tif::Fok)]) {
+        let f = ouch::OrderFields { timestamp: ts, token: t, side: s, qty: Qty::new(q), symbol: sym, price: Price::from_raw(p), tif, order_reference: r, live };
+        let acc = ouch::Accepted::new(&f);
+        let Ok(ouch::Outbound::Accepted(a)) = ouch::Outbound::parse(acc.as_bytes()) else { panic!() };
+        prop_assert_eq!(a.fields(), Ok(f));
+        let u = ouch::Replaced::new(&f, prev);
+        let Ok(ouch::Outbound::Replaced(v)) = ouch::Outbound::parse(u.as_bytes()) else { panic!() };
+        prop_assert_eq!(v.fields(), Ok(f));
+        prop_assert_eq!(&v.previous_token, &prev);
+        let e = ouch::Executed::new(ts, t, Qty::new(q), Price::from_raw(p), live, r);
+        let Ok(ouch::Outbound::Executed(v)) = ouch::Outbound::parse(e.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.timestamp(), v.qty(), v.price(), v.maker(), v.match_number()), (ts, Qty::new(q), Price::from_raw(p), live, r));
+        let c = ouch::Canceled::new(ts, t, Qty::new(q), b'U');
+        let Ok(ouch::Outbound::Canceled(v)) = ouch::Outbound::parse(c.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.timestamp(), v.decrement(), v.reason), (ts, Qty::new(q), b'U'));
+        let x = ouch::ReplaceOrder::new(t, prev, Qty::new(q), Price::from_raw(p));
+        prop_assert_eq!(ouch::Inbound::parse(x.as_bytes()).map(|m| m.bytes()), Ok(x.as_bytes()));
+    }
+
+    #[test]
+    fn itch_typed_fields_are_what_was_encoded(h in header(), r in any::<u64>(), r2 in any::<u64>(), q in any::<u32>(), sym in symbol(), p in any::<u32>(), m in any::<u64>(), big in any::<u64>()) {
+        let e = itch::OrderExecuted::new(h, r, Qty::new(q), m);
+        let Ok(itch::Message::OrderExecuted(v)) = itch::Message::parse(e.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.order_reference(), v.qty(), v.match_number()), (r, Qty::new(q), m));
+        let c = itch::OrderExecutedWithPrice::new(h, r, Qty::new(q), m, false, Price::from_raw(p));
+        let Ok(itch::Message::OrderExecutedWithPrice(v)) = itch::Message::parse(c.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.order_reference(), v.qty(), v.match_number(), v.printable(), v.price()), (r, Qty::new(q), m, false, Price::from_raw(p)));
+        let x = itch::OrderCancel::new(h, r, Qty::new(q));
+        let Ok(itch::Message::OrderCancel(v)) = itch::Message::parse(x.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.order_reference(), v.qty()), (r, Qty::new(q)));
+        let d = itch::OrderDelete::new(h, r);
+        let Ok(itch::Message::OrderDelete(v)) = itch::Message::parse(d.as_bytes()) else { panic!() };
+        prop_assert_eq!(v.order_reference(), r);
+        let u = itch::OrderReplace::new(h, r, r2, Qty::new(q), Price::from_raw(p));
+        let Ok(itch::Message::OrderReplace(v)) = itch::Message::parse(u.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.original_order_reference(), v.new_order_reference(), v.qty(), v.price()), (r, r2, Qty::new(q), Price::from_raw(p)));
+        let t = itch::CrossTrade::new(h, big, sym, Price::from_raw(p), m, b'C');
+        let Ok(itch::Message::CrossTrade(v)) = itch::Message::parse(t.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.shares(), v.symbol(), v.price(), v.match_number(), v.cross_type), (big, sym, Price::from_raw(p), m, b'C'));
+        let i = itch::Imbalance { paired: big, imbalance: r, direction: b'S', far: Price::from_raw(p), near: Price::from_raw(p / 2), reference: Price::from_raw(q), cross_type: b'C' };
+        let n = itch::Noii::new(h, sym, &i);
+        let Ok(itch::Message::Noii(v)) = itch::Message::parse(n.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.symbol(), v.imbalance()), (sym, i));
+        let s = itch::StockDirectory::new(h, sym, q);
+        let Ok(itch::Message::StockDirectory(v)) = itch::Message::parse(s.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.symbol(), v.round_lot_size()), (sym, q));
+        let a = itch::TradingAction::new(h, sym, b'H', *b"MWCB");
+        let Ok(itch::Message::TradingAction(v)) = itch::Message::parse(a.as_bytes()) else { panic!() };
+        prop_assert_eq!((v.symbol(), v.trading_state, v.reason), (sym, b'H', *b"MWCB"));
+        let o = itch::AddOrder::new(h, r, Side::Buy, Qty::new(q), sym, Price::from_raw(p));
+        let Ok(itch::Message::AddOrder(v)) = itch::Message::parse(o.as_bytes()) else { panic!() };
+        prop_assert_eq!(v.order_reference(), r);
+    }
+
+    #[test]
+    fn every_soupbin_packet_round_trips_and_a_datagram_of_them_iterates(pkts in proptest::collection::vec(soup_packet(), 1..8),
+                                                                         u in "[a-z0-9]{1,6}", seq in any::<u64>()) {
+        let mut datagram = Vec::new();
+        let mut buf = [0u8; 256];
+        let n = soupbin::write_login_request(&mut buf, u.as_bytes(), b"pw", b"TOKEX00001", seq).unwrap();
+        datagram.extend_from_slice(&buf[..n]);
+        let n = soupbin::write_login_accepted(&mut buf, b"TOKEX00001", seq).unwrap();
+        datagram.extend_from_slice(&buf[..n]);
+        for p in &pkts {
+            let (parsed, rest) = soupbin::Packet::parse(p).unwrap();
+            prop_assert!(rest.is_empty());
+            let n = parsed.write(&mut buf).unwrap();
+            prop_assert_eq!(&buf[..n], &p[..]);
+            datagram.extend_from_slice(p);
+        }
+        let got: Vec<_> = soupbin::packets(&datagram).collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(got.len(), pkts.len() + 2);
+        let soupbin::Packet::LoginRequest(r) = got[0] else { panic!() };
+        prop_assert_eq!((r.username(), r.requested_session(), r.requested_sequence()), (u.as_bytes(), &b"TOKEX00001"[..], Ok(seq)));
+        let soupbin::Packet::LoginAccepted(a) = got[1] else { panic!() };
+        prop_assert_eq!(a.next_sequence(), Ok(seq));
+    }
+
+    #[test]
+    fn reassembler_returns_the_same_packets_however_the_stream_is_split(pkts in proptest::collection::vec(soup_packet(), 1..20),
+                                                                        cuts in proptest::collection::vec(1usize..300, 1..40)) {
+        let stream: Vec<u8> = pkts.concat();
+        let mut r = soupbin::Reassembler::new(1024, 256);
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut cut = cuts.iter().cycle();
+        while at < stream.len() {
+            let n = (*cut.next().unwrap()).min(stream.len() - at);
+            let spare = r.spare();
+            let n = n.min(spare.len());
+            spare[..n].copy_from_slice(&stream[at..at + n]);
+            r.filled(n);
+            at += n;
+            while let Some(p) = r.next_packet().unwrap() {
+                got.push(p.to_vec());
+            }
+        }
+        prop_assert_eq!(got, pkts);
+        prop_assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn moldudp64_control_packets_and_requests_round_trip(seq in any::<u64>(), count in any::<u16>()) {
+        let s = *b"TOKEX00001";
+        let hb = moldudp64::PacketBuilder::control(s, seq, moldudp64::HEARTBEAT);
+        let p = moldudp64::Packet::parse(&hb).unwrap();
+        prop_assert!(p.is_heartbeat() && !p.is_end_of_session());
+        prop_assert_eq!((p.header.session(), p.header.sequence(), p.messages().count()), (&s[..], seq, 0));
+        let eos = moldudp64::PacketBuilder::control(s, seq, moldudp64::END_OF_SESSION);
+        prop_assert!(moldudp64::Packet::parse(&eos).unwrap().is_end_of_session());
+        let mut buf = [0u8; 32];
+        let n = moldudp64::Header::new(s, seq, count).write(&mut buf).unwrap();
+        let r = moldudp64::Header::parse_request(&buf[..n]).unwrap();
+        prop_assert_eq!((r.sequence(), r.count()), (seq, count));
+        prop_assert!(moldudp64::Header::parse_request(&buf[..n - 1]).is_err());
+        prop_assert!(moldudp64::Header::parse_request(&buf[..n + 1]).is_err());
+    }
+}
+
+#[test]
+fn truncated_and_overlong_messages_of_every_type_are_errors() {
+    let sym = Symbol::new("TK2612").unwrap();
+    let t = ouch::token(b"TOKEN1").unwrap();
+    let (q, p) = (Qty::new(5), Price::from_raw(65_000));
+    let inbound: Vec<Vec<u8>> = vec![
+        ouch::EnterOrder::new(t, Side::Buy, q, sym, p, Tif::Day)
+            .as_bytes()
+            .to_vec(),
+        ouch::ReplaceOrder::new(t, t, q, p).as_bytes().to_vec(),
+        ouch::CancelOrder::new(t, q).as_bytes().to_vec(),
+        ouch::ModifyOrder::new(t, Side::Sell, q).as_bytes().to_vec(),
+    ];
+    for m in &inbound {
+        truncations_and_extensions_fail(m, |b| ouch::Inbound::parse(b).is_ok());
+    }
+    let f = ouch::OrderFields {
+        timestamp: 1,
+        token: t,
+        side: Side::Buy,
+        qty: q,
+        symbol: sym,
+        price: p,
+        tif: Tif::Ioc,
+        order_reference: 9,
+        live: true,
+    };
+    let outbound: Vec<Vec<u8>> = vec![
+        ouch::SystemEvent::new(1, b'S').as_bytes().to_vec(),
+        ouch::Accepted::new(&f).as_bytes().to_vec(),
+        ouch::Replaced::new(&f, t).as_bytes().to_vec(),
+        ouch::Canceled::new(1, t, q, b'U').as_bytes().to_vec(),
+        ouch::Executed::new(1, t, q, p, true, 3).as_bytes().to_vec(),
+        ouch::BrokenTrade::new(1, t, 3, ouch::broken::ERRONEOUS)
+            .as_bytes()
+            .to_vec(),
+        ouch::Rejected::new(1, t, ouch::reject::INVALID_PRICE)
+            .as_bytes()
+            .to_vec(),
+    ];
+    for m in &outbound {
+        truncations_and_extensions_fail(m, |b| ouch::Outbound::parse(b).is_ok());
+    }
+    let h = itch::Header {
+        stock_locate: 1,
+        tracking_number: 2,
+        timestamp: 3,
+    };
+    let itch_msgs: Vec<Vec<u8>> = vec![
+        itch::SystemEvent::new(h, b'O').as_bytes().to_vec(),
+        itch::StockDirectory::new(h, sym, 1).as_bytes().to_vec(),
+        itch::TradingAction::new(h, sym, b'T', *b"    ")
+            .as_bytes()
+            .to_vec(),
+        itch::AddOrder::new(h, 1, Side::Buy, q, sym, p)
+            .as_bytes()
+            .to_vec(),
+        itch::OrderExecuted::new(h, 1, q, 1).as_bytes().to_vec(),
+        itch::OrderExecutedWithPrice::new(h, 1, q, 1, true, p)
+            .as_bytes()
+            .to_vec(),
+        itch::OrderCancel::new(h, 1, q).as_bytes().to_vec(),
+        itch::OrderDelete::new(h, 1).as_bytes().to_vec(),
+        itch::OrderReplace::new(h, 1, 2, q, p).as_bytes().to_vec(),
+        itch::CrossTrade::new(h, 1, sym, p, 1, b'O')
+            .as_bytes()
+            .to_vec(),
+        itch::Noii::new(
+            h,
+            sym,
+            &itch::Imbalance {
+                paired: 1,
+                imbalance: 1,
+                direction: b'N',
+                far: p,
+                near: p,
+                reference: p,
+                cross_type: b'O',
+            },
+        )
+        .as_bytes()
+        .to_vec(),
+    ];
+    for m in &itch_msgs {
+        truncations_and_extensions_fail(m, |b| itch::Message::parse(b).is_ok());
+    }
+    // SoupBinTCP: a length that runs past the buffer, a fixed-size packet
+    // with the wrong length, an unknown type.
+    let mut buf = [0u8; 64];
+    let n = soupbin::write_login_request(&mut buf, b"demo01", b"demo01", b"", 1).unwrap();
+    for cut in 0..n {
+        assert!(soupbin::Packet::parse(&buf[..cut]).is_err());
+    }
+    assert!(soupbin::Packet::parse(&[0, 1, b'?']).is_err());
+    // MoldUDP64: every cut of a packet with blocks is an error.
+    let mut b = moldudp64::PacketBuilder::new(*b"TOKEX00001", 1, moldudp64::MAX_PACKET);
+    for m in &itch_msgs {
+        b.push(m).unwrap();
+    }
+    let bytes = b.bytes().to_vec();
+    for cut in 0..bytes.len() {
+        assert!(
+            moldudp64::Packet::parse(&bytes[..cut]).is_err(),
+            "cut {cut}"
+        );
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(moldudp64::Packet::parse(&long).is_err());
+    // Unknown types.
+    for t in [b'Z', 0, 0xff] {
+        assert_eq!(
+            itch::Message::parse(&[t; 40]),
+            Err(tokex::wire::DecodeError::UnknownType(t))
+        );
+        assert_eq!(
+            ouch::Inbound::parse(&[t; 40]),
+            Err(tokex::wire::DecodeError::UnknownType(t))
+        );
+    }
+}
+
+#[test]
+fn oversized_soupbin_length_is_refused_by_the_reassembler() {
+    let mut r = soupbin::Reassembler::new(1024, 256);
+    r.extend(&[0x01, 0x00, b'S']).unwrap();
+    assert!(r.next_packet().is_err());
+    let mut r = soupbin::Reassembler::new(16, 16);
+    assert!(r.extend(&[0u8; 17]).is_err());
+}

@@ -100,16 +100,16 @@ impl LoginAccepted {
 
 /// A space-padded ASCII decimal; blank is 0.
 fn parse_numeric(f: &[u8], name: &'static str) -> Result<u64, DecodeError> {
-    let digits = trim(f);
-    if digits.len() > 19 {
-        return Err(DecodeError::BadField(name));
-    }
     let mut v: u64 = 0;
-    for &b in digits {
+    for &b in trim(f) {
         if !b.is_ascii_digit() {
             return Err(DecodeError::BadField(name));
         }
-        v = v * 10 + u64::from(b - b'0');
+        // Twenty digits can exceed u64::MAX: that is a bad field, not a panic.
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(DecodeError::BadField(name))?;
     }
     Ok(v)
 }
@@ -501,6 +501,21 @@ mod tests {
         let mut r = Reassembler::new(256, 64);
         r.extend(&[0xff, 0xff, b'U']).unwrap();
         assert_eq!(r.next_packet(), Err(DecodeError::BadLength(65_537)));
+    }
+
+    #[test]
+    fn twenty_digit_sequence_numbers_parse_up_to_u64_max() {
+        let mut buf = [0u8; 64];
+        let n = write_login_accepted(&mut buf, b"S", u64::MAX).unwrap();
+        let (Packet::LoginAccepted(a), _) = Packet::parse(&buf[..n]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.next_sequence(), Ok(u64::MAX));
+        buf[n - 20..n].copy_from_slice(b"99999999999999999999");
+        let (Packet::LoginAccepted(a), _) = Packet::parse(&buf[..n]).unwrap() else {
+            panic!()
+        };
+        assert!(a.next_sequence().is_err());
     }
 
     #[test]
