@@ -32,6 +32,9 @@ pub struct DemoArgs {
     /// Where every output of the run goes.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
+    /// Exchange thread topology: run-to-completion or pipelined.
+    #[arg(long, default_value = "run-to-completion")]
+    pub topology: String,
     /// Leave the lab network up at the end.
     #[arg(long)]
     pub keep_lab: bool,
@@ -245,6 +248,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             args.config.display().to_string(),
             "--transport".into(),
             args.transport.clone(),
+            "--topology".into(),
+            args.topology.clone(),
             "--fresh".into(),
             "--ready-file".into(),
             out_s("exchange.ready"),

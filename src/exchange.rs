@@ -13,12 +13,13 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, TransportKind};
+use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig};
 use crate::feed::publisher::Publisher;
@@ -51,7 +52,14 @@ pub struct ExchangeArgs {
     /// Stop by itself after this many seconds.
     #[arg(long)]
     pub max_seconds: Option<u64>,
+    /// Override the config's thread topology (run-to-completion | pipelined).
+    #[arg(long)]
+    pub topology: Option<String>,
 }
+
+/// A datagram read by the pipelined receive thread: source, receive time
+/// (raw clock ticks), bytes.
+type RxItem = (SocketAddrV4, u64, Vec<u8>);
 
 /// Journal writes go through the gateway's hook into the group-commit buffer.
 struct Journal(JournalWriter, u64);
@@ -189,6 +197,13 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             other => bail!("unknown transport {other:?} (xdp | udp)"),
         };
     }
+    if let Some(t) = &args.topology {
+        cfg.runtime.topology = match t.as_str() {
+            "run-to-completion" => Topology::RunToCompletion,
+            "pipelined" => Topology::Pipelined,
+            other => bail!("unknown topology {other:?} (run-to-completion | pipelined)"),
+        };
+    }
     let stop = Stop::on_signals()?;
     let contracts = ContractSet::load_dir(&cfg.contracts)?;
     let session: [u8; 10] = cfg
@@ -283,9 +298,54 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     }
     let mut journal = Journal(writer, 0);
 
+    // The pipelined topology: a receive thread on its own core hands
+    // datagrams to this (engine) thread through a bounded SPSC ring.
+    let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
+        let ring: Arc<Handoff<RxItem>> = Handoff::with_capacity(1 << 16);
+        let sock = orders.try_clone()?;
+        let (ring2, stop2, core, raw) = (
+            ring.clone(),
+            stop.clone(),
+            cfg.runtime.rx_core,
+            clock.clock.clone(),
+        );
+        let t = std::thread::Builder::new()
+            .name("tokex-rx".into())
+            .spawn(move || {
+                if let Err(e) = pin_current_thread(core) {
+                    println!("runtime: receive thread not pinned ({e})");
+                }
+                let mut buf = vec![0u8; 2048];
+                while !stop2.is_set() {
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, SocketAddr::V4(src))) => {
+                            let mut item = (src, raw.raw(), buf[..n].to_vec());
+                            while let Err(back) = ring2.push(item) {
+                                item = back;
+                                std::hint::spin_loop();
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => std::hint::spin_loop(),
+                    }
+                }
+            })?;
+        println!(
+            "runtime: pipelined: receive thread on core {} -> SPSC ring -> engine thread on core {}",
+            cfg.runtime.rx_core, cfg.runtime.engine_core
+        );
+        (Some(ring), Some(t))
+    } else {
+        (None, None)
+    };
     match pin_current_thread(cfg.runtime.engine_core) {
         Ok(()) => println!(
-            "runtime: run-to-completion thread pinned to core {}",
+            "runtime: {} thread pinned to core {}",
+            if rx_ring.is_some() {
+                "engine"
+            } else {
+                "run-to-completion"
+            },
             cfg.runtime.engine_core
         ),
         Err(e) => println!("runtime: not pinned ({e})"),
@@ -339,6 +399,25 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         let now = clock.nanos(batch_start);
         publisher.set_time(now);
         while per_datagram.len() < cfg.runtime.batch {
+            if let Some(ring) = &rx_ring {
+                // Pipelined: the receive thread already read the datagram.
+                let Some((src, t_rx, bytes)) = ring.pop() else {
+                    break;
+                };
+                gateway.on_datagram(
+                    now,
+                    Peer::Udp(src),
+                    &bytes,
+                    &mut engine,
+                    &mut publisher,
+                    &mut journal,
+                    &mut replies,
+                );
+                interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
+                per_datagram.push(t_rx);
+                datagrams += 1;
+                continue;
+            }
             match orders.recv_from(&mut rx) {
                 Ok((n, SocketAddr::V4(src))) => {
                     let t_rx = clock.raw();
@@ -483,6 +562,9 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(20));
     stop.set();
     let _ = tcp_thread.join();
+    if let Some(t) = rx_thread {
+        let _ = t.join();
+    }
     journal.0.commit()?;
 
     let c = gateway.counters();
