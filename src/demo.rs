@@ -24,7 +24,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
     /// Orders per second, open loop at a constant rate.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
     /// Order-entry transport of the exchange: xdp (falls back to udp) or udp.
     #[arg(long, default_value = "xdp")]
