@@ -121,3 +121,47 @@ fn itchy_decodes_every_message_tokex_publishes() {
         matches!(&parsed[10].body, Body::Imbalance(n) if n.paired_shares == 100 && n.imbalance_shares == 20)
     );
 }
+
+#[test]
+fn itchy_reads_header_and_field_extremes_as_tokex_wrote_them() {
+    let h = Header {
+        stock_locate: u16::MAX,
+        tracking_number: 0xBEEF,
+        timestamp: tokex::types::NANOS_PER_DAY - 1,
+    };
+    let sym = Symbol::new("GB2612XY").unwrap();
+    let msgs = [
+        itch::AddOrder::new(
+            h,
+            u64::MAX,
+            Side::Sell,
+            Qty::new(u32::MAX),
+            sym,
+            Price::from_raw(u32::MAX),
+        )
+        .as_bytes()
+        .to_vec(),
+        itch::OrderReplace::new(h, u64::MAX, u64::MAX - 1, Qty::new(1), Price::from_raw(1))
+            .as_bytes()
+            .to_vec(),
+    ];
+    let mut stream = Vec::new();
+    for m in &msgs {
+        stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        stream.extend_from_slice(m);
+    }
+    let parsed: Vec<itchy::Message> = itchy::MessageStream::from_reader(&stream[..])
+        .collect::<Result<_, _>>()
+        .expect("itchy parses tokex's ITCH");
+    for m in &parsed {
+        assert_eq!(
+            (m.stock_locate, m.tracking_number, m.timestamp),
+            (u16::MAX, 0xBEEF, tokex::types::NANOS_PER_DAY - 1)
+        );
+    }
+    assert!(matches!(&parsed[0].body, itchy::Body::AddOrder(a)
+        if a.reference == u64::MAX && a.side == itchy::Side::Sell && a.shares == u32::MAX
+            && a.stock.as_str() == "GB2612XY" && a.price.raw() == u32::MAX));
+    assert!(matches!(&parsed[1].body, itchy::Body::ReplaceOrder(r)
+        if r.old_reference == u64::MAX && r.new_reference == u64::MAX - 1 && r.shares == 1 && r.price.raw() == 1));
+}
