@@ -58,6 +58,9 @@ pub enum TransportKind {
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     pub transport: TransportKind,
+    /// How market data leaves: the kernel multicast socket (`udp`) or AF_XDP
+    /// TX on the order port (`xdp`, only when order entry runs on AF_XDP).
+    pub md_transport: TransportKind,
     /// Namespace the exchange runs in (informational; `tokex demo` starts it there).
     pub namespace: String,
     pub interface: String,
@@ -77,6 +80,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
             transport: TransportKind::Xdp,
+            md_transport: TransportKind::Udp,
             namespace: "tokex-ex".into(),
             interface: "tkx-ex".into(),
             address: Ipv4Addr::new(198, 18, 0, 1),

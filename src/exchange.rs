@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +26,8 @@ use crate::gateway::{Drop, Gateway, JournalSink, Outbox, Peer, TokenBucket};
 use crate::journal::{Durability, JournalWriter};
 use crate::latency::{IntervalLog, Stage, StageHistograms};
 use crate::net::tcp::{self, TcpPacket};
+use crate::net::udp::{OrderPort, UdpPort};
+use crate::net::xdp::XdpPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
 use crate::types::{Nanos, Side};
 
@@ -55,6 +56,12 @@ pub struct ExchangeArgs {
     /// Override the config's thread topology (run-to-completion | pipelined).
     #[arg(long)]
     pub topology: Option<String>,
+    /// Override the config's exchange interface (the one AF_XDP attaches to).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Override how market data leaves: udp (kernel socket) | xdp (AF_XDP TX).
+    #[arg(long)]
+    pub md_transport: Option<String>,
 }
 
 /// A datagram read by the pipelined receive thread: source, receive time
@@ -104,15 +111,16 @@ impl Outbox for Replies {
 }
 
 impl Replies {
-    /// Sends every held reply (UDP directly, TCP through the TCP thread's
-    /// ring) and empties the holding area; returns the sends that failed.
-    fn deliver(&mut self, udp: &UdpSocket, tcp: &Handoff<TcpPacket>) -> u64 {
+    /// Sends every held reply (UDP through the order port, TCP through the
+    /// TCP thread's ring) and empties the holding area; returns the replies
+    /// the order port dropped.
+    fn deliver(&mut self, udp: &mut OrderPort, tcp: &Handoff<TcpPacket>) -> u64 {
         let mut errors = 0;
         for &(peer, start, len) in &self.items {
             let bytes = &self.buf[start..start + len];
             match peer {
                 Peer::Udp(addr) => {
-                    if udp.send_to(bytes, addr).is_err() {
+                    if !udp.send_to(addr, bytes) {
                         errors += 1;
                     }
                 }
@@ -125,10 +133,62 @@ impl Replies {
                 }
             }
         }
+        udp.flush();
         self.buf.clear();
         self.items.clear();
         errors
     }
+}
+
+/// Where market-data packets leave: the kernel's multicast socket, or
+/// AF_XDP TX through the order port (same group, TTL 1).
+struct MarketDataOut {
+    kernel: UdpSocket,
+    xdp: Option<(SocketAddrV4, u16)>,
+    errors: u64,
+}
+
+impl MarketDataOut {
+    fn send(&mut self, orders: &mut OrderPort, packet: &[u8]) {
+        let ok = match (self.xdp, orders) {
+            (Some((group, src_port)), OrderPort::Xdp(port)) => {
+                port.send_multicast(group, src_port, packet)
+            }
+            _ => self.kernel.send(packet).is_ok(),
+        };
+        if !ok {
+            self.errors += 1;
+        }
+    }
+
+    /// Sends a flushed batch of packets (AF_XDP queues them; this submits).
+    fn finish(&self, orders: &mut OrderPort) {
+        if self.xdp.is_some() {
+            orders.flush();
+        }
+    }
+}
+
+/// The order-entry port the config asks for: AF_XDP, or the kernel UDP
+/// path (also when AF_XDP cannot start, with the reason).
+fn open_order_port(cfg: &Config) -> anyhow::Result<OrderPort> {
+    let local = SocketAddrV4::new(cfg.network.address, cfg.network.order_port);
+    if cfg.network.transport == TransportKind::Xdp {
+        match XdpPort::open(&cfg.network.interface, local, &cfg.xdp) {
+            Ok(port) => {
+                println!("transport: {}", port.describe());
+                return Ok(OrderPort::Xdp(port));
+            }
+            Err(e) => {
+                println!("transport: AF_XDP unavailable ({e}); falling back to the kernel UDP path")
+            }
+        }
+    }
+    println!(
+        "transport: kernel UDP on {local} (recvmmsg/sendmmsg, batches of {})",
+        crate::net::udp::BATCH
+    );
+    Ok(OrderPort::Kernel(UdpPort::new(udp_socket(local)?)?))
 }
 
 /// Nanoseconds since the Unix epoch from a cheap monotonic clock.
@@ -213,24 +273,34 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         .try_into()
         .context("md_session")?;
 
-    if cfg.network.transport == TransportKind::Xdp {
-        println!(
-            "transport: AF_XDP is not built into this version of tokex; falling back to the kernel UDP path (recvfrom/sendto)"
-        );
+    if let Some(i) = &args.interface {
+        cfg.network.interface = i.clone();
     }
-    println!(
-        "transport: kernel UDP on {}:{}",
-        cfg.network.address, cfg.network.order_port
-    );
-    let orders = udp_socket(SocketAddrV4::new(
-        cfg.network.address,
-        cfg.network.order_port,
-    ))?;
+    if let Some(t) = &args.md_transport {
+        cfg.network.md_transport = match t.as_str() {
+            "xdp" => TransportKind::Xdp,
+            "udp" => TransportKind::Udp,
+            other => bail!("unknown market-data transport {other:?} (xdp | udp)"),
+        };
+    }
+    if cfg.runtime.topology == Topology::Pipelined && cfg.network.transport == TransportKind::Xdp {
+        println!("runtime: the pipelined topology reads the kernel UDP socket; using the kernel UDP transport");
+        cfg.network.transport = TransportKind::Udp;
+    }
+    let mut orders = open_order_port(&cfg)?;
     let retrans = udp_socket(SocketAddrV4::new(
         cfg.network.address,
         cfg.network.retransmit_port,
     ))?;
-    let md = multicast_sender(&cfg)?;
+    let md_group = SocketAddrV4::new(cfg.network.md_group, cfg.network.md_port);
+    let mut md = MarketDataOut {
+        kernel: multicast_sender(&cfg)?,
+        xdp: match (&orders, cfg.network.md_transport) {
+            (OrderPort::Xdp(_), TransportKind::Xdp) => Some((md_group, cfg.network.md_port)),
+            _ => None,
+        },
+        errors: 0,
+    };
     let tcp_in: std::sync::Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
     let tcp_out: std::sync::Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
     let tcp_addr = SocketAddrV4::new(cfg.network.address, cfg.network.tcp_port);
@@ -239,8 +309,10 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     let tcp_thread = tcp::spawn(listener, stop.clone(), tcp_in.clone(), tcp_out.clone())?;
     println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");
     println!(
-        "market data: ITCH 5.0 in MoldUDP64 to {}:{} (TTL 1), session {}, retransmission on port {}",
-        cfg.network.md_group, cfg.network.md_port, cfg.network.md_session, cfg.network.retransmit_port
+        "market data: ITCH 5.0 in MoldUDP64 to {md_group} (TTL 1) through {}, session {}, retransmission on port {}",
+        if md.xdp.is_some() { "AF_XDP TX" } else { "the kernel socket" },
+        cfg.network.md_session,
+        cfg.network.retransmit_port
     );
 
     let clock = Clock::new();
@@ -302,7 +374,10 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     // datagrams to this (engine) thread through a bounded SPSC ring.
     let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
         let ring: Arc<Handoff<RxItem>> = Handoff::with_capacity(1 << 16);
-        let sock = orders.try_clone()?;
+        let OrderPort::Kernel(port) = &orders else {
+            bail!("the pipelined topology needs the kernel UDP transport");
+        };
+        let sock = port.socket().try_clone()?;
         let (ring2, stop2, core, raw) = (
             ring.clone(),
             stop.clone(),
@@ -367,7 +442,6 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         "tokex exchange: per-stage latency, ns",
     )?;
     let interval_every = Duration::from_millis(cfg.latency.interval_ms.max(1));
-    let mut rx = vec![0u8; 2048];
     let mut req = [0u8; 64];
     let mut per_datagram: Vec<u64> = Vec::with_capacity(cfg.runtime.batch);
     let mut last_timer = clock.raw();
@@ -381,9 +455,8 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     let mut retrans_limited = 0u64;
 
     // Flush start-of-day market data, then announce readiness.
-    publisher.flush(&mut |p| {
-        let _ = md.send(p);
-    });
+    publisher.flush(&mut |p| md.send(&mut orders, p));
+    md.finish(&mut orders);
     if let Some(f) = &args.ready_file {
         fs::write(f, b"ready\n")?;
     }
@@ -418,28 +491,28 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
                 datagrams += 1;
                 continue;
             }
-            match orders.recv_from(&mut rx) {
-                Ok((n, SocketAddr::V4(src))) => {
-                    let t_rx = clock.raw();
+            // One batch from the port (one recvmmsg, or one pass over the
+            // AF_XDP RX ring). Every datagram of the batch is timed from the
+            // moment the batch was in memory.
+            let mut t_batch = None;
+            let n = orders
+                .recv(cfg.runtime.batch - per_datagram.len(), |src, bytes| {
+                    let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
                     gateway.on_datagram(
                         now,
                         Peer::Udp(src),
-                        &rx[..n],
+                        bytes,
                         &mut engine,
                         &mut publisher,
                         &mut journal,
                         &mut replies,
                     );
-                    let t_done = clock.raw();
-                    interval.record(Stage::RxToMatched, clock.between(t_rx, t_done));
+                    interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                     per_datagram.push(t_rx);
-                    datagrams += 1;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => break,
-                Err(e) => return Err(e).context("receiving orders"),
-            }
+                })
+                .context("receiving orders")?;
+            datagrams += n as u64;
+            break;
         }
         while per_datagram.len() < cfg.runtime.batch {
             let Some((id, bytes)) = tcp_in.pop() else {
@@ -466,7 +539,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             for &(peer, _, _) in &replies.items {
                 gateway.note_sent(peer, now);
             }
-            send_errors += replies.deliver(&orders, &tcp_out);
+            send_errors += replies.deliver(&mut orders, &tcp_out);
             let t_acked = clock.raw();
             let per = clock.between(ta, t_acked) / per_datagram.len() as u64;
             for &t_rx in &per_datagram {
@@ -477,10 +550,9 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             let mut sent = false;
             publisher.flush(&mut |p| {
                 sent = true;
-                if md.send(p).is_err() {
-                    send_errors += 1;
-                }
+                md.send(&mut orders, p);
             });
+            md.finish(&mut orders);
             if sent {
                 interval.record(Stage::MarketDataOut, clock.between(tm, clock.raw()));
             }
@@ -502,10 +574,9 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
             publisher.set_time(now);
             gateway.on_timer(now, &mut journal, &mut replies);
             journal.0.commit().context("journal write")?;
-            send_errors += replies.deliver(&orders, &tcp_out);
-            publisher.heartbeat_if_idle(1_000_000_000, &mut |p| {
-                let _ = md.send(p);
-            });
+            send_errors += replies.deliver(&mut orders, &tcp_out);
+            publisher.heartbeat_if_idle(1_000_000_000, &mut |p| md.send(&mut orders, p));
+            md.finish(&mut orders);
             while let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
                 // Per requester: 1,000 requests/s, bursts of 200; the rest are
                 // counted and ignored so one host cannot monopolise the server.
@@ -532,16 +603,14 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     // Shutdown: End of Session on both channels, then the reports.
     let now = clock.nanos(clock.raw());
     publisher.set_time(now);
-    publisher.flush(&mut |p| {
-        let _ = md.send(p);
-    });
+    publisher.flush(&mut |p| md.send(&mut orders, p));
+    md.finish(&mut orders);
     // End of Session three times (it is idempotent) so one lost datagram
     // does not leave a feed handler waiting; then keep answering
     // retransmission requests until none came for 2 s (at most 10 s).
     for _ in 0..3 {
-        publisher.end_of_session(&mut |p| {
-            let _ = md.send(p);
-        });
+        publisher.end_of_session(&mut |p| md.send(&mut orders, p));
+        md.finish(&mut orders);
         std::thread::sleep(Duration::from_millis(1));
     }
     retrans.set_nonblocking(false)?;
@@ -557,7 +626,7 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         }
     }
     gateway.end_of_session(&mut replies);
-    send_errors += replies.deliver(&orders, &tcp_out);
+    send_errors += replies.deliver(&mut orders, &tcp_out);
     // Give the TCP thread a moment to write End of Session, then stop it.
     std::thread::sleep(Duration::from_millis(20));
     stop.set();
@@ -569,7 +638,8 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
 
     let c = gateway.counters();
     println!("\n== exchange counters");
-    println!("datagrams {datagrams}, SoupBinTCP packets {}, OUCH messages {}, logins {}, send errors {send_errors}, journal errors {}", c.packets, c.orders, c.logins, journal.1);
+    println!("{}", orders.report());
+    println!("datagrams {datagrams}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {send_errors}, market-data send errors {}, journal errors {}", c.packets, c.orders, c.logins, md.errors, journal.1);
     println!(
         "trades (match numbers) {}, orders resting {}",
         engine.match_number(),

@@ -2,3 +2,6 @@
 //! Thin I/O shells around the sans-IO cores.
 
 pub mod tcp;
+pub mod udp;
+pub mod xdp;
+pub mod xdp_prog;

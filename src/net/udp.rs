@@ -1,0 +1,220 @@
+//! The kernel UDP order-entry transport, and [`OrderPort`]: the one
+//! interface the exchange loop uses for either transport.
+//!
+//! The kernel path is the baseline AF_XDP is measured against and the
+//! fallback where AF_XDP cannot run: a non-blocking socket read with
+//! `recvmmsg` (up to 64 datagrams per system call) and written with
+//! `sendmmsg` (a batch's replies in one call), through `nix`'s safe
+//! wrappers.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{self, MsgFlags, MultiHeaders, SockaddrIn};
+
+use super::xdp::{XdpPort, XdpStats};
+
+/// Datagrams read or written per system call at most.
+pub const BATCH: usize = 64;
+const DATAGRAM: usize = 2048;
+
+/// A non-blocking kernel UDP socket with batched reads and writes.
+pub struct UdpPort {
+    sock: UdpSocket,
+    rx_bufs: Vec<[u8; DATAGRAM]>,
+    tx_buf: Vec<u8>,
+    tx: Vec<(SocketAddrV4, usize, usize)>,
+    tx_addrs: Vec<Option<SockaddrIn>>,
+    rx_headers: MultiHeaders<SockaddrIn>,
+    tx_headers: MultiHeaders<SockaddrIn>,
+    /// Datagrams sent, send errors.
+    pub sent: u64,
+    pub send_errors: u64,
+    /// recvmmsg / sendmmsg calls made.
+    pub rx_calls: u64,
+    pub tx_calls: u64,
+}
+
+impl UdpPort {
+    pub fn new(sock: UdpSocket) -> io::Result<UdpPort> {
+        sock.set_nonblocking(true)?;
+        Ok(UdpPort {
+            sock,
+            rx_bufs: vec![[0u8; DATAGRAM]; BATCH],
+            tx_buf: Vec::with_capacity(BATCH * DATAGRAM),
+            tx: Vec::with_capacity(BATCH),
+            tx_addrs: Vec::with_capacity(BATCH),
+            rx_headers: MultiHeaders::preallocate(BATCH, None),
+            tx_headers: MultiHeaders::preallocate(BATCH, None),
+            sent: 0,
+            send_errors: 0,
+            rx_calls: 0,
+            tx_calls: 0,
+        })
+    }
+
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
+    }
+
+    /// Reads up to `max` datagrams with one `recvmmsg` and calls `f(source,
+    /// payload)` for each; returns how many were read (0 when none wait).
+    pub fn recv(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(SocketAddrV4, &[u8]),
+    ) -> io::Result<usize> {
+        let max = max.clamp(1, BATCH);
+        let mut lens = [(SocketAddrV4::new(0.into(), 0), 0usize); BATCH];
+        let mut n = 0;
+        {
+            // The I/O vectors live on the stack: no allocation per call.
+            let mut bufs = self.rx_bufs.iter_mut();
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+                [IoSliceMut::new(
+                    &mut bufs.next().expect("BATCH buffers")[..],
+                )]
+            });
+            self.rx_calls += 1;
+            let msgs = match socket::recvmmsg(
+                self.sock.as_raw_fd(),
+                &mut self.rx_headers,
+                iovs[..max].iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            for m in msgs {
+                if let Some(a) = m.address {
+                    lens[n] = (SocketAddrV4::new(a.ip(), a.port()), m.bytes);
+                    n += 1;
+                }
+            }
+        }
+        for (i, &(src, len)) in lens[..n].iter().enumerate() {
+            f(src, &self.rx_bufs[i][..len]);
+        }
+        Ok(n)
+    }
+
+    /// Queues a datagram; [`UdpPort::flush`] sends the queue.
+    pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        if self.tx.len() == BATCH {
+            self.flush();
+        }
+        let start = self.tx_buf.len();
+        self.tx_buf.extend_from_slice(payload);
+        self.tx.push((dst, start, payload.len()));
+        true
+    }
+
+    /// Sends every queued datagram, `BATCH` per `sendmmsg`.
+    pub fn flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let n = self.tx.len();
+        self.tx_addrs.clear();
+        self.tx_addrs
+            .extend(self.tx.iter().map(|&(a, _, _)| Some(SockaddrIn::from(a))));
+        let (tx, buf) = (&self.tx, &self.tx_buf);
+        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
+            [IoSlice::new(
+                tx.get(i).map_or(&[][..], |&(_, s, l)| &buf[s..s + l]),
+            )]
+        });
+        let iovs = &iovs[..n];
+        let mut done = 0;
+        // A datagram socket takes a whole batch unless the buffer is full;
+        // then what is left is retried once and counted as lost.
+        for _ in 0..2 {
+            self.tx_calls += 1;
+            match socket::sendmmsg(
+                self.sock.as_raw_fd(),
+                &mut self.tx_headers,
+                &iovs[done..],
+                &self.tx_addrs[done..],
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(results) => done += results.count(),
+                Err(_) => break,
+            }
+            if done == iovs.len() {
+                break;
+            }
+        }
+        self.sent += done as u64;
+        self.send_errors += (iovs.len() - done) as u64;
+        self.tx.clear();
+        self.tx_buf.clear();
+    }
+}
+
+/// Order entry over either transport. An enum rather than a trait object:
+/// the branch is taken once per batch and predicted, and each arm inlines.
+/// There is one per process and it never moves, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum OrderPort {
+    Kernel(UdpPort),
+    Xdp(XdpPort),
+}
+
+impl OrderPort {
+    /// Receives up to `max` datagrams, calling `f(source, payload)` for each.
+    #[inline]
+    pub fn recv(&mut self, max: usize, f: impl FnMut(SocketAddrV4, &[u8])) -> io::Result<usize> {
+        match self {
+            OrderPort::Kernel(p) => p.recv(max, f),
+            OrderPort::Xdp(p) => Ok(p.recv(max, f)),
+        }
+    }
+
+    /// Queues a reply; false if it was dropped (and counted).
+    #[inline]
+    pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        match self {
+            OrderPort::Kernel(p) => p.send_to(dst, payload),
+            OrderPort::Xdp(p) => p.send_to(dst, payload),
+        }
+    }
+
+    /// Sends what was queued.
+    #[inline]
+    pub fn flush(&mut self) {
+        match self {
+            OrderPort::Kernel(p) => p.flush(),
+            OrderPort::Xdp(p) => p.flush(),
+        }
+    }
+
+    /// "kernel UDP" or "AF_XDP".
+    pub fn name(&self) -> &'static str {
+        match self {
+            OrderPort::Kernel(_) => "kernel UDP",
+            OrderPort::Xdp(_) => "AF_XDP",
+        }
+    }
+
+    /// One line of counters for the shutdown report.
+    pub fn report(&self) -> String {
+        match self {
+            OrderPort::Kernel(p) => format!(
+                "kernel UDP: {} recvmmsg calls, {} datagrams sent in {} sendmmsg calls, {} send errors",
+                p.rx_calls, p.sent, p.tx_calls, p.send_errors
+            ),
+            OrderPort::Xdp(p) => format!("AF_XDP: {}", p.stats()),
+        }
+    }
+
+    pub fn xdp_stats(&self) -> Option<XdpStats> {
+        match self {
+            OrderPort::Kernel(_) => None,
+            OrderPort::Xdp(p) => Some(p.stats()),
+        }
+    }
+}

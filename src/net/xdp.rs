@@ -1,0 +1,476 @@
+//! The AF_XDP order-entry transport (xsk-rs): one UMEM, one socket bound
+//! to one queue of the exchange interface, tokex's XDP program in front.
+//!
+//! Owns the frames. The UMEM is split once: the first `fill_ring` frames
+//! are receive frames, always either in the kernel's fill/RX rings or being
+//! read by [`XdpPort::recv`], which hands them back to the fill ring as soon
+//! as the batch has been processed; the rest are transmit frames, kept on a
+//! free list, written by [`XdpPort::send_to`], submitted by
+//! [`XdpPort::flush`] and reclaimed from the completion ring. Ring sizes are
+//! checked against those counts at start-up, so producing to a ring never
+//! finds it full. `need_wakeup` is honoured on both rings: a syscall is made
+//! only when the kernel asks for one.
+//!
+//! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
+//! sender's MAC address is learned for the reply, and the UDP payload goes
+//! to the caller; replies get rewritten Ethernet/IPv4/UDP headers with both
+//! checksums. Market data can leave the same way, to the multicast group's
+//! MAC address with TTL 1.
+//!
+//! With `src/net/xdp_prog.rs` this is the only place in tokex with `unsafe`:
+//! xsk-rs exposes the shared rings and UMEM as `unsafe` calls whose contract
+//! (a frame is touched by one side at a time) the frame accounting above
+//! keeps.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use super::xdp_prog::{AttachMode, ProgCounters, XdpProgError, XdpProgram};
+use crate::config::XdpConfig;
+use crate::wire::ethernet::{write_udp_headers, Endpoints, UdpFrame, HEADERS_LEN};
+
+/// Why AF_XDP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error(transparent)]
+    Program(#[from] XdpProgError),
+    #[error("bad [xdp] config: {0}")]
+    Config(String),
+    #[error("creating the UMEM: {0}")]
+    Umem(String),
+    #[error("creating the AF_XDP socket: {0}")]
+    Socket(String),
+    #[error("reading the MAC address of {0}: {1}")]
+    Mac(String, std::io::Error),
+}
+
+/// Counters of the transport (and of the XDP program and the kernel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    pub rx_frames: u64,
+    /// Frames that were not a well-formed IPv4/UDP datagram to our address.
+    pub rx_bad: u64,
+    pub tx_frames: u64,
+    /// Replies dropped: no transmit frame was free.
+    pub tx_full: u64,
+    /// Replies dropped: the peer's MAC address was never seen.
+    pub tx_no_neighbour: u64,
+    pub rx_wakeups: u64,
+    pub tx_wakeups: u64,
+    /// Kernel: frames dropped for lack of fill-ring frames or RX-ring room.
+    pub kernel_rx_dropped: u64,
+    pub kernel_rx_ring_full: u64,
+    pub kernel_fill_ring_empty: u64,
+    pub prog: ProgCounters,
+}
+
+impl fmt::Display for XdpStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rx frames {}, bad {}; tx frames {}, dropped (no free frame) {}, (unknown peer) {}; wakeups rx {} tx {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed to the kernel {}",
+            self.rx_frames,
+            self.rx_bad,
+            self.tx_frames,
+            self.tx_full,
+            self.tx_no_neighbour,
+            self.rx_wakeups,
+            self.tx_wakeups,
+            self.kernel_rx_dropped,
+            self.kernel_rx_ring_full,
+            self.kernel_fill_ring_empty,
+            self.prog.redirected,
+            self.prog.passed
+        )
+    }
+}
+
+/// Peers' MAC addresses, learned from the frames they send. A few dozen
+/// sessions at most: a linear scan beats hashing, and the table is cleared
+/// if something floods it with addresses.
+#[derive(Debug, Default)]
+struct Neighbours(Vec<(Ipv4Addr, [u8; 6])>);
+
+impl Neighbours {
+    const MAX: usize = 1024;
+
+    fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+        match self.0.iter_mut().find(|(a, _)| *a == ip) {
+            Some(entry) => entry.1 = mac,
+            None => {
+                if self.0.len() == Self::MAX {
+                    self.0.clear();
+                }
+                self.0.push((ip, mac));
+            }
+        }
+    }
+
+    fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        self.0.iter().find(|(a, _)| *a == ip).map(|&(_, m)| m)
+    }
+}
+
+/// The multicast MAC address of an IPv4 group (RFC 1112).
+pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
+/// An AF_XDP socket receiving the gateway's datagrams and sending replies.
+pub struct XdpPort {
+    // Field order is drop order: the socket's queues go before the UMEM
+    // they point into, and the program is detached last.
+    rx: RxQueue,
+    fill: FillQueue,
+    tx: TxQueue,
+    completions: CompQueue,
+    umem: Umem,
+    prog: XdpProgram,
+    /// Scratch descriptors for a receive batch and for completions.
+    rx_batch: Vec<FrameDesc>,
+    done: Vec<FrameDesc>,
+    free: Vec<FrameDesc>,
+    pending: Vec<FrameDesc>,
+    local: SocketAddrV4,
+    local_mac: [u8; 6],
+    neighbours: Neighbours,
+    ident: u16,
+    zero_copy: bool,
+    rx_frames: u32,
+    interface: String,
+    queue: u32,
+    stats: XdpStats,
+}
+
+// SAFETY: every ring and the UMEM are used only through `&mut self`; the
+// port moves between threads as a whole and is never shared.
+unsafe impl Send for XdpPort {}
+
+fn queue_size(n: u32, what: &str) -> Result<QueueSize, XdpError> {
+    QueueSize::new(n).map_err(|e| XdpError::Config(format!("{what} = {n}: {e}")))
+}
+
+fn read_mac(interface: &str) -> Result<[u8; 6], XdpError> {
+    let path = format!("/sys/class/net/{interface}/address");
+    let text = std::fs::read_to_string(&path).map_err(|e| XdpError::Mac(interface.into(), e))?;
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for b in &mut mac {
+        *b = parts
+            .next()
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .ok_or_else(|| {
+                XdpError::Mac(
+                    interface.into(),
+                    std::io::Error::other(format!("cannot parse {text:?}")),
+                )
+            })?;
+    }
+    Ok(mac)
+}
+
+impl XdpPort {
+    /// Attaches the XDP program to `interface` for UDP port `local.port()`
+    /// and binds an AF_XDP socket to the configured queue: zero-copy if
+    /// asked for and the driver can, copy mode otherwise.
+    pub fn open(
+        interface: &str,
+        local: SocketAddrV4,
+        cfg: &XdpConfig,
+    ) -> Result<XdpPort, XdpError> {
+        let rx_frames = cfg.fill_ring;
+        let tx_frames = cfg.frame_count.saturating_sub(rx_frames);
+        if rx_frames == 0 || tx_frames == 0 {
+            return Err(XdpError::Config(format!(
+                "frame_count ({}) must exceed fill_ring ({})",
+                cfg.frame_count, cfg.fill_ring
+            )));
+        }
+        if cfg.rx_ring < rx_frames || cfg.tx_ring < tx_frames || cfg.completion_ring < tx_frames {
+            return Err(XdpError::Config(format!(
+                "rx_ring ({}) must hold the {rx_frames} receive frames, tx_ring ({}) and completion_ring ({}) the {tx_frames} transmit frames",
+                cfg.rx_ring, cfg.tx_ring, cfg.completion_ring
+            )));
+        }
+        let local_mac = read_mac(interface)?;
+        let prog = XdpProgram::attach(interface, local.port(), cfg.mode)?;
+        let umem_config =
+            UmemConfig::builder()
+                .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| {
+                    XdpError::Config(format!("frame_size = {}: {e}", cfg.frame_size))
+                })?)
+                .fill_queue_size(queue_size(cfg.fill_ring, "fill_ring")?)
+                .comp_queue_size(queue_size(cfg.completion_ring, "completion_ring")?)
+                .build()
+                .map_err(|e| XdpError::Config(e.to_string()))?;
+        let frames = NonZeroU32::new(cfg.frame_count)
+            .ok_or_else(|| XdpError::Config("frame_count = 0".into()))?;
+        let if_name: Interface = interface
+            .parse()
+            .map_err(|_| XdpError::Config(format!("interface name {interface:?}")))?;
+
+        // Zero-copy first (if asked for), then copy mode; need_wakeup always.
+        let attempts: &[(BindFlags, bool)] = if cfg.zero_copy {
+            &[
+                (BindFlags::XDP_ZEROCOPY, true),
+                (BindFlags::XDP_COPY, false),
+            ]
+        } else {
+            &[(BindFlags::XDP_COPY, false)]
+        };
+        let mut last_err = String::new();
+        for &(mode_flag, zero_copy) in attempts {
+            let (umem, descs) =
+                Umem::new(umem_config, frames, false).map_err(|e| XdpError::Umem(e.to_string()))?;
+            let socket_config = SocketConfig::builder()
+                .rx_queue_size(queue_size(cfg.rx_ring, "rx_ring")?)
+                .tx_queue_size(queue_size(cfg.tx_ring, "tx_ring")?)
+                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                .bind_flags(mode_flag | BindFlags::XDP_USE_NEED_WAKEUP)
+                .build();
+            // SAFETY: the UMEM is new and not shared with another socket.
+            let created = unsafe { Socket::new(socket_config, &umem, &if_name, cfg.queue) };
+            let (tx, rx, rings) = match created {
+                Ok(v) => v,
+                Err(e) => {
+                    last_err = e.to_string();
+                    continue;
+                }
+            };
+            let (mut fill, completions) =
+                rings.ok_or_else(|| XdpError::Socket("no fill/completion rings".into()))?;
+            prog.insert_socket(cfg.queue, rx.fd().as_raw_fd())?;
+            let (rx_descs, tx_descs) = descs.split_at(rx_frames as usize);
+            // SAFETY: the receive frames are new and owned by no one; the
+            // fill ring holds `fill_ring` = `rx_frames` entries, so all fit.
+            let given = unsafe { fill.produce(rx_descs) };
+            if given != rx_descs.len() {
+                return Err(XdpError::Socket(format!(
+                    "fill ring took {given} of {} frames",
+                    rx_descs.len()
+                )));
+            }
+            let batch = FrameDesc::default();
+            return Ok(XdpPort {
+                rx,
+                fill,
+                tx,
+                completions,
+                umem,
+                prog,
+                rx_batch: vec![batch; 64],
+                done: vec![batch; tx_descs.len()],
+                free: tx_descs.to_vec(),
+                pending: Vec::with_capacity(tx_descs.len()),
+                local,
+                local_mac,
+                neighbours: Neighbours::default(),
+                ident: 0,
+                zero_copy,
+                rx_frames,
+                interface: interface.into(),
+                queue: cfg.queue,
+                stats: XdpStats::default(),
+            });
+        }
+        Err(XdpError::Socket(last_err))
+    }
+
+    /// One line for the start-up log: modes in use and sizes.
+    pub fn describe(&self) -> String {
+        format!(
+            "AF_XDP on {} queue {} ({}:{}): {} XDP, {} mode, need_wakeup on; {} receive + {} transmit frames",
+            self.interface,
+            self.queue,
+            self.local.ip(),
+            self.local.port(),
+            self.prog.mode().name(),
+            if self.zero_copy { "zero-copy" } else { "copy" },
+            self.rx_frames,
+            self.done.len(),
+        )
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.prog.mode()
+    }
+
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Receives up to `max` (at most 64) frames and calls `f(source,
+    /// payload)` for each well-formed UDP datagram to our address; returns
+    /// how many frames were taken. The frames go back to the fill ring
+    /// before returning.
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, &[u8])) -> usize {
+        let max = max.min(self.rx_batch.len());
+        // SAFETY: the scratch descriptors are overwritten with frames the
+        // kernel has finished writing.
+        let n = unsafe { self.rx.consume(&mut self.rx_batch[..max]) };
+        if n == 0 {
+            if self.fill.needs_wakeup() {
+                self.stats.rx_wakeups += 1;
+                let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+            }
+            return 0;
+        }
+        for desc in &self.rx_batch[..n] {
+            // SAFETY: `desc` is a receive frame of this UMEM that the kernel
+            // handed to us; it is not given back (below) until `f` returns.
+            let data = unsafe { self.umem.data(desc) };
+            match UdpFrame::parse(data.contents()) {
+                Ok(frame) if frame.dst() == self.local => {
+                    let src = frame.src();
+                    self.neighbours.learn(*src.ip(), frame.eth.src);
+                    f(src, frame.payload);
+                }
+                _ => self.stats.rx_bad += 1,
+            }
+        }
+        self.stats.rx_frames += n as u64;
+        // SAFETY: no reference into these frames is left; the fill ring has
+        // room for every receive frame.
+        let back = unsafe { self.fill.produce(&self.rx_batch[..n]) };
+        debug_assert_eq!(back, n);
+        n
+    }
+
+    /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
+    /// Returns false if it was dropped (and counted).
+    pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        let Some(mac) = self.neighbours.get(*dst.ip()) else {
+            self.stats.tx_no_neighbour += 1;
+            return false;
+        };
+        let ep = Endpoints {
+            src_mac: self.local_mac,
+            dst_mac: mac,
+            src: self.local,
+            dst,
+        };
+        self.queue_frame(&ep, 64, payload)
+    }
+
+    /// Queues a market-data datagram from `src_port` to a multicast
+    /// `group` (TTL 1, the group's MAC address).
+    pub fn send_multicast(&mut self, group: SocketAddrV4, src_port: u16, payload: &[u8]) -> bool {
+        let ep = Endpoints {
+            src_mac: self.local_mac,
+            dst_mac: multicast_mac(*group.ip()),
+            src: SocketAddrV4::new(*self.local.ip(), src_port),
+            dst: group,
+        };
+        self.queue_frame(&ep, 1, payload)
+    }
+
+    fn queue_frame(&mut self, ep: &Endpoints, ttl: u8, payload: &[u8]) -> bool {
+        if self.free.is_empty() {
+            self.flush();
+        }
+        let Some(mut desc) = self.free.pop() else {
+            self.stats.tx_full += 1;
+            return false;
+        };
+        let total = HEADERS_LEN + payload.len();
+        self.ident = self.ident.wrapping_add(1);
+        // SAFETY: `desc` is a transmit frame from the free list: neither the
+        // kernel nor another descriptor refers to it until it is submitted.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let fits = {
+            let mut cursor = data.cursor();
+            let room = cursor.buf_len();
+            cursor.set_pos(total.min(room));
+            total <= room
+        };
+        if !fits {
+            self.free.push(desc);
+            self.stats.tx_full += 1;
+            return false;
+        }
+        let buf = data.contents_mut();
+        buf[HEADERS_LEN..total].copy_from_slice(payload);
+        if write_udp_headers(buf, ep, ttl, self.ident, payload.len()).is_err() {
+            self.free.push(desc);
+            self.stats.tx_full += 1;
+            return false;
+        }
+        self.pending.push(desc);
+        true
+    }
+
+    /// Submits the queued frames (waking the kernel only if it asks) and
+    /// takes back the frames it has finished sending.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            // SAFETY: the pending frames were written above and are not
+            // touched again until the completion ring returns them; the TX
+            // ring holds every transmit frame, so all fit.
+            let sent = unsafe { self.tx.produce(&self.pending) };
+            debug_assert_eq!(sent, self.pending.len());
+            self.stats.tx_frames += sent as u64;
+            self.pending.clear();
+        }
+        if self.tx.needs_wakeup() {
+            self.stats.tx_wakeups += 1;
+            let _ = self.tx.wakeup();
+        }
+        // SAFETY: the scratch descriptors are overwritten with frames the
+        // kernel has finished sending; they return to the free list.
+        let n = unsafe { self.completions.consume(&mut self.done) };
+        self.free.extend_from_slice(&self.done[..n]);
+    }
+
+    /// Transport, program and kernel counters.
+    pub fn stats(&self) -> XdpStats {
+        let mut s = self.stats;
+        if let Ok(k) = self.rx.fd().xdp_statistics() {
+            s.kernel_rx_dropped = k.rx_dropped();
+            s.kernel_rx_ring_full = k.rx_ring_full();
+            s.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs();
+        }
+        s.prog = self.prog.counters();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicast_groups_map_to_their_mac_addresses() {
+        assert_eq!(
+            multicast_mac(Ipv4Addr::new(239, 198, 0, 1)),
+            [0x01, 0x00, 0x5e, 0x46, 0x00, 0x01]
+        );
+        // The top bit of the second octet is not part of the MAC address.
+        assert_eq!(
+            multicast_mac(Ipv4Addr::new(239, 254, 1, 2)),
+            [0x01, 0x00, 0x5e, 0x7e, 0x01, 0x02]
+        );
+    }
+
+    #[test]
+    fn neighbours_learn_update_and_forget_when_flooded() {
+        let mut n = Neighbours::default();
+        let a = Ipv4Addr::new(198, 18, 0, 2);
+        assert_eq!(n.get(a), None);
+        n.learn(a, [2, 0, 0, 0, 0, 1]);
+        n.learn(a, [2, 0, 0, 0, 0, 9]);
+        assert_eq!(n.get(a), Some([2, 0, 0, 0, 0, 9]));
+        for i in 0..Neighbours::MAX as u32 {
+            n.learn(Ipv4Addr::from(0x0a00_0000 + i), [0; 6]);
+        }
+        assert!(n.0.len() <= Neighbours::MAX);
+    }
+}
