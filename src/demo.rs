@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Exchange thread topology: run-to-completion or pipelined.
     #[arg(long, default_value = "run-to-completion")]
     pub topology: String,
+    /// How the exchange sends market data: udp (kernel multicast socket) or
+    /// xdp (AF_XDP TX, when order entry runs on AF_XDP).
+    #[arg(long, default_value = "udp")]
+    pub md_transport: String,
     /// Leave the lab network up at the end.
     #[arg(long)]
     pub keep_lab: bool,
@@ -250,6 +254,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             args.transport.clone(),
             "--topology".into(),
             args.topology.clone(),
+            "--md-transport".into(),
+            args.md_transport.clone(),
             "--fresh".into(),
             "--ready-file".into(),
             out_s("exchange.ready"),

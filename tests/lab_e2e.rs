@@ -1,7 +1,8 @@
 //! End to end on the lab network (needs root: creates and removes the
 //! tokex-ex/tokex-cl namespaces): `tokex demo` starts the exchange, a feed
 //! handler and the load generator; every order is answered, and the feed
-//! handler's rebuilt book equals the exchange's own (the demo fails otherwise).
+//! handler's rebuilt book equals the exchange's own (the demo fails otherwise),
+//! over the kernel UDP path and over AF_XDP (orders and market data).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,15 +17,7 @@ fn demo(name: &str, extra: &[&str]) -> (PathBuf, String) {
     let out = std::env::temp_dir().join(format!("tokex-e2e-{name}-{}", std::process::id()));
     let run = Command::new(env!("CARGO_BIN_EXE_tokex"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "demo",
-            "--rate",
-            "5000",
-            "--duration",
-            "2",
-            "--transport",
-            "udp",
-        ])
+        .args(["demo", "--rate", "5000", "--duration", "2"])
         .args(extra)
         .arg("--out")
         .arg(&out)
@@ -60,7 +53,8 @@ fn number(words: &[&str], word: &str, offset: isize) -> u64 {
 #[test]
 fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let (out, stdout) = demo("plain", &[]);
+    let (out, stdout) = demo("plain", &["--transport", "udp"]);
+    assert!(stdout.contains("transport: kernel UDP on"), "{stdout}");
     // Every order sent was answered (the 2 s bound may cut the last few sends).
     let load = words_of(&stdout, "sent ");
     assert!(number(&load, "sent", 1) >= 9_900, "{load:?}");
@@ -96,13 +90,34 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
 #[test]
 fn feed_behind_five_percent_loss_recovers_every_gap_and_rebuilds_the_same_book() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let (out, stdout) = demo("loss", &["--feed-loss", "5"]);
+    let (out, stdout) = demo("loss", &["--transport", "udp", "--feed-loss", "5"]);
     let feed = words_of(&stdout, "feed: ");
     assert!(
         number(&feed, "gaps", -1) > 1,
         "5 % loss must open gaps: {feed:?}"
     );
     assert!(number(&feed, "recovered", -2) > 0, "{feed:?}");
+    assert!(stdout.contains("end of session, complete"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn demo_over_af_xdp_with_market_data_on_af_xdp_tx_rebuilds_the_same_book() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, stdout) = demo("xdp", &["--transport", "xdp", "--md-transport", "xdp"]);
+    assert!(
+        stdout.contains("transport: AF_XDP on tkx-ex queue 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("through AF_XDP TX"), "{stdout}");
+    let load = words_of(&stdout, "sent ");
+    assert!(number(&load, "sent", 1) >= 9_900, "{load:?}");
+    assert_eq!(number(&load, "lost", 1), 0, "{load:?}");
+    // The TCP compatibility port works while the XDP program is attached.
+    assert!(
+        stdout.contains("probe ok: login, enter, cancel and logout over SoupBinTCP/TCP"),
+        "{stdout}"
+    );
     assert!(stdout.contains("end of session, complete"), "{stdout}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -5,123 +5,22 @@
 //! same book (recovery is deterministic). Uses its own lab namespaces
 //! (`tkrec-ex`/`tkrec-cl`) and removes them even when it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+mod common;
+
+use common::{number_after, number_before, scratch, stop, tokex, wait_for, Lab};
 
 const PREFIX: &str = "tkrec";
 
-struct Lab;
-
-impl Lab {
-    fn up() -> Lab {
-        let ok = Command::new("bash")
-            .args(["tools/lab.sh", "up"])
-            .env("LAB_PREFIX", PREFIX)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "lab up failed (root needed)");
-        Lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args(["tools/lab.sh", "down"])
-            .env("LAB_PREFIX", PREFIX)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status();
-    }
-}
-
-fn tokex(ns: &str, args: &[&str], log: &Path) -> Child {
-    let f = std::fs::File::create(log).unwrap();
-    Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tokex")])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(path: &Path, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "{what} exited early");
-        assert!(Instant::now() < deadline, "{what} not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("exchange did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The number just after `word` on the first line containing `prefix`.
-fn number_after(text: &str, prefix: &str, word: &str) -> u64 {
-    let line = text
-        .lines()
-        .find(|l| l.contains(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words
-        .iter()
-        .position(|w| w.trim_end_matches(',') == word)
-        .unwrap();
-    words[i + 1].trim_end_matches(',').parse().unwrap()
-}
-
-/// The number just before `word` on the first line containing `prefix`.
-fn number_before(text: &str, prefix: &str, word: &str) -> u64 {
-    let line = text
-        .lines()
-        .find(|l| l.contains(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words
-        .iter()
-        .position(|w| w.trim_end_matches(',') == word)
-        .unwrap();
-    words[i - 1].trim_end_matches(',').parse().unwrap()
-}
-
 #[test]
 fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
-    let _lab = Lab::up();
-    let dir: PathBuf = std::env::temp_dir().join(format!("tokex-recovery-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let lab = Lab::up(PREFIX);
+    let (dir, config) = scratch("recovery");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = dir.join("tokex.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "contracts = \"{}\"\n[journal]\npath = \"{}\"\n[latency]\ndir = \"{}\"\n",
-            root.join("contracts").display(),
-            dir.join("journal").display(),
-            dir.join("latency").display()
-        ),
-    )
-    .unwrap();
     let cfg = config.to_str().unwrap();
-    let ex_ns = format!("{PREFIX}-ex");
-    let cl_ns = format!("{PREFIX}-cl");
+    let (ex_ns, cl_ns) = (lab.exchange_ns(), lab.client_ns());
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
 
     // 1. A fresh day under load; SIGKILL half-way through.

@@ -76,7 +76,7 @@ impl fmt::Display for XdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx frames {}, bad {}; tx frames {}, dropped (no free frame) {}, (unknown peer) {}; wakeups rx {} tx {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed to the kernel {}",
+            "rx frames {}, bad {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
             self.rx_frames,
             self.rx_bad,
             self.tx_frames,

@@ -1,0 +1,153 @@
+//! Helpers shared by the lab tests: a lab of their own (namespaces
+//! `PREFIX-ex`/`PREFIX-cl`, removed on drop even when the test fails),
+//! tokex processes inside it, and numbers read from their logs.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A lab network of the test's own; `tools/lab.sh down` on drop.
+pub struct Lab {
+    prefix: &'static str,
+}
+
+impl Lab {
+    pub fn up(prefix: &'static str) -> Lab {
+        let ok = Command::new("bash")
+            .args(["tools/lab.sh", "up"])
+            .env("LAB_PREFIX", prefix)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "lab up failed (root needed)");
+        Lab { prefix }
+    }
+
+    pub fn exchange_ns(&self) -> String {
+        format!("{}-ex", self.prefix)
+    }
+
+    pub fn client_ns(&self) -> String {
+        format!("{}-cl", self.prefix)
+    }
+
+    /// The exchange-side interface (tools/lab.sh's naming).
+    pub fn exchange_if(&self) -> String {
+        format!("{}-ex", &self.prefix[..self.prefix.len().min(12)])
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .args(["tools/lab.sh", "down"])
+            .env("LAB_PREFIX", self.prefix)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status();
+    }
+}
+
+/// A scratch directory with a config whose journal and latency files go
+/// there; removed by the caller at the end of a passing test.
+pub fn scratch(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tokex-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = dir.join("tokex.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "contracts = \"{}\"\n[journal]\npath = \"{}\"\n[latency]\ndir = \"{}\"\n",
+            root.join("contracts").display(),
+            dir.join("journal").display(),
+            dir.join("latency").display()
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+/// Runs `tokex ARGS` in namespace `ns`, output to `log`.
+pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Child {
+    let f = std::fs::File::create(log).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tokex")])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most 20 s) for `path` to exist while `child` runs.
+pub fn wait_for(path: &Path, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "{what} exited early");
+        assert!(Instant::now() < deadline, "{what} not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGINT, then wait (at most 30 s) for the process to end.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command in namespace `ns`; whether it succeeded.
+pub fn in_ns(ns: &str, cmd: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The words of the first line containing `prefix`, trailing commas cut.
+fn words<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines()
+        .find(|l| l.contains(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .collect()
+}
+
+/// The number `offset` words away from `word` on the first line
+/// containing `prefix`.
+fn number_near(text: &str, prefix: &str, word: &str, offset: isize) -> u64 {
+    let w = words(text, prefix);
+    let i = w
+        .iter()
+        .position(|x| *x == word)
+        .unwrap_or_else(|| panic!("no {word:?} in {w:?}"));
+    w[(i as isize + offset) as usize].parse().unwrap()
+}
+
+/// The number just after `word` on the first line containing `prefix`.
+pub fn number_after(text: &str, prefix: &str, word: &str) -> u64 {
+    number_near(text, prefix, word, 1)
+}
+
+/// The number just before `word` on the first line containing `prefix`.
+pub fn number_before(text: &str, prefix: &str, word: &str) -> u64 {
+    number_near(text, prefix, word, -1)
+}

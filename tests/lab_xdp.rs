@@ -1,0 +1,131 @@
+//! AF_XDP on the lab network (needs root; its own namespaces `tkxdp-ex`/
+//! `tkxdp-cl`, removed even when the test fails).
+//!
+//! With tokex's XDP program attached, order datagrams go to the AF_XDP
+//! socket and are answered from UMEM frames, while ARP, ICMP and the TCP
+//! compatibility port still reach the kernel. A killed exchange leaves the
+//! namespace working, a restart takes the interface back, and a clean stop
+//! detaches the program.
+
+mod common;
+
+use std::process::Command;
+
+use common::{in_ns, number_after, scratch, stop, tokex, wait_for, Lab};
+
+fn xdp_attached(ns: &str, interface: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-details", "link", "show", interface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+#[test]
+fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_kill() {
+    let lab = Lab::up("tkxdp");
+    let (dir, config) = scratch("xdp");
+    let cfg = config.to_str().unwrap();
+    let (ex_ns, cl_ns, ex_if) = (lab.exchange_ns(), lab.client_ns(), lab.exchange_if());
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let exchange = |ready: &str, log: &str| {
+        tokex(
+            &ex_ns,
+            &[
+                "exchange",
+                "--config",
+                cfg,
+                "--transport",
+                "xdp",
+                "--interface",
+                &ex_if,
+                "--fresh",
+                "--ready-file",
+                &p(ready),
+            ],
+            &dir.join(log),
+        )
+    };
+    let load = |label: &str| {
+        let mut l = tokex(
+            &cl_ns,
+            &[
+                "load",
+                "--rate",
+                "2000",
+                "--count",
+                "2000",
+                "--duration",
+                "2",
+                "--no-progress",
+                "--drain-ms",
+                "1000",
+                "--out",
+                &p(label),
+                "--label",
+                label,
+            ],
+            &dir.join(format!("{label}.log")),
+        );
+        assert!(l.wait().unwrap().success());
+        std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap()
+    };
+
+    // 1. AF_XDP is up, in native or generic mode, and says which.
+    let mut ex = exchange("r1", "ex1.log");
+    wait_for(&dir.join("r1"), &mut ex, "exchange");
+    let log = std::fs::read_to_string(dir.join("ex1.log")).unwrap();
+    assert!(log.contains("transport: AF_XDP on"), "{log}");
+    assert!(
+        log.contains(" XDP, ") && log.contains(" mode, need_wakeup on"),
+        "{log}"
+    );
+    assert!(xdp_attached(&ex_ns, &ex_if));
+
+    // 2. Orders over AF_XDP: every one answered. ICMP (and the ARP before
+    //    it, the neighbour entry is flushed first) and TCP still work.
+    let first = load("first");
+    assert_eq!(number_after(&first, "answered", "sent"), 2000, "{first}");
+    assert_eq!(number_after(&first, "answered", "lost"), 0, "{first}");
+    assert!(in_ns(&cl_ns, &["ip", "neigh", "flush", "all"]));
+    assert!(in_ns(&cl_ns, &["ping", "-c", "2", "-W", "2", "198.18.0.1"]));
+    let probe = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &cl_ns,
+            env!("CARGO_BIN_EXE_tokex"),
+            "probe",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stdout)
+    );
+
+    // 3. SIGKILL: the program stays attached without a socket, and the
+    //    namespace keeps answering pings.
+    ex.kill().unwrap();
+    ex.wait().unwrap();
+    assert!(in_ns(&cl_ns, &["ping", "-c", "1", "-W", "2", "198.18.0.1"]));
+
+    // 4. A restart replaces the old program and serves orders again; the
+    //    AF_XDP counters account for every datagram.
+    let mut ex = exchange("r2", "ex2.log");
+    wait_for(&dir.join("r2"), &mut ex, "restarted exchange");
+    let second = load("second");
+    assert_eq!(number_after(&second, "answered", "lost"), 0, "{second}");
+    stop(&mut ex);
+    let log = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
+    let redirected = number_after(&log, "XDP program:", "redirected");
+    let rx = number_after(&log, "AF_XDP:", "frames");
+    assert_eq!(rx, redirected, "{log}");
+    assert!(rx >= 2000, "{log}");
+    assert_eq!(number_after(&log, "AF_XDP:", "bad"), 0, "{log}");
+
+    // 5. A clean stop detaches the program.
+    assert!(!xdp_attached(&ex_ns, &ex_if));
+    let _ = std::fs::remove_dir_all(&dir);
+}
