@@ -7,12 +7,13 @@
 //! print the latency table, write the plot, and tear the lab down — also when
 //! interrupted. It contains no trading or network logic of its own.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::lab::{lab, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS, EXCHANGE_NS};
 use crate::runtime::Stop;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -68,140 +69,6 @@ fn feed_loss(pct: u8, port: u16) -> anyhow::Result<()> {
         bail!("nft refused the loss rule ({status})");
     }
     Ok(())
-}
-
-/// Namespaces of the lab (DESIGN.md defaults).
-pub const EXCHANGE_NS: &str = "tokex-ex";
-pub const CLIENT_NS: &str = "tokex-cl";
-
-/// Runs `tools/lab.sh ACTION` from the repository.
-pub fn lab(action: &str) -> anyhow::Result<()> {
-    let script = repo_file("tools/lab.sh")?;
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(action)
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !status.success() {
-        bail!("{} {action} failed ({status})", script.display());
-    }
-    Ok(())
-}
-
-/// A file of the repository, found from the current directory.
-fn repo_file(rel: &str) -> anyhow::Result<PathBuf> {
-    let p = PathBuf::from(rel);
-    if p.exists() {
-        return Ok(p);
-    }
-    bail!("{rel} not found: run tokex from the repository's top directory")
-}
-
-/// Tears the lab down when dropped, unless told to keep it.
-struct LabGuard {
-    keep: bool,
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if !self.keep {
-            if let Err(e) = lab("down") {
-                eprintln!("tokex demo: lab teardown: {e:#}");
-            }
-        }
-    }
-}
-
-/// A child process that is interrupted, then killed, when dropped.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, ns: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
-        let exe = std::env::current_exe().context("locating the tokex binary")?;
-        let logf =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .spawn()
-            .with_context(|| format!("starting the {name}"))?;
-        Ok(Proc { name, child })
-    }
-
-    /// Sends SIGINT and waits up to `grace` for a clean exit.
-    fn interrupt(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
-        // `ip netns exec` execs the program, so the pid is tokex's own.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        self.wait(grace)
-    }
-
-    fn wait(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait()?;
-                bail!(
-                    "the {} did not stop within {limit:?} and was killed ({status})",
-                    self.name
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.interrupt(Duration::from_secs(3));
-        }
-    }
-}
-
-/// Waits until `path` exists (a process's "ready" file), the process exits,
-/// `stop` is set, or `limit` passes.
-fn wait_ready(p: &mut Proc, path: &Path, stop: &Stop, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        if stop.is_set() {
-            bail!("interrupted");
-        }
-        if !p.running() {
-            bail!("the {} exited before it was ready", p.name);
-        }
-        if Instant::now() >= deadline {
-            bail!("the {} was not ready within {limit:?}", p.name);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-fn print_log_tail(title: &str, path: &Path, lines: usize) {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let all: Vec<&str> = text.lines().collect();
-        println!("---- {title} ({}) ----", path.display());
-        for l in &all[all.len().saturating_sub(lines)..] {
-            println!("{l}");
-        }
-    }
 }
 
 /// Runs the demo. Returns an error if any part failed or the books differ.

@@ -12,6 +12,7 @@
 //! - [`config`]: the exchange's TOML configuration and its lab defaults.
 //! - [`contract`]: contract specifications loaded from `contracts/*.toml`.
 //! - [`demo`]: `tokex demo`, the end-to-end run on the lab network.
+//! - [`lab`]: the lab network and tokex processes in its namespaces (for demo and bench).
 //! - [`engine`]: the sans-IO matching core (books, matching, events).
 //! - [`exchange`]: `tokex exchange`, the server loop around the sans-IO cores.
 //! - [`feed`]: engine events to ITCH 5.0, and the feed handler's rebuilt books.
@@ -37,6 +38,7 @@ pub mod exchange;
 pub mod feed;
 pub mod gateway;
 pub mod journal;
+pub mod lab;
 pub mod latency;
 pub mod load;
 pub mod net;

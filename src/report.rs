@@ -147,11 +147,13 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
         .flat_map(|r| r.points.iter().map(|p| p.1))
         .fold(1.0, f64::max)
         * 2.0;
+    // The axis starts below the 10th percentile of the fastest run: a
+    // single odd minimum must not squash the plot (it is clamped instead).
     let ymin = runs
         .iter()
-        .flat_map(|r| r.points.iter().map(|p| p.1))
+        .flat_map(|r| r.points.iter().filter(|p| p.0 >= 0.1).map(|p| p.1))
         .fold(f64::MAX, f64::min)
-        .max(1.0)
+        .clamp(1.0, f64::MAX / 4.0)
         / 2.0;
     let root = BitMapBackend::new(png, (1200, 700)).into_drawing_area();
     root.fill(&WHITE)?;

@@ -3,3 +3,5 @@
 
 pub mod codec;
 pub mod engine;
+pub mod suite;
+pub mod transport;

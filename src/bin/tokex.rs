@@ -67,6 +67,30 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+    /// Order round trip over AF_XDP vs the kernel UDP path (and pipelined)
+    /// at the same rates on the lab network (root; brings the lab up and down).
+    Transport {
+        /// Orders per second, comma-separated; every variant runs at each.
+        #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+        rates: Vec<u64>,
+        /// Seconds of load per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Variants: xdp, udp, udp-pipelined (the first is the ratios' baseline).
+        #[arg(long, value_delimiter = ',', default_value = "xdp,udp,udp-pipelined")]
+        variants: Vec<String>,
+        #[arg(long, default_value = "out/bench/transport")]
+        out: std::path::PathBuf,
+    },
+    /// Every comparison above in one run, ending with one table of figures
+    /// and ratios (root, for the lab network).
+    All {
+        /// Smaller runs: about a minute in all.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "out/bench")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,7 +103,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", tokex::bench::engine::run(ops, seed)?);
         }
         Command::Exchange(args) => tokex::exchange::run(&args)?,
-        Command::Lab { action } => tokex::demo::lab(&action)?,
+        Command::Lab { action } => tokex::lab::lab(&action)?,
         Command::Load(args) => println!("{}", tokex::load::run(&args)?),
         Command::Demo(args) => tokex::demo::run(&args)?,
         Command::Feed(args) => {
@@ -104,6 +128,35 @@ fn main() -> anyhow::Result<()> {
                 f.rebuild_ns,
                 1e3 / f.rebuild_ns
             );
+        }
+        Command::Bench(BenchCommand::Transport {
+            rates,
+            seconds,
+            variants,
+            out,
+        }) => {
+            use tokex::bench::transport::{self, Variant};
+            let variants = variants
+                .iter()
+                .map(|v| match v.as_str() {
+                    "xdp" => Ok(Variant::XDP),
+                    "udp" => Ok(Variant::UDP),
+                    "udp-pipelined" => Ok(Variant::UDP_PIPELINED),
+                    other => Err(anyhow::anyhow!(
+                        "unknown variant {other:?} (xdp | udp | udp-pipelined)"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let runs = transport::run(&variants, &rates, seconds, &out)?;
+            print!("\n{}", transport::table(&runs));
+        }
+        Command::Bench(BenchCommand::All { quick, out }) => {
+            use tokex::bench::suite::{self, Plan};
+            let plan = if quick { Plan::QUICK } else { Plan::FULL };
+            let table = suite::run(plan, &out)?;
+            print!("{table}");
+            std::fs::write(out.join("summary.md"), &table)?;
+            println!("(also in {})", out.join("summary.md").display());
         }
         Command::Replay(args) => {
             let summary = tokex::replay::run(&args)?;
