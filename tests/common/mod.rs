@@ -70,18 +70,46 @@ pub fn scratch(name: &str) -> (PathBuf, PathBuf) {
     (dir, config)
 }
 
+/// A process started by a test; killed when dropped if still running, so
+/// a failing test leaves no spinning exchange behind.
+pub struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs `tokex ARGS` in namespace `ns`, output to `log`.
-pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Child {
+pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Running {
     let f = std::fs::File::create(log).unwrap();
-    Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tokex")])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap()
+    Running(
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tokex")])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits (at most 20 s) for `path` to exist while `child` runs.

@@ -1,0 +1,443 @@
+//! Hostile order-entry clients against a real exchange on AF_XDP, over the
+//! lab network (needs root; its own namespaces `tkhst-ex`/`tkhst-cl`,
+//! removed even when the test fails).
+//!
+//! The test thread joins the client namespace (setns) and speaks raw
+//! SoupBinTCP + OUCH 4.2 over UDP, so it can send what a well-behaved
+//! client library never would: wrong passwords, another session's tokens,
+//! re-used tokens, traffic from an address that did not log in, garbage and
+//! oversized datagrams, floods of orders, floods of market-data
+//! retransmission requests. Every case is answered as the protocol says or
+//! dropped and counted in the exchange's exit report, and a well-behaved
+//! session keeps being answered throughout. Its round trip with and without
+//! the flood is printed (a measurement, not an assertion: machines are
+//! noisy).
+
+mod common;
+
+use std::fs::File;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{number_before, scratch, stop, tokex, wait_for, Lab};
+use nix::sched::{setns, CloneFlags};
+use tokex::client::{ClientEvent, ClientSession, UdpClient, DEFAULT_SERVER};
+use tokex::types::{Price, Qty, Side, Symbol, Tif};
+use tokex::wire::moldudp64;
+use tokex::wire::ouch::{self, Token};
+use tokex::wire::soupbin::{self, Packet};
+use zerocopy::IntoBytes;
+
+const PREFIX: &str = "tkhst";
+const SERVER: &str = "198.18.0.1:9000";
+
+/// Moves the calling thread into network namespace `ns`.
+fn enter_ns(ns: &str) {
+    let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
+    setns(f, CloneFlags::CLONE_NEWNET).expect("setns (root needed)");
+}
+
+/// What came back for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    LoginAccepted,
+    LoginRejected(u8),
+    /// An OUCH outbound message: its type and token (and reject reason).
+    Ouch(u8, Token, u8),
+}
+
+/// A raw order-entry client: one UDP socket, bytes built by hand.
+struct Raw {
+    sock: UdpSocket,
+    tokens: u64,
+    name: &'static str,
+}
+
+impl Raw {
+    fn new(name: &'static str) -> Raw {
+        let sock = UdpSocket::bind("198.18.0.2:0").unwrap();
+        sock.connect(SERVER).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        Raw {
+            sock,
+            tokens: 0,
+            name,
+        }
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        let _ = self.sock.send(bytes);
+    }
+
+    fn login(&self, user: &str, password: &str) {
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_request(&mut b, user.as_bytes(), password.as_bytes(), b"", 0)
+            .unwrap();
+        self.send(&b[..n]);
+    }
+
+    fn token(&mut self) -> Token {
+        self.tokens += 1;
+        let mut t = [b' '; 14];
+        let s = format!("{}{:08}", self.name, self.tokens);
+        t[..s.len()].copy_from_slice(s.as_bytes());
+        t
+    }
+
+    /// One datagram of Enter Order messages (buy 1 lot at `price` raw).
+    fn enter_many(&self, tokens: &[Token], price: u32) {
+        let mut b = vec![0u8; 1472];
+        let mut n = 0;
+        for t in tokens {
+            let m = ouch::EnterOrder::new(
+                *t,
+                Side::Buy,
+                Qty::new(1),
+                Symbol::new("TK2612").unwrap(),
+                Price::from_raw(price),
+                Tif::Day,
+            );
+            n += soupbin::write_unsequenced(&mut b[n..], m.as_bytes()).unwrap();
+        }
+        self.send(&b[..n]);
+    }
+
+    fn cancel(&self, token: Token) {
+        let mut b = [0u8; 64];
+        let m = ouch::CancelOrder::new(token, Qty::ZERO);
+        let n = soupbin::write_unsequenced(&mut b, m.as_bytes()).unwrap();
+        self.send(&b[..n]);
+    }
+
+    /// Everything that arrives until nothing has for `quiet`.
+    fn replies(&self, quiet: Duration) -> Vec<Reply> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut last = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while last.elapsed() < quiet && Instant::now() < deadline {
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                continue;
+            };
+            last = Instant::now();
+            for p in soupbin::packets(&buf[..n]).flatten() {
+                match p {
+                    Packet::LoginAccepted(_) => out.push(Reply::LoginAccepted),
+                    Packet::LoginRejected(c) => out.push(Reply::LoginRejected(c)),
+                    Packet::SequencedData(m) if m.len() >= 23 => {
+                        let token: Token = m[9..23].try_into().unwrap();
+                        out.push(Reply::Ouch(m[0], token, m.get(23).copied().unwrap_or(0)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Enters one order and waits for its answer; the round trip, or None.
+    fn round_trip(&mut self, price: u32) -> Option<Duration> {
+        let t = self.token();
+        let t0 = Instant::now();
+        self.enter_many(&[t], price);
+        let mut buf = [0u8; 2048];
+        while t0.elapsed() < Duration::from_secs(2) {
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                continue;
+            };
+            let answered = soupbin::packets(&buf[..n])
+                .flatten()
+                .any(|p| matches!(p, Packet::SequencedData(m) if m.len() >= 23 && m[9..23] == t));
+            if answered {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+}
+
+fn has(replies: &[Reply], kind: u8, token: Token) -> Option<u8> {
+    replies.iter().find_map(|r| match r {
+        Reply::Ouch(k, t, reason) if *k == kind && *t == token => Some(*reason),
+        _ => None,
+    })
+}
+
+fn percentiles(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+    format!(
+        "p50 {:?}, p99 {:?}, max {:?} (n={})",
+        at(0.5),
+        at(0.99),
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
+/// A well-behaved session (tokex's own client library: it re-sends
+/// unanswered requests and recovers lost answers by sequence).
+struct Polite {
+    client: UdpClient,
+    t0: Instant,
+}
+
+impl Polite {
+    fn login() -> Polite {
+        let mut p = Polite {
+            client: UdpClient::new(
+                ClientSession::new("demo04", "demo04", "P", 100_000_000),
+                DEFAULT_SERVER,
+            )
+            .unwrap(),
+            t0: Instant::now(),
+        };
+        p.client.session.login(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !p.client.session.is_logged_in() {
+            assert!(Instant::now() < deadline, "polite session not logged in");
+            p.client.drive(p.now(), &mut |_| {}).unwrap();
+        }
+        p
+    }
+
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// One order, driven until it is answered (at most 5 s).
+    fn round_trip(&mut self) -> Duration {
+        let start = Instant::now();
+        let t = self.now();
+        let token = self.client.session.enter(
+            t,
+            Symbol::new("TK2612").unwrap(),
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(64_000),
+            Tif::Ioc,
+        );
+        let mut answered = false;
+        while !answered {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the polite session is always answered"
+            );
+            let now = self.now();
+            self.client
+                .drive(now, &mut |e| {
+                    if e.token() == Some(token) && !matches!(e, ClientEvent::Executed { .. }) {
+                        answered = true;
+                    }
+                })
+                .unwrap();
+        }
+        start.elapsed()
+    }
+
+    /// 200 orders, one every 5 ms; their round trips.
+    fn run(&mut self) -> Vec<Duration> {
+        (0..200)
+            .map(|_| {
+                let t0 = Instant::now();
+                let rt = self.round_trip();
+                std::thread::sleep(Duration::from_millis(5).saturating_sub(t0.elapsed()));
+                rt
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn hostile_clients_are_rejected_or_counted_and_a_polite_session_is_always_answered() {
+    let lab = Lab::up(PREFIX);
+    let (dir, config) = scratch("hostile");
+    // A low per-session rate limit so that a flood from one client trips it.
+    let mut cfg = std::fs::read_to_string(&config).unwrap();
+    cfg.push_str("[gateway]\nrate_per_sec = 2000\nrate_burst = 200\n");
+    std::fs::write(&config, cfg).unwrap();
+    let ready = dir.join("ready");
+    let mut ex = tokex(
+        &lab.exchange_ns(),
+        &[
+            "exchange",
+            "--config",
+            config.to_str().unwrap(),
+            "--fresh",
+            "--transport",
+            "xdp",
+            "--interface",
+            &lab.exchange_if(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ],
+        &dir.join("exchange.log"),
+    );
+    wait_for(&ready, &mut ex, "exchange");
+    enter_ns(&lab.client_ns());
+
+    // Two sessions log in.
+    let mut a = Raw::new("A");
+    a.login("demo01", "demo01");
+    assert!(a
+        .replies(Duration::from_millis(100))
+        .contains(&Reply::LoginAccepted));
+    let b = Raw::new("B");
+    b.login("demo02", "demo02");
+    assert!(b
+        .replies(Duration::from_millis(100))
+        .contains(&Reply::LoginAccepted));
+
+    // A's order rests; B cannot cancel it (B has no such token); A can.
+    let ta = a.token();
+    a.enter_many(&[ta], 64_000);
+    assert!(has(&a.replies(Duration::from_millis(100)), b'A', ta).is_some());
+    b.cancel(ta);
+    let rb = b.replies(Duration::from_millis(100));
+    assert!(
+        has(&rb, b'J', ta).is_some(),
+        "B's cancel is rejected: {rb:?}"
+    );
+    // A re-used token is rejected ('O'), not a second order.
+    a.enter_many(&[ta], 64_010);
+    let ra = a.replies(Duration::from_millis(100));
+    assert_eq!(has(&ra, b'J', ta), Some(ouch::reject::OTHER), "{ra:?}");
+
+    // Order traffic from an address that did not log in: dropped, counted.
+    let intruder = Raw::new("X");
+    let tx = [b'X'; 14];
+    intruder.enter_many(&[tx], 64_000);
+    assert!(intruder.replies(Duration::from_millis(100)).is_empty());
+    // Logging into A's session from another address while A is bound: refused.
+    intruder.login("demo01", "demo01");
+    let ri = intruder.replies(Duration::from_millis(100));
+    assert!(
+        ri.iter().all(|r| *r != Reply::LoginAccepted),
+        "a bound session is not taken over: {ri:?}"
+    );
+
+    // Garbage, truncated, oversized and unknown-type datagrams from a
+    // logged-in session: dropped and counted; the session still works.
+    a.send(b"\x00");
+    a.send(&[0xff; 1400]);
+    a.send(&[0, 40, b'U', b'O', 1, 2, 3]); // length says 40, 5 bytes follow
+    a.send(&[0, 1, b'Q']); // unknown packet type
+    a.send(&[0, 1, b'H']); // a server's packet type (Server Heartbeat)
+    a.send(&[0, 2, b'U', b'?']); // unknown OUCH message type
+    assert!(
+        a.round_trip(64_000).is_some(),
+        "service continues after bad input"
+    );
+
+    // A polite session, without and then during a flood from A.
+    let mut polite = Polite::login();
+    let quiet = polite.run();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let flooding = flooding.clone();
+        let ns = lab.client_ns();
+        let sock = a.sock.try_clone().unwrap();
+        std::thread::spawn(move || {
+            enter_ns(&ns);
+            let mut raw = Raw {
+                sock,
+                tokens: 1_000_000,
+                name: "F",
+            };
+            // Bounded: at most 20,000 datagrams of 20 orders, or 3 s.
+            let t0 = Instant::now();
+            let mut sent = 0u64;
+            while flooding.load(Ordering::Relaxed)
+                && sent < 20_000
+                && t0.elapsed() < Duration::from_secs(3)
+            {
+                let tokens: Vec<Token> = (0..20).map(|_| raw.token()).collect();
+                raw.enter_many(&tokens, 60_000);
+                sent += 1;
+            }
+            sent * 20
+        })
+    };
+    let during = polite.run();
+    flooding.store(false, Ordering::Relaxed);
+    let flooded = flood.join().unwrap();
+    println!(
+        "polite session round trip, quiet:       {}",
+        percentiles(quiet)
+    );
+    println!(
+        "polite session round trip, under flood: {}",
+        percentiles(during)
+    );
+    println!("flood: {flooded} orders sent by one session");
+
+    // Market-data retransmission requests: a flood from one host is cut to
+    // its per-requester limit; requests for the future are answered with
+    // what exists or ignored.
+    let md = UdpSocket::bind("198.18.0.2:0").unwrap();
+    let req = moldudp64::Header::new(*b"TOKEX00001", 1, 10);
+    let mut rb = [0u8; 20];
+    let n = req.write(&mut rb).unwrap();
+    for _ in 0..5_000 {
+        let _ = md.send_to(&rb[..n], "198.18.0.1:9101");
+    }
+    let future = moldudp64::Header::new(*b"TOKEX00001", u64::MAX - 5, 100);
+    let n = future.write(&mut rb).unwrap();
+    let _ = md.send_to(&rb[..n], "198.18.0.1:9101");
+
+    // Wrong passwords, repeatedly, from one host: rejected; after three,
+    // the host is backed off (still answered, but not even checked; the
+    // login-backoff counter below).
+    let bad = Raw::new("W");
+    for _ in 0..6 {
+        bad.login("demo03", "wrong");
+    }
+    let rw = bad.replies(Duration::from_millis(100));
+    assert!(
+        rw.contains(&Reply::LoginRejected(soupbin::reject::NOT_AUTHORIZED)),
+        "{rw:?}"
+    );
+
+    // The polite session was answered every time (`round_trip` asserts
+    // it), and still is.
+    polite.round_trip();
+
+    stop(&mut ex);
+    let log = std::fs::read_to_string(dir.join("exchange.log")).unwrap();
+    println!(
+        "{}",
+        log.lines()
+            .filter(|l| l.starts_with("dropped")
+                || l.starts_with("rejected")
+                || l.starts_with("market data:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for counter in [
+        "malformed",
+        "unexpected-packet",
+        "not-logged-in",
+        "bad-ouch-message",
+        "bad-credentials",
+        "login-backoff",
+        "session-in-use",
+    ] {
+        let line = log.lines().find(|l| l.starts_with("dropped:")).unwrap();
+        assert!(
+            line.split_whitespace()
+                .any(|w| w.starts_with(&format!("{counter}="))),
+            "{counter} counted: {line}"
+        );
+    }
+    let dropped = log.lines().find(|l| l.starts_with("dropped:")).unwrap();
+    assert!(
+        dropped.contains("rate-limited"),
+        "the flood tripped the rate limit: {dropped}"
+    );
+    let limited = number_before(&log, "retransmission requests", "over");
+    assert!(limited > 0, "the retransmission flood was limited: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
