@@ -339,6 +339,9 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         JournalWriter::open(&cfg.journal.path, cfg.journal.durability, 1 << 20, |rec| {
             acked.0.set_time(rec.time);
             gateway.replay(rec.kind, rec.time, rec.payload, &mut engine, &mut acked);
+            // The replayed messages are in the retransmission store; the
+            // packets built for them are never sent (memory stays flat).
+            acked.0.discard_pending();
         })?;
     let accepted_before = acked.1;
     if report.records > 0 {

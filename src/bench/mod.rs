@@ -3,5 +3,6 @@
 
 pub mod codec;
 pub mod engine;
+pub mod recovery;
 pub mod suite;
 pub mod transport;

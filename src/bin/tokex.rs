@@ -82,6 +82,16 @@ enum BenchCommand {
         #[arg(long, default_value = "out/bench/transport")]
         out: std::path::PathBuf,
     },
+    /// Journal recovery time: write a journal of N order messages, then time
+    /// its replay (CRC checks, gateway, engine, publisher), as at start-up.
+    Recovery {
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        #[arg(long, default_value = "out/bench/recovery.journal")]
+        journal: std::path::PathBuf,
+        #[arg(long, default_value = "contracts")]
+        contracts: std::path::PathBuf,
+    },
     /// Every comparison above in one run, ending with one table of figures
     /// and ratios (root, for the lab network).
     All {
@@ -149,6 +159,18 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let runs = transport::run(&variants, &rates, seconds, &out)?;
             print!("\n{}", transport::table(&runs));
+        }
+        Command::Bench(BenchCommand::Recovery {
+            messages,
+            journal,
+            contracts,
+        }) => {
+            let set = tokex::contract::ContractSet::load_dir(&contracts)?;
+            if let Some(dir) = journal.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            println!("{}", tokex::bench::recovery::run(messages, &set, &journal)?);
+            std::fs::remove_file(&journal)?;
         }
         Command::Bench(BenchCommand::All { quick, out }) => {
             use tokex::bench::suite::{self, Plan};

@@ -989,8 +989,8 @@ impl Gateway {
     }
 }
 
-/// Drops replies during journal replay.
-struct Discard;
+/// Drops every reply (replay, benchmarks).
+pub struct Discard;
 
 impl Outbox for Discard {
     fn send(&mut self, _peer: Peer, _bytes: &[u8]) {}
