@@ -145,7 +145,7 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
             let side = if r & 1 == 0 { Side::Buy } else { Side::Sell };
             // Passive within 20 ticks of the reference; one in ten crosses.
             let off = (r / 7 % 20 + 1) as u32 * tick;
-            let aggressive = r % 10 == 0;
+            let aggressive = r.is_multiple_of(10);
             let price = match (side, aggressive) {
                 (Side::Buy, false) | (Side::Sell, true) => reference - off,
                 (Side::Sell, false) | (Side::Buy, true) => reference + off,
