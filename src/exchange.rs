@@ -228,7 +228,7 @@ impl Clock {
     }
 }
 
-fn multicast_sender(cfg: &Config) -> anyhow::Result<UdpSocket> {
+pub(crate) fn multicast_sender(cfg: &Config) -> anyhow::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_multicast_ttl_v4(1)?;
     s.set_multicast_if_v4(&cfg.network.address)?;

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod engine;
+pub mod feed_net;
 pub mod recovery;
 pub mod suite;
 pub mod transport;

@@ -92,6 +92,25 @@ enum BenchCommand {
         #[arg(long, default_value = "contracts")]
         contracts: std::path::PathBuf,
     },
+    /// Publish -> rebuild over the lab veth: a sender publishes the engine's
+    /// ITCH stream at constant message rates (kernel socket or AF_XDP TX) to
+    /// `tokex feed` (root; brings the lab up and down).
+    Feed {
+        /// Engine operations whose ITCH output is published.
+        #[arg(long, default_value_t = 1_000_000)]
+        ops: usize,
+        /// Messages per second, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "250000,500000,1000000")]
+        rates: Vec<u64>,
+        /// kernel, xdp (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "kernel,xdp")]
+        transports: Vec<String>,
+        #[arg(long, default_value = "out/bench/feed")]
+        out: std::path::PathBuf,
+    },
+    /// The sender of `tokex bench feed` (run inside the exchange namespace).
+    #[command(hide = true)]
+    FeedSend(tokex::bench::feed_net::SendArgs),
     /// Every comparison above in one run, ending with one table of figures
     /// and ratios (root, for the lab network).
     All {
@@ -172,6 +191,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", tokex::bench::recovery::run(messages, &set, &journal)?);
             std::fs::remove_file(&journal)?;
         }
+        Command::Bench(BenchCommand::Feed {
+            ops,
+            rates,
+            transports,
+            out,
+        }) => {
+            tokex::bench::feed_net::run(ops, &rates, &transports, &out)?;
+        }
+        Command::Bench(BenchCommand::FeedSend(args)) => tokex::bench::feed_net::send(&args)?,
         Command::Bench(BenchCommand::All { quick, out }) => {
             use tokex::bench::suite::{self, Plan};
             let plan = if quick { Plan::QUICK } else { Plan::FULL };

@@ -130,6 +130,12 @@ impl Publisher {
         self.builder.reset(self.store.next_sequence());
     }
 
+    /// Publishes an already encoded ITCH message (benchmarks replaying a
+    /// recorded stream; the exchange publishes engine events).
+    pub fn publish_message(&mut self, msg: &[u8]) {
+        self.publish(msg);
+    }
+
     fn publish(&mut self, msg: &[u8]) {
         match self.builder.push(msg) {
             Ok(()) => {}
