@@ -123,14 +123,14 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
         publisher.publish_message(&rest[2..2 + len]);
         rest = &rest[2 + len..];
         i += 1;
-        if i % args.batch as u64 == 0 || rest.len() < 2 {
+        if i.is_multiple_of(args.batch as u64) || rest.len() < 2 {
             publisher.flush(&mut |p| {
                 if !out.send(p) {
                     errors += 1;
                 }
             });
             out.flush();
-            if i % 4096 == 0 {
+            if i.is_multiple_of(4096) {
                 serve(&mut publisher, &mut out, &mut errors);
             }
         }
