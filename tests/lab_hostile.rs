@@ -1,6 +1,7 @@
-//! Hostile order-entry clients against a real exchange on AF_XDP, over the
-//! lab network (needs root; its own namespaces `tkhst-ex`/`tkhst-cl`,
-//! removed even when the test fails).
+//! Hostile order-entry clients against a real exchange, over AF_XDP and
+//! over the kernel UDP path, on the lab network (needs root; namespaces of
+//! its own, removed even when a test fails); and order-entry datagrams lost
+//! both ways, recovered by the client library.
 //!
 //! The test thread joins the client namespace (setns) and speaks raw
 //! SoupBinTCP + OUCH 4.2 over UDP, so it can send what a well-behaved
@@ -30,7 +31,6 @@ use tokex::wire::ouch::{self, Token};
 use tokex::wire::soupbin::{self, Packet};
 use zerocopy::IntoBytes;
 
-const PREFIX: &str = "tkhst";
 const SERVER: &str = "198.18.0.1:9000";
 
 /// Moves the calling thread into network namespace `ns`.
@@ -252,9 +252,99 @@ impl Polite {
 }
 
 #[test]
-fn hostile_clients_are_rejected_or_counted_and_a_polite_session_is_always_answered() {
-    let lab = Lab::up(PREFIX);
-    let (dir, config) = scratch("hostile");
+fn hostile_clients_over_af_xdp_are_rejected_or_counted_and_a_polite_session_is_always_answered() {
+    hostile_clients("xdp", "tkhsx");
+}
+
+#[test]
+fn hostile_clients_over_kernel_udp_are_rejected_or_counted_and_a_polite_session_is_always_answered()
+{
+    hostile_clients("udp", "tkhsu");
+}
+
+/// Order datagrams and their answers lost on the way (nftables in the
+/// client namespace drops 5 % each way): the client library re-sends and
+/// recovers by sequence, and every order is answered.
+#[test]
+fn lost_datagrams_both_ways_are_recovered_by_the_client_library() {
+    for transport in ["xdp", "udp"] {
+        let lab = Lab::up("tkloss");
+        let (dir, config) = scratch("loss");
+        let ready = dir.join("ready");
+        let mut ex = tokex(
+            &lab.exchange_ns(),
+            &[
+                "exchange",
+                "--config",
+                config.to_str().unwrap(),
+                "--fresh",
+                "--transport",
+                transport,
+                "--interface",
+                &lab.exchange_if(),
+                "--ready-file",
+                ready.to_str().unwrap(),
+            ],
+            &dir.join("exchange.log"),
+        );
+        wait_for(&ready, &mut ex, "exchange");
+        // Orders are dropped after routing, on the client veth's egress
+        // (silently, as on a wire); answers on the way in.
+        let rules = format!(
+            "table netdev tokex_loss {{\n chain egress {{\n  type filter hook egress device {dev} priority 0;\n  udp dport 9000 numgen random mod 100 < 5 counter drop\n }}\n chain ingress {{\n  type filter hook ingress device {dev} priority 0;\n  udp sport 9000 numgen random mod 100 < 5 counter drop\n }}\n}}\n",
+            dev = lab.client_if()
+        );
+        std::fs::write(dir.join("loss.nft"), rules).unwrap();
+        assert!(
+            common::in_ns(
+                &lab.client_ns(),
+                &["nft", "-f", dir.join("loss.nft").to_str().unwrap()]
+            ),
+            "nft (installed by tools/install-deps.sh)"
+        );
+        let mut load = tokex(
+            &lab.client_ns(),
+            &[
+                "load",
+                "--rate",
+                "2000",
+                "--count",
+                "4000",
+                "--duration",
+                "3",
+                "--no-progress",
+                "--drain-ms",
+                "3000",
+                "--out",
+                dir.join("load").to_str().unwrap(),
+            ],
+            &dir.join("load.log"),
+        );
+        assert!(load.wait().unwrap().success());
+        stop(&mut ex);
+        let log = std::fs::read_to_string(dir.join("load.log")).unwrap();
+        assert_eq!(
+            common::number_after(&log, "answered", "sent"),
+            4000,
+            "{log}"
+        );
+        assert_eq!(
+            common::number_after(&log, "answered", "lost"),
+            0,
+            "{transport}: {log}"
+        );
+        assert!(
+            common::number_after(&log, "answered", "resent") > 0,
+            "{transport}: requests were re-sent: {log}"
+        );
+        drop(lab);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn hostile_clients(transport: &str, prefix: &'static str) {
+    let lab = Lab::up(prefix);
+    let (dir, config) = scratch(&format!("hostile-{transport}"));
     // A low per-session rate limit so that a flood from one client trips it.
     let mut cfg = std::fs::read_to_string(&config).unwrap();
     cfg.push_str("[gateway]\nrate_per_sec = 2000\nrate_burst = 200\n");
@@ -268,7 +358,7 @@ fn hostile_clients_are_rejected_or_counted_and_a_polite_session_is_always_answer
             config.to_str().unwrap(),
             "--fresh",
             "--transport",
-            "xdp",
+            transport,
             "--interface",
             &lab.exchange_if(),
             "--ready-file",

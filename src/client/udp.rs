@@ -15,6 +15,7 @@ pub struct UdpClient {
     server: SocketAddrV4,
     buf: Vec<u8>,
     tx: Vec<u8>,
+    send_errors: u64,
 }
 
 impl UdpClient {
@@ -28,6 +29,7 @@ impl UdpClient {
             server,
             buf: vec![0u8; 2048],
             tx: vec![0u8; 1400],
+            send_errors: 0,
         })
     }
 
@@ -41,18 +43,22 @@ impl UdpClient {
         self.socket.local_addr()
     }
 
-    /// Sends everything queued (a full socket buffer leaves the rest queued
-    /// for the next call... or for the re-send timer, which repeats it).
+    /// Sends everything queued. A datagram the kernel refuses (a full
+    /// socket buffer, a firewall's drop, no route for a moment) is lost like
+    /// one lost on the wire, and counted: the re-send timer repeats it.
     pub fn flush(&mut self) -> std::io::Result<()> {
         let now = self.session.last_now();
         while let Some(n) = self.session.poll_transmit(now, &mut self.tx) {
-            match self.socket.send_to(&self.tx[..n], self.server) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            if self.socket.send_to(&self.tx[..n], self.server).is_err() {
+                self.send_errors += 1;
             }
         }
         Ok(())
+    }
+
+    /// Datagrams the kernel refused to send (they count as lost).
+    pub fn send_errors(&self) -> u64 {
+        self.send_errors
     }
 
     /// Reads every datagram waiting (from the server only); returns how many.

@@ -33,6 +33,11 @@ impl Lab {
         format!("{}-cl", self.prefix)
     }
 
+    /// The client-side interface (tools/lab.sh's naming).
+    pub fn client_if(&self) -> String {
+        format!("{}-cl", &self.prefix[..self.prefix.len().min(12)])
+    }
+
     /// The exchange-side interface (tools/lab.sh's naming).
     pub fn exchange_if(&self) -> String {
         format!("{}-ex", &self.prefix[..self.prefix.len().min(12)])
