@@ -175,7 +175,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         }
         let t = ns(now());
         for c in &mut clients {
-            c.poll(t, &mut |e| {
+            // `drive` also re-sends a login whose answer has not come back.
+            c.drive(t, &mut |e| {
                 if let ClientEvent::LoginRejected { code } = e {
                     eprintln!("login rejected ({})", code as char);
                 }
