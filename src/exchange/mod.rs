@@ -1,0 +1,160 @@
+//! `tokex exchange`: the server's I/O shell around the sans-IO cores.
+//!
+//! Owns the sockets and the loop: one pinned, run-to-completion thread
+//! receives a batch of datagrams (AF_XDP or kernel UDP), hands each to the
+//! gateway (decode, session, match), writes the batch's journal records
+//! with one write(2), then sends the acknowledgements and the market-data
+//! packets, and records per-stage latencies. Every millisecond it runs the
+//! session timers, market-data heartbeats and retransmission requests.
+//! Trading logic lives in `engine` and `gateway`; this module only moves
+//! bytes: `io.rs` has the ports and hooks, `server.rs` the loop.
+
+mod io;
+mod server;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+
+pub(crate) use io::multicast_sender;
+use server::Server;
+
+use crate::config::{Config, Topology, TransportKind};
+use crate::contract::ContractSet;
+use crate::engine::Engine;
+use crate::latency::{IntervalLog, Stage, StageHistograms};
+use crate::runtime::Stop;
+use crate::types::Side;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExchangeArgs {
+    #[arg(long, default_value = "config/tokex.toml")]
+    pub config: PathBuf,
+    /// Override the config's order-entry transport (xdp | udp).
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// Start a new day: delete the journal instead of recovering from it.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Touch this file once the exchange is ready for orders.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Write the final book (book.csv format) here at shutdown.
+    #[arg(long)]
+    pub book_out: Option<PathBuf>,
+    /// Where per-stage latency files go (default: the config's latency.dir).
+    #[arg(long)]
+    pub latency_dir: Option<PathBuf>,
+    /// Stop by itself after this many seconds.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Override the config's thread topology (run-to-completion | pipelined).
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// Override the config's exchange interface (the one AF_XDP attaches to).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Override how market data leaves: udp (kernel socket) | xdp (AF_XDP TX).
+    #[arg(long)]
+    pub md_transport: Option<String>,
+}
+
+/// The config file with the command line's overrides applied.
+fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(&args.config)?;
+    let transport = |t: &str, what: &str| match t {
+        "xdp" => Ok(TransportKind::Xdp),
+        "udp" => Ok(TransportKind::Udp),
+        other => bail!("unknown {what} {other:?} (xdp | udp)"),
+    };
+    if let Some(t) = &args.transport {
+        cfg.network.transport = transport(t, "transport")?;
+    }
+    if let Some(t) = &args.md_transport {
+        cfg.network.md_transport = transport(t, "market-data transport")?;
+    }
+    if let Some(t) = &args.topology {
+        cfg.runtime.topology = match t.as_str() {
+            "run-to-completion" => Topology::RunToCompletion,
+            "pipelined" => Topology::Pipelined,
+            other => bail!("unknown topology {other:?} (run-to-completion | pipelined)"),
+        };
+    }
+    if let Some(i) = &args.interface {
+        cfg.network.interface = i.clone();
+    }
+    if cfg.runtime.topology == Topology::Pipelined && cfg.network.transport == TransportKind::Xdp {
+        println!("runtime: the pipelined topology reads the kernel UDP socket; using the kernel UDP transport");
+        cfg.network.transport = TransportKind::Udp;
+    }
+    Ok(cfg)
+}
+
+/// Runs the exchange until SIGINT/SIGTERM (or `--max-seconds`).
+pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
+    let cfg = settings(args)?;
+    let stop = Stop::on_signals()?;
+    let ready = format!(
+        "ready: order entry on {}:{}",
+        cfg.network.address, cfg.network.order_port
+    );
+    let mut server = Server::start(cfg, args, &stop)?;
+    if let Some(f) = &args.ready_file {
+        fs::write(f, b"ready\n").with_context(|| format!("writing {}", f.display()))?;
+    }
+    println!("{ready}");
+    let deadline = args
+        .max_seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    server.serve(&stop, deadline)?;
+    server.shut_down(&stop)?;
+    server.report(args)
+}
+
+/// Writes one interval of every stage to the interval log (tagged with the
+/// stage name), folds it into the run's totals and starts the next.
+fn write_interval(
+    hlog: &mut IntervalLog,
+    interval: &mut StageHistograms,
+    total: &mut StageHistograms,
+    start: SystemTime,
+    end: SystemTime,
+) -> std::io::Result<()> {
+    let length = end.duration_since(start).unwrap_or_default();
+    for s in Stage::ALL {
+        let h = interval.get(s);
+        if !h.is_empty() {
+            hlog.write(Some(s.name()), h, start, length)?;
+        }
+    }
+    total.add(interval);
+    interval.reset();
+    Ok(())
+}
+
+/// The engine's resting orders in `tokex replay`'s book.csv layout (order
+/// reference numbers in place of accounts and tokens, which the feed does not carry).
+pub fn write_book(
+    engine: &Engine,
+    contracts: &ContractSet,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut out = String::from("symbol,side,price,qty,order\n");
+    for c in contracts.iter() {
+        for side in [Side::Buy, Side::Sell] {
+            for o in engine.resting(c.id, side) {
+                out += &format!(
+                    "{},{},{},{},{}\n",
+                    c.symbol,
+                    if side == Side::Buy { 'B' } else { 'S' },
+                    o.price.to_string_decimals(c.price_decimals()),
+                    o.qty,
+                    o.order.0
+                );
+            }
+        }
+    }
+    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
