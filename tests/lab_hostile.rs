@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{number_before, scratch, stop, tokex, wait_for, Lab};
+use common::{fresh_exchange, number_before, scratch, stop, tokex, Lab};
 use nix::sched::{setns, CloneFlags};
 use tokex::client::{ClientEvent, ClientSession, UdpClient, DEFAULT_SERVER};
 use tokex::types::{Price, Qty, Side, Symbol, Tif};
@@ -295,24 +295,7 @@ fn lost_datagrams(transport: &str, prefix: &'static str) {
     {
         let lab = Lab::up(prefix);
         let (dir, config) = scratch(&format!("loss-{transport}"));
-        let ready = dir.join("ready");
-        let mut ex = tokex(
-            &lab.exchange_ns(),
-            &[
-                "exchange",
-                "--config",
-                config.to_str().unwrap(),
-                "--fresh",
-                "--transport",
-                transport,
-                "--interface",
-                &lab.exchange_if(),
-                "--ready-file",
-                ready.to_str().unwrap(),
-            ],
-            &dir.join("exchange.log"),
-        );
-        wait_for(&ready, &mut ex, "exchange");
+        let mut ex = fresh_exchange(&lab, transport, &config, &dir);
         // Orders are dropped after routing, on the client veth's egress
         // (silently, as on a wire); answers on the way in.
         let rules = format!(
@@ -377,24 +360,7 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     let mut cfg = std::fs::read_to_string(&config).unwrap();
     cfg.push_str("[gateway]\nrate_per_sec = 2000\nrate_burst = 200\n");
     std::fs::write(&config, cfg).unwrap();
-    let ready = dir.join("ready");
-    let mut ex = tokex(
-        &lab.exchange_ns(),
-        &[
-            "exchange",
-            "--config",
-            config.to_str().unwrap(),
-            "--fresh",
-            "--transport",
-            transport,
-            "--interface",
-            &lab.exchange_if(),
-            "--ready-file",
-            ready.to_str().unwrap(),
-        ],
-        &dir.join("exchange.log"),
-    );
-    wait_for(&ready, &mut ex, "exchange");
+    let mut ex = fresh_exchange(&lab, transport, &config, &dir);
     let _in_client_ns = enter_ns(&lab.client_ns());
 
     // Two sessions log in.

@@ -252,64 +252,42 @@ impl Server {
         let now = clock.nanos(clock.raw());
         publisher.set_time(now);
         let batch = cfg.runtime.batch;
-        if let Some(ring) = rx_ring {
-            // Pipelined: the receive thread already read the datagrams.
-            while per_datagram.len() < batch {
-                let Some((src, t_rx, bytes)) = ring.pop() else {
-                    break;
-                };
-                gateway.on_datagram(
-                    now,
-                    Peer::Udp(src),
-                    &bytes,
-                    engine,
-                    publisher,
-                    journal,
-                    replies,
-                );
+        let mut taken = 0usize;
+        {
+            let mut handle = |peer: Peer, bytes: &[u8], t_rx: u64| {
+                gateway.on_datagram(now, peer, bytes, engine, publisher, journal, replies);
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
-                *datagrams += 1;
-            }
-        } else {
-            // One batch from the port (one recvmmsg, or one pass over the
-            // AF_XDP RX ring). Every datagram of the batch is timed from the
-            // moment the batch was in memory.
-            let mut t_batch = None;
-            let n = orders
-                .recv(batch, |src, bytes| {
-                    let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
-                    gateway.on_datagram(
-                        now,
-                        Peer::Udp(src),
-                        bytes,
-                        engine,
-                        publisher,
-                        journal,
-                        replies,
-                    );
-                    interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
-                    per_datagram.push(t_rx);
-                })
-                .context("receiving orders")?;
-            *datagrams += n as u64;
-        }
-        while per_datagram.len() < batch {
-            let Some((id, bytes)) = tcp_in.pop() else {
-                break;
             };
-            let t_rx = clock.raw();
-            gateway.on_datagram(
-                now,
-                Peer::Tcp(id),
-                &bytes,
-                engine,
-                publisher,
-                journal,
-                replies,
-            );
-            interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
-            per_datagram.push(t_rx);
+            if let Some(ring) = rx_ring {
+                // Pipelined: the receive thread already read the datagrams.
+                while taken < batch {
+                    let Some((src, t_rx, bytes)) = ring.pop() else {
+                        break;
+                    };
+                    handle(Peer::Udp(src), &bytes, t_rx);
+                    taken += 1;
+                }
+            } else {
+                // One batch from the port (one recvmmsg, or one pass over
+                // the AF_XDP RX ring). Every datagram of the batch is timed
+                // from the moment the batch was in memory.
+                let mut t_batch = None;
+                taken = orders
+                    .recv(batch, |src, bytes| {
+                        let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
+                        handle(Peer::Udp(src), bytes, t_rx);
+                    })
+                    .context("receiving orders")?;
+            }
+            *datagrams += taken as u64;
+            while taken < batch {
+                let Some((id, bytes)) = tcp_in.pop() else {
+                    break;
+                };
+                handle(Peer::Tcp(id), &bytes, clock.raw());
+                taken += 1;
+            }
         }
         if per_datagram.is_empty() {
             return Ok(false);
@@ -393,9 +371,7 @@ impl Server {
                 *retrans_limited += 1;
                 continue;
             }
-            publisher.retransmit(&req[..n], 4096, &mut |p| {
-                let _ = retrans.send_to(p, src);
-            });
+            answer_retransmission(publisher, retrans, &req[..n], src);
         }
         Ok(())
     }
@@ -435,9 +411,7 @@ impl Server {
         while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
             if let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
                 last_request = Instant::now();
-                publisher.retransmit(&req[..n], 4096, &mut |p| {
-                    let _ = retrans.send_to(p, src);
-                });
+                answer_retransmission(publisher, retrans, &req[..n], src);
             }
         }
         gateway.end_of_session(replies);
@@ -514,6 +488,19 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Answers one MoldUDP64 retransmission request by unicast, at most 4,096
+/// messages.
+fn answer_retransmission(
+    publisher: &mut Publisher,
+    retrans: &UdpSocket,
+    request: &[u8],
+    to: SocketAddrV4,
+) {
+    publisher.retransmit(request, 4096, &mut |p| {
+        let _ = retrans.send_to(p, to);
+    });
 }
 
 fn none_or(items: Vec<String>) -> String {

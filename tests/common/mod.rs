@@ -117,6 +117,31 @@ pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Running {
     )
 }
 
+/// Starts a fresh exchange (new day) in the lab on `transport` with the
+/// scratch `config`, logging to `dir/exchange.log`; returns once it is ready.
+pub fn fresh_exchange(lab: &Lab, transport: &str, config: &Path, dir: &Path) -> Running {
+    let ready = dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut ex = tokex(
+        &lab.exchange_ns(),
+        &[
+            "exchange",
+            "--config",
+            config.to_str().unwrap(),
+            "--fresh",
+            "--transport",
+            transport,
+            "--interface",
+            &lab.exchange_if(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ],
+        &dir.join("exchange.log"),
+    );
+    wait_for(&ready, &mut ex, "exchange");
+    ex
+}
+
 /// Waits (at most 20 s) for `path` to exist while `child` runs.
 pub fn wait_for(path: &Path, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
