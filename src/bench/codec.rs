@@ -106,9 +106,7 @@ pub fn decode_itchy(buf: &[u8]) -> u64 {
 /// Applies every message of the stream to `books`; returns them.
 #[inline(never)]
 pub fn rebuild_into(mut books: FeedBooks, buf: &[u8]) -> FeedBooks {
-    for m in itch::stream(buf).flatten() {
-        let _ = books.apply_observed(&m, &mut ());
-    }
+    let _ = books.apply_stream(buf, &mut ());
     books
 }
 

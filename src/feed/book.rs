@@ -196,65 +196,81 @@ struct Slot {
 
 const EMPTY_SLOT: Slot = Slot { key: 0, node: NIL };
 
-/// Order reference -> pool index: open addressing, linear probing, at most
+/// How a reference picks its home slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashMode {
+    /// The low bits of the reference: dense references (tokex's arena
+    /// slot + generation ids, NASDAQ's sequential ones) land each in its own
+    /// slot, in the order the producer reuses them, which keeps hot orders
+    /// in hot cache lines.
+    LowBits,
+    /// Fibonacci hashing of all 64 bits, for references that are not dense
+    /// (chosen for good once a probe runs longer than `MAX_PROBE`).
+    Mixed,
+}
+
+/// Order reference -> pool index: open addressing with Robin Hood linear
+/// probing (clusters stay sorted by home slot, so lookups stop early and a
+/// deletion shifts back only as far as the next entry at home), at most
 /// half full.
 #[derive(Debug, Clone)]
 struct OrderIndex {
     slots: Vec<Slot>,
-    /// 64 - log2(capacity): the Fibonacci hash keeps the top bits.
+    mask: usize,
+    /// home = ((key * mul) >> shift) & mask: 1 and 0 for `LowBits`, the
+    /// golden-ratio multiplier and 64 - log2(capacity) for `Mixed`.
+    mul: u64,
     shift: u32,
+    mode: HashMode,
     len: usize,
-}
-
-/// Where a probe for a key ended.
-enum Probe {
-    Found(usize),
-    Vacant(usize),
 }
 
 impl OrderIndex {
     const MIN_CAPACITY: usize = 1 << 10;
+    /// A probe longer than this in `LowBits` mode means the references are
+    /// not dense: switch to `Mixed` for good.
+    const MAX_PROBE: usize = 32;
 
     fn with_capacity(orders: usize) -> OrderIndex {
         let cap = (orders * 2).next_power_of_two().max(Self::MIN_CAPACITY);
-        OrderIndex {
-            slots: vec![EMPTY_SLOT; cap],
-            shift: 64 - cap.trailing_zeros(),
+        let mut ix = OrderIndex {
+            slots: Vec::new(),
+            mask: 0,
+            mul: 1,
+            shift: 0,
+            mode: HashMode::LowBits,
             len: 0,
-        }
-    }
-
-    #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len() - 1
+        };
+        ix.rebuild(cap, HashMode::LowBits);
+        ix
     }
 
     #[inline]
     fn home(&self, key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        (key.wrapping_mul(self.mul) >> self.shift) as usize & self.mask
     }
 
+    /// How far slot `pos` is from the home of what it holds.
     #[inline]
-    fn probe(&self, key: u64) -> Probe {
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let s = self.slots[i];
-            if s.node == NIL {
-                return Probe::Vacant(i);
-            }
-            if s.key == key {
-                return Probe::Found(i);
-            }
-            i = (i + 1) & mask;
-        }
+    fn distance(&self, pos: usize, key: u64) -> usize {
+        pos.wrapping_sub(self.home(key)) & self.mask
     }
 
+    /// The position of `key`, if present.
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
-        match self.probe(key) {
-            Probe::Found(i) => Some(i),
-            Probe::Vacant(_) => None,
+        let mut pos = self.home(key);
+        let mut dist = 0;
+        loop {
+            let s = self.slots[pos];
+            if s.node == NIL || self.distance(pos, s.key) < dist {
+                return None;
+            }
+            if s.key == key {
+                return Some(pos);
+            }
+            pos = (pos + 1) & self.mask;
+            dist += 1;
         }
     }
 
@@ -263,52 +279,76 @@ impl OrderIndex {
         self.slots[pos].node
     }
 
-    /// Makes room for one more key (doubling, so rarely).
+    /// Inserts a key known to be absent.
     #[inline]
-    fn ensure_room(&mut self) {
+    fn insert(&mut self, key: u64, node: u32) {
         if (self.len + 1) * 2 > self.slots.len() {
-            self.grow(self.slots.len() * 2);
+            self.rebuild(self.slots.len() * 2, self.mode);
+        }
+        if !self.place(Slot { key, node }) {
+            self.rebuild(self.slots.len(), HashMode::Mixed);
+        }
+        self.len += 1;
+    }
+
+    /// Robin Hood placement: an entry further from home takes the slot of
+    /// one nearer to its own. Returns false if, in `LowBits` mode, the probe
+    /// ran long (the entry is placed anyway).
+    #[inline]
+    fn place(&mut self, mut cur: Slot) -> bool {
+        let mut pos = self.home(cur.key);
+        let mut dist = 0;
+        let mut short = true;
+        loop {
+            let s = self.slots[pos];
+            if s.node == NIL {
+                self.slots[pos] = cur;
+                return short;
+            }
+            let d = self.distance(pos, s.key);
+            if d < dist {
+                self.slots[pos] = cur;
+                cur = s;
+                dist = d;
+            }
+            pos = (pos + 1) & self.mask;
+            dist += 1;
+            if dist > Self::MAX_PROBE && self.mode == HashMode::LowBits {
+                short = false;
+            }
         }
     }
 
     #[cold]
-    fn grow(&mut self, cap: usize) {
+    #[inline(never)]
+    fn rebuild(&mut self, cap: usize, mode: HashMode) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; cap]);
-        self.shift = 64 - cap.trailing_zeros();
+        self.mask = cap - 1;
+        self.mode = mode;
+        (self.mul, self.shift) = match mode {
+            HashMode::LowBits => (1, 0),
+            HashMode::Mixed => (0x9E37_79B9_7F4A_7C15, 64 - cap.trailing_zeros()),
+        };
         for s in old.into_iter().filter(|s| s.node != NIL) {
-            if let Probe::Vacant(i) = self.probe(s.key) {
-                self.slots[i] = s;
-            }
+            // Long probes while rebuilding in LowBits mode are caught by the
+            // next insert.
+            self.place(s);
         }
     }
 
-    /// Fills a vacant position found by `probe` (after `ensure_room`).
-    #[inline]
-    fn fill(&mut self, pos: usize, key: u64, node: u32) {
-        self.slots[pos] = Slot { key, node };
-        self.len += 1;
-    }
-
-    /// Removes the key at `pos`, shifting later members of its cluster back
-    /// so that every key stays reachable from its home without tombstones.
+    /// Removes the key at `pos`, shifting the rest of its cluster back until
+    /// an empty slot or an entry at its home.
     #[inline]
     fn remove_at(&mut self, pos: usize) {
-        let mask = self.mask();
         let mut hole = pos;
-        let mut j = (pos + 1) & mask;
         loop {
-            let s = self.slots[j];
-            if s.node == NIL {
+            let next = (hole + 1) & self.mask;
+            let s = self.slots[next];
+            if s.node == NIL || self.distance(next, s.key) == 0 {
                 break;
             }
-            let home = self.home(s.key);
-            // The entry may move back into the hole if the hole lies on its
-            // probe path (between its home and where it sits now).
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = s;
-                hole = j;
-            }
-            j = (j + 1) & mask;
+            self.slots[hole] = s;
+            hole = next;
         }
         self.slots[hole] = EMPTY_SLOT;
         self.len -= 1;
@@ -782,7 +822,7 @@ impl FeedBooks {
     pub fn reserve(&mut self, orders: usize) {
         let want = (orders * 2).next_power_of_two();
         if want > self.index.slots.len() {
-            self.index.grow(want);
+            self.index.rebuild(want, self.index.mode);
         }
         self.pool
             .nodes
@@ -954,11 +994,9 @@ impl FeedBooks {
             Some(b) if b.symbol.is_some() => b,
             _ => return Err(BookError::UnknownLocate(locate)),
         };
-        self.index.ensure_room();
-        let pos = match self.index.probe(reference) {
-            Probe::Found(_) => return Err(BookError::DuplicateOrder(reference)),
-            Probe::Vacant(pos) => pos,
-        };
+        if self.index.find(reference).is_some() {
+            return Err(BookError::DuplicateOrder(reference));
+        }
         let i = self.pool.alloc(Node {
             reference,
             price,
@@ -969,7 +1007,7 @@ impl FeedBooks {
             locate,
             side,
         });
-        self.index.fill(pos, reference, i);
+        self.index.insert(reference, i);
         let level = book.side_mut(side).push(&mut self.pool, i);
         obs.on_level(&LevelChange {
             locate,
@@ -1065,6 +1103,39 @@ impl FeedBooks {
         Ok(())
     }
 
+    /// Applies every message of an in-memory length-prefixed ITCH stream
+    /// (NASDAQ's file format, `tokex replay`'s itch.bin), as
+    /// [`FeedBooks::apply_observed`] does each; returns how many messages
+    /// it read. Messages the book rejects are counted in `errors`; a
+    /// message that does not decode ends the stream with its error.
+    pub fn apply_stream(
+        &mut self,
+        mut buf: &[u8],
+        observer: &mut impl BookObserver,
+    ) -> Result<u64, crate::wire::DecodeError> {
+        let mut n = 0;
+        while let [a, b, rest @ ..] = buf {
+            let len = usize::from(u16::from_be_bytes([*a, *b]));
+            let Some((msg, tail)) = rest.split_at_checked(len) else {
+                return Err(crate::wire::DecodeError::TooShort {
+                    needed: len + 2,
+                    got: buf.len(),
+                });
+            };
+            let _ = self.apply_observed(&Message::parse(msg)?, observer);
+            buf = tail;
+            n += 1;
+        }
+        if buf.is_empty() {
+            Ok(n)
+        } else {
+            Err(crate::wire::DecodeError::TooShort {
+                needed: 2,
+                got: buf.len(),
+            })
+        }
+    }
+
     /// The symbol of a locate, if the directory named it.
     pub fn symbol(&self, locate: u16) -> Option<Symbol> {
         self.books.get(usize::from(locate)).and_then(|b| b.symbol)
@@ -1087,10 +1158,7 @@ impl FeedBooks {
         let Some(b) = self.books.get(usize::from(locate)) else {
             return (None, None);
         };
-        let f = |s: &SideBook| {
-            s.best_level()
-                .map(|(p, l)| (Price::from_raw(p), l.qty))
-        };
+        let f = |s: &SideBook| s.best_level().map(|(p, l)| (Price::from_raw(p), l.qty));
         (f(&b.bids), f(&b.asks))
     }
 
@@ -1178,19 +1246,12 @@ mod tests {
         assert_eq!(b.at_or_below(9_998), Some(130));
     }
 
-    #[test]
-    fn index_finds_every_key_after_removals_in_long_clusters() {
-        // Keys that share a home bucket form one long cluster; removing from
-        // its middle must keep the rest reachable.
+    /// Inserts `keys`, removes every third, checks the rest are found.
+    fn index_keeps_keys_reachable(keys: &[u64]) -> OrderIndex {
         let mut ix = OrderIndex::with_capacity(0);
-        let cap = ix.slots.len() as u64;
-        let keys: Vec<u64> = (0..200u64).map(|k| k * cap * 7 + (k % 3)).collect();
         for (n, &k) in keys.iter().enumerate() {
-            ix.ensure_room();
-            let Probe::Vacant(p) = ix.probe(k) else {
-                panic!("{k} present")
-            };
-            ix.fill(p, k, n as u32);
+            assert_eq!(ix.find(k), None, "{k} not yet inserted");
+            ix.insert(k, n as u32);
         }
         for &k in keys.iter().step_by(3) {
             let p = ix.find(k).unwrap();
@@ -1205,5 +1266,24 @@ mod tests {
             }
         }
         assert_eq!(ix.len, keys.len() - keys.len().div_ceil(3));
+        ix
+    }
+
+    #[test]
+    fn index_places_dense_references_at_home_and_finds_them_after_growth() {
+        // tokex's own ids: arena slot in the low 32 bits, generation above.
+        let keys: Vec<u64> = (0..5_000u64).map(|s| (((s % 7) + 1) << 32) | s).collect();
+        let ix = index_keeps_keys_reachable(&keys);
+        assert_eq!(ix.mode, HashMode::LowBits);
+        assert!(ix.slots.len() >= 8_192, "grew to {}", ix.slots.len());
+    }
+
+    #[test]
+    fn index_switches_to_mixed_hashing_when_references_collide_on_low_bits() {
+        // Strided references share their low bits: one long cluster, until
+        // the index notices and rehashes all 64 bits.
+        let keys: Vec<u64> = (1..600u64).map(|k| k << 20).collect();
+        let ix = index_keeps_keys_reachable(&keys);
+        assert_eq!(ix.mode, HashMode::Mixed);
     }
 }
