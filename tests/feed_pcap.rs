@@ -197,7 +197,11 @@ fn pcap_of_ethernet_frames_rebuilds_the_engine_book() {
     assert_eq!(run.book, want);
     assert_eq!(run.csv_rows, message_count(&packets));
     assert!(run.stdout.contains("none missing"), "{}", run.stdout);
-    assert!(run.stdout.contains("2 other frames skipped"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 other frames skipped"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("0 gaps") && run.stdout.contains("end of session, complete"),
         "{}",
@@ -235,7 +239,11 @@ fn a_capture_missing_packets_reports_the_missing_sequence_numbers_and_fails() {
     let path = tmp("lossy.pcap");
     write_pcap(&path, &frames);
     let run = tokex_feed_pcap(&path);
-    assert!(!run.ok, "a capture with gaps must not pass:\n{}", run.stdout);
+    assert!(
+        !run.ok,
+        "a capture with gaps must not pass:\n{}",
+        run.stdout
+    );
     let (a, b) = (range(lost[0]), range(lost[1]));
     let missing = (b.1 - b.0 + 1) + (a.1 - a.0 + 1);
     assert!(
@@ -246,7 +254,9 @@ fn a_capture_missing_packets_reports_the_missing_sequence_numbers_and_fails() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("the capture does not hold a complete session"));
+    assert!(run
+        .stdout
+        .contains("the capture does not hold a complete session"));
     assert_ne!(run.book, want, "the book stops at the first gap");
 
     // The same capture with the retransmission answers (unicast from the
@@ -262,7 +272,11 @@ fn a_capture_missing_packets_reports_the_missing_sequence_numbers_and_fails() {
     let run = tokex_feed_pcap(&path);
     assert!(run.ok, "{}", run.stdout);
     assert_eq!(run.book, want);
-    assert!(run.stdout.contains("(2 retransmission answers)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("(2 retransmission answers)"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("none missing"), "{}", run.stdout);
     assert!(!run.stdout.contains(" 0 gaps,"), "{}", run.stdout);
 }
@@ -273,5 +287,9 @@ fn a_file_that_is_not_a_capture_is_an_error() {
     std::fs::write(&path, b"hello, world").unwrap();
     let run = tokex_feed_pcap(&path);
     assert!(!run.ok);
-    assert!(run.stdout.contains("not a pcap or pcapng file"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("not a pcap or pcapng file"),
+        "{}",
+        run.stdout
+    );
 }
