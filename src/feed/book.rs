@@ -547,7 +547,7 @@ impl SideBook {
     fn index_of(&self, price: u32) -> u32 {
         let d = price.wrapping_sub(self.lower);
         let i = d / self.tick;
-        if price >= self.lower && (i as usize) < self.levels.len() && d % self.tick == 0 {
+        if price >= self.lower && (i as usize) < self.levels.len() && d.is_multiple_of(self.tick) {
             i
         } else {
             NIL
