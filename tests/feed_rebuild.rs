@@ -53,12 +53,12 @@ fn assert_same_books(engine: &Engine, feed: &FeedBooks, set: &ContractSet) {
     }
 }
 
-#[test]
-fn feed_rebuilds_the_engine_book_from_itch_over_a_random_flow() {
+/// Runs the mixed flow through the engine, encodes its events to ITCH and
+/// rebuilds them into `feed`; the books must equal the engine's.
+fn rebuild_random_flow(mut feed: FeedBooks) {
     let set = contracts();
     let c = set.iter().next().unwrap().clone();
     let encoder = ItchEncoder::new(&set);
-    let mut feed = FeedBooks::new();
     encoder.start_of_day(Nanos(0), &mut |b| {
         feed.apply(&Message::parse(b).unwrap(), &mut |_, _, _, _| {})
             .unwrap();
@@ -79,6 +79,16 @@ fn feed_rebuilds_the_engine_book_from_itch_over_a_random_flow() {
     assert_eq!(feed.errors, 0);
     assert_same_books(&runner.engine, &feed, &set);
     assert_eq!(feed.trades, trades);
+}
+
+#[test]
+fn feed_with_contract_ladders_rebuilds_the_engine_book_over_a_random_flow() {
+    rebuild_random_flow(FeedBooks::with_contracts(&contracts()));
+}
+
+#[test]
+fn feed_without_price_grids_rebuilds_the_engine_book_over_a_random_flow() {
+    rebuild_random_flow(FeedBooks::new());
 }
 
 #[test]

@@ -103,14 +103,17 @@ pub fn decode_itchy(buf: &[u8]) -> u64 {
     acc
 }
 
-/// Rebuilds every book from the stream; returns the books.
+/// Applies every message of the stream to `books`; returns them.
 #[inline(never)]
-pub fn rebuild(buf: &[u8]) -> FeedBooks {
-    let mut books = FeedBooks::new();
-    for m in itch::stream(buf).flatten() {
-        let _ = books.apply(&m, &mut |_, _, _, _| {});
-    }
+pub fn rebuild_into(mut books: FeedBooks, buf: &[u8]) -> FeedBooks {
+    let _ = books.apply_stream(buf, &mut ());
     books
+}
+
+/// Rebuilds every book from the stream into fresh books that know the
+/// contracts' price grids (the way `tokex feed` runs); returns the books.
+pub fn rebuild(contracts: &ContractSet, buf: &[u8]) -> FeedBooks {
+    rebuild_into(FeedBooks::with_contracts(contracts), buf)
 }
 
 /// Nanoseconds per message of each run (best of `rounds`).
@@ -138,7 +141,7 @@ pub fn run(ops: usize, rounds: usize) -> anyhow::Result<CodecFigures> {
         messages: n,
         tokex_decode_ns: best(&|| decode_tokex(std::hint::black_box(&buf))),
         itchy_decode_ns: best(&|| decode_itchy(std::hint::black_box(&buf))),
-        rebuild_ns: best(&|| rebuild(std::hint::black_box(&buf)).order_count() as u64),
+        rebuild_ns: best(&|| rebuild(&contracts, std::hint::black_box(&buf)).order_count() as u64),
     })
 }
 
@@ -154,6 +157,7 @@ mod tests {
         let (buf, n) = itch_stream(&contracts, 20_000, 3);
         assert!(n > 10_000, "{n} messages");
         assert_eq!(decode_tokex(&buf), decode_itchy(&buf));
-        assert_eq!(rebuild(&buf).errors, 0);
+        assert_eq!(rebuild(&contracts, &buf).errors, 0);
+        assert_eq!(rebuild_into(FeedBooks::new(), &buf).errors, 0);
     }
 }

@@ -3,7 +3,10 @@
 //! Joins the multicast group on the lab interface, drives the sans-IO
 //! [`FeedHandler`], sends its retransmission requests, shows the top of
 //! every book (refreshing in place), and at the end of session writes the
-//! rebuilt book and prints statistics with feed latency percentiles.
+//! rebuilt book and prints statistics with feed latency percentiles. With
+//! `--pcap FILE` it drives the same handler from a capture instead
+//! ([`super::pcap`]), with the same outputs, and reports what the capture
+//! misses.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::book::FeedBooks;
 use super::handler::{FeedHandler, FeedStats};
+use super::pcap;
 use crate::contract::ContractSet;
 use crate::latency::Summary;
 use crate::types::{Nanos, Side};
@@ -49,6 +54,11 @@ pub struct FeedArgs {
     /// (`seq,type,locate,timestamp_ns,order,side,qty,price,match`).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Rebuild offline from this capture (pcap or pcapng of the market
+    /// data: datagrams to --group:--port and answers from --retransmit)
+    /// instead of joining the group.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
 }
 
 /// One CSV row for a message.
@@ -122,15 +132,10 @@ fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
     Ok(s)
 }
 
-/// Runs the feed handler until End of Session (with nothing missing) or the duration.
+/// Runs the feed handler until End of Session (with nothing missing) or the
+/// duration, or over a capture with `--pcap`.
 pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     let contracts = ContractSet::load_dir(&args.contracts)?;
-    let sock = join(args)?;
-    let req = UdpSocket::bind(SocketAddrV4::new(args.interface_addr, 0))?;
-    req.set_nonblocking(true)?;
-    if let Some(f) = &args.ready_file {
-        std::fs::write(f, b"ready\n")?;
-    }
     let mut csv = match &args.csv {
         Some(p) => {
             let mut f = std::io::BufWriter::new(
@@ -149,25 +154,25 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             }
         }
     };
-    let mut h = FeedHandler::new();
-    let mut buf = vec![0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let mut last_view = Instant::now();
-    while Instant::now() < deadline && !h.is_complete() {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            h.on_packet_with(now(), &buf[..n], &mut seen);
+    let mut h = FeedHandler::with_books(FeedBooks::with_contracts(&contracts));
+    let capture = match &args.pcap {
+        Some(path) => {
+            let filter = pcap::Filter {
+                feed: SocketAddrV4::new(args.group, args.port),
+                retransmit: args.retransmit,
+            };
+            let report = pcap::replay(path, filter, &mut h, &mut seen)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if !args.quiet {
+                print!("{}", view(&h, &contracts));
+            }
+            Some(report)
         }
-        while let Ok((n, _)) = req.recv_from(&mut buf) {
-            h.on_packet_with(now(), &buf[..n], &mut seen);
+        None => {
+            live(args, &mut h, &mut seen, &contracts)?;
+            None
         }
-        if let Some(r) = h.poll_request(now()) {
-            let _ = req.send_to(&r, args.retransmit);
-        }
-        if !args.quiet && last_view.elapsed() >= Duration::from_millis(250) {
-            last_view = Instant::now();
-            print!("\x1b[2J\x1b[H{}", view(&h, &contracts));
-        }
-    }
+    };
     if let Some(e) = csv_error {
         return Err(e).context("writing the CSV");
     }
@@ -175,8 +180,8 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         f.flush()?;
     }
     let s = h.stats();
-    if !args.quiet {
-        print!("\x1b[2J\x1b[H{}", view(&h, &contracts));
+    if let Some(report) = &capture {
+        println!("{report}");
     }
     println!(
         "feed: {} packets, {} messages, {} gaps, {} messages recovered by {} requests, {} duplicates, {} bad packets, {} book errors; {}",
@@ -191,7 +196,12 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         if h.is_complete() { "end of session, complete" } else { "stopped before a complete end of session" }
     );
     println!(
-        "feed latency (ITCH timestamp to receive):\n{}\n{}",
+        "feed latency (ITCH timestamp to {}):\n{}\n{}",
+        if capture.is_some() {
+            "capture"
+        } else {
+            "receive"
+        },
         Summary::table_header(),
         h.latency.summary(0.0)
     );
@@ -211,13 +221,60 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         }
         std::fs::write(path, out)?;
     }
-    if !h.is_complete() {
+    if let Some(report) = &capture {
+        if report.missing_messages() > 0 || !h.is_complete() {
+            anyhow::bail!(
+                "the capture does not hold a complete session: {} messages missing, {}; the books are rebuilt up to sequence {}",
+                report.missing_messages(),
+                if report.coverage.end_of_session() { "End of Session seen" } else { "no End of Session" },
+                h.next_sequence().saturating_sub(1)
+            );
+        }
+    } else if !h.is_complete() {
         anyhow::bail!(
             "the feed did not reach a complete end of session within {} s",
             args.duration
         );
     }
     Ok(s)
+}
+
+/// The live loop: the group and the retransmission server, until End of
+/// Session with nothing missing, or the duration.
+fn live(
+    args: &FeedArgs,
+    h: &mut FeedHandler,
+    seen: &mut impl FnMut(u64, &Message<'_>),
+    contracts: &ContractSet,
+) -> anyhow::Result<()> {
+    let sock = join(args)?;
+    let req = UdpSocket::bind(SocketAddrV4::new(args.interface_addr, 0))?;
+    req.set_nonblocking(true)?;
+    if let Some(f) = &args.ready_file {
+        std::fs::write(f, b"ready\n")?;
+    }
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let mut last_view = Instant::now();
+    while Instant::now() < deadline && !h.is_complete() {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            h.on_packet_with(now(), &buf[..n], seen);
+        }
+        while let Ok((n, _)) = req.recv_from(&mut buf) {
+            h.on_packet_with(now(), &buf[..n], seen);
+        }
+        if let Some(r) = h.poll_request(now()) {
+            let _ = req.send_to(&r, args.retransmit);
+        }
+        if !args.quiet && last_view.elapsed() >= Duration::from_millis(250) {
+            last_view = Instant::now();
+            print!("\x1b[2J\x1b[H{}", view(h, contracts));
+        }
+    }
+    if !args.quiet {
+        print!("\x1b[2J\x1b[H{}", view(h, contracts));
+    }
+    Ok(())
 }
 
 /// Top of book per contract.

@@ -61,13 +61,20 @@ impl Default for FeedHandler {
 }
 
 impl FeedHandler {
+    /// A handler whose books know no price grids (see [`FeedBooks::new`]).
     pub fn new() -> FeedHandler {
+        FeedHandler::with_books(FeedBooks::new())
+    }
+
+    /// A handler rebuilding into `books` (e.g. [`FeedBooks::with_contracts`],
+    /// whose ladders are faster than the fallback).
+    pub fn with_books(books: FeedBooks) -> FeedHandler {
         FeedHandler {
             session: None,
             next: 1,
             horizon: 1,
             buffered: BTreeMap::new(),
-            books: FeedBooks::new(),
+            books,
             stats: FeedStats::default(),
             last_request: 0,
             requested_from: 0,

@@ -1,0 +1,533 @@
+//! `tokex feed --pcap`: the books rebuilt offline from a capture.
+//!
+//! Owns reading pcap and pcapng files (Ethernet with or without VLAN tags,
+//! Linux cooked SLL and SLL2 as `tcpdump -i any` writes, raw IPv4), finding
+//! the IPv4/UDP datagrams of the market data in them (to the multicast
+//! group and port, or retransmission answers from the retransmission
+//! server), and accounting for which MoldUDP64 sequence numbers the capture
+//! holds, so that what it misses is reported rather than hidden. The
+//! datagrams go, in capture order, with their capture time, to the same
+//! sans-IO [`FeedHandler`] the live feed uses; nothing here opens a socket.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::time::Duration;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::DataLink;
+use zerocopy::FromBytes;
+
+use super::handler::FeedHandler;
+use crate::types::Nanos;
+use crate::wire::ethernet::{Ipv4Header, UdpHeader, IPV4_LEN, PROTO_UDP, UDP_LEN};
+use crate::wire::itch::Message;
+use crate::wire::moldudp64;
+
+/// Why a capture could not be read at all.
+#[derive(Debug)]
+pub enum CaptureError {
+    Io(std::io::Error),
+    /// Neither a pcap nor a pcapng file (the first four bytes).
+    NotACapture([u8; 4]),
+    /// The pcap/pcapng structure is broken (the reader's message).
+    Format(String),
+    /// A link-layer type this reader does not know (its DLT number).
+    UnsupportedLink(u32),
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::Io(e) => write!(f, "{e}"),
+            CaptureError::NotACapture(m) => {
+                write!(f, "not a pcap or pcapng file (starts with {m:02x?})")
+            }
+            CaptureError::Format(m) => write!(f, "broken capture: {m}"),
+            CaptureError::UnsupportedLink(l) => write!(
+                f,
+                "link type {l} is not supported (Ethernet, Linux SLL/SLL2, raw IPv4 are)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+impl From<std::io::Error> for CaptureError {
+    fn from(e: std::io::Error) -> Self {
+        CaptureError::Io(e)
+    }
+}
+
+impl From<pcap_file::PcapError> for CaptureError {
+    fn from(e: pcap_file::PcapError) -> Self {
+        match e {
+            pcap_file::PcapError::IoError(e) => CaptureError::Io(e),
+            other => CaptureError::Format(other.to_string()),
+        }
+    }
+}
+
+/// The link layer of captured frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    /// Linux cooked capture v1 (DLT 113).
+    LinuxSll,
+    /// Linux cooked capture v2 (DLT 276), `tcpdump -i any`.
+    LinuxSll2,
+    /// IPv4 with no link header (DLT 101 raw, 228 IPv4).
+    RawIp,
+}
+
+impl Link {
+    fn of(d: DataLink) -> Result<Link, CaptureError> {
+        match d {
+            DataLink::ETHERNET => Ok(Link::Ethernet),
+            DataLink::LINUX_SLL => Ok(Link::LinuxSll),
+            DataLink::LINUX_SLL2 => Ok(Link::LinuxSll2),
+            DataLink::RAW | DataLink::IPV4 => Ok(Link::RawIp),
+            other => Err(CaptureError::UnsupportedLink(u32::from(other))),
+        }
+    }
+}
+
+/// Why a frame holds no usable UDP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not IPv4 (ARP, IPv6, ...).
+    NotIpv4,
+    /// IPv4 but not UDP.
+    NotUdp,
+    /// An IPv4 fragment: tokex never fragments market data.
+    Fragment,
+    /// Shorter than its headers say (e.g. cut by the capture's snap length).
+    Truncated,
+    /// A header field that cannot be right (IHL, lengths).
+    BadHeader,
+}
+
+/// A UDP datagram found in a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub payload: &'a [u8],
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_VLAN: [u16; 2] = [0x8100, 0x88a8];
+
+/// The IPv4/UDP datagram of one captured frame.
+pub fn datagram(link: Link, frame: &[u8]) -> Result<Datagram<'_>, FrameError> {
+    let be16 = |b: &[u8], at: usize| -> Result<u16, FrameError> {
+        b.get(at..at + 2)
+            .map(|x| u16::from_be_bytes([x[0], x[1]]))
+            .ok_or(FrameError::Truncated)
+    };
+    let ip = match link {
+        Link::Ethernet => {
+            let mut at = 12;
+            let mut ethertype = be16(frame, at)?;
+            // Up to two VLAN tags (802.1Q, 802.1ad).
+            for _ in 0..2 {
+                if ETHERTYPE_VLAN.contains(&ethertype) {
+                    at += 4;
+                    ethertype = be16(frame, at)?;
+                }
+            }
+            if ethertype != ETHERTYPE_IPV4 {
+                return Err(FrameError::NotIpv4);
+            }
+            &frame[at + 2..]
+        }
+        Link::LinuxSll => {
+            if be16(frame, 14)? != ETHERTYPE_IPV4 {
+                return Err(FrameError::NotIpv4);
+            }
+            &frame[16..]
+        }
+        Link::LinuxSll2 => {
+            if be16(frame, 0)? != ETHERTYPE_IPV4 {
+                return Err(FrameError::NotIpv4);
+            }
+            frame.get(20..).ok_or(FrameError::Truncated)?
+        }
+        Link::RawIp => frame,
+    };
+    ipv4_udp(ip)
+}
+
+fn ipv4_udp(b: &[u8]) -> Result<Datagram<'_>, FrameError> {
+    let (ip, _) = Ipv4Header::ref_from_prefix(b).map_err(|_| FrameError::Truncated)?;
+    if ip.version_ihl >> 4 != 4 {
+        return Err(FrameError::NotIpv4);
+    }
+    let ihl = usize::from(ip.version_ihl & 0x0f) * 4;
+    let total = usize::from(ip.total_len.get());
+    if ihl < IPV4_LEN || total < ihl {
+        return Err(FrameError::BadHeader);
+    }
+    if ip.protocol != PROTO_UDP {
+        return Err(FrameError::NotUdp);
+    }
+    if ip.flags_fragment.get() & 0x3fff != 0 {
+        return Err(FrameError::Fragment);
+    }
+    // Ethernet padding may follow the datagram; a short capture may cut it.
+    let ip_bytes = b.get(..total).ok_or(FrameError::Truncated)?;
+    let (udp, _) =
+        UdpHeader::ref_from_prefix(&ip_bytes[ihl..]).map_err(|_| FrameError::Truncated)?;
+    let ulen = usize::from(udp.len.get());
+    if ulen < UDP_LEN || ihl + ulen > total {
+        return Err(FrameError::BadHeader);
+    }
+    Ok(Datagram {
+        src: SocketAddrV4::new(Ipv4Addr::from(ip.src), udp.src_port.get()),
+        dst: SocketAddrV4::new(Ipv4Addr::from(ip.dst), udp.dst_port.get()),
+        payload: &ip_bytes[ihl + UDP_LEN..ihl + ulen],
+    })
+}
+
+/// Which MoldUDP64 sequence numbers a capture held, as disjoint ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// start -> end (exclusive), merged when they touch.
+    ranges: BTreeMap<u64, u64>,
+    /// One past the highest sequence number known to exist.
+    horizon: u64,
+    end_of_session: bool,
+}
+
+impl Coverage {
+    /// Notes one MoldUDP64 packet's header.
+    pub fn packet(&mut self, p: &moldudp64::Packet<'_>) {
+        let first = p.header.sequence();
+        if p.is_heartbeat() || p.is_end_of_session() {
+            // Both carry the next sequence number: everything before exists.
+            self.horizon = self.horizon.max(first);
+            self.end_of_session |= p.is_end_of_session();
+            return;
+        }
+        let end = first.saturating_add(u64::from(p.header.count()));
+        self.horizon = self.horizon.max(end);
+        self.insert(first, end);
+    }
+
+    fn insert(&mut self, mut start: u64, mut end: u64) {
+        if start >= end {
+            return;
+        }
+        // Merge with a range that starts before and reaches `start`.
+        if let Some((&s, &e)) = self.ranges.range(..=start).next_back() {
+            if e >= start {
+                start = s;
+                end = end.max(e);
+            }
+        }
+        // And with every range starting inside the new one.
+        let inside: Vec<(u64, u64)> = self
+            .ranges
+            .range(start..=end)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in inside {
+            self.ranges.remove(&s);
+            end = end.max(e);
+        }
+        self.ranges.insert(start, end);
+    }
+
+    /// Sequence-number ranges (start, end exclusive) from 1 up to the
+    /// horizon that no captured packet held.
+    pub fn missing(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut next = 1;
+        for (&s, &e) in &self.ranges {
+            if s > next {
+                out.push((next, s));
+            }
+            next = next.max(e);
+        }
+        if self.horizon > next {
+            out.push((next, self.horizon));
+        }
+        out
+    }
+
+    /// One past the highest sequence number the capture shows to exist.
+    pub fn horizon(&self) -> u64 {
+        self.horizon
+    }
+
+    pub fn end_of_session(&self) -> bool {
+        self.end_of_session
+    }
+}
+
+/// What a capture held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureReport {
+    pub frames: u64,
+    /// Market-data datagrams given to the feed handler.
+    pub datagrams: u64,
+    /// Of those, retransmission answers.
+    pub retransmissions: u64,
+    /// Frames of other traffic (other ports, ARP, IGMP, ...), skipped.
+    pub other: u64,
+    /// Frames whose IPv4/UDP headers could not be read (truncated, fragments).
+    pub undecodable: u64,
+    pub coverage: Coverage,
+}
+
+impl CaptureReport {
+    /// Messages the capture shows to exist but does not hold.
+    pub fn missing_messages(&self) -> u64 {
+        self.coverage.missing().iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+impl fmt::Display for CaptureReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "capture: {} frames, {} market-data datagrams ({} retransmission answers), {} other frames skipped, {} undecodable; sequence numbers 1..{}",
+            self.frames,
+            self.datagrams,
+            self.retransmissions,
+            self.other,
+            self.undecodable,
+            self.coverage.horizon().saturating_sub(1)
+        )?;
+        let missing = self.coverage.missing();
+        if missing.is_empty() {
+            write!(f, ", none missing")?;
+        } else {
+            write!(
+                f,
+                ", {} messages missing in {} ranges:",
+                self.missing_messages(),
+                missing.len()
+            )?;
+            for (s, e) in missing.iter().take(20) {
+                write!(f, " {s}-{}", e - 1)?;
+            }
+            if missing.len() > 20 {
+                write!(f, " ...")?;
+            }
+        }
+        if !self.coverage.end_of_session() {
+            write!(f, "; no End of Session")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the market data of a capture is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filter {
+    /// The multicast group and port the feed is published to.
+    pub feed: SocketAddrV4,
+    /// The retransmission server (answers come from it).
+    pub retransmit: SocketAddrV4,
+}
+
+/// Calls `frame(time since the epoch, link, bytes)` for every packet of a
+/// pcap or pcapng file, in file order.
+pub fn read_frames(
+    path: &Path,
+    frame: &mut impl FnMut(Duration, Link, &[u8]),
+) -> Result<(), CaptureError> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)?;
+    let file = std::io::Read::chain(std::io::Cursor::new(magic), file);
+    match magic {
+        [0x0a, 0x0d, 0x0d, 0x0a] => {
+            let mut r = PcapNgReader::new(file)?;
+            let mut links: Vec<Result<Link, CaptureError>> = Vec::new();
+            while let Some(block) = r.next_block() {
+                match block? {
+                    Block::SectionHeader(_) => links.clear(),
+                    Block::InterfaceDescription(i) => links.push(Link::of(i.linktype)),
+                    Block::EnhancedPacket(p) => {
+                        let link = match links.get(p.interface_id as usize) {
+                            Some(Ok(l)) => *l,
+                            Some(Err(CaptureError::UnsupportedLink(l))) => {
+                                return Err(CaptureError::UnsupportedLink(*l))
+                            }
+                            _ => {
+                                return Err(CaptureError::Format(format!(
+                                    "packet on undeclared interface {}",
+                                    p.interface_id
+                                )))
+                            }
+                        };
+                        frame(p.timestamp, link, &p.data);
+                    }
+                    Block::SimplePacket(p) => {
+                        let link = match links.first() {
+                            Some(Ok(l)) => *l,
+                            _ => {
+                                return Err(CaptureError::Format(
+                                    "simple packet without an interface".into(),
+                                ))
+                            }
+                        };
+                        frame(Duration::ZERO, link, &p.data);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d]
+        | [0x4d, 0x3c, 0xb2, 0xa1] => {
+            let mut r = PcapReader::new(file)?;
+            let link = Link::of(r.header().datalink)?;
+            while let Some(p) = r.next_packet() {
+                let p = p?;
+                frame(p.timestamp, link, &p.data);
+            }
+        }
+        other => return Err(CaptureError::NotACapture(other)),
+    }
+    Ok(())
+}
+
+/// Feeds the market data of a capture to `handler`, in capture order and
+/// with the capture's timestamps as receive times; `seen` gets every
+/// message applied, as in live mode.
+pub fn replay(
+    path: &Path,
+    filter: Filter,
+    handler: &mut FeedHandler,
+    seen: &mut impl FnMut(u64, &Message<'_>),
+) -> Result<CaptureReport, CaptureError> {
+    let mut report = CaptureReport::default();
+    read_frames(path, &mut |time, link, bytes| {
+        report.frames += 1;
+        let d = match datagram(link, bytes) {
+            Ok(d) => d,
+            Err(FrameError::NotIpv4 | FrameError::NotUdp) => {
+                report.other += 1;
+                return;
+            }
+            Err(_) => {
+                report.undecodable += 1;
+                return;
+            }
+        };
+        let answer = d.src == filter.retransmit;
+        if d.dst != filter.feed && !answer {
+            report.other += 1;
+            return;
+        }
+        report.datagrams += 1;
+        report.retransmissions += u64::from(answer);
+        if let Ok(p) = moldudp64::Packet::parse(d.payload) {
+            report.coverage.packet(&p);
+        }
+        handler.on_packet_with(Nanos(time.as_nanos() as u64), d.payload, seen);
+    })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(first: u64, count: u16) -> Vec<u8> {
+        let mut b = moldudp64::PacketBuilder::new(*b"TOKEX00001", first, moldudp64::MAX_PACKET);
+        for _ in 0..count {
+            b.push(&[b'S'; 12]).unwrap();
+        }
+        b.bytes().to_vec()
+    }
+
+    fn cover(packets: &[(u64, u16)]) -> Coverage {
+        let mut c = Coverage::default();
+        for &(s, n) in packets {
+            let bytes = packet(s, n);
+            c.packet(&moldudp64::Packet::parse(&bytes).unwrap());
+        }
+        c
+    }
+
+    #[test]
+    fn coverage_merges_overlapping_and_touching_packets_in_any_order() {
+        let c = cover(&[(11, 5), (1, 5), (6, 5), (3, 4), (16, 1)]);
+        assert_eq!(c.missing(), vec![]);
+        assert_eq!(c.horizon(), 17);
+    }
+
+    #[test]
+    fn coverage_reports_holes_the_start_and_what_a_heartbeat_reveals() {
+        let mut c = cover(&[(5, 3), (10, 2)]);
+        // A heartbeat says sequence 20 is next: 12..=19 exist too.
+        let hb = moldudp64::PacketBuilder::control(*b"TOKEX00001", 20, moldudp64::HEARTBEAT);
+        c.packet(&moldudp64::Packet::parse(&hb).unwrap());
+        assert_eq!(c.missing(), vec![(1, 5), (8, 10), (12, 20)]);
+        assert!(!c.end_of_session());
+    }
+
+    #[test]
+    fn datagrams_are_found_behind_every_supported_link_layer() {
+        let ip_udp = {
+            let payload = b"hello";
+            let mut b = vec![
+                0x45, 0, 0, 0, 0, 1, 0x40, 0, 1, 17, 0, 0, 198, 18, 0, 1, 239, 198, 0, 1,
+            ];
+            let total = (20 + 8 + payload.len()) as u16;
+            b[2..4].copy_from_slice(&total.to_be_bytes());
+            b.extend_from_slice(&40000u16.to_be_bytes());
+            b.extend_from_slice(&9100u16.to_be_bytes());
+            b.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(payload);
+            b
+        };
+        let want = Datagram {
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "239.198.0.1:9100".parse().unwrap(),
+            payload: b"hello",
+        };
+        let mut eth = vec![1, 0, 0x5e, 0x46, 0, 1, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        eth.extend_from_slice(&ip_udp);
+        eth.extend_from_slice(&[0; 12]); // Ethernet padding
+        assert_eq!(datagram(Link::Ethernet, &eth), Ok(want));
+        let mut vlan = vec![
+            1, 0, 0x5e, 0x46, 0, 1, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0, 7, 0x08, 0x00,
+        ];
+        vlan.extend_from_slice(&ip_udp);
+        assert_eq!(datagram(Link::Ethernet, &vlan), Ok(want));
+        let mut sll = vec![0; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip_udp);
+        assert_eq!(datagram(Link::LinuxSll, &sll), Ok(want));
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(&ip_udp);
+        assert_eq!(datagram(Link::LinuxSll2, &sll2), Ok(want));
+        assert_eq!(datagram(Link::RawIp, &ip_udp), Ok(want));
+        // Cut by the snap length, a fragment, not UDP, not IPv4.
+        assert_eq!(
+            datagram(Link::RawIp, &ip_udp[..ip_udp.len() - 1]),
+            Err(FrameError::Truncated)
+        );
+        let mut frag = ip_udp.clone();
+        frag[6] = 0x20; // more fragments
+        assert_eq!(datagram(Link::RawIp, &frag), Err(FrameError::Fragment));
+        let mut tcp = ip_udp.clone();
+        tcp[9] = 6;
+        assert_eq!(datagram(Link::RawIp, &tcp), Err(FrameError::NotUdp));
+        eth[12] = 0x86;
+        eth[13] = 0xdd;
+        assert_eq!(datagram(Link::Ethernet, &eth), Err(FrameError::NotIpv4));
+    }
+}
