@@ -272,6 +272,7 @@ impl EventSink for Recorder<'_> {
                 qty,
                 taker,
                 maker,
+                ..
             } => {
                 self.summary.trades += 1;
                 let symbol = self.contracts.get(instrument).map(|c| c.symbol);
