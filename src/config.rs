@@ -24,6 +24,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub journal: JournalConfig,
     pub latency: LatencyConfig,
+    pub risk: RiskConfig,
     #[serde(rename = "session")]
     pub sessions: Vec<SessionConfig>,
 }
@@ -39,6 +40,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             journal: JournalConfig::default(),
             latency: LatencyConfig::default(),
+            risk: RiskConfig::default(),
             sessions: demo_sessions(),
         }
     }
@@ -253,6 +255,16 @@ impl Default for LatencyConfig {
     }
 }
 
+/// Pre-trade limits of every account (the credit limit is per session).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Most live (resting) orders per account at once; 0 = no limit.
+    pub max_live_orders: u32,
+    /// Reject orders of accounts that have no session (and so no limits).
+    pub require_registration: bool,
+}
+
 /// One order-entry login.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -439,6 +451,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tokex.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.sessions.len(), 8);
+    }
+
+    #[test]
+    fn risk_limits_are_read() {
+        let c = Config::parse(
+            "t.toml",
+            "[risk]\nmax_live_orders = 50\n[[session]]\nusername = \"a\"\npassword = \"b\"\ncredit = 2000000\n",
+        )
+        .unwrap();
+        assert_eq!(c.risk.max_live_orders, 50);
+        assert!(!c.risk.require_registration);
+        assert_eq!(c.sessions[0].credit, 2_000_000);
     }
 
     #[test]

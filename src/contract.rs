@@ -1,6 +1,7 @@
 //! Contract specifications: loading `contracts/*.toml` and deriving the
 //! numbers the engine needs (tick, daily price limits, maximum order size,
-//! self-trade prevention mode).
+//! self-trade prevention mode, trading schedule, dynamic band and circuit
+//! breaker, position limit, margin rate, settlement window).
 //!
 //! Owns the file schema of DESIGN.md ("Contracts") and its validation. Every
 //! error names the file and the key at fault. Does not hold any trading state.
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::schedule::Schedule;
 use crate::types::{InstrumentId, Price, Qty, Symbol};
 
 /// Self-trade prevention: what happens when an incoming order would trade
@@ -63,6 +65,21 @@ pub struct Contract {
     /// Lowest and highest price allowed today, on the tick grid.
     pub lower_limit: Price,
     pub upper_limit: Price,
+    /// The day's phase changes (empty: the phase is set by hand only).
+    pub schedule: Schedule,
+    /// Circuit breaker: a trade more than this percent away from any trade
+    /// of the last `breaker_window_s` seconds halts the contract (0 = off).
+    pub breaker_pct: u32,
+    pub breaker_window_s: u32,
+    /// How long a circuit-breaker halt lasts before the reopening call.
+    pub halt_s: u32,
+    /// How long the reopening call auction lasts before the uncross.
+    pub reopen_auction_s: u32,
+    /// Largest worst-case net position per account, lots (0 = none).
+    pub position_limit: u32,
+    /// Settlement price: VWAP of the last `settlement_window_s` seconds
+    /// before the close, or of the whole day when 0.
+    pub settlement_window_s: u32,
 }
 
 impl Contract {
@@ -156,6 +173,20 @@ struct ContractRepr {
     band_pct: u32,
     #[serde(default = "default_margin_pct")]
     margin_pct: u32,
+    #[serde(default)]
+    schedule: Vec<String>,
+    #[serde(default)]
+    breaker_pct: u32,
+    #[serde(default = "default_breaker_window_s")]
+    breaker_window_s: u32,
+    #[serde(default = "default_halt_s")]
+    halt_s: u32,
+    #[serde(default = "default_reopen_auction_s")]
+    reopen_auction_s: u32,
+    #[serde(default)]
+    position_limit: u32,
+    #[serde(default)]
+    settlement_window_s: u32,
 }
 
 fn default_stp() -> StpMode {
@@ -169,6 +200,15 @@ fn default_band_pct() -> u32 {
 }
 fn default_margin_pct() -> u32 {
     10
+}
+fn default_breaker_window_s() -> u32 {
+    60
+}
+fn default_halt_s() -> u32 {
+    120
+}
+fn default_reopen_auction_s() -> u32 {
+    30
 }
 
 /// The contracts of a trading day, indexed by [`InstrumentId`].
@@ -270,6 +310,16 @@ impl ContractSet {
         if c.margin_pct == 0 || c.margin_pct > 100 {
             return Err(bad("margin_pct", "must be between 1 and 100".into()));
         }
+        if c.breaker_pct >= 100 {
+            return Err(bad("breaker_pct", "must be below 100 (0 = off)".into()));
+        }
+        if c.breaker_pct > 0 && (c.breaker_window_s == 0 || c.halt_s == 0) {
+            return Err(bad(
+                "breaker_window_s",
+                "the window and halt_s must be positive when breaker_pct is set".into(),
+            ));
+        }
+        let schedule = Schedule::parse(&c.schedule).map_err(|e| bad("schedule", e.to_string()))?;
         let limit_pct = if c.listing_day {
             (c.limit_pct * 2).min(99)
         } else {
@@ -305,6 +355,13 @@ impl ContractSet {
             margin_pct: c.margin_pct,
             lower_limit,
             upper_limit,
+            schedule,
+            breaker_pct: c.breaker_pct,
+            breaker_window_s: c.breaker_window_s,
+            halt_s: c.halt_s,
+            reopen_auction_s: c.reopen_auction_s,
+            position_limit: c.position_limit,
+            settlement_window_s: c.settlement_window_s,
         })
     }
 
@@ -424,6 +481,23 @@ stp = "cancel-resting"
     fn duplicate_symbol_is_rejected() {
         let err = load(&format!("{TK}{TK}")).unwrap_err();
         assert!(err.to_string().contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn schedule_and_breaker_keys_are_read_and_checked() {
+        let set = load(&format!(
+            "{TK}schedule = [\"08:55 auction\", \"09:00 open\", \"15:00 close\"]\n\
+             breaker_pct = 7\nposition_limit = 300\nsettlement_window_s = 600\n"
+        ))
+        .unwrap();
+        let c = set.get(InstrumentId(0)).unwrap();
+        assert_eq!(c.schedule.entries().len(), 3);
+        assert_eq!((c.breaker_pct, c.breaker_window_s, c.halt_s), (7, 60, 120));
+        assert_eq!((c.position_limit, c.settlement_window_s), (300, 600));
+        let err = load(&format!("{TK}schedule = [\"9:00 open\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("schedule"), "{err}");
+        let err = load(&format!("{TK}breaker_pct = 5\nhalt_s = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("breaker_window_s"), "{err}");
     }
 
     #[test]

@@ -25,9 +25,13 @@
 //! - [`runtime`]: threads, core pinning, shutdown, the pipelined hand-off ring.
 //! - [`probe`]: `tokex probe`, a connectivity check over the TCP port.
 //! - [`replay`]: runs the engine over an order-flow CSV file (`tokex replay`).
+//! - [`schedule`]: trading schedules (phase by time of day) of the contract files.
+//! - [`accounts`]: positions, P&L, margin and limits per account (sans-IO, called by the engine).
+//! - [`settlement`]: the daily settlement price and each account's variation margin.
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
+pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod config;
@@ -46,5 +50,7 @@ pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod runtime;
+pub mod schedule;
+pub mod settlement;
 pub mod types;
 pub mod wire;

@@ -4,6 +4,15 @@
 //! Owns the order-flow file format (parsing with line-numbered errors; a bad
 //! row is reported and skipped), the per-account token namespace, and the
 //! output files. The engine does the trading; this module only translates.
+//!
+//! Beyond DESIGN.md's files it writes the day's settlement:
+//! `settlement.csv` (each contract's settlement price and how it was found)
+//! and `variation_margin.csv` (each account's position, average price,
+//! realized and unrealized P&L and variation margin at the settlement
+//! price). Every account is registered with the engine when first seen;
+//! with `--config`, an account named like a `[[session]]` gets that
+//! session's credit limit, and `[risk]` limits apply to all. Phase rows
+//! drive the lifecycle: `P,auction` then `P,open` uncrosses the book.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,9 +22,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::accounts::{AccountLimits, Accounts, Money};
+use crate::config::Config;
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig, Event, EventSink, NewOrder, Phase, RejectReason};
 use crate::feed::itch_encoder::{ItchEncoder, ItchFileSink};
+use crate::settlement::Settlement;
 use crate::types::{AccountId, InstrumentId, Nanos, OrderId, Price, Qty, Side, Symbol, Tif};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -29,6 +41,10 @@ pub struct ReplayArgs {
     /// Contract files.
     #[arg(long, default_value = "contracts")]
     pub contracts: PathBuf,
+    /// Exchange config whose `[[session]]` credit limits (by account name)
+    /// and `[risk]` limits apply; without it no account has limits.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// What a replay did.
@@ -40,14 +56,22 @@ pub struct ReplaySummary {
     pub rejects: u64,
     pub resting: u64,
     pub itch_messages: u64,
+    /// Call-auction prints (uncrosses that traded).
+    pub crosses: u64,
 }
 
 impl fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} rows ({} malformed), {} trades, {} rejects, {} orders resting, {} ITCH messages",
-            self.rows, self.malformed, self.trades, self.rejects, self.resting, self.itch_messages
+            "{} rows ({} malformed), {} trades ({} auction crosses), {} rejects, {} orders resting, {} ITCH messages",
+            self.rows,
+            self.malformed,
+            self.trades,
+            self.crosses,
+            self.rejects,
+            self.resting,
+            self.itch_messages
         )
     }
 }
@@ -182,14 +206,47 @@ struct Tokens {
     orders: Vec<(AccountId, String, Option<OrderId>)>,
 }
 
+/// Limits of replay accounts, by name.
+#[derive(Default)]
+struct Limits {
+    credit: HashMap<String, Money>,
+    max_live_orders: u32,
+}
+
+impl Limits {
+    fn from_config(c: &Config) -> Limits {
+        Limits {
+            credit: c
+                .sessions
+                .iter()
+                .filter(|s| s.credit > 0)
+                .map(|s| {
+                    let units = i64::try_from(s.credit).unwrap_or(i64::MAX);
+                    (s.username.clone(), Money::from_units(units))
+                })
+                .collect(),
+            max_live_orders: c.risk.max_live_orders,
+        }
+    }
+
+    fn of(&self, name: &str) -> AccountLimits {
+        AccountLimits {
+            credit: self.credit.get(name).copied(),
+            max_live_orders: self.max_live_orders,
+        }
+    }
+}
+
 impl Tokens {
-    fn account(&mut self, name: &str) -> AccountId {
+    /// The id of an account name; a new name is registered with `accounts`.
+    fn account(&mut self, name: &str, accounts: &mut Accounts, limits: &Limits) -> AccountId {
         if let Some(a) = self.accounts.get(name) {
             return *a;
         }
         let id = AccountId(self.names.len() as u32);
         self.accounts.insert(name.to_string(), id);
         self.names.push(name.to_string());
+        accounts.register(id, limits.of(name));
         id
     }
 
@@ -215,6 +272,8 @@ impl Tokens {
 struct Recorder<'a> {
     contracts: &'a ContractSet,
     tokens: &'a mut Tokens,
+    settlement: &'a mut Settlement,
+    now: Nanos,
     trades: BufWriter<File>,
     rejects: BufWriter<File>,
     summary: &'a mut ReplaySummary,
@@ -265,6 +324,7 @@ impl EventSink for Recorder<'_> {
                 let token = self.tokens.orders[tag as usize].1.clone();
                 self.reject(account, &token, reason);
             }
+            Event::Cross { .. } => self.summary.crosses += 1,
             Event::Executed {
                 match_number,
                 instrument,
@@ -272,7 +332,9 @@ impl EventSink for Recorder<'_> {
                 qty,
                 taker,
                 maker,
+                ..
             } => {
+                self.settlement.record(self.now, e);
                 self.summary.trades += 1;
                 let symbol = self.contracts.get(instrument).map(|c| c.symbol);
                 let symbol = symbol.as_ref().map_or("", Symbol::as_str).to_string();
@@ -315,14 +377,22 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let mut rejects = create("rejects.csv")?;
     writeln!(rejects, "account,token,reason")?;
 
+    let limits = match &args.config {
+        Some(p) => Limits::from_config(&Config::load(p)?),
+        None => Limits::default(),
+    };
     let mut engine = Engine::new(&contracts, EngineConfig::default());
     let mut tokens = Tokens::default();
     let mut summary = ReplaySummary::default();
+    let mut settlement = Settlement::new(&contracts);
+    let mut now = Nanos(9 * 3_600_000_000_000);
     let mut itch = ItchFileSink::new(ItchEncoder::new(&contracts), create("itch.bin")?);
     itch.start_of_day();
     let mut rec = Recorder {
         contracts: &contracts,
         tokens: &mut tokens,
+        settlement: &mut settlement,
+        now,
         trades,
         rejects,
         summary: &mut summary,
@@ -338,7 +408,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         }
         rec.summary.rows += 1;
         // Time is the row number: 09:00:00 plus one microsecond per line.
-        let now = Nanos(9 * 3_600_000_000_000 + lineno as u64 * 1_000);
+        now = Nanos(9 * 3_600_000_000_000 + lineno as u64 * 1_000);
+        rec.now = now;
         let row = match parse_row(&line) {
             Ok(r) => r,
             Err(e) => {
@@ -352,6 +423,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         apply(
             &contracts,
             &mut engine,
+            &limits,
             now,
             row,
             &mut sink,
@@ -396,14 +468,29 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         }
     }
     book.flush()?;
+
+    // The day closes at the last row.
+    let mut prices = create("settlement.csv")?;
+    settlement.write_prices(now, &mut prices)?;
+    prices.flush()?;
+    let mut vm = create("variation_margin.csv")?;
+    settlement.write_variation_margin(
+        now,
+        engine.accounts(),
+        |a| tokens.names[a.0 as usize].clone(),
+        &mut vm,
+    )?;
+    vm.flush()?;
     Ok(summary)
 }
 
 /// Applies one row to the engine. Rows the engine never sees (duplicate or
 /// unknown tokens, unknown symbols) are answered here with the same reasons.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     contracts: &ContractSet,
     engine: &mut Engine,
+    limits: &Limits,
     now: Nanos,
     row: Row,
     sink: &mut crate::engine::Tee<'_, Recorder<'_>, impl EventSink>,
@@ -420,7 +507,10 @@ fn apply(
             price,
             tif,
         } => {
-            let account = sink.0.tokens.account(&account);
+            let account = sink
+                .0
+                .tokens
+                .account(&account, engine.accounts_mut(), limits);
             let Some(tag) = sink.0.tokens.claim(account, &token) else {
                 return sink.0.reject(account, &token, RejectReason::DuplicateToken);
             };
@@ -449,7 +539,10 @@ fn apply(
             token,
             qty,
         } => {
-            let account = sink.0.tokens.account(&account);
+            let account = sink
+                .0
+                .tokens
+                .account(&account, engine.accounts_mut(), limits);
             let Some(order) = sink.0.tokens.live_order(account, &token) else {
                 return sink.0.reject(account, &token, RejectReason::UnknownOrder);
             };
@@ -463,7 +556,10 @@ fn apply(
             qty,
             price,
         } => {
-            let account = sink.0.tokens.account(&account);
+            let account = sink
+                .0
+                .tokens
+                .account(&account, engine.accounts_mut(), limits);
             let Some(order) = sink.0.tokens.live_order(account, &old) else {
                 return sink.0.reject(account, &new, RejectReason::UnknownOrder);
             };

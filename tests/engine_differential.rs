@@ -602,7 +602,7 @@ fn normalize(events: &[Event], ids: &mut HashMap<OrderId, u64>) -> Vec<Ev> {
                 price: price.raw(),
                 qty: qty.lots(),
             },
-            Event::PhaseChanged { .. } => continue,
+            Event::PhaseChanged { .. } | Event::Imbalance { .. } | Event::Cross { .. } => continue,
         });
     }
     out

@@ -14,6 +14,7 @@ fn replay(csv: &str, name: &str) -> (PathBuf, tokex::replay::ReplaySummary) {
         orders,
         out: out.clone(),
         contracts: root.join("contracts"),
+        config: None,
     })
     .unwrap();
     (out, summary)

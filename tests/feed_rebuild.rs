@@ -100,6 +100,7 @@ fn replay_itch_bin_rebuilds_the_final_book_csv() {
         orders: root.join("tests/data/replay/basic.csv"),
         out: out.clone(),
         contracts: root.join("contracts"),
+        config: None,
     })
     .unwrap();
     let bin = std::fs::read(out.join("itch.bin")).unwrap();

@@ -19,6 +19,11 @@
 //!
 //! A replace that crosses the book is `BookDelete(old)`, then the
 //! executions, then `BookAdd(new)` for what rests.
+//!
+//! The call auction adds three things: `Imbalance` (the indicative uncross,
+//! whenever it changes during the call), `Executed` with `cross == true` —
+//! here *both* orders rest in the book and *both* shrink by `qty`, at the
+//! single cross price — and one `Cross` print after the last cross fill.
 
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side, Tif};
 
@@ -46,12 +51,24 @@ pub enum RejectReason {
     CapacityExhausted,
     /// The session sent more than its rate limit allows.
     RateLimited,
-    /// The account's credit or position limit would be exceeded.
+    /// The account's credit limit would be exceeded by the initial margin
+    /// of its worst-case position (or the account is not registered while
+    /// registration is required).
     RiskLimit,
+    /// A buy above the upper or a sell below the lower dynamic price band.
+    PriceOutsideBand,
+    /// The account's worst-case position would exceed the contract's
+    /// position limit.
+    PositionLimit,
+    /// The account already has its maximum number of live orders.
+    TooManyOrders,
+    /// IOC or FOK outside continuous trading (pre-open and call auction
+    /// take DAY orders only).
+    TifNotAllowedNow,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::UnknownInstrument,
         RejectReason::PriceOffTick,
         RejectReason::PriceOutsideLimits,
@@ -63,6 +80,10 @@ impl RejectReason {
         RejectReason::CapacityExhausted,
         RejectReason::RateLimited,
         RejectReason::RiskLimit,
+        RejectReason::PriceOutsideBand,
+        RejectReason::PositionLimit,
+        RejectReason::TooManyOrders,
+        RejectReason::TifNotAllowedNow,
     ];
 
     /// A stable one-word name (the `reason` column of `rejects.csv`).
@@ -79,6 +100,10 @@ impl RejectReason {
             RejectReason::CapacityExhausted => "capacity-exhausted",
             RejectReason::RateLimited => "rate-limited",
             RejectReason::RiskLimit => "risk-limit",
+            RejectReason::PriceOutsideBand => "price-outside-band",
+            RejectReason::PositionLimit => "position-limit",
+            RejectReason::TooManyOrders => "too-many-orders",
+            RejectReason::TifNotAllowedNow => "tif-not-allowed-now",
         }
     }
 }
@@ -120,12 +145,15 @@ pub struct Party {
 pub enum Phase {
     /// Orders accepted and cancelled; nothing matches.
     PreOpen,
-    /// Opening call: orders accepted and cancelled; nothing matches until the
-    /// market opens. (The auction uncross is a later addition.)
+    /// Call auction (opening, or reopening after a halt): DAY orders
+    /// accepted and cancelled, nothing matches, the indicative uncross is
+    /// published; moving to `Open` uncrosses the book at one price.
     Auction,
     /// Continuous trading.
     Open,
-    /// Trading halted: cancels only.
+    /// A scheduled break (e.g. 10:15-10:30): cancels only.
+    Break,
+    /// Trading halted (by the operator or a circuit breaker): cancels only.
     Halt,
     /// Closed: nothing accepted.
     Closed,
@@ -138,6 +166,7 @@ impl Phase {
             "preopen" => Some(Phase::PreOpen),
             "auction" => Some(Phase::Auction),
             "open" => Some(Phase::Open),
+            "break" => Some(Phase::Break),
             "halt" => Some(Phase::Halt),
             "close" | "closed" => Some(Phase::Closed),
             _ => None,
@@ -149,6 +178,7 @@ impl Phase {
             Phase::PreOpen => "preopen",
             Phase::Auction => "auction",
             Phase::Open => "open",
+            Phase::Break => "break",
             Phase::Halt => "halt",
             Phase::Closed => "close",
         }
@@ -168,6 +198,41 @@ impl Phase {
     pub const fn matches(self) -> bool {
         matches!(self, Phase::Open)
     }
+
+    /// Whether orders rest without matching, so the book may be crossed
+    /// and must be uncrossed before continuous trading.
+    pub const fn collects(self) -> bool {
+        matches!(self, Phase::PreOpen | Phase::Auction)
+    }
+
+    /// Whether an order with this time in force is accepted: IOC and FOK
+    /// only in continuous trading.
+    pub const fn accepts_tif(self, tif: Tif) -> bool {
+        matches!(tif, Tif::Day) || self.matches()
+    }
+}
+
+/// The indicative uncross of a call auction: the single price at which the
+/// most volume would trade now, and what would be left over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Indicative {
+    /// The cross price; `None` when bids and asks do not cross.
+    pub price: Option<Price>,
+    /// Lots that would trade (on each side).
+    pub paired: u64,
+    /// Lots left over at the cross price on the heavier side.
+    pub imbalance: u64,
+    /// The heavier side, `None` when balanced.
+    pub imbalance_side: Option<Side>,
+}
+
+/// Which auction a cross ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrossKind {
+    /// The opening call.
+    Opening,
+    /// The call that reopens a contract after a (circuit-breaker) halt.
+    Reopening,
 }
 
 /// Everything the engine reports. See the module docs for the book contract.
@@ -212,7 +277,9 @@ pub enum Event {
         remaining: Qty,
         reason: CancelReason,
     },
-    /// One fill at the maker's price.
+    /// One fill at the maker's price, or in a call auction (`cross`) at the
+    /// cross price: then both orders were resting, `taker` is the one that
+    /// arrived later, and both shrink by `qty`.
     Executed {
         match_number: u64,
         instrument: InstrumentId,
@@ -220,6 +287,26 @@ pub enum Event {
         qty: Qty,
         taker: Party,
         maker: Party,
+        cross: bool,
+    },
+    /// Market data: the indicative uncross of a contract in its call
+    /// auction changed (published at the start of the call and after every
+    /// change of it).
+    Imbalance {
+        instrument: InstrumentId,
+        indicative: Indicative,
+        /// The reference the cross price is closest to on ties.
+        reference: Price,
+        kind: CrossKind,
+    },
+    /// Market data: the auction print, after its fills: `qty` lots changed
+    /// hands at `price` (omitted when nothing crossed).
+    Cross {
+        match_number: u64,
+        instrument: InstrumentId,
+        price: Price,
+        qty: u64,
+        kind: CrossKind,
     },
     /// Market data: an order starts resting.
     BookAdd {

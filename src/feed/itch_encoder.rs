@@ -5,6 +5,11 @@
 //! contract): `BookAdd` -> Add Order, `Executed` -> Order Executed (on the
 //! maker), `BookReduce` -> Order Cancel, `BookDelete` -> Order Delete,
 //! `BookReplace` -> Order Replace, `PhaseChanged` -> Trading Action.
+//! The call auction, as NASDAQ publishes its crosses: `Imbalance` -> NOII
+//! (cross type `O` opening, `H` reopening after a halt), a cross fill
+//! (`Executed` with `cross`) -> Order Executed With Price, non-printable,
+//! at the cross price, on *both* orders (both rest in the book), and
+//! `Cross` -> Cross Trade, the one print of the auction.
 //! Stock Locate is the instrument index + 1 (ITCH locates start at 1); the
 //! order reference number is the engine's order id. Sans-IO: messages go to
 //! a callback; no allocation.
@@ -12,9 +17,17 @@
 use zerocopy::IntoBytes;
 
 use crate::contract::ContractSet;
-use crate::engine::{Event, Phase};
-use crate::types::{InstrumentId, Nanos, Symbol};
+use crate::engine::{CrossKind, Event, Phase};
+use crate::types::{InstrumentId, Nanos, Price, Side, Symbol};
 use crate::wire::itch::{self, event, trading_state, Header};
+
+/// The ITCH cross type of an auction.
+pub const fn cross_type(kind: CrossKind) -> u8 {
+    match kind {
+        CrossKind::Opening => b'O',
+        CrossKind::Reopening => b'H',
+    }
+}
 
 /// Encodes engine events of one trading day as ITCH messages.
 pub struct ItchEncoder {
@@ -103,10 +116,75 @@ impl ItchEncoder {
                 instrument,
                 qty,
                 maker,
+                cross: false,
                 ..
             } => {
                 let h = Self::header(instrument, now);
                 out(itch::OrderExecuted::new(h, maker.order.0, qty, match_number).as_bytes());
+            }
+            Event::Executed {
+                match_number,
+                instrument,
+                price,
+                qty,
+                taker,
+                maker,
+                cross: true,
+            } => {
+                let h = Self::header(instrument, now);
+                for p in [maker, taker] {
+                    out(itch::OrderExecutedWithPrice::new(
+                        h,
+                        p.order.0,
+                        qty,
+                        match_number,
+                        false,
+                        price,
+                    )
+                    .as_bytes());
+                }
+            }
+            Event::Cross {
+                match_number,
+                instrument,
+                price,
+                qty,
+                kind,
+            } => {
+                let h = Self::header(instrument, now);
+                out(itch::CrossTrade::new(
+                    h,
+                    qty,
+                    self.symbol(instrument),
+                    price,
+                    match_number,
+                    cross_type(kind),
+                )
+                .as_bytes());
+            }
+            Event::Imbalance {
+                instrument,
+                indicative,
+                reference,
+                kind,
+            } => {
+                let h = Self::header(instrument, now);
+                let price = indicative.price.unwrap_or(Price::ZERO);
+                let i = itch::Imbalance {
+                    paired: indicative.paired,
+                    imbalance: indicative.imbalance,
+                    direction: match (indicative.price, indicative.imbalance_side) {
+                        (None, _) => b'O',
+                        (Some(_), Some(Side::Buy)) => b'B',
+                        (Some(_), Some(Side::Sell)) => b'S',
+                        (Some(_), None) => b'N',
+                    },
+                    far: price,
+                    near: price,
+                    reference,
+                    cross_type: cross_type(kind),
+                };
+                out(itch::Noii::new(h, self.symbol(instrument), &i).as_bytes());
             }
             Event::BookReduce {
                 order,
@@ -135,6 +213,7 @@ impl ItchEncoder {
                 let (state, reason) = match phase {
                     Phase::Open => (trading_state::TRADING, *b"    "),
                     Phase::PreOpen | Phase::Auction => (trading_state::QUOTATION_ONLY, *b"    "),
+                    Phase::Break => (trading_state::PAUSED, *b"BRK "),
                     Phase::Halt => (trading_state::HALTED, *b"MWCB"),
                     Phase::Closed => (trading_state::HALTED, *b"CLSD"),
                 };

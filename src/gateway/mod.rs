@@ -292,12 +292,16 @@ pub fn ouch_reject_code(r: RejectReason) -> u8 {
         RejectReason::PriceOffTick | RejectReason::PriceOutsideLimits => {
             ouch::reject::INVALID_PRICE
         }
+        RejectReason::PriceOutsideBand => ouch::reject::INVALID_PRICE,
         RejectReason::QtyAboveMax => ouch::reject::SHARES_EXCEED_THRESHOLD,
         RejectReason::InvalidQty => ouch::reject::INVALID_MIN_QTY,
         RejectReason::MarketNotOpen => ouch::reject::HALTED,
+        RejectReason::TifNotAllowedNow => ouch::reject::NOT_ALLOWED_NOW,
         RejectReason::CapacityExhausted => ouch::reject::PROCESSING_ERROR,
         RejectReason::RateLimited => ouch::reject::FLOW_CONTROL,
-        RejectReason::RiskLimit => ouch::reject::RISK_LIMIT,
+        RejectReason::RiskLimit | RejectReason::PositionLimit | RejectReason::TooManyOrders => {
+            ouch::reject::RISK_LIMIT
+        }
         RejectReason::DuplicateToken | RejectReason::UnknownOrder => ouch::reject::OTHER,
     }
 }

@@ -490,19 +490,7 @@ fn logout_ends_the_binding_and_end_of_session_reaches_everyone() {
 #[test]
 fn every_engine_reject_reason_has_an_ouch_reason_code() {
     use crate::engine::RejectReason as R;
-    for r in [
-        R::UnknownInstrument,
-        R::PriceOffTick,
-        R::PriceOutsideLimits,
-        R::InvalidQty,
-        R::QtyAboveMax,
-        R::DuplicateToken,
-        R::UnknownOrder,
-        R::MarketNotOpen,
-        R::CapacityExhausted,
-        R::RateLimited,
-        R::RiskLimit,
-    ] {
+    for r in R::ALL {
         assert!(ouch_reject_code(r).is_ascii_uppercase(), "{r:?}");
     }
 }

@@ -1,0 +1,534 @@
+//! Accounts: net positions, average prices, realized and unrealized profit
+//! and loss, and the pre-trade limits of each account (credit limit against
+//! initial margin, position limits, live-order count).
+//!
+//! Owns the numbers behind DESIGN.md's "Positions are net per account;
+//! margin = |position| × price × lot × margin rate". The engine calls in at
+//! every admission, fill, resize and finish of an order, so the state is
+//! always that of the book; nothing here sees wire formats, sessions or a
+//! clock, and nothing allocates after [`Accounts::register`].
+//!
+//! The margin check is made on the *worst-case* position: what the net
+//! position would be if every open buy order (or every open sell order)
+//! of the account in that contract filled, the new order included. Margin
+//! per contract is `worst × margin price × lot × margin rate`, where the
+//! margin price is the price of the latest order that raised the worst
+//! case (the reference price before any); the account's total over all
+//! contracts must stay within its credit limit. Orders that do not raise
+//! the worst case (e.g. a sell against a long position) always pass, so an
+//! account over its limit can still reduce. Amounts in different quote
+//! currencies are added at par: the credit limit is one number.
+//!
+//! Accounts start the day flat. An account that was never registered is
+//! neither tracked nor checked, unless [`Accounts::require_registration`]
+//! is set, in which case its orders are rejected (`RiskLimit`).
+
+use std::fmt;
+
+use crate::contract::ContractSet;
+use crate::engine::RejectReason;
+use crate::types::{AccountId, InstrumentId, Price, Side, PRICE_DECIMALS, PRICE_SCALE};
+
+/// An amount of the quote currency in units of 1/10,000 (the price scale),
+/// signed. Exact: no floating point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(i128);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// From raw units of 1/10,000.
+    pub const fn from_raw(raw: i128) -> Money {
+        Money(raw)
+    }
+
+    /// From whole currency units.
+    pub const fn from_units(units: i64) -> Money {
+        Money(units as i128 * PRICE_SCALE as i128)
+    }
+
+    pub const fn raw(self) -> i128 {
+        self.0
+    }
+}
+
+impl fmt::Display for Money {
+    /// Always 4 decimals, e.g. `-1234.5000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        let scale = u128::from(PRICE_SCALE);
+        write!(
+            f,
+            "{sign}{}.{:0w$}",
+            a / scale,
+            a % scale,
+            w = PRICE_DECIMALS as usize
+        )
+    }
+}
+
+/// Limits of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccountLimits {
+    /// Most initial margin the account may use; `None` = no credit check.
+    pub credit: Option<Money>,
+    /// Most live (resting) orders at once; 0 = no limit.
+    pub max_live_orders: u32,
+}
+
+/// What the accounts need of a contract.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    lot: i128,
+    margin_pct: i128,
+    position_limit: u64,
+    reference: u32,
+}
+
+/// One account's position in one contract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Net lots: positive long, negative short.
+    pub net: i64,
+    /// Open size of the account's live buy and sell orders, lots.
+    pub open_buy: u64,
+    pub open_sell: u64,
+    /// Lots bought and sold today.
+    pub bought: u64,
+    pub sold: u64,
+    /// Cost of the open position, raw price × lots, signed like `net`
+    /// (reduced pro rata, truncated, when the position is partly closed).
+    cost: i128,
+    /// Cash flow of today's fills, raw price × lots: sells in, buys out.
+    cash: i128,
+    /// Price the margin is computed at, raw.
+    margin_price: u32,
+    /// Initial margin held for this position, money raw units.
+    margin: i128,
+}
+
+impl Position {
+    /// The larger of the net positions if all open buys, or all open
+    /// sells, filled.
+    pub fn worst(&self) -> u64 {
+        worst(self.net, self.open_buy, self.open_sell)
+    }
+
+    /// Average price of the open position, rounded to the nearest 1/10,000.
+    pub fn avg_price(&self) -> Option<Price> {
+        if self.net == 0 {
+            return None;
+        }
+        let n = i128::from(self.net);
+        let avg = (2 * self.cost + n) / (2 * n);
+        u32::try_from(avg).ok().map(Price::from_raw)
+    }
+
+    /// Profit and loss already realized by closing trades.
+    pub fn realized(&self, lot: u64) -> Money {
+        Money((self.cash + self.cost) * i128::from(lot))
+    }
+
+    /// Profit and loss of the open position marked at `mark`.
+    pub fn unrealized(&self, mark: Price, lot: u64) -> Money {
+        Money((i128::from(self.net) * i128::from(mark.raw()) - self.cost) * i128::from(lot))
+    }
+
+    /// Realized plus unrealized at `mark`: for an account that started the
+    /// day flat, its variation margin when `mark` is the settlement price.
+    pub fn total_pnl(&self, mark: Price, lot: u64) -> Money {
+        Money((self.cash + i128::from(self.net) * i128::from(mark.raw())) * i128::from(lot))
+    }
+
+    /// Initial margin held for this position.
+    pub fn margin(&self) -> Money {
+        Money(self.margin)
+    }
+
+    /// Applies one fill of `qty` lots at raw price `p` (signed: + buy).
+    fn fill(&mut self, q: i64, p: u32) {
+        let p = i128::from(p);
+        self.cash -= i128::from(q) * p;
+        if q > 0 {
+            self.bought += q.unsigned_abs();
+        } else {
+            self.sold += q.unsigned_abs();
+        }
+        if self.net == 0 || (self.net > 0) == (q > 0) {
+            self.cost += i128::from(q) * p;
+            self.net += q;
+            return;
+        }
+        let held = self.net.unsigned_abs();
+        let close = held.min(q.unsigned_abs());
+        if close == held {
+            self.cost = 0;
+        } else {
+            self.cost -= self.cost * i128::from(close) / i128::from(held);
+        }
+        let close = close as i64 * q.signum();
+        self.net += close;
+        let rest = q - close;
+        self.cost += i128::from(rest) * p;
+        self.net += rest;
+    }
+}
+
+#[inline]
+fn worst(net: i64, open_buy: u64, open_sell: u64) -> u64 {
+    let long = i128::from(net) + i128::from(open_buy);
+    let short = i128::from(net) - i128::from(open_sell);
+    long.unsigned_abs().max(short.unsigned_abs()) as u64
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Account {
+    registered: bool,
+    limits: AccountLimits,
+    live_orders: u32,
+    /// Sum of the positions' margins.
+    margin: i128,
+}
+
+/// Every account's positions and limits for one trading day.
+pub struct Accounts {
+    specs: Vec<Spec>,
+    accounts: Vec<Account>,
+    /// `account * specs.len() + instrument`.
+    positions: Vec<Position>,
+    require_registration: bool,
+}
+
+impl Accounts {
+    /// No accounts yet; one spec per contract.
+    pub fn new(contracts: &ContractSet) -> Accounts {
+        Accounts {
+            specs: contracts
+                .iter()
+                .map(|c| Spec {
+                    lot: i128::from(c.lot_size),
+                    margin_pct: i128::from(c.margin_pct),
+                    position_limit: u64::from(c.position_limit),
+                    reference: c.reference_price.raw(),
+                })
+                .collect(),
+            accounts: Vec::new(),
+            positions: Vec::new(),
+            require_registration: false,
+        }
+    }
+
+    /// Registers (or re-limits) an account. Grows the tables when the id is
+    /// new: call at set-up, not per order.
+    pub fn register(&mut self, account: AccountId, limits: AccountLimits) {
+        let i = account.0 as usize;
+        if i >= self.accounts.len() {
+            self.accounts.resize(i + 1, Account::default());
+            let n = self.specs.len();
+            let fresh: Vec<Position> = self
+                .specs
+                .iter()
+                .map(|s| Position {
+                    margin_price: s.reference,
+                    ..Position::default()
+                })
+                .collect();
+            while self.positions.len() < (i + 1) * n {
+                let k = self.positions.len() % n;
+                self.positions.push(fresh[k]);
+            }
+        }
+        let a = &mut self.accounts[i];
+        a.registered = true;
+        a.limits = limits;
+    }
+
+    /// Whether orders of unregistered accounts are rejected.
+    pub fn require_registration(&mut self, yes: bool) {
+        self.require_registration = yes;
+    }
+
+    pub fn is_registered(&self, account: AccountId) -> bool {
+        self.accounts
+            .get(account.0 as usize)
+            .is_some_and(|a| a.registered)
+    }
+
+    /// Registered accounts, in id order.
+    pub fn registered(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.registered)
+            .map(|(i, _)| AccountId(i as u32))
+    }
+
+    /// A registered account's position in a contract.
+    pub fn position(&self, account: AccountId, instrument: InstrumentId) -> Option<&Position> {
+        let i = self.slot(account, instrument)?;
+        Some(&self.positions[i])
+    }
+
+    /// Initial margin the account uses now, over all contracts.
+    pub fn margin(&self, account: AccountId) -> Option<Money> {
+        let a = self.accounts.get(account.0 as usize)?;
+        a.registered.then_some(Money(a.margin))
+    }
+
+    /// Live orders of the account now.
+    pub fn live_orders(&self, account: AccountId) -> Option<u32> {
+        let a = self.accounts.get(account.0 as usize)?;
+        a.registered.then_some(a.live_orders)
+    }
+
+    /// Lot size of a contract (for P&L in currency).
+    pub fn lot(&self, instrument: InstrumentId) -> u64 {
+        self.specs
+            .get(usize::from(instrument.0))
+            .map_or(1, |s| s.lot as u64)
+    }
+
+    #[inline]
+    fn slot(&self, account: AccountId, instrument: InstrumentId) -> Option<usize> {
+        let a = self.accounts.get(account.0 as usize)?;
+        if !a.registered {
+            return None;
+        }
+        let n = self.specs.len();
+        let k = usize::from(instrument.0);
+        (k < n).then_some(account.0 as usize * n + k)
+    }
+
+    #[inline]
+    fn margin_of(spec: &Spec, worst: u64, price: u32) -> i128 {
+        i128::from(worst) * i128::from(price) * spec.lot * spec.margin_pct / 100
+    }
+
+    /// The pre-trade check of an order of `qty` lots at `price`. A replace
+    /// passes the open size of the order it replaces as `replacing` (and is
+    /// not counted as a new live order).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &self,
+        account: AccountId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: u32,
+        replacing: Option<u32>,
+    ) -> Result<(), RejectReason> {
+        let Some(a) = self
+            .accounts
+            .get(account.0 as usize)
+            .filter(|a| a.registered)
+        else {
+            return if self.require_registration {
+                Err(RejectReason::RiskLimit)
+            } else {
+                Ok(())
+            };
+        };
+        if replacing.is_none()
+            && a.limits.max_live_orders > 0
+            && a.live_orders >= a.limits.max_live_orders
+        {
+            return Err(RejectReason::TooManyOrders);
+        }
+        let Some(i) = self.slot(account, instrument) else {
+            return Ok(());
+        };
+        let pos = &self.positions[i];
+        let spec = &self.specs[usize::from(instrument.0)];
+        let old = u64::from(replacing.unwrap_or(0));
+        let (mut ob, mut os) = (pos.open_buy, pos.open_sell);
+        match side {
+            Side::Buy => ob = ob - old + u64::from(qty),
+            Side::Sell => os = os - old + u64::from(qty),
+        }
+        let after = worst(pos.net, ob, os);
+        if after <= pos.worst() {
+            return Ok(());
+        }
+        if spec.position_limit > 0 && after > spec.position_limit {
+            return Err(RejectReason::PositionLimit);
+        }
+        if let Some(credit) = a.limits.credit {
+            let needed = a.margin - pos.margin + Self::margin_of(spec, after, price.raw());
+            if needed > credit.0 {
+                return Err(RejectReason::RiskLimit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes a position's margin and the account total.
+    #[inline]
+    fn remargin(&mut self, account: AccountId, i: usize, instrument: InstrumentId) {
+        let spec = &self.specs[usize::from(instrument.0)];
+        let pos = &mut self.positions[i];
+        let m = Self::margin_of(spec, pos.worst(), pos.margin_price);
+        self.accounts[account.0 as usize].margin += m - pos.margin;
+        pos.margin = m;
+    }
+
+    /// An order passed every check and is live: `qty` lots at `price`.
+    #[inline]
+    pub fn on_admit(
+        &mut self,
+        account: AccountId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: u32,
+    ) {
+        let Some(i) = self.slot(account, instrument) else {
+            return;
+        };
+        self.accounts[account.0 as usize].live_orders += 1;
+        let pos = &mut self.positions[i];
+        let before = pos.worst();
+        match side {
+            Side::Buy => pos.open_buy += u64::from(qty),
+            Side::Sell => pos.open_sell += u64::from(qty),
+        }
+        if pos.worst() > before {
+            pos.margin_price = price.raw();
+        }
+        self.remargin(account, i, instrument);
+    }
+
+    /// A live order's open size changed from `old` to `new` lots (cancel
+    /// to size, replace); a replace that raises the worst case moves the
+    /// margin price to `price`.
+    #[inline]
+    pub fn on_resize(
+        &mut self,
+        account: AccountId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        old: u32,
+        new: u32,
+    ) {
+        let Some(i) = self.slot(account, instrument) else {
+            return;
+        };
+        let pos = &mut self.positions[i];
+        let before = pos.worst();
+        let open = match side {
+            Side::Buy => &mut pos.open_buy,
+            Side::Sell => &mut pos.open_sell,
+        };
+        *open = *open - u64::from(old) + u64::from(new);
+        if pos.worst() > before {
+            pos.margin_price = price.raw();
+        }
+        self.remargin(account, i, instrument);
+    }
+
+    /// `qty` lots of a live order filled at `price`.
+    #[inline]
+    pub fn on_fill(
+        &mut self,
+        account: AccountId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: u32,
+    ) {
+        let Some(i) = self.slot(account, instrument) else {
+            return;
+        };
+        let pos = &mut self.positions[i];
+        let q = i64::from(qty);
+        match side {
+            Side::Buy => {
+                pos.open_buy -= u64::from(qty);
+                pos.fill(q, price.raw());
+            }
+            Side::Sell => {
+                pos.open_sell -= u64::from(qty);
+                pos.fill(-q, price.raw());
+            }
+        }
+        self.remargin(account, i, instrument);
+    }
+
+    /// A live order finished (filled, cancelled, expired) with `remaining`
+    /// lots unfilled.
+    #[inline]
+    pub fn on_done(
+        &mut self,
+        account: AccountId,
+        instrument: InstrumentId,
+        side: Side,
+        remaining: u32,
+    ) {
+        let Some(i) = self.slot(account, instrument) else {
+            return;
+        };
+        let a = &mut self.accounts[account.0 as usize];
+        a.live_orders = a.live_orders.saturating_sub(1);
+        if remaining > 0 {
+            let pos = &mut self.positions[i];
+            match side {
+                Side::Buy => pos.open_buy -= u64::from(remaining),
+                Side::Sell => pos.open_sell -= u64::from(remaining),
+            }
+            self.remargin(account, i, instrument);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> u32 {
+        s.parse::<Price>().unwrap().raw()
+    }
+
+    #[test]
+    fn average_price_and_realized_pnl_follow_average_cost() {
+        let mut pos = Position::default();
+        pos.fill(10, p("6.500"));
+        pos.fill(10, p("6.600"));
+        assert_eq!(pos.avg_price(), Some(Price::from_raw(p("6.550"))));
+        // Sell 5 at 6.700: realized 5 × (6.700 - 6.550) = 0.75 per lot-unit.
+        pos.fill(-5, p("6.700"));
+        assert_eq!(pos.net, 15);
+        assert_eq!(pos.avg_price(), Some(Price::from_raw(p("6.550"))));
+        assert_eq!(pos.realized(1).to_string(), "0.7500");
+        // Flip to short 5 at 6.400: closes 15 (-2.25), opens 5 short.
+        pos.fill(-20, p("6.400"));
+        assert_eq!(pos.net, -5);
+        assert_eq!(pos.avg_price(), Some(Price::from_raw(p("6.400"))));
+        assert_eq!(pos.realized(1).to_string(), "-1.5000");
+        assert_eq!(
+            pos.unrealized(Price::from_raw(p("6.300")), 1).to_string(),
+            "0.5000"
+        );
+        assert_eq!(
+            pos.total_pnl(Price::from_raw(p("6.300")), 10_000)
+                .to_string(),
+            "-10000.0000"
+        );
+        assert_eq!((pos.bought, pos.sold), (20, 25));
+    }
+
+    #[test]
+    fn worst_case_counts_open_orders_on_each_side() {
+        assert_eq!(worst(10, 5, 30), 20);
+        assert_eq!(worst(-10, 5, 0), 10);
+        assert_eq!(worst(0, 7, 3), 7);
+    }
+
+    #[test]
+    fn money_prints_four_decimals_with_sign() {
+        assert_eq!(Money::from_raw(-12_345).to_string(), "-1.2345");
+        assert_eq!(Money::from_units(42).to_string(), "42.0000");
+        assert_eq!(Money::ZERO.to_string(), "0.0000");
+    }
+}
