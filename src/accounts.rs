@@ -77,6 +77,21 @@ pub struct AccountLimits {
     pub max_live_orders: u32,
 }
 
+impl AccountLimits {
+    /// The limits the exchange config gives a session's account: its credit
+    /// (0 = no credit check) and the `[risk]` order-count limit.
+    pub fn of_session(
+        session: &crate::config::SessionConfig,
+        risk: &crate::config::RiskConfig,
+    ) -> AccountLimits {
+        AccountLimits {
+            credit: (session.credit > 0)
+                .then(|| Money::from_units(i64::try_from(session.credit).unwrap_or(i64::MAX))),
+            max_live_orders: risk.max_live_orders,
+        }
+    }
+}
+
 /// What the accounts need of a contract.
 #[derive(Debug, Clone, Copy)]
 struct Spec {

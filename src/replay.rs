@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::accounts::{AccountLimits, Accounts, Money};
+use crate::accounts::{AccountLimits, Accounts};
 use crate::config::Config;
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig, Event, EventSink, NewOrder, Phase, RejectReason};
@@ -206,34 +206,31 @@ struct Tokens {
     orders: Vec<(AccountId, String, Option<OrderId>)>,
 }
 
-/// Limits of replay accounts, by name.
+/// Limits of replay accounts, by name: a session of the config gives its
+/// own; other accounts get the `[risk]` limits alone.
 #[derive(Default)]
 struct Limits {
-    credit: HashMap<String, Money>,
-    max_live_orders: u32,
+    by_name: HashMap<String, AccountLimits>,
+    default: AccountLimits,
 }
 
 impl Limits {
     fn from_config(c: &Config) -> Limits {
         Limits {
-            credit: c
+            by_name: c
                 .sessions
                 .iter()
-                .filter(|s| s.credit > 0)
-                .map(|s| {
-                    let units = i64::try_from(s.credit).unwrap_or(i64::MAX);
-                    (s.username.clone(), Money::from_units(units))
-                })
+                .map(|s| (s.username.clone(), AccountLimits::of_session(s, &c.risk)))
                 .collect(),
-            max_live_orders: c.risk.max_live_orders,
+            default: AccountLimits {
+                credit: None,
+                max_live_orders: c.risk.max_live_orders,
+            },
         }
     }
 
     fn of(&self, name: &str) -> AccountLimits {
-        AccountLimits {
-            credit: self.credit.get(name).copied(),
-            max_live_orders: self.max_live_orders,
-        }
+        self.by_name.get(name).copied().unwrap_or(self.default)
     }
 }
 

@@ -359,6 +359,13 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     // A low per-session rate limit so that a flood from one client trips it.
     let mut cfg = std::fs::read_to_string(&config).unwrap();
     cfg.push_str("[gateway]\nrate_per_sec = 2000\nrate_burst = 200\n");
+    // The demo sessions, and one whose credit (1 CNY) covers no order.
+    for i in 1..=8 {
+        cfg.push_str(&format!(
+            "[[session]]\nusername = \"demo{i:02}\"\npassword = \"demo{i:02}\"\n"
+        ));
+    }
+    cfg.push_str("[[session]]\nusername = \"lowcr\"\npassword = \"lowcr\"\ncredit = 1\n");
     std::fs::write(&config, cfg).unwrap();
     let mut ex = fresh_exchange(&lab, transport, &config, &dir);
     let _in_client_ns = enter_ns(&lab.client_ns());
@@ -389,6 +396,18 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     a.enter_many(&[ta], 64_010);
     let ra = a.replies(Duration::from_millis(100));
     assert_eq!(has(&ra, b'J', ta), Some(ouch::reject::OTHER), "{ra:?}");
+
+    // A session whose credit limit cannot cover the initial margin: the
+    // pre-trade check rejects its order (OUCH 'L', risk limit).
+    let mut m = Raw::new("M");
+    m.login("lowcr", "lowcr");
+    assert!(m
+        .replies(Duration::from_millis(100))
+        .contains(&Reply::LoginAccepted));
+    let tm = m.token();
+    m.enter_many(&[tm], 64_000);
+    let rm = m.replies(Duration::from_millis(100));
+    assert_eq!(has(&rm, b'J', tm), Some(ouch::reject::RISK_LIMIT), "{rm:?}");
 
     // Order traffic from an address that did not log in: dropped, counted.
     let intruder = Raw::new("X");

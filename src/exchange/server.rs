@@ -17,6 +17,7 @@ use super::io::{
     MarketDataOut, Replies, RxItem,
 };
 use super::{write_book, write_interval, ExchangeArgs};
+use crate::accounts::AccountLimits;
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig};
@@ -27,6 +28,7 @@ use crate::latency::{IntervalLog, Stage, StageHistograms};
 use crate::net::tcp::{self, TcpPacket};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
+use crate::types::AccountId;
 
 /// Timers, heartbeats and retransmission requests run this often (ns).
 const TIMER_EVERY_NS: u64 = 1_000_000;
@@ -112,6 +114,13 @@ impl Server {
                 max_orders: cfg.engine.max_orders,
             },
         );
+        // Session i trades as account i (the gateway's mapping): its credit
+        // and order-count limits come from the config, before any replay.
+        let accounts = engine.accounts_mut();
+        accounts.require_registration(cfg.risk.require_registration);
+        for (i, s) in cfg.sessions.iter().enumerate() {
+            accounts.register(AccountId(i as u32), AccountLimits::of_session(s, &cfg.risk));
+        }
         let mut gateway = Gateway::new(&cfg.gateway, &cfg.sessions, &contracts, session);
         let mut publisher = Publisher::new(&contracts, session, 1 << 22);
         publisher.set_time(clock.nanos(clock.raw()));
