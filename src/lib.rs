@@ -6,6 +6,7 @@
 //!
 //! Module map (see README.md, "Architecture"):
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
+//! - [`bitmap`]: the occupancy bitmap of the engine's and the feed's price ladders.
 //! - [`bench`]: benchmark flows and runners (engine vs a peer order book).
 //! - [`client`]: an order-entry client session (sans-IO) and its UDP shell.
 //! - [`load`]: `tokex load`, the open-loop constant-rate load generator.
@@ -33,6 +34,7 @@
 
 pub mod accounts;
 pub mod bench;
+pub mod bitmap;
 pub mod client;
 pub mod config;
 pub mod contract;

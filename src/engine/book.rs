@@ -7,6 +7,7 @@
 //! doubly-linked FIFO per level (u32 indices, no pointers). Knows nothing of
 //! matching rules; never allocates after construction.
 
+use crate::bitmap::Bitmap;
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side, Tif};
 
 /// "No order" in the intrusive links.
@@ -169,65 +170,6 @@ impl Level {
         tail: NIL,
         qty: 0,
     };
-}
-
-/// A two-level occupancy bitmap over level indices: bit i of `words` is set
-/// when level i has orders; bit w of `summary` when word w is non-zero.
-struct Bitmap {
-    words: Vec<u64>,
-    summary: Vec<u64>,
-}
-
-impl Bitmap {
-    fn new(levels: u32) -> Bitmap {
-        let words = (levels as usize).div_ceil(64);
-        Bitmap {
-            words: vec![0; words],
-            summary: vec![0; words.div_ceil(64)],
-        }
-    }
-
-    #[inline]
-    fn set(&mut self, i: u32) {
-        let w = (i / 64) as usize;
-        self.words[w] |= 1 << (i % 64);
-        self.summary[w / 64] |= 1 << (w % 64);
-    }
-
-    #[inline]
-    fn clear(&mut self, i: u32) {
-        let w = (i / 64) as usize;
-        self.words[w] &= !(1 << (i % 64));
-        if self.words[w] == 0 {
-            self.summary[w / 64] &= !(1 << (w % 64));
-        }
-    }
-
-    /// Highest set index.
-    #[inline]
-    fn highest(&self) -> Option<u32> {
-        for (s, &bits) in self.summary.iter().enumerate().rev() {
-            if bits != 0 {
-                let w = s * 64 + 63 - bits.leading_zeros() as usize;
-                let word = self.words[w];
-                return Some((w * 64 + 63 - word.leading_zeros() as usize) as u32);
-            }
-        }
-        None
-    }
-
-    /// Lowest set index.
-    #[inline]
-    fn lowest(&self) -> Option<u32> {
-        for (s, &bits) in self.summary.iter().enumerate() {
-            if bits != 0 {
-                let w = s * 64 + bits.trailing_zeros() as usize;
-                let word = self.words[w];
-                return Some((w * 64 + word.trailing_zeros() as usize) as u32);
-            }
-        }
-        None
-    }
 }
 
 /// One side of one book.

@@ -25,6 +25,7 @@
 //! ([`FeedBooks::reserve`] preallocates), the ladders are allocated when the
 //! Stock Directory names an instrument.
 
+use crate::bitmap::Bitmap;
 use std::collections::BTreeMap;
 
 use crate::contract::ContractSet;
@@ -412,98 +413,6 @@ impl LevelSlot {
         }
         self.orders -= 1;
         self.qty -= u64::from(qty);
-    }
-}
-
-/// Two-level occupancy bitmap over ladder indices: bit i of `words` is set
-/// when level i has orders; bit w of `summary` when word w is non-zero.
-#[derive(Debug, Clone)]
-struct Bitmap {
-    words: Vec<u64>,
-    summary: Vec<u64>,
-}
-
-impl Bitmap {
-    fn new(levels: u32) -> Bitmap {
-        let words = (levels as usize).div_ceil(64);
-        Bitmap {
-            words: vec![0; words],
-            summary: vec![0; words.div_ceil(64)],
-        }
-    }
-
-    #[inline]
-    fn set(&mut self, i: u32) {
-        let w = (i / 64) as usize;
-        self.words[w] |= 1 << (i % 64);
-        self.summary[w / 64] |= 1 << (w % 64);
-    }
-
-    #[inline]
-    fn clear(&mut self, i: u32) {
-        let w = (i / 64) as usize;
-        self.words[w] &= !(1 << (i % 64));
-        if self.words[w] == 0 {
-            self.summary[w / 64] &= !(1 << (w % 64));
-        }
-    }
-
-    /// Highest set index at or below `i`.
-    fn at_or_below(&self, i: u32) -> Option<u32> {
-        let w = (i / 64) as usize;
-        let bits = self.words[w] & (u64::MAX >> (63 - i % 64));
-        if bits != 0 {
-            return Some((w * 64 + 63 - bits.leading_zeros() as usize) as u32);
-        }
-        let mut s = w / 64;
-        let mut sbits = self.summary[s] & ((1u64 << (w % 64)).wrapping_sub(1));
-        loop {
-            if sbits != 0 {
-                let w = s * 64 + 63 - sbits.leading_zeros() as usize;
-                let bits = self.words[w];
-                return Some((w * 64 + 63 - bits.leading_zeros() as usize) as u32);
-            }
-            if s == 0 {
-                return None;
-            }
-            s -= 1;
-            sbits = self.summary[s];
-        }
-    }
-
-    /// Lowest set index at or above `i`.
-    fn at_or_above(&self, i: u32) -> Option<u32> {
-        let w = (i / 64) as usize;
-        if w >= self.words.len() {
-            return None;
-        }
-        let bits = self.words[w] & (u64::MAX << (i % 64));
-        if bits != 0 {
-            return Some((w * 64 + bits.trailing_zeros() as usize) as u32);
-        }
-        let mut s = w / 64;
-        let mut sbits = if w % 64 == 63 {
-            0
-        } else {
-            self.summary[s] & (u64::MAX << (w % 64 + 1))
-        };
-        loop {
-            if sbits != 0 {
-                let w = s * 64 + sbits.trailing_zeros() as usize;
-                let bits = self.words[w];
-                return Some((w * 64 + bits.trailing_zeros() as usize) as u32);
-            }
-            s += 1;
-            if s >= self.summary.len() {
-                return None;
-            }
-            sbits = self.summary[s];
-        }
-    }
-
-    fn clear_all(&mut self) {
-        self.words.fill(0);
-        self.summary.fill(0);
     }
 }
 
