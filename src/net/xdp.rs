@@ -2,13 +2,15 @@
 //! to one queue of the exchange interface, tokex's XDP program in front.
 //!
 //! Owns the frames. The UMEM is split once: the first `fill_ring` frames
-//! are receive frames, always either in the kernel's fill/RX rings or being
-//! read by [`XdpPort::recv`], which hands them back to the fill ring as soon
-//! as the batch has been processed; the rest are transmit frames, kept on a
-//! free list, written by [`XdpPort::send_to`], submitted by
-//! [`XdpPort::flush`] and reclaimed from the completion ring. Ring sizes are
-//! checked against those counts at start-up, so producing to a ring never
-//! finds it full. `need_wakeup` is honoured on both rings: a syscall is made
+//! are receive frames, always either in the kernel's fill/RX rings, being
+//! read by [`XdpPort::recv`], or waiting to go back to the fill ring (which
+//! they do as soon as the batch has been processed and the ring shows
+//! room); the rest are transmit frames, kept on a free list, written by
+//! [`XdpPort::send_to`], submitted by [`XdpPort::flush`] and reclaimed from
+//! the completion ring. Ring sizes are checked against those counts at
+//! start-up. The kernel publishes how far it has read a ring lazily, so a
+//! ring can look full for a moment: frames that do not fit wait for the
+//! next call rather than being dropped. `need_wakeup` is honoured on both rings: a syscall is made
 //! only when the kernel asks for one.
 //!
 //! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
@@ -65,6 +67,10 @@ pub struct XdpStats {
     pub tx_no_neighbour: u64,
     pub rx_wakeups: u64,
     pub tx_wakeups: u64,
+    /// Times received frames waited for room on the fill ring, and
+    /// queued frames for room on the TX ring.
+    pub fill_waits: u64,
+    pub tx_ring_waits: u64,
     /// Kernel: frames dropped for lack of fill-ring frames or RX-ring room.
     pub kernel_rx_dropped: u64,
     pub kernel_rx_ring_full: u64,
@@ -76,7 +82,7 @@ impl fmt::Display for XdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx frames {}, bad {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
+            "rx frames {}, bad {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}, fill-ring waits {}, tx-ring waits {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
             self.rx_frames,
             self.rx_bad,
             self.tx_frames,
@@ -84,6 +90,8 @@ impl fmt::Display for XdpStats {
             self.tx_no_neighbour,
             self.rx_wakeups,
             self.tx_wakeups,
+            self.fill_waits,
+            self.tx_ring_waits,
             self.kernel_rx_dropped,
             self.kernel_rx_ring_full,
             self.kernel_fill_ring_empty,
@@ -140,6 +148,8 @@ pub struct XdpPort {
     done: Vec<FrameDesc>,
     free: Vec<FrameDesc>,
     pending: Vec<FrameDesc>,
+    /// Received frames waiting for room on the fill ring.
+    unfilled: Vec<FrameDesc>,
     local: SocketAddrV4,
     local_mac: [u8; 6],
     neighbours: Neighbours,
@@ -271,6 +281,7 @@ impl XdpPort {
                 done: vec![batch; tx_descs.len()],
                 free: tx_descs.to_vec(),
                 pending: Vec::with_capacity(tx_descs.len()),
+                unfilled: Vec::with_capacity(rx_descs.len()),
                 local,
                 local_mac,
                 neighbours: Neighbours::default(),
@@ -318,6 +329,7 @@ impl XdpPort {
         // kernel has finished writing.
         let n = unsafe { self.rx.consume(&mut self.rx_batch[..max]) };
         if n == 0 {
+            self.refill();
             if self.fill.needs_wakeup() {
                 self.stats.rx_wakeups += 1;
                 let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
@@ -338,11 +350,33 @@ impl XdpPort {
             }
         }
         self.stats.rx_frames += n as u64;
-        // SAFETY: no reference into these frames is left; the fill ring has
-        // room for every receive frame.
-        let back = unsafe { self.fill.produce(&self.rx_batch[..n]) };
-        debug_assert_eq!(back, n);
+        // No reference into these frames is left: back to the fill ring.
+        self.unfilled.extend_from_slice(&self.rx_batch[..n]);
+        self.refill();
         n
+    }
+
+    /// Gives the received frames back to the fill ring, as many as it has
+    /// room for. The kernel publishes its progress on the fill ring lazily,
+    /// so the ring can look full although every frame in it was already
+    /// used; what does not fit waits here for the next call.
+    fn refill(&mut self) {
+        if self.unfilled.is_empty() {
+            return;
+        }
+        let room =
+            (self.fill.nb_free(self.unfilled.len() as u32) as usize).min(self.unfilled.len());
+        if room == 0 {
+            self.stats.fill_waits += 1;
+            return;
+        }
+        // SAFETY: these are receive frames the kernel handed to us and that
+        // nothing refers to any more.
+        let given = unsafe { self.fill.produce(&self.unfilled[..room]) };
+        self.unfilled.drain(..given);
+        if !self.unfilled.is_empty() {
+            self.stats.fill_waits += 1;
+        }
     }
 
     /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
@@ -412,13 +446,22 @@ impl XdpPort {
     /// takes back the frames it has finished sending.
     pub fn flush(&mut self) {
         if !self.pending.is_empty() {
-            // SAFETY: the pending frames were written above and are not
-            // touched again until the completion ring returns them; the TX
-            // ring holds every transmit frame, so all fit.
-            let sent = unsafe { self.tx.produce(&self.pending) };
-            debug_assert_eq!(sent, self.pending.len());
+            // As with the fill ring, the TX ring may look fuller than it is;
+            // what does not fit stays pending for the next flush.
+            let room =
+                (self.tx.nb_free(self.pending.len() as u32) as usize).min(self.pending.len());
+            let sent = if room > 0 {
+                // SAFETY: the pending frames were written above and are not
+                // touched again until the completion ring returns them.
+                unsafe { self.tx.produce(&self.pending[..room]) }
+            } else {
+                0
+            };
             self.stats.tx_frames += sent as u64;
-            self.pending.clear();
+            self.pending.drain(..sent);
+            if !self.pending.is_empty() {
+                self.stats.tx_ring_waits += 1;
+            }
         }
         if self.tx.needs_wakeup() {
             self.stats.tx_wakeups += 1;
