@@ -74,22 +74,26 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     assert!(lost > 0, "the kill happened during the load: {load_log}");
 
     // 2. Restart from the journal: every acknowledged order is back.
-    let mut ex = tokex(
-        &ex_ns,
-        &[
-            "exchange",
-            "--config",
-            cfg,
-            "--transport",
-            "udp",
-            "--ready-file",
-            &p("r2"),
-            "--book-out",
-            &p("book2.csv"),
-        ],
-        &dir.join("ex2.log"),
-    );
-    wait_for(&dir.join("r2"), &mut ex, "restarted exchange");
+    let restart = |n: u32| {
+        let mut ex = tokex(
+            &ex_ns,
+            &[
+                "exchange",
+                "--config",
+                cfg,
+                "--transport",
+                "udp",
+                "--ready-file",
+                &p(&format!("r{n}")),
+                "--book-out",
+                &p(&format!("book{n}.csv")),
+            ],
+            &dir.join(format!("ex{n}.log")),
+        );
+        wait_for(&dir.join(format!("r{n}")), &mut ex, "restarted exchange");
+        ex
+    };
+    let mut ex = restart(2);
     stop(&mut ex);
     let ex2 = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
     let restored = number_before(&ex2, "recovery: replayed", "orders");
@@ -99,22 +103,7 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     );
 
     // 3. Recovery is deterministic: a second restart gives the same book.
-    let mut ex = tokex(
-        &ex_ns,
-        &[
-            "exchange",
-            "--config",
-            cfg,
-            "--transport",
-            "udp",
-            "--ready-file",
-            &p("r3"),
-            "--book-out",
-            &p("book3.csv"),
-        ],
-        &dir.join("ex3.log"),
-    );
-    wait_for(&dir.join("r3"), &mut ex, "second restart");
+    let mut ex = restart(3);
     stop(&mut ex);
     let b2 = std::fs::read_to_string(dir.join("book2.csv")).unwrap();
     let b3 = std::fs::read_to_string(dir.join("book3.csv")).unwrap();
