@@ -7,134 +7,16 @@
 //! of Session; and `tokex feed --pcap` on it rebuilds exactly the book the
 //! exchange wrote at shutdown (and the live feed handler rebuilt).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const PREFIX: &str = "tkcap";
-const EX_NS: &str = "tkcap-ex";
-const CL_NS: &str = "tkcap-cl";
-/// The client side of the veth pair (tools/lab.sh names it after the prefix).
-const CL_IF: &str = "tkcap-cl";
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{scratch, spawn_in, stop, tokex, wait_for, wait_for_text, Lab};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The lab namespaces, and every process started in them: the processes
-/// are killed and the namespaces removed when this is dropped, also when
-/// an assertion fails half-way.
-struct Lab {
-    children: Vec<(&'static str, Child)>,
-}
-
-impl Lab {
-    fn up() -> Lab {
-        let lab = Lab {
-            children: Vec::new(),
-        };
-        let ok = Command::new("bash")
-            .args(["tools/lab.sh", "up"])
-            .env("LAB_PREFIX", PREFIX)
-            .current_dir(root())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "lab up failed (root needed)");
-        lab
-    }
-
-    /// Starts `program args` inside `ns` with its output in `log`; returns
-    /// its index.
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        ns: &str,
-        program: &str,
-        args: &[&str],
-        log: &Path,
-    ) -> usize {
-        let f = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        self.children.push((name, child));
-        self.children.len() - 1
-    }
-
-    fn running(&mut self, i: usize) -> bool {
-        matches!(self.children[i].1.try_wait(), Ok(None))
-    }
-
-    /// Waits up to `limit` for process `i` to exit; true if it succeeded.
-    fn wait(&mut self, i: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (name, child) = &mut self.children[i];
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the {name} did not finish within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGINT (`ip netns exec` execs the program, so the pid is its own),
-    /// then waits.
-    fn interrupt(&mut self, i: usize, limit: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.children[i].1.id().to_string()])
-            .status();
-        self.wait(i, limit)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.children {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = Command::new("bash")
-            .args(["tools/lab.sh", "down"])
-            .env("LAB_PREFIX", PREFIX)
-            .current_dir(root())
-            .status();
-    }
-}
-
-/// Waits until `path` exists (or, if `needle` is given, contains it) while
-/// process `i` runs.
-fn wait_for(lab: &mut Lab, i: usize, path: &Path, needle: Option<&str>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = match needle {
-            None => path.exists(),
-            Some(n) => std::fs::read_to_string(path).is_ok_and(|s| s.contains(n)),
-        };
-        if ready {
-            return;
-        }
-        let name = lab.children[i].0;
-        assert!(
-            lab.running(i),
-            "the {name} exited early: {}",
-            std::fs::read_to_string(path.with_extension("log")).unwrap_or_default()
-        );
-        assert!(Instant::now() < deadline, "the {name} was not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn log_of(dir: &Path, name: &str) -> String {
@@ -180,36 +62,22 @@ fn tshark_sequences(capture: &Path) -> Vec<(u64, u32)> {
 
 #[test]
 fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("tokex-capture-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let lab = Lab::up("tkcap");
+    let (dir, config) = scratch("capture");
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    let config = dir.join("tokex.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "contracts = \"{}\"\n[network]\nnamespace = \"{EX_NS}\"\ninterface = \"{PREFIX}-ex\"\n[journal]\npath = \"{}\"\n[latency]\ndir = \"{}\"\n",
-            root().join("contracts").display(),
-            p("journal"),
-            p("latency"),
-        ),
-    )
-    .unwrap();
-    let tokex = env!("CARGO_BIN_EXE_tokex");
-    let mut lab = Lab::up();
+    let (ex_ns, cl_ns) = (lab.exchange_ns(), lab.client_ns());
 
     // tcpdump in the client namespace, on the lab veth, unbuffered (-U),
     // as root (-Z) so that it may write the file; ready once it listens.
     // Started before the exchange, so that the capture holds the start of
     // day from sequence 1.
     let capture = dir.join("md.pcap");
-    let dump = lab.spawn(
-        "tcpdump",
-        CL_NS,
+    let mut dump = spawn_in(
+        &cl_ns,
         "tcpdump",
         &[
             "-i",
-            CL_IF,
+            &lab.client_if(),
             "-n",
             "-U",
             "-Z",
@@ -220,17 +88,15 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         ],
         &dir.join("tcpdump.log"),
     );
-    wait_for(
-        &mut lab,
-        dump,
+    wait_for_text(
         &dir.join("tcpdump.log"),
-        Some("listening on"),
+        "listening on",
+        &mut dump,
+        "tcpdump",
     );
 
-    let ex = lab.spawn(
-        "exchange",
-        EX_NS,
-        tokex,
+    let mut ex = tokex(
+        &ex_ns,
         &[
             "exchange",
             "--config",
@@ -247,12 +113,10 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         ],
         &dir.join("exchange.log"),
     );
-    wait_for(&mut lab, ex, &dir.join("exchange.ready"), None);
+    wait_for(&dir.join("exchange.ready"), &mut ex, "exchange");
 
-    let feed = lab.spawn(
-        "feed handler",
-        CL_NS,
-        tokex,
+    let mut feed = tokex(
+        &cl_ns,
         &[
             "feed",
             "--quiet",
@@ -265,13 +129,11 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         ],
         &dir.join("feed.log"),
     );
-    wait_for(&mut lab, feed, &dir.join("feed.ready"), None);
+    wait_for(&dir.join("feed.ready"), &mut feed, "feed handler");
 
     // A few seconds of load, bounded in count and time.
-    let load = lab.spawn(
-        "load generator",
-        CL_NS,
-        tokex,
+    let mut load = tokex(
+        &cl_ns,
         &[
             "load",
             "--rate",
@@ -291,24 +153,20 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         &dir.join("load.log"),
     );
     assert!(
-        lab.wait(load, Duration::from_secs(30)),
+        load.wait().unwrap().success(),
         "{}",
         log_of(&dir, "load.log")
     );
     // Shutdown publishes End of Session; the live handler completes.
+    assert!(stop(&mut ex).success(), "{}", log_of(&dir, "exchange.log"));
     assert!(
-        lab.interrupt(ex, Duration::from_secs(20)),
-        "{}",
-        log_of(&dir, "exchange.log")
-    );
-    assert!(
-        lab.wait(feed, Duration::from_secs(20)),
+        feed.wait().unwrap().success(),
         "{}",
         log_of(&dir, "feed.log")
     );
     // Let the last datagrams reach the file, then stop the capture.
     std::thread::sleep(Duration::from_millis(300));
-    lab.interrupt(dump, Duration::from_secs(10));
+    stop(&mut dump);
     drop(lab);
 
     let ex_book = log_of(&dir, "exchange-book.csv");
@@ -354,7 +212,7 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
     assert!(messages > 1000, "{messages} messages");
 
     // tokex feed --pcap rebuilds the exchange's book from the capture alone.
-    let out = Command::new(tokex)
+    let out = Command::new(env!("CARGO_BIN_EXE_tokex"))
         .current_dir(root())
         .args(["feed", "--quiet", "--pcap"])
         .arg(&capture)

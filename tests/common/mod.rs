@@ -101,20 +101,36 @@ impl Drop for Running {
     }
 }
 
-/// Runs `tokex ARGS` in namespace `ns`, output to `log`.
-pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Running {
+/// Runs `program ARGS` in namespace `ns`, output to `log`.
+pub fn spawn_in(ns: &str, program: &str, args: &[&str], log: &Path) -> Running {
     let f = std::fs::File::create(log).unwrap();
     Running(
         Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_tokex")])
+            .args(["netns", "exec", ns, program])
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
-            .unwrap(),
+            .unwrap_or_else(|e| panic!("starting {program}: {e}")),
     )
+}
+
+/// Runs `tokex ARGS` in namespace `ns`, output to `log`.
+pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Running {
+    spawn_in(ns, env!("CARGO_BIN_EXE_tokex"), args, log)
+}
+
+/// Waits (at most 20 s) until the file at `path` contains `needle`, while
+/// `child` runs.
+pub fn wait_for_text(path: &Path, needle: &str, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+        assert!(child.try_wait().unwrap().is_none(), "{what} exited early");
+        assert!(Instant::now() < deadline, "{what} not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Starts a fresh exchange (new day) in the lab on `transport` with the
@@ -152,13 +168,17 @@ pub fn wait_for(path: &Path, child: &mut Child, what: &str) {
     }
 }
 
-/// SIGINT, then wait (at most 30 s) for the process to end.
-pub fn stop(child: &mut Child) {
+/// SIGINT (`ip netns exec` execs the program, so the pid is its own), then
+/// wait (at most 30 s) for the process to end; its exit status.
+pub fn stop(child: &mut Child) -> std::process::ExitStatus {
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("process did not stop");
