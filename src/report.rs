@@ -179,7 +179,22 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
         .y_label_formatter(&|y| fmt_ns(*y as u64))
         .label_style(("sans-serif", 16))
         .draw()?;
-    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    // Twelve distinguishable colours: a `tokex bench transport` run has
+    // nine lines (three variants at three rates).
+    let colors = [
+        BLUE,
+        RED,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        BLACK,
+        RGBColor(255, 140, 0),
+        RGBColor(128, 0, 128),
+        RGBColor(0, 128, 128),
+        RGBColor(128, 128, 0),
+        RGBColor(139, 69, 19),
+        RGBColor(255, 20, 147),
+    ];
     for (i, r) in runs.iter().enumerate() {
         let c = colors[i % colors.len()];
         chart
