@@ -204,6 +204,21 @@ fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_
         ex = exchange(n, false);
     }
     assert!(load.wait().unwrap().success());
+    // The clients rode through the crashes: what was unanswered when the
+    // exchange died was re-sent to the restarted one (tokens already in the
+    // journal are not processed twice; their answers are recovered by
+    // sequence), and every order was answered.
+    let load_log = std::fs::read_to_string(dir.join("load.log")).unwrap();
+    assert_eq!(number_after(&load_log, "answered", "lost"), 0, "{load_log}");
+    assert_eq!(
+        number_after(&load_log, "answered", "answered"),
+        number_after(&load_log, "answered", "sent"),
+        "{load_log}"
+    );
+    assert!(
+        number_after(&load_log, "answered", "resent") > 0,
+        "{load_log}"
+    );
     // A clean stop: End of Session ends the feed handler.
     stop(&mut ex);
     let status = feed.wait().unwrap();
