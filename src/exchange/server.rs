@@ -21,6 +21,7 @@ use crate::accounts::AccountLimits;
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig};
+use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer, TokenBucket};
 use crate::journal::{Durability, JournalWriter};
@@ -45,6 +46,8 @@ pub(super) struct Server {
     orders: OrderPort,
     md: MarketDataOut,
     retrans: UdpSocket,
+    /// Every market-data message of the day, for requests older than the store.
+    archive: MdArchive,
     /// Per requester: 1,000 requests/s, bursts of 200.
     retrans_limits: HashMap<Ipv4Addr, TokenBucket>,
     tcp_in: Arc<Handoff<TcpPacket>>,
@@ -125,7 +128,19 @@ impl Server {
         let mut publisher = Publisher::new(&contracts, session, 1 << 22);
         publisher.set_time(clock.nanos(clock.raw()));
         publisher.start_of_day();
-        let journal = recover(&cfg, args, &mut engine, &mut gateway, &mut publisher)?;
+        // Rebuilt from scratch on every start: journal replay sequences the
+        // day's messages again.
+        let archive_path = cfg.journal.path.with_extension("md");
+        let mut archive = MdArchive::create(&archive_path)
+            .with_context(|| format!("creating {}", archive_path.display()))?;
+        let journal = recover(
+            &cfg,
+            args,
+            &mut engine,
+            &mut gateway,
+            &mut publisher,
+            &mut archive,
+        )?;
 
         let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
             let OrderPort::Kernel(port) = &orders else {
@@ -180,6 +195,7 @@ impl Server {
             orders,
             md,
             retrans,
+            archive,
             retrans_limits: HashMap::new(),
             tcp_in,
             tcp_out,
@@ -353,6 +369,7 @@ impl Server {
             orders,
             md,
             retrans,
+            archive,
             retrans_limits,
             retrans_limited,
             tcp_out,
@@ -366,6 +383,11 @@ impl Server {
         *send_errors += replies.deliver(orders, tcp_out);
         publisher.heartbeat_if_idle(1_000_000_000, &mut |p| md.send(orders, p));
         md.finish(orders);
+        if let Err(e) = archive.sync(publisher.store()) {
+            if archive.missed > 0 {
+                println!("market data: {e}");
+            }
+        }
         let mut req = [0u8; 64];
         while let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
             // Per requester: the rest are counted and ignored so one host
@@ -380,7 +402,7 @@ impl Server {
                 *retrans_limited += 1;
                 continue;
             }
-            answer_retransmission(publisher, retrans, &req[..n], src);
+            answer_retransmission(publisher, archive, retrans, &req[..n], src);
         }
         Ok(())
     }
@@ -396,6 +418,7 @@ impl Server {
             orders,
             md,
             retrans,
+            archive,
             tcp_out,
             replies,
             send_errors,
@@ -412,6 +435,7 @@ impl Server {
             md.finish(orders);
             std::thread::sleep(Duration::from_millis(1));
         }
+        let _ = archive.sync(publisher.store());
         retrans.set_nonblocking(false)?;
         retrans.set_read_timeout(Some(Duration::from_millis(20)))?;
         let linger_until = Instant::now() + Duration::from_secs(10);
@@ -420,7 +444,7 @@ impl Server {
         while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
             if let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
                 last_request = Instant::now();
-                answer_retransmission(publisher, retrans, &req[..n], src);
+                answer_retransmission(publisher, archive, retrans, &req[..n], src);
             }
         }
         gateway.end_of_session(replies);
@@ -500,14 +524,15 @@ impl Server {
 }
 
 /// Answers one MoldUDP64 retransmission request by unicast, at most 4,096
-/// messages.
+/// messages, older ones from the archive.
 fn answer_retransmission(
     publisher: &mut Publisher,
+    archive: &mut MdArchive,
     retrans: &UdpSocket,
     request: &[u8],
     to: SocketAddrV4,
 ) {
-    publisher.retransmit(request, 4096, &mut |p| {
+    publisher.retransmit_from(request, 4096, archive, &mut |p| {
         let _ = retrans.send_to(p, to);
     });
 }
@@ -528,6 +553,7 @@ fn recover(
     engine: &mut Engine,
     gateway: &mut Gateway,
     publisher: &mut Publisher,
+    archive: &mut MdArchive,
 ) -> anyhow::Result<Journal> {
     if let Some(dir) = cfg.journal.path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -536,6 +562,8 @@ fn recover(
         fs::remove_file(&cfg.journal.path)?;
     }
     let t0 = Instant::now();
+    archive.sync(publisher.store())?;
+    let mut archive_errors = 0u64;
     let mut acked = CountAcks(publisher, 0);
     let (writer, report) =
         JournalWriter::open(&cfg.journal.path, cfg.journal.durability, 1 << 20, |rec| {
@@ -544,8 +572,18 @@ fn recover(
             // The replayed messages are in the retransmission store; the
             // packets built for them are never sent (memory stays flat).
             acked.0.discard_pending();
+            if archive.sync(acked.0.store()).is_err() {
+                archive_errors += 1;
+            }
         })?;
     let accepted_before = acked.1;
+    archive.sync(publisher.store())?;
+    if archive_errors > 0 {
+        println!(
+            "recovery: the market-data archive missed {} messages",
+            archive.missed
+        );
+    }
     if report.records > 0 {
         println!(
             "recovery: replayed {} journal records in {:.1} ms; {} orders accepted before the restart, {} resting, {} trades; market data continues at sequence {}",

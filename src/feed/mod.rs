@@ -1,8 +1,10 @@
 //! Market data: engine events to ITCH 5.0 ([`itch_encoder`]), MoldUDP64
-//! packets with retransmission ([`publisher`]), and the feed handler's
+//! packets with retransmission ([`publisher`]) backed by the day's messages
+//! on disk ([`archive`]), and the feed handler's
 //! order-by-order books rebuilt from ITCH ([`book`]), live ([`cli`]) or from
 //! a capture ([`pcap`]).
 
+pub mod archive;
 pub mod book;
 pub mod cli;
 pub mod handler;

@@ -211,6 +211,18 @@ impl Publisher {
     /// sequence, count) with packets of what the store holds. Requests for
     /// another session or for nothing stored are counted and ignored.
     pub fn retransmit(&mut self, request: &[u8], max_messages: u16, send: &mut impl FnMut(&[u8])) {
+        self.retransmit_from(request, max_messages, &mut NoArchive, send);
+    }
+
+    /// As [`Publisher::retransmit`], with messages older than the store read
+    /// from `archive` (the exchange keeps every message of the day on disk).
+    pub fn retransmit_from(
+        &mut self,
+        request: &[u8],
+        max_messages: u16,
+        archive: &mut dyn Archive,
+        send: &mut impl FnMut(&[u8]),
+    ) {
         self.stats.retransmit_requests += 1;
         use zerocopy::FromBytes;
         let Ok(h) = moldudp64::Header::ref_from_bytes(request) else {
@@ -219,8 +231,9 @@ impl Publisher {
         };
         let first = h.sequence();
         let count = u64::from(h.count().min(max_messages));
+        let oldest = self.store.oldest().min(archive.first().unwrap_or(u64::MAX));
         if h.session != self.session
-            || first < self.store.oldest()
+            || first < oldest
             || first >= self.store.next_sequence()
             || count == 0
         {
@@ -230,21 +243,61 @@ impl Publisher {
         let end = (first + count).min(self.store.next_sequence());
         let mut b = PacketBuilder::new(self.session, first, moldudp64::MAX_PACKET);
         let mut seq = first;
-        while seq < end {
-            let Some(m) = self.store.get(seq) else { break };
-            match b.push(m) {
-                Ok(()) => seq += 1,
-                Err(_) => {
-                    send(b.bytes());
-                    b.reset(seq);
-                }
+        let mut push = |b: &mut PacketBuilder, seq: &mut u64, m: &[u8]| {
+            if b.push(m).is_err() {
+                send(b.bytes());
+                b.reset(*seq);
+                let _ = b.push(m);
+            }
+            *seq += 1;
+        };
+        // The part older than the store, from the archive.
+        let from_store = self.store.oldest().max(first);
+        if seq < from_store {
+            archive.read(seq, from_store.min(end) - seq, &mut |m| {
+                push(&mut b, &mut seq, m)
+            });
+            if seq < from_store.min(end) {
+                // The archive could not give it all: stop at the hole.
+                self.stats.retransmit_unanswerable += 1;
+            }
+        }
+        if seq >= from_store {
+            while seq < end {
+                let Some(m) = self.store.get(seq) else { break };
+                push(&mut b, &mut seq, m);
             }
         }
         if !b.is_empty() {
             send(b.bytes());
         }
-        self.stats.retransmitted += end - first;
+        self.stats.retransmitted += seq - first;
     }
+
+    /// The retransmission store (the archive copies new messages from it).
+    pub fn store(&self) -> &RetransmitStore {
+        &self.store
+    }
+}
+
+/// Where messages older than the in-memory store come from.
+pub trait Archive {
+    /// The first sequence number it holds, if any.
+    fn first(&self) -> Option<u64>;
+    /// Calls `out` with messages `first ..` in order, at most `count`; stops
+    /// early at what it does not hold.
+    fn read(&mut self, first: u64, count: u64, out: &mut dyn FnMut(&[u8]));
+}
+
+/// No archive: the store is all there is.
+pub struct NoArchive;
+
+impl Archive for NoArchive {
+    fn first(&self) -> Option<u64> {
+        None
+    }
+
+    fn read(&mut self, _first: u64, _count: u64, _out: &mut dyn FnMut(&[u8])) {}
 }
 
 impl EventSink for Publisher {
