@@ -47,6 +47,11 @@ pub struct DemoArgs {
     /// namespace (nftables), to exercise the feed handler's gap recovery.
     #[arg(long, default_value_t = 0)]
     pub feed_loss: u8,
+    /// Run a second feed handler beside the first that drops this
+    /// percentage of the feed's datagrams itself (a socket filter), so one
+    /// run shows a lossless and a lossy handler rebuilding the same book.
+    #[arg(long, default_value_t = 0)]
+    pub lossy_feed: u8,
 }
 
 /// Installs an nftables rule in the client namespace that drops `pct` % of
@@ -86,8 +91,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for stale in [
         "exchange.ready",
         "feed.ready",
+        "feed-lossy.ready",
         "exchange-book.csv",
         "feed-book.csv",
+        "feed-lossy-book.csv",
     ] {
         let _ = std::fs::remove_file(out.join(stale));
     }
@@ -169,6 +176,37 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         Duration::from_secs(10),
     )
     .inspect_err(|_| print_log_tail("feed log", &out.join("feed.log"), 30))?;
+    let mut lossy = None;
+    if args.lossy_feed > 0 {
+        println!(
+            "== second feed handler, dropping {} % of the feed itself: ip netns exec {CLIENT_NS} tokex feed --drop-pct {}",
+            args.lossy_feed, args.lossy_feed
+        );
+        let mut p = Proc::spawn(
+            "lossy feed handler",
+            CLIENT_NS,
+            &[
+                "feed".into(),
+                "--quiet".into(),
+                "--duration".into(),
+                (args.duration + 30).to_string(),
+                "--ready-file".into(),
+                out_s("feed-lossy.ready"),
+                "--book-out".into(),
+                out_s("feed-lossy-book.csv"),
+                "--drop-pct".into(),
+                args.lossy_feed.to_string(),
+            ],
+            &out.join("feed-lossy.log"),
+        )?;
+        wait_ready(
+            &mut p,
+            &out.join("feed-lossy.ready"),
+            &stop,
+            Duration::from_secs(10),
+        )?;
+        lossy = Some(p);
+    }
 
     println!(
         "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {}",
@@ -225,18 +263,30 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         bail!("the feed handler failed ({feed_status})");
     }
 
+    let mut books = vec![("feed handler", "feed-book.csv")];
+    if let Some(mut p) = lossy {
+        let status = p.wait(Duration::from_secs(15))?;
+        print_log_tail("lossy feed handler", &out.join("feed-lossy.log"), 4);
+        if !status.success() {
+            bail!("the lossy feed handler failed ({status})");
+        }
+        books.push(("lossy feed handler", "feed-lossy-book.csv"));
+    }
     let ex_book =
         std::fs::read_to_string(out.join("exchange-book.csv")).context("exchange book")?;
-    let feed_book = std::fs::read_to_string(out.join("feed-book.csv")).context("feed book")?;
     let orders = ex_book.lines().count().saturating_sub(1);
-    if ex_book != feed_book {
-        bail!(
-            "the feed handler's book differs from the exchange's: compare {} and {}",
-            out.join("exchange-book.csv").display(),
-            out.join("feed-book.csv").display()
-        );
+    for (who, file) in books {
+        let book =
+            std::fs::read_to_string(out.join(file)).with_context(|| format!("{who} book"))?;
+        if ex_book != book {
+            bail!(
+                "the {who}'s book differs from the exchange's: compare {} and {}",
+                out.join("exchange-book.csv").display(),
+                out.join(file).display()
+            );
+        }
+        println!("== books: the {who} rebuilt all {orders} resting orders exactly as the exchange holds them");
     }
-    println!("== books: the feed handler rebuilt all {orders} resting orders exactly as the exchange holds them");
     if let Some(top) = first_symbol_book(&ex_book, 10) {
         println!("{top}");
     }

@@ -121,3 +121,27 @@ fn demo_over_af_xdp_with_market_data_on_af_xdp_tx_rebuilds_the_same_book() {
     assert!(stdout.contains("end of session, complete"), "{stdout}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn two_feed_handlers_one_dropping_five_percent_both_rebuild_the_exchange_book() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let (out, stdout) = demo("two-feeds", &["--transport", "xdp", "--lossy-feed", "5"]);
+    assert!(
+        stdout.contains("== books: the feed handler rebuilt all"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("== books: the lossy feed handler rebuilt all"),
+        "{stdout}"
+    );
+    // The lossy one's statistics follow its log heading.
+    let lossy = stdout
+        .split("---- lossy feed handler")
+        .nth(1)
+        .expect("the lossy handler's log");
+    let feed = words_of(lossy, "feed: ");
+    assert!(number(&feed, "gaps", -1) > 1, "{feed:?}");
+    assert!(number(&feed, "recovered", -2) > 0, "{feed:?}");
+    assert!(lossy.contains("end of session, complete"), "{lossy}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -59,6 +59,12 @@ pub struct FeedArgs {
     /// instead of joining the group.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Drop this percentage of the feed's datagrams at random before the
+    /// handler sees them (a kernel socket filter, as a lossy link would),
+    /// to exercise gap recovery beside a lossless handler. Retransmission
+    /// answers are not dropped.
+    #[arg(long, default_value_t = 0)]
+    pub drop_pct: u8,
 }
 
 /// One CSV row for a message.
@@ -127,9 +133,39 @@ fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
                 args.group, args.interface_addr
             )
         })?;
+    if args.drop_pct > 0 {
+        s.attach_filter(&random_drop(args.drop_pct))
+            .context("attaching the loss filter")?;
+    }
     let s: UdpSocket = s.into();
     s.set_read_timeout(Some(Duration::from_millis(2)))?;
     Ok(s)
+}
+
+/// A classic BPF socket filter that drops `pct` % of datagrams at random:
+/// load the kernel's per-packet random number (the `SKF_AD_RANDOM`
+/// ancillary load), accept when it is at or above the threshold.
+fn random_drop(pct: u8) -> [libc::sock_filter; 4] {
+    const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+    const SKF_AD_RANDOM: u32 = 56;
+    let threshold = ((u64::from(pct.min(100)) << 32) / 100).min(u64::from(u32::MAX)) as u32;
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    [
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            0,
+            0,
+            SKF_AD_OFF + SKF_AD_RANDOM,
+        ),
+        op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 0, 1, threshold),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+    ]
 }
 
 /// Runs the feed handler until End of Session (with nothing missing) or the
