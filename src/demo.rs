@@ -147,8 +147,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &out.join("exchange.ready"),
         &stop,
         Duration::from_secs(20),
-    )
-    .inspect_err(|_| print_log_tail("exchange log", &out.join("exchange.log"), 30))?;
+    )?;
     print_log_tail("exchange start-up", &out.join("exchange.log"), 12);
 
     println!("== feed handler: ip netns exec {CLIENT_NS} tokex feed");
@@ -174,8 +173,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &out.join("feed.ready"),
         &stop,
         Duration::from_secs(10),
-    )
-    .inspect_err(|_| print_log_tail("feed log", &out.join("feed.log"), 30))?;
+    )?;
     let mut lossy = None;
     if args.lossy_feed > 0 {
         println!(

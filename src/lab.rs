@@ -58,6 +58,7 @@ impl Drop for LabGuard {
 pub struct Proc {
     name: &'static str,
     child: Child,
+    log: PathBuf,
 }
 
 impl Proc {
@@ -79,7 +80,11 @@ impl Proc {
             .stderr(logf)
             .spawn()
             .with_context(|| format!("starting the {name}"))?;
-        Ok(Proc { name, child })
+        Ok(Proc {
+            name,
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     /// Sends SIGINT and waits up to `grace` for a clean exit.
@@ -123,18 +128,23 @@ impl Drop for Proc {
 }
 
 /// Waits until `path` exists (a process's "ready" file), the process exits,
-/// `stop` is set, or `limit` passes.
+/// `stop` is set, or `limit` passes; on failure prints the end of the
+/// process's log.
 pub fn wait_ready(p: &mut Proc, path: &Path, stop: &Stop, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
+    let failed = |why: String, p: &Proc| {
+        print_log_tail(&format!("{} log", p.name), &p.log, 30);
+        Err(anyhow::anyhow!(why))
+    };
     while !path.exists() {
         if stop.is_set() {
             bail!("interrupted");
         }
         if !p.running() {
-            bail!("the {} exited before it was ready", p.name);
+            return failed(format!("the {} exited before it was ready", p.name), p);
         }
         if Instant::now() >= deadline {
-            bail!("the {} was not ready within {limit:?}", p.name);
+            return failed(format!("the {} was not ready within {limit:?}", p.name), p);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

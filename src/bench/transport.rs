@@ -161,8 +161,7 @@ fn run_one(
         ],
         &dir.join("exchange.log"),
     )?;
-    wait_ready(&mut exchange, &ready, stop, Duration::from_secs(20))
-        .inspect_err(|_| print_log_tail("exchange log", &dir.join("exchange.log"), 20))?;
+    wait_ready(&mut exchange, &ready, stop, Duration::from_secs(20))?;
     let mut load = Proc::spawn(
         "load generator",
         CLIENT_NS,
