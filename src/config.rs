@@ -159,6 +159,10 @@ pub struct RuntimeConfig {
     pub busy_poll: bool,
     /// Most frames or datagrams taken per receive batch.
     pub batch: usize,
+    /// Follow each contract's trading schedule by the wall clock (UTC
+    /// times of day, as in contracts/*.toml). Off by default: the lab demo
+    /// trades continuously whatever the hour.
+    pub follow_schedules: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -169,6 +173,7 @@ impl Default for RuntimeConfig {
             rx_core: 0,
             busy_poll: true,
             batch: 64,
+            follow_schedules: false,
         }
     }
 }

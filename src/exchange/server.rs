@@ -217,11 +217,25 @@ impl Server {
         };
         // Start-of-day market data goes out before the first order is read.
         let Server {
+            cfg,
+            clock,
+            engine,
+            gateway,
             publisher,
+            journal,
             md,
             orders,
+            replies,
+            tcp_out,
             ..
         } = &mut server;
+        if cfg.runtime.follow_schedules && !gateway.follows_schedules() {
+            let now = clock.nanos(clock.raw());
+            gateway.follow_schedules(now, engine, publisher, journal, replies);
+            journal.0.commit().context("journal write")?;
+            replies.deliver(orders, tcp_out);
+            println!("runtime: following the contracts' trading schedules (UTC)");
+        }
         publisher.flush(&mut |p| md.send(orders, p));
         md.finish(orders);
         Ok(server)
@@ -363,6 +377,7 @@ impl Server {
         }
         let now = self.clock.nanos(t);
         let Server {
+            engine,
             gateway,
             publisher,
             journal,
@@ -378,9 +393,13 @@ impl Server {
             ..
         } = self;
         publisher.set_time(now);
+        // Engine timers (schedule changes, the end of a halt) run on time,
+        // journaled like any input.
+        gateway.on_clock(now, engine, publisher, journal, replies);
         gateway.on_timer(now, journal, replies);
         journal.0.commit().context("journal write")?;
         *send_errors += replies.deliver(orders, tcp_out);
+        publisher.flush(&mut |p| md.send(orders, p));
         publisher.heartbeat_if_idle(1_000_000_000, &mut |p| md.send(orders, p));
         md.finish(orders);
         if let Err(e) = archive.sync(publisher.store()) {

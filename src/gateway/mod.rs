@@ -179,6 +179,12 @@ pub mod record {
     pub const PACKET: u8 = 1;
     /// A session timed out: session index (u32).
     pub const TIMEOUT: u8 = 2;
+    /// The engine's timers ran at this record's time (schedule changes, the
+    /// end of a circuit-breaker halt or of a reopening call). No payload.
+    pub const CLOCK: u8 = 3;
+    /// The engine started following the contracts' schedules at this
+    /// record's time. No payload.
+    pub const FOLLOW_SCHEDULES: u8 = 4;
 }
 
 /// What was dropped or refused, by reason.
@@ -340,6 +346,8 @@ const MAX_FAILURE_SOURCES: usize = 4096;
 /// The session layer of the exchange.
 pub struct Gateway {
     cfg: GatewayConfig,
+    /// The engine follows the contracts' schedules (journaled once a day).
+    follows_schedules: bool,
     session_name: [u8; 10],
     sessions: Vec<Session>,
     by_peer: HashMap<Peer, usize>,
@@ -390,6 +398,7 @@ impl Gateway {
                 v
             },
             events: EventBuffer::with_capacity(1 << 16),
+            follows_schedules: false,
             counters: Counters::default(),
             scratch: Vec::with_capacity(256),
         }
@@ -464,8 +473,72 @@ impl Gateway {
                     self.unbind(i);
                 }
             }
+            record::CLOCK => self.run_clock(now, engine, md, &mut discard, false),
+            record::FOLLOW_SCHEDULES => self.run_clock(now, engine, md, &mut discard, true),
             _ => {}
         }
+    }
+
+    /// Whether the day's journal has the engine following the schedules.
+    pub fn follows_schedules(&self) -> bool {
+        self.follows_schedules
+    }
+
+    /// Puts every contract into the phase its schedule gives for `now` and
+    /// keeps it there from then on (through [`Gateway::on_clock`]);
+    /// journaled, so recovery reaches the same phases.
+    pub fn follow_schedules(
+        &mut self,
+        now: Nanos,
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        journal: &mut impl JournalSink,
+        out: &mut impl Outbox,
+    ) {
+        journal.record(record::FOLLOW_SCHEDULES, now, &[]);
+        self.run_clock(now, engine, md, out, true);
+    }
+
+    /// Runs the engine's timers that are due by `now` (a phase change from
+    /// a schedule, the end of a halt), with their fills and cancels
+    /// reported to the sessions as any other. Journaled only when a timer
+    /// is due, so recovery replays it at the same point of the input.
+    pub fn on_clock(
+        &mut self,
+        now: Nanos,
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        journal: &mut impl JournalSink,
+        out: &mut impl Outbox,
+    ) {
+        if engine.next_timer().is_none_or(|t| t > now) {
+            return;
+        }
+        journal.record(record::CLOCK, now, &[]);
+        self.run_clock(now, engine, md, out, false);
+    }
+
+    fn run_clock(
+        &mut self,
+        now: Nanos,
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        out: &mut impl Outbox,
+        follow: bool,
+    ) {
+        self.events.clear();
+        if follow {
+            self.follows_schedules = true;
+            engine.follow_schedules(now, &mut self.events);
+        } else {
+            engine.advance(now, &mut self.events);
+        }
+        let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
+        for e in events.as_slice() {
+            md.event(e);
+            self.acknowledge(now, e, None, out);
+        }
+        self.events = events;
     }
 
     fn on_packet(

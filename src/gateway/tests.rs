@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{demo_sessions, GatewayConfig};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Phase};
 use crate::types::{Price, Qty, Side, Tif};
 use std::path::Path;
 
@@ -493,4 +493,59 @@ fn every_engine_reject_reason_has_an_ouch_reason_code() {
     for r in R::ALL {
         assert!(ouch_reject_code(r).is_ascii_uppercase(), "{r:?}");
     }
+}
+
+#[test]
+fn engine_timers_run_on_the_clock_are_journaled_and_replay_to_the_same_phases() {
+    let set = contracts();
+    let gh = set
+        .iter()
+        .find(|c| c.symbol.as_str() == "GH2612")
+        .unwrap()
+        .id;
+    let day = 20_000 * crate::types::NANOS_PER_DAY;
+    let at = |h: u64, m: u64| Nanos(day + (h * 60 + m) * 60 * 1_000_000_000);
+    let mut r = Rig::new(GatewayConfig::default());
+    // 21:50: GH is in its pre-open (21:45-21:55).
+    r.gw.follow_schedules(
+        at(21, 50),
+        &mut r.engine,
+        &mut r.md,
+        &mut r.journal,
+        &mut r.out,
+    );
+    assert!(r.gw.follows_schedules());
+    assert_eq!(r.engine.phase(gh), Some(Phase::PreOpen));
+    // Nothing due yet: nothing journaled.
+    r.gw.on_clock(
+        at(21, 54),
+        &mut r.engine,
+        &mut r.md,
+        &mut r.journal,
+        &mut r.out,
+    );
+    assert_eq!(r.journal.len(), 1);
+    // 22:01: the call (21:55) and the open (22:00) ran on time.
+    r.gw.on_clock(
+        at(22, 1),
+        &mut r.engine,
+        &mut r.md,
+        &mut r.journal,
+        &mut r.out,
+    );
+    assert_eq!(r.engine.phase(gh), Some(Phase::Open));
+    assert_eq!(
+        r.journal.iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![record::FOLLOW_SCHEDULES, record::CLOCK]
+    );
+    // Replaying the journal reaches the same phases and the same events.
+    let mut replayed = Rig::new(GatewayConfig::default());
+    for (kind, now, payload) in &r.journal {
+        replayed
+            .gw
+            .replay(*kind, *now, payload, &mut replayed.engine, &mut replayed.md);
+    }
+    assert_eq!(replayed.engine.phase(gh), Some(Phase::Open));
+    assert!(replayed.gw.follows_schedules());
+    assert_eq!(replayed.md, r.md);
 }
