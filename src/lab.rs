@@ -151,9 +151,26 @@ pub fn wait_ready(p: &mut Proc, path: &Path, stop: &Stop, limit: Duration) -> an
     Ok(())
 }
 
+/// Prints the last `lines` lines of a process's log, leaving out backtraces
+/// (with `RUST_BACKTRACE` set they would push the error message itself out
+/// of the tail).
 pub fn print_log_tail(title: &str, path: &Path, lines: usize) {
     if let Ok(text) = std::fs::read_to_string(path) {
-        let all: Vec<&str> = text.lines().collect();
+        let mut in_backtrace = false;
+        let all: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                if l.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("stack backtrace:")
+                {
+                    in_backtrace = true;
+                } else if l.trim().is_empty() {
+                    in_backtrace = false;
+                }
+                !in_backtrace
+            })
+            .collect();
         println!("---- {title} ({}) ----", path.display());
         for l in &all[all.len().saturating_sub(lines)..] {
             println!("{l}");

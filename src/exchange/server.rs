@@ -130,6 +130,9 @@ impl Server {
         publisher.start_of_day();
         // Rebuilt from scratch on every start: journal replay sequences the
         // day's messages again.
+        if let Some(dir) = cfg.journal.path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let archive_path = cfg.journal.path.with_extension("md");
         let mut archive = MdArchive::create(&archive_path)
             .with_context(|| format!("creating {}", archive_path.display()))?;
@@ -574,9 +577,6 @@ fn recover(
     publisher: &mut Publisher,
     archive: &mut MdArchive,
 ) -> anyhow::Result<Journal> {
-    if let Some(dir) = cfg.journal.path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     if args.fresh && cfg.journal.path.exists() {
         fs::remove_file(&cfg.journal.path)?;
     }

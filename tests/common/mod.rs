@@ -55,7 +55,8 @@ impl Drop for Lab {
 }
 
 /// A scratch directory with a config whose journal and latency files go
-/// there; removed by the caller at the end of a passing test.
+/// there (the journal in a subdirectory the exchange has to create, as on a
+/// fresh checkout); removed by the caller at the end of a passing test.
 pub fn scratch(name: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("tokex-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,7 +68,7 @@ pub fn scratch(name: &str) -> (PathBuf, PathBuf) {
         format!(
             "contracts = \"{}\"\n[journal]\npath = \"{}\"\n[latency]\ndir = \"{}\"\n",
             root.join("contracts").display(),
-            dir.join("journal").display(),
+            dir.join("journal").join("tokex.journal").display(),
             dir.join("latency").display()
         ),
     )
