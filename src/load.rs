@@ -61,6 +61,12 @@ pub struct LoadArgs {
     /// constant interval.
     #[arg(long)]
     pub poisson: bool,
+    /// Orders per datagram: each scheduled send carries this many orders of
+    /// one session (the schedule then has rate/batch sends per second, and
+    /// every order in a send has that send's intended time). 1 measures
+    /// per-order latency; larger batches measure throughput.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=24))]
+    pub batch: u64,
 }
 
 /// What a load run measured.
@@ -195,7 +201,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     )?;
     let mut interval_start = started_wall;
     let mut intended: HashMap<Token, u64> = HashMap::with_capacity(1 << 16);
-    let mut live: Vec<Vec<(Token, usize)>> = vec![Vec::with_capacity(1024); args.sessions];
+    let mut live: Vec<LiveOrders> = (0..args.sessions).map(|_| LiveOrders::default()).collect();
     let mut report = LoadReport {
         label: args.label.clone(),
         intended_rate: args.rate,
@@ -229,7 +235,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                   e: ClientEvent,
                   session: usize,
                   intended: &mut HashMap<Token, u64>,
-                  live: &mut Vec<Vec<(Token, usize)>>,
+                  live: &mut [LiveOrders],
                   report: &mut LoadReport,
                   hist: &mut LatencyHistogram,
                   interval: &mut LatencyHistogram| {
@@ -237,18 +243,9 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             ClientEvent::Executed { token, qty, .. } => {
                 report.executions += 1;
                 // Track open size so cancels and replaces name live orders.
-                if let Some(i) = live[session].iter().position(|(t, _)| *t == token) {
-                    live[session][i].1 = live[session][i].1.saturating_sub(qty.lots() as usize);
-                    if live[session][i].1 == 0 {
-                        live[session].swap_remove(i);
-                    }
-                }
+                live[session].fill(token, u64::from(qty.lots()));
             }
-            ClientEvent::Canceled { token, .. } => {
-                if let Some(i) = live[session].iter().position(|(t, _)| *t == token) {
-                    live[session].swap_remove(i);
-                }
-            }
+            ClientEvent::Canceled { token, .. } => live[session].remove(token),
             ClientEvent::Accepted {
                 token, qty, tif, ..
             }
@@ -257,10 +254,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             } => {
                 report.accepted += 1;
                 if tif == Tif::Day {
-                    if live[session].len() >= 1024 {
-                        live[session].swap_remove(0);
-                    }
-                    live[session].push((token, qty.lots() as usize));
+                    live[session].insert(token, u64::from(qty.lots()));
                 }
             }
             ClientEvent::Rejected { reason, .. } => {
@@ -286,68 +280,24 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         if i < args.count && t < end {
             let due = start + offset as u64;
             if t >= due {
-                let s = (i % args.sessions as u64) as usize;
-                let k = (i % flows.len() as u64) as usize;
-                let c = &picked[k];
-                let op = flows[k][(i / flows.len() as u64) as usize % flows[k].len()];
-                let cl = &mut clients[s].session;
-                let token = match op {
-                    FlowOp::Add {
-                        side, price, qty, ..
-                    } => cl.enter(
-                        t,
-                        c.symbol,
-                        side,
-                        Qty::new(qty),
-                        Price::from_raw(price),
-                        Tif::Day,
-                    ),
-                    FlowOp::Aggress {
-                        side, price, qty, ..
-                    } => cl.enter(
-                        t,
-                        c.symbol,
-                        side,
-                        Qty::new(qty),
-                        Price::from_raw(price),
-                        Tif::Ioc,
-                    ),
-                    FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. }
-                        if !live[s].is_empty() =>
-                    {
-                        let idx = pick as usize % live[s].len();
-                        let (old, _) = live[s].swap_remove(idx);
-                        if let FlowOp::Replace { ticks, qty, .. } = op {
-                            let p = (c.reference_price.raw() as i64
-                                + ticks as i64 * c.tick.raw() as i64 * 3)
-                                as u32;
-                            cl.replace(t, old, Qty::new(qty), Price::from_raw(p))
-                        } else {
-                            cl.cancel(t, old, Qty::ZERO);
-                            old
-                        }
-                    }
-                    FlowOp::Cancel { .. } | FlowOp::Replace { .. } => cl.enter(
-                        t,
-                        c.symbol,
-                        crate::types::Side::Buy,
-                        Qty::new(1),
-                        c.lower_limit,
-                        Tif::Ioc,
-                    ),
-                };
-                intended.insert(token, due);
+                let s = ((i / args.batch) % args.sessions as u64) as usize;
+                let burst = args.batch.min(args.count - i);
+                for _ in 0..burst {
+                    let cl = &mut clients[s].session;
+                    let token = next_order(i, t, &picked, &flows, cl, &mut live[s]);
+                    intended.insert(token, due);
+                    i += 1;
+                }
                 clients[s].flush()?;
-                report.sent += 1;
+                report.sent += burst;
                 last_send = t;
-                i += 1;
                 offset += if args.poisson {
                     let u = ((arrivals.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                    -u.ln() * period
+                    -u.ln() * period * burst as f64
                 } else {
-                    period
+                    period * burst as f64
                 };
-                if i.is_multiple_of(1024) {
+                if i % 1024 < burst {
                     bar.set_position(i);
                 }
             }
@@ -426,4 +376,140 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         format!("{json}\n"),
     )?;
     Ok(report)
+}
+
+/// The next order of the flow (order number `i`, alternating contracts):
+/// queued on `cl`, returning its token. Cancels and replaces name one of the
+/// session's live orders; with none live, a one-lot IOC at the lower limit
+/// takes their place (it is answered and cancels at once).
+fn next_order(
+    i: u64,
+    t: u64,
+    picked: &[crate::contract::Contract],
+    flows: &[Vec<FlowOp>],
+    cl: &mut ClientSession,
+    live: &mut LiveOrders,
+) -> Token {
+    let k = (i % flows.len() as u64) as usize;
+    let c = &picked[k];
+    let op = flows[k][(i / flows.len() as u64) as usize % flows[k].len()];
+    let limit = |price: u32| Price::from_raw(price);
+    match op {
+        FlowOp::Add {
+            side, price, qty, ..
+        } => cl.enter(t, c.symbol, side, Qty::new(qty), limit(price), Tif::Day),
+        FlowOp::Aggress {
+            side, price, qty, ..
+        } => cl.enter(t, c.symbol, side, Qty::new(qty), limit(price), Tif::Ioc),
+        FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. } if !live.is_empty() => {
+            let old = live.take(pick as usize);
+            if let FlowOp::Replace { ticks, qty, .. } = op {
+                let p = (c.reference_price.raw() as i64 + ticks as i64 * c.tick.raw() as i64 * 3)
+                    as u32;
+                cl.replace(t, old, Qty::new(qty), limit(p))
+            } else {
+                cl.cancel(t, old, Qty::ZERO);
+                old
+            }
+        }
+        FlowOp::Cancel { .. } | FlowOp::Replace { .. } => cl.enter(
+            t,
+            c.symbol,
+            crate::types::Side::Buy,
+            Qty::new(1),
+            c.lower_limit,
+            Tif::Ioc,
+        ),
+    }
+}
+
+/// A session's live day orders with their open size: the ones cancels and
+/// replaces pick from (at most [`LiveOrders::CAP`]; the oldest is forgotten
+/// past that). Constant time per update, so the generator keeps up at high
+/// rates.
+#[derive(Default)]
+struct LiveOrders {
+    list: Vec<(Token, u64)>,
+    index: HashMap<Token, usize>,
+}
+
+impl LiveOrders {
+    const CAP: usize = 1024;
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn insert(&mut self, token: Token, open: u64) {
+        if self.index.contains_key(&token) {
+            self.remove(token);
+        }
+        if self.list.len() >= Self::CAP {
+            self.take(0);
+        }
+        self.index.insert(token, self.list.len());
+        self.list.push((token, open));
+    }
+
+    /// Removes and returns the order at `pick` (modulo the count).
+    fn take(&mut self, pick: usize) -> Token {
+        let at = pick % self.list.len();
+        let (token, _) = self.list.swap_remove(at);
+        self.index.remove(&token);
+        if let Some(&(moved, _)) = self.list.get(at) {
+            self.index.insert(moved, at);
+        }
+        token
+    }
+
+    fn remove(&mut self, token: Token) {
+        if let Some(&at) = self.index.get(&token) {
+            self.take(at);
+        }
+    }
+
+    /// An execution of `qty` lots; a filled order is no longer live.
+    fn fill(&mut self, token: Token, qty: u64) {
+        if let Some(&at) = self.index.get(&token) {
+            let open = &mut self.list[at].1;
+            *open = open.saturating_sub(qty);
+            if *open == 0 {
+                self.take(at);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(n: u32) -> Token {
+        let mut t = [b' '; 14];
+        t[..8].copy_from_slice(format!("{n:08}").as_bytes());
+        t
+    }
+
+    #[test]
+    fn live_orders_track_fills_cancels_and_the_cap() {
+        let mut live = LiveOrders::default();
+        for n in 0..3 {
+            live.insert(token(n), 10);
+        }
+        live.fill(token(1), 4);
+        assert_eq!(live.list.len(), 3);
+        live.fill(token(1), 6);
+        live.remove(token(0));
+        assert_eq!(live.list, vec![(token(2), 10)]);
+        assert_eq!(live.take(7), token(2));
+        assert!(live.is_empty() && live.index.is_empty());
+        for n in 0..LiveOrders::CAP as u32 + 5 {
+            live.insert(token(n), 1);
+        }
+        assert_eq!(live.list.len(), LiveOrders::CAP);
+        // Every listed order is indexed at its place.
+        for (at, (t, _)) in live.list.iter().enumerate() {
+            assert_eq!(live.index[t], at);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The sans-IO client session: requests in, datagrams out, answers as events.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use zerocopy::IntoBytes;
 
@@ -118,9 +119,20 @@ struct Pending {
     /// Order of issue: an ambiguous Rejected answers the oldest request.
     id: u64,
     sent_at: u64,
+    /// When it is re-sent if still unanswered: `resend_after` after the
+    /// first send, doubling with every re-send (a slow exchange is not
+    /// flooded with copies of what it has not answered yet).
+    due: u64,
     tries: u32,
     packet: Bytes,
 }
+
+/// A re-send deadline: (due, request id, (token, message type)).
+type Deadline = (u64, u64, (Token, u8));
+
+/// The longest wait between two re-sends of one request, as a multiple of
+/// the first wait.
+const MAX_BACKOFF: u64 = 16;
 
 /// Heartbeat interval of the client, nanoseconds.
 const HEARTBEAT_NS: u64 = 1_000_000_000;
@@ -140,6 +152,11 @@ pub struct ClientSession {
     /// When the last re-request was sent (one at a time per timeout).
     recovery_sent_at: Option<u64>,
     pending: HashMap<(Token, u8), Pending>,
+    /// Re-send deadlines, earliest first: (due, request id, key). An entry
+    /// whose request was answered, or re-scheduled, is skipped when it
+    /// comes up, so the timer costs O(log n) per request, not a scan of
+    /// everything outstanding.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
     next_request: u64,
     outbox: VecDeque<Bytes>,
     resend_after: u64,
@@ -172,6 +189,7 @@ impl ClientSession {
             next_sequence: 1,
             recovery_sent_at: None,
             pending: HashMap::with_capacity(1 << 12),
+            deadlines: BinaryHeap::with_capacity(1 << 12),
             next_request: 0,
             outbox: VecDeque::with_capacity(256),
             resend_after: resend_after_ns.max(1),
@@ -255,15 +273,19 @@ impl ClientSession {
         let packet = Bytes::new(&b[..n]);
         self.outbox.push_back(packet);
         self.next_request += 1;
+        let due = now + self.resend_after;
         self.pending.insert(
             (token, kind),
             Pending {
                 id: self.next_request,
                 sent_at: now,
+                due,
                 tries: 0,
                 packet,
             },
         );
+        self.deadlines
+            .push(Reverse((due, self.next_request, (token, kind))));
         self.stats.sent += 1;
     }
 
@@ -478,16 +500,25 @@ impl ClientSession {
             }
             return;
         }
-        let resend_after = self.resend_after;
         let mut resent = false;
-        for p in self.pending.values_mut() {
-            if now.saturating_sub(p.sent_at) >= resend_after {
-                p.tries += 1;
-                p.sent_at = now;
-                self.outbox.push_back(p.packet);
-                self.stats.resent += 1;
-                resent = true;
+        while let Some(&Reverse((due, id, key))) = self.deadlines.peek() {
+            if due > now {
+                break;
             }
+            self.deadlines.pop();
+            let Some(p) = self.pending.get_mut(&key) else {
+                continue; // answered since
+            };
+            if p.id != id || p.due != due {
+                continue; // a newer request on the key, or re-scheduled
+            }
+            p.tries += 1;
+            p.sent_at = now;
+            p.due = now + self.resend_after * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
+            self.deadlines.push(Reverse((p.due, id, key)));
+            self.outbox.push_back(p.packet);
+            self.stats.resent += 1;
+            resent = true;
         }
         if resent {
             self.recover(now);
@@ -505,11 +536,9 @@ impl ClientSession {
         if !self.logged_in {
             return self.login_sent_at.map(|t| t + self.resend_after);
         }
-        let resend = self
-            .pending
-            .values()
-            .map(|p| p.sent_at + self.resend_after)
-            .min();
+        // The earliest deadline may belong to an answered request: waking
+        // early for it is harmless.
+        let resend = self.deadlines.peek().map(|Reverse((due, _, _))| *due);
         let heartbeat = self.last_tx + HEARTBEAT_NS;
         Some(resend.map_or(heartbeat, |r| r.min(heartbeat)))
     }
@@ -572,5 +601,75 @@ mod tests {
             Packet::LoginRequest(r) => assert_eq!(r.requested_sequence().unwrap(), 5),
             p => panic!("{p:?}"),
         }
+    }
+
+    fn logged_in(resend_after: u64) -> ClientSession {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", resend_after);
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_accepted(&mut b, b"TOKEX00001", 1).unwrap();
+        s.on_datagram(0, &b[..n], &mut |_| {});
+        s
+    }
+
+    #[test]
+    fn an_unanswered_request_is_resent_with_doubling_waits_and_an_answered_one_never() {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let lost = s.enter(
+            0,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        let answered = s.enter(
+            0,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        s.cancel(0, answered, Qty::ZERO);
+        let mut out = [0u8; 1400];
+        while s.poll_transmit(0, &mut out).is_some() {}
+        // The second request is answered (Canceled) before its deadline.
+        // The second order is accepted and canceled before its deadline.
+        let a = ouch::Accepted::new(&ouch::OrderFields {
+            timestamp: 0,
+            token: answered,
+            side: Side::Buy,
+            qty: Qty::new(1),
+            symbol,
+            price: Price::from_raw(1),
+            tif: Tif::Day,
+            order_reference: 1,
+            live: true,
+        });
+        let c = ouch::Canceled::new(0, answered, Qty::new(1), b'U');
+        let mut d = [0u8; 256];
+        let mut len = udp_label::write(&mut d, 1);
+        for m in [a.as_bytes(), c.as_bytes()] {
+            len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, m).unwrap();
+        }
+        s.on_datagram(50, &d[..len], &mut |_| {});
+        let mut resends = Vec::new();
+        for now in (0..=1_600).step_by(10) {
+            s.on_timer(now);
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                if let Ok((Packet::UnsequencedData(m), _)) = Packet::parse(&out[..n]) {
+                    if let Ok(ouch::Inbound::Enter(e)) = ouch::Inbound::parse(m) {
+                        assert_eq!(e.token(), crate::wire::trim(&lost));
+                        resends.push(now);
+                    }
+                }
+            }
+        }
+        // 100 after the send, then 200, 400, 800 apart (capped at 1,600).
+        assert_eq!(resends, vec![100, 300, 700, 1500]);
+        assert_eq!(s.stats().resent, 4);
+        assert_eq!(s.outstanding(), 1);
+        assert!(s.poll_timeout().unwrap() >= 1500 + 1600);
     }
 }

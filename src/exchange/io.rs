@@ -57,6 +57,10 @@ pub(super) struct Replies {
     pub items: Vec<(Peer, usize, usize)>,
 }
 
+/// At most this many bytes of replies share one UDP datagram (what fits an
+/// Ethernet frame with the IPv4 and UDP headers).
+pub(super) const MAX_REPLY_DATAGRAM: usize = 1472;
+
 impl Outbox for Replies {
     fn send(&mut self, peer: Peer, bytes: &[u8]) {
         let start = self.buf.len();
@@ -67,20 +71,32 @@ impl Outbox for Replies {
 
 impl Replies {
     /// Sends every held reply (UDP through the order port, TCP through the
-    /// TCP thread's ring) and empties the holding area; returns the replies
-    /// the order port dropped.
+    /// TCP thread's ring) and empties the holding area; returns the
+    /// datagrams the order port dropped. Consecutive replies to the same UDP
+    /// peer (a datagram of several orders) leave together in one datagram of
+    /// up to [`MAX_REPLY_DATAGRAM`] bytes: they lie side by side in `buf`,
+    /// and SoupBinTCP's length prefixes keep them apart.
     pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &Handoff<TcpPacket>) -> u64 {
         let mut errors = 0;
-        for &(peer, start, len) in &self.items {
-            let bytes = &self.buf[start..start + len];
+        let mut k = 0;
+        while k < self.items.len() {
+            let (peer, start, mut len) = self.items[k];
+            k += 1;
             match peer {
                 Peer::Udp(addr) => {
-                    if !udp.send_to(addr, bytes) {
+                    while let Some(&(next, _, more)) = self.items.get(k) {
+                        if next != peer || len + more > MAX_REPLY_DATAGRAM {
+                            break;
+                        }
+                        len += more;
+                        k += 1;
+                    }
+                    if !udp.send_to(addr, &self.buf[start..start + len]) {
                         errors += 1;
                     }
                 }
                 Peer::Tcp(id) => {
-                    let mut item = (id, bytes.to_vec());
+                    let mut item = (id, self.buf[start..start + len].to_vec());
                     while let Err(back) = tcp.push(item) {
                         item = back;
                         std::hint::spin_loop();
@@ -233,4 +249,62 @@ pub(super) fn spawn_receiver(
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn received(sock: &UdpSocket) -> Vec<Vec<u8>> {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn replies_to_one_peer_share_datagrams_up_to_the_size_limit() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = |s: &UdpSocket| match s.local_addr().unwrap() {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        let (pa, pb) = (Peer::Udp(addr(&a)), Peer::Udp(addr(&b)));
+        let mut port = OrderPort::Kernel(
+            UdpPort::new(udp_socket(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0)).unwrap())
+                .unwrap(),
+        );
+        let tcp = Handoff::with_capacity(4);
+        let mut replies = Replies {
+            buf: Vec::new(),
+            items: Vec::new(),
+        };
+        // Three to a, one to b, then 30 packets of 100 bytes to a (3,000
+        // bytes: three datagrams of at most 1,472).
+        for n in 0..3u8 {
+            replies.send(pa, &[n; 10]);
+        }
+        replies.send(pb, &[9; 20]);
+        for n in 0..30u8 {
+            replies.send(pa, &[n; 100]);
+        }
+        assert_eq!(replies.deliver(&mut port, &tcp), 0);
+        assert!(replies.items.is_empty() && replies.buf.is_empty());
+
+        let to_a = received(&a);
+        let to_b = received(&b);
+        assert_eq!(to_b, vec![vec![9u8; 20]]);
+        let sizes: Vec<usize> = to_a.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![30, 1400, 1400, 200]);
+        assert_eq!(to_a[0], [[0u8; 10], [1; 10], [2; 10]].concat());
+        let all: Vec<u8> = to_a[1..].concat();
+        let expected: Vec<u8> = (0..30u8).flat_map(|n| [n; 100]).collect();
+        assert_eq!(all, expected);
+    }
 }
