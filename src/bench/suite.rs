@@ -108,7 +108,13 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
         plan.seconds, plan.rates
     );
     let variants = [Variant::XDP, Variant::UDP, Variant::UDP_PIPELINED];
-    let runs = transport::run(&variants, plan.rates, plan.seconds, &out.join("transport"))?;
+    let runs = transport::run(
+        &variants,
+        plan.rates,
+        plan.seconds,
+        transport::Shape::LATENCY,
+        &out.join("transport"),
+    )?;
 
     let mut s = format!(
         "\n== tokex bench: {}\n\n| comparison | tokex | peer / baseline | ratio |\n|---|---:|---:|---:|\n",

@@ -56,9 +56,34 @@ impl Variant {
         }
     }
 
-    fn label(&self, rate: u64) -> String {
-        format!("{}-{}-{}k", self.transport, self.topology, rate / 1000)
+    fn label(&self, rate: u64, shape: Shape) -> String {
+        let batch = if shape.batch > 1 {
+            format!("-x{}", shape.batch)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}-{}-{}k{batch}",
+            self.transport,
+            self.topology,
+            rate / 1000
+        )
     }
+}
+
+/// How the load generator sends: orders per datagram, and sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub batch: u64,
+    pub sessions: usize,
+}
+
+impl Shape {
+    /// One order per datagram over four sessions: per-order latency.
+    pub const LATENCY: Shape = Shape {
+        batch: 1,
+        sessions: 4,
+    };
 }
 
 /// What one run measured.
@@ -66,8 +91,15 @@ impl Variant {
 pub struct Measured {
     pub variant: Variant,
     pub rate: u64,
+    pub shape: Shape,
     pub sent: u64,
     pub lost: u64,
+    /// Orders per second the generator actually sent.
+    pub achieved: f64,
+    /// The exchange's engine core: share of its serving time busy with
+    /// batches, and OUCH messages handled per busy second.
+    pub busy_pct: f64,
+    pub per_busy_second: f64,
     /// The mode line the exchange printed for its transport.
     pub transport_line: String,
     /// Client round trip, intended send time to first answer.
@@ -92,6 +124,7 @@ pub fn run(
     variants: &[Variant],
     rates: &[u64],
     seconds: u64,
+    shape: Shape,
     out: &Path,
 ) -> anyhow::Result<Vec<Measured>> {
     let stop = Stop::on_signals()?;
@@ -104,14 +137,16 @@ pub fn run(
             if stop.is_set() {
                 bail!("interrupted");
             }
-            let m = run_one(v, rate, seconds, out, &stop)?;
+            let m = run_one(v, rate, seconds, shape, out, &stop)?;
             println!(
-                "  {:<24} {:>7}/s  round trip p50 {:>8}  p99 {:>8}  lost {}",
+                "  {:<24} {:>7}/s  achieved {:>9.0}/s  round trip p50 {:>8}  p99 {:>8}  lost {}  engine core busy {:.0} %",
                 v.name(),
                 rate,
+                m.achieved,
                 fmt_ns(m.round_trip.at(0.5) as u64),
                 fmt_ns(m.round_trip.at(0.99) as u64),
-                m.lost
+                m.lost,
+                m.busy_pct
             );
             all.push(m);
         }
@@ -133,10 +168,11 @@ fn run_one(
     v: Variant,
     rate: u64,
     seconds: u64,
+    shape: Shape,
     out: &Path,
     stop: &Stop,
 ) -> anyhow::Result<Measured> {
-    let label = v.label(rate);
+    let label = v.label(rate, shape);
     let dir = out.join(&label);
     std::fs::create_dir_all(&dir)?;
     let path = |name: &str| -> String { dir.join(name).display().to_string() };
@@ -178,6 +214,10 @@ fn run_one(
             "--label".into(),
             "roundtrip".into(),
             "--no-progress".into(),
+            "--batch".into(),
+            shape.batch.to_string(),
+            "--sessions".into(),
+            shape.sessions.to_string(),
         ],
         &dir.join("load.log"),
     )?;
@@ -201,11 +241,16 @@ fn run_one(
     if v.transport == "xdp" && !transport_line.contains("AF_XDP on") {
         bail!("AF_XDP did not start for the AF_XDP run: {transport_line}");
     }
+    let (busy_pct, per_busy_second) = engine_core(&ex_log)?;
     Ok(Measured {
         variant: v,
         rate,
+        shape,
         sent: count_after(&load_log, "sent")?,
         lost: count_after(&load_log, "lost")?,
+        achieved: achieved(&load_log)?,
+        busy_pct,
+        per_busy_second,
         transport_line,
         round_trip: read_hgrm(&v.name(), &dir.join("roundtrip.hgrm"))?,
         in_exchange: read_hgrm(&v.name(), &dir.join("exchange-latency/end_to_end.hgrm"))?,
@@ -234,6 +279,38 @@ fn count_after(log: &str, word: &str) -> anyhow::Result<u64> {
         .get(i + 1)
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no number after {word:?} in {line:?}"))
+}
+
+/// The achieved rate on the load generator's "load L: intended R
+/// orders/s, achieved A/s over S s" line.
+fn achieved(log: &str) -> anyhow::Result<f64> {
+    log.lines()
+        .find_map(|l| l.split("achieved ").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .context("no 'achieved N/s' in the load log")
+}
+
+/// (busy %, OUCH messages per busy second) from the exchange's "engine
+/// core: busy B s of S s serving (P %), N OUCH messages per busy second"
+/// line.
+fn engine_core(log: &str) -> anyhow::Result<(f64, f64)> {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("engine core: busy"))
+        .context("no 'engine core' line in the exchange log")?;
+    let pct = line
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let per = line
+        .rsplit(", ")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    pct.zip(per)
+        .with_context(|| format!("unreadable engine core line {line:?}"))
 }
 
 fn row(title: &str, run: &Run) -> String {
@@ -295,6 +372,88 @@ pub fn table(runs: &[Measured]) -> String {
     s
 }
 
+/// Whether a run kept up: the generator sent at (nearly) the offered rate
+/// and every order was answered.
+pub fn sustained(m: &Measured) -> bool {
+    m.lost == 0 && m.achieved >= 0.95 * m.rate as f64
+}
+
+/// The throughput table: per run, offered and achieved rates, losses, the
+/// round trip's median and p99, and the engine core's load; then, per
+/// variant, the highest offered rate it sustained and its capacity (OUCH
+/// messages per busy second of the engine core, best run), with ratios to
+/// the first variant.
+pub fn throughput_table(runs: &[Measured]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| run | orders/datagram | offered/s | achieved/s | lost | p50 | p99 | engine core busy | OUCH msgs per busy s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for m in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.1} % | {:.2} M |",
+            m.variant.name(),
+            m.shape.batch,
+            m.rate,
+            m.achieved,
+            m.lost,
+            fmt_ns(m.round_trip.at(0.5) as u64),
+            fmt_ns(m.round_trip.at(0.99) as u64),
+            m.busy_pct,
+            m.per_busy_second / 1e6
+        );
+    }
+    let mut variants: Vec<Variant> = Vec::new();
+    for m in runs {
+        if !variants.contains(&m.variant) {
+            variants.push(m.variant);
+        }
+    }
+    let best = |v: Variant| {
+        let of = || runs.iter().filter(move |m| m.variant == v);
+        let rate = of()
+            .filter(|m| sustained(m))
+            .map(|m| m.rate)
+            .max()
+            .unwrap_or(0);
+        let capacity = of().map(|m| m.per_busy_second).fold(0.0, f64::max);
+        (rate, capacity)
+    };
+    let _ = writeln!(
+        s,
+        "\n| variant | highest offered rate sustained (0 lost, achieved >= 95 %) | engine core capacity, OUCH msgs per busy s |\n|---|---:|---:|"
+    );
+    let (base_rate, base_cap) = variants.first().map_or((0, 0.0), |&v| best(v));
+    for (k, &v) in variants.iter().enumerate() {
+        let (rate, cap) = best(v);
+        let ratio = |a: f64, b: f64| {
+            if k == 0 || a <= 0.0 {
+                String::new()
+            } else {
+                format!(" ({:.2}x)", b / a)
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | {:.2} M{} |",
+            v.name(),
+            rate,
+            ratio(rate as f64, base_rate as f64),
+            cap / 1e6,
+            ratio(cap, base_cap)
+        );
+    }
+    if let Some(first) = variants.first().filter(|_| variants.len() > 1) {
+        let _ = writeln!(
+            s,
+            "\nIn brackets: {}'s figure divided by this variant's.",
+            first.name()
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +473,15 @@ mod tests {
         assert_eq!(count_after(log, "sent").unwrap(), 2000);
         assert_eq!(count_after(log, "lost").unwrap(), 10);
         assert!(count_after("nothing", "sent").is_err());
+        let log = "load roundtrip: intended 1000000 orders/s, achieved 981234/s over 2.00 s\n";
+        assert_eq!(achieved(log).unwrap(), 981234.0);
+    }
+
+    #[test]
+    fn engine_core_figures_are_read_from_the_exchange_log() {
+        let log = "x\nengine core: busy 0.52 s of 3.00 s serving (17.3 %), 1923077 OUCH messages per busy second\n";
+        assert_eq!(engine_core(log).unwrap(), (17.3, 1923077.0));
+        assert!(engine_core("nothing").is_err());
     }
 
     #[test]
@@ -321,8 +489,12 @@ mod tests {
         let m = |variant, ns| Measured {
             variant,
             rate: 10_000,
+            shape: Shape::LATENCY,
             sent: 100,
             lost: 0,
+            achieved: 10_000.0,
+            busy_pct: 1.0,
+            per_busy_second: 1e6,
             transport_line: String::new(),
             round_trip: flat("r", ns),
             in_exchange: flat("e", ns / 2.0),

@@ -79,7 +79,41 @@ enum BenchCommand {
         /// Variants: xdp, udp, udp-pipelined (the first is the ratios' baseline).
         #[arg(long, value_delimiter = ',', default_value = "xdp,udp,udp-pipelined")]
         variants: Vec<String>,
+        /// Orders per datagram sent by the load generator.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+        /// Client sessions of the load generator.
+        #[arg(long, default_value_t = 4)]
+        sessions: usize,
         #[arg(long, default_value = "out/bench/transport")]
+        out: std::path::PathBuf,
+    },
+    /// Orders handled per second on the exchange's one engine core, AF_XDP
+    /// vs kernel UDP: the load generator packs orders into datagrams (the
+    /// exchange answers each datagram's orders in one datagram) and offers
+    /// rising rates; reports what each path sustained and the engine core's
+    /// capacity (root; brings the lab up and down).
+    Throughput {
+        /// Offered orders per second, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "250000,500000,1000000,1500000"
+        )]
+        rates: Vec<u64>,
+        /// Seconds of load per run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// xdp, udp, udp-pipelined (the first is the ratios' baseline).
+        #[arg(long, value_delimiter = ',', default_value = "xdp,udp")]
+        variants: Vec<String>,
+        /// Orders per datagram.
+        #[arg(long, default_value_t = 16)]
+        batch: u64,
+        /// Client sessions (each limited to the config's rate_per_sec).
+        #[arg(long, default_value_t = 8)]
+        sessions: usize,
+        #[arg(long, default_value = "out/bench/throughput")]
         out: std::path::PathBuf,
     },
     /// Journal recovery time: write a journal of N order messages, then time
@@ -162,22 +196,27 @@ fn main() -> anyhow::Result<()> {
             rates,
             seconds,
             variants,
+            batch,
+            sessions,
             out,
         }) => {
-            use tokex::bench::transport::{self, Variant};
-            let variants = variants
-                .iter()
-                .map(|v| match v.as_str() {
-                    "xdp" => Ok(Variant::XDP),
-                    "udp" => Ok(Variant::UDP),
-                    "udp-pipelined" => Ok(Variant::UDP_PIPELINED),
-                    other => Err(anyhow::anyhow!(
-                        "unknown variant {other:?} (xdp | udp | udp-pipelined)"
-                    )),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let runs = transport::run(&variants, &rates, seconds, &out)?;
+            use tokex::bench::transport::{self, Shape};
+            let shape = Shape { batch, sessions };
+            let runs = transport::run(&variants_of(&variants)?, &rates, seconds, shape, &out)?;
             print!("\n{}", transport::table(&runs));
+        }
+        Command::Bench(BenchCommand::Throughput {
+            rates,
+            seconds,
+            variants,
+            batch,
+            sessions,
+            out,
+        }) => {
+            use tokex::bench::transport::{self, Shape};
+            let shape = Shape { batch, sessions };
+            let runs = transport::run(&variants_of(&variants)?, &rates, seconds, shape, &out)?;
+            print!("\n{}", transport::throughput_table(&runs));
         }
         Command::Bench(BenchCommand::Recovery {
             messages,
@@ -233,4 +272,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The transport variants named on the command line.
+fn variants_of(names: &[String]) -> anyhow::Result<Vec<tokex::bench::transport::Variant>> {
+    use tokex::bench::transport::Variant;
+    names
+        .iter()
+        .map(|v| match v.as_str() {
+            "xdp" => Ok(Variant::XDP),
+            "udp" => Ok(Variant::UDP),
+            "udp-pipelined" => Ok(Variant::UDP_PIPELINED),
+            other => Err(anyhow::anyhow!(
+                "unknown variant {other:?} (xdp | udp | udp-pipelined)"
+            )),
+        })
+        .collect()
 }

@@ -151,6 +151,8 @@ pub struct ClientSession {
     next_sequence: u64,
     /// When the last re-request was sent (one at a time per timeout).
     recovery_sent_at: Option<u64>,
+    /// When the last sequenced message was delivered in order.
+    last_delivered_at: u64,
     pending: HashMap<(Token, u8), Pending>,
     /// Re-send deadlines, earliest first: (due, request id, key). An entry
     /// whose request was answered, or re-scheduled, is skipped when it
@@ -188,6 +190,7 @@ impl ClientSession {
             login_sent_at: None,
             next_sequence: 1,
             recovery_sent_at: None,
+            last_delivered_at: 0,
             pending: HashMap::with_capacity(1 << 12),
             deadlines: BinaryHeap::with_capacity(1 << 12),
             next_request: 0,
@@ -409,6 +412,7 @@ impl ClientSession {
                         return;
                     }
                     self.next_sequence += 1;
+                    self.last_delivered_at = now;
                     self.stats.sequenced += 1;
                     if let Some(e) = self.decode(m) {
                         f(e);
@@ -487,8 +491,9 @@ impl ClientSession {
     }
 
     /// Re-sends requests (and a lost login) that waited too long, asks for
-    /// the missed sequenced messages when it re-sends (the answer may be
-    /// what was lost), and sends a Client Heartbeat when idle.
+    /// the missed sequenced messages when it re-sends and nothing has come
+    /// in for a timeout (the answer may be what was lost), and sends a
+    /// Client Heartbeat when idle.
     pub fn on_timer(&mut self, now: u64) {
         self.tick(now);
         if !self.logged_in {
@@ -520,7 +525,11 @@ impl ClientSession {
             self.stats.resent += 1;
             resent = true;
         }
-        if resent {
+        // A lost answer in the middle of a stream shows as a gap (recovered
+        // at once); a lost answer at the end shows as silence. Asking for
+        // everything since the last delivered message while answers still
+        // flow in order would only make the exchange send them twice.
+        if resent && now.saturating_sub(self.last_delivered_at) >= self.resend_after {
             self.recover(now);
         }
         if self.outbox.is_empty() && now.saturating_sub(self.last_tx) >= HEARTBEAT_NS {

@@ -67,6 +67,9 @@ pub(super) struct Server {
     interval_start: SystemTime,
     latency_dir: PathBuf,
     datagrams: u64,
+    /// Time in batches that had work, and time serving (clock ns).
+    busy_ns: u64,
+    serving_ns: u64,
     send_errors: u64,
     retrans_limited: u64,
 }
@@ -215,6 +218,8 @@ impl Server {
             interval_start,
             latency_dir,
             datagrams: 0,
+            busy_ns: 0,
+            serving_ns: 0,
             send_errors: 0,
             retrans_limited: 0,
         };
@@ -247,8 +252,12 @@ impl Server {
     /// Serves batches until `stop` is set or the deadline passes.
     pub fn serve(&mut self, stop: &Stop, deadline: Option<Instant>) -> anyhow::Result<()> {
         let mut last_timer = self.clock.raw();
+        let started = last_timer;
         while !stop.is_set() {
-            if !self.batch()? {
+            let t0 = self.clock.raw();
+            if self.batch()? {
+                self.busy_ns += self.clock.between(t0, self.clock.raw());
+            } else {
                 if self.cfg.runtime.busy_poll {
                     std::hint::spin_loop();
                 } else {
@@ -258,6 +267,7 @@ impl Server {
             let t = self.clock.raw();
             if self.clock.between(last_timer, t) >= TIMER_EVERY_NS {
                 last_timer = t;
+                self.serving_ns = self.clock.between(started, t);
                 self.timers(t)?;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -493,6 +503,17 @@ impl Server {
         println!(
             "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}",
             self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1
+        );
+        // Capacity of the one engine core: how much of the serving time it
+        // spent on batches that had work, and the OUCH messages it handled
+        // per second of that busy time (idle spinning excluded).
+        let busy = self.busy_ns as f64 / 1e9;
+        println!(
+            "engine core: busy {:.2} s of {:.2} s serving ({:.1} %), {:.0} OUCH messages per busy second",
+            busy,
+            self.serving_ns as f64 / 1e9,
+            100.0 * busy / (self.serving_ns as f64 / 1e9).max(1e-9),
+            c.orders as f64 / busy.max(1e-9)
         );
         println!(
             "trades (match numbers) {}, orders resting {}",

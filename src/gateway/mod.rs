@@ -350,9 +350,10 @@ pub struct Gateway {
     follows_schedules: bool,
     session_name: [u8; 10],
     sessions: Vec<Session>,
-    by_peer: HashMap<Peer, usize>,
+    /// Looked up per datagram and per order: seeded foldhash, not SipHash.
+    by_peer: HashMap<Peer, usize, foldhash::fast::RandomState>,
     failures: HashMap<Peer, Failures>,
-    symbols: HashMap<Symbol, InstrumentId>,
+    symbols: HashMap<Symbol, InstrumentId, foldhash::fast::RandomState>,
     /// Symbol by instrument index.
     names: Vec<Symbol>,
     events: EventBuffer,
@@ -385,7 +386,7 @@ impl Gateway {
                 .enumerate()
                 .map(|(i, s)| Session::new(s, AccountId(i as u32), cfg))
                 .collect(),
-            by_peer: HashMap::with_capacity(sessions.len() * 2),
+            by_peer: HashMap::with_capacity_and_hasher(sessions.len() * 2, Default::default()),
             failures: HashMap::new(),
             symbols: contracts.iter().map(|c| (c.symbol, c.id)).collect(),
             names: {
@@ -690,7 +691,7 @@ impl Gateway {
         let sess = &mut self.sessions[s];
         match token {
             // A used token names an earlier request: never reject it again.
-            Some(t) if !sess.tokens.contains_key(&t) && sess.reject_bucket.take(now.0) => {
+            Some(t) if !sess.used(&t) && sess.reject_bucket.take(now.0) => {
                 self.counters.drop(Drop::RateLimited);
                 self.counters.reject(RejectReason::RateLimited);
                 self.send_rejected(now, s, t, RejectReason::RateLimited, out);
@@ -727,18 +728,25 @@ impl Gateway {
         match inbound {
             ouch::Inbound::Enter(e) => {
                 let fp = fingerprint(msg);
-                if let Some(used) = self.sessions[s].fingerprint(&e.token) {
+                let t = match self.sessions[s].claim(e.token, fp) {
+                    Ok(t) => t,
                     // Processed once per session per day: a re-sent Enter is
                     // not a second order; the client recovers its ack by
                     // sequence number. A different order reusing the token
                     // is refused.
-                    if used == fp {
-                        return self.counters.drop(Drop::Resent);
+                    Err(used) if used == fp => return self.counters.drop(Drop::Resent),
+                    Err(_) => {
+                        self.counters.reject(RejectReason::DuplicateToken);
+                        let token = e.token;
+                        return self.send_rejected(
+                            now,
+                            s,
+                            token,
+                            RejectReason::DuplicateToken,
+                            out,
+                        );
                     }
-                    self.counters.reject(RejectReason::DuplicateToken);
-                    return self.send_rejected(now, s, e.token, RejectReason::DuplicateToken, out);
-                }
-                let t = self.sessions[s].claim(e.token, fp);
+                };
                 let Ok(side) = e.side() else {
                     self.counters.drop(Drop::BadMessage);
                     let m = ouch::Rejected::new(now.since_midnight(), e.token, ouch::reject::OTHER);
@@ -771,26 +779,25 @@ impl Gateway {
             }
             ouch::Inbound::Replace(r) => {
                 let fp = fingerprint(msg);
-                if let Some(used) = self.sessions[s].fingerprint(&r.replacement_token) {
-                    if used == fp {
-                        return self.counters.drop(Drop::Resent);
-                    }
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::DuplicateToken)
-                        .or_default() += 1;
-                    return self.send_rejected(
-                        now,
-                        s,
-                        r.replacement_token,
-                        RejectReason::DuplicateToken,
-                        out,
-                    );
-                }
+                // The order replaced, looked up before the new token is
+                // claimed (a replace naming its own new token is unknown).
                 let order = self.sessions[s].live_order(&r.existing_token);
-                let t = self.sessions[s].claim(r.replacement_token, fp);
-                let Some(order) = order else {
+                let t = match self.sessions[s].claim(r.replacement_token, fp) {
+                    Ok(t) => t,
+                    Err(used) if used == fp => return self.counters.drop(Drop::Resent),
+                    Err(_) => {
+                        self.counters.reject(RejectReason::DuplicateToken);
+                        let token = r.replacement_token;
+                        return self.send_rejected(
+                            now,
+                            s,
+                            token,
+                            RejectReason::DuplicateToken,
+                            out,
+                        );
+                    }
+                };
+                let Some((_, order)) = order else {
                     *self
                         .counters
                         .rejects
@@ -816,7 +823,7 @@ impl Gateway {
                 );
             }
             ouch::Inbound::Cancel(c) => {
-                let Some(order) = self.sessions[s].live_order(&c.token) else {
+                let Some((t, order)) = self.sessions[s].live_order(&c.token) else {
                     *self
                         .counters
                         .rejects
@@ -824,13 +831,12 @@ impl Gateway {
                         .or_default() += 1;
                     return self.send_rejected(now, s, c.token, RejectReason::UnknownOrder, out);
                 };
-                let t = self.sessions[s].tokens[&c.token];
                 engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
             }
             ouch::Inbound::Modify(m) => {
                 // Modify changes the side of short-sale orders on equities; a
                 // futures order has no such side. Treated as cancel-to-size.
-                let Some(order) = self.sessions[s].live_order(&m.token) else {
+                let Some((t, order)) = self.sessions[s].live_order(&m.token) else {
                     *self
                         .counters
                         .rejects
@@ -838,7 +844,6 @@ impl Gateway {
                         .or_default() += 1;
                     return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
                 };
-                let t = self.sessions[s].tokens[&m.token];
                 engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
             }
         }
@@ -904,7 +909,7 @@ impl Gateway {
                 ..
             } => {
                 let (s, t) = untag(tag);
-                let token = self.sessions[s].set_order(t, Some(order));
+                let token = self.sessions[s].set_order(t, order);
                 let f = ouch::OrderFields {
                     timestamp: ts,
                     token,
@@ -934,7 +939,7 @@ impl Gateway {
                 ..
             } => {
                 let (s, t) = untag(tag);
-                let token = self.sessions[s].set_order(t, Some(order));
+                let token = self.sessions[s].set_order(t, order);
                 let prev = previous.unwrap_or(token);
                 self.sessions[s].forget(&prev);
                 let f = ouch::OrderFields {

@@ -1,7 +1,7 @@
 //! One order-entry session's state: credentials, binding, tokens, rate
 //! limit and the store of sequenced outbound messages.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
@@ -114,13 +114,23 @@ pub(super) struct Session {
     /// flooding client gets a few rejects, not one per message.
     pub reject_bucket: TokenBucket,
     pub store: OutboundStore,
-    /// Every token the session used today -> its number.
-    pub tokens: HashMap<Token, u32>,
-    /// Per token number: the token, the live engine order it names, and a
-    /// fingerprint of the request that claimed it (to tell a re-sent
-    /// request from a different one reusing the token).
-    orders: Vec<(Token, Option<OrderId>, u64)>,
+    /// Every token the session used today -> its number. Hashed with a
+    /// per-process random seed (foldhash): fast on 14-byte keys, and a
+    /// client cannot choose tokens that collide (tokens are client input).
+    /// It grows all day, so a probe usually misses the cache: only a new
+    /// token's claim probes it.
+    tokens: TokenMap<u32>,
+    /// Per token number: the token, and a fingerprint of the request that
+    /// claimed it (to tell a re-sent request from a different one reusing
+    /// the token).
+    orders: Vec<(Token, u64)>,
+    /// The tokens that name a live engine order (with their numbers): as
+    /// small as the session's resting orders, so cancels and replaces look
+    /// up a table that stays in cache.
+    live: TokenMap<(u32, OrderId)>,
 }
+
+type TokenMap<V> = HashMap<Token, V, foldhash::fast::RandomState>;
 
 impl Session {
     pub fn new(c: &SessionConfig, account: AccountId, cfg: &GatewayConfig) -> Session {
@@ -147,56 +157,60 @@ impl Session {
                 (cfg.rate_burst / 100).max(1),
             ),
             store: OutboundStore::new(cfg.resend_window as usize),
-            tokens: HashMap::with_capacity(1 << 16),
+            tokens: HashMap::with_capacity_and_hasher(1 << 16, Default::default()),
             orders: Vec::with_capacity(1 << 16),
+            live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
         }
     }
 
-    /// Registers a new token claimed by a request with `fingerprint`;
-    /// returns its number.
-    pub fn claim(&mut self, token: Token, fingerprint: u64) -> u32 {
-        let t = self.orders.len() as u32;
-        self.orders.push((token, None, fingerprint));
-        self.tokens.insert(token, t);
-        t
+    /// Claims `token` for a request with `fingerprint` (one probe of the
+    /// token map): `Ok(number)` when it is new, `Err(fingerprint of the
+    /// request that claimed it)` when it was used today.
+    pub fn claim(&mut self, token: Token, fingerprint: u64) -> Result<u32, u64> {
+        let next = self.orders.len() as u32;
+        match self.tokens.entry(token) {
+            Entry::Occupied(used) => Err(self.orders[*used.get() as usize].1),
+            Entry::Vacant(slot) => {
+                slot.insert(next);
+                self.orders.push((token, fingerprint));
+                Ok(next)
+            }
+        }
     }
 
-    /// The fingerprint of the request that claimed `token`, if it is used.
-    pub fn fingerprint(&self, token: &Token) -> Option<u64> {
-        let t = *self.tokens.get(token)?;
-        self.orders.get(t as usize).map(|o| o.2)
+    /// Whether the session used `token` today.
+    pub fn used(&self, token: &Token) -> bool {
+        self.tokens.contains_key(token)
     }
 
-    pub fn live_order(&self, token: &Token) -> Option<OrderId> {
-        let t = *self.tokens.get(token)?;
-        self.orders.get(t as usize)?.1
+    /// The live order `token` names, with the token's number.
+    pub fn live_order(&self, token: &Token) -> Option<(u32, OrderId)> {
+        self.live.get(token).copied()
     }
 
+    /// The token of number `t`.
     pub fn token(&self, t: u32) -> Token {
         self.orders.get(t as usize).map_or([b' '; 14], |o| o.0)
     }
 
-    pub fn set_order(&mut self, t: u32, order: Option<OrderId>) -> Token {
-        match self.orders.get_mut(t as usize) {
-            Some(o) => {
-                o.1 = order;
-                o.0
-            }
-            None => [b' '; 14],
+    /// Token number `t` now names the live `order`; returns the token.
+    pub fn set_order(&mut self, t: u32, order: OrderId) -> Token {
+        let token = self.token(t);
+        if self.orders.get(t as usize).is_some() {
+            self.live.insert(token, (t, order));
         }
+        token
     }
 
     /// The token no longer names a live order (it was replaced).
     pub fn forget(&mut self, token: &Token) {
-        if let Some(&t) = self.tokens.get(token) {
-            self.orders[t as usize].1 = None;
-        }
+        self.live.remove(token);
     }
 
     /// The order behind token number `t` is finished (filled or cancelled).
     pub fn finished(&mut self, t: u32) {
-        if let Some(o) = self.orders.get_mut(t as usize) {
-            o.1 = None;
+        if let Some(&(token, _)) = self.orders.get(t as usize) {
+            self.live.remove(&token);
         }
     }
 }
