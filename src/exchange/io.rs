@@ -72,26 +72,39 @@ impl Outbox for Replies {
 impl Replies {
     /// Sends every held reply (UDP through the order port, TCP through the
     /// TCP thread's ring) and empties the holding area; returns the
-    /// datagrams the order port dropped. Consecutive replies to the same UDP
-    /// peer (a datagram of several orders) leave together in one datagram of
-    /// up to [`MAX_REPLY_DATAGRAM`] bytes: they lie side by side in `buf`,
-    /// and SoupBinTCP's length prefixes keep them apart.
+    /// datagrams the order port dropped. A UDP peer's replies leave together
+    /// in datagrams of up to [`MAX_REPLY_DATAGRAM`] bytes, in the order they
+    /// were made (SoupBinTCP's length prefixes keep them apart): a datagram
+    /// of several orders is answered by one datagram, even when executions
+    /// for other sessions came in between.
     pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &Handoff<TcpPacket>) -> u64 {
         let mut errors = 0;
-        let mut k = 0;
-        while k < self.items.len() {
-            let (peer, start, mut len) = self.items[k];
-            k += 1;
+        let mut sent = vec![false; self.items.len()];
+        let mut datagram = Vec::with_capacity(MAX_REPLY_DATAGRAM);
+        for k in 0..self.items.len() {
+            if sent[k] {
+                continue;
+            }
+            let (peer, start, len) = self.items[k];
+            sent[k] = true;
             match peer {
                 Peer::Udp(addr) => {
-                    while let Some(&(next, _, more)) = self.items.get(k) {
-                        if next != peer || len + more > MAX_REPLY_DATAGRAM {
+                    datagram.clear();
+                    datagram.extend_from_slice(&self.buf[start..start + len]);
+                    // Every later reply to the same peer, in order, while
+                    // it fits; what does not fit starts the next datagram.
+                    for j in k + 1..self.items.len() {
+                        let (next, at, more) = self.items[j];
+                        if next != peer {
+                            continue;
+                        }
+                        if datagram.len() + more > MAX_REPLY_DATAGRAM {
                             break;
                         }
-                        len += more;
-                        k += 1;
+                        datagram.extend_from_slice(&self.buf[at..at + more]);
+                        sent[j] = true;
                     }
-                    if !udp.send_to(addr, &self.buf[start..start + len]) {
+                    if !udp.send_to(addr, &datagram) {
                         errors += 1;
                     }
                 }
@@ -285,8 +298,9 @@ mod tests {
             buf: Vec::new(),
             items: Vec::new(),
         };
-        // Three to a, one to b, then 30 packets of 100 bytes to a (3,000
-        // bytes: three datagrams of at most 1,472).
+        // Three to a, one to b, then 30 packets of 100 bytes to a: a's
+        // 3,030 bytes leave in order in three datagrams of at most 1,472
+        // (b's reply in between does not split them).
         for n in 0..3u8 {
             replies.send(pa, &[n; 10]);
         }
@@ -301,10 +315,9 @@ mod tests {
         let to_b = received(&b);
         assert_eq!(to_b, vec![vec![9u8; 20]]);
         let sizes: Vec<usize> = to_a.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![30, 1400, 1400, 200]);
-        assert_eq!(to_a[0], [[0u8; 10], [1; 10], [2; 10]].concat());
-        let all: Vec<u8> = to_a[1..].concat();
-        let expected: Vec<u8> = (0..30u8).flat_map(|n| [n; 100]).collect();
-        assert_eq!(all, expected);
+        assert_eq!(sizes, vec![1430, 1400, 200]);
+        let mut expected: Vec<u8> = [[0u8; 10], [1; 10], [2; 10]].concat();
+        expected.extend((0..30u8).flat_map(|n| [n; 100]));
+        assert_eq!(to_a.concat(), expected);
     }
 }
