@@ -93,8 +93,8 @@ impl Replies {
                     datagram.extend_from_slice(&self.buf[start..start + len]);
                     // Every later reply to the same peer, in order, while
                     // it fits; what does not fit starts the next datagram.
-                    for j in k + 1..self.items.len() {
-                        let (next, at, more) = self.items[j];
+                    let later = self.items.iter().zip(sent.iter_mut()).skip(k + 1);
+                    for (&(next, at, more), done) in later {
                         if next != peer {
                             continue;
                         }
@@ -102,7 +102,7 @@ impl Replies {
                             break;
                         }
                         datagram.extend_from_slice(&self.buf[at..at + more]);
-                        sent[j] = true;
+                        *done = true;
                     }
                     if !udp.send_to(addr, &datagram) {
                         errors += 1;
