@@ -53,8 +53,11 @@ impl crate::engine::EventSink for CountAcks<'_> {
 /// Replies held until the batch's journal write is done (an ack never
 /// leaves before the order is durable), then sent.
 pub(super) struct Replies {
-    pub buf: Vec<u8>,
-    pub items: Vec<(Peer, usize, usize)>,
+    buf: Vec<u8>,
+    items: Vec<(Peer, usize, usize)>,
+    /// Scratch for `deliver`, kept to avoid allocating per batch.
+    sent: Vec<bool>,
+    datagram: Vec<u8>,
 }
 
 /// At most this many bytes of replies share one UDP datagram (what fits an
@@ -70,6 +73,20 @@ impl Outbox for Replies {
 }
 
 impl Replies {
+    pub fn new() -> Replies {
+        Replies {
+            buf: Vec::with_capacity(1 << 20),
+            items: Vec::with_capacity(1 << 14),
+            sent: Vec::with_capacity(1 << 14),
+            datagram: Vec::with_capacity(MAX_REPLY_DATAGRAM),
+        }
+    }
+
+    /// The peer of every held reply, in order.
+    pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
+        self.items.iter().map(|&(peer, _, _)| peer)
+    }
+
     /// Sends every held reply (UDP through the order port, TCP through the
     /// TCP thread's ring) and empties the holding area; returns the
     /// datagrams the order port dropped. A UDP peer's replies leave together
@@ -79,21 +96,27 @@ impl Replies {
     /// for other sessions came in between.
     pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &Handoff<TcpPacket>) -> u64 {
         let mut errors = 0;
-        let mut sent = vec![false; self.items.len()];
-        let mut datagram = Vec::with_capacity(MAX_REPLY_DATAGRAM);
-        for k in 0..self.items.len() {
+        let Replies {
+            buf,
+            items,
+            sent,
+            datagram,
+        } = self;
+        sent.clear();
+        sent.resize(items.len(), false);
+        for k in 0..items.len() {
             if sent[k] {
                 continue;
             }
-            let (peer, start, len) = self.items[k];
+            let (peer, start, len) = items[k];
             sent[k] = true;
             match peer {
                 Peer::Udp(addr) => {
                     datagram.clear();
-                    datagram.extend_from_slice(&self.buf[start..start + len]);
+                    datagram.extend_from_slice(&buf[start..start + len]);
                     // Every later reply to the same peer, in order, while
                     // it fits; what does not fit starts the next datagram.
-                    let later = self.items.iter().zip(sent.iter_mut()).skip(k + 1);
+                    let later = items.iter().zip(sent.iter_mut()).skip(k + 1);
                     for (&(next, at, more), done) in later {
                         if next != peer {
                             continue;
@@ -101,15 +124,15 @@ impl Replies {
                         if datagram.len() + more > MAX_REPLY_DATAGRAM {
                             break;
                         }
-                        datagram.extend_from_slice(&self.buf[at..at + more]);
+                        datagram.extend_from_slice(&buf[at..at + more]);
                         *done = true;
                     }
-                    if !udp.send_to(addr, &datagram) {
+                    if !udp.send_to(addr, datagram) {
                         errors += 1;
                     }
                 }
                 Peer::Tcp(id) => {
-                    let mut item = (id, self.buf[start..start + len].to_vec());
+                    let mut item = (id, buf[start..start + len].to_vec());
                     while let Err(back) = tcp.push(item) {
                         item = back;
                         std::hint::spin_loop();
@@ -118,8 +141,8 @@ impl Replies {
             }
         }
         udp.flush();
-        self.buf.clear();
-        self.items.clear();
+        buf.clear();
+        items.clear();
         errors
     }
 }
@@ -294,10 +317,7 @@ mod tests {
                 .unwrap(),
         );
         let tcp = Handoff::with_capacity(4);
-        let mut replies = Replies {
-            buf: Vec::new(),
-            items: Vec::new(),
-        };
+        let mut replies = Replies::new();
         // Three to a, one to b, then 30 packets of 100 bytes to a: a's
         // 3,030 bytes leave in order in three datagrams of at most 1,472
         // (b's reply in between does not split them).

@@ -208,10 +208,7 @@ impl Server {
             tcp_thread: Some(tcp_thread),
             rx_ring,
             rx_thread,
-            replies: Replies {
-                buf: Vec::with_capacity(1 << 20),
-                items: Vec::with_capacity(1 << 14),
-            },
+            replies: Replies::new(),
             stages: StageHistograms::default(),
             interval: StageHistograms::default(),
             hlog,
@@ -350,7 +347,7 @@ impl Server {
         journal.0.commit().context("journal write")?;
         interval.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
         let ta = clock.raw();
-        for &(peer, _, _) in &replies.items {
+        for peer in replies.peers() {
             gateway.note_sent(peer, now);
         }
         *send_errors += replies.deliver(orders, tcp_out);
