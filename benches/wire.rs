@@ -9,7 +9,8 @@
 //! compared with itchy: `tokex_grouped_by_type` decodes the same messages
 //! grouped by type (the type branch never mispredicts) and
 //! `tokex_l2_resident` the first 8,192 messages only (about 250 KB, in L2;
-//! 32 passes an iteration).
+//! 32 passes an iteration). The CPU-time group decodes eight times per
+//! iteration so that each lasts many scheduler ticks.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -24,30 +25,36 @@ use tokex::wire::itch;
 use tokex::wire::{moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
 
-fn itch_decode<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
+fn itch_decode<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, passes: usize) {
     let set =
         ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
     let (buf, n) = codec::itch_stream(&set, 200_000, 9);
     let grouped = codec::grouped_by_type(&buf);
     let (mix, repeats) = codec::type_mix(&buf);
     eprintln!("{group}: {n} messages {mix:?}, {repeats} of the same type as the one before");
+    // `passes` decodes of the buffer per iteration (throughput counts them all).
+    let run = |f: &dyn Fn() -> u64| (0..passes).fold(0u64, |acc, _| acc.wrapping_add(f()));
     let mut g = c.benchmark_group(group);
-    g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("tokex", |b| b.iter(|| codec::decode_tokex(black_box(&buf))));
-    g.bench_function("itchy", |b| b.iter(|| codec::decode_itchy(black_box(&buf))));
+    g.throughput(Throughput::Elements((n * passes) as u64));
+    g.bench_function("tokex", |b| {
+        b.iter(|| run(&|| codec::decode_tokex(black_box(&buf))))
+    });
+    g.bench_function("itchy", |b| {
+        b.iter(|| run(&|| codec::decode_itchy(black_box(&buf))))
+    });
     // Not a comparison with itchy: the same messages grouped by type, so the
     // branch on the type always predicts (the floor without mispredictions).
     g.bench_function("tokex_grouped_by_type", |b| {
-        b.iter(|| codec::decode_tokex(black_box(&grouped)))
+        b.iter(|| run(&|| codec::decode_tokex(black_box(&grouped))))
     });
-    // 32 passes over the small buffer per iteration, so that one iteration
-    // lasts milliseconds like the others (schedstat moves at ticks).
     let small = codec::first_messages(&buf, 8_192);
-    g.throughput(Throughput::Elements(8_192 * 32));
+    g.throughput(Throughput::Elements((8_192 * 32 * passes) as u64));
     g.bench_function("tokex_l2_resident", |b| {
         b.iter(|| {
-            (0..32).fold(0u64, |acc, _| {
-                acc.wrapping_add(codec::decode_tokex(black_box(small)))
+            run(&|| {
+                (0..32).fold(0u64, |acc, _| {
+                    acc.wrapping_add(codec::decode_tokex(black_box(small)))
+                })
             })
         })
     });
@@ -55,11 +62,13 @@ fn itch_decode<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
 }
 
 fn itch_decode_wall(c: &mut Criterion) {
-    itch_decode(c, "itch_decode_dispatch");
+    itch_decode(c, "itch_decode_dispatch", 1);
 }
 
 fn itch_decode_cpu(c: &mut Criterion<ThreadCpuTime>) {
-    itch_decode(c, "itch_decode_dispatch_cpu");
+    // Eight passes an iteration: schedstat moves at scheduler ticks (4 ms),
+    // so an iteration must be much longer than one tick to be measured.
+    itch_decode(c, "itch_decode_dispatch_cpu", 8);
 }
 
 /// The calling thread's CPU time, from /proc/thread-self/schedstat (as in
