@@ -2,10 +2,21 @@
 //! mix (the engine's own output on the mixed flow), side by side with the
 //! `itchy` crate parsing the same buffer; OUCH Enter/Cancel inside
 //! SoupBinTCP; and encoding the publisher's mix into MoldUDP64 packets.
+//!
+//! The ITCH group runs twice: in wall-clock time and in the thread's CPU
+//! time (`itch_decode_dispatch_cpu/*`, which other load on the shared
+//! machine does not inflate). Two diagnostics run next to it, not to be
+//! compared with itchy: `tokex_grouped_by_type` decodes the same messages
+//! grouped by type (the type branch never mispredicts) and
+//! `tokex_l2_resident` the first 8,192 messages only (about 250 KB, in L2;
+//! 32 passes an iteration). The CPU-time group decodes eight times per
+//! iteration so that each lasts many scheduler ticks.
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokex::bench::codec;
 use tokex::contract::ContractSet;
@@ -14,15 +25,88 @@ use tokex::wire::itch;
 use tokex::wire::{moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
 
-fn itch_decode(c: &mut Criterion) {
+fn itch_decode<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, passes: usize) {
     let set =
         ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap();
     let (buf, n) = codec::itch_stream(&set, 200_000, 9);
-    let mut g = c.benchmark_group("itch_decode_dispatch");
-    g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("tokex", |b| b.iter(|| codec::decode_tokex(black_box(&buf))));
-    g.bench_function("itchy", |b| b.iter(|| codec::decode_itchy(black_box(&buf))));
+    let grouped = codec::grouped_by_type(&buf);
+    let (mix, repeats) = codec::type_mix(&buf);
+    eprintln!("{group}: {n} messages {mix:?}, {repeats} of the same type as the one before");
+    // `passes` decodes of the buffer per iteration (throughput counts them all).
+    let run = |f: &dyn Fn() -> u64| (0..passes).fold(0u64, |acc, _| acc.wrapping_add(f()));
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements((n * passes) as u64));
+    g.bench_function("tokex", |b| {
+        b.iter(|| run(&|| codec::decode_tokex(black_box(&buf))))
+    });
+    g.bench_function("itchy", |b| {
+        b.iter(|| run(&|| codec::decode_itchy(black_box(&buf))))
+    });
+    // Not a comparison with itchy: the same messages grouped by type, so the
+    // branch on the type always predicts (the floor without mispredictions).
+    g.bench_function("tokex_grouped_by_type", |b| {
+        b.iter(|| run(&|| codec::decode_tokex(black_box(&grouped))))
+    });
+    let small = codec::first_messages(&buf, 8_192);
+    g.throughput(Throughput::Elements((8_192 * 32 * passes) as u64));
+    g.bench_function("tokex_l2_resident", |b| {
+        b.iter(|| {
+            run(&|| {
+                (0..32).fold(0u64, |acc, _| {
+                    acc.wrapping_add(codec::decode_tokex(black_box(small)))
+                })
+            })
+        })
+    });
     g.finish();
+}
+
+fn itch_decode_wall(c: &mut Criterion) {
+    itch_decode(c, "itch_decode_dispatch", 1);
+}
+
+fn itch_decode_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    // Eight passes an iteration: schedstat moves at scheduler ticks (4 ms),
+    // so an iteration must be much longer than one tick to be measured.
+    itch_decode(c, "itch_decode_dispatch_cpu", 8);
+}
+
+/// The calling thread's CPU time, from /proc/thread-self/schedstat (as in
+/// benches/feed.rs): other processes on the shared two-core machine do not
+/// inflate it, so runs on a busy machine can still be compared.
+struct ThreadCpuTime;
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat (Linux with schedstats)")
+}
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = Duration;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> Duration {
+        Duration::from_nanos(thread_cpu_ns().saturating_sub(start))
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
 }
 
 fn ouch_decode(c: &mut Criterion) {
@@ -129,5 +213,10 @@ fn publish_encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, itch_decode, ouch_decode, publish_encode);
-criterion_main!(benches);
+criterion_group!(benches, itch_decode_wall, ouch_decode, publish_encode);
+criterion_group! {
+    name = cpu_benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = itch_decode_cpu
+}
+criterion_main!(benches, cpu_benches);

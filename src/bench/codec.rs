@@ -58,6 +58,59 @@ pub fn itch_stream(contracts: &ContractSet, ops: usize, seed: u64) -> (Vec<u8>, 
     (sink.out, sink.messages)
 }
 
+/// The messages of the length-prefixed stream `buf`, stably grouped by
+/// message type (every `A`, then every `C`, ...), length-prefixed again.
+/// Not a market-data sequence any feed would send: it exists to measure
+/// decode + dispatch when the branch on the message type always predicts,
+/// which shows how much of the time on the real order is mispredictions.
+pub fn grouped_by_type(buf: &[u8]) -> Vec<u8> {
+    let mut msgs: Vec<&[u8]> = itch::stream(buf)
+        .map_while(Result::ok)
+        .map(|m| m.bytes())
+        .collect();
+    msgs.sort_by_key(|m| m.first().copied());
+    let mut out = Vec::with_capacity(buf.len());
+    for m in msgs {
+        out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+/// The front of the length-prefixed stream `buf` holding its first `n`
+/// messages (all of it if it has fewer).
+pub fn first_messages(buf: &[u8], n: usize) -> &[u8] {
+    let mut at = 0;
+    for _ in 0..n {
+        let Some(&[a, b]) = buf.get(at..at + 2) else {
+            break;
+        };
+        at = (at + 2 + usize::from(u16::from_be_bytes([a, b]))).min(buf.len());
+    }
+    &buf[..at]
+}
+
+/// How many messages of each type the stream holds (by type byte), and how
+/// many have the same type as the message before them.
+pub fn type_mix(buf: &[u8]) -> (Vec<(char, usize)>, usize) {
+    let mut counts = [0usize; 256];
+    let (mut repeats, mut prev) = (0, None);
+    for m in itch::stream(buf).map_while(Result::ok) {
+        let t = m.bytes().first().copied();
+        repeats += usize::from(t == prev);
+        prev = t;
+        if let Some(t) = t {
+            counts[usize::from(t)] += 1;
+        }
+    }
+    let mix = (0u8..=255)
+        .zip(counts)
+        .filter(|&(_, n)| n > 0)
+        .map(|(t, n)| (char::from(t), n))
+        .collect();
+    (mix, repeats)
+}
+
 /// Decodes and dispatches every message with tokex's views; returns a checksum.
 #[inline(never)]
 pub fn decode_tokex(buf: &[u8]) -> u64 {
@@ -157,6 +210,12 @@ mod tests {
         let (buf, n) = itch_stream(&contracts, 20_000, 3);
         assert!(n > 10_000, "{n} messages");
         assert_eq!(decode_tokex(&buf), decode_itchy(&buf));
+        let grouped = grouped_by_type(&buf);
+        assert_eq!(grouped.len(), buf.len());
+        assert_eq!(decode_tokex(&grouped), decode_tokex(&buf));
+        assert_eq!(type_mix(&grouped).0, type_mix(&buf).0);
+        assert_eq!(itch::stream(first_messages(&buf, 100)).count(), 100);
+        assert_eq!(first_messages(&buf, usize::MAX), &buf[..]);
         assert_eq!(rebuild(&contracts, &buf).errors, 0);
         assert_eq!(rebuild_into(FeedBooks::new(), &buf).errors, 0);
     }

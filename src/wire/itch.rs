@@ -93,7 +93,12 @@ macro_rules! itch_messages {
 
         impl<'a> Message<'a> {
             /// Decodes one message of exactly `b.len()` bytes.
-            #[inline]
+            // Always inlined: the caller's `match` on the result then fuses
+            // with this one into a single jump on the type byte. With a
+            // plain `#[inline]`, unrelated changes to a caller flipped it
+            // out of line (a call, the result through memory and a second
+            // switch per message; see benches/wire.rs).
+            #[inline(always)]
             pub fn parse(b: &'a [u8]) -> Result<Message<'a>, DecodeError> {
                 let t = *b.first().ok_or(DecodeError::TooShort { needed: 1, got: 0 })?;
                 match t {
@@ -492,7 +497,7 @@ pub struct ItchStream<'a> {
 impl<'a> Iterator for ItchStream<'a> {
     type Item = Result<Message<'a>, DecodeError>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
