@@ -27,6 +27,9 @@ enum Command {
     Load(tokex::load::LoadArgs),
     /// Run the exchange (inside its namespace: ip netns exec tokex-ex tokex exchange).
     Exchange(tokex::exchange::ExchangeArgs),
+    /// Snapshot the exchange's state from its journal (safe while it runs),
+    /// so a restart replays only the journal after the snapshot.
+    Snapshot(tokex::snapshot::SnapshotArgs),
     /// Bring the lab network up or down (tools/lab.sh).
     Lab {
         /// up | down | status
@@ -132,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", tokex::bench::engine::run(ops, seed)?);
         }
         Command::Exchange(args) => tokex::exchange::run(&args)?,
+        Command::Snapshot(args) => tokex::snapshot::run(&args)?,
         Command::Lab { action } => tokex::lab::lab(&action)?,
         Command::Load(args) => println!("{}", tokex::load::run(&args)?),
         Command::Demo(args) => tokex::demo::run(&args)?,

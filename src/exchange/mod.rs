@@ -10,6 +10,7 @@
 //! bytes: `io.rs` has the ports and hooks, `server.rs` the loop.
 
 mod io;
+mod recovery;
 mod server;
 
 use std::fs;
