@@ -279,7 +279,7 @@ pub fn list(journal: &Path) -> Vec<(u64, PathBuf)> {
             Some((records, e.path()))
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     out
 }
 

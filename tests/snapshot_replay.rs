@@ -48,8 +48,10 @@ fn root() -> &'static Path {
 }
 
 fn setup(dir: &Path) -> (Config, ContractSet) {
-    let mut cfg = Config::default();
-    cfg.contracts = root().join("contracts");
+    let mut cfg = Config {
+        contracts: root().join("contracts"),
+        ..Config::default()
+    };
     cfg.journal.path = dir.join("day.journal");
     // Small enough that a burst meets the rate limit and the re-request
     // window wraps.
@@ -173,7 +175,11 @@ fn flow(seed: u64, steps: usize) -> Vec<Step> {
             soupbin::write_unsequenced(&mut b, m.as_bytes()).unwrap()
         };
         // Now and then a burst from one session (the rate limit).
-        let copies = if lcg(&mut seed) % 40 == 0 { 50 } else { 1 };
+        let copies = if lcg(&mut seed).is_multiple_of(40) {
+            50
+        } else {
+            1
+        };
         for _ in 0..copies {
             out.push(Step {
                 now,
@@ -251,7 +257,10 @@ fn recover(cfg: &Config, contracts: &ContractSet) -> (Replica, Option<u64>, Vec<
 
 /// What both replicas answer to the same further input: every reply
 /// byte, every engine event, every market-data packet.
-fn continue_with(r: &mut Replica, steps: &[Step]) -> (Vec<(Peer, Vec<u8>)>, Vec<Vec<u8>>) {
+/// Replies (peer, bytes), and market-data packets then the engine events.
+type Outputs = (Vec<(Peer, Vec<u8>)>, Vec<Vec<u8>>);
+
+fn continue_with(r: &mut Replica, steps: &[Step]) -> Outputs {
     let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();
     let mut md = Vec::new();
     let mut events: Vec<Event> = Vec::new();

@@ -94,6 +94,9 @@ enum BenchCommand {
         journal: std::path::PathBuf,
         #[arg(long, default_value = "contracts")]
         contracts: std::path::PathBuf,
+        /// Journal messages after the snapshot (replayed on restart).
+        #[arg(long, default_value_t = 100_000)]
+        tail: u64,
     },
     /// Publish -> rebuild over the lab veth: a sender publishes the engine's
     /// ITCH stream at constant message rates (kernel socket or AF_XDP TX) to
@@ -187,12 +190,16 @@ fn main() -> anyhow::Result<()> {
             messages,
             journal,
             contracts,
+            tail,
         }) => {
             let set = tokex::contract::ContractSet::load_dir(&contracts)?;
             if let Some(dir) = journal.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            println!("{}", tokex::bench::recovery::run(messages, &set, &journal)?);
+            println!(
+                "{}",
+                tokex::bench::recovery::run(messages, tail, &set, &journal)?
+            );
             std::fs::remove_file(&journal)?;
         }
         Command::Bench(BenchCommand::Feed {

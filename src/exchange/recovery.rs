@@ -57,10 +57,8 @@ pub(super) fn recover(
     if let Some(dir) = journal_path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    if args.fresh {
-        if journal_path.exists() {
-            fs::remove_file(journal_path)?;
-        }
+    if args.fresh && journal_path.exists() {
+        fs::remove_file(journal_path)?;
     }
     if !journal_path.exists() {
         // A new day: snapshots of an earlier journal must not be matched
