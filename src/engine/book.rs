@@ -225,6 +225,9 @@ impl Arena {
                 engine: capacity,
             });
         }
+        if self.free.len() != self.nodes.len() {
+            return Err(BookStateError::Arena("restoring into an arena in use"));
+        }
         if s.touched > capacity || s.generations.len() != s.touched as usize {
             return Err(BookStateError::Arena("used slots"));
         }
@@ -250,9 +253,7 @@ impl Arena {
         if s.recycled.len() + s.live.len() != s.touched as usize {
             return Err(BookStateError::Arena("slots neither live nor free"));
         }
-        for node in self.nodes.iter_mut() {
-            *node = OrderNode::EMPTY;
-        }
+        // A fresh arena: every node is EMPTY already.
         for (node, &g) in self.nodes.iter_mut().zip(&s.generations) {
             node.generation = g;
         }

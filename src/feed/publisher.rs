@@ -48,8 +48,8 @@ impl RetransmitStore {
         // the ring until it is full: size it as pushing `count` messages
         // would have.
         let len = count.min(self.capacity as u64) as usize;
-        self.slots.clear();
-        self.slots.resize(len, ([0u8; SLOT], 0));
+        // All zeros: the allocator hands out zeroed pages, nothing is written.
+        self.slots = vec![([0u8; SLOT], 0u8); len];
         let first = next - held.len() as u64;
         for (k, m) in held.iter().enumerate() {
             let m = m.as_ref();

@@ -209,6 +209,7 @@ impl Session {
         self.orders.clear();
         self.orders.extend_from_slice(entries);
         self.tokens.clear();
+        self.tokens.reserve(entries.len());
         for (t, e) in entries.iter().enumerate() {
             self.tokens.insert(e.0, t as u32);
         }

@@ -112,17 +112,42 @@ impl Gateway {
         if let Some((_, i)) = s.by_peer.iter().find(|(_, i)| *i >= s.sessions.len()) {
             return Err(GatewayStateError::Peer(*i));
         }
-        for (i, (sess, st)) in self.sessions.iter_mut().zip(&s.sessions).enumerate() {
-            if !sess.store.restore(&st.store) {
-                return Err(GatewayStateError::Outbound(i));
-            }
-            sess.peer = st.peer;
-            sess.last_rx = st.last_rx;
-            sess.last_tx = st.last_tx;
-            sess.bucket = st.bucket.clone();
-            sess.reject_bucket = st.reject_bucket.clone();
-            let entries: &[TokenEntry] = &st.tokens;
-            sess.restore_tokens(entries);
+        // A day's tokens are most of the state (one hash-map entry per
+        // order): sessions are rebuilt on as many threads as there are
+        // cores (this runs once, at start-up, before the engine thread).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = self.sessions.len().div_ceil(threads).max(1);
+        let failed = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .sessions
+                .chunks_mut(per)
+                .zip(s.sessions.chunks(per))
+                .enumerate()
+                .map(|(c, (mine, theirs))| {
+                    scope.spawn(move || {
+                        for (k, (sess, st)) in mine.iter_mut().zip(theirs).enumerate() {
+                            if !sess.store.restore(&st.store) {
+                                return Some(c * per + k);
+                            }
+                            sess.peer = st.peer;
+                            sess.last_rx = st.last_rx;
+                            sess.last_tx = st.last_tx;
+                            sess.bucket = st.bucket.clone();
+                            sess.reject_bucket = st.reject_bucket.clone();
+                            let entries: &[TokenEntry] = &st.tokens;
+                            sess.restore_tokens(entries);
+                        }
+                        None
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().unwrap_or(Some(usize::MAX)))
+                .min()
+        });
+        if let Some(i) = failed {
+            return Err(GatewayStateError::Outbound(i));
         }
         self.follows_schedules = s.follows_schedules;
         self.by_peer = s.by_peer.iter().copied().collect();
