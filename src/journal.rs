@@ -129,9 +129,10 @@ pub fn scan_from(
     from: Position,
     mut f: impl FnMut(Record<'_>),
 ) -> Result<ScanReport, JournalError> {
-    let file = File::open(path)?;
+    let mut file = File::open(path)?;
+    // Only what the file held when the scan began is read: a writer may be
+    // appending (`tokex snapshot` reads the live exchange's journal).
     let file_len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; HEADER_LEN];
     if file_len < HEADER_LEN as u64 {
         // A journal torn before its header was complete holds nothing.
@@ -142,7 +143,7 @@ pub fn scan_from(
             last: None,
         });
     }
-    r.read_exact(&mut header)?;
+    file.read_exact(&mut header)?;
     check_header(&header)?;
     let from = if from.offset < HEADER_LEN as u64 {
         Position::START
@@ -158,7 +159,8 @@ pub fn scan_from(
             ),
         )));
     }
-    r.seek(SeekFrom::Start(from.offset))?;
+    file.seek(SeekFrom::Start(from.offset))?;
+    let mut r = BufReader::with_capacity(1 << 20, file.take(file_len - from.offset));
     let mut report = ScanReport {
         records: from.records,
         valid_len: from.offset,
