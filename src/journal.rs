@@ -429,6 +429,49 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_from_a_position_reads_only_the_records_after_it() {
+        let d = TempDir::new("from");
+        let path = d.0.join("j");
+        write_records(&path, 10);
+        let mut marks = Vec::new();
+        let mut at = Position::START;
+        scan(&path, |r| {
+            at.records += 1;
+            at.offset += (RECORD_HEADER_LEN + r.payload.len()) as u64;
+            marks.push(at);
+        })
+        .unwrap();
+        let from = marks[5];
+        let (recs, report) = {
+            let mut out = Vec::new();
+            let report = scan_from(&path, from, |r| out.push(r.time.0)).unwrap();
+            (out, report)
+        };
+        assert_eq!(recs, vec![6, 7, 8, 9]);
+        assert_eq!(report.records, 10);
+        let last = report.last.unwrap();
+        assert!(holds_record(&path, last, report.valid_len).unwrap());
+        assert!(!holds_record(
+            &path,
+            RecordMark {
+                crc: last.crc ^ 1,
+                ..last
+            },
+            report.valid_len
+        )
+        .unwrap());
+        assert!(!holds_record(&path, last, report.valid_len + 1).unwrap());
+        // Reopening from there appends after the last record.
+        let mut seen = 0;
+        let (mut w, report) =
+            JournalWriter::open_from(&path, Durability::Write, 4096, from, |_| seen += 1).unwrap();
+        assert_eq!((seen, report.records, w.records()), (4, 10, 10));
+        w.append(1, Nanos(10), b"msg10").unwrap();
+        w.commit().unwrap();
+        assert_eq!(read_back(&path).0.len(), 11);
+    }
+
+    #[test]
     fn torn_tail_is_cut_at_the_last_good_record() {
         let d = TempDir::new("torn");
         let path = d.0.join("j");

@@ -350,6 +350,73 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_archive_keeps_what_the_layout_covers_cuts_the_rest_and_appends() {
+        let dir = std::env::temp_dir().join(format!("tokex-archive-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("md");
+        let mut p = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        let mut archive = MdArchive::create(&path).unwrap();
+        for i in 1..=3000u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        // The layout at 3,000 messages (what a snapshot would hold), then
+        // messages the snapshot does not cover.
+        let layout = archive.layout().clone();
+        let mut follower = ArchiveLayout::default();
+        follower.follow(p.store()).unwrap();
+        assert_eq!(
+            follower, layout,
+            "the snapshot writer's layout is the archive's"
+        );
+        for i in 3001..=3100u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        drop(archive);
+        let mut kept = MdArchive::resume(&path, &layout).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), layout.len);
+        let recent = kept.recent(5);
+        assert_eq!(recent, (2996..=3000).map(message).collect::<Vec<_>>());
+        // A publisher resumed at 3,001 with the recent messages appends
+        // after them; old requests are answered from the file.
+        let mut q = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        q.resume(
+            &crate::feed::publisher::PublisherState {
+                next_sequence: 3001,
+                messages: 3000,
+            },
+            &recent,
+        );
+        assert_eq!(q.store().oldest(), 2996);
+        q.publish_message(&message(7777));
+        kept.sync(q.store()).unwrap();
+        let mut got = Vec::new();
+        kept.read(1, 3001, &mut |m| got.push(m.to_vec()));
+        assert_eq!(got.len(), 3001);
+        assert_eq!(got[0], message(1));
+        assert_eq!(got[2999], message(3000));
+        assert_eq!(got[3000], message(7777));
+        drop(kept);
+        // An archive shorter than the layout (messages lost) is refused.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(layout.len - 1).unwrap();
+        assert!(matches!(
+            MdArchive::resume(&path, &layout),
+            Err(ArchiveError::Short { .. })
+        ));
+        // As is one whose messages do not end where the layout says.
+        f.set_len(layout.len + 40).unwrap();
+        let mut bigger = layout.clone();
+        bigger.len += 40;
+        assert!(matches!(
+            MdArchive::resume(&path, &bigger),
+            Err(ArchiveError::Mismatch(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_archive_that_falls_behind_the_store_says_so() {
         let dir = std::env::temp_dir().join(format!("tokex-archive-b-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
