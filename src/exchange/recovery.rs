@@ -43,8 +43,6 @@ pub(super) struct Recovered {
     pub publisher: Publisher,
     pub archive: MdArchive,
     pub journal: Journal,
-    /// Journal records covered by the snapshot loaded, if one was.
-    pub from_snapshot: Option<u64>,
 }
 
 /// Opens the journal and brings the state back (see the module docs).
@@ -54,6 +52,17 @@ pub(super) fn recover(
     contracts: &ContractSet,
     now: Nanos,
 ) -> anyhow::Result<Recovered> {
+    recover_from(cfg, args, contracts, now).map(|(r, _)| r)
+}
+
+/// As [`recover`], also saying how many journal records the snapshot it
+/// loaded covers (none: full replay).
+fn recover_from(
+    cfg: &Config,
+    args: &ExchangeArgs,
+    contracts: &ContractSet,
+    now: Nanos,
+) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
     if let Some(dir) = journal_path.parent() {
@@ -181,14 +190,16 @@ pub(super) fn recover(
             cfg.journal.durability
         );
     }
-    Ok(Recovered {
-        engine,
-        gateway,
-        publisher,
-        archive,
-        journal: Journal(writer, 0),
-        from_snapshot: from.map(|p| p.records),
-    })
+    Ok((
+        Recovered {
+            engine,
+            gateway,
+            publisher,
+            archive,
+            journal: Journal(writer, 0),
+        },
+        from.map(|p| p.records),
+    ))
 }
 
 #[cfg(test)]
@@ -345,8 +356,8 @@ mod tests {
             fs::rename(hidden.join(p.file_name().unwrap()), p).unwrap();
         }
         let check = |expect_from: Option<u64>| {
-            let mut r = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
-            assert_eq!(r.from_snapshot, expect_from);
+            let (mut r, from) = recover_from(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+            assert_eq!(from, expect_from);
             let state = (r.engine.state(), r.gateway.state(), r.publisher.state());
             assert_eq!(state, full_state);
             // The archive holds the same messages (kept, cut, appended to),

@@ -118,7 +118,6 @@ impl Server {
             publisher,
             archive,
             journal,
-            ..
         } = recover(&cfg, args, &contracts, clock.nanos(clock.raw()))?;
 
         let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
