@@ -295,8 +295,16 @@ fn assert_same(a: &Replica, b: &Replica, what: &str) {
     assert_eq!(sa, sb, "{what}");
 }
 
+/// 12 cases by default; `PROPTEST_CASES=N` for a longer run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn snapshot_plus_tail_replay_equals_full_replay(
