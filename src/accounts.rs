@@ -25,13 +25,17 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::contract::ContractSet;
 use crate::engine::RejectReason;
 use crate::types::{AccountId, InstrumentId, Price, Side, PRICE_DECIMALS, PRICE_SCALE};
 
 /// An amount of the quote currency in units of 1/10,000 (the price scale),
 /// signed. Exact: no floating point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Money(i128);
 
 impl Money {
@@ -69,7 +73,7 @@ impl fmt::Display for Money {
 }
 
 /// Limits of one account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AccountLimits {
     /// Most initial margin the account may use; `None` = no credit check.
     pub credit: Option<Money>,
@@ -102,7 +106,7 @@ struct Spec {
 }
 
 /// One account's position in one contract.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     /// Net lots: positive long, negative short.
     pub net: i64,
@@ -197,13 +201,35 @@ fn worst(net: i64, open_buy: u64, open_sell: u64) -> u64 {
     long.unsigned_abs().max(short.unsigned_abs()) as u64
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Account {
     registered: bool,
     limits: AccountLimits,
     live_orders: u32,
     /// Sum of the positions' margins.
     margin: i128,
+}
+
+/// What a snapshot keeps of [`Accounts`] (the contracts' specs come from
+/// the contract files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsState {
+    accounts: Vec<Account>,
+    positions: Vec<Position>,
+    require_registration: bool,
+}
+
+/// Why accounts could not be rebuilt from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountsStateError {
+    #[error(
+        "the snapshot has {positions} positions for {accounts} accounts and {contracts} contracts"
+    )]
+    Positions {
+        positions: usize,
+        accounts: usize,
+        contracts: usize,
+    },
 }
 
 /// Every account's positions and limits for one trading day.
@@ -257,6 +283,30 @@ impl Accounts {
         let a = &mut self.accounts[i];
         a.registered = true;
         a.limits = limits;
+    }
+
+    /// The state a snapshot keeps: every account's counters and positions.
+    pub fn state(&self) -> AccountsState {
+        AccountsState {
+            accounts: self.accounts.clone(),
+            positions: self.positions.clone(),
+            require_registration: self.require_registration,
+        }
+    }
+
+    /// Puts accounts built for the same contracts into `s`.
+    pub fn restore(&mut self, s: &AccountsState) -> Result<(), AccountsStateError> {
+        if s.positions.len() != s.accounts.len() * self.specs.len() {
+            return Err(AccountsStateError::Positions {
+                positions: s.positions.len(),
+                accounts: s.accounts.len(),
+                contracts: self.specs.len(),
+            });
+        }
+        self.accounts.clone_from(&s.accounts);
+        self.positions.clone_from(&s.positions);
+        self.require_registration = s.require_registration;
+        Ok(())
     }
 
     /// Whether orders of unregistered accounts are rejected.

@@ -231,6 +231,8 @@ impl Default for GatewayConfig {
 pub struct JournalConfig {
     pub path: PathBuf,
     pub durability: Durability,
+    /// Snapshots of the journal kept by `tokex snapshot` (the newest first).
+    pub snapshots_keep: usize,
 }
 
 impl Default for JournalConfig {
@@ -238,6 +240,7 @@ impl Default for JournalConfig {
         JournalConfig {
             path: PathBuf::from("out/journal/tokex.journal"),
             durability: Durability::Write,
+            snapshots_keep: crate::snapshot::DEFAULT_KEEP,
         }
     }
 }

@@ -68,20 +68,71 @@ pub struct Record<'a> {
 /// What reading an existing journal found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScanReport {
-    /// Good records read.
+    /// Good records read (those before the scan's start included).
     pub records: u64,
     /// Byte length of the good prefix (header included).
     pub valid_len: u64,
     /// Bytes after the good prefix that were (or would be) cut.
     pub cut_bytes: u64,
+    /// The last good record's offset and CRC, if there is one.
+    pub last: Option<RecordMark>,
+}
+
+/// A point in a journal: the records before it and its byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub records: u64,
+    pub offset: u64,
+}
+
+impl Position {
+    /// Just after the file header: no record yet.
+    pub const START: Position = Position {
+        records: 0,
+        offset: HEADER_LEN as u64,
+    };
+}
+
+/// Where a record starts and its CRC: names the record (a snapshot checks
+/// that the journal it covers is still the one on disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMark {
+    pub offset: u64,
+    pub crc: u32,
 }
 
 /// Reads every good record of the journal at `path`, calling `f` for each,
 /// and stops at the first torn or corrupt record. Does not modify the file.
-pub fn scan(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<ScanReport, JournalError> {
+pub fn scan(path: &Path, f: impl FnMut(Record<'_>)) -> Result<ScanReport, JournalError> {
+    scan_from(path, Position::START, f)
+}
+
+/// The record that ends at `end` (a [`Position::offset`]) if it starts at
+/// `mark.offset` with `mark.crc`: whether the journal still holds the
+/// record a snapshot was taken after. Reads 8 bytes.
+pub fn holds_record(path: &Path, mark: RecordMark, end: u64) -> Result<bool, JournalError> {
     let file = File::open(path)?;
+    if file.metadata()?.len() < end || end < mark.offset + RECORD_HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let mut head = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, mark.offset)?;
+    let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+    let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    Ok(crc == mark.crc && mark.offset + RECORD_HEADER_LEN as u64 + len == end)
+}
+
+/// As [`scan`], from `from` (a position an earlier scan reached; the
+/// records before it are not read again, only the file header is checked).
+pub fn scan_from(
+    path: &Path,
+    from: Position,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<ScanReport, JournalError> {
+    let mut file = File::open(path)?;
+    // Only what the file held when the scan began is read: a writer may be
+    // appending (`tokex snapshot` reads the live exchange's journal).
     let file_len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; HEADER_LEN];
     if file_len < HEADER_LEN as u64 {
         // A journal torn before its header was complete holds nothing.
@@ -89,14 +140,32 @@ pub fn scan(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<ScanReport, Jo
             records: 0,
             valid_len: 0,
             cut_bytes: file_len,
+            last: None,
         });
     }
-    r.read_exact(&mut header)?;
+    file.read_exact(&mut header)?;
     check_header(&header)?;
+    let from = if from.offset < HEADER_LEN as u64 {
+        Position::START
+    } else {
+        from
+    };
+    if from.offset > file_len {
+        return Err(JournalError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "the journal holds {file_len} bytes, the scan was to start at {}",
+                from.offset
+            ),
+        )));
+    }
+    file.seek(SeekFrom::Start(from.offset))?;
+    let mut r = BufReader::with_capacity(1 << 20, file.take(file_len - from.offset));
     let mut report = ScanReport {
-        records: 0,
-        valid_len: HEADER_LEN as u64,
+        records: from.records,
+        valid_len: from.offset,
         cut_bytes: 0,
+        last: None,
     };
     let mut rec_header = [0u8; RECORD_HEADER_LEN];
     let mut payload = vec![0u8; MAX_PAYLOAD];
@@ -123,6 +192,10 @@ pub fn scan(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<ScanReport, Jo
             kind: rec_header[8],
             time: Nanos(time),
             payload: &payload[..len],
+        });
+        report.last = Some(RecordMark {
+            offset: report.valid_len,
+            crc,
         });
         report.records += 1;
         report.valid_len += (RECORD_HEADER_LEN + len) as u64;
@@ -176,6 +249,19 @@ impl JournalWriter {
         batch_capacity: usize,
         replay: impl FnMut(Record<'_>),
     ) -> Result<(JournalWriter, ScanReport), JournalError> {
+        JournalWriter::open_from(path, durability, batch_capacity, Position::START, replay)
+    }
+
+    /// As [`JournalWriter::open`], replaying only the records from `from`
+    /// on (a restart from a snapshot that covers the ones before; the
+    /// caller has checked that it is this journal's, see [`holds_record`]).
+    pub fn open_from(
+        path: &Path,
+        durability: Durability,
+        batch_capacity: usize,
+        from: Position,
+        replay: impl FnMut(Record<'_>),
+    ) -> Result<(JournalWriter, ScanReport), JournalError> {
         let mut writer = JournalWriter {
             file: None,
             buf: Vec::with_capacity(batch_capacity.max(RECORD_HEADER_LEN + MAX_PAYLOAD)),
@@ -188,7 +274,7 @@ impl JournalWriter {
         }
         let exists = path.exists() && std::fs::metadata(path)?.len() > 0;
         let report = if exists {
-            scan(path, replay)?
+            scan_from(path, from, replay)?
         } else {
             ScanReport::default()
         };
@@ -340,6 +426,49 @@ mod tests {
         let (recs, _) = read_back(&path);
         assert_eq!(recs.len(), 5);
         assert_eq!(recs[4], (2, 99, b"after".to_vec()));
+    }
+
+    #[test]
+    fn a_scan_from_a_position_reads_only_the_records_after_it() {
+        let d = TempDir::new("from");
+        let path = d.0.join("j");
+        write_records(&path, 10);
+        let mut marks = Vec::new();
+        let mut at = Position::START;
+        scan(&path, |r| {
+            at.records += 1;
+            at.offset += (RECORD_HEADER_LEN + r.payload.len()) as u64;
+            marks.push(at);
+        })
+        .unwrap();
+        let from = marks[5];
+        let (recs, report) = {
+            let mut out = Vec::new();
+            let report = scan_from(&path, from, |r| out.push(r.time.0)).unwrap();
+            (out, report)
+        };
+        assert_eq!(recs, vec![6, 7, 8, 9]);
+        assert_eq!(report.records, 10);
+        let last = report.last.unwrap();
+        assert!(holds_record(&path, last, report.valid_len).unwrap());
+        assert!(!holds_record(
+            &path,
+            RecordMark {
+                crc: last.crc ^ 1,
+                ..last
+            },
+            report.valid_len
+        )
+        .unwrap());
+        assert!(!holds_record(&path, last, report.valid_len + 1).unwrap());
+        // Reopening from there appends after the last record.
+        let mut seen = 0;
+        let (mut w, report) =
+            JournalWriter::open_from(&path, Durability::Write, 4096, from, |_| seen += 1).unwrap();
+        assert_eq!((seen, report.records, w.records()), (4, 10, 10));
+        w.append(1, Nanos(10), b"msg10").unwrap();
+        w.commit().unwrap();
+        assert_eq!(read_back(&path).0.len(), 11);
     }
 
     #[test]

@@ -54,5 +54,6 @@ pub mod report;
 pub mod runtime;
 pub mod schedule;
 pub mod settlement;
+pub mod snapshot;
 pub mod types;
 pub mod wire;

@@ -6,6 +6,8 @@
 //! and no floating point is used anywhere a price is compared.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// Implied decimal places of a [`Price`], as on the OUCH and ITCH wire.
@@ -30,7 +32,9 @@ pub enum ParseNumberError {
 ///
 /// This is exactly the `Price` field of OUCH 4.2 and ITCH 5.0, so no scaling
 /// happens between the wire and the book. Prices are never negative here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Price(u32);
 
 impl Price {
@@ -198,7 +202,7 @@ impl FromStr for Qty {
 }
 
 /// Buy or sell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Side {
     Buy = b'B',
@@ -229,7 +233,7 @@ impl Side {
 }
 
 /// Time in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Tif {
     /// Rests what is left until the end of the day.
     Day,
@@ -314,16 +318,22 @@ impl Nanos {
 }
 
 /// An account: the owner of orders and positions (one per OUCH session login).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct AccountId(pub u32);
 
 /// The engine's order reference number (the ITCH `Order Reference Number`).
 /// Unique for the day; never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct OrderId(pub u64);
 
 /// Index of an instrument in the contract list (the ITCH `Stock Locate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct InstrumentId(pub u16);
 
 #[cfg(test)]

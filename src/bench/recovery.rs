@@ -1,11 +1,18 @@
 //! `tokex bench recovery`: how long a restart takes to replay a journal of
-//! a given size.
+//! a given size, and how long with a snapshot.
 //!
 //! Writes a journal the way the exchange does (login packets, then one
 //! datagram per OUCH message through the gateway, group-committed every 64
-//! records), then times what `tokex exchange` does at start-up: open the
-//! journal, check every record's CRC, and replay it through a fresh
-//! gateway, engine and market-data publisher. No network.
+//! records); when all but the last `tail` messages are in, takes a snapshot
+//! with `tokex snapshot`'s code (timing its replay and its write, and its
+//! size), then writes the tail. Then times what `tokex exchange` does at
+//! start-up: (1) full replay: open the journal, check every record's CRC,
+//! and replay it through a fresh gateway, engine and market-data publisher;
+//! (2) from the snapshot: load and check it, rebuild the state from it
+//! (with the exchange's 4 M-message retransmission store), and replay only
+//! the journal after it. Both must end in the same state. No network; the
+//! market-data archive (a sequential file cut to the snapshot's length) is
+//! not part of either figure.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -14,16 +21,18 @@ use std::time::Instant;
 use anyhow::Context;
 use zerocopy::IntoBytes;
 
-use crate::config::{demo_sessions, GatewayConfig};
+use crate::config::{demo_sessions, Config, GatewayConfig};
 use crate::contract::ContractSet;
-use crate::engine::{Engine, EngineConfig};
-use crate::feed::publisher::Publisher;
-use crate::gateway::{Discard, Gateway, JournalSink, Peer};
-use crate::journal::{Durability, JournalWriter};
+use crate::engine::EngineConfig;
+use crate::gateway::{Discard, JournalSink, Peer};
+use crate::journal::{self, Durability, JournalWriter};
+use crate::snapshot::{self, Replica};
 use crate::types::{Nanos, Price, Qty, Side, Tif};
 use crate::wire::{ouch, soupbin};
 
 const SESSIONS: usize = 8;
+/// Messages the exchange's publisher keeps for retransmission.
+const STORE_CAPACITY: usize = 1 << 22;
 
 /// The journal writer as the gateway's sink (errors end the run).
 struct Sink(JournalWriter, bool);
@@ -44,13 +53,28 @@ pub struct RecoveryFigures {
     pub replay_seconds: f64,
     pub resting: usize,
     pub trades: u64,
+    /// Journal records the snapshot covers, and after it.
+    pub snapshot_records: u64,
+    pub tail_records: u64,
+    /// `tokex snapshot` from no snapshot: replaying the covered records,
+    /// then encoding and writing (fsync, rename) the file.
+    pub snapshot_replay_seconds: f64,
+    pub snapshot_write_seconds: f64,
+    pub snapshot_bytes: u64,
+    /// Restart from the snapshot: reading, checking and decoding it, then
+    /// also rebuilding the state (`load_seconds` includes both), replaying
+    /// the tail; and the sum.
+    pub decode_seconds: f64,
+    pub load_seconds: f64,
+    pub tail_seconds: f64,
+    pub recovery_seconds: f64,
 }
 
 impl std::fmt::Display for RecoveryFigures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "journal: {} OUCH messages in {} records, {:.1} MB, written in {:.2} s\nrecovery: replayed in {:.2} s ({:.2} M records/s, {:.0} ns per record); {} orders resting, {} trades",
+            "journal: {} OUCH messages in {} records, {:.1} MB, written in {:.2} s\nrecovery: replayed in {:.2} s ({:.2} M records/s, {:.0} ns per record); {} orders resting, {} trades\nsnapshot: at record {}: replayed in {:.2} s, written in {:.3} s, {:.1} MB\nrecovery from the snapshot: {:.3} s ({:.3} s reading and decoding it, {:.3} s rebuilding the state, {:.3} s replaying the last {} records), {:.1}x faster than full replay",
             self.messages,
             self.records,
             self.bytes as f64 / 1e6,
@@ -59,7 +83,17 @@ impl std::fmt::Display for RecoveryFigures {
             self.records as f64 / self.replay_seconds / 1e6,
             self.replay_seconds * 1e9 / self.records.max(1) as f64,
             self.resting,
-            self.trades
+            self.trades,
+            self.snapshot_records,
+            self.snapshot_replay_seconds,
+            self.snapshot_write_seconds,
+            self.snapshot_bytes as f64 / 1e6,
+            self.recovery_seconds,
+            self.decode_seconds,
+            self.load_seconds - self.decode_seconds,
+            self.tail_seconds,
+            self.tail_records,
+            self.replay_seconds / self.recovery_seconds.max(1e-9)
         )
     }
 }
@@ -72,10 +106,16 @@ fn next(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
-/// Writes a journal of `messages` order messages to `path`, then times its
-/// recovery.
-pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Result<RecoveryFigures> {
+/// Writes a journal of `messages` order messages to `path` with a
+/// snapshot before the last `tail`, then times its recovery both ways.
+pub fn run(
+    messages: u64,
+    tail: u64,
+    contracts: &ContractSet,
+    path: &Path,
+) -> anyhow::Result<RecoveryFigures> {
     let _ = std::fs::remove_file(path);
+    snapshot::remove_all(path)?;
     let session = *b"TOKEX00001";
     let engine_cfg = EngineConfig {
         max_orders: 1 << 21,
@@ -86,9 +126,28 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
         ..GatewayConfig::default()
     };
     let sessions = demo_sessions();
-    let mut engine = Engine::new(contracts, engine_cfg);
-    let mut gateway = Gateway::new(&gw_cfg, &sessions, contracts, session);
-    let mut publisher = Publisher::new(contracts, session, 1 << 16);
+    // The exchange config these figures stand for (what snapshots check).
+    let cfg = {
+        let mut c = Config::default();
+        c.engine.max_orders = engine_cfg.max_orders;
+        c.gateway = gw_cfg.clone();
+        c.sessions = sessions.clone();
+        c.network.md_session = String::from_utf8_lossy(&session).into_owned();
+        c.journal.path = path.to_path_buf();
+        c
+    };
+    let tail = tail.min(messages);
+    let mut taken = None;
+    // Built as the exchange builds its state (accounts registered, the
+    // start-of-day messages published).
+    let mut live = Replica::new(&cfg, contracts, 1 << 16);
+    live.start_of_day(Nanos(1_000_000_000));
+    let Replica {
+        engine,
+        gateway,
+        publisher,
+        ..
+    } = &mut live;
     let (writer, _) = JournalWriter::open(path, Durability::Write, 1 << 20, |_| {})?;
     let mut sink = Sink(writer, false);
     let contract = contracts.iter().next().context("no contracts")?;
@@ -119,8 +178,8 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
             Nanos(now),
             peer(s),
             &buf[..n],
-            &mut engine,
-            &mut publisher,
+            engine,
+            publisher,
             &mut sink,
             &mut Discard,
         );
@@ -129,6 +188,10 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
     let mut live: Vec<Vec<ouch::Token>> = vec![Vec::new(); SESSIONS];
     let mut records = SESSIONS as u64;
     for i in 0..messages {
+        if i == messages - tail {
+            sink.0.commit()?;
+            taken = Some(snapshot::take(&cfg, contracts, 1)?);
+        }
         now += 1_000;
         let s = (i % SESSIONS as u64) as usize;
         let r = next(&mut seed);
@@ -168,8 +231,8 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
             Nanos(now),
             peer(s),
             &buf[..n],
-            &mut engine,
-            &mut publisher,
+            engine,
+            publisher,
             &mut sink,
             &mut Discard,
         );
@@ -182,32 +245,73 @@ pub fn run(messages: u64, contracts: &ContractSet, path: &Path) -> anyhow::Resul
     sink.0.commit()?;
     anyhow::ensure!(!sink.1, "journal append failed");
     drop(sink);
-    let write_seconds = t0.elapsed().as_secs_f64();
+    let taken = taken.context("no snapshot taken")?;
+    let write_seconds = t0.elapsed().as_secs_f64()
+        - taken.replay_seconds
+        - taken.write_seconds
+        - taken.load_seconds;
     let bytes = std::fs::metadata(path)?.len();
 
-    // What `tokex exchange` does at start-up.
-    let mut engine = Engine::new(contracts, engine_cfg);
-    let mut gateway = Gateway::new(&gw_cfg, &sessions, contracts, session);
-    let mut publisher = Publisher::new(contracts, session, 1 << 22);
+    drop(live);
+
+    // What `tokex exchange` does at start-up without a snapshot.
+    let mut replica = Replica::new(&cfg, contracts, STORE_CAPACITY);
     let t1 = Instant::now();
-    let (_, report) = JournalWriter::open(path, Durability::Write, 1 << 20, |rec| {
-        publisher.set_time(rec.time);
-        gateway.replay(rec.kind, rec.time, rec.payload, &mut engine, &mut publisher);
-        publisher.discard_pending();
-    })?;
+    replica.start_of_day(Nanos(1_000_000_000));
+    let (_, report) =
+        JournalWriter::open(path, Durability::Write, 1 << 20, |rec| replica.apply(rec))?;
     let replay_seconds = t1.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.records == records,
         "replayed {} records, wrote {records}",
         report.records
     );
+    let full = replica.state()?;
+    drop(replica);
+
+    // What `tokex exchange` does at start-up with a snapshot.
+    let t2 = Instant::now();
+    let (_, newest) = snapshot::list(path)
+        .into_iter()
+        .next()
+        .context("no snapshot")?;
+    let snap = snapshot::load(&newest, snapshot::fingerprint(&cfg, contracts), path)?;
+    let decode_seconds = t2.elapsed().as_secs_f64();
+    let mut replica = Replica::new(&cfg, contracts, STORE_CAPACITY);
+    replica.restore::<&[u8]>(&snap.state, &[])?;
+    let from = snap.header.journal;
+    drop(snap);
+    let load_seconds = t2.elapsed().as_secs_f64();
+    let t3 = Instant::now();
+    let report = journal::scan_from(path, from, |rec| replica.apply(rec))?;
+    let tail_seconds = t3.elapsed().as_secs_f64();
+    let recovery_seconds = t2.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.records == records,
+        "snapshot + tail: {} records",
+        report.records
+    );
+    anyhow::ensure!(
+        full == replica.state()?,
+        "snapshot + tail replay did not reach the state of full replay"
+    );
+    snapshot::remove_all(path)?;
     Ok(RecoveryFigures {
         messages,
         records,
         bytes,
         write_seconds,
         replay_seconds,
-        resting: engine.live_orders(),
-        trades: engine.match_number(),
+        resting: replica.engine.live_orders(),
+        trades: replica.engine.match_number(),
+        snapshot_records: from.records,
+        tail_records: records - from.records,
+        snapshot_replay_seconds: taken.replay_seconds,
+        snapshot_write_seconds: taken.write_seconds,
+        snapshot_bytes: taken.bytes,
+        decode_seconds,
+        load_seconds,
+        tail_seconds,
+        recovery_seconds,
     })
 }

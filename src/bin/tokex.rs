@@ -27,6 +27,9 @@ enum Command {
     Load(tokex::load::LoadArgs),
     /// Run the exchange (inside its namespace: ip netns exec tokex-ex tokex exchange).
     Exchange(tokex::exchange::ExchangeArgs),
+    /// Snapshot the exchange's state from its journal (safe while it runs),
+    /// so a restart replays only the journal after the snapshot.
+    Snapshot(tokex::snapshot::SnapshotArgs),
     /// Bring the lab network up or down (tools/lab.sh).
     Lab {
         /// up | down | status
@@ -125,6 +128,9 @@ enum BenchCommand {
         journal: std::path::PathBuf,
         #[arg(long, default_value = "contracts")]
         contracts: std::path::PathBuf,
+        /// Journal messages after the snapshot (replayed on restart).
+        #[arg(long, default_value_t = 100_000)]
+        tail: u64,
     },
     /// Publish -> rebuild over the lab veth: a sender publishes the engine's
     /// ITCH stream at constant message rates (kernel socket or AF_XDP TX) to
@@ -166,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", tokex::bench::engine::run(ops, seed)?);
         }
         Command::Exchange(args) => tokex::exchange::run(&args)?,
+        Command::Snapshot(args) => tokex::snapshot::run(&args)?,
         Command::Lab { action } => tokex::lab::lab(&action)?,
         Command::Load(args) => println!("{}", tokex::load::run(&args)?),
         Command::Demo(args) => tokex::demo::run(&args)?,
@@ -222,12 +229,16 @@ fn main() -> anyhow::Result<()> {
             messages,
             journal,
             contracts,
+            tail,
         }) => {
             let set = tokex::contract::ContractSet::load_dir(&contracts)?;
             if let Some(dir) = journal.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            println!("{}", tokex::bench::recovery::run(messages, &set, &journal)?);
+            println!(
+                "{}",
+                tokex::bench::recovery::run(messages, tail, &set, &journal)?
+            );
             std::fs::remove_file(&journal)?;
         }
         Command::Bench(BenchCommand::Feed {

@@ -7,6 +7,8 @@
 //! doubly-linked FIFO per level (u32 indices, no pointers). Knows nothing of
 //! matching rules; never allocates after construction.
 
+use serde::{Deserialize, Serialize};
+
 use crate::bitmap::Bitmap;
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side, Tif};
 
@@ -15,7 +17,7 @@ pub const NIL: u32 = u32::MAX;
 
 /// One order, exactly one cache line.
 #[repr(C, align(64))]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderNode {
     /// Caller's opaque value, echoed in events.
     pub tag: u64,
@@ -156,8 +158,117 @@ impl Arena {
     }
 }
 
+/// The arena as a snapshot holds it: what replay would rebuild, without
+/// the slots no order ever used.
+///
+/// The free list is always `[capacity-1, capacity-2, .., touched]` (slots
+/// never used, popped lowest first) followed by the released slots in the
+/// order they were released; only the second part is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArenaState {
+    pub capacity: u32,
+    /// Slots `0..touched` have been used at least once.
+    pub touched: u32,
+    /// Generation of every used slot.
+    pub generations: Vec<u32>,
+    /// The released part of the free list, bottom to top.
+    pub recycled: Vec<u32>,
+    /// Every live order with its slot.
+    pub live: Vec<(u32, OrderNode)>,
+}
+
+/// Why an arena (or a ladder) could not be rebuilt from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookStateError {
+    #[error("the snapshot's arena holds {snapshot} slots, this engine {engine}")]
+    Capacity { snapshot: u32, engine: u32 },
+    #[error("the snapshot's arena is inconsistent: {0}")]
+    Arena(&'static str),
+    #[error("the snapshot's ladder is inconsistent: {0}")]
+    Ladder(&'static str),
+}
+
+impl Arena {
+    /// The state a snapshot keeps (a pass over the used slots).
+    pub fn state(&self) -> ArenaState {
+        let capacity = self.nodes.len() as u32;
+        let touched = self
+            .nodes
+            .iter()
+            .rposition(|n| n.generation != 0)
+            .map_or(0, |i| i as u32 + 1);
+        let never_used = (capacity - touched) as usize;
+        ArenaState {
+            capacity,
+            touched,
+            generations: self.nodes[..touched as usize]
+                .iter()
+                .map(|n| n.generation)
+                .collect(),
+            recycled: self.free[never_used.min(self.free.len())..].to_vec(),
+            live: self.nodes[..touched as usize]
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.live)
+                .map(|(i, n)| (i as u32, *n))
+                .collect(),
+        }
+    }
+
+    /// Replaces this (fresh) arena's contents with `s`, checking that every
+    /// slot is either live or free exactly once.
+    pub fn restore(&mut self, s: &ArenaState) -> Result<(), BookStateError> {
+        let capacity = self.nodes.len() as u32;
+        if s.capacity != capacity {
+            return Err(BookStateError::Capacity {
+                snapshot: s.capacity,
+                engine: capacity,
+            });
+        }
+        if self.free.len() != self.nodes.len() {
+            return Err(BookStateError::Arena("restoring into an arena in use"));
+        }
+        if s.touched > capacity || s.generations.len() != s.touched as usize {
+            return Err(BookStateError::Arena("used slots"));
+        }
+        let mut seen = vec![false; s.touched as usize];
+        let mut mark = |slot: u32| -> Result<(), BookStateError> {
+            match seen.get_mut(slot as usize) {
+                Some(b) if !*b => {
+                    *b = true;
+                    Ok(())
+                }
+                _ => Err(BookStateError::Arena("a slot twice or out of range")),
+            }
+        };
+        for &slot in &s.recycled {
+            mark(slot)?;
+        }
+        for (slot, node) in &s.live {
+            mark(*slot)?;
+            if !node.live || node.generation != s.generations[*slot as usize] {
+                return Err(BookStateError::Arena("a live order's generation"));
+            }
+        }
+        if s.recycled.len() + s.live.len() != s.touched as usize {
+            return Err(BookStateError::Arena("slots neither live nor free"));
+        }
+        // A fresh arena: every node is EMPTY already.
+        for (node, &g) in self.nodes.iter_mut().zip(&s.generations) {
+            node.generation = g;
+        }
+        for (slot, node) in &s.live {
+            self.nodes[*slot as usize] = *node;
+        }
+        self.free.clear();
+        self.free.extend((s.touched..capacity).rev());
+        self.free.extend_from_slice(&s.recycled);
+        Ok(())
+    }
+}
+
 /// One price level: a FIFO of orders and its total size.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Level {
     pub head: u32,
     pub tail: u32,
@@ -265,6 +376,36 @@ impl Ladder {
     #[inline]
     pub fn reduce(&mut self, i: u32, by: u32) {
         self.levels[i as usize].qty -= u64::from(by);
+    }
+
+    /// The non-empty levels, by index (for a snapshot).
+    pub fn state(&self) -> Vec<(u32, Level)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.head != NIL)
+            .map(|(i, l)| (i as u32, *l))
+            .collect()
+    }
+
+    /// Sets this (empty) ladder's levels from a snapshot; the occupancy
+    /// bitmap and the best level follow from them.
+    pub fn restore(&mut self, levels: &[(u32, Level)]) -> Result<(), BookStateError> {
+        for (i, l) in levels {
+            let Some(slot) = self.levels.get_mut(*i as usize) else {
+                return Err(BookStateError::Ladder("a level outside the price grid"));
+            };
+            if l.head == NIL || l.tail == NIL {
+                return Err(BookStateError::Ladder("an empty level"));
+            }
+            *slot = *l;
+            self.occupied.set(*i);
+        }
+        self.best = match self.side {
+            Side::Buy => self.occupied.highest(),
+            Side::Sell => self.occupied.lowest(),
+        };
+        Ok(())
     }
 
     /// Non-empty level indices, best first.

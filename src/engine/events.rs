@@ -25,10 +25,12 @@
 //! here *both* orders rest in the book and *both* shrink by `qty`, at the
 //! single cross price — and one `Cross` print after the last cross fill.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side, Tif};
 
 /// Why a request had no effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RejectReason {
     /// No contract with that symbol or instrument id.
     UnknownInstrument,
@@ -141,7 +143,7 @@ pub struct Party {
 }
 
 /// The trading phase of a contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// Orders accepted and cancelled; nothing matches.
     PreOpen,
@@ -214,7 +216,7 @@ impl Phase {
 
 /// The indicative uncross of a call auction: the single price at which the
 /// most volume would trade now, and what would be left over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Indicative {
     /// The cross price; `None` when bids and asks do not cross.
     pub price: Option<Price>,
@@ -227,7 +229,7 @@ pub struct Indicative {
 }
 
 /// Which auction a cross ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CrossKind {
     /// The opening call.
     Opening,

@@ -19,6 +19,7 @@ pub mod auction;
 pub mod book;
 pub mod events;
 pub mod protection;
+mod state;
 
 use crate::accounts::Accounts;
 use crate::contract::{ContractSet, StpMode};
@@ -31,6 +32,7 @@ pub use events::{
     Tee,
 };
 use protection::{Band, Breaker};
+pub use state::{EngineState, EngineStateError};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// "No timer".
@@ -65,7 +67,7 @@ pub struct NewOrder {
 }
 
 /// Where a contract is in a circuit-breaker halt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum BreakerStage {
     None,
     /// Halted until `breaker_due`, then a reopening call.

@@ -12,10 +12,12 @@
 //!   those prices exceeds `pct` of the lowest. What a trip does (halt,
 //!   reopening call) is the engine's business.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::Side;
 
 /// A dynamic price band; disabled when `pct == 0`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Band {
     pct: u32,
     lo: u32,
@@ -63,7 +65,7 @@ impl Band {
 /// Buckets in a breaker window.
 pub const BUCKETS: usize = 16;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     /// `time / bucket_ns` of the trades in it; `u64::MAX` = empty.
     epoch: u64,
@@ -78,7 +80,7 @@ const EMPTY: Bucket = Bucket {
 };
 
 /// A circuit breaker; disabled when `pct == 0`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breaker {
     pct: u32,
     bucket_ns: u64,

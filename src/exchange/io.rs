@@ -10,7 +10,6 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, TransportKind};
-use crate::feed::publisher::Publisher;
 use crate::gateway::{JournalSink, Outbox, Peer};
 use crate::journal::JournalWriter;
 use crate::net::tcp::TcpPacket;
@@ -31,22 +30,6 @@ impl JournalSink for Journal {
         if self.0.append(kind, now, payload).is_err() {
             self.1 += 1;
         }
-    }
-}
-
-/// Counts accepted and replaced orders on their way to the publisher
-/// (recovery reports how many acknowledged orders the journal restored).
-pub(super) struct CountAcks<'a>(pub &'a mut Publisher, pub u64);
-
-impl crate::engine::EventSink for CountAcks<'_> {
-    fn event(&mut self, e: &crate::engine::Event) {
-        if matches!(
-            e,
-            crate::engine::Event::Accepted { .. } | crate::engine::Event::Replaced { .. }
-        ) {
-            self.1 += 1;
-        }
-        self.0.event(e);
     }
 }
 

@@ -7,9 +7,11 @@
 //! packets, and records per-stage latencies. Every millisecond it runs the
 //! session timers, market-data heartbeats and retransmission requests.
 //! Trading logic lives in `engine` and `gateway`; this module only moves
-//! bytes: `io.rs` has the ports and hooks, `server.rs` the loop.
+//! bytes: `io.rs` has the ports and hooks, `server.rs` the loop,
+//! `recovery.rs` the start from the newest snapshot and the journal.
 
 mod io;
+mod recovery;
 mod server;
 
 use std::fs;

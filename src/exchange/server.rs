@@ -13,23 +13,21 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 
 use super::io::{
-    multicast_sender, open_order_port, spawn_receiver, udp_socket, Clock, CountAcks, Journal,
-    MarketDataOut, Replies, RxItem,
+    multicast_sender, open_order_port, spawn_receiver, udp_socket, Clock, Journal, MarketDataOut,
+    Replies, RxItem,
 };
+use super::recovery::{recover, Recovered};
 use super::{write_book, write_interval, ExchangeArgs};
-use crate::accounts::AccountLimits;
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer, TokenBucket};
-use crate::journal::{Durability, JournalWriter};
 use crate::latency::{IntervalLog, Stage, StageHistograms};
 use crate::net::tcp::{self, TcpPacket};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
-use crate::types::AccountId;
 
 /// Timers, heartbeats and retransmission requests run this often (ns).
 const TIMER_EVERY_NS: u64 = 1_000_000;
@@ -79,7 +77,8 @@ impl Server {
     /// receive) threads, pins this thread and publishes the start of day.
     pub fn start(cfg: Config, args: &ExchangeArgs, stop: &Stop) -> anyhow::Result<Server> {
         let contracts = ContractSet::load_dir(&cfg.contracts)?;
-        let session: [u8; 10] = cfg
+        // The market-data session name must be exactly 10 bytes.
+        let _: [u8; 10] = cfg
             .network
             .md_session
             .as_bytes()
@@ -114,39 +113,15 @@ impl Server {
         );
 
         let clock = Clock::new();
-        let mut engine = Engine::new(
-            &contracts,
-            EngineConfig {
-                max_orders: cfg.engine.max_orders,
-            },
-        );
-        // Session i trades as account i (the gateway's mapping): its credit
-        // and order-count limits come from the config, before any replay.
-        let accounts = engine.accounts_mut();
-        accounts.require_registration(cfg.risk.require_registration);
-        for (i, s) in cfg.sessions.iter().enumerate() {
-            accounts.register(AccountId(i as u32), AccountLimits::of_session(s, &cfg.risk));
-        }
-        let mut gateway = Gateway::new(&cfg.gateway, &cfg.sessions, &contracts, session);
-        let mut publisher = Publisher::new(&contracts, session, 1 << 22);
-        publisher.set_time(clock.nanos(clock.raw()));
-        publisher.start_of_day();
-        // Rebuilt from scratch on every start: journal replay sequences the
-        // day's messages again.
-        if let Some(dir) = cfg.journal.path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let archive_path = cfg.journal.path.with_extension("md");
-        let mut archive = MdArchive::create(&archive_path)
-            .with_context(|| format!("creating {}", archive_path.display()))?;
-        let journal = recover(
-            &cfg,
-            args,
-            &mut engine,
-            &mut gateway,
-            &mut publisher,
-            &mut archive,
-        )?;
+        // The newest usable snapshot and the journal after it, or the
+        // whole journal (see `recovery`).
+        let Recovered {
+            engine,
+            gateway,
+            publisher,
+            archive,
+            journal,
+        } = recover(&cfg, args, &contracts, clock.nanos(clock.raw()))?;
 
         let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
             let OrderPort::Kernel(port) = &orders else {
@@ -583,69 +558,4 @@ fn none_or(items: Vec<String>) -> String {
     } else {
         items.join(" ")
     }
-}
-
-/// Opens the journal, replaying what it holds through the gateway and the
-/// engine (unless `--fresh`), and reports what came back.
-fn recover(
-    cfg: &Config,
-    args: &ExchangeArgs,
-    engine: &mut Engine,
-    gateway: &mut Gateway,
-    publisher: &mut Publisher,
-    archive: &mut MdArchive,
-) -> anyhow::Result<Journal> {
-    if args.fresh && cfg.journal.path.exists() {
-        fs::remove_file(&cfg.journal.path)?;
-    }
-    let t0 = Instant::now();
-    archive.sync(publisher.store())?;
-    let mut archive_errors = 0u64;
-    let mut acked = CountAcks(publisher, 0);
-    let (writer, report) =
-        JournalWriter::open(&cfg.journal.path, cfg.journal.durability, 1 << 20, |rec| {
-            acked.0.set_time(rec.time);
-            gateway.replay(rec.kind, rec.time, rec.payload, engine, &mut acked);
-            // The replayed messages are in the retransmission store; the
-            // packets built for them are never sent (memory stays flat).
-            acked.0.discard_pending();
-            if archive.sync(acked.0.store()).is_err() {
-                archive_errors += 1;
-            }
-        })?;
-    let accepted_before = acked.1;
-    archive.sync(publisher.store())?;
-    if archive_errors > 0 {
-        println!(
-            "recovery: the market-data archive missed {} messages",
-            archive.missed
-        );
-    }
-    if report.records > 0 {
-        println!(
-            "recovery: replayed {} journal records in {:.1} ms; {} orders accepted before the restart, {} resting, {} trades; market data continues at sequence {}",
-            report.records,
-            t0.elapsed().as_secs_f64() * 1e3,
-            accepted_before,
-            engine.live_orders(),
-            engine.match_number(),
-            publisher.next_sequence()
-        );
-    }
-    if report.cut_bytes > 0 {
-        println!(
-            "recovery: cut a torn or corrupt journal tail of {} bytes",
-            report.cut_bytes
-        );
-    }
-    if cfg.journal.durability == Durability::None {
-        println!("journal: DISABLED (durability = none): acknowledged orders are lost on a crash; benchmarks only");
-    } else {
-        println!(
-            "journal: {} (durability = {:?})",
-            cfg.journal.path.display(),
-            cfg.journal.durability
-        );
-    }
-    Ok(Journal(writer, 0))
 }

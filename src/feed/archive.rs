@@ -4,15 +4,24 @@
 //!
 //! Owns one file of length-prefixed messages (u16 big-endian length, then
 //! the message, as in `itch.bin`) starting at sequence 1, and a sparse
-//! in-memory index: the file offset of every 1,024th message. The exchange
-//! copies newly sequenced messages from the publisher's store into it once
-//! a millisecond (and after every replayed journal record at start-up, which
-//! rebuilds the file from scratch), buffering writes; reading flushes first.
+//! in-memory index: the file offset of every 1,024th message
+//! ([`ArchiveLayout`]). The exchange copies newly sequenced messages from
+//! the publisher's store into it once a millisecond (and after every
+//! replayed journal record at start-up), buffering writes; reading flushes
+//! first. A full replay rebuilds the file from scratch ([`MdArchive::create`]);
+//! a restart from a snapshot keeps it ([`MdArchive::resume`]): the snapshot
+//! holds the layout of the archive at its point, the file is cut there and
+//! the replayed tail is appended. Once the exchange is live it writes
+//! through ([`MdArchive::set_write_through`]: at most one write(2) per
+//! sync, so once a millisecond), so a killed exchange leaves every message
+//! it synced on disk for the next restart from a snapshot.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use super::publisher::{Archive, RetransmitStore};
 
@@ -23,16 +32,74 @@ const MAX_RECORD: u64 = 2 + 255;
 /// Buffered bytes that trigger a write.
 const FLUSH_AT: usize = 1 << 16;
 
+/// Where the archive's messages are in its file: what a snapshot keeps so
+/// a restart can keep the file instead of rebuilding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveLayout {
+    /// The next sequence number to append.
+    pub next: u64,
+    /// Bytes of the messages `1 .. next`.
+    pub len: u64,
+    /// File offset of message `1 + k * STRIDE`.
+    pub index: Vec<u64>,
+}
+
+impl Default for ArchiveLayout {
+    fn default() -> Self {
+        ArchiveLayout {
+            next: 1,
+            len: 0,
+            index: Vec::new(),
+        }
+    }
+}
+
+impl ArchiveLayout {
+    #[inline]
+    fn append(&mut self, msg_len: usize) {
+        if (self.next - 1).is_multiple_of(STRIDE) {
+            self.index.push(self.len);
+        }
+        self.len += 2 + msg_len as u64;
+        self.next += 1;
+    }
+
+    /// Follows the messages the store has sequenced since the last call
+    /// without writing them (the snapshot writer, which does not own the
+    /// file); the number of messages the store had already dropped, if any.
+    pub fn follow(&mut self, store: &RetransmitStore) -> Result<(), u64> {
+        if self.next < store.oldest() {
+            return Err(store.oldest() - self.next);
+        }
+        while self.next < store.next_sequence() {
+            let Some(m) = store.get(self.next) else {
+                break;
+            };
+            self.append(m.len());
+        }
+        Ok(())
+    }
+}
+
+/// Why an existing archive could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("market-data archive i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("the market-data archive holds {have} bytes, the snapshot needs {need}")]
+    Short { have: u64, need: u64 },
+    #[error("the market-data archive does not match the snapshot ({0})")]
+    Mismatch(&'static str),
+}
+
 /// Every message of the day, on disk.
 pub struct MdArchive {
     file: File,
     buf: Vec<u8>,
-    /// Bytes in the file plus bytes buffered.
-    len: u64,
-    /// The next sequence number to append.
-    next: u64,
-    /// File offset of message `1 + k * STRIDE`.
-    index: Vec<u64>,
+    /// Bytes in the file plus bytes buffered, next sequence, index.
+    layout: ArchiveLayout,
+    /// Write what each sync appended at once.
+    write_through: bool,
     /// Messages the store had already dropped when they were due here.
     pub missed: u64,
 }
@@ -49,37 +116,107 @@ impl MdArchive {
         Ok(MdArchive {
             file,
             buf: Vec::with_capacity(FLUSH_AT * 2),
-            len: 0,
-            next: 1,
-            index: Vec::new(),
+            layout: ArchiveLayout::default(),
+            write_through: false,
             missed: 0,
         })
+    }
+
+    /// Keeps the archive at `path` as far as `layout` (a snapshot's), which
+    /// must match it: the file is at least that long and its last index
+    /// stride parses to exactly the layout's end. What follows is cut.
+    pub fn resume(path: &Path, layout: &ArchiveLayout) -> Result<MdArchive, ArchiveError> {
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let have = file.metadata()?.len();
+        if have < layout.len {
+            return Err(ArchiveError::Short {
+                have,
+                need: layout.len,
+            });
+        }
+        let strides = (layout.next - 1).div_ceil(STRIDE);
+        if layout.index.len() as u64 != strides {
+            return Err(ArchiveError::Mismatch("index length"));
+        }
+        if let Some(&start) = layout.index.last() {
+            // The messages of the last stride must end exactly at `len`.
+            let mut chunk = vec![0u8; (layout.len - start) as usize];
+            file.read_exact_at(&mut chunk, start)?;
+            let want = layout.next - 1 - (strides - 1) * STRIDE;
+            let (mut n, mut rest) = (0u64, &chunk[..]);
+            while rest.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if len == 0 || rest.len() < 2 + len {
+                    return Err(ArchiveError::Mismatch("message lengths"));
+                }
+                rest = &rest[2 + len..];
+                n += 1;
+            }
+            if n != want || !rest.is_empty() {
+                return Err(ArchiveError::Mismatch("message count"));
+            }
+        }
+        file.set_len(layout.len)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(MdArchive {
+            file,
+            buf: Vec::with_capacity(FLUSH_AT * 2),
+            layout: layout.clone(),
+            write_through: false,
+            missed: 0,
+        })
+    }
+
+    /// Where the messages are (what a snapshot of this point would hold).
+    pub fn layout(&self) -> &ArchiveLayout {
+        &self.layout
+    }
+
+    /// Write what each [`MdArchive::sync`] appended at once (live), or in
+    /// 64 KiB blocks (replay).
+    pub fn set_write_through(&mut self, on: bool) {
+        self.write_through = on;
+    }
+
+    /// The last `count` messages (fewer when the archive holds fewer),
+    /// oldest first: what a restart from a snapshot puts back into the
+    /// publisher's store.
+    pub fn recent(&mut self, count: u64) -> Vec<Vec<u8>> {
+        let end = self.layout.next;
+        let mut seq = end.saturating_sub(count).max(1);
+        let mut out = Vec::with_capacity((end - seq) as usize);
+        while seq < end {
+            let n = (end - seq).min(4096);
+            let before = out.len();
+            self.read(seq, n, &mut |m| out.push(m.to_vec()));
+            if out.len() == before {
+                break;
+            }
+            seq += (out.len() - before) as u64;
+        }
+        out
     }
 
     /// Appends the messages the store has sequenced since the last call.
     pub fn sync(&mut self, store: &RetransmitStore) -> io::Result<()> {
         let end = store.next_sequence();
-        if self.next < store.oldest() {
+        if self.layout.next < store.oldest() {
             // Not called often enough: those messages are gone.
-            self.missed += store.oldest() - self.next;
+            self.missed += store.oldest() - self.layout.next;
             return Err(io::Error::other(format!(
                 "market-data archive fell behind the store at sequence {}",
-                self.next
+                self.layout.next
             )));
         }
-        while self.next < end {
-            let Some(m) = store.get(self.next) else {
+        while self.layout.next < end {
+            let Some(m) = store.get(self.layout.next) else {
                 break;
             };
-            if (self.next - 1).is_multiple_of(STRIDE) {
-                self.index.push(self.len);
-            }
             self.buf.extend_from_slice(&(m.len() as u16).to_be_bytes());
             self.buf.extend_from_slice(m);
-            self.len += 2 + m.len() as u64;
-            self.next += 1;
+            self.layout.append(m.len());
         }
-        if self.buf.len() >= FLUSH_AT {
+        if self.buf.len() >= FLUSH_AT || (self.write_through && !self.buf.is_empty()) {
             self.flush()?;
         }
         Ok(())
@@ -95,24 +232,32 @@ impl MdArchive {
     }
 }
 
+impl std::ops::Drop for MdArchive {
+    /// A clean stop leaves every synced message on disk.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
 impl Archive for MdArchive {
     fn first(&self) -> Option<u64> {
-        (self.next > 1).then_some(1)
+        (self.layout.next > 1).then_some(1)
     }
 
     fn read(&mut self, first: u64, count: u64, out: &mut dyn FnMut(&[u8])) {
-        if first == 0 || first >= self.next || count == 0 || self.flush().is_err() {
+        let next = self.layout.next;
+        if first == 0 || first >= next || count == 0 || self.flush().is_err() {
             return;
         }
         let k = (first - 1) / STRIDE;
-        let Some(&start) = self.index.get(k as usize) else {
+        let Some(&start) = self.layout.index.get(k as usize) else {
             return;
         };
         let mut seq = 1 + k * STRIDE;
-        let last = (first + count).min(self.next);
+        let last = (first + count).min(next);
         // One read covers the index stride before `first` and the messages
         // asked for.
-        let want = ((last - seq) * MAX_RECORD).min(self.len - start);
+        let want = ((last - seq) * MAX_RECORD).min(self.layout.len - start);
         let mut chunk = vec![0u8; want as usize];
         if self.file.read_exact_at(&mut chunk, start).is_err() {
             return;
@@ -201,6 +346,73 @@ mod tests {
         let mut n = 0;
         p.retransmit(&req, 4096, &mut |_| n += 1);
         assert_eq!(n, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_resumed_archive_keeps_what_the_layout_covers_cuts_the_rest_and_appends() {
+        let dir = std::env::temp_dir().join(format!("tokex-archive-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("md");
+        let mut p = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        let mut archive = MdArchive::create(&path).unwrap();
+        for i in 1..=3000u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        // The layout at 3,000 messages (what a snapshot would hold), then
+        // messages the snapshot does not cover.
+        let layout = archive.layout().clone();
+        let mut follower = ArchiveLayout::default();
+        follower.follow(p.store()).unwrap();
+        assert_eq!(
+            follower, layout,
+            "the snapshot writer's layout is the archive's"
+        );
+        for i in 3001..=3100u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        drop(archive);
+        let mut kept = MdArchive::resume(&path, &layout).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), layout.len);
+        let recent = kept.recent(5);
+        assert_eq!(recent, (2996..=3000).map(message).collect::<Vec<_>>());
+        // A publisher resumed at 3,001 with the recent messages appends
+        // after them; old requests are answered from the file.
+        let mut q = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        q.resume(
+            &crate::feed::publisher::PublisherState {
+                next_sequence: 3001,
+                messages: 3000,
+            },
+            &recent,
+        );
+        assert_eq!(q.store().oldest(), 2996);
+        q.publish_message(&message(7777));
+        kept.sync(q.store()).unwrap();
+        let mut got = Vec::new();
+        kept.read(1, 3001, &mut |m| got.push(m.to_vec()));
+        assert_eq!(got.len(), 3001);
+        assert_eq!(got[0], message(1));
+        assert_eq!(got[2999], message(3000));
+        assert_eq!(got[3000], message(7777));
+        drop(kept);
+        // An archive shorter than the layout (messages lost) is refused.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(layout.len - 1).unwrap();
+        assert!(matches!(
+            MdArchive::resume(&path, &layout),
+            Err(ArchiveError::Short { .. })
+        ));
+        // As is one whose messages do not end where the layout says.
+        f.set_len(layout.len + 40).unwrap();
+        let mut bigger = layout.clone();
+        bigger.len += 40;
+        assert!(matches!(
+            MdArchive::resume(&path, &bigger),
+            Err(ArchiveError::Mismatch(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -22,6 +22,9 @@ pub struct RetransmitStore {
     capacity: usize,
     /// Messages stored; the next sequence number is this + 1.
     count: u64,
+    /// The first sequence number held since [`RetransmitStore::resume`]
+    /// (older ones are in the exchange's archive); 1 otherwise.
+    floor: u64,
 }
 
 impl RetransmitStore {
@@ -30,7 +33,34 @@ impl RetransmitStore {
             slots: Vec::new(),
             capacity: capacity.max(1),
             count: 0,
+            floor: 1,
         }
+    }
+
+    /// Continues the numbering at `next` (a restart from a snapshot),
+    /// holding `held`, the messages just before `next` (oldest first, at
+    /// most the capacity; fewer is fine: older requests go to the archive).
+    pub fn resume<M: AsRef<[u8]>>(&mut self, next: u64, held: &[M]) {
+        let count = next.saturating_sub(1);
+        let held = &held[held.len().saturating_sub(self.capacity).min(held.len())..];
+        let held = &held[held.len().saturating_sub(count as usize)..];
+        // Slots are indexed by (sequence - 1) % capacity, and pushing grows
+        // the ring until it is full: size it as pushing `count` messages
+        // would have.
+        let len = count.min(self.capacity as u64) as usize;
+        // All zeros: the allocator hands out zeroed pages, nothing is written.
+        self.slots = vec![([0u8; SLOT], 0u8); len];
+        let first = next - held.len() as u64;
+        for (k, m) in held.iter().enumerate() {
+            let m = m.as_ref();
+            let n = m.len().min(SLOT);
+            let mut slot = [0u8; SLOT];
+            slot[..n].copy_from_slice(&m[..n]);
+            let seq = first + k as u64;
+            self.slots[((seq - 1) % self.capacity as u64) as usize] = (slot, n as u8);
+        }
+        self.count = count;
+        self.floor = first.max(1);
     }
 
     fn push(&mut self, msg: &[u8]) {
@@ -47,7 +77,9 @@ impl RetransmitStore {
     }
 
     pub fn oldest(&self) -> u64 {
-        (self.count + 1).saturating_sub(self.capacity as u64).max(1)
+        (self.count + 1)
+            .saturating_sub(self.capacity as u64)
+            .max(self.floor)
     }
 
     pub fn next_sequence(&self) -> u64 {
@@ -75,6 +107,15 @@ pub struct PublisherStats {
     pub retransmitted: u64,
     /// Requests for messages not (or no longer) stored, or for another session.
     pub retransmit_unanswerable: u64,
+}
+
+/// What a snapshot keeps of the publisher: where the numbering is. The
+/// messages themselves are in the market-data archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublisherState {
+    pub next_sequence: u64,
+    /// Messages published (the exit report's count).
+    pub messages: u64,
 }
 
 /// Engine events in, MoldUDP64 packets out.
@@ -272,6 +313,24 @@ impl Publisher {
             send(b.bytes());
         }
         self.stats.retransmitted += seq - first;
+    }
+
+    /// Where the numbering is (for a snapshot).
+    pub fn state(&self) -> PublisherState {
+        PublisherState {
+            next_sequence: self.store.next_sequence(),
+            messages: self.stats.messages,
+        }
+    }
+
+    /// Continues from a snapshot's state, holding `held` (the messages just
+    /// before it, oldest first, from the archive) for retransmission.
+    /// Nothing may be pending.
+    pub fn resume<M: AsRef<[u8]>>(&mut self, s: &PublisherState, held: &[M]) {
+        self.discard_pending();
+        self.store.resume(s.next_sequence, held);
+        self.stats.messages = s.messages;
+        self.builder.reset(self.store.next_sequence());
     }
 
     /// The retransmission store (the archive copies new messages from it).

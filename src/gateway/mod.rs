@@ -48,6 +48,7 @@
 //!   ([`Drop::NotLoggedIn`]).
 
 mod session;
+mod state;
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -58,13 +59,15 @@ use crate::engine::{CancelReason, Engine, Event, EventBuffer, EventSink, NewOrde
 use crate::types::{AccountId, InstrumentId, Nanos, Symbol};
 use crate::wire::ouch::{self, Token};
 use crate::wire::soupbin::{self, Packet};
+use serde::{Deserialize, Serialize};
 use zerocopy::IntoBytes;
 
 use session::Session;
-pub use session::{OutboundStore, TokenBucket};
+pub use session::{OutboundState, OutboundStore, TokenBucket};
+pub use state::{GatewayState, GatewayStateError};
 
 /// Where a packet came from (and where its replies go).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Peer {
     Udp(SocketAddrV4),
     /// A connection on the TCP compatibility port, by connection number.
@@ -188,7 +191,7 @@ pub mod record {
 }
 
 /// What was dropped or refused, by reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Drop {
     /// Bytes that are not a SoupBinTCP packet.
     Malformed,
@@ -333,7 +336,7 @@ fn ct_eq<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
     diff == 0
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Failures {
     count: u32,
     until: u64,

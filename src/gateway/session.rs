@@ -3,6 +3,8 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::types::{AccountId, OrderId};
@@ -10,7 +12,7 @@ use crate::wire::ouch::Token;
 
 /// A token bucket in integer nano-units: `rate` messages per second, at most
 /// `burst` at once. Time is passed in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {
     level: u64,
     cap: u64,
@@ -102,6 +104,51 @@ impl OutboundStore {
     }
 }
 
+/// What a snapshot keeps of an [`OutboundStore`]: the messages still held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundState {
+    /// Messages stored so far.
+    count: u64,
+    /// Messages `oldest() ..= count`, in order.
+    held: Vec<Vec<u8>>,
+}
+
+impl OutboundStore {
+    pub fn state(&self) -> OutboundState {
+        OutboundState {
+            count: self.count,
+            held: (self.oldest()..=self.count)
+                .map(|s| self.get(s).unwrap_or_default().to_vec())
+                .collect(),
+        }
+    }
+
+    /// Refills this (empty) store with `s`; false when `s` does not fit
+    /// this store's window.
+    pub fn restore(&mut self, s: &OutboundState) -> bool {
+        let oldest = (s.count + 1).saturating_sub(self.window as u64).max(1);
+        if s.held.len() as u64 != s.count + 1 - oldest || s.held.iter().any(|m| m.len() > SLOT) {
+            return false;
+        }
+        // Slots are indexed by (sequence - 1) % window: lay the held
+        // messages out where pushing them one by one would have put them.
+        self.slots.clear();
+        self.slots.resize(s.held.len(), ([0u8; SLOT], 0));
+        for (k, m) in s.held.iter().enumerate() {
+            let seq = oldest + k as u64;
+            let mut slot = [0u8; SLOT];
+            slot[..m.len()].copy_from_slice(m);
+            self.slots[((seq - 1) % self.window as u64) as usize] = (slot, m.len() as u8);
+        }
+        self.count = s.count;
+        true
+    }
+}
+
+/// One token's entry: the token, the live engine order it names, and the
+/// request's fingerprint.
+pub(super) type TokenEntry = (Token, Option<OrderId>, u64);
+
 pub(super) struct Session {
     pub username: [u8; 6],
     pub password: [u8; 10],
@@ -160,6 +207,38 @@ impl Session {
             tokens: HashMap::with_capacity_and_hasher(1 << 16, Default::default()),
             orders: Vec::with_capacity(1 << 16),
             live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
+        }
+    }
+
+    /// Every token used today by token number, with the live order it
+    /// names (for a snapshot).
+    pub fn token_entries(&self) -> Vec<TokenEntry> {
+        let mut entries: Vec<TokenEntry> = self
+            .orders
+            .iter()
+            .map(|&(token, fingerprint)| (token, None, fingerprint))
+            .collect();
+        for &(t, order) in self.live.values() {
+            if let Some(e) = entries.get_mut(t as usize) {
+                e.1 = Some(order);
+            }
+        }
+        entries
+    }
+
+    /// Sets the tokens used today and the live orders they name (from a
+    /// snapshot).
+    pub fn restore_tokens(&mut self, entries: &[TokenEntry]) {
+        self.orders.clear();
+        self.orders.extend(entries.iter().map(|e| (e.0, e.2)));
+        self.tokens.clear();
+        self.tokens.reserve(entries.len());
+        self.live.clear();
+        for (t, e) in entries.iter().enumerate() {
+            self.tokens.insert(e.0, t as u32);
+            if let Some(order) = e.1 {
+                self.live.insert(e.0, (t as u32, order));
+            }
         }
     }
 

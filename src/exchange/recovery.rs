@@ -1,0 +1,398 @@
+//! Start-up recovery: the engine, gateway and market-data publisher from
+//! the newest usable snapshot plus the journal records after it (or from
+//! the whole journal), and the market-data archive kept or rebuilt.
+//!
+//! Owns the order of things at start: `--fresh` removes the journal, its
+//! snapshots and the archive; otherwise each snapshot, newest first, is
+//! tried (valid file, same config, a prefix of this journal, and an
+//! archive on disk that holds every message before the snapshot's
+//! sequence), and the first that passes is loaded: the archive is cut to
+//! the snapshot's point and kept, the publisher's retransmission store is
+//! refilled from it, and only the journal's tail is replayed. A snapshot
+//! that fails is skipped with a log line saying why. Without one, the
+//! whole journal is replayed and the archive rebuilt (the start-of-day
+//! messages are published first, as on the day's first start).
+
+use std::fs;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::io::Journal;
+use super::ExchangeArgs;
+use crate::config::Config;
+use crate::contract::ContractSet;
+use crate::engine::Engine;
+use crate::feed::archive::MdArchive;
+use crate::feed::publisher::Publisher;
+use crate::gateway::Gateway;
+use crate::journal::{Durability, JournalWriter, Position};
+use crate::snapshot::{self, Replica};
+use crate::types::Nanos;
+
+/// Messages the publisher keeps in memory for retransmission.
+const STORE_CAPACITY: usize = 1 << 22;
+/// Of those, how many a restart from a snapshot reads back from the
+/// archive (older requests are answered from the archive itself).
+const REFILL: u64 = 1 << 16;
+
+/// What recovery hands the exchange loop.
+pub(super) struct Recovered {
+    pub engine: Engine,
+    pub gateway: Gateway,
+    pub publisher: Publisher,
+    pub archive: MdArchive,
+    pub journal: Journal,
+}
+
+/// Opens the journal and brings the state back (see the module docs).
+pub(super) fn recover(
+    cfg: &Config,
+    args: &ExchangeArgs,
+    contracts: &ContractSet,
+    now: Nanos,
+) -> anyhow::Result<Recovered> {
+    recover_from(cfg, args, contracts, now).map(|(r, _)| r)
+}
+
+/// As [`recover`], also saying how many journal records the snapshot it
+/// loaded covers (none: full replay).
+fn recover_from(
+    cfg: &Config,
+    args: &ExchangeArgs,
+    contracts: &ContractSet,
+    now: Nanos,
+) -> anyhow::Result<(Recovered, Option<u64>)> {
+    let journal_path = &cfg.journal.path;
+    let archive_path = journal_path.with_extension("md");
+    if let Some(dir) = journal_path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if args.fresh && journal_path.exists() {
+        fs::remove_file(journal_path)?;
+    }
+    if !journal_path.exists() {
+        // A new day: snapshots of an earlier journal must not be matched
+        // against this one.
+        let n = snapshot::remove_all(journal_path)?;
+        if n > 0 {
+            println!("recovery: no journal: removed {n} snapshots of an earlier one");
+        }
+    }
+    let t0 = Instant::now();
+    let use_snapshots = cfg.journal.durability != Durability::None && journal_path.exists();
+    let mut resumed = None;
+    if use_snapshots {
+        let fp = snapshot::fingerprint(cfg, contracts);
+        for (_, path) in snapshot::list(journal_path) {
+            let attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
+                let snap = snapshot::load(&path, fp, journal_path)?;
+                let mut archive = MdArchive::resume(&archive_path, &snap.state.archive)?;
+                let held = archive.recent(REFILL);
+                let mut replica = Replica::new(cfg, contracts, STORE_CAPACITY);
+                replica.restore(&snap.state, &held)?;
+                Ok((replica, archive, snap.header))
+            };
+            match attempt() {
+                Ok(r) => {
+                    println!(
+                        "recovery: loaded snapshot {} ({} journal records, market data at sequence {}) in {:.1} ms",
+                        path.display(),
+                        r.2.journal.records,
+                        r.2.md_next,
+                        t0.elapsed().as_secs_f64() * 1e3
+                    );
+                    resumed = Some(r);
+                    break;
+                }
+                Err(e) => println!("recovery: skipping snapshot {}: {e:#}", path.display()),
+            }
+        }
+    }
+    let (mut replica, mut archive, from) = match resumed {
+        Some((r, a, h)) => (r, a, Some(h.journal)),
+        None => {
+            // Rebuilt from scratch: journal replay sequences the day's
+            // messages again.
+            let mut r = Replica::new(cfg, contracts, STORE_CAPACITY);
+            r.start_of_day(now);
+            let mut a = MdArchive::create(&archive_path)
+                .with_context(|| format!("creating {}", archive_path.display()))?;
+            a.sync(r.publisher.store())?;
+            (r, a, None)
+        }
+    };
+    let t1 = Instant::now();
+    let mut archive_errors = 0u64;
+    let (writer, report) = JournalWriter::open_from(
+        journal_path,
+        cfg.journal.durability,
+        1 << 20,
+        from.unwrap_or(Position::START),
+        |rec| {
+            replica.apply(rec);
+            if archive.sync(replica.publisher.store()).is_err() {
+                archive_errors += 1;
+            }
+        },
+    )?;
+    archive.sync(replica.publisher.store())?;
+    // Live from here: what is synced is written at once, so a killed
+    // exchange leaves the archive a later snapshot needs.
+    archive.set_write_through(true);
+    archive.flush()?;
+    if archive_errors > 0 {
+        println!(
+            "recovery: the market-data archive missed {} messages",
+            archive.missed
+        );
+    }
+    let replayed = report.records - from.map_or(0, |p| p.records);
+    let Replica {
+        engine,
+        gateway,
+        publisher,
+        accepted,
+        ..
+    } = replica;
+    if let Some(from) = from {
+        println!(
+            "recovery: from snapshot at record {}: replayed {replayed} journal records after it in {:.1} ms ({:.1} ms in all); {accepted} orders accepted in that tail, {} resting, {} trades; market data continues at sequence {}",
+            from.records,
+            t1.elapsed().as_secs_f64() * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3,
+            engine.live_orders(),
+            engine.match_number(),
+            publisher.next_sequence()
+        );
+    } else if report.records > 0 {
+        println!(
+            "recovery: replayed {} journal records in {:.1} ms; {accepted} orders accepted before the restart, {} resting, {} trades; market data continues at sequence {}",
+            report.records,
+            t0.elapsed().as_secs_f64() * 1e3,
+            engine.live_orders(),
+            engine.match_number(),
+            publisher.next_sequence()
+        );
+    }
+    if report.cut_bytes > 0 {
+        println!(
+            "recovery: cut a torn or corrupt journal tail of {} bytes",
+            report.cut_bytes
+        );
+    }
+    if cfg.journal.durability == Durability::None {
+        println!("journal: DISABLED (durability = none): acknowledged orders are lost on a crash; benchmarks only");
+    } else {
+        println!(
+            "journal: {} (durability = {:?})",
+            journal_path.display(),
+            cfg.journal.durability
+        );
+    }
+    Ok((
+        Recovered {
+            engine,
+            gateway,
+            publisher,
+            archive,
+            journal: Journal(writer, 0),
+        },
+        from.map(|p| p.records),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::path::{Path, PathBuf};
+
+    use zerocopy::IntoBytes;
+
+    use super::*;
+    use crate::feed::publisher::Archive;
+    use crate::gateway::{JournalSink, Peer};
+    use crate::types::{Price, Qty, Side, Symbol, Tif};
+    use crate::wire::{ouch, soupbin};
+
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    struct Writer(JournalWriter);
+
+    impl JournalSink for Writer {
+        fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]) {
+            self.0.append(kind, now, payload).unwrap();
+        }
+    }
+
+    fn args(fresh: bool) -> ExchangeArgs {
+        ExchangeArgs {
+            config: PathBuf::new(),
+            transport: None,
+            fresh,
+            ready_file: None,
+            book_out: None,
+            latency_dir: None,
+            max_seconds: None,
+            topology: None,
+            interface: None,
+            md_transport: None,
+        }
+    }
+
+    fn setup(name: &str) -> (Scratch, Config, ContractSet) {
+        let dir = std::env::temp_dir().join(format!("tokex-recov-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut cfg = Config {
+            contracts: Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
+            ..Config::default()
+        };
+        cfg.journal.path = dir.join("j").join("day.journal");
+        cfg.engine.max_orders = 1 << 14;
+        let contracts = ContractSet::load_dir(&cfg.contracts).unwrap();
+        (Scratch(dir), cfg, contracts)
+    }
+
+    /// A day as the exchange runs it: its recovery (a fresh start), then
+    /// `orders` orders from 4 sessions, a snapshot after each `every`
+    /// (taken by `tokex snapshot`'s code), the archive synced as the
+    /// timers do.
+    fn day(cfg: &Config, contracts: &ContractSet, orders: u32, every: u32) {
+        let mut r = recover(cfg, &args(true), contracts, Nanos(1_000)).unwrap();
+        let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();
+        let mut j = Writer(r.journal.0);
+        let mut b = [0u8; 128];
+        let peer = |s: u32| {
+            Peer::Udp(SocketAddrV4::new(
+                Ipv4Addr::new(198, 18, 0, 2),
+                4000 + s as u16,
+            ))
+        };
+        for s in 0..4u32 {
+            let name = format!("demo{:02}", s + 1);
+            let n = soupbin::write_login_request(&mut b, name.as_bytes(), name.as_bytes(), b"", 0)
+                .unwrap();
+            r.gateway.on_datagram(
+                Nanos(2_000),
+                peer(s),
+                &b[..n],
+                &mut r.engine,
+                &mut r.publisher,
+                &mut j,
+                &mut out,
+            );
+        }
+        for i in 0..orders {
+            let now = Nanos(10_000 + u64::from(i) * 1_000);
+            r.publisher.set_time(now);
+            let s = i % 4;
+            let side = if i % 3 == 0 { Side::Buy } else { Side::Sell };
+            let m = ouch::EnterOrder::new(
+                ouch::token(format!("T{i}").as_bytes()).unwrap(),
+                side,
+                Qty::new(1 + i % 4),
+                Symbol::new("TK2612").unwrap(),
+                Price::from_raw(64_950 + (i % 11) * 10),
+                Tif::Day,
+            );
+            let n = soupbin::write_unsequenced(&mut b, m.as_bytes()).unwrap();
+            r.gateway.on_datagram(
+                now,
+                peer(s),
+                &b[..n],
+                &mut r.engine,
+                &mut r.publisher,
+                &mut j,
+                &mut out,
+            );
+            j.0.commit().unwrap();
+            r.publisher.flush(&mut |_| {});
+            r.archive.sync(r.publisher.store()).unwrap();
+            if i % every == every - 1 {
+                snapshot::take(cfg, contracts, 3).unwrap();
+            }
+        }
+    }
+
+    fn archived(r: &mut Recovered) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        let next = r.publisher.next_sequence();
+        r.archive.read(1, next - 1, &mut |m| all.push(m.to_vec()));
+        all
+    }
+
+    #[test]
+    fn restart_uses_the_newest_snapshot_with_a_matching_archive_and_falls_back_otherwise() {
+        let (_d, cfg, contracts) = setup("fallback");
+        day(&cfg, &contracts, 900, 300);
+        let snaps = snapshot::list(&cfg.journal.path);
+        assert_eq!(snaps.len(), 3);
+        let md = cfg.journal.path.with_extension("md");
+        let archive_len = fs::metadata(&md).unwrap().len();
+
+        // Full replay (no snapshots) is the reference.
+        let hidden = cfg.journal.path.parent().unwrap().join("hidden");
+        fs::create_dir_all(&hidden).unwrap();
+        for (_, p) in &snaps {
+            fs::rename(p, hidden.join(p.file_name().unwrap())).unwrap();
+        }
+        let mut full = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let full_state = (
+            full.engine.state(),
+            full.gateway.state(),
+            full.publisher.state(),
+        );
+        let full_md = archived(&mut full);
+        drop(full);
+        assert_eq!(fs::metadata(&md).unwrap().len(), archive_len);
+        for (_, p) in &snaps {
+            fs::rename(hidden.join(p.file_name().unwrap()), p).unwrap();
+        }
+        let check = |expect_from: Option<u64>| {
+            let (mut r, from) = recover_from(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+            assert_eq!(from, expect_from);
+            let state = (r.engine.state(), r.gateway.state(), r.publisher.state());
+            assert_eq!(state, full_state);
+            // The archive holds the same messages (kept, cut, appended to),
+            // and the store answers as after full replay.
+            assert_eq!(archived(&mut r), full_md);
+            let next = r.publisher.next_sequence();
+            assert_eq!(
+                r.publisher.store().get(next - 1),
+                full_md.last().map(|m| &m[..])
+            );
+            drop(r);
+            assert_eq!(fs::metadata(&md).unwrap().len(), archive_len);
+        };
+        // The newest snapshot.
+        check(Some(snaps[0].0));
+        // The archive cut short (messages the newest snapshot needs are
+        // gone): the older snapshot whose layout it still holds.
+        let newest = snapshot::decode(&fs::read(&snaps[0].1).unwrap()).unwrap();
+        let middle = snapshot::decode(&fs::read(&snaps[1].1).unwrap()).unwrap();
+        assert!(middle.state.archive.len < newest.state.archive.len);
+        let f = fs::OpenOptions::new().write(true).open(&md).unwrap();
+        f.set_len(newest.state.archive.len - 1).unwrap();
+        drop(f);
+        check(Some(snaps[1].0));
+        // No usable snapshot at all (all corrupt): full replay, archive rebuilt.
+        for (_, p) in &snaps {
+            let mut bytes = fs::read(p).unwrap();
+            let k = bytes.len() - 10;
+            bytes[k] ^= 1;
+            fs::write(p, bytes).unwrap();
+        }
+        check(None);
+        // --fresh: a new day, snapshots gone.
+        let r = recover(&cfg, &args(true), &contracts, Nanos(5)).unwrap();
+        assert!(snapshot::list(&cfg.journal.path).is_empty());
+        assert_eq!(r.engine.live_orders(), 0);
+    }
+}
