@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Config, TransportKind};
 use crate::gateway::{JournalSink, Outbox, Peer};
 use crate::journal::JournalWriter;
-use crate::net::tcp::TcpPacket;
+use crate::net::tcp::TcpReplies;
 use crate::net::udp::{OrderPort, UdpPort};
 use crate::net::xdp::XdpPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
@@ -77,7 +77,7 @@ impl Replies {
     /// were made (SoupBinTCP's length prefixes keep them apart): a datagram
     /// of several orders is answered by one datagram, even when executions
     /// for other sessions came in between.
-    pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &Handoff<TcpPacket>) -> u64 {
+    pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &mut TcpReplies) -> u64 {
         let mut errors = 0;
         let Replies {
             buf,
@@ -115,15 +115,12 @@ impl Replies {
                     }
                 }
                 Peer::Tcp(id) => {
-                    let mut item = (id, buf[start..start + len].to_vec());
-                    while let Err(back) = tcp.push(item) {
-                        item = back;
-                        std::hint::spin_loop();
-                    }
+                    tcp.push((id, buf[start..start + len].to_vec()));
                 }
             }
         }
         udp.flush();
+        tcp.wake();
         buf.clear();
         items.clear();
         errors
@@ -273,6 +270,7 @@ pub(super) fn spawn_receiver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::time::Duration;
 
     fn received(sock: &UdpSocket) -> Vec<Vec<u8>> {
@@ -299,7 +297,10 @@ mod tests {
             UdpPort::new(udp_socket(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0)).unwrap())
                 .unwrap(),
         );
-        let tcp = Handoff::with_capacity(4);
+        let stop = Stop::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (thread, mut tcp) =
+            crate::net::tcp::spawn(listener, stop.clone(), Handoff::with_capacity(4), 4).unwrap();
         let mut replies = Replies::new();
         // Three to a, one to b, then 30 packets of 100 bytes to a: a's
         // 3,030 bytes leave in order in three datagrams of at most 1,472
@@ -311,8 +312,10 @@ mod tests {
         for n in 0..30u8 {
             replies.send(pa, &[n; 100]);
         }
-        assert_eq!(replies.deliver(&mut port, &tcp), 0);
+        assert_eq!(replies.deliver(&mut port, &mut tcp), 0);
         assert!(replies.items.is_empty() && replies.buf.is_empty());
+        stop.set();
+        thread.join().unwrap();
 
         let to_a = received(&a);
         let to_b = received(&b);
@@ -322,5 +325,38 @@ mod tests {
         let mut expected: Vec<u8> = [[0u8; 10], [1; 10], [2; 10]].concat();
         expected.extend((0..30u8).flat_map(|n| [n; 100]));
         assert_eq!(to_a.concat(), expected);
+    }
+
+    #[test]
+    fn tcp_replies_reach_the_connection_through_the_woken_tcp_thread() {
+        let stop = Stop::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (thread, mut tcp) =
+            crate::net::tcp::spawn(listener, stop.clone(), Handoff::with_capacity(4), 4).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut port = OrderPort::Kernel(
+            UdpPort::new(udp_socket(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0)).unwrap())
+                .unwrap(),
+        );
+        let mut replies = Replies::new();
+        // Connection 1 exists once the thread has accepted it: offer the
+        // reply until it arrives (at most 5 s).
+        let mut got = [0u8; 5];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            replies.send(Peer::Tcp(1), b"hello");
+            replies.deliver(&mut port, &mut tcp);
+            if client.read_exact(&mut got).is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no reply over TCP");
+        }
+        assert_eq!(&got, b"hello");
+        stop.set();
+        thread.join().unwrap();
     }
 }

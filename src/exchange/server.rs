@@ -25,7 +25,7 @@ use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer, TokenBucket};
 use crate::latency::{IntervalLog, Stage, StageHistograms};
-use crate::net::tcp::{self, TcpPacket};
+use crate::net::tcp::{self, TcpPacket, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
 
@@ -49,7 +49,7 @@ pub(super) struct Server {
     /// Per requester: 1,000 requests/s, bursts of 200.
     retrans_limits: HashMap<Ipv4Addr, TokenBucket>,
     tcp_in: Arc<Handoff<TcpPacket>>,
-    tcp_out: Arc<Handoff<TcpPacket>>,
+    tcp_out: TcpReplies,
     tcp_thread: Option<JoinHandle<()>>,
     /// The pipelined topology's ring and receive thread.
     rx_ring: Option<Arc<Handoff<RxItem>>>,
@@ -99,11 +99,10 @@ impl Server {
             errors: 0,
         };
         let tcp_in: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
-        let tcp_out: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
         let tcp_addr = SocketAddrV4::new(cfg.network.address, cfg.network.tcp_port);
         let listener =
             TcpListener::bind(tcp_addr).with_context(|| format!("binding TCP {tcp_addr}"))?;
-        let tcp_thread = tcp::spawn(listener, stop.clone(), tcp_in.clone(), tcp_out.clone())?;
+        let (tcp_thread, tcp_out) = tcp::spawn(listener, stop.clone(), tcp_in.clone(), 1 << 14)?;
         println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");
         println!(
             "market data: ITCH 5.0 in MoldUDP64 to {md_group} (TTL 1) through {}, session {}, retransmission on port {}",

@@ -1,19 +1,24 @@
 //! The SoupBinTCP compatibility port: plain TCP through the kernel, for
 //! clients and tools that only speak TCP.
 //!
-//! Owns the listener and the connections on a thread of its own (it sleeps
-//! when idle, so it never takes a core away from the engine). Whole
-//! SoupBinTCP packets go to the engine thread through a bounded ring, tagged
-//! with the connection number; replies come back through another ring. A
-//! connection that closes is reported as a Logout Request so its session is
-//! released at once.
+//! Owns the listener and the connections on a thread of its own, which
+//! blocks in poll(2) when idle (it never takes a core away from the engine
+//! or spins on accept). Whole SoupBinTCP packets go to the engine thread
+//! through a bounded ring, tagged with the connection number; replies come
+//! back through another ring ([`TcpReplies`]), whose producer wakes the
+//! thread through a socket pair after a batch of replies. A connection that
+//! closes is reported as a Logout Request so its session is released at
+//! once.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::runtime::{Handoff, Stop};
 use crate::wire::soupbin::{self, Reassembler};
@@ -30,15 +35,58 @@ struct Conn {
     tx: Vec<u8>,
 }
 
-/// Starts the TCP thread. `inbound` carries client packets to the engine,
-/// `outbound` carries replies back.
+/// The engine's side of the reply ring: replies are pushed, then one
+/// [`TcpReplies::wake`] per batch rouses the TCP thread.
+pub struct TcpReplies {
+    ring: Arc<Handoff<TcpPacket>>,
+    waker: UnixStream,
+    pushed: bool,
+}
+
+impl TcpReplies {
+    /// Queues a reply; waits for room rather than drop it (the TCP thread
+    /// drains the ring whenever it is woken).
+    pub fn push(&mut self, item: TcpPacket) {
+        let mut item = item;
+        while let Err(back) = self.ring.push(item) {
+            item = back;
+            self.pushed = true;
+            self.wake();
+            std::hint::spin_loop();
+        }
+        self.pushed = true;
+    }
+
+    /// Wakes the TCP thread if anything was pushed since the last wake: one
+    /// non-blocking byte (a full socket means a wake is already pending).
+    pub fn wake(&mut self) {
+        if std::mem::take(&mut self.pushed) {
+            let _ = (&self.waker).write(&[1]);
+        }
+    }
+}
+
+/// How long the TCP thread sleeps in poll(2) before it checks `stop`.
+const POLL_MS: u16 = 50;
+
+/// Starts the TCP thread. `inbound` carries client packets to the engine;
+/// the returned [`TcpReplies`] carries replies back.
 pub fn spawn(
     listener: TcpListener,
     stop: Stop,
     inbound: Arc<Handoff<TcpPacket>>,
-    outbound: Arc<Handoff<TcpPacket>>,
-) -> std::io::Result<JoinHandle<()>> {
+    capacity: usize,
+) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
     listener.set_nonblocking(true)?;
+    let outbound: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(capacity);
+    let (waker, wakee) = UnixStream::pair()?;
+    waker.set_nonblocking(true)?;
+    wakee.set_nonblocking(true)?;
+    let replies = TcpReplies {
+        ring: outbound.clone(),
+        waker,
+        pushed: false,
+    };
     std::thread::Builder::new()
         .name("tokex-tcp".into())
         .spawn(move || {
@@ -57,8 +105,25 @@ pub fn spawn(
                     std::thread::yield_now();
                 }
             };
+            let mut drain = [0u8; 64];
             while !stop.is_set() {
-                let mut busy = false;
+                // Sleep until a connection, data, a wake from the engine,
+                // or the timeout (for `stop`). Pending output means poll
+                // for writability too.
+                {
+                    let mut fds = Vec::with_capacity(conns.len() + 2);
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                    fds.push(PollFd::new(wakee.as_fd(), PollFlags::POLLIN));
+                    for c in conns.values() {
+                        let mut flags = PollFlags::POLLIN;
+                        if !c.tx.is_empty() {
+                            flags |= PollFlags::POLLOUT;
+                        }
+                        fds.push(PollFd::new(c.stream.as_fd(), flags));
+                    }
+                    let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
+                }
+                while matches!((&wakee).read(&mut drain), Ok(n) if n > 0) {}
                 while let Ok((stream, _)) = listener.accept() {
                     let _ = stream.set_nonblocking(true);
                     let _ = stream.set_nodelay(true);
@@ -71,7 +136,6 @@ pub fn spawn(
                         },
                     );
                     next_id = next_id.wrapping_add(1).max(1);
-                    busy = true;
                 }
                 let mut closed = Vec::new();
                 for (&id, c) in conns.iter_mut() {
@@ -82,7 +146,6 @@ pub fn spawn(
                                 break;
                             }
                             Ok(n) => {
-                                busy = true;
                                 if c.rx.extend(&buf[..n]).is_err() {
                                     closed.push(id);
                                     break;
@@ -108,7 +171,6 @@ pub fn spawn(
                     }
                 }
                 while let Some((id, bytes)) = outbound.pop() {
-                    busy = true;
                     if let Some(c) = conns.get_mut(&id) {
                         c.tx.extend_from_slice(&bytes);
                     }
@@ -132,9 +194,7 @@ pub fn spawn(
                         push((id, logout[..logout_len].to_vec()));
                     }
                 }
-                if !busy {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
             }
         })
+        .map(|handle| (handle, replies))
 }
