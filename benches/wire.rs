@@ -14,9 +14,8 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokex::bench::codec;
 use tokex::contract::ContractSet;
@@ -71,43 +70,9 @@ fn itch_decode_cpu(c: &mut Criterion<ThreadCpuTime>) {
     itch_decode(c, "itch_decode_dispatch_cpu", 8);
 }
 
-/// The calling thread's CPU time, from /proc/thread-self/schedstat (as in
-/// benches/feed.rs): other processes on the shared two-core machine do not
-/// inflate it, so runs on a busy machine can still be compared.
-struct ThreadCpuTime;
-
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .expect("/proc/thread-self/schedstat (Linux with schedstats)")
-}
-
-static WALL: WallTime = WallTime;
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = Duration;
-
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> Duration {
-        Duration::from_nanos(thread_cpu_ns().saturating_sub(start))
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        WALL.formatter()
-    }
-}
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 
 fn ouch_decode(c: &mut Criterion) {
     let sym = Symbol::new("TK2612").unwrap();

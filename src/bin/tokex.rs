@@ -207,10 +207,8 @@ fn main() -> anyhow::Result<()> {
             sessions,
             out,
         }) => {
-            use tokex::bench::transport::{self, Shape};
-            let shape = Shape { batch, sessions };
-            let runs = transport::run(&variants_of(&variants)?, &rates, seconds, shape, &out)?;
-            print!("\n{}", transport::table(&runs));
+            let runs = transport_runs(&variants, &rates, seconds, batch, sessions, &out)?;
+            print!("\n{}", tokex::bench::transport::table(&runs));
         }
         Command::Bench(BenchCommand::Throughput {
             rates,
@@ -220,10 +218,8 @@ fn main() -> anyhow::Result<()> {
             sessions,
             out,
         }) => {
-            use tokex::bench::transport::{self, Shape};
-            let shape = Shape { batch, sessions };
-            let runs = transport::run(&variants_of(&variants)?, &rates, seconds, shape, &out)?;
-            print!("\n{}", transport::throughput_table(&runs));
+            let runs = transport_runs(&variants, &rates, seconds, batch, sessions, &out)?;
+            print!("\n{}", tokex::bench::transport::throughput_table(&runs));
         }
         Command::Bench(BenchCommand::Recovery {
             messages,
@@ -285,10 +281,17 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The transport variants named on the command line.
-fn variants_of(names: &[String]) -> anyhow::Result<Vec<tokex::bench::transport::Variant>> {
-    use tokex::bench::transport::Variant;
-    names
+/// Runs the named transport variants at every rate with the load shape.
+fn transport_runs(
+    names: &[String],
+    rates: &[u64],
+    seconds: u64,
+    batch: u64,
+    sessions: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<Vec<tokex::bench::transport::Measured>> {
+    use tokex::bench::transport::{self, Shape, Variant};
+    let variants = names
         .iter()
         .map(|v| match v.as_str() {
             "xdp" => Ok(Variant::XDP),
@@ -298,5 +301,6 @@ fn variants_of(names: &[String]) -> anyhow::Result<Vec<tokex::bench::transport::
                 "unknown variant {other:?} (xdp | udp | udp-pipelined)"
             )),
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    transport::run(&variants, rates, seconds, Shape { batch, sessions }, out)
 }

@@ -730,25 +730,8 @@ impl Gateway {
         let mut previous: Option<Token> = None;
         match inbound {
             ouch::Inbound::Enter(e) => {
-                let fp = fingerprint(msg);
-                let t = match self.sessions[s].claim(e.token, fp) {
-                    Ok(t) => t,
-                    // Processed once per session per day: a re-sent Enter is
-                    // not a second order; the client recovers its ack by
-                    // sequence number. A different order reusing the token
-                    // is refused.
-                    Err(used) if used == fp => return self.counters.drop(Drop::Resent),
-                    Err(_) => {
-                        self.counters.reject(RejectReason::DuplicateToken);
-                        let token = e.token;
-                        return self.send_rejected(
-                            now,
-                            s,
-                            token,
-                            RejectReason::DuplicateToken,
-                            out,
-                        );
-                    }
+                let Some(t) = self.claim(now, s, e.token, msg, out) else {
+                    return;
                 };
                 let Ok(side) = e.side() else {
                     self.counters.drop(Drop::BadMessage);
@@ -781,24 +764,11 @@ impl Gateway {
                 engine.enter(now, &o, &mut self.events);
             }
             ouch::Inbound::Replace(r) => {
-                let fp = fingerprint(msg);
                 // The order replaced, looked up before the new token is
                 // claimed (a replace naming its own new token is unknown).
                 let order = self.sessions[s].live_order(&r.existing_token);
-                let t = match self.sessions[s].claim(r.replacement_token, fp) {
-                    Ok(t) => t,
-                    Err(used) if used == fp => return self.counters.drop(Drop::Resent),
-                    Err(_) => {
-                        self.counters.reject(RejectReason::DuplicateToken);
-                        let token = r.replacement_token;
-                        return self.send_rejected(
-                            now,
-                            s,
-                            token,
-                            RejectReason::DuplicateToken,
-                            out,
-                        );
-                    }
+                let Some(t) = self.claim(now, s, r.replacement_token, msg, out) else {
+                    return;
                 };
                 let Some((_, order)) = order else {
                     *self
@@ -856,6 +826,34 @@ impl Gateway {
             self.acknowledge(now, e, previous, out);
         }
         self.events = events;
+    }
+
+    /// Claims `token` for request `msg` of session `s`; its number, or
+    /// `None` when the request was handled here. Processed once per session
+    /// per day: a re-sent request (same bytes) is dropped and counted, the
+    /// client recovering its answer by sequence number; a different request
+    /// reusing the token is rejected.
+    fn claim(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        msg: &[u8],
+        out: &mut impl Outbox,
+    ) -> Option<u32> {
+        let fp = fingerprint(msg);
+        match self.sessions[s].claim(token, fp) {
+            Ok(t) => Some(t),
+            Err(used) if used == fp => {
+                self.counters.drop(Drop::Resent);
+                None
+            }
+            Err(_) => {
+                self.counters.reject(RejectReason::DuplicateToken);
+                self.send_rejected(now, s, token, RejectReason::DuplicateToken, out);
+                None
+            }
+        }
     }
 
     fn send_rejected(
