@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{number_after, number_before, scratch, stop, tokex, wait_for, Lab};
+use common::{number_after, number_before, scratch, start_exchange, stop, tokex, wait_for, Lab};
 
 const PREFIX: &str = "tkrec";
 
@@ -120,28 +120,17 @@ fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_
     let cfg = config.to_str().unwrap();
     let (ex_ns, cl_ns) = (lab.exchange_ns(), lab.client_ns());
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let book = p("exchange-book.csv");
     let exchange = |n: usize, fresh: bool| {
-        let ready = p(&format!("ready{n}"));
-        let book = p("exchange-book.csv");
-        let mut args = vec![
-            "exchange",
-            "--config",
-            cfg,
+        let args = [
             "--transport",
             "xdp",
             "--interface",
             "tkrk-ex",
-            "--ready-file",
-            &ready,
             "--book-out",
             &book,
         ];
-        if fresh {
-            args.push("--fresh");
-        }
-        let mut ex = tokex(&ex_ns, &args, &dir.join(format!("ex{n}.log")));
-        wait_for(Path::new(&ready), &mut ex, "exchange");
-        ex
+        start_exchange(&ex_ns, cfg, &dir, n, &args, fresh)
     };
 
     // A feed handler that stays up through every crash.

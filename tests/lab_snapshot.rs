@@ -14,7 +14,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{number_after, number_before, scratch, stop, tokex, wait_for, Lab};
+use common::{number_after, number_before, scratch, start_exchange, stop, tokex, wait_for, Lab};
 
 const PREFIX: &str = "tksnap";
 
@@ -27,26 +27,10 @@ fn restart_from_a_snapshot_taken_under_load_keeps_acknowledged_orders_and_the_fe
     let cfg = config.to_str().unwrap();
     let (ex_ns, cl_ns) = (lab.exchange_ns(), lab.client_ns());
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    let exchange = |n: u32, fresh: bool| {
-        let ready = p(&format!("r{n}"));
+    let exchange = |n: usize, fresh: bool| {
         let book = p(&format!("book{n}.csv"));
-        let mut args = vec![
-            "exchange",
-            "--config",
-            cfg,
-            "--transport",
-            "udp",
-            "--ready-file",
-            &ready,
-            "--book-out",
-            &book,
-        ];
-        if fresh {
-            args.push("--fresh");
-        }
-        let mut ex = tokex(&ex_ns, &args, &dir.join(format!("ex{n}.log")));
-        wait_for(Path::new(&ready), &mut ex, "exchange");
-        ex
+        let args = ["--transport", "udp", "--book-out", &book];
+        start_exchange(&ex_ns, cfg, &dir, n, &args, fresh)
     };
     let load = |n: u32, count: &str| {
         tokex(

@@ -123,6 +123,29 @@ pub fn tokex(ns: &str, args: &[&str], log: &Path) -> Running {
     spawn_in(ns, env!("CARGO_BIN_EXE_tokex"), args, log)
 }
 
+/// Starts run `n` of `tokex exchange --config config` in `ns` with `args`
+/// (plus `--fresh` when `fresh`), ready file `ready{n}` and log `ex{n}.log`
+/// in `dir`; returns once it is ready.
+pub fn start_exchange(
+    ns: &str,
+    config: &str,
+    dir: &Path,
+    n: usize,
+    args: &[&str],
+    fresh: bool,
+) -> Running {
+    let ready = dir.join(format!("ready{n}"));
+    let ready_arg = ready.to_str().unwrap();
+    let mut all = vec!["exchange", "--config", config, "--ready-file", ready_arg];
+    all.extend_from_slice(args);
+    if fresh {
+        all.push("--fresh");
+    }
+    let mut ex = tokex(ns, &all, &dir.join(format!("ex{n}.log")));
+    wait_for(&ready, &mut ex, "exchange");
+    ex
+}
+
 /// Waits (at most 20 s) until the file at `path` contains `needle`, while
 /// `child` runs.
 pub fn wait_for_text(path: &Path, needle: &str, child: &mut Child, what: &str) {
