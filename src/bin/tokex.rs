@@ -79,7 +79,8 @@ enum BenchCommand {
         /// Seconds of load per run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Variants: xdp, udp, udp-pipelined (the first is the ratios' baseline).
+        /// Variants: xdp, xdp-md (market data on AF_XDP TX too), udp,
+        /// udp-pipelined (the first is the ratios' baseline).
         #[arg(long, value_delimiter = ',', default_value = "xdp,udp,udp-pipelined")]
         variants: Vec<String>,
         /// Orders per datagram sent by the load generator.
@@ -107,7 +108,8 @@ enum BenchCommand {
         /// Seconds of load per run.
         #[arg(long, default_value_t = 3)]
         seconds: u64,
-        /// xdp, udp, udp-pipelined (the first is the ratios' baseline).
+        /// xdp, xdp-md (market data on AF_XDP TX too), udp, udp-pipelined
+        /// (the first is the ratios' baseline).
         #[arg(long, value_delimiter = ',', default_value = "xdp,udp")]
         variants: Vec<String>,
         /// Orders per datagram.
@@ -295,10 +297,11 @@ fn transport_runs(
         .iter()
         .map(|v| match v.as_str() {
             "xdp" => Ok(Variant::XDP),
+            "xdp-md" => Ok(Variant::XDP_MD_XDP),
             "udp" => Ok(Variant::UDP),
             "udp-pipelined" => Ok(Variant::UDP_PIPELINED),
             other => Err(anyhow::anyhow!(
-                "unknown variant {other:?} (xdp | udp | udp-pipelined)"
+                "unknown variant {other:?} (xdp | xdp-md | udp | udp-pipelined)"
             )),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
