@@ -38,9 +38,10 @@ impl JournalSink for Journal {
 pub(super) struct Replies {
     buf: Vec<u8>,
     items: Vec<(Peer, usize, usize)>,
-    /// Scratch for `deliver`, kept to avoid allocating per batch.
-    sent: Vec<bool>,
-    datagram: Vec<u8>,
+    /// `deliver`'s open datagram per UDP peer (the first `used`), kept
+    /// with their buffers to avoid allocating per batch.
+    open: Vec<(SocketAddrV4, Vec<u8>)>,
+    used: usize,
 }
 
 /// At most this many bytes of replies share one UDP datagram (what fits an
@@ -60,8 +61,8 @@ impl Replies {
         Replies {
             buf: Vec::with_capacity(1 << 20),
             items: Vec::with_capacity(1 << 14),
-            sent: Vec::with_capacity(1 << 14),
-            datagram: Vec::with_capacity(MAX_REPLY_DATAGRAM),
+            open: Vec::new(),
+            used: 0,
         }
     }
 
@@ -82,43 +83,48 @@ impl Replies {
         let Replies {
             buf,
             items,
-            sent,
-            datagram,
+            open,
+            used,
         } = self;
-        sent.clear();
-        sent.resize(items.len(), false);
-        for k in 0..items.len() {
-            if sent[k] {
-                continue;
-            }
-            let (peer, start, len) = items[k];
-            sent[k] = true;
-            match peer {
-                Peer::Udp(addr) => {
-                    datagram.clear();
-                    datagram.extend_from_slice(&buf[start..start + len]);
-                    // Every later reply to the same peer, in order, while
-                    // it fits; what does not fit starts the next datagram.
-                    let later = items.iter().zip(sent.iter_mut()).skip(k + 1);
-                    for (&(next, at, more), done) in later {
-                        if next != peer {
-                            continue;
-                        }
-                        if datagram.len() + more > MAX_REPLY_DATAGRAM {
-                            break;
-                        }
-                        datagram.extend_from_slice(&buf[at..at + more]);
-                        *done = true;
-                    }
-                    if !udp.send_to(addr, datagram) {
-                        errors += 1;
-                    }
-                }
+        // One pass: each UDP peer of the batch has one open datagram (a
+        // handful of peers, searched in place); a reply that does not fit
+        // sends its peer's datagram and starts the next one.
+        for &(peer, start, len) in items.iter() {
+            let bytes = &buf[start..start + len];
+            let addr = match peer {
+                Peer::Udp(addr) => addr,
                 Peer::Tcp(id) => {
-                    tcp.push((id, buf[start..start + len].to_vec()));
+                    tcp.push((id, bytes.to_vec()));
+                    continue;
                 }
+            };
+            let k = match open[..*used].iter().position(|(a, _)| *a == addr) {
+                Some(k) => k,
+                None => {
+                    if *used == open.len() {
+                        open.push((addr, Vec::with_capacity(MAX_REPLY_DATAGRAM)));
+                    }
+                    open[*used].0 = addr;
+                    *used += 1;
+                    *used - 1
+                }
+            };
+            let datagram = &mut open[k].1;
+            if !datagram.is_empty() && datagram.len() + len > MAX_REPLY_DATAGRAM {
+                if !udp.send_to(addr, datagram) {
+                    errors += 1;
+                }
+                datagram.clear();
             }
+            datagram.extend_from_slice(bytes);
         }
+        for (addr, datagram) in &mut open[..*used] {
+            if !udp.send_to(*addr, datagram) {
+                errors += 1;
+            }
+            datagram.clear();
+        }
+        *used = 0;
         udp.flush();
         tcp.wake();
         buf.clear();
