@@ -222,20 +222,22 @@ impl Server {
 
     /// Serves batches until `stop` is set or the deadline passes.
     pub fn serve(&mut self, stop: &Stop, deadline: Option<Instant>) -> anyhow::Result<()> {
-        let mut last_timer = self.clock.raw();
-        let started = last_timer;
+        // One clock read per turn: the end of one turn is the start of the
+        // next (read again only after a sleep or the timers).
+        let started = self.clock.raw();
+        let mut last_timer = started;
+        let mut t0 = started;
         while !stop.is_set() {
-            let t0 = self.clock.raw();
-            if self.batch()? {
-                self.busy_ns += self.clock.between(t0, self.clock.raw());
+            let worked = self.batch()?;
+            let mut t = self.clock.raw();
+            if worked {
+                self.busy_ns += self.clock.between(t0, t);
+            } else if self.cfg.runtime.busy_poll {
+                std::hint::spin_loop();
             } else {
-                if self.cfg.runtime.busy_poll {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
+                std::thread::sleep(Duration::from_micros(50));
+                t = self.clock.raw();
             }
-            let t = self.clock.raw();
             if self.clock.between(last_timer, t) >= TIMER_EVERY_NS {
                 last_timer = t;
                 self.serving_ns = self.clock.between(started, t);
@@ -243,7 +245,9 @@ impl Server {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
+                t = self.clock.raw();
             }
+            t0 = t;
         }
         Ok(())
     }
