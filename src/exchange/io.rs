@@ -10,7 +10,7 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, TransportKind};
-use crate::gateway::{JournalSink, Outbox, Peer};
+use crate::gateway::{udp_label, JournalSink, Outbox, Peer};
 use crate::journal::JournalWriter;
 use crate::net::tcp::TcpReplies;
 use crate::net::udp::{OrderPort, UdpPort};
@@ -37,22 +37,81 @@ impl JournalSink for Journal {
 /// leaves before the order is durable), then sent.
 pub(super) struct Replies {
     buf: Vec<u8>,
-    items: Vec<(Peer, usize, usize)>,
+    /// Each held reply: peer, its sequence number if it is one Sequenced
+    /// Data packet (its label is written when it is packed), bytes in `buf`.
+    items: Vec<(Peer, Option<u64>, usize, usize)>,
     /// `deliver`'s open datagram per UDP peer (the first `used`), kept
     /// with their buffers to avoid allocating per batch.
-    open: Vec<(SocketAddrV4, Vec<u8>)>,
+    open: Vec<OpenDatagram>,
     used: usize,
+}
+
+/// A UDP peer's datagram being packed.
+struct OpenDatagram {
+    peer: SocketAddrV4,
+    bytes: Vec<u8>,
+    /// The number a Sequenced Data packet appended now would have without
+    /// a label of its own (none at the start of a datagram, or after a
+    /// packet that carries its own label).
+    next_seq: Option<u64>,
 }
 
 /// At most this many bytes of replies share one UDP datagram (what fits an
 /// Ethernet frame with the IPv4 and UDP headers).
 pub(super) const MAX_REPLY_DATAGRAM: usize = 1472;
 
-impl Outbox for Replies {
-    fn send(&mut self, peer: Peer, bytes: &[u8]) {
+impl OpenDatagram {
+    /// Whether `bytes` numbered `seq` would need a label of their own.
+    fn needs_label(&self, seq: Option<u64>) -> bool {
+        seq.is_some() && seq != self.next_seq
+    }
+
+    /// Whether `len` more bytes (numbered `seq`) fit this datagram.
+    fn fits(&self, seq: Option<u64>, len: usize) -> bool {
+        let label = if self.needs_label(seq) {
+            udp_label::LEN
+        } else {
+            0
+        };
+        self.bytes.is_empty() || self.bytes.len() + label + len <= MAX_REPLY_DATAGRAM
+    }
+
+    /// Appends `bytes` (one Sequenced Data packet numbered `seq`, or any
+    /// other reply), after a label if the numbering does not follow on.
+    fn push(&mut self, seq: Option<u64>, bytes: &[u8]) {
+        if self.needs_label(seq) {
+            let mut label = [0u8; udp_label::LEN];
+            let n = udp_label::write(&mut label, seq.unwrap_or(0));
+            self.bytes.extend_from_slice(&label[..n]);
+        }
+        // After anything else (Login Accepted, a labelled re-send block or
+        // heartbeat) the numbering is not known here: label the next one.
+        self.next_seq = seq.map(|s| s + 1);
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.next_seq = None;
+    }
+}
+
+impl Replies {
+    fn hold(&mut self, peer: Peer, seq: Option<u64>, bytes: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
-        self.items.push((peer, start, bytes.len()));
+        self.items.push((peer, seq, start, bytes.len()));
+    }
+}
+
+impl Outbox for Replies {
+    fn send(&mut self, peer: Peer, bytes: &[u8]) {
+        self.hold(peer, None, bytes);
+    }
+
+    /// Held unlabelled: `deliver` labels it where the numbering breaks.
+    fn send_sequenced(&mut self, peer: Peer, seq: u64, packet: &[u8]) {
+        self.hold(peer, Some(seq), packet);
     }
 }
 
@@ -68,7 +127,7 @@ impl Replies {
 
     /// The peer of every held reply, in order.
     pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.items.iter().map(|&(peer, _, _)| peer)
+        self.items.iter().map(|&(peer, ..)| peer)
     }
 
     /// Sends every held reply (UDP through the order port, TCP through the
@@ -89,7 +148,7 @@ impl Replies {
         // One pass: each UDP peer of the batch has one open datagram (a
         // handful of peers, searched in place); a reply that does not fit
         // sends its peer's datagram and starts the next one.
-        for &(peer, start, len) in items.iter() {
+        for &(peer, seq, start, len) in items.iter() {
             let bytes = &buf[start..start + len];
             let addr = match peer {
                 Peer::Udp(addr) => addr,
@@ -98,28 +157,33 @@ impl Replies {
                     continue;
                 }
             };
-            let k = match open[..*used].iter().position(|(a, _)| *a == addr) {
+            let k = match open[..*used].iter().position(|d| d.peer == addr) {
                 Some(k) => k,
                 None => {
                     if *used == open.len() {
-                        open.push((addr, Vec::with_capacity(MAX_REPLY_DATAGRAM)));
+                        open.push(OpenDatagram {
+                            peer: addr,
+                            bytes: Vec::with_capacity(MAX_REPLY_DATAGRAM),
+                            next_seq: None,
+                        });
                     }
-                    open[*used].0 = addr;
+                    open[*used].peer = addr;
+                    open[*used].clear();
                     *used += 1;
                     *used - 1
                 }
             };
-            let datagram = &mut open[k].1;
-            if !datagram.is_empty() && datagram.len() + len > MAX_REPLY_DATAGRAM {
-                if !udp.send_to(addr, datagram) {
+            let datagram = &mut open[k];
+            if !datagram.fits(seq, len) {
+                if !udp.send_to(addr, &datagram.bytes) {
                     errors += 1;
                 }
                 datagram.clear();
             }
-            datagram.extend_from_slice(bytes);
+            datagram.push(seq, bytes);
         }
-        for (addr, datagram) in &mut open[..*used] {
-            if !udp.send_to(*addr, datagram) {
+        for datagram in &mut open[..*used] {
+            if !udp.send_to(datagram.peer, &datagram.bytes) {
                 errors += 1;
             }
             datagram.clear();
@@ -331,6 +395,80 @@ mod tests {
         let mut expected: Vec<u8> = [[0u8; 10], [1; 10], [2; 10]].concat();
         expected.extend((0..30u8).flat_map(|n| [n; 100]));
         assert_eq!(to_a.concat(), expected);
+    }
+
+    /// The sequence numbers a UDP client gives the Sequenced Data packets
+    /// of `datagrams` (a label numbers the next one, the rest follow on)
+    /// and the unsequenced payloads it sees, in order.
+    fn numbered(datagrams: &[Vec<u8>]) -> (Vec<(u64, Vec<u8>)>, usize, Vec<Vec<u8>>) {
+        use crate::wire::soupbin::{self, Packet};
+        let (mut seqs, mut labels, mut other) = (Vec::new(), 0, Vec::new());
+        for d in datagrams {
+            let mut label = None;
+            for p in soupbin::packets(d) {
+                match p.unwrap() {
+                    Packet::Debug(text) => {
+                        label = Some(udp_label::parse(text).unwrap());
+                        labels += 1;
+                    }
+                    Packet::SequencedData(m) => {
+                        let seq = label.expect("a datagram's first message is labelled");
+                        seqs.push((seq, m.to_vec()));
+                        label = Some(seq + 1);
+                    }
+                    Packet::UnsequencedData(m) => other.push(m.to_vec()),
+                    p => panic!("unexpected {p:?}"),
+                }
+            }
+        }
+        (seqs, labels, other)
+    }
+
+    #[test]
+    fn sequenced_replies_are_labelled_only_where_the_numbering_breaks() {
+        use crate::wire::soupbin;
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(addr) = a.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let mut port = OrderPort::Kernel(
+            UdpPort::new(udp_socket(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0)).unwrap())
+                .unwrap(),
+        );
+        let stop = Stop::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (thread, mut tcp) =
+            crate::net::tcp::spawn(listener, stop.clone(), Handoff::with_capacity(4), 4).unwrap();
+        let packet = |seq: u64, kind: u8| {
+            let mut b = [0u8; 69];
+            let msg = [seq as u8; 66];
+            let n = soupbin::write_packet(&mut b, kind, &msg).unwrap();
+            b[..n].to_vec()
+        };
+        let mut replies = Replies::new();
+        let mut sent = Vec::new();
+        // 1..=10, an unsequenced reply, 11..=30, a jump to 35..=60: 55
+        // packets of 69 bytes need three datagrams.
+        for seq in (1..=30).chain(35..=60) {
+            if seq == 11 {
+                replies.send(Peer::Udp(addr), &packet(0, soupbin::kind::UNSEQUENCED_DATA));
+            }
+            let p = packet(seq, soupbin::kind::SEQUENCED_DATA);
+            replies.send_sequenced(Peer::Udp(addr), seq, &p);
+            sent.push((seq, p[3..].to_vec()));
+        }
+        assert_eq!(replies.deliver(&mut port, &mut tcp), 0);
+        stop.set();
+        thread.join().unwrap();
+
+        let got = received(&a);
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|d| d.len() <= MAX_REPLY_DATAGRAM));
+        let (seqs, labels, other) = numbered(&got);
+        assert_eq!(seqs, sent);
+        assert_eq!(other, vec![vec![0u8; 66]]);
+        // One per datagram, one after the unsequenced reply, one at the jump.
+        assert_eq!(labels, 3 + 2);
     }
 
     #[test]

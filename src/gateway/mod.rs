@@ -41,7 +41,10 @@
 //!   therefore starts with a SoupBinTCP Debug packet ('+', which receivers
 //!   ignore unless they understand it) holding the sequence number of the
 //!   datagram's first message, or for a heartbeat the next one
-//!   ([`udp_label`]). TCP peers get the plain byte stream.
+//!   ([`udp_label`]); the messages after it are numbered on from there. A
+//!   datagram packing replies from more than one batch step carries a
+//!   label again wherever the numbering does not continue
+//!   ([`Outbox::send_sequenced`]). TCP peers get the plain byte stream.
 //! - **Binding.** A session is bound to the peer it logged in from until
 //!   Logout, idle timeout or End of Session; a login for it from elsewhere
 //!   is refused ('S'), order traffic from unknown peers is dropped
@@ -49,6 +52,7 @@
 
 mod session;
 mod state;
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -117,7 +121,28 @@ impl Peer {
 /// Where replies go.
 pub trait Outbox {
     fn send(&mut self, peer: Peer, bytes: &[u8]);
+
+    /// One whole Sequenced Data `packet` numbered `seq`. A UDP peer needs
+    /// the sequence label in front of it unless the packet directly follows
+    /// the one numbered `seq - 1` in the same datagram: an outbox that packs
+    /// replies into datagrams labels only where the numbering breaks
+    /// ([`crate::exchange`]'s reply holding area). This default sends every
+    /// packet alone, labelled for UDP.
+    fn send_sequenced(&mut self, peer: Peer, seq: u64, packet: &[u8]) {
+        let mut pkt = [0u8; udp_label::LEN + MAX_SEQUENCED_PACKET];
+        let mut len = 0;
+        if let Peer::Udp(_) = peer {
+            len = udp_label::write(&mut pkt, seq);
+        }
+        let n = packet.len().min(pkt.len() - len);
+        pkt[len..len + n].copy_from_slice(&packet[..n]);
+        self.send(peer, &pkt[..len + n]);
+    }
 }
+
+/// The longest Sequenced Data packet the gateway sends (header included;
+/// OUCH's longest outbound message is Replaced, 80 bytes).
+pub const MAX_SEQUENCED_PACKET: usize = 128;
 
 /// Collects replies (tests, the TCP shell).
 impl Outbox for Vec<(Peer, Vec<u8>)> {
@@ -877,15 +902,9 @@ impl Gateway {
         sess.store.push(msg);
         if let Some(peer) = sess.peer {
             sess.last_tx = now.0;
-            let mut pkt = [0u8; 160];
-            let mut len = 0;
-            if let Peer::Udp(_) = peer {
-                len = udp_label::write(&mut pkt, seq);
-            }
-            if let Ok(n) =
-                soupbin::write_packet(&mut pkt[len..], soupbin::kind::SEQUENCED_DATA, msg)
-            {
-                out.send(peer, &pkt[..len + n]);
+            let mut pkt = [0u8; MAX_SEQUENCED_PACKET];
+            if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
+                out.send_sequenced(peer, seq, &pkt[..n]);
             }
         }
     }

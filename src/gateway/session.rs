@@ -1,10 +1,11 @@
 //! One order-entry session's state: credentials, binding, tokens, rate
 //! limit and the store of sequenced outbound messages.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::tokens::TokenIndex;
 use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::types::{AccountId, OrderId};
@@ -75,12 +76,14 @@ impl OutboundStore {
 
     pub fn push(&mut self, msg: &[u8]) {
         let n = msg.len().min(SLOT);
-        let mut slot = [0u8; SLOT];
-        slot[..n].copy_from_slice(&msg[..n]);
+        // Written in place: the slot's bytes past `n` are never read.
         let i = (self.count % self.window as u64) as usize;
-        if i < self.slots.len() {
-            self.slots[i] = (slot, n as u8);
+        if let Some((slot, len)) = self.slots.get_mut(i) {
+            slot[..n].copy_from_slice(&msg[..n]);
+            *len = n as u8;
         } else {
+            let mut slot = [0u8; SLOT];
+            slot[..n].copy_from_slice(&msg[..n]);
             self.slots.push((slot, n as u8));
         }
         self.count += 1;
@@ -161,12 +164,8 @@ pub(super) struct Session {
     /// flooding client gets a few rejects, not one per message.
     pub reject_bucket: TokenBucket,
     pub store: OutboundStore,
-    /// Every token the session used today -> its number. Hashed with a
-    /// per-process random seed (foldhash): fast on 14-byte keys, and a
-    /// client cannot choose tokens that collide (tokens are client input).
-    /// It grows all day, so a probe usually misses the cache: only a new
-    /// token's claim probes it.
-    tokens: TokenMap<u32>,
+    /// Every token the session used today -> its number.
+    tokens: TokenIndex,
     /// Per token number: the token, and a fingerprint of the request that
     /// claimed it (to tell a re-sent request from a different one reusing
     /// the token).
@@ -204,7 +203,7 @@ impl Session {
                 (cfg.rate_burst / 100).max(1),
             ),
             store: OutboundStore::new(cfg.resend_window as usize),
-            tokens: HashMap::with_capacity_and_hasher(1 << 16, Default::default()),
+            tokens: TokenIndex::with_capacity(1 << 16),
             orders: Vec::with_capacity(1 << 16),
             live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
         }
@@ -232,25 +231,23 @@ impl Session {
         self.orders.clear();
         self.orders.extend(entries.iter().map(|e| (e.0, e.2)));
         self.tokens.clear();
-        self.tokens.reserve(entries.len());
         self.live.clear();
         for (t, e) in entries.iter().enumerate() {
-            self.tokens.insert(e.0, t as u32);
+            let _ = self.tokens.claim(&e.0, t as u32);
             if let Some(order) = e.1 {
                 self.live.insert(e.0, (t as u32, order));
             }
         }
     }
 
-    /// Claims `token` for a request with `fingerprint` (one probe of the
-    /// token map): `Ok(number)` when it is new, `Err(fingerprint of the
-    /// request that claimed it)` when it was used today.
+    /// Claims `token` for a request with `fingerprint`: `Ok(number)` when
+    /// it is new, `Err(fingerprint of the request that claimed it)` when it
+    /// was used today.
     pub fn claim(&mut self, token: Token, fingerprint: u64) -> Result<u32, u64> {
         let next = self.orders.len() as u32;
-        match self.tokens.entry(token) {
-            Entry::Occupied(used) => Err(self.orders[*used.get() as usize].1),
-            Entry::Vacant(slot) => {
-                slot.insert(next);
+        match self.tokens.claim(&token, next) {
+            Err(used) => Err(self.orders[used as usize].1),
+            Ok(()) => {
                 self.orders.push((token, fingerprint));
                 Ok(next)
             }
@@ -259,7 +256,7 @@ impl Session {
 
     /// Whether the session used `token` today.
     pub fn used(&self, token: &Token) -> bool {
-        self.tokens.contains_key(token)
+        self.tokens.get(token).is_some()
     }
 
     /// The live order `token` names, with the token's number.
