@@ -397,10 +397,12 @@ mod tests {
         assert_eq!(to_a.concat(), expected);
     }
 
+    type Sequenced = Vec<(u64, Vec<u8>)>;
+
     /// The sequence numbers a UDP client gives the Sequenced Data packets
     /// of `datagrams` (a label numbers the next one, the rest follow on)
     /// and the unsequenced payloads it sees, in order.
-    fn numbered(datagrams: &[Vec<u8>]) -> (Vec<(u64, Vec<u8>)>, usize, Vec<Vec<u8>>) {
+    fn numbered(datagrams: &[Vec<u8>]) -> (Sequenced, usize, Vec<Vec<u8>>) {
         use crate::wire::soupbin::{self, Packet};
         let (mut seqs, mut labels, mut other) = (Vec::new(), 0, Vec::new());
         for d in datagrams {
