@@ -37,6 +37,12 @@ up() {
     ip -n "$1" link set "$2" up
     ip -n "$1" route replace 239.198.0.0/16 dev "$2"
   done
+  # The client namespace stands for other machines: its receive processing
+  # (acks and market data arriving on the veth) runs on the CPUs in
+  # LAB_CLIENT_CPUS (a hex mask, default 1 = core 0) through RPS, not on
+  # whichever core sent the packet, which would be the exchange's engine.
+  ip netns exec "$cl_ns" sh -c \
+    "echo ${LAB_CLIENT_CPUS:-1} > /sys/class/net/$cl_if/queues/rx-0/rps_cpus" || true
   # AF_XDP and libxdp need a bpffs in the namespace's mount view.
   mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
   echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2)"

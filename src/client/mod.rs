@@ -40,5 +40,5 @@
 mod session;
 mod udp;
 
-pub use session::{ClientEvent, ClientSession, ClientStats};
+pub use session::{token_number, ClientEvent, ClientSession, ClientStats};
 pub use udp::{UdpClient, DEFAULT_SERVER};

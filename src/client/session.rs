@@ -141,9 +141,10 @@ const HEARTBEAT_NS: u64 = 1_000_000_000;
 pub struct ClientSession {
     username: String,
     password: String,
-    prefix: [u8; 6],
     prefix_len: usize,
-    next_token: u64,
+    /// The next token: the prefix, then an 8-digit counter from 1 counted up
+    /// in ASCII (no formatting per order).
+    next_token: Token,
     logged_in: bool,
     /// When the last (re)login was sent while not logged in.
     login_sent_at: Option<u64>,
@@ -171,6 +172,18 @@ pub struct ClientSession {
     stats: ClientStats,
 }
 
+/// The counter in a token made by a session with token prefix `prefix`
+/// (1 for its first), or None for a token such a session did not make.
+pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
+    let p = prefix.len().min(6);
+    if token[..p] != prefix[..p] || token[p + 8..].iter().any(|&b| b != b' ') {
+        return None;
+    }
+    token[p..p + 8].iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
 impl ClientSession {
     /// `prefix` (at most 6 characters) makes this session's tokens unique
     /// across its runs; `resend_after_ns` is how long a request waits for
@@ -181,15 +194,15 @@ impl ClientSession {
         prefix: &str,
         resend_after_ns: u64,
     ) -> ClientSession {
-        let mut p = [b' '; 6];
         let n = prefix.len().min(6);
-        p[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+        let mut next_token = [b' '; 14];
+        next_token[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+        next_token[n..n + 8].copy_from_slice(b"00000001");
         ClientSession {
             username: username.into(),
             password: password.into(),
-            prefix: p,
             prefix_len: n,
-            next_token: 1,
+            next_token,
             logged_in: false,
             login_sent_at: None,
             next_sequence: 1,
@@ -261,15 +274,25 @@ impl ClientSession {
     }
 
     fn new_token(&mut self) -> Token {
-        let mut t = [b' '; 14];
-        t[..self.prefix_len].copy_from_slice(&self.prefix[..self.prefix_len]);
-        let mut v = self.next_token;
-        for i in (self.prefix_len..self.prefix_len + 8).rev() {
-            t[i] = b'0' + (v % 10) as u8;
-            v /= 10;
+        let t = self.next_token;
+        for d in self.next_token[self.prefix_len..self.prefix_len + 8]
+            .iter_mut()
+            .rev()
+        {
+            if *d == b'9' {
+                *d = b'0';
+            } else {
+                *d += 1;
+                break;
+            }
         }
-        self.next_token += 1;
         t
+    }
+
+    /// The counter in one of this session's tokens (1 for the first), or
+    /// None for a token it did not make.
+    pub fn token_number(&self, token: &Token) -> Option<u64> {
+        token_number(&self.next_token[..self.prefix_len], token)
     }
 
     fn request(&mut self, now: u64, token: Token, kind: u8, msg: &[u8]) {
@@ -604,10 +627,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_prefix_and_counter_and_unique() {
+    fn tokens_are_the_prefix_and_an_ascii_counter_whose_number_reads_back() {
         let mut s = ClientSession::new("demo01", "demo01", "AB", 1);
         assert_eq!(&s.new_token(), b"AB00000001    ");
         assert_eq!(&s.new_token(), b"AB00000002    ");
+        for _ in 0..7 {
+            s.new_token();
+        }
+        assert_eq!(&s.new_token(), b"AB00000010    ");
+        assert_eq!(s.token_number(b"AB00000010    "), Some(10));
+        assert_eq!(s.token_number(b"XY00000010    "), None);
+        assert_eq!(s.token_number(b"AB0000001x    "), None);
+        s.next_token = *b"AB99999999    ";
+        assert_eq!(&s.new_token(), b"AB99999999    ");
+        assert_eq!(&s.new_token(), b"AB00000000    ");
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl UdpClient {
         UdpClient::new(session, DEFAULT_SERVER)
     }
 
+    /// The socket, for readiness checks (`poll`) over many clients.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// The local address of the socket.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()

@@ -17,6 +17,7 @@ use crate::net::udp::{OrderPort, UdpPort};
 use crate::net::xdp::XdpPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
 use crate::types::Nanos;
+use crate::wire::soupbin;
 
 /// A datagram read by the pipelined receive thread: source, receive time
 /// (raw clock ticks), bytes.
@@ -35,19 +36,27 @@ impl JournalSink for Journal {
 
 /// Replies held until the batch's journal write is done (an ack never
 /// leaves before the order is durable), then sent.
+///
+/// A UDP peer's replies are packed as they are made into its open datagram
+/// of up to [`MAX_REPLY_DATAGRAM`] bytes, in the order they were made
+/// (SoupBinTCP's length prefixes keep them apart): a datagram of several
+/// orders is answered by one datagram, even when executions for other
+/// sessions come in between. Each reply is copied once, into its datagram.
 pub(super) struct Replies {
-    buf: Vec<u8>,
-    /// Each held reply: peer, its sequence number if it is one Sequenced
-    /// Data packet (its label is written when it is packed), bytes in `buf`.
-    items: Vec<(Peer, Option<u64>, usize, usize)>,
-    /// `deliver`'s open datagram per UDP peer (the first `used`), kept
-    /// with their buffers to avoid allocating per batch.
-    open: Vec<OpenDatagram>,
+    /// The batch's datagrams, in the order they were started (a peer's
+    /// come in its order), the first `used` in use; kept with their
+    /// buffers to avoid allocating per batch.
+    datagrams: Vec<Datagram>,
     used: usize,
+    /// Index in `datagrams` of each UDP peer's open datagram (a handful of
+    /// peers per batch, searched in place).
+    open: Vec<usize>,
+    /// Replies to TCP connections, in order.
+    tcp: Vec<(u32, Vec<u8>)>,
 }
 
-/// A UDP peer's datagram being packed.
-struct OpenDatagram {
+/// A UDP peer's datagram.
+struct Datagram {
     peer: SocketAddrV4,
     bytes: Vec<u8>,
     /// The number a Sequenced Data packet appended now would have without
@@ -60,8 +69,8 @@ struct OpenDatagram {
 /// Ethernet frame with the IPv4 and UDP headers).
 pub(super) const MAX_REPLY_DATAGRAM: usize = 1472;
 
-impl OpenDatagram {
-    /// Whether `bytes` numbered `seq` would need a label of their own.
+impl Datagram {
+    /// Whether a packet numbered `seq` would need a label of its own.
     fn needs_label(&self, seq: Option<u64>) -> bool {
         seq.is_some() && seq != self.next_seq
     }
@@ -76,9 +85,10 @@ impl OpenDatagram {
         self.bytes.is_empty() || self.bytes.len() + label + len <= MAX_REPLY_DATAGRAM
     }
 
-    /// Appends `bytes` (one Sequenced Data packet numbered `seq`, or any
-    /// other reply), after a label if the numbering does not follow on.
-    fn push(&mut self, seq: Option<u64>, bytes: &[u8]) {
+    /// Appends `parts` (together one Sequenced Data packet numbered `seq`,
+    /// or any other reply), after a label if the numbering does not follow
+    /// on.
+    fn push(&mut self, seq: Option<u64>, parts: &[&[u8]]) {
         if self.needs_label(seq) {
             let mut label = [0u8; udp_label::LEN];
             let n = udp_label::write(&mut label, seq.unwrap_or(0));
@@ -87,113 +97,108 @@ impl OpenDatagram {
         // After anything else (Login Accepted, a labelled re-send block or
         // heartbeat) the numbering is not known here: label the next one.
         self.next_seq = seq.map(|s| s + 1);
-        self.bytes.extend_from_slice(bytes);
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.next_seq = None;
-    }
-}
-
-impl Replies {
-    fn hold(&mut self, peer: Peer, seq: Option<u64>, bytes: &[u8]) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(bytes);
-        self.items.push((peer, seq, start, bytes.len()));
-    }
-}
-
-impl Outbox for Replies {
-    fn send(&mut self, peer: Peer, bytes: &[u8]) {
-        self.hold(peer, None, bytes);
-    }
-
-    /// Held unlabelled: `deliver` labels it where the numbering breaks.
-    fn send_sequenced(&mut self, peer: Peer, seq: u64, packet: &[u8]) {
-        self.hold(peer, Some(seq), packet);
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
     }
 }
 
 impl Replies {
     pub fn new() -> Replies {
         Replies {
-            buf: Vec::with_capacity(1 << 20),
-            items: Vec::with_capacity(1 << 14),
-            open: Vec::new(),
+            datagrams: Vec::new(),
             used: 0,
+            open: Vec::new(),
+            tcp: Vec::new(),
         }
     }
 
-    /// The peer of every held reply, in order.
+    /// Packs `parts` (one reply) into `peer`'s open datagram, starting a
+    /// new one when it does not fit.
+    fn hold(&mut self, peer: Peer, seq: Option<u64>, parts: &[&[u8]]) {
+        let addr = match peer {
+            Peer::Udp(addr) => addr,
+            Peer::Tcp(id) => {
+                self.tcp.push((id, parts.concat()));
+                return;
+            }
+        };
+        let len = parts.iter().map(|p| p.len()).sum();
+        let at = self
+            .open
+            .iter()
+            .position(|&k| self.datagrams[k].peer == addr);
+        let k = match at {
+            Some(i) if self.datagrams[self.open[i]].fits(seq, len) => self.open[i],
+            _ => {
+                let k = self.start(addr);
+                match at {
+                    Some(i) => self.open[i] = k, // the full one waits for deliver
+                    None => self.open.push(k),
+                }
+                k
+            }
+        };
+        self.datagrams[k].push(seq, parts);
+    }
+
+    /// A new, empty datagram to `peer`.
+    fn start(&mut self, peer: SocketAddrV4) -> usize {
+        if self.used == self.datagrams.len() {
+            self.datagrams.push(Datagram {
+                peer,
+                bytes: Vec::with_capacity(MAX_REPLY_DATAGRAM),
+                next_seq: None,
+            });
+        }
+        let d = &mut self.datagrams[self.used];
+        d.peer = peer;
+        d.bytes.clear();
+        d.next_seq = None;
+        self.used += 1;
+        self.used - 1
+    }
+
+    /// Every peer with a reply held (once each).
     pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.items.iter().map(|&(peer, ..)| peer)
+        let udp = self.open.iter().map(|&k| Peer::Udp(self.datagrams[k].peer));
+        let mut tcp: Vec<u32> = self.tcp.iter().map(|&(id, _)| id).collect();
+        tcp.dedup();
+        udp.chain(tcp.into_iter().map(Peer::Tcp))
     }
 
     /// Sends every held reply (UDP through the order port, TCP through the
     /// TCP thread's ring) and empties the holding area; returns the
-    /// datagrams the order port dropped. A UDP peer's replies leave together
-    /// in datagrams of up to [`MAX_REPLY_DATAGRAM`] bytes, in the order they
-    /// were made (SoupBinTCP's length prefixes keep them apart): a datagram
-    /// of several orders is answered by one datagram, even when executions
-    /// for other sessions came in between.
+    /// datagrams the order port dropped.
     pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &mut TcpReplies) -> u64 {
         let mut errors = 0;
-        let Replies {
-            buf,
-            items,
-            open,
-            used,
-        } = self;
-        // One pass: each UDP peer of the batch has one open datagram (a
-        // handful of peers, searched in place); a reply that does not fit
-        // sends its peer's datagram and starts the next one.
-        for &(peer, seq, start, len) in items.iter() {
-            let bytes = &buf[start..start + len];
-            let addr = match peer {
-                Peer::Udp(addr) => addr,
-                Peer::Tcp(id) => {
-                    tcp.push((id, bytes.to_vec()));
-                    continue;
-                }
-            };
-            let k = match open[..*used].iter().position(|d| d.peer == addr) {
-                Some(k) => k,
-                None => {
-                    if *used == open.len() {
-                        open.push(OpenDatagram {
-                            peer: addr,
-                            bytes: Vec::with_capacity(MAX_REPLY_DATAGRAM),
-                            next_seq: None,
-                        });
-                    }
-                    open[*used].peer = addr;
-                    open[*used].clear();
-                    *used += 1;
-                    *used - 1
-                }
-            };
-            let datagram = &mut open[k];
-            if !datagram.fits(seq, len) {
-                if !udp.send_to(addr, &datagram.bytes) {
-                    errors += 1;
-                }
-                datagram.clear();
-            }
-            datagram.push(seq, bytes);
-        }
-        for datagram in &mut open[..*used] {
-            if !udp.send_to(datagram.peer, &datagram.bytes) {
+        for d in &self.datagrams[..self.used] {
+            if !udp.send_to(d.peer, &d.bytes) {
                 errors += 1;
             }
-            datagram.clear();
         }
-        *used = 0;
+        self.used = 0;
+        self.open.clear();
+        for reply in self.tcp.drain(..) {
+            tcp.push(reply);
+        }
         udp.flush();
         tcp.wake();
-        buf.clear();
-        items.clear();
         errors
+    }
+}
+
+impl Outbox for Replies {
+    fn send(&mut self, peer: Peer, bytes: &[u8]) {
+        self.hold(peer, None, &[bytes]);
+    }
+
+    /// Framed in place; labelled where the numbering breaks.
+    fn send_sequenced(&mut self, peer: Peer, seq: u64, msg: &[u8]) {
+        let mut header = [0u8; soupbin::HEADER_LEN];
+        if soupbin::write_header(&mut header, soupbin::kind::SEQUENCED_DATA, msg.len()).is_ok() {
+            self.hold(peer, Some(seq), &[&header, msg]);
+        }
     }
 }
 
@@ -383,7 +388,7 @@ mod tests {
             replies.send(pa, &[n; 100]);
         }
         assert_eq!(replies.deliver(&mut port, &mut tcp), 0);
-        assert!(replies.items.is_empty() && replies.buf.is_empty());
+        assert!(replies.used == 0 && replies.open.is_empty() && replies.tcp.is_empty());
         stop.set();
         thread.join().unwrap();
 
@@ -456,7 +461,7 @@ mod tests {
                 replies.send(Peer::Udp(addr), &packet(0, soupbin::kind::UNSEQUENCED_DATA));
             }
             let p = packet(seq, soupbin::kind::SEQUENCED_DATA);
-            replies.send_sequenced(Peer::Udp(addr), seq, &p);
+            replies.send_sequenced(Peer::Udp(addr), seq, &p[3..]);
             sent.push((seq, p[3..].to_vec()));
         }
         assert_eq!(replies.deliver(&mut port, &mut tcp), 0);

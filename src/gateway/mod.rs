@@ -122,21 +122,21 @@ impl Peer {
 pub trait Outbox {
     fn send(&mut self, peer: Peer, bytes: &[u8]);
 
-    /// One whole Sequenced Data `packet` numbered `seq`. A UDP peer needs
-    /// the sequence label in front of it unless the packet directly follows
-    /// the one numbered `seq - 1` in the same datagram: an outbox that packs
-    /// replies into datagrams labels only where the numbering breaks
-    /// ([`crate::exchange`]'s reply holding area). This default sends every
-    /// packet alone, labelled for UDP.
-    fn send_sequenced(&mut self, peer: Peer, seq: u64, packet: &[u8]) {
+    /// One Sequenced Data packet numbered `seq` carrying `msg`. A UDP peer
+    /// needs the sequence label in front of it unless the packet directly
+    /// follows the one numbered `seq - 1` in the same datagram: an outbox
+    /// that packs replies into datagrams frames them in place and labels
+    /// only where the numbering breaks ([`crate::exchange`]'s reply holding
+    /// area). This default sends every packet alone, labelled for UDP.
+    fn send_sequenced(&mut self, peer: Peer, seq: u64, msg: &[u8]) {
         let mut pkt = [0u8; udp_label::LEN + MAX_SEQUENCED_PACKET];
         let mut len = 0;
         if let Peer::Udp(_) = peer {
             len = udp_label::write(&mut pkt, seq);
         }
-        let n = packet.len().min(pkt.len() - len);
-        pkt[len..len + n].copy_from_slice(&packet[..n]);
-        self.send(peer, &pkt[..len + n]);
+        if let Ok(n) = soupbin::write_packet(&mut pkt[len..], soupbin::kind::SEQUENCED_DATA, msg) {
+            self.send(peer, &pkt[..len + n]);
+        }
     }
 }
 
@@ -902,10 +902,7 @@ impl Gateway {
         sess.store.push(msg);
         if let Some(peer) = sess.peer {
             sess.last_tx = now.0;
-            let mut pkt = [0u8; MAX_SEQUENCED_PACKET];
-            if let Ok(n) = soupbin::write_packet(&mut pkt, soupbin::kind::SEQUENCED_DATA, msg) {
-                out.send_sequenced(peer, seq, &pkt[..n]);
-            }
+            out.send_sequenced(peer, seq, msg);
         }
     }
 
