@@ -118,17 +118,27 @@ impl Bytes {
 struct Pending {
     /// Order of issue: an ambiguous Rejected answers the oldest request.
     id: u64,
-    sent_at: u64,
     /// When it is re-sent if still unanswered: `resend_after` after the
     /// first send, doubling with every re-send (a slow exchange is not
     /// flooded with copies of what it has not answered yet).
     due: u64,
     tries: u32,
-    packet: Bytes,
+    /// Its packet's slot in [`ClientSession::packets`].
+    packet: u32,
 }
 
-/// A re-send deadline: (due, request id, (token, message type)).
-type Deadline = (u64, u64, (Token, u8));
+/// A request's key: its token as one integer (compared without a call to
+/// `memcmp`, which 14-byte arrays get) and its message type.
+type Key = (u128, u8);
+
+fn key(token: &Token, kind: u8) -> Key {
+    let mut b = [0u8; 16];
+    b[..14].copy_from_slice(token);
+    (u128::from_ne_bytes(b), kind)
+}
+
+/// A re-send deadline: (due, request id, key).
+type Deadline = (u64, u64, Key);
 
 /// The longest wait between two re-sends of one request, as a multiple of
 /// the first wait.
@@ -156,7 +166,12 @@ pub struct ClientSession {
     last_delivered_at: u64,
     /// Requests not answered yet, by token and message type (foldhash with
     /// a random seed: SipHash was a tenth of the load generator's time).
-    pending: HashMap<(Token, u8), Pending, foldhash::fast::RandomState>,
+    pending: HashMap<Key, Pending, foldhash::fast::RandomState>,
+    /// The packets of unanswered requests, kept for re-sending, by slot
+    /// (out of `pending`, so its entries stay small: with many requests in
+    /// flight the table is read on every answer), and the free slots.
+    packets: Vec<Bytes>,
+    free_packets: Vec<u32>,
     /// First re-send deadlines: (due, request id, key), in the order the
     /// requests were sent, which is the order they fall due (the delay is
     /// the same for all). An entry whose request was answered, or
@@ -176,7 +191,11 @@ pub struct ClientSession {
 /// (1 for its first), or None for a token such a session did not make.
 pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
     let p = prefix.len().min(6);
-    if token[..p] != prefix[..p] || token[p + 8..].iter().any(|&b| b != b' ') {
+    // Byte loops: slice comparisons call `memcmp`, a tenth of the load
+    // generator's time.
+    let ours = token[..p].iter().zip(prefix).all(|(a, b)| a == b)
+        && token[p + 8..].iter().all(|&b| b == b' ');
+    if !ours {
         return None;
     }
     token[p..p + 8].iter().try_fold(0u64, |n, &d| {
@@ -209,6 +228,8 @@ impl ClientSession {
             recovery_sent_at: None,
             last_delivered_at: 0,
             pending: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
+            packets: Vec::with_capacity(1 << 12),
+            free_packets: Vec::with_capacity(1 << 12),
             first_deadlines: VecDeque::with_capacity(1 << 12),
             deadlines: BinaryHeap::new(),
             next_request: 0,
@@ -303,21 +324,31 @@ impl ClientSession {
         };
         let packet = Bytes::new(&b[..n]);
         self.outbox.push_back(packet);
+        let slot = match self.free_packets.pop() {
+            Some(slot) => {
+                self.packets[slot as usize] = packet;
+                slot
+            }
+            None => {
+                self.packets.push(packet);
+                (self.packets.len() - 1) as u32
+            }
+        };
         self.next_request += 1;
         // Never before the last first deadline, so they stay in order.
         let due = (now + self.resend_after).max(self.first_deadlines.back().map_or(0, |d| d.0));
+        let k = key(&token, kind);
+        self.settle(&k);
         self.pending.insert(
-            (token, kind),
+            k,
             Pending {
                 id: self.next_request,
-                sent_at: now,
                 due,
                 tries: 0,
-                packet,
+                packet: slot,
             },
         );
-        self.first_deadlines
-            .push_back((due, self.next_request, (token, kind)));
+        self.first_deadlines.push_back((due, self.next_request, k));
         self.stats.sent += 1;
     }
 
@@ -367,11 +398,19 @@ impl ClientSession {
         self.stats.recoveries += 1;
     }
 
+    /// Forgets the request under `k` (answered, or superseded by a new one
+    /// on the same key) and frees its packet's slot.
+    fn settle(&mut self, k: &Key) {
+        if let Some(p) = self.pending.remove(k) {
+            self.free_packets.push(p.packet);
+        }
+    }
+
     /// The request a Rejected for `token` answers: the oldest one waiting.
     fn answer_rejected(&mut self, token: Token) -> u8 {
         let mut best: Option<(u64, u8)> = None;
         for kind in [ouch::kind::ENTER, ouch::kind::REPLACE, ouch::kind::CANCEL] {
-            if let Some(p) = self.pending.get(&(token, kind)) {
+            if let Some(p) = self.pending.get(&key(&token, kind)) {
                 if best.is_none_or(|(id, _)| p.id < id) {
                     best = Some((p.id, kind));
                 }
@@ -379,7 +418,7 @@ impl ClientSession {
         }
         match best {
             Some((_, kind)) => {
-                self.pending.remove(&(token, kind));
+                self.settle(&key(&token, kind));
                 kind
             }
             None => 0,
@@ -464,7 +503,7 @@ impl ClientSession {
     fn decode(&mut self, m: &[u8]) -> Option<ClientEvent> {
         let e = match ouch::Outbound::parse(m).ok()? {
             ouch::Outbound::Accepted(a) => {
-                self.pending.remove(&(a.token, ouch::kind::ENTER));
+                self.settle(&key(&a.token, ouch::kind::ENTER));
                 ClientEvent::Accepted {
                     token: a.token,
                     order_reference: a.order_reference.get(),
@@ -483,8 +522,7 @@ impl ClientSession {
                 }
             }
             ouch::Outbound::Replaced(r) => {
-                self.pending
-                    .remove(&(r.replacement_token, ouch::kind::REPLACE));
+                self.settle(&key(&r.replacement_token, ouch::kind::REPLACE));
                 ClientEvent::Replaced {
                     token: r.replacement_token,
                     previous: r.previous_token,
@@ -495,7 +533,7 @@ impl ClientSession {
                 }
             }
             ouch::Outbound::Canceled(c) => {
-                self.pending.remove(&(c.token, ouch::kind::CANCEL));
+                self.settle(&key(&c.token, ouch::kind::CANCEL));
                 ClientEvent::Canceled {
                     token: c.token,
                     decrement: Qty::new(c.decrement.get()),
@@ -543,10 +581,9 @@ impl ClientSession {
                 continue; // a newer request on the key, or re-scheduled
             }
             p.tries += 1;
-            p.sent_at = now;
             p.due = now + self.resend_after * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
             self.deadlines.push(Reverse((p.due, id, key)));
-            self.outbox.push_back(p.packet);
+            self.outbox.push_back(self.packets[p.packet as usize]);
             self.stats.resent += 1;
             resent = true;
         }
