@@ -253,37 +253,41 @@ pub(super) fn open_order_port(cfg: &Config) -> anyhow::Result<OrderPort> {
     Ok(OrderPort::Kernel(UdpPort::new(udp_socket(local)?)?))
 }
 
-/// Nanoseconds since the Unix epoch from a cheap monotonic clock.
+/// The exchange's clocks: the wall clock for timestamps (ITCH, journal,
+/// session timers) and the TSC for measuring stages.
+///
+/// Timestamps read CLOCK_REALTIME (through the vDSO, tens of ns, once per
+/// batch): feed handlers compare ITCH timestamps with their own wall clock,
+/// and an epoch carried forward on the TSC drifted from it by more than the
+/// feed's latency within seconds (the feed then saw negative latencies).
 pub(super) struct Clock {
     pub clock: quanta::Clock,
-    base_raw: u64,
-    base_epoch: u64,
 }
 
 impl Clock {
     pub fn new() -> Clock {
-        let clock = quanta::Clock::new();
-        let base_raw = clock.raw();
-        let base_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Clock {
-            clock,
-            base_raw,
-            base_epoch,
+            clock: quanta::Clock::new(),
         }
     }
 
+    /// Now, on the wall clock (ns since the Unix epoch).
+    #[inline]
+    pub fn now(&self) -> Nanos {
+        Nanos(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        )
+    }
+
+    /// A TSC reading, for [`Clock::between`].
     #[inline]
     pub fn raw(&self) -> u64 {
         self.clock.raw()
     }
 
-    #[inline]
-    pub fn nanos(&self, raw: u64) -> Nanos {
-        Nanos(self.base_epoch + self.clock.delta_as_nanos(self.base_raw, raw))
-    }
-
+    /// Nanoseconds from TSC reading `a` to `b`.
     #[inline]
     pub fn between(&self, a: u64, b: u64) -> u64 {
         self.clock.delta_as_nanos(a, b)
@@ -345,6 +349,22 @@ pub(super) fn spawn_receiver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_read_from_the_wall_clock_feed_handlers_compare_with() {
+        let clock = Clock::new();
+        let wall = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        };
+        for _ in 0..1000 {
+            let before = wall();
+            let t = clock.now().0;
+            assert!(before <= t && t <= wall());
+        }
+    }
     use std::io::Read;
     use std::time::Duration;
 

@@ -120,7 +120,7 @@ impl Server {
             publisher,
             archive,
             journal,
-        } = recover(&cfg, args, &contracts, clock.nanos(clock.raw()))?;
+        } = recover(&cfg, args, &contracts, clock.now())?;
 
         let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
             let OrderPort::Kernel(port) = &orders else {
@@ -209,7 +209,7 @@ impl Server {
             ..
         } = &mut server;
         if cfg.runtime.follow_schedules && !gateway.follows_schedules() {
-            let now = clock.nanos(clock.raw());
+            let now = clock.now();
             gateway.follow_schedules(now, engine, publisher, journal, replies);
             journal.0.commit().context("journal write")?;
             replies.deliver(orders, tcp_out);
@@ -241,7 +241,7 @@ impl Server {
             if self.clock.between(last_timer, t) >= TIMER_EVERY_NS {
                 last_timer = t;
                 self.serving_ns = self.clock.between(started, t);
-                self.timers(t)?;
+                self.timers()?;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
@@ -276,7 +276,7 @@ impl Server {
             ..
         } = self;
         per_datagram.clear();
-        let now = clock.nanos(clock.raw());
+        let now = clock.now();
         publisher.set_time(now);
         let batch = cfg.runtime.batch;
         let mut taken = 0usize;
@@ -350,7 +350,7 @@ impl Server {
 
     /// Once a millisecond: the interval log, session timers, market-data
     /// heartbeats and retransmission requests.
-    fn timers(&mut self, t: u64) -> anyhow::Result<()> {
+    fn timers(&mut self) -> anyhow::Result<()> {
         let wall = SystemTime::now();
         let every = Duration::from_millis(self.cfg.latency.interval_ms.max(1));
         if wall.duration_since(self.interval_start).unwrap_or_default() >= every {
@@ -363,7 +363,7 @@ impl Server {
             )?;
             self.interval_start = wall;
         }
-        let now = self.clock.nanos(t);
+        let now = self.clock.now();
         let Server {
             engine,
             gateway,
@@ -417,7 +417,7 @@ impl Server {
     /// End of Session on both channels, a linger for late retransmission
     /// requests, then the threads stop and the journal is flushed.
     pub fn shut_down(&mut self, stop: &Stop) -> anyhow::Result<()> {
-        let now = self.clock.nanos(self.clock.raw());
+        let now = self.clock.now();
         let Server {
             gateway,
             publisher,
