@@ -522,9 +522,7 @@ struct LiveOrders {
 }
 
 fn int(token: &Token) -> u128 {
-    let mut b = [0u8; 16];
-    b[..14].copy_from_slice(token);
-    u128::from_ne_bytes(b)
+    crate::wire::ouch::token_key(token)
 }
 
 impl LiveOrders {

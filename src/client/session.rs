@@ -127,14 +127,12 @@ struct Pending {
     packet: u32,
 }
 
-/// A request's key: its token as one integer (compared without a call to
-/// `memcmp`, which 14-byte arrays get) and its message type.
+/// A request's key: its token as one integer ([`ouch::token_key`]) and its
+/// message type.
 type Key = (u128, u8);
 
 fn key(token: &Token, kind: u8) -> Key {
-    let mut b = [0u8; 16];
-    b[..14].copy_from_slice(token);
-    (u128::from_ne_bytes(b), kind)
+    (ouch::token_key(token), kind)
 }
 
 /// A re-send deadline: (due, request id, key).

@@ -14,7 +14,7 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use crate::wire::ouch::Token;
+use crate::wire::ouch::{token_key, Token};
 
 /// Today's tokens of one session.
 #[derive(Default)]
@@ -26,14 +26,7 @@ pub(super) struct TokenIndex {
     numbers: Vec<u32>,
     /// Every other token. Hashed with a per-process random seed
     /// (foldhash): a client cannot choose tokens that collide.
-    others: HashMap<Token, u32, foldhash::fast::RandomState>,
-}
-
-/// A token as a number that orders like its bytes.
-fn key(token: &Token) -> u128 {
-    let mut b = [0u8; 16];
-    b[..14].copy_from_slice(token);
-    u128::from_be_bytes(b)
+    others: HashMap<u128, u32, foldhash::fast::RandomState>,
 }
 
 impl TokenIndex {
@@ -49,7 +42,7 @@ impl TokenIndex {
     /// otherwise returns the number it was claimed as.
     #[inline]
     pub fn claim(&mut self, token: &Token, next: u32) -> Result<(), u32> {
-        let k = key(token);
+        let k = token_key(token);
         if self.ascending.last().is_none_or(|&last| k > last) {
             self.ascending.push(k);
             self.numbers.push(next);
@@ -58,7 +51,7 @@ impl TokenIndex {
         if let Some(t) = self.find_ascending(k) {
             return Err(t);
         }
-        match self.others.entry(*token) {
+        match self.others.entry(k) {
             Entry::Occupied(used) => Err(*used.get()),
             Entry::Vacant(slot) => {
                 slot.insert(next);
@@ -69,13 +62,13 @@ impl TokenIndex {
 
     /// The number `token` was claimed as today, if it was.
     pub fn get(&self, token: &Token) -> Option<u32> {
-        let k = key(token);
+        let k = token_key(token);
         match self.ascending.last() {
             Some(&last) if k > last => None,
             None => None,
             Some(_) => self
                 .find_ascending(k)
-                .or_else(|| self.others.get(token).copied()),
+                .or_else(|| self.others.get(&k).copied()),
         }
     }
 

@@ -20,6 +20,14 @@ use zerocopy::IntoBytes;
 /// Order tokens: 14 alpha characters, space padded on the right.
 pub type Token = [u8; 14];
 
+/// A token as one integer that orders like its bytes: compared and hashed
+/// without the call to `memcmp` that 14-byte arrays get.
+pub fn token_key(token: &Token) -> u128 {
+    let mut b = [0u8; 16];
+    b[..14].copy_from_slice(token);
+    u128::from_be_bytes(b)
+}
+
 /// A token from text (at most 14 bytes), right padded with spaces.
 pub fn token(s: &[u8]) -> Result<Token, EncodeError> {
     super::alpha_right(s)
