@@ -170,11 +170,13 @@ pub struct ClientSession {
     /// flight the table is read on every answer), and the free slots.
     packets: Vec<Bytes>,
     free_packets: Vec<u32>,
-    /// First re-send deadlines: (due, request id, key), in the order the
-    /// requests were sent, which is the order they fall due (the delay is
-    /// the same for all). An entry whose request was answered, or
-    /// re-scheduled, is skipped when it comes up: O(1) per request.
-    first_deadlines: VecDeque<Deadline>,
+    /// First re-send deadlines, in the order the requests were sent, which
+    /// is the order they fall due (the delay is the same for all), with
+    /// whether the request is still unanswered. Request ids are consecutive
+    /// here, so an answer finds and closes its entry by id, and a closed
+    /// one is dropped when it comes up without a look into `pending` (a
+    /// cache miss per request when many are in flight).
+    first_deadlines: VecDeque<(Deadline, bool)>,
     /// Later re-send deadlines (backed off), earliest first.
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_request: u64,
@@ -334,7 +336,7 @@ impl ClientSession {
         };
         self.next_request += 1;
         // Never before the last first deadline, so they stay in order.
-        let due = (now + self.resend_after).max(self.first_deadlines.back().map_or(0, |d| d.0));
+        let due = (now + self.resend_after).max(self.first_deadlines.back().map_or(0, |d| d.0 .0));
         let k = key(&token, kind);
         self.settle(&k);
         self.pending.insert(
@@ -346,7 +348,8 @@ impl ClientSession {
                 packet: slot,
             },
         );
-        self.first_deadlines.push_back((due, self.next_request, k));
+        self.first_deadlines
+            .push_back(((due, self.next_request, k), true));
         self.stats.sent += 1;
     }
 
@@ -401,6 +404,21 @@ impl ClientSession {
     fn settle(&mut self, k: &Key) {
         if let Some(p) = self.pending.remove(k) {
             self.free_packets.push(p.packet);
+            if p.tries == 0 {
+                self.close_first_deadline(p.id);
+            }
+        }
+    }
+
+    fn close_first_deadline(&mut self, id: u64) {
+        let Some(front) = self.first_deadlines.front() else {
+            return;
+        };
+        let at = id.wrapping_sub(front.0 .1) as usize;
+        if let Some(entry) = self.first_deadlines.get_mut(at) {
+            if entry.0 .1 == id {
+                entry.1 = false;
+            }
         }
     }
 
@@ -602,8 +620,14 @@ impl ClientSession {
 
     /// Takes a deadline that is due at `now`, first ones first.
     fn next_due(&mut self, now: u64) -> Option<Deadline> {
-        if self.first_deadlines.front().is_some_and(|d| d.0 <= now) {
-            return self.first_deadlines.pop_front();
+        while let Some(&(d, open)) = self.first_deadlines.front() {
+            if d.0 > now {
+                break;
+            }
+            self.first_deadlines.pop_front();
+            if open {
+                return Some(d);
+            }
         }
         if self.deadlines.peek().is_some_and(|Reverse(d)| d.0 <= now) {
             return self.deadlines.pop().map(|Reverse(d)| d);
@@ -619,7 +643,7 @@ impl ClientSession {
         // The earliest deadline may belong to an answered request: waking
         // early for it is harmless.
         let resend = [
-            self.first_deadlines.front().map(|d| d.0),
+            self.first_deadlines.front().map(|d| d.0 .0),
             self.deadlines.peek().map(|Reverse(d)| d.0),
         ]
         .into_iter()
