@@ -118,9 +118,12 @@ impl Bytes {
 struct Pending {
     /// Order of issue: an ambiguous Rejected answers the oldest request.
     id: u64,
-    /// When it is re-sent if still unanswered: `resend_after` after the
-    /// first send, doubling with every re-send (a slow exchange is not
-    /// flooded with copies of what it has not answered yet).
+    /// When it was first sent (the round-trip sample of its answer).
+    sent_at: u64,
+    /// When it is re-sent if still unanswered: the re-send timeout
+    /// ([`ClientSession::resend_timeout`]) after the first send, doubling
+    /// with every re-send (a slow exchange is not flooded with copies of
+    /// what it has not answered yet).
     due: u64,
     tries: u32,
     /// Its packet's slot in [`ClientSession::packets`].
@@ -181,7 +184,13 @@ pub struct ClientSession {
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_request: u64,
     outbox: VecDeque<Bytes>,
+    /// The shortest wait before a re-send (the caller's `resend_after_ns`).
     resend_after: u64,
+    /// Round-trip estimate the wait grows with (RFC 6298's SRTT and
+    /// RTTVAR, ns): an exchange that answers slowly under load is not sent
+    /// copies of what it is still working on.
+    srtt: u64,
+    rttvar: u64,
     last_tx: u64,
     last_now: u64,
     stats: ClientStats,
@@ -205,8 +214,9 @@ pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
 
 impl ClientSession {
     /// `prefix` (at most 6 characters) makes this session's tokens unique
-    /// across its runs; `resend_after_ns` is how long a request waits for
-    /// its answer before it is re-sent.
+    /// across its runs; `resend_after_ns` is the shortest a request waits
+    /// for its answer before it is re-sent (the wait follows the measured
+    /// round trip above that).
     pub fn new(
         username: &str,
         password: &str,
@@ -235,6 +245,8 @@ impl ClientSession {
             next_request: 0,
             outbox: VecDeque::with_capacity(256),
             resend_after: resend_after_ns.max(1),
+            srtt: 0,
+            rttvar: 0,
             last_tx: 0,
             last_now: 0,
             stats: ClientStats::default(),
@@ -336,7 +348,8 @@ impl ClientSession {
         };
         self.next_request += 1;
         // Never before the last first deadline, so they stay in order.
-        let due = (now + self.resend_after).max(self.first_deadlines.back().map_or(0, |d| d.0 .0));
+        let due =
+            (now + self.resend_timeout()).max(self.first_deadlines.back().map_or(0, |d| d.0 .0));
         let k = key(&token, kind);
         self.settle(&k);
         self.pending.insert(
@@ -344,6 +357,7 @@ impl ClientSession {
             Pending {
                 id: self.next_request,
                 due,
+                sent_at: now,
                 tries: 0,
                 packet: slot,
             },
@@ -406,8 +420,27 @@ impl ClientSession {
             self.free_packets.push(p.packet);
             if p.tries == 0 {
                 self.close_first_deadline(p.id);
+                // Karn: only answers to requests sent once are samples.
+                self.sample_rtt(self.last_now.saturating_sub(p.sent_at));
             }
         }
+    }
+
+    /// Folds a round-trip sample into the estimate (RFC 6298, 2.2–2.3).
+    fn sample_rtt(&mut self, r: u64) {
+        if self.srtt == 0 {
+            self.srtt = r.max(1);
+            self.rttvar = r / 2;
+        } else {
+            self.rttvar = (3 * self.rttvar + self.srtt.abs_diff(r)) / 4;
+            self.srtt = (7 * self.srtt + r) / 8;
+        }
+    }
+
+    /// How long a request waits for its answer before its first re-send:
+    /// SRTT + 4 RTTVAR, at least `resend_after`, at most 64 times that.
+    pub fn resend_timeout(&self) -> u64 {
+        (self.srtt + 4 * self.rttvar).clamp(self.resend_after, self.resend_after * 64)
     }
 
     fn close_first_deadline(&mut self, id: u64) {
@@ -589,6 +622,7 @@ impl ClientSession {
             return;
         }
         let mut resent = false;
+        let rto = self.resend_timeout();
         while let Some((due, id, key)) = self.next_due(now) {
             let Some(p) = self.pending.get_mut(&key) else {
                 continue; // answered since
@@ -597,7 +631,7 @@ impl ClientSession {
                 continue; // a newer request on the key, or re-scheduled
             }
             p.tries += 1;
-            p.due = now + self.resend_after * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
+            p.due = now + rto * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
             self.deadlines.push(Reverse((p.due, id, key)));
             self.outbox.push_back(self.packets[p.packet as usize]);
             self.stats.resent += 1;
@@ -773,7 +807,8 @@ mod tests {
         for m in [a.as_bytes(), c.as_bytes()] {
             len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, m).unwrap();
         }
-        s.on_datagram(50, &d[..len], &mut |_| {});
+        // Answered after 10: a round trip well under the minimum wait.
+        s.on_datagram(10, &d[..len], &mut |_| {});
         let mut resends = Vec::new();
         for now in (0..=1_600).step_by(10) {
             s.on_timer(now);
@@ -791,5 +826,58 @@ mod tests {
         assert_eq!(s.stats().resent, 4);
         assert_eq!(s.outstanding(), 1);
         assert!(s.poll_timeout().unwrap() >= 1500 + 1600);
+    }
+
+    #[test]
+    fn the_wait_before_a_resend_follows_the_measured_round_trip_within_bounds() {
+        let mut s = logged_in(100);
+        assert_eq!(s.resend_timeout(), 100, "no sample yet: the minimum");
+        let symbol = Symbol::new("TK2612").unwrap();
+        let answer_after = |s: &mut ClientSession, sent: u64, rtt: u64| {
+            let t = s.enter(
+                sent,
+                symbol,
+                Side::Buy,
+                Qty::new(1),
+                Price::from_raw(1),
+                Tif::Day,
+            );
+            let a = ouch::Accepted::new(&ouch::OrderFields {
+                timestamp: 0,
+                token: t,
+                side: Side::Buy,
+                qty: Qty::new(1),
+                symbol,
+                price: Price::from_raw(1),
+                tif: Tif::Day,
+                order_reference: 1,
+                live: true,
+            });
+            let mut d = [0u8; 128];
+            let seq = s.next_sequence;
+            let mut len = udp_label::write(&mut d, seq);
+            len +=
+                soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
+                    .unwrap();
+            s.on_datagram(sent + rtt, &d[..len], &mut |_| {});
+        };
+        // Answers taking 1,000 (an exchange under load): the wait grows
+        // past the round trip, so what is in its queue is not sent twice.
+        for k in 0..20 {
+            answer_after(&mut s, k * 10, 1_000);
+        }
+        let slow = s.resend_timeout();
+        assert!((1_000..=6_400).contains(&slow), "{slow}");
+        // Fast answers bring it back down to the minimum.
+        for k in 0..200 {
+            answer_after(&mut s, 100_000 + k * 10, 5);
+        }
+        assert_eq!(s.resend_timeout(), 100);
+        // A round trip far beyond the cap: 64 times the minimum.
+        for k in 0..20 {
+            answer_after(&mut s, 1_000_000 + k * 10, 1_000_000);
+        }
+        assert_eq!(s.resend_timeout(), 6_400);
+        assert_eq!(s.stats().resent, 0);
     }
 }
