@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use nix::sys::socket::sockopt::{RcvBuf, RcvBufForce};
 
 use super::{ClientEvent, ClientSession};
+use crate::net::udp::UdpPort;
 
 /// Receive buffer asked for on the client's socket, bytes.
 const RECV_BUFFER: usize = 4 << 20;
@@ -16,12 +17,14 @@ pub const DEFAULT_SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18
 /// network namespace.
 pub struct UdpClient {
     pub session: ClientSession,
-    socket: UdpSocket,
+    /// The socket, read with `recvmmsg` and written with `sendmmsg`.
+    port: UdpPort,
     server: SocketAddrV4,
-    buf: Vec<u8>,
     tx: Vec<u8>,
-    send_errors: u64,
 }
+
+/// Datagrams read per `recvmmsg` at most.
+const RECV_BATCH: usize = 16;
 
 impl UdpClient {
     /// Binds an ephemeral port and targets `server`.
@@ -36,11 +39,9 @@ impl UdpClient {
             .or_else(|_| nix::sys::socket::setsockopt(&socket, RcvBuf, &RECV_BUFFER));
         Ok(UdpClient {
             session,
-            socket,
+            port: UdpPort::new(socket)?,
             server,
-            buf: vec![0u8; 2048],
             tx: vec![0u8; 1400],
-            send_errors: 0,
         })
     }
 
@@ -51,12 +52,12 @@ impl UdpClient {
 
     /// The socket, for readiness checks (`poll`) over many clients.
     pub fn socket(&self) -> &UdpSocket {
-        &self.socket
+        self.port.socket()
     }
 
     /// The local address of the socket.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.port.socket().local_addr()
     }
 
     /// Sends everything queued. A datagram the kernel refuses (a full
@@ -65,30 +66,31 @@ impl UdpClient {
     pub fn flush(&mut self) -> std::io::Result<()> {
         let now = self.session.last_now();
         while let Some(n) = self.session.poll_transmit(now, &mut self.tx) {
-            if self.socket.send_to(&self.tx[..n], self.server).is_err() {
-                self.send_errors += 1;
-            }
+            self.port.send_to(self.server, &self.tx[..n]);
         }
+        self.port.flush();
         Ok(())
     }
 
     /// Datagrams the kernel refused to send (they count as lost).
     pub fn send_errors(&self) -> u64 {
-        self.send_errors
+        self.port.send_errors
     }
 
     /// Reads every datagram waiting (from the server only); returns how many.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) -> std::io::Result<usize> {
         let mut n = 0;
         loop {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((len, SocketAddr::V4(src))) if src == self.server => {
-                    self.session.on_datagram(now, &self.buf[..len], f);
+            let (session, server) = (&mut self.session, self.server);
+            let got = self.port.recv(RECV_BATCH, |src, bytes| {
+                if src == server {
+                    session.on_datagram(now, bytes, f);
                     n += 1;
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(n),
-                Err(e) => return Err(e),
+            })?;
+            // Fewer than asked for: the socket is empty.
+            if got < RECV_BATCH {
+                return Ok(n);
             }
         }
     }
