@@ -769,6 +769,21 @@ mod tests {
         s
     }
 
+    /// The exchange's Accepted for a one-lot day buy at 1.
+    fn accepted_one_lot(token: Token, symbol: Symbol) -> ouch::Accepted {
+        ouch::Accepted::new(&ouch::OrderFields {
+            timestamp: 0,
+            token,
+            side: Side::Buy,
+            qty: Qty::new(1),
+            symbol,
+            price: Price::from_raw(1),
+            tif: Tif::Day,
+            order_reference: 1,
+            live: true,
+        })
+    }
+
     #[test]
     fn an_unanswered_request_is_resent_with_doubling_waits_and_an_answered_one_never() {
         let mut s = logged_in(100);
@@ -794,17 +809,7 @@ mod tests {
         while s.poll_transmit(0, &mut out).is_some() {}
         // The second request is answered (Canceled) before its deadline.
         // The second order is accepted and canceled before its deadline.
-        let a = ouch::Accepted::new(&ouch::OrderFields {
-            timestamp: 0,
-            token: answered,
-            side: Side::Buy,
-            qty: Qty::new(1),
-            symbol,
-            price: Price::from_raw(1),
-            tif: Tif::Day,
-            order_reference: 1,
-            live: true,
-        });
+        let a = accepted_one_lot(answered, symbol);
         let c = ouch::Canceled::new(0, answered, Qty::new(1), b'U');
         let mut d = [0u8; 256];
         let mut len = udp_label::write(&mut d, 1);
@@ -846,17 +851,7 @@ mod tests {
                 Price::from_raw(1),
                 Tif::Day,
             );
-            let a = ouch::Accepted::new(&ouch::OrderFields {
-                timestamp: 0,
-                token: t,
-                side: Side::Buy,
-                qty: Qty::new(1),
-                symbol,
-                price: Price::from_raw(1),
-                tif: Tif::Day,
-                order_reference: 1,
-                live: true,
-            });
+            let a = accepted_one_lot(t, symbol);
             let mut d = [0u8; 128];
             let seq = s.next_sequence;
             let mut len = udp_label::write(&mut d, seq);
