@@ -2,13 +2,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
-use nix::sys::socket::sockopt::{RcvBuf, RcvBufForce};
-
 use super::{ClientEvent, ClientSession};
 use crate::net::udp::UdpPort;
-
-/// Receive buffer asked for on the client's socket, bytes.
-const RECV_BUFFER: usize = 4 << 20;
 
 /// The exchange's order-entry address on the lab network (DESIGN "Defaults").
 pub const DEFAULT_SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 9000);
@@ -30,13 +25,9 @@ impl UdpClient {
     /// Binds an ephemeral port and targets `server`.
     pub fn new(session: ClientSession, server: SocketAddrV4) -> std::io::Result<UdpClient> {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.set_nonblocking(true)?;
-        // Answers to a burst of orders arrive together: a deep receive
-        // buffer keeps them from being dropped (then recovered by sequence)
-        // while the caller is busy. Beyond net.core.rmem_max only with
-        // CAP_NET_ADMIN (SO_RCVBUFFORCE); the default size is kept otherwise.
-        let _ = nix::sys::socket::setsockopt(&socket, RcvBufForce, &RECV_BUFFER)
-            .or_else(|_| nix::sys::socket::setsockopt(&socket, RcvBuf, &RECV_BUFFER));
+        // Answers to a burst of orders arrive together: the port's deep
+        // receive buffer keeps them from being dropped (then recovered by
+        // sequence) while the caller is busy.
         Ok(UdpClient {
             session,
             port: UdpPort::new(socket)?,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use nix::sys::socket::sockopt::{RcvBuf, RcvBufForce};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, TransportKind};
@@ -311,18 +310,8 @@ pub(super) fn udp_socket(addr: SocketAddrV4) -> anyhow::Result<UdpSocket> {
         format!("binding {addr} (is the lab up and this the exchange namespace?)")
     })?;
     s.set_nonblocking(true)?;
-    // A burst must wait in the socket, not be dropped, while a batch is
-    // being served: the default buffer (about 200 KB, some 100 datagrams of
-    // packed orders, under 2 ms at 1 M orders/s) dropped orders under load
-    // that AF_XDP's 2,048-frame RX ring held. Beyond net.core.rmem_max only
-    // with CAP_NET_ADMIN (SO_RCVBUFFORCE); the default is kept otherwise.
-    let _ = nix::sys::socket::setsockopt(&s, RcvBufForce, &ORDER_PORT_BUFFER)
-        .or_else(|_| nix::sys::socket::setsockopt(&s, RcvBuf, &ORDER_PORT_BUFFER));
     Ok(s)
 }
-
-/// Receive buffer asked for on the kernel order port, bytes.
-const ORDER_PORT_BUFFER: usize = 4 << 20;
 
 /// The pipelined topology's receive thread: reads the kernel socket on its
 /// own core and hands each datagram (source, receive time, bytes) to the
