@@ -354,7 +354,8 @@ impl ClientSession {
         let due =
             (now + self.resend_timeout()).max(self.first_deadlines.back().map_or(0, |d| d.0 .0));
         let k = key(&token, kind);
-        self.settle(&k);
+        // A request superseded unanswered is no round-trip sample.
+        self.forget(&k);
         self.pending.insert(
             k,
             Pending {
@@ -416,17 +417,26 @@ impl ClientSession {
         self.stats.recoveries += 1;
     }
 
-    /// Forgets the request under `k` (answered, or superseded by a new one
-    /// on the same key) and frees its packet's slot.
+    /// The request under `k` was answered: it is forgotten, and its round
+    /// trip is a sample if it was sent once (Karn's rule).
     fn settle(&mut self, k: &Key) {
-        if let Some(p) = self.pending.remove(k) {
-            self.free_packets.push(p.packet);
+        if let Some(p) = self.forget(k) {
             if p.tries == 0 {
-                self.close_first_deadline(p.id);
-                // Karn: only answers to requests sent once are samples.
                 self.sample_rtt(self.last_now.saturating_sub(p.sent_at));
             }
         }
+    }
+
+    /// Drops the request under `k` (answered, or superseded by a new one on
+    /// the same key): frees its packet's slot and closes its first
+    /// deadline.
+    fn forget(&mut self, k: &Key) -> Option<Pending> {
+        let p = self.pending.remove(k)?;
+        self.free_packets.push(p.packet);
+        if p.tries == 0 {
+            self.close_first_deadline(p.id);
+        }
+        Some(p)
     }
 
     /// Folds a round-trip sample into the estimate (RFC 6298, 2.2–2.3).
@@ -835,6 +845,17 @@ mod tests {
         assert_eq!(s.stats().resent, 4);
         assert_eq!(s.outstanding(), 1);
         assert!(s.poll_timeout().unwrap() >= 1500 + 1600);
+    }
+
+    #[test]
+    fn a_request_superseded_before_its_answer_is_no_round_trip_sample() {
+        let mut s = logged_in(100);
+        let token = *b"XY00000001    ";
+        s.cancel(0, token, Qty::ZERO);
+        // The same request again, long after: it replaces the first.
+        s.cancel(5_000, token, Qty::ZERO);
+        assert_eq!(s.outstanding(), 1);
+        assert_eq!(s.resend_timeout(), 100);
     }
 
     #[test]
