@@ -20,7 +20,7 @@ use crate::client::{token_number, ClientEvent, ClientSession, UdpClient};
 use crate::contract::ContractSet;
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
 use crate::types::{Price, Qty, Tif};
-use crate::wire::ouch::Token;
+use crate::wire::ouch::{token_key, Token};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
@@ -287,7 +287,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 for _ in 0..burst {
                     let cl = &mut clients[s].session;
                     let token = next_order(i, t, &picked, &flows, cl, &mut live[s]);
-                    if let Some(n) = cl.token_number(&token) {
+                    if let Some(n) = token_number(prefixes[s].as_bytes(), &token) {
                         intended.insert(s, n, due);
                     }
                     i += 1;
@@ -521,10 +521,6 @@ struct LiveOrders {
     index: HashMap<u128, usize, foldhash::fast::RandomState>,
 }
 
-fn int(token: &Token) -> u128 {
-    crate::wire::ouch::token_key(token)
-}
-
 impl LiveOrders {
     const CAP: usize = 1024;
 
@@ -533,13 +529,13 @@ impl LiveOrders {
     }
 
     fn insert(&mut self, token: Token, open: u64) {
-        if self.index.contains_key(&int(&token)) {
+        if self.index.contains_key(&token_key(&token)) {
             self.remove(token);
         }
         if self.list.len() >= Self::CAP {
             self.take(0);
         }
-        self.index.insert(int(&token), self.list.len());
+        self.index.insert(token_key(&token), self.list.len());
         self.list.push((token, open));
     }
 
@@ -547,22 +543,22 @@ impl LiveOrders {
     fn take(&mut self, pick: usize) -> Token {
         let at = pick % self.list.len();
         let (token, _) = self.list.swap_remove(at);
-        self.index.remove(&int(&token));
+        self.index.remove(&token_key(&token));
         if let Some(&(moved, _)) = self.list.get(at) {
-            self.index.insert(int(&moved), at);
+            self.index.insert(token_key(&moved), at);
         }
         token
     }
 
     fn remove(&mut self, token: Token) {
-        if let Some(&at) = self.index.get(&int(&token)) {
+        if let Some(&at) = self.index.get(&token_key(&token)) {
             self.take(at);
         }
     }
 
     /// An execution of `qty` lots; a filled order is no longer live.
     fn fill(&mut self, token: Token, qty: u64) {
-        if let Some(&at) = self.index.get(&int(&token)) {
+        if let Some(&at) = self.index.get(&token_key(&token)) {
             let open = &mut self.list[at].1;
             *open = open.saturating_sub(qty);
             if *open == 0 {
@@ -624,7 +620,7 @@ mod tests {
         assert_eq!(live.list.len(), LiveOrders::CAP);
         // Every listed order is indexed at its place.
         for (at, (t, _)) in live.list.iter().enumerate() {
-            assert_eq!(live.index[&int(t)], at);
+            assert_eq!(live.index[&token_key(t)], at);
         }
     }
 }

@@ -325,12 +325,6 @@ impl ClientSession {
         t
     }
 
-    /// The counter in one of this session's tokens (1 for the first), or
-    /// None for a token it did not make.
-    pub fn token_number(&self, token: &Token) -> Option<u64> {
-        token_number(&self.next_token[..self.prefix_len], token)
-    }
-
     fn request(&mut self, now: u64, token: Token, kind: u8, msg: &[u8]) {
         self.tick(now);
         let mut b = [0u8; PACKET];
@@ -742,9 +736,9 @@ mod tests {
             s.new_token();
         }
         assert_eq!(&s.new_token(), b"AB00000010    ");
-        assert_eq!(s.token_number(b"AB00000010    "), Some(10));
-        assert_eq!(s.token_number(b"XY00000010    "), None);
-        assert_eq!(s.token_number(b"AB0000001x    "), None);
+        assert_eq!(token_number(b"AB", b"AB00000010    "), Some(10));
+        assert_eq!(token_number(b"AB", b"XY00000010    "), None);
+        assert_eq!(token_number(b"AB", b"AB0000001x    "), None);
         s.next_token = *b"AB99999999    ";
         assert_eq!(&s.new_token(), b"AB99999999    ");
         assert_eq!(&s.new_token(), b"AB00000000    ");
