@@ -350,6 +350,9 @@ pub(super) fn spawn_receiver(
 mod tests {
     use super::*;
 
+    use std::io::Read;
+    use std::time::Duration;
+
     #[test]
     fn timestamps_are_read_from_the_wall_clock_feed_handlers_compare_with() {
         let clock = Clock::new();
@@ -365,8 +368,6 @@ mod tests {
             assert!(before <= t && t <= wall());
         }
     }
-    use std::io::Read;
-    use std::time::Duration;
 
     fn received(sock: &UdpSocket) -> Vec<Vec<u8>> {
         sock.set_read_timeout(Some(Duration::from_millis(200)))
