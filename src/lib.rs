@@ -7,6 +7,7 @@
 //! Module map (see README.md, "Architecture"):
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
 //! - [`bitmap`]: the occupancy bitmap of the engine's and the feed's price ladders.
+//! - [`slot_ring`]: the newest messages of a numbered stream, kept for re-requests and retransmission.
 //! - [`bench`]: benchmark flows and runners (engine vs a peer order book).
 //! - [`client`]: an order-entry client session (sans-IO) and its UDP shell.
 //! - [`load`]: `tokex load`, the open-loop constant-rate load generator.
@@ -54,6 +55,7 @@ pub mod report;
 pub mod runtime;
 pub mod schedule;
 pub mod settlement;
+pub mod slot_ring;
 pub mod snapshot;
 pub mod types;
 pub mod wire;

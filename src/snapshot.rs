@@ -68,7 +68,8 @@ use crate::journal::{self, JournalError, Position, Record, RecordMark};
 use crate::types::{AccountId, Nanos};
 
 const MAGIC: &[u8; 8] = b"TOKEXSNP";
-const VERSION: u32 = 1;
+/// 2: request fingerprints computed eight bytes a step.
+const VERSION: u32 = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
 /// Snapshots kept by default (the newest and the one before it).

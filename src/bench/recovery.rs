@@ -14,34 +14,22 @@
 //! market-data archive (a sequential file cut to the snapshot's length) is
 //! not part of either figure.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use zerocopy::IntoBytes;
 
-use crate::config::{demo_sessions, Config, GatewayConfig};
+use super::gateway::{self, peer, OrderFlow, SESSIONS};
 use crate::contract::ContractSet;
-use crate::engine::EngineConfig;
-use crate::gateway::{Discard, JournalSink, Peer};
+use crate::exchange::Journal;
+use crate::gateway::Discard;
 use crate::journal::{self, Durability, JournalWriter};
 use crate::snapshot::{self, Replica};
-use crate::types::{Nanos, Price, Qty, Side, Tif};
-use crate::wire::{ouch, soupbin};
+use crate::types::Nanos;
+use crate::wire::soupbin;
 
-const SESSIONS: usize = 8;
 /// Messages the exchange's publisher keeps for retransmission.
 const STORE_CAPACITY: usize = 1 << 22;
-
-/// The journal writer as the gateway's sink (errors end the run).
-struct Sink(JournalWriter, bool);
-
-impl JournalSink for Sink {
-    fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]) {
-        self.1 |= self.0.append(kind, now, payload).is_err();
-    }
-}
 
 /// What the run measured.
 #[derive(Debug, Clone)]
@@ -98,14 +86,6 @@ impl std::fmt::Display for RecoveryFigures {
     }
 }
 
-/// A small LCG: reproducible order flow without a dependency.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *seed >> 33
-}
-
 /// Writes a journal of `messages` order messages to `path` with a
 /// snapshot before the last `tail`, then times its recovery both ways.
 pub fn run(
@@ -116,26 +96,8 @@ pub fn run(
 ) -> anyhow::Result<RecoveryFigures> {
     let _ = std::fs::remove_file(path);
     snapshot::remove_all(path)?;
-    let session = *b"TOKEX00001";
-    let engine_cfg = EngineConfig {
-        max_orders: 1 << 21,
-    };
-    let gw_cfg = GatewayConfig {
-        rate_per_sec: u32::MAX / 2,
-        rate_burst: u32::MAX / 2,
-        ..GatewayConfig::default()
-    };
-    let sessions = demo_sessions();
     // The exchange config these figures stand for (what snapshots check).
-    let cfg = {
-        let mut c = Config::default();
-        c.engine.max_orders = engine_cfg.max_orders;
-        c.gateway = gw_cfg.clone();
-        c.sessions = sessions.clone();
-        c.network.md_session = String::from_utf8_lossy(&session).into_owned();
-        c.journal.path = path.to_path_buf();
-        c
-    };
+    let cfg = gateway::config(path);
     let tail = tail.min(messages);
     let mut taken = None;
     // Built as the exchange builds its state (accounts registered, the
@@ -149,24 +111,13 @@ pub fn run(
         ..
     } = &mut live;
     let (writer, _) = JournalWriter::open(path, Durability::Write, 1 << 20, |_| {})?;
-    let mut sink = Sink(writer, false);
-    let contract = contracts.iter().next().context("no contracts")?;
-    let (symbol, reference, tick) = (
-        contract.symbol,
-        contract.reference_price.raw(),
-        contract.tick.raw(),
-    );
-    let peer = |s: usize| {
-        Peer::Udp(SocketAddrV4::new(
-            Ipv4Addr::new(198, 18, 0, 2),
-            40_000 + s as u16,
-        ))
-    };
+    let mut sink = Journal(writer, 0);
+    let mut flow = OrderFlow::new(contracts.iter().next().context("no contracts")?, 42);
 
     let t0 = Instant::now();
     let mut now = 1_000_000_000u64;
     let mut buf = [0u8; 128];
-    for (s, c) in sessions.iter().take(SESSIONS).enumerate() {
+    for (s, c) in cfg.sessions.iter().take(SESSIONS).enumerate() {
         let n = soupbin::write_login_request(
             &mut buf,
             c.username.as_bytes(),
@@ -184,8 +135,6 @@ pub fn run(
             &mut Discard,
         );
     }
-    let mut seed = 42u64;
-    let mut live: Vec<Vec<ouch::Token>> = vec![Vec::new(); SESSIONS];
     let mut records = SESSIONS as u64;
     for i in 0..messages {
         if i == messages - tail {
@@ -194,39 +143,7 @@ pub fn run(
         }
         now += 1_000;
         let s = (i % SESSIONS as u64) as usize;
-        let r = next(&mut seed);
-        let n = if r % 100 < 40 && !live[s].is_empty() {
-            let k = (r as usize / 100) % live[s].len();
-            let token = live[s].swap_remove(k);
-            soupbin::write_unsequenced(
-                &mut buf,
-                ouch::CancelOrder::new(token, Qty::ZERO).as_bytes(),
-            )?
-        } else {
-            let mut token = [b' '; 14];
-            token[..12].copy_from_slice(format!("R{s}{i:010}").as_bytes());
-            let side = if r & 1 == 0 { Side::Buy } else { Side::Sell };
-            // Passive within 20 ticks of the reference; one in ten crosses.
-            let off = (r / 7 % 20 + 1) as u32 * tick;
-            let aggressive = r.is_multiple_of(10);
-            let price = match (side, aggressive) {
-                (Side::Buy, false) | (Side::Sell, true) => reference - off,
-                (Side::Sell, false) | (Side::Buy, true) => reference + off,
-            };
-            if !aggressive && live[s].len() < 4096 {
-                live[s].push(token);
-            }
-            let tif = if aggressive { Tif::Ioc } else { Tif::Day };
-            let m = ouch::EnterOrder::new(
-                token,
-                side,
-                Qty::new(1 + (r % 5) as u32),
-                symbol,
-                Price::from_raw(price),
-                tif,
-            );
-            soupbin::write_unsequenced(&mut buf, m.as_bytes())?
-        };
+        let n = flow.write(i, s, &mut buf)?;
         gateway.on_datagram(
             Nanos(now),
             peer(s),
@@ -243,7 +160,7 @@ pub fn run(
         }
     }
     sink.0.commit()?;
-    anyhow::ensure!(!sink.1, "journal append failed");
+    anyhow::ensure!(sink.1 == 0, "journal append failed");
     drop(sink);
     let taken = taken.context("no snapshot taken")?;
     let write_seconds = t0.elapsed().as_secs_f64()

@@ -23,8 +23,9 @@ use crate::wire::soupbin;
 /// (raw clock ticks), bytes.
 pub(super) type RxItem = (SocketAddrV4, u64, Vec<u8>);
 
-/// Journal writes go through the gateway's hook into the group-commit buffer.
-pub(super) struct Journal(pub JournalWriter, pub u64);
+/// Journal writes go through the gateway's hook into the group-commit
+/// buffer; failed appends are counted.
+pub(crate) struct Journal(pub JournalWriter, pub u64);
 
 impl JournalSink for Journal {
     fn record(&mut self, kind: u8, now: Nanos, payload: &[u8]) {
@@ -42,7 +43,7 @@ impl JournalSink for Journal {
 /// (SoupBinTCP's length prefixes keep them apart): a datagram of several
 /// orders is answered by one datagram, even when executions for other
 /// sessions come in between. Each reply is copied once, into its datagram.
-pub(super) struct Replies {
+pub(crate) struct Replies {
     /// The batch's datagrams, in the order they were started (a peer's
     /// come in its order), the first `used` in use; kept with their
     /// buffers to avoid allocating per batch.
@@ -171,19 +172,29 @@ impl Replies {
     /// TCP thread's ring) and empties the holding area; returns the
     /// datagrams the order port dropped.
     pub fn deliver(&mut self, udp: &mut OrderPort, tcp: &mut TcpReplies) -> u64 {
+        let errors = self.drain(|peer, bytes| udp.send_to(peer, bytes), |r| tcp.push(r));
+        udp.flush();
+        tcp.wake();
+        errors
+    }
+
+    /// Hands every held UDP datagram to `udp` (false: dropped) and TCP
+    /// reply to `tcp`, in order, and empties the holding area; returns the
+    /// datagrams dropped.
+    pub(crate) fn drain(
+        &mut self,
+        mut udp: impl FnMut(SocketAddrV4, &[u8]) -> bool,
+        tcp: impl FnMut((u32, Vec<u8>)),
+    ) -> u64 {
         let mut errors = 0;
         for d in &self.datagrams[..self.used] {
-            if !udp.send_to(d.peer, &d.bytes) {
+            if !udp(d.peer, &d.bytes) {
                 errors += 1;
             }
         }
         self.used = 0;
         self.open.clear();
-        for reply in self.tcp.drain(..) {
-            tcp.push(reply);
-        }
-        udp.flush();
-        tcp.wake();
+        self.tcp.drain(..).for_each(tcp);
         errors
     }
 }

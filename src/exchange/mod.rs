@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 
-pub(crate) use io::multicast_sender;
+pub(crate) use io::{multicast_sender, Journal, Replies};
 use server::Server;
 
 use crate::config::{Config, Topology, TransportKind};

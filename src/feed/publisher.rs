@@ -10,18 +10,16 @@
 use super::itch_encoder::ItchEncoder;
 use crate::contract::ContractSet;
 use crate::engine::{Event, EventSink};
+use crate::slot_ring::SlotRing;
 use crate::types::Nanos;
 use crate::wire::moldudp64::{self, PacketBuilder, PushError};
 
 /// Longest ITCH message (NOII, 50 bytes).
 const SLOT: usize = 50;
 
-/// The last `capacity` messages by sequence number, in fixed-size slots.
+/// The last `capacity` messages by sequence number.
 pub struct RetransmitStore {
-    slots: Vec<([u8; SLOT], u8)>,
-    capacity: usize,
-    /// Messages stored; the next sequence number is this + 1.
-    count: u64,
+    ring: SlotRing<SLOT>,
     /// The first sequence number held since [`RetransmitStore::resume`]
     /// (older ones are in the exchange's archive); 1 otherwise.
     floor: u64,
@@ -30,9 +28,7 @@ pub struct RetransmitStore {
 impl RetransmitStore {
     pub fn new(capacity: usize) -> RetransmitStore {
         RetransmitStore {
-            slots: Vec::new(),
-            capacity: capacity.max(1),
-            count: 0,
+            ring: SlotRing::new(capacity),
             floor: 1,
         }
     }
@@ -42,58 +38,29 @@ impl RetransmitStore {
     /// most the capacity; fewer is fine: older requests go to the archive).
     pub fn resume<M: AsRef<[u8]>>(&mut self, next: u64, held: &[M]) {
         let count = next.saturating_sub(1);
-        let held = &held[held.len().saturating_sub(self.capacity).min(held.len())..];
-        let held = &held[held.len().saturating_sub(count as usize)..];
-        // Slots are indexed by (sequence - 1) % capacity, and pushing grows
-        // the ring until it is full: size it as pushing `count` messages
-        // would have.
-        let len = count.min(self.capacity as u64) as usize;
-        // All zeros: the allocator hands out zeroed pages, nothing is written.
-        self.slots = vec![([0u8; SLOT], 0u8); len];
-        let first = next - held.len() as u64;
-        for (k, m) in held.iter().enumerate() {
-            let m = m.as_ref();
-            let n = m.len().min(SLOT);
-            let mut slot = [0u8; SLOT];
-            slot[..n].copy_from_slice(&m[..n]);
-            let seq = first + k as u64;
-            self.slots[((seq - 1) % self.capacity as u64) as usize] = (slot, n as u8);
-        }
-        self.count = count;
-        self.floor = first.max(1);
+        self.ring.refill(count, held);
+        let kept = held.len().min(self.ring.capacity()).min(count as usize);
+        self.floor = (next - kept as u64).max(1);
     }
 
+    #[inline]
     fn push(&mut self, msg: &[u8]) {
-        let n = msg.len().min(SLOT);
-        let mut slot = [0u8; SLOT];
-        slot[..n].copy_from_slice(&msg[..n]);
-        let i = (self.count % self.capacity as u64) as usize;
-        if i < self.slots.len() {
-            self.slots[i] = (slot, n as u8);
-        } else {
-            self.slots.push((slot, n as u8));
-        }
-        self.count += 1;
+        self.ring.push(msg);
     }
 
     pub fn oldest(&self) -> u64 {
-        (self.count + 1)
-            .saturating_sub(self.capacity as u64)
-            .max(self.floor)
+        self.ring.oldest().max(self.floor)
     }
 
     pub fn next_sequence(&self) -> u64 {
-        self.count + 1
+        self.ring.next_sequence()
     }
 
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
-        if seq < self.oldest() || seq > self.count {
+        if seq < self.floor {
             return None;
         }
-        let (s, n) = self
-            .slots
-            .get(((seq - 1) % self.capacity as u64) as usize)?;
-        Some(&s[..usize::from(*n)])
+        self.ring.get(seq)
     }
 }
 

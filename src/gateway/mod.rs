@@ -304,15 +304,24 @@ impl Counters {
     }
 }
 
-/// FNV-1a of a request's bytes: tells a re-sent request from a different
-/// one reusing its token.
+/// A fingerprint of a request's bytes: tells a re-sent request from a
+/// different one reusing its token. Eight bytes a step (byte-wise FNV-1a
+/// was a chain of 47 dependent multiplies per Enter Order, about 60 ns on
+/// every order's path). Each step is a bijection of the state for a given
+/// chunk (xor, multiply by an odd constant, rotate), so two requests of
+/// the same length that differ in one chunk always differ here. Stored in
+/// snapshots: changing it needs a new snapshot version.
 fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let step = |h: u64, chunk: u64| (h ^ chunk).wrapping_mul(K).rotate_left(31);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64;
+    for c in &mut chunks {
+        h = step(h, u64::from_le_bytes(c.try_into().unwrap_or_default()));
     }
-    h
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    step(h, u64::from_le_bytes(tail))
 }
 
 /// Largest datagram the gateway builds when it replays a session's

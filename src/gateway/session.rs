@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::tokens::TokenIndex;
 use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
+use crate::slot_ring::SlotRing;
 use crate::types::{AccountId, OrderId};
 use crate::wire::ouch::Token;
 
@@ -56,54 +57,31 @@ impl TokenBucket {
 const SLOT: usize = 80;
 
 /// The last `window` sequenced messages of a session, by sequence number
-/// (the first message is 1). Fixed-size slots in a ring.
+/// (the first message is 1).
 #[derive(Debug, Clone)]
-pub struct OutboundStore {
-    slots: Vec<([u8; SLOT], u8)>,
-    window: usize,
-    /// Messages stored so far (the next sequence number is this + 1).
-    count: u64,
-}
+pub struct OutboundStore(SlotRing<SLOT>);
 
 impl OutboundStore {
     pub fn new(window: usize) -> OutboundStore {
-        OutboundStore {
-            slots: Vec::new(),
-            window: window.max(1),
-            count: 0,
-        }
+        OutboundStore(SlotRing::new(window))
     }
 
+    #[inline]
     pub fn push(&mut self, msg: &[u8]) {
-        let n = msg.len().min(SLOT);
-        // Written in place: the slot's bytes past `n` are never read.
-        let i = (self.count % self.window as u64) as usize;
-        if let Some((slot, len)) = self.slots.get_mut(i) {
-            slot[..n].copy_from_slice(&msg[..n]);
-            *len = n as u8;
-        } else {
-            let mut slot = [0u8; SLOT];
-            slot[..n].copy_from_slice(&msg[..n]);
-            self.slots.push((slot, n as u8));
-        }
-        self.count += 1;
+        self.0.push(msg);
     }
 
     pub fn next_sequence(&self) -> u64 {
-        self.count + 1
+        self.0.next_sequence()
     }
 
     /// Oldest sequence number still stored.
     pub fn oldest(&self) -> u64 {
-        (self.count + 1).saturating_sub(self.window as u64).max(1)
+        self.0.oldest()
     }
 
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
-        if seq < self.oldest() || seq > self.count {
-            return None;
-        }
-        let (slot, n) = self.slots.get(((seq - 1) % self.window as u64) as usize)?;
-        Some(&slot[..usize::from(*n)])
+        self.0.get(seq)
     }
 }
 
@@ -119,8 +97,8 @@ pub struct OutboundState {
 impl OutboundStore {
     pub fn state(&self) -> OutboundState {
         OutboundState {
-            count: self.count,
-            held: (self.oldest()..=self.count)
+            count: self.0.count(),
+            held: (self.oldest()..=self.0.count())
                 .map(|s| self.get(s).unwrap_or_default().to_vec())
                 .collect(),
         }
@@ -129,21 +107,13 @@ impl OutboundStore {
     /// Refills this (empty) store with `s`; false when `s` does not fit
     /// this store's window.
     pub fn restore(&mut self, s: &OutboundState) -> bool {
-        let oldest = (s.count + 1).saturating_sub(self.window as u64).max(1);
+        let oldest = (s.count + 1)
+            .saturating_sub(self.0.capacity() as u64)
+            .max(1);
         if s.held.len() as u64 != s.count + 1 - oldest || s.held.iter().any(|m| m.len() > SLOT) {
             return false;
         }
-        // Slots are indexed by (sequence - 1) % window: lay the held
-        // messages out where pushing them one by one would have put them.
-        self.slots.clear();
-        self.slots.resize(s.held.len(), ([0u8; SLOT], 0));
-        for (k, m) in s.held.iter().enumerate() {
-            let seq = oldest + k as u64;
-            let mut slot = [0u8; SLOT];
-            slot[..m.len()].copy_from_slice(m);
-            self.slots[((seq - 1) % self.window as u64) as usize] = (slot, m.len() as u8);
-        }
-        self.count = s.count;
+        self.0.refill(s.count, &s.held);
         true
     }
 }

@@ -549,3 +549,23 @@ fn engine_timers_run_on_the_clock_are_journaled_and_replay_to_the_same_phases() 
     assert!(replayed.gw.follows_schedules());
     assert_eq!(replayed.md, r.md);
 }
+
+#[test]
+fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
+    let base: Vec<u8> = (0..47u8).map(|b| b.wrapping_mul(37)).collect();
+    let fp = super::fingerprint(&base);
+    for i in 0..base.len() {
+        for v in [0u8, 1, 0x20, 0x80, 0xff] {
+            if base[i] != v {
+                let mut m = base.clone();
+                m[i] = v;
+                assert_ne!(super::fingerprint(&m), fp, "byte {i} = {v}");
+            }
+        }
+    }
+    // Trailing zeros are not the same request.
+    let mut longer = base.clone();
+    longer.push(0);
+    assert_ne!(super::fingerprint(&longer), fp);
+    assert_ne!(super::fingerprint(&[]), super::fingerprint(&[0]));
+}

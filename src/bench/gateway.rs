@@ -1,0 +1,288 @@
+//! The exchange's per-order work without the network: datagrams of OUCH
+//! orders through the gateway (SoupBinTCP, session, token table, risk,
+//! matching, ITCH into MoldUDP64, the journal record, the reply packed
+//! into its datagram), batch by batch as `tokex exchange` runs them, with
+//! the batch's journal write. Only the sockets are missing: what the
+//! exchange would send is counted and dropped.
+//!
+//! Also the order flow this and `tokex bench recovery` send: eight
+//! sessions entering passive orders within 20 ticks of the reference price
+//! (one in ten crosses, as an IOC) and cancelling two in five of them.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+
+use anyhow::Context;
+use zerocopy::IntoBytes;
+
+use crate::config::{demo_sessions, Config, GatewayConfig};
+use crate::contract::{Contract, ContractSet};
+use crate::exchange::{Journal, Replies};
+use crate::gateway::Peer;
+use crate::journal::{Durability, JournalWriter};
+use crate::snapshot::Replica;
+use crate::types::{Nanos, Price, Qty, Side, Tif};
+use crate::wire::{ouch, soupbin};
+
+/// Client sessions of the flow.
+pub const SESSIONS: usize = 8;
+
+/// Session `s`'s address (198.18.0.2, one port per session).
+pub fn peer(s: usize) -> Peer {
+    Peer::Udp(SocketAddrV4::new(
+        Ipv4Addr::new(198, 18, 0, 2),
+        40_000 + s as u16,
+    ))
+}
+
+/// The order flow: each call writes the next OUCH message of a session.
+pub struct OrderFlow {
+    seed: u64,
+    /// Each session's resting orders it may cancel (at most 4,096).
+    live: Vec<Vec<ouch::Token>>,
+    symbol: crate::types::Symbol,
+    reference: u32,
+    tick: u32,
+}
+
+impl OrderFlow {
+    pub fn new(contract: &Contract, seed: u64) -> OrderFlow {
+        OrderFlow {
+            seed,
+            live: vec![Vec::new(); SESSIONS],
+            symbol: contract.symbol,
+            reference: contract.reference_price.raw(),
+            tick: contract.tick.raw(),
+        }
+    }
+
+    /// A small LCG: reproducible order flow without a dependency.
+    fn random(&mut self) -> u64 {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.seed >> 33
+    }
+
+    /// Writes message `i` of session `s` (an Unsequenced Data packet) into
+    /// `buf`; returns its length.
+    pub fn write(&mut self, i: u64, s: usize, buf: &mut [u8]) -> anyhow::Result<usize> {
+        let r = self.random();
+        let live = &mut self.live[s];
+        if r % 100 < 40 && !live.is_empty() {
+            let k = (r as usize / 100) % live.len();
+            let token = live.swap_remove(k);
+            return Ok(soupbin::write_unsequenced(
+                buf,
+                ouch::CancelOrder::new(token, Qty::ZERO).as_bytes(),
+            )?);
+        }
+        let mut token = [b' '; 14];
+        token[..12].copy_from_slice(format!("R{s}{i:010}").as_bytes());
+        let side = if r & 1 == 0 { Side::Buy } else { Side::Sell };
+        // Passive within 20 ticks of the reference; one in ten crosses.
+        let off = (r / 7 % 20 + 1) as u32 * self.tick;
+        let aggressive = r.is_multiple_of(10);
+        let price = match (side, aggressive) {
+            (Side::Buy, false) | (Side::Sell, true) => self.reference - off,
+            (Side::Sell, false) | (Side::Buy, true) => self.reference + off,
+        };
+        if !aggressive && live.len() < 4096 {
+            live.push(token);
+        }
+        let tif = if aggressive { Tif::Ioc } else { Tif::Day };
+        let m = ouch::EnterOrder::new(
+            token,
+            side,
+            Qty::new(1 + (r % 5) as u32),
+            self.symbol,
+            Price::from_raw(price),
+            tif,
+        );
+        Ok(soupbin::write_unsequenced(buf, m.as_bytes())?)
+    }
+}
+
+/// The exchange config the flow runs under: the demo sessions, no rate
+/// limit, room for every order.
+pub fn config(journal: &Path) -> Config {
+    let mut c = Config::default();
+    c.engine.max_orders = 1 << 21;
+    c.gateway = GatewayConfig {
+        rate_per_sec: u32::MAX / 2,
+        rate_burst: u32::MAX / 2,
+        ..GatewayConfig::default()
+    };
+    c.sessions = demo_sessions();
+    c.network.md_session = "TOKEX00001".into();
+    c.journal.path = journal.to_path_buf();
+    c
+}
+
+/// Datagrams of the flow, `orders` in all, `per_datagram` orders each
+/// (one session's), grouped `per_batch` datagrams to a batch.
+pub struct Workload {
+    pub batches: Vec<Vec<(Peer, Vec<u8>)>>,
+    pub orders: u64,
+}
+
+impl Workload {
+    pub fn new(
+        contracts: &ContractSet,
+        orders: u64,
+        per_datagram: usize,
+        per_batch: usize,
+    ) -> anyhow::Result<Workload> {
+        let contract = contracts.iter().next().context("no contracts")?;
+        let mut flow = OrderFlow::new(contract, 42);
+        let mut buf = [0u8; 128];
+        let mut datagrams = Vec::new();
+        let mut i = 0;
+        while i < orders {
+            let s = datagrams.len() % SESSIONS;
+            let mut d = Vec::new();
+            for _ in 0..per_datagram.min((orders - i) as usize) {
+                let n = flow.write(i, s, &mut buf)?;
+                d.extend_from_slice(&buf[..n]);
+                i += 1;
+            }
+            datagrams.push((peer(s), d));
+        }
+        let batches = datagrams
+            .chunks(per_batch.max(1))
+            .map(<[_]>::to_vec)
+            .collect();
+        Ok(Workload { batches, orders })
+    }
+
+    /// The batches holding the first `orders` orders (whole batches; at
+    /// least that many), and the rest.
+    pub fn split(self, orders: u64) -> (Workload, Workload) {
+        let (mut front, mut count) = (self.batches, 0);
+        let mut at = 0;
+        while at < front.len() && count < orders {
+            count += front[at].iter().map(|(_, d)| packets(d)).sum::<u64>();
+            at += 1;
+        }
+        let back = front.split_off(at);
+        (
+            Workload {
+                batches: front,
+                orders: count,
+            },
+            Workload {
+                batches: back,
+                orders: self.orders - count,
+            },
+        )
+    }
+}
+
+/// SoupBinTCP packets in a datagram.
+fn packets(d: &[u8]) -> u64 {
+    soupbin::packets(d).count() as u64
+}
+
+/// A fresh exchange state (engine, gateway, publisher, journal, reply
+/// holding area) with every session logged in.
+pub struct Rig {
+    replica: Replica,
+    journal: Journal,
+    replies: Replies,
+    now: u64,
+}
+
+impl Rig {
+    /// A new day, its journal at `journal` (replaced).
+    pub fn new(contracts: &ContractSet, journal: &Path) -> anyhow::Result<Rig> {
+        let cfg = config(journal);
+        let _ = std::fs::remove_file(journal);
+        let mut replica = Replica::new(&cfg, contracts, 1 << 16);
+        let now = 1_000_000_000;
+        replica.start_of_day(Nanos(now));
+        let (writer, _) = JournalWriter::open(journal, Durability::Write, 1 << 20, |_| {})?;
+        let mut rig = Rig {
+            replica,
+            journal: Journal(writer, 0),
+            replies: Replies::new(),
+            now,
+        };
+        let mut buf = [0u8; 128];
+        let logins = cfg
+            .sessions
+            .iter()
+            .take(SESSIONS)
+            .enumerate()
+            .map(|(s, c)| {
+                let n = soupbin::write_login_request(
+                    &mut buf,
+                    c.username.as_bytes(),
+                    c.password.as_bytes(),
+                    b"",
+                    0,
+                )?;
+                Ok((peer(s), buf[..n].to_vec()))
+            });
+        let logins = logins.collect::<anyhow::Result<Vec<_>>>()?;
+        rig.batch(&logins)?;
+        anyhow::ensure!(
+            rig.replica.gateway.counters().logins == SESSIONS as u64,
+            "the sessions did not log in"
+        );
+        Ok(rig)
+    }
+
+    /// One batch as the exchange's loop runs it: every datagram through
+    /// the gateway, one journal write, then the replies and market data
+    /// (counted, not sent). Returns the bytes that would have been sent.
+    pub fn batch(&mut self, datagrams: &[(Peer, Vec<u8>)]) -> anyhow::Result<u64> {
+        self.now += 1_000;
+        let now = Nanos(self.now);
+        let Replica {
+            engine,
+            gateway,
+            publisher,
+            ..
+        } = &mut self.replica;
+        publisher.set_time(now);
+        for (peer, bytes) in datagrams {
+            gateway.on_datagram(
+                now,
+                *peer,
+                bytes,
+                engine,
+                publisher,
+                &mut self.journal,
+                &mut self.replies,
+            );
+        }
+        self.journal.0.commit().context("journal write")?;
+        anyhow::ensure!(self.journal.1 == 0, "journal append failed");
+        let (mut udp, mut tcp, mut md) = (0u64, 0u64, 0u64);
+        for peer in self.replies.peers() {
+            gateway.note_sent(peer, now);
+        }
+        self.replies.drain(
+            |_, d| {
+                udp += d.len() as u64;
+                true
+            },
+            |(_, r)| tcp += r.len() as u64,
+        );
+        publisher.flush(&mut |p| md += p.len() as u64);
+        Ok(udp + tcp + md)
+    }
+
+    /// Runs every batch of `w`; returns the bytes that would have been sent.
+    pub fn run(&mut self, w: &Workload) -> anyhow::Result<u64> {
+        w.batches
+            .iter()
+            .try_fold(0, |acc, b| Ok(acc + self.batch(b)?))
+    }
+
+    /// The gateway's counters and the engine, for checking a run.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+}
