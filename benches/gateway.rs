@@ -19,7 +19,10 @@ const ORDERS: u64 = 32_768;
 fn per_order(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let contracts = ContractSet::load_dir(&root.join("contracts")).unwrap();
-    let journal = root.join("target/bench-gateway.journal");
+    let journal = std::env::temp_dir().join(format!(
+        "tokex-bench-gateway-{}.journal",
+        std::process::id()
+    ));
     let mut g = c.benchmark_group("exchange_per_order");
     g.throughput(Throughput::Elements(ORDERS));
     g.sample_size(30);

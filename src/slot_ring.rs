@@ -3,35 +3,43 @@
 //! (`gateway::OutboundStore`) and the feed for retransmission
 //! (`feed::publisher::RetransmitStore`).
 //!
-//! The slots are allocated all zero at the start, so the allocator hands
-//! out pages that are touched only as messages fill them; a ring that grew
-//! by pushing would copy itself at every doubling, a stall of up to a
+//! The ring's memory is reserved at the start and filled by pushing, so
+//! pages are touched only as messages arrive and the ring never moves: one
+//! that grew by doubling would copy itself each time, a stall of up to a
 //! hundred megabytes on the engine core. The next slot is carried along,
 //! so a push costs no division.
 
 /// A ring of the newest messages, each at most `SLOT` bytes.
 #[derive(Debug, Clone)]
 pub struct SlotRing<const SLOT: usize> {
+    /// `min(count, capacity)` slots in use, room reserved for `capacity`;
+    /// message `seq` is in slot `(seq - 1) % capacity`.
     slots: Vec<([u8; SLOT], u8)>,
+    capacity: usize,
     /// Slot of the next message (`count % capacity`).
     head: usize,
     /// Messages pushed so far; the next sequence number is this + 1.
     count: u64,
+    /// The oldest sequence number [`SlotRing::refill`] held (1 before any).
+    floor: u64,
 }
 
 impl<const SLOT: usize> SlotRing<SLOT> {
     /// An empty ring of `capacity` (at least one) slots.
     pub fn new(capacity: usize) -> SlotRing<SLOT> {
         const { assert!(SLOT <= u8::MAX as usize) };
+        let capacity = capacity.max(1);
         SlotRing {
-            slots: vec![([0u8; SLOT], 0u8); capacity.max(1)],
+            slots: Vec::with_capacity(capacity),
+            capacity,
             head: 0,
             count: 0,
+            floor: 1,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Messages pushed so far (the newest one's sequence number).
@@ -46,8 +54,8 @@ impl<const SLOT: usize> SlotRing<SLOT> {
     /// The oldest sequence number still held.
     pub fn oldest(&self) -> u64 {
         (self.count + 1)
-            .saturating_sub(self.capacity() as u64)
-            .max(1)
+            .saturating_sub(self.capacity as u64)
+            .max(self.floor)
     }
 
     /// Stores the next message (its first `SLOT` bytes), dropping the oldest
@@ -55,13 +63,18 @@ impl<const SLOT: usize> SlotRing<SLOT> {
     #[inline]
     pub fn push(&mut self, msg: &[u8]) {
         let n = msg.len().min(SLOT);
-        // Written in place: the slot's bytes past `n` are never read.
-        let (slot, len) = &mut self.slots[self.head];
-        slot[..n].copy_from_slice(&msg[..n]);
-        *len = n as u8;
+        match self.slots.get_mut(self.head) {
+            // Written in place: the slot's bytes past `n` are never read.
+            Some((slot, len)) => {
+                slot[..n].copy_from_slice(&msg[..n]);
+                *len = n as u8;
+            }
+            // Still filling the reserved room.
+            None => self.slots.push(slot_of(msg)),
+        }
         self.count += 1;
         self.head += 1;
-        if self.head == self.slots.len() {
+        if self.head == self.capacity {
             self.head = 0;
         }
     }
@@ -71,33 +84,50 @@ impl<const SLOT: usize> SlotRing<SLOT> {
         if seq < self.oldest() || seq > self.count {
             return None;
         }
-        let (slot, n) = &self.slots[self.index(seq)];
+        let (slot, n) = self.slots.get(self.index(seq))?;
         Some(&slot[..usize::from(*n)])
     }
 
     /// Empties the ring and continues the numbering after `count`, holding
     /// `held`: the messages just before `count + 1`, oldest first (the
     /// newest `capacity` of them are kept, each cut to `SLOT` bytes).
+    /// Older messages are gone ([`SlotRing::oldest`] says so).
     pub fn refill<M: AsRef<[u8]>>(&mut self, count: u64, held: &[M]) {
-        let held = &held[held.len().saturating_sub(self.capacity())..];
+        let held = &held[held.len().saturating_sub(self.capacity)..];
         let held = &held[held.len().saturating_sub(count as usize)..];
-        self.slots = vec![([0u8; SLOT], 0u8); self.capacity()];
-        self.count = count;
-        self.head = self.index(count + 1);
         let first = count + 1 - held.len() as u64;
-        for (k, m) in held.iter().enumerate() {
-            let m = m.as_ref();
-            let n = m.len().min(SLOT);
-            let i = self.index(first + k as u64);
-            self.slots[i].0[..n].copy_from_slice(&m[..n]);
-            self.slots[i].1 = n as u8;
+        let cap = self.capacity as u64;
+        // Slot by slot, the newest message at most `count` that lives
+        // there (an empty slot where it is not held).
+        self.slots.clear();
+        for i in 0..count.min(cap) {
+            let seq = if count <= cap {
+                i + 1
+            } else {
+                count - (count - 1 - i) % cap
+            };
+            self.slots.push(match seq.checked_sub(first) {
+                Some(k) => slot_of(held[k as usize].as_ref()),
+                None => ([0; SLOT], 0),
+            });
         }
+        self.count = count;
+        self.floor = first;
+        self.head = self.index(count + 1);
     }
 
     /// Where message `seq` (from 1) is or will be.
     fn index(&self, seq: u64) -> usize {
-        ((seq - 1) % self.capacity() as u64) as usize
+        ((seq - 1) % self.capacity as u64) as usize
     }
+}
+
+/// A slot holding `msg` (cut to `SLOT` bytes).
+fn slot_of<const SLOT: usize>(msg: &[u8]) -> ([u8; SLOT], u8) {
+    let n = msg.len().min(SLOT);
+    let mut slot = [0u8; SLOT];
+    slot[..n].copy_from_slice(&msg[..n]);
+    (slot, n as u8)
 }
 
 #[cfg(test)]
@@ -144,6 +174,21 @@ mod tests {
             a.push(b"next");
             b.push(b"next");
         }
+    }
+
+    #[test]
+    fn a_ring_refilled_with_fewer_than_it_holds_answers_only_for_those() {
+        let mut r = SlotRing::<1>::new(8);
+        for _ in 0..8 {
+            r.push(&[1]);
+        }
+        r.refill(20, &[[5u8], [6]]);
+        assert_eq!(
+            (r.oldest(), r.get(18), r.get(19), r.get(20)),
+            (19, None, Some(&[5u8][..]), Some(&[6u8][..]))
+        );
+        r.push(&[7]);
+        assert_eq!((r.oldest(), r.get(21)), (19, Some(&[7u8][..])));
     }
 
     #[test]

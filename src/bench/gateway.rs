@@ -11,6 +11,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
 use zerocopy::IntoBytes;
@@ -285,4 +286,78 @@ impl Rig {
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
+}
+
+/// What `tokex bench gateway` measured.
+#[derive(Debug, Clone)]
+pub struct GatewayFigures {
+    pub orders: u64,
+    pub per_datagram: usize,
+    pub per_batch: usize,
+    /// Nanoseconds per order of each round.
+    pub ns_per_order: Vec<f64>,
+    /// The last round's rejects by reason (both halves of the flow).
+    pub rejected: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for GatewayFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let best = self.ns_per_order.iter().copied().fold(f64::MAX, f64::min);
+        let rounds: Vec<String> = self
+            .ns_per_order
+            .iter()
+            .map(|ns| format!("{ns:.0}"))
+            .collect();
+        write!(
+            f,
+            "gateway: {} orders, {} per datagram, {} datagrams per batch: best {:.0} ns per order ({:.2} M orders/s on one core; rounds {} ns); rejected: {:?}",
+            self.orders,
+            self.per_datagram,
+            self.per_batch,
+            best,
+            1e3 / best,
+            rounds.join(", "),
+            self.rejected
+        )
+    }
+}
+
+/// Runs the flow's first `orders` untimed and times the next `orders`,
+/// `rounds` times on a fresh day each.
+pub fn run(
+    contracts: &ContractSet,
+    orders: u64,
+    per_datagram: usize,
+    per_batch: usize,
+    rounds: usize,
+    journal: &Path,
+) -> anyhow::Result<GatewayFigures> {
+    let (warm, timed) =
+        Workload::new(contracts, 2 * orders, per_datagram, per_batch)?.split(orders);
+    let mut figures = GatewayFigures {
+        orders: timed.orders,
+        per_datagram,
+        per_batch,
+        ns_per_order: Vec::new(),
+        rejected: Vec::new(),
+    };
+    for _ in 0..rounds.max(1) {
+        let mut rig = Rig::new(contracts, journal)?;
+        rig.run(&warm)?;
+        let t = Instant::now();
+        std::hint::black_box(rig.run(&timed)?);
+        let ns = t.elapsed().as_nanos() as f64 / timed.orders.max(1) as f64;
+        figures.ns_per_order.push(ns);
+        let mut rejected: Vec<(String, u64)> = rig
+            .replica()
+            .gateway
+            .counters()
+            .rejects
+            .iter()
+            .map(|(r, n)| (format!("{r:?}"), *n))
+            .collect();
+        rejected.sort();
+        figures.rejected = rejected;
+    }
+    Ok(figures)
 }

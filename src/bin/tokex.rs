@@ -121,6 +121,26 @@ enum BenchCommand {
         #[arg(long, default_value = "out/bench/throughput")]
         out: std::path::PathBuf,
     },
+    /// The exchange's work per order without the network: datagrams of
+    /// OUCH orders through gateway, engine, market-data encoding, journal
+    /// (one write per batch) and reply packing, as `tokex exchange` runs a
+    /// batch. Times the second half of the flow (the first warms up).
+    Gateway {
+        /// Orders timed (as many again run first, untimed).
+        #[arg(long, default_value_t = 200_000)]
+        orders: u64,
+        /// Orders per datagram.
+        #[arg(long, default_value_t = 16)]
+        per_datagram: usize,
+        /// Datagrams per batch (one journal write each).
+        #[arg(long, default_value_t = 4)]
+        per_batch: usize,
+        /// Runs (each on a fresh day); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value = "out/bench/gateway.journal")]
+        journal: std::path::PathBuf,
+    },
     /// Journal recovery time: write a journal of N order messages, then time
     /// its replay (CRC checks, gateway, engine, publisher), as at start-up.
     Recovery {
@@ -222,6 +242,28 @@ fn main() -> anyhow::Result<()> {
         }) => {
             let runs = transport_runs(&variants, &rates, seconds, batch, sessions, &out)?;
             print!("\n{}", tokex::bench::transport::throughput_table(&runs));
+        }
+        Command::Bench(BenchCommand::Gateway {
+            orders,
+            per_datagram,
+            per_batch,
+            rounds,
+            journal,
+        }) => {
+            let set = tokex::contract::ContractSet::load_dir(std::path::Path::new("contracts"))?;
+            if let Some(dir) = journal.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = tokex::bench::gateway::run(
+                &set,
+                orders,
+                per_datagram,
+                per_batch,
+                rounds,
+                &journal,
+            )?;
+            std::fs::remove_file(&journal)?;
+            println!("{f}");
         }
         Command::Bench(BenchCommand::Recovery {
             messages,

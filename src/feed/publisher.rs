@@ -17,50 +17,38 @@ use crate::wire::moldudp64::{self, PacketBuilder, PushError};
 /// Longest ITCH message (NOII, 50 bytes).
 const SLOT: usize = 50;
 
-/// The last `capacity` messages by sequence number.
-pub struct RetransmitStore {
-    ring: SlotRing<SLOT>,
-    /// The first sequence number held since [`RetransmitStore::resume`]
-    /// (older ones are in the exchange's archive); 1 otherwise.
-    floor: u64,
-}
+/// The last `capacity` messages by sequence number (after a restart from
+/// a snapshot, only those since the snapshot's held ones: older requests go
+/// to the exchange's archive).
+pub struct RetransmitStore(SlotRing<SLOT>);
 
 impl RetransmitStore {
     pub fn new(capacity: usize) -> RetransmitStore {
-        RetransmitStore {
-            ring: SlotRing::new(capacity),
-            floor: 1,
-        }
+        RetransmitStore(SlotRing::new(capacity))
     }
 
     /// Continues the numbering at `next` (a restart from a snapshot),
     /// holding `held`, the messages just before `next` (oldest first, at
     /// most the capacity; fewer is fine: older requests go to the archive).
     pub fn resume<M: AsRef<[u8]>>(&mut self, next: u64, held: &[M]) {
-        let count = next.saturating_sub(1);
-        self.ring.refill(count, held);
-        let kept = held.len().min(self.ring.capacity()).min(count as usize);
-        self.floor = (next - kept as u64).max(1);
+        self.0.refill(next.saturating_sub(1), held);
     }
 
     #[inline]
     fn push(&mut self, msg: &[u8]) {
-        self.ring.push(msg);
+        self.0.push(msg);
     }
 
     pub fn oldest(&self) -> u64 {
-        self.ring.oldest().max(self.floor)
+        self.0.oldest()
     }
 
     pub fn next_sequence(&self) -> u64 {
-        self.ring.next_sequence()
+        self.0.next_sequence()
     }
 
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
-        if seq < self.floor {
-            return None;
-        }
-        self.ring.get(seq)
+        self.0.get(seq)
     }
 }
 
