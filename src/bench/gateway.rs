@@ -105,6 +105,26 @@ impl OrderFlow {
     }
 }
 
+/// One Login Request datagram per session of the flow.
+pub fn logins(cfg: &Config) -> anyhow::Result<Vec<(Peer, Vec<u8>)>> {
+    let mut buf = [0u8; 128];
+    cfg.sessions
+        .iter()
+        .take(SESSIONS)
+        .enumerate()
+        .map(|(s, c)| {
+            let n = soupbin::write_login_request(
+                &mut buf,
+                c.username.as_bytes(),
+                c.password.as_bytes(),
+                b"",
+                0,
+            )?;
+            Ok((peer(s), buf[..n].to_vec()))
+        })
+        .collect()
+}
+
 /// The exchange config the flow runs under: the demo sessions, no rate
 /// limit, room for every order.
 pub fn config(journal: &Path) -> Config {
@@ -209,23 +229,7 @@ impl Rig {
             replies: Replies::new(),
             now,
         };
-        let mut buf = [0u8; 128];
-        let logins = cfg
-            .sessions
-            .iter()
-            .take(SESSIONS)
-            .enumerate()
-            .map(|(s, c)| {
-                let n = soupbin::write_login_request(
-                    &mut buf,
-                    c.username.as_bytes(),
-                    c.password.as_bytes(),
-                    b"",
-                    0,
-                )?;
-                Ok((peer(s), buf[..n].to_vec()))
-            });
-        let logins = logins.collect::<anyhow::Result<Vec<_>>>()?;
+        let logins = logins(&cfg)?;
         rig.batch(&logins)?;
         anyhow::ensure!(
             rig.replica.gateway.counters().logins == SESSIONS as u64,

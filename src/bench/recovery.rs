@@ -19,14 +19,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::gateway::{self, peer, OrderFlow, SESSIONS};
+use super::gateway::{self, logins, peer, OrderFlow, SESSIONS};
 use crate::contract::ContractSet;
 use crate::exchange::Journal;
 use crate::gateway::Discard;
 use crate::journal::{self, Durability, JournalWriter};
 use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
-use crate::wire::soupbin;
 
 /// Messages the exchange's publisher keeps for retransmission.
 const STORE_CAPACITY: usize = 1 << 22;
@@ -117,18 +116,11 @@ pub fn run(
     let t0 = Instant::now();
     let mut now = 1_000_000_000u64;
     let mut buf = [0u8; 128];
-    for (s, c) in cfg.sessions.iter().take(SESSIONS).enumerate() {
-        let n = soupbin::write_login_request(
-            &mut buf,
-            c.username.as_bytes(),
-            c.password.as_bytes(),
-            b"",
-            0,
-        )?;
+    for (from, login) in logins(&cfg)? {
         gateway.on_datagram(
             Nanos(now),
-            peer(s),
-            &buf[..n],
+            from,
+            &login,
             engine,
             publisher,
             &mut sink,
