@@ -304,9 +304,16 @@ pub struct GatewayFigures {
     pub rejected: Vec<(String, u64)>,
 }
 
+impl GatewayFigures {
+    /// The fastest round's nanoseconds per order.
+    pub fn best_ns(&self) -> f64 {
+        self.ns_per_order.iter().copied().fold(f64::MAX, f64::min)
+    }
+}
+
 impl std::fmt::Display for GatewayFigures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let best = self.ns_per_order.iter().copied().fold(f64::MAX, f64::min);
+        let best = self.best_ns();
         let rounds: Vec<String> = self
             .ns_per_order
             .iter()

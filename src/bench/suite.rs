@@ -2,7 +2,8 @@
 //! in one run, ending with one table of figures and ratios.
 //!
 //! The engine against lobster on the same order flow, ITCH decoding
-//! against itchy on the same buffer, the feed book rebuild, and the order
+//! against itchy on the same buffer, the feed book rebuild, the exchange's
+//! work per order without the network (`tokex bench gateway`), and the order
 //! round trip over AF_XDP against the kernel UDP path (and run-to-completion
 //! against pipelined) at the same rates on the lab network. `--quick`
 //! shrinks every part so the whole finishes in about a minute.
@@ -19,6 +20,7 @@ pub struct Plan {
     pub engine_ops: usize,
     pub codec_ops: usize,
     pub codec_rounds: usize,
+    pub gateway_orders: u64,
     pub rates: &'static [u64],
     pub seconds: u64,
 }
@@ -28,6 +30,7 @@ impl Plan {
         engine_ops: 1_000_000,
         codec_ops: 50_000,
         codec_rounds: 5,
+        gateway_orders: 50_000,
         rates: &[10_000],
         seconds: 4,
     };
@@ -35,6 +38,7 @@ impl Plan {
         engine_ops: 5_000_000,
         codec_ops: 200_000,
         codec_rounds: 20,
+        gateway_orders: 200_000,
         rates: &[5_000, 20_000, 50_000],
         seconds: 10,
     };
@@ -104,6 +108,18 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
         c.tokex_decode_ns, c.itchy_decode_ns, c.rebuild_ns
     );
     println!(
+        "== gateway: the exchange's work per order without the network, {} orders",
+        plan.gateway_orders
+    );
+    let contracts = crate::contract::ContractSet::load_dir(Path::new("contracts"))?;
+    std::fs::create_dir_all(out)?;
+    let journal = out.join("gateway.journal");
+    // Orders packed as in the throughput bench, and one per datagram.
+    let g16 = super::gateway::run(&contracts, plan.gateway_orders, 16, 4, 3, &journal)?;
+    let g1 = super::gateway::run(&contracts, plan.gateway_orders, 1, 1, 3, &journal)?;
+    let _ = std::fs::remove_file(&journal);
+    println!("  {g16}\n  {g1}");
+    println!(
         "== transports: AF_XDP vs kernel UDP, run-to-completion vs pipelined; {} s per run at {:?} orders/s",
         plan.seconds, plan.rates
     );
@@ -139,6 +155,13 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
         "| feed book rebuild from ITCH | {:.1} ns/msg | | |",
         c.rebuild_ns
     );
+    for (g, shape) in [(&g16, "16 per datagram"), (&g1, "1 per datagram")] {
+        let _ = writeln!(
+            s,
+            "| exchange work per order, no network, {shape} | {:.0} ns | | |",
+            g.best_ns()
+        );
+    }
     round_trip_rows(&mut s, &runs, Variant::XDP, Variant::UDP);
     round_trip_rows(&mut s, &runs, Variant::UDP, Variant::UDP_PIPELINED);
     let _ = writeln!(
