@@ -372,3 +372,42 @@ pub fn run(
     }
     Ok(figures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contracts() -> ContractSet {
+        ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
+    }
+
+    #[test]
+    fn the_rig_runs_every_order_through_the_whole_path() {
+        let dir = std::env::temp_dir().join(format!("tokex-rig-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let journal = dir.join("j");
+        let w = Workload::new(&contracts(), 2_000, 16, 4).unwrap();
+        assert_eq!(w.batches.iter().flatten().count(), 125);
+        let mut rig = Rig::new(&contracts(), &journal).unwrap();
+        let sent = rig.run(&w).unwrap();
+        let c = rig.replica().gateway.counters();
+        // Every order decoded and answered (accepted or rejected, none
+        // dropped), journaled with the logins, and market data published.
+        assert_eq!(c.orders, 2_000);
+        assert!(c.drops.values().all(|&n| n == 0), "{:?}", c.drops);
+        assert!(rig.replica().publisher.store().next_sequence() > 1_000);
+        assert!(sent > 2_000 * 20, "{sent} bytes sent");
+        drop(rig);
+        let records = crate::journal::scan(&journal, |_| {}).unwrap().records;
+        assert_eq!(records, 2_000 + SESSIONS as u64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_workload_splits_at_whole_batches() {
+        let w = Workload::new(&contracts(), 1_000, 16, 4).unwrap();
+        let (a, b) = w.split(500);
+        assert_eq!((a.orders, b.orders), (512, 488));
+        assert_eq!(a.batches.len() + b.batches.len(), 16);
+    }
+}
