@@ -316,7 +316,8 @@ impl JournalWriter {
             return Err(JournalError::RecordTooLarge(payload.len()));
         }
         // Laid out first, then one CRC pass over kind, time and payload
-        // where they lie (three short updates cost twice as much).
+        // where they lie (three short updates each paid the per-call
+        // setup, and the 1- and 8-byte ones the byte-wise path).
         let start = self.buf.len();
         self.buf
             .extend_from_slice(&(payload.len() as u32).to_be_bytes());

@@ -306,8 +306,8 @@ impl Counters {
 
 /// A fingerprint of a request's bytes: tells a re-sent request from a
 /// different one reusing its token. Eight bytes a step (byte-wise FNV-1a
-/// was a chain of 47 dependent multiplies per Enter Order, about 60 ns on
-/// every order's path). Each step is a bijection of the state for a given
+/// was a chain of 47 dependent multiplies on every Enter Order's path).
+/// Each step is a bijection of the state for a given
 /// chunk (xor, multiply by an odd constant, rotate), so two requests of
 /// the same length that differ in one chunk always differ here. Stored in
 /// snapshots: changing it needs a new snapshot version.
