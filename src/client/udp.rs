@@ -41,7 +41,7 @@ impl UdpClient {
         UdpClient::new(session, DEFAULT_SERVER)
     }
 
-    /// The socket, for readiness checks (`poll`) over many clients.
+    /// The socket, for readiness checks (`epoll`) over many clients.
     pub fn socket(&self) -> &UdpSocket {
         self.port.socket()
     }

@@ -276,12 +276,18 @@ impl Server {
             ..
         } = self;
         per_datagram.clear();
-        let now = clock.now();
-        publisher.set_time(now);
+        // The batch's time is read when its first datagram is handled: an
+        // empty turn of the loop reads no wall clock.
+        let mut batch_time = None;
         let batch = cfg.runtime.batch;
         let mut taken = 0usize;
         {
             let mut handle = |peer: Peer, bytes: &[u8], t_rx: u64| {
+                let now = *batch_time.get_or_insert_with(|| {
+                    let now = clock.now();
+                    publisher.set_time(now);
+                    now
+                });
                 gateway.on_datagram(now, peer, bytes, engine, publisher, journal, replies);
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
@@ -316,9 +322,9 @@ impl Server {
                 taken += 1;
             }
         }
-        if per_datagram.is_empty() {
+        let Some(now) = batch_time else {
             return Ok(false);
-        }
+        };
         // The journal write comes first: no ack leaves before its order is
         // durable.
         let tj = clock.raw();
