@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// tokex's XDP program, attached to the exchange-side interface.
+// tokex's XDP program, attached to the exchange-side interface (and, for
+// the AF_XDP load generator, to the client-side one).
 //
-// IPv4/UDP datagrams to the gateway port (without IP options or
-// fragmentation) go to the AF_XDP socket bound to the receive queue;
+// IPv4/UDP datagrams to one of the ports listed in `tokex_ports` (the
+// gateway port; the load generator's session ports) without IP options or
+// fragmentation go to the AF_XDP socket bound to the receive queue;
 // everything else -- ARP, ICMP, TCP (the SoupBinTCP compatibility port),
 // market-data retransmission requests -- passes to the kernel, so the
 // namespace keeps working while tokex owns the order port. When no
@@ -36,13 +38,14 @@ struct {
 	__type(value, __u32);
 } tokex_xsks SEC(".maps");
 
-// Slot 0: the gateway's UDP port, network byte order (set by the loader).
+// By UDP destination port (host byte order): 1 = to the socket (set by the
+// loader). An array, so the check is one indexed load.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, __u32);
-} tokex_port SEC(".maps");
+} tokex_ports SEC(".maps");
 
 // Per-CPU counters: 0 = redirected to the socket, 1 = passed to the kernel.
 struct {
@@ -68,8 +71,8 @@ int tokex_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *ip = (void *)(eth + 1);
 	struct udphdr *udp = (void *)(ip + 1);
-	__u32 zero = 0;
-	__u32 *port;
+	__u32 dport;
+	__u32 *wanted;
 
 	if ((void *)(udp + 1) > end)
 		return count(1, XDP_PASS);
@@ -79,8 +82,9 @@ int tokex_xdp(struct xdp_md *ctx)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & __builtin_bswap16(0x3fff))
 		return count(1, XDP_PASS);
-	port = bpf_map_lookup_elem(&tokex_port, &zero);
-	if (!port || udp->dest != (__u16)*port)
+	dport = __builtin_bswap16(udp->dest);
+	wanted = bpf_map_lookup_elem(&tokex_ports, &dport);
+	if (!wanted || !*wanted)
 		return count(1, XDP_PASS);
 	count(0, 0);
 	return bpf_redirect_map(&tokex_xsks, ctx->rx_queue_index, XDP_PASS);

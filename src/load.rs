@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 
 use crate::bench::engine::{mixed_flow_with, FlowOp, Mix, Rng};
-use crate::client::{token_number, ClientEvent, ClientSession, UdpClient};
+use crate::client::{token_number, ClientEvent, ClientSession, UdpClient, XdpClients};
+use crate::config::XdpConfig;
 use crate::contract::ContractSet;
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
 use crate::types::{Price, Qty, Tif};
@@ -67,6 +68,21 @@ pub struct LoadArgs {
     /// per-order latency; larger batches measure throughput.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=24))]
     pub batch: u64,
+    /// How the generator's datagrams travel: `udp` (a kernel socket per
+    /// session) or `xdp` (one AF_XDP socket on `--interface` for all
+    /// sessions, the kernel bypassed on the client side too).
+    #[arg(long, value_enum, default_value_t = ClientTransport::Udp)]
+    pub transport: ClientTransport,
+    /// The client-side interface for `--transport xdp`.
+    #[arg(long, default_value = "tkx-cl")]
+    pub interface: String,
+}
+
+/// The load generator's transport.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTransport {
+    Udp,
+    Xdp,
 }
 
 /// What a load run measured.
@@ -162,33 +178,35 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let now = || clock.now();
     let epoch = now();
     let ns = |t: quanta::Instant| t.duration_since(epoch).as_nanos() as u64;
-    let mut clients = Vec::new();
     let prefixes: Vec<String> = (1..=args.sessions).map(|i| format!("L{i}")).collect();
-    for (i, prefix) in prefixes.iter().enumerate() {
-        let user = format!("demo{:02}", i + 1);
-        let s = ClientSession::new(&user, &user, prefix, 200_000_000);
-        let mut c = UdpClient::new(s, args.target).context("opening a client socket")?;
-        c.session.login(ns(now()));
-        c.flush()?;
-        clients.push(c);
+    let sessions = prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, prefix)| {
+            let user = format!("demo{:02}", i + 1);
+            ClientSession::new(&user, &user, prefix, 200_000_000)
+        })
+        .collect();
+    let mut clients = Clients::open(args, sessions)?;
+    println!("load: {}", clients.describe());
+    for s in 0..args.sessions {
+        clients.session(s).login(ns(now()));
+        clients.flush(s)?;
     }
     let login_deadline = Instant::now() + Duration::from_secs(3);
-    while clients.iter().any(|c| !c.session.is_logged_in()) {
+    while clients.sessions().any(|c| !c.is_logged_in()) {
         if Instant::now() > login_deadline {
             bail!(
                 "not every session logged in within 3 s: is the exchange running at {}?",
                 args.target
             );
         }
-        let t = ns(now());
-        for c in &mut clients {
-            // `drive` also re-sends a login whose answer has not come back.
-            c.drive(t, &mut |e| {
-                if let ClientEvent::LoginRejected { code } = e {
-                    eprintln!("login rejected ({})", code as char);
-                }
-            })?;
-        }
+        // `drive` also re-sends a login whose answer has not come back.
+        clients.drive(ns(now()), &mut |_, e| {
+            if let ClientEvent::LoginRejected { code } = e {
+                eprintln!("login rejected ({})", code as char);
+            }
+        })?;
     }
 
     let mut hist = LatencyHistogram::new();
@@ -276,7 +294,6 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         }
     };
 
-    let readiness = Readiness::new(&clients)?;
     let mut last_send = start;
     loop {
         let t = ns(now());
@@ -286,14 +303,14 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 let s = ((i / args.batch) % args.sessions as u64) as usize;
                 let burst = args.batch.min(args.count - i);
                 for _ in 0..burst {
-                    let cl = &mut clients[s].session;
+                    let cl = clients.session(s);
                     let token = next_order(i, t, &picked, &flows, cl, &mut live[s]);
                     if let Some(n) = token_number(prefixes[s].as_bytes(), &token) {
                         intended.insert(s, n, due);
                     }
                     i += 1;
                 }
-                clients[s].flush()?;
+                clients.flush(s)?;
                 report.sent += burst;
                 last_send = t;
                 offset += if args.poisson {
@@ -311,32 +328,23 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         {
             break;
         }
-        // One epoll_wait finds the sockets with answers waiting: a receive
-        // on each of the sessions' sockets costs a system call per socket
-        // per turn even when nothing has come.
-        let ready = readiness.ready()?;
-        for (s, c) in clients.iter_mut().enumerate() {
-            if ready & (1 << s) == 0 {
-                continue;
-            }
-            c.poll(t, &mut |e| {
-                handle(
-                    t,
-                    e,
-                    s,
-                    &mut intended,
-                    &mut live,
-                    &mut report,
-                    &mut hist,
-                    &mut interval,
-                )
-            })?;
-        }
+        clients.poll(t, &mut |s, e| {
+            handle(
+                t,
+                e,
+                s,
+                &mut intended,
+                &mut live,
+                &mut report,
+                &mut hist,
+                &mut interval,
+            )
+        })?;
         if t - last_timer >= 1_000_000 {
             last_timer = t;
-            for c in &mut clients {
-                c.session.on_timer(t);
-                c.flush()?;
+            for s in 0..args.sessions {
+                clients.session(s).on_timer(t);
+                clients.flush(s)?;
             }
         }
         if t - last_interval >= 1_000_000_000 {
@@ -354,9 +362,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     }
     bar.finish_and_clear();
     let t = ns(now());
-    for c in &mut clients {
-        c.session.logout(t);
-        c.flush()?;
+    for s in 0..args.sessions {
+        clients.session(s).logout(t);
+        clients.flush(s)?;
+    }
+    if let Some(stats) = clients.xdp_stats() {
+        println!("load: client AF_XDP: {stats}");
     }
     // The achieved rate: orders sent over the time it took to send them
     // (the schedule's span when the generator kept up, longer when it fell
@@ -365,7 +376,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let took = last_send.saturating_sub(start) as f64 / 1e9;
     report.seconds = scheduled.max(took).max(1e-9);
     report.lost = intended.lost();
-    report.resent = clients.iter().map(|c| c.session.stats().resent).sum();
+    report.resent = clients.sessions().map(|c| c.stats().resent).sum();
     report.summary = hist.summary(report.sent as f64 / report.seconds);
     let wall = SystemTime::now();
     hlog.write(
@@ -388,6 +399,113 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         format!("{json}\n"),
     )?;
     Ok(report)
+}
+
+/// The generator's sessions and how their datagrams travel.
+enum Clients {
+    /// A kernel UDP socket per session, watched by one epoll set.
+    Kernel(Vec<UdpClient>, Readiness),
+    /// One AF_XDP socket for every session.
+    Xdp(Box<XdpClients>),
+}
+
+impl Clients {
+    fn open(args: &LoadArgs, sessions: Vec<ClientSession>) -> anyhow::Result<Clients> {
+        Ok(match args.transport {
+            ClientTransport::Udp => {
+                let clients = sessions
+                    .into_iter()
+                    .map(|s| UdpClient::new(s, args.target))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("opening a client socket")?;
+                let ready = Readiness::new(&clients)?;
+                Clients::Kernel(clients, ready)
+            }
+            ClientTransport::Xdp => {
+                // A smaller UMEM than the exchange's: 4 sessions' answers.
+                let cfg = XdpConfig {
+                    zero_copy: false,
+                    ..XdpConfig::default()
+                };
+                let x = XdpClients::open(&args.interface, args.target, sessions, &cfg)
+                    .with_context(|| format!("opening AF_XDP on {}", args.interface))?;
+                Clients::Xdp(Box::new(x))
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Clients::Kernel(c, _) => format!("{} kernel UDP sockets", c.len()),
+            Clients::Xdp(x) => format!("{} sessions over {}", x.len(), x.describe()),
+        }
+    }
+
+    fn session(&mut self, s: usize) -> &mut ClientSession {
+        match self {
+            Clients::Kernel(c, _) => &mut c[s].session,
+            Clients::Xdp(x) => x.session(s),
+        }
+    }
+
+    fn sessions(&self) -> Box<dyn Iterator<Item = &ClientSession> + '_> {
+        match self {
+            Clients::Kernel(c, _) => Box::new(c.iter().map(|c| &c.session)),
+            Clients::Xdp(x) => Box::new(x.sessions().iter()),
+        }
+    }
+
+    /// Sends what session `s` has queued.
+    fn flush(&mut self, s: usize) -> anyhow::Result<()> {
+        match self {
+            Clients::Kernel(c, _) => c[s].flush()?,
+            Clients::Xdp(x) => x.flush(s),
+        }
+        Ok(())
+    }
+
+    /// Hands every answer waiting to `f(session, event)`.
+    fn poll(&mut self, t: u64, f: &mut impl FnMut(usize, ClientEvent)) -> anyhow::Result<()> {
+        match self {
+            Clients::Kernel(clients, readiness) => {
+                // One epoll_wait finds the sockets with answers waiting: a
+                // receive on each of the sessions' sockets costs a system
+                // call per socket per turn even when nothing has come.
+                let ready = readiness.ready()?;
+                for (s, c) in clients.iter_mut().enumerate() {
+                    if ready & (1 << s) != 0 {
+                        c.poll(t, &mut |e| f(s, e))?;
+                    }
+                }
+            }
+            Clients::Xdp(x) => {
+                x.poll(t, f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive, due timers, send: the login phase's turn.
+    fn drive(&mut self, t: u64, f: &mut impl FnMut(usize, ClientEvent)) -> anyhow::Result<()> {
+        match self {
+            Clients::Kernel(clients, _) => {
+                for (s, c) in clients.iter_mut().enumerate() {
+                    c.drive(t, &mut |e| f(s, e))?;
+                }
+            }
+            Clients::Xdp(x) => {
+                x.drive(t, f);
+            }
+        }
+        Ok(())
+    }
+
+    fn xdp_stats(&self) -> Option<String> {
+        match self {
+            Clients::Kernel(..) => None,
+            Clients::Xdp(x) => Some(x.stats()),
+        }
+    }
 }
 
 /// The sessions' sockets in one epoll set: which have datagrams waiting

@@ -1,17 +1,20 @@
-//! AF_XDP on the lab network (needs root; its own namespaces `tkxdp-ex`/
-//! `tkxdp-cl`, removed even when the test fails).
+//! AF_XDP on the lab network (needs root; each test has namespaces of its
+//! own, removed even when it fails).
 //!
 //! With tokex's XDP program attached, order datagrams go to the AF_XDP
 //! socket and are answered from UMEM frames, while ARP, ICMP and the TCP
 //! compatibility port still reach the kernel. A killed exchange leaves the
 //! namespace working, a restart takes the interface back, and a clean stop
-//! detaches the program.
+//! detaches the program. The load generator can run over AF_XDP too, against
+//! either exchange transport.
 
 mod common;
 
 use std::process::Command;
 
-use common::{in_ns, number_after, scratch, stop, tokex, wait_for, Lab};
+use common::{
+    fresh_exchange, in_ns, number_after, number_before, scratch, stop, tokex, wait_for, Lab,
+};
 
 fn xdp_attached(ns: &str, interface: &str) -> bool {
     let out = Command::new("ip")
@@ -127,5 +130,66 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
 
     // 5. A clean stop detaches the program.
     assert!(!xdp_attached(&ex_ns, &ex_if));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport() {
+    let lab = Lab::up("tkxdpcl");
+    let (dir, config) = scratch("xdp-client");
+    let (cl_ns, cl_if) = (lab.client_ns(), lab.client_if());
+    for transport in ["xdp", "udp"] {
+        let mut ex = fresh_exchange(&lab, transport, &config, &dir);
+        let label = format!("load-{transport}");
+        let out = dir.join(&label);
+        let mut l = tokex(
+            &cl_ns,
+            &[
+                "load",
+                "--transport",
+                "xdp",
+                "--interface",
+                &cl_if,
+                "--rate",
+                "2000",
+                "--count",
+                "2000",
+                "--duration",
+                "2",
+                "--no-progress",
+                "--drain-ms",
+                "1000",
+                "--out",
+                out.to_str().unwrap(),
+                "--label",
+                &label,
+            ],
+            &dir.join(format!("{label}.log")),
+        );
+        assert!(l.wait().unwrap().success());
+        let log = std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap();
+        assert!(log.contains("4 sessions over AF_XDP on"), "{log}");
+        assert_eq!(number_after(&log, "answered", "sent"), 2000, "{log}");
+        assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+        // Every order left through AF_XDP (only the logins went through
+        // the kernel sockets), and every answer came back through it: the
+        // client's XDP program redirected exactly the frames the socket read.
+        // ("rx frames N, bad N, tx frames N, no-frame drops N, ...")
+        let sent = number_before(&log, "client AF_XDP:", "no-frame");
+        assert!(sent >= 2000, "tx frames {sent}: {log}");
+        let rx = number_after(&log, "client AF_XDP:", "frames");
+        assert!(rx >= 2000, "{log}");
+        assert_eq!(
+            number_after(&log, "client AF_XDP:", "redirected"),
+            rx,
+            "{log}"
+        );
+        assert_eq!(number_after(&log, "client AF_XDP:", "bad"), 0, "{log}");
+        // The generator detached its program when it finished.
+        assert!(!xdp_attached(&cl_ns, &cl_if));
+        assert!(stop(&mut ex).success());
+        let ex_log = std::fs::read_to_string(dir.join("exchange.log")).unwrap();
+        assert!(ex_log.contains("datagrams"), "{ex_log}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! `tokex bench transport`: the same open-loop load against the exchange
 //! over AF_XDP and over the kernel UDP path (and, for the kernel path, the
-//! pipelined topology), side by side, on the lab network.
+//! pipelined topology), side by side, on the lab network; with the load
+//! generator on kernel sockets, on AF_XDP, or both.
 //!
 //! Owns the orchestration of the comparison and its table: for every
 //! (variant, rate) it starts a fresh exchange in the exchange namespace and
@@ -19,6 +20,7 @@ use anyhow::{bail, Context};
 
 use crate::lab::{lab, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS, EXCHANGE_NS};
 use crate::latency::fmt_ns;
+use crate::load::ClientTransport;
 use crate::report::{parse_hgrm, Run};
 use crate::runtime::Stop;
 
@@ -29,6 +31,8 @@ pub struct Variant {
     pub topology: &'static str,
     /// Where market data leaves: "udp" (the kernel socket) or "xdp".
     pub md: &'static str,
+    /// How the load generator sends and receives.
+    pub client: ClientTransport,
 }
 
 impl Variant {
@@ -36,23 +40,32 @@ impl Variant {
         transport: "xdp",
         topology: "run-to-completion",
         md: "udp",
+        client: ClientTransport::Udp,
     };
     /// AF_XDP for orders and for market data (AF_XDP TX).
     pub const XDP_MD_XDP: Variant = Variant {
         transport: "xdp",
         topology: "run-to-completion",
         md: "xdp",
+        client: ClientTransport::Udp,
     };
     pub const UDP: Variant = Variant {
         transport: "udp",
         topology: "run-to-completion",
         md: "udp",
+        client: ClientTransport::Udp,
     };
     pub const UDP_PIPELINED: Variant = Variant {
         transport: "udp",
         topology: "pipelined",
         md: "udp",
+        client: ClientTransport::Udp,
     };
+
+    /// The same run with the load generator on `client`.
+    pub const fn with_client(self, client: ClientTransport) -> Variant {
+        Variant { client, ..self }
+    }
 
     pub fn name(&self) -> String {
         let t = if self.transport == "xdp" {
@@ -60,11 +73,15 @@ impl Variant {
         } else {
             "kernel UDP"
         };
-        match (self.topology, self.md) {
+        let mut name = match (self.topology, self.md) {
             ("pipelined", _) => format!("{t}, pipelined"),
             (_, "xdp") => format!("{t}, market data on AF_XDP"),
             _ => t.to_string(),
+        };
+        if self.client == ClientTransport::Xdp {
+            name.push_str(" (AF_XDP client)");
         }
+        name
     }
 
     fn label(&self, rate: u64, shape: Shape) -> String {
@@ -73,8 +90,12 @@ impl Variant {
         } else {
             String::new()
         };
+        let client = match self.client {
+            ClientTransport::Udp => "",
+            ClientTransport::Xdp => "-xdp-client",
+        };
         format!(
-            "{}-{}-{}k{batch}",
+            "{}-{}-{}k{batch}{client}",
             self.transport,
             self.topology,
             rate / 1000
@@ -150,7 +171,7 @@ pub fn run(
             }
             let m = run_one(v, rate, seconds, shape, out, &stop)?;
             println!(
-                "  {:<24} {:>7}/s  achieved {:>9.0}/s  round trip p50 {:>8}  p99 {:>8}  lost {}  engine core busy {:.0} %",
+                "  {:<40} {:>7}/s  achieved {:>9.0}/s  round trip p50 {:>8}  p99 {:>8}  lost {}  engine core busy {:.0} %",
                 v.name(),
                 rate,
                 m.achieved,
@@ -231,6 +252,12 @@ fn run_one(
             shape.batch.to_string(),
             "--sessions".into(),
             shape.sessions.to_string(),
+            "--transport".into(),
+            match v.client {
+                ClientTransport::Udp => "udp",
+                ClientTransport::Xdp => "xdp",
+            }
+            .into(),
         ],
         &dir.join("load.log"),
     )?;
@@ -335,7 +362,8 @@ fn row(title: &str, run: &Run) -> String {
 }
 
 /// The markdown table of every run, then, for each rate, the ratio of each
-/// other variant's percentiles to the first variant's.
+/// other variant's percentiles to the first variant's with the same client
+/// transport.
 pub fn table(runs: &[Measured]) -> String {
     let mut s = String::new();
     let head: String = PCTS.iter().map(|(_, n)| format!(" {n} |")).collect();
@@ -364,15 +392,24 @@ pub fn table(runs: &[Measured]) -> String {
     };
     let _ = writeln!(
         s,
-        "\nRatios to {} at the same rate (round trip; above 1 means {} is faster):\n\n| run | rate/s |{head}\n|---|---:|{rule}",
+        "\nRatios to {} at the same rate and with the same client (round trip; above 1 means {} is faster):\n\n| run | base | rate/s |{head}\n|---|---|---:|{rule}",
         base.name(),
         base.name()
     );
-    for m in runs.iter().filter(|m| m.variant != base) {
-        let Some(b) = runs.iter().find(|b| b.variant == base && b.rate == m.rate) else {
+    for m in runs {
+        let same = base.with_client(m.variant.client);
+        let Some(b) = runs.iter().find(|b| b.variant == same && b.rate == m.rate) else {
             continue;
         };
-        let mut line = format!("| {} | {} |", m.variant.name(), m.rate);
+        if m.variant == same {
+            continue;
+        }
+        let mut line = format!(
+            "| {} | {} | {} |",
+            m.variant.name(),
+            b.variant.name(),
+            m.rate
+        );
         for (p, _) in PCTS {
             let _ = write!(
                 line,
@@ -401,7 +438,7 @@ pub const SUSTAINED_P50_NS: u64 = 1_000_000;
 /// round trip's median and p99, and the engine core's load; then, per
 /// variant, the highest offered rate it sustained and its capacity (OUCH
 /// messages per busy second of the engine core, best run), with ratios to
-/// the first variant.
+/// the first variant with the same client transport.
 pub fn throughput_table(runs: &[Measured]) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -443,11 +480,16 @@ pub fn throughput_table(runs: &[Measured]) -> String {
         s,
         "\n| variant | highest offered rate sustained (0 lost, achieved >= 95 %, p50 < 1 ms) | engine core capacity, OUCH msgs per busy s |\n|---|---:|---:|"
     );
-    let (base_rate, base_cap) = variants.first().map_or((0, 0.0), |&v| best(v));
-    for (k, &v) in variants.iter().enumerate() {
+    for &v in &variants {
+        let base = variants[0].with_client(v.client);
+        let (base_rate, base_cap) = if variants.contains(&base) {
+            best(base)
+        } else {
+            (0, 0.0)
+        };
         let (rate, cap) = best(v);
         let ratio = |a: f64, b: f64| {
-            if k == 0 || a <= 0.0 {
+            if v == base || a <= 0.0 || b <= 0.0 {
                 String::new()
             } else {
                 format!(" ({:.2}x)", b / a)
@@ -466,7 +508,7 @@ pub fn throughput_table(runs: &[Measured]) -> String {
     if let Some(first) = variants.first().filter(|_| variants.len() > 1) {
         let _ = writeln!(
             s,
-            "\nIn brackets: {}'s figure divided by this variant's.",
+            "\nIn brackets: {}'s figure (with the same client) divided by this variant's.",
             first.name()
         );
     }
@@ -550,6 +592,27 @@ mod tests {
             t.contains("| kernel UDP | 10000 | 100 | 0 | in the exchange | 7500ns |"),
             "{t}"
         );
-        assert!(t.contains("| kernel UDP | 10000 | 1.50x | 1.50x |"), "{t}");
+        assert!(
+            t.contains("| kernel UDP | AF_XDP | 10000 | 1.50x | 1.50x |"),
+            "{t}"
+        );
+        // With an AF_XDP load generator too: each run is compared with the
+        // first variant under the same client.
+        let xc = |v: Variant| v.with_client(ClientTransport::Xdp);
+        let t = table(&[
+            m(Variant::XDP, 10_000.0),
+            m(Variant::UDP, 15_000.0),
+            m(xc(Variant::XDP), 5_000.0),
+            m(xc(Variant::UDP), 10_000.0),
+        ]);
+        assert!(
+            t.contains("| kernel UDP (AF_XDP client) | AF_XDP (AF_XDP client) | 10000 | 2.00x |"),
+            "{t}"
+        );
+        let ratio_rows = t
+            .lines()
+            .filter(|l| l.contains(" | 10000 | ") && l.ends_with("x |"))
+            .count();
+        assert_eq!(ratio_rows, 2, "{t}");
     }
 }

@@ -89,6 +89,10 @@ enum BenchCommand {
         /// Client sessions of the load generator.
         #[arg(long, default_value_t = 4)]
         sessions: usize,
+        /// The load generator's transports, comma-separated: udp (kernel
+        /// sockets), xdp (AF_XDP); every variant runs with each.
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "udp")]
+        clients: Vec<tokex::load::ClientTransport>,
         #[arg(long, default_value = "out/bench/transport")]
         out: std::path::PathBuf,
     },
@@ -118,6 +122,10 @@ enum BenchCommand {
         /// Client sessions (each limited to the config's rate_per_sec).
         #[arg(long, default_value_t = 8)]
         sessions: usize,
+        /// The load generator's transports: udp, xdp (every variant runs
+        /// with each).
+        #[arg(long, value_delimiter = ',', value_enum, default_value = "udp")]
+        clients: Vec<tokex::load::ClientTransport>,
         #[arg(long, default_value = "out/bench/throughput")]
         out: std::path::PathBuf,
     },
@@ -227,9 +235,10 @@ fn main() -> anyhow::Result<()> {
             variants,
             batch,
             sessions,
+            clients,
             out,
         }) => {
-            let runs = transport_runs(&variants, &rates, seconds, batch, sessions, &out)?;
+            let runs = transport_runs(&variants, &clients, &rates, seconds, batch, sessions, &out)?;
             print!("\n{}", tokex::bench::transport::table(&runs));
         }
         Command::Bench(BenchCommand::Throughput {
@@ -238,9 +247,10 @@ fn main() -> anyhow::Result<()> {
             variants,
             batch,
             sessions,
+            clients,
             out,
         }) => {
-            let runs = transport_runs(&variants, &rates, seconds, batch, sessions, &out)?;
+            let runs = transport_runs(&variants, &clients, &rates, seconds, batch, sessions, &out)?;
             print!("\n{}", tokex::bench::transport::throughput_table(&runs));
         }
         Command::Bench(BenchCommand::Gateway {
@@ -328,6 +338,7 @@ fn main() -> anyhow::Result<()> {
 /// Runs the named transport variants at every rate with the load shape.
 fn transport_runs(
     names: &[String],
+    clients: &[tokex::load::ClientTransport],
     rates: &[u64],
     seconds: u64,
     batch: u64,
@@ -346,6 +357,10 @@ fn transport_runs(
                 "unknown variant {other:?} (xdp | xdp-md | udp | udp-pipelined)"
             )),
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<Variant>>>()?;
+    let variants: Vec<Variant> = clients
+        .iter()
+        .flat_map(|&c| variants.iter().map(move |v| v.with_client(c)))
+        .collect();
     transport::run(&variants, rates, seconds, Shape { batch, sessions }, out)
 }

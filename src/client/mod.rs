@@ -9,7 +9,8 @@
 //! received datagrams go in with the time, datagrams to send come out of
 //! [`ClientSession::poll_transmit`], and [`ClientSession::poll_timeout`]
 //! says when [`ClientSession::on_timer`] wants to run next. [`UdpClient`]
-//! is the thin shell over a non-blocking `std::net::UdpSocket`.
+//! is the thin shell over a non-blocking `std::net::UdpSocket`;
+//! [`XdpClients`] carries several sessions over one AF_XDP socket.
 //!
 //! Sequencing over UDP: the exchange starts every datagram that carries
 //! sequenced data with a sequence label (a SoupBinTCP Debug packet, see
@@ -39,6 +40,8 @@
 
 mod session;
 mod udp;
+mod xdp;
 
 pub use session::{token_number, ClientEvent, ClientSession, ClientStats};
 pub use udp::{UdpClient, DEFAULT_SERVER};
+pub use xdp::XdpClients;

@@ -15,7 +15,8 @@
 //!
 //! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
 //! sender's MAC address is learned for the reply, and the UDP payload goes
-//! to the caller; replies get rewritten Ethernet/IPv4/UDP headers with both
+//! to the caller (with the local port it came to: the load generator's
+//! sessions each have one); replies get rewritten Ethernet/IPv4/UDP headers with both
 //! checksums. Market data can leave the same way, to the multicast group's
 //! MAC address with TTL 1.
 //!
@@ -150,7 +151,9 @@ pub struct XdpPort {
     pending: Vec<FrameDesc>,
     /// Received frames waiting for room on the fill ring.
     unfilled: Vec<FrameDesc>,
+    /// The address replies come from, and every local port served.
     local: SocketAddrV4,
+    ports: Vec<u16>,
     local_mac: [u8; 6],
     neighbours: Neighbours,
     ident: u16,
@@ -197,6 +200,21 @@ impl XdpPort {
         local: SocketAddrV4,
         cfg: &XdpConfig,
     ) -> Result<XdpPort, XdpError> {
+        XdpPort::open_ports(interface, *local.ip(), &[local.port()], cfg)
+    }
+
+    /// As [`XdpPort::open`], for datagrams to any of `ports` (at least one;
+    /// the first is the source port of [`XdpPort::send_to`]).
+    pub fn open_ports(
+        interface: &str,
+        ip: Ipv4Addr,
+        ports: &[u16],
+        cfg: &XdpConfig,
+    ) -> Result<XdpPort, XdpError> {
+        let Some(&first) = ports.first() else {
+            return Err(XdpError::Config("no UDP port to serve".into()));
+        };
+        let local = SocketAddrV4::new(ip, first);
         let rx_frames = cfg.fill_ring;
         let tx_frames = cfg.frame_count.saturating_sub(rx_frames);
         if rx_frames == 0 || tx_frames == 0 {
@@ -212,7 +230,7 @@ impl XdpPort {
             )));
         }
         let local_mac = read_mac(interface)?;
-        let prog = XdpProgram::attach(interface, local.port(), cfg.mode)?;
+        let prog = XdpProgram::attach(interface, ports, cfg.mode)?;
         let umem_config =
             UmemConfig::builder()
                 .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| {
@@ -283,6 +301,7 @@ impl XdpPort {
                 pending: Vec::with_capacity(tx_descs.len()),
                 unfilled: Vec::with_capacity(rx_descs.len()),
                 local,
+                ports: ports.to_vec(),
                 local_mac,
                 neighbours: Neighbours::default(),
                 ident: 0,
@@ -303,7 +322,11 @@ impl XdpPort {
             self.interface,
             self.queue,
             self.local.ip(),
-            self.local.port(),
+            self.ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             self.prog.mode().name(),
             if self.zero_copy { "zero-copy" } else { "copy" },
             self.rx_frames,
@@ -324,6 +347,12 @@ impl XdpPort {
     /// how many frames were taken. The frames go back to the fill ring
     /// before returning.
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, &[u8])) -> usize {
+        self.recv_at(max, |src, _, payload| f(src, payload))
+    }
+
+    /// As [`XdpPort::recv`], also naming the local port each datagram came
+    /// to: `f(source, local port, payload)`.
+    pub fn recv_at(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, u16, &[u8])) -> usize {
         let max = max.min(self.rx_batch.len());
         // SAFETY: the scratch descriptors are overwritten with frames the
         // kernel has finished writing.
@@ -341,10 +370,13 @@ impl XdpPort {
             // handed to us; it is not given back (below) until `f` returns.
             let data = unsafe { self.umem.data(desc) };
             match UdpFrame::parse(data.contents()) {
-                Ok(frame) if frame.dst() == self.local => {
+                Ok(frame)
+                    if frame.dst().ip() == self.local.ip()
+                        && self.ports.contains(&frame.dst().port()) =>
+                {
                     let src = frame.src();
                     self.neighbours.learn(*src.ip(), frame.eth.src);
-                    f(src, frame.payload);
+                    f(src, frame.dst().port(), frame.payload);
                 }
                 _ => self.stats.rx_bad += 1,
             }
@@ -382,6 +414,11 @@ impl XdpPort {
     /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
     /// Returns false if it was dropped (and counted).
     pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        self.send_from(self.local.port(), dst, payload)
+    }
+
+    /// As [`XdpPort::send_to`], from another local port.
+    pub fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
         let Some(mac) = self.neighbours.get(*dst.ip()) else {
             self.stats.tx_no_neighbour += 1;
             return false;
@@ -389,10 +426,16 @@ impl XdpPort {
         let ep = Endpoints {
             src_mac: self.local_mac,
             dst_mac: mac,
-            src: self.local,
+            src: SocketAddrV4::new(*self.local.ip(), src_port),
             dst,
         };
         self.queue_frame(&ep, 64, payload)
+    }
+
+    /// Whether a frame from `ip` has taught us its MAC address (nothing can
+    /// be sent to it before).
+    pub fn knows(&self, ip: Ipv4Addr) -> bool {
+        self.neighbours.get(ip).is_some()
     }
 
     /// Queues a market-data datagram from `src_port` to a multicast

@@ -1,8 +1,9 @@
 //! tokex's XDP program (bpf/tokex_xdp.c): loading it with libbpf,
 //! attaching it to the exchange interface, and its maps.
 //!
-//! The program sends IPv4/UDP to the gateway port into the AF_XDP socket of
-//! the receive queue and passes everything else to the kernel. libxdp's
+//! The program sends IPv4/UDP to the listed ports (the gateway port, or the
+//! load generator's session ports) into the AF_XDP socket of the receive
+//! queue and passes everything else to the kernel. libxdp's
 //! default program would redirect *every* packet of the queue to the socket
 //! (ARP included), so sockets are created with
 //! `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD` and inserted into this program's
@@ -98,10 +99,14 @@ fn errno(ret: i32) -> io::Error {
 }
 
 impl XdpProgram {
-    /// Loads the program, points it at `port`, and attaches it to
+    /// Loads the program, points it at the UDP `ports`, and attaches it to
     /// `interface`: native mode first when `mode` is `Auto`, generic if the
     /// driver refuses.
-    pub fn attach(interface: &str, port: u16, mode: XdpMode) -> Result<XdpProgram, XdpProgError> {
+    pub fn attach(
+        interface: &str,
+        ports: &[u16],
+        mode: XdpMode,
+    ) -> Result<XdpProgram, XdpProgError> {
         let name =
             CString::new(interface).map_err(|_| XdpProgError::NoInterface(interface.into()))?;
         // SAFETY: `name` is a valid NUL-terminated string.
@@ -135,9 +140,10 @@ impl XdpProgram {
         let prog_fd = prog.program_fd()?;
         prog.xsks = prog.map_fd(c"tokex_xsks", "tokex_xsks")?;
         prog.stats = prog.map_fd(c"tokex_stats", "tokex_stats")?;
-        let port_map = prog.map_fd(c"tokex_port", "tokex_port")?;
-        let value = u32::from(port.to_be());
-        update(port_map, 0, &value, "tokex_port")?;
+        let port_map = prog.map_fd(c"tokex_ports", "tokex_ports")?;
+        for &port in ports {
+            update(port_map, u32::from(port), &1, "tokex_ports")?;
+        }
 
         let modes: &[AttachMode] = match mode {
             XdpMode::Auto => &[AttachMode::Native, AttachMode::Generic],
