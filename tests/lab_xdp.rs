@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{
@@ -22,6 +23,33 @@ fn xdp_attached(ns: &str, interface: &str) -> bool {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// `tokex load` in `ns` with `extra` arguments: 2,000 orders at 2,000/s
+/// (a 1 s drain), output under `dir/label`; its log, once it succeeded.
+fn small_load(ns: &str, dir: &Path, label: &str, extra: &[&str]) -> String {
+    let out = dir.join(label);
+    let mut args = vec![
+        "load",
+        "--rate",
+        "2000",
+        "--count",
+        "2000",
+        "--duration",
+        "2",
+        "--no-progress",
+        "--drain-ms",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+        "--label",
+        label,
+    ];
+    args.extend_from_slice(extra);
+    let log = dir.join(format!("{label}.log"));
+    let mut l = tokex(ns, &args, &log);
+    assert!(l.wait().unwrap().success());
+    std::fs::read_to_string(log).unwrap()
 }
 
 #[test]
@@ -49,30 +77,7 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
             &dir.join(log),
         )
     };
-    let load = |label: &str| {
-        let mut l = tokex(
-            &cl_ns,
-            &[
-                "load",
-                "--rate",
-                "2000",
-                "--count",
-                "2000",
-                "--duration",
-                "2",
-                "--no-progress",
-                "--drain-ms",
-                "1000",
-                "--out",
-                &p(label),
-                "--label",
-                label,
-            ],
-            &dir.join(format!("{label}.log")),
-        );
-        assert!(l.wait().unwrap().success());
-        std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap()
-    };
+    let load = |label: &str| small_load(&cl_ns, &dir, label, &[]);
 
     // 1. AF_XDP is up, in native or generic mode, and says which.
     let mut ex = exchange("r1", "ex1.log");
@@ -140,45 +145,25 @@ fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport()
     let (cl_ns, cl_if) = (lab.client_ns(), lab.client_if());
     for transport in ["xdp", "udp"] {
         let mut ex = fresh_exchange(&lab, transport, &config, &dir);
-        let label = format!("load-{transport}");
-        let out = dir.join(&label);
-        let mut l = tokex(
+        let log = small_load(
             &cl_ns,
-            &[
-                "load",
-                "--transport",
-                "xdp",
-                "--interface",
-                &cl_if,
-                "--rate",
-                "2000",
-                "--count",
-                "2000",
-                "--duration",
-                "2",
-                "--no-progress",
-                "--drain-ms",
-                "1000",
-                "--out",
-                out.to_str().unwrap(),
-                "--label",
-                &label,
-            ],
-            &dir.join(format!("{label}.log")),
+            &dir,
+            &format!("load-{transport}"),
+            &["--transport", "xdp", "--interface", &cl_if],
         );
-        assert!(l.wait().unwrap().success());
-        let log = std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap();
         assert!(log.contains("4 sessions over AF_XDP on"), "{log}");
         assert_eq!(number_after(&log, "answered", "sent"), 2000, "{log}");
         assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
         // Every order left through AF_XDP (only the logins went through
-        // the kernel sockets), and every answer came back through it: the
-        // client's XDP program redirected exactly the frames the socket read.
+        // the kernel sockets), and every answer came back through it (the
+        // kernel sockets are never read; the exchange may pack several
+        // answers into one datagram): the client's XDP program redirected
+        // exactly the frames the socket read.
         // ("rx frames N, bad N, tx frames N, no-frame drops N, ...")
         let sent = number_before(&log, "client AF_XDP:", "no-frame");
         assert!(sent >= 2000, "tx frames {sent}: {log}");
         let rx = number_after(&log, "client AF_XDP:", "frames");
-        assert!(rx >= 2000, "{log}");
+        assert!(rx > 0, "{log}");
         assert_eq!(
             number_after(&log, "client AF_XDP:", "redirected"),
             rx,

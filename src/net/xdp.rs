@@ -506,10 +506,20 @@ impl XdpPort {
                 self.stats.tx_ring_waits += 1;
             }
         }
-        if self.tx.needs_wakeup() {
+        // A kick only while frames wait on the TX ring (just produced, or
+        // left by an earlier kick: copy mode sends a limited batch per
+        // call), not on every flush.
+        self.reclaim();
+        let in_flight = self.done.len() - self.free.len() - self.pending.len();
+        if in_flight > 0 && self.tx.needs_wakeup() {
             self.stats.tx_wakeups += 1;
             let _ = self.tx.wakeup();
+            self.reclaim();
         }
+    }
+
+    /// Takes back the frames the kernel has finished sending.
+    fn reclaim(&mut self) {
         // SAFETY: the scratch descriptors are overwritten with frames the
         // kernel has finished sending; they return to the free list.
         let n = unsafe { self.completions.consume(&mut self.done) };
