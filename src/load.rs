@@ -422,7 +422,8 @@ impl Clients {
                 Clients::Kernel(clients, ready)
             }
             ClientTransport::Xdp => {
-                // A smaller UMEM than the exchange's: 4 sessions' answers.
+                // The exchange's default rings and UMEM; copy mode at once
+                // (veth, the lab's link, has no zero-copy).
                 let cfg = XdpConfig {
                     zero_copy: false,
                     ..XdpConfig::default()
