@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// xdp (AF_XDP TX, when order entry runs on AF_XDP).
     #[arg(long, default_value = "udp")]
     pub md_transport: String,
+    /// How the load generator sends: udp (a kernel socket per session) or
+    /// xdp (one AF_XDP socket on the client's interface).
+    #[arg(long, value_enum, default_value_t = crate::load::ClientTransport::Udp)]
+    pub client_transport: crate::load::ClientTransport,
     /// Leave the lab network up at the end.
     #[arg(long)]
     pub keep_lab: bool,
@@ -227,6 +231,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             "--label".into(),
             label.clone(),
             "--no-progress".into(),
+            "--transport".into(),
+            match args.client_transport {
+                crate::load::ClientTransport::Udp => "udp",
+                crate::load::ClientTransport::Xdp => "xdp",
+            }
+            .into(),
         ],
         &out.join("load.log"),
     )?;
