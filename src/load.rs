@@ -70,7 +70,8 @@ pub struct LoadArgs {
     pub batch: u64,
     /// How the generator's datagrams travel: `udp` (a kernel socket per
     /// session) or `xdp` (one AF_XDP socket on `--interface` for all
-    /// sessions, the kernel bypassed on the client side too).
+    /// sessions, the kernel bypassed on the client side too; one such
+    /// generator per interface, as it attaches its own XDP program).
     #[arg(long, value_enum, default_value_t = ClientTransport::Udp)]
     pub transport: ClientTransport,
     /// The client-side interface for `--transport xdp`.
