@@ -7,21 +7,25 @@
 //! rejects, losses, and the `.hgrm`, `.hlog` and one-line JSON files.
 //! Bounded by count and by duration; it always stops by itself.
 
+mod clients;
+mod tracking;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::bench::engine::{mixed_flow_with, FlowOp, Mix, Rng};
-use crate::client::{token_number, ClientEvent, ClientSession, UdpClient, XdpClients};
-use crate::config::XdpConfig;
+use crate::client::{token_number, ClientEvent, ClientSession};
 use crate::contract::ContractSet;
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
 use crate::types::{Price, Qty, Tif};
-use crate::wire::ouch::{token_key, Token};
+use crate::wire::ouch::Token;
+use clients::Clients;
+use tracking::{Intended, LiveOrders};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
@@ -402,146 +406,6 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
-/// The generator's sessions and how their datagrams travel.
-enum Clients {
-    /// A kernel UDP socket per session, watched by one epoll set.
-    Kernel(Vec<UdpClient>, Readiness),
-    /// One AF_XDP socket for every session.
-    Xdp(Box<XdpClients>),
-}
-
-impl Clients {
-    fn open(args: &LoadArgs, sessions: Vec<ClientSession>) -> anyhow::Result<Clients> {
-        Ok(match args.transport {
-            ClientTransport::Udp => {
-                let clients = sessions
-                    .into_iter()
-                    .map(|s| UdpClient::new(s, args.target))
-                    .collect::<Result<Vec<_>, _>>()
-                    .context("opening a client socket")?;
-                let ready = Readiness::new(&clients)?;
-                Clients::Kernel(clients, ready)
-            }
-            ClientTransport::Xdp => {
-                // The exchange's default rings and UMEM; copy mode at once
-                // (veth, the lab's link, has no zero-copy).
-                let cfg = XdpConfig {
-                    zero_copy: false,
-                    ..XdpConfig::default()
-                };
-                let x = XdpClients::open(&args.interface, args.target, sessions, &cfg)
-                    .with_context(|| format!("opening AF_XDP on {}", args.interface))?;
-                Clients::Xdp(Box::new(x))
-            }
-        })
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Clients::Kernel(c, _) => format!("{} kernel UDP sockets", c.len()),
-            Clients::Xdp(x) => format!("{} sessions over {}", x.len(), x.describe()),
-        }
-    }
-
-    fn session(&mut self, s: usize) -> &mut ClientSession {
-        match self {
-            Clients::Kernel(c, _) => &mut c[s].session,
-            Clients::Xdp(x) => x.session(s),
-        }
-    }
-
-    fn sessions(&self) -> Box<dyn Iterator<Item = &ClientSession> + '_> {
-        match self {
-            Clients::Kernel(c, _) => Box::new(c.iter().map(|c| &c.session)),
-            Clients::Xdp(x) => Box::new(x.sessions().iter()),
-        }
-    }
-
-    /// Sends what session `s` has queued.
-    fn flush(&mut self, s: usize) -> anyhow::Result<()> {
-        match self {
-            Clients::Kernel(c, _) => c[s].flush()?,
-            Clients::Xdp(x) => x.flush(s),
-        }
-        Ok(())
-    }
-
-    /// Hands every answer waiting to `f(session, event)`.
-    fn poll(&mut self, t: u64, f: &mut impl FnMut(usize, ClientEvent)) -> anyhow::Result<()> {
-        match self {
-            Clients::Kernel(clients, readiness) => {
-                // One epoll_wait finds the sockets with answers waiting: a
-                // receive on each of the sessions' sockets costs a system
-                // call per socket per turn even when nothing has come.
-                let ready = readiness.ready()?;
-                for (s, c) in clients.iter_mut().enumerate() {
-                    if ready & (1 << s) != 0 {
-                        c.poll(t, &mut |e| f(s, e))?;
-                    }
-                }
-            }
-            Clients::Xdp(x) => {
-                x.poll(t, f);
-            }
-        }
-        Ok(())
-    }
-
-    /// Receive, due timers, send: the login phase's turn.
-    fn drive(&mut self, t: u64, f: &mut impl FnMut(usize, ClientEvent)) -> anyhow::Result<()> {
-        match self {
-            Clients::Kernel(clients, _) => {
-                for (s, c) in clients.iter_mut().enumerate() {
-                    c.drive(t, &mut |e| f(s, e))?;
-                }
-            }
-            Clients::Xdp(x) => {
-                x.drive(t, f);
-            }
-        }
-        Ok(())
-    }
-
-    fn xdp_stats(&self) -> Option<String> {
-        match self {
-            Clients::Kernel(..) => None,
-            Clients::Xdp(x) => Some(x.stats()),
-        }
-    }
-}
-
-/// The sessions' sockets in one epoll set: which have datagrams waiting
-/// is one `epoll_wait` that reads the ready list. (`poll(2)` built a list
-/// of every socket each turn and visited each in the kernel: a tenth of
-/// the generator's time at 700,000 orders/s.)
-struct Readiness(nix::sys::epoll::Epoll);
-
-impl Readiness {
-    fn new(clients: &[UdpClient]) -> anyhow::Result<Readiness> {
-        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create")?;
-        for (s, c) in clients.iter().enumerate() {
-            epoll
-                .add(c.socket(), EpollEvent::new(EpollFlags::EPOLLIN, s as u64))
-                .context("adding a client socket to the epoll set")?;
-        }
-        Ok(Readiness(epoll))
-    }
-
-    /// Which sessions' sockets have datagrams waiting, as a bit mask (at
-    /// most 8 sessions); does not wait.
-    fn ready(&self) -> anyhow::Result<u32> {
-        use nix::sys::epoll::{EpollEvent, EpollTimeout};
-        let mut events = [EpollEvent::empty(); 8];
-        let n = match self.0.wait(&mut events, EpollTimeout::ZERO) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0, // next turn
-            Err(e) => return Err(e).context("epoll_wait on the client sockets"),
-        };
-        Ok(events[..n].iter().fold(0, |m, e| m | 1 << e.data()))
-    }
-}
-
 /// The next order of the flow (order number `i`, alternating contracts):
 /// queued on `cl`, returning its token. Cancels and replaces name one of the
 /// session's live orders; with none live, a one-lot IOC at the lower limit
@@ -584,176 +448,5 @@ fn next_order(
             c.lower_limit,
             Tif::Ioc,
         ),
-    }
-}
-
-/// Intended send times of the orders awaiting their answer, by session and
-/// token number: a ring per session indexed by the number (a session's
-/// tokens count up from 1), so recording and finding one is an array access
-/// (a hash table of tokens was a tenth of the generator's time at 1 M
-/// orders/s). An order still unanswered when [`Intended::RING`] later orders
-/// of its session need its slot is counted lost.
-struct Intended {
-    /// Per session: (token number + 1, or 0 for a free slot; intended time).
-    rings: Vec<Vec<(u64, u64)>>,
-    outstanding: u64,
-    overwritten: u64,
-}
-
-impl Intended {
-    const RING: usize = 1 << 18;
-
-    fn new(sessions: usize) -> Intended {
-        Intended {
-            rings: vec![vec![(0, 0); Self::RING]; sessions],
-            outstanding: 0,
-            overwritten: 0,
-        }
-    }
-
-    fn insert(&mut self, session: usize, number: u64, due: u64) {
-        let slot = &mut self.rings[session][number as usize % Self::RING];
-        if slot.0 == 0 {
-            self.outstanding += 1;
-        } else {
-            self.overwritten += 1;
-        }
-        *slot = (number + 1, due);
-    }
-
-    /// The intended time of order `number`, if it was awaiting its answer.
-    fn remove(&mut self, session: usize, number: u64) -> Option<u64> {
-        let slot = &mut self.rings[session][number as usize % Self::RING];
-        if slot.0 != number + 1 {
-            return None;
-        }
-        slot.0 = 0;
-        self.outstanding -= 1;
-        Some(slot.1)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.outstanding == 0
-    }
-
-    fn lost(&self) -> u64 {
-        self.outstanding + self.overwritten
-    }
-}
-
-/// A session's live day orders with their open size: the ones cancels and
-/// replaces pick from (at most [`LiveOrders::CAP`]; the oldest is forgotten
-/// past that). Constant time per update, so the generator keeps up at high
-/// rates.
-#[derive(Default)]
-struct LiveOrders {
-    list: Vec<(Token, u64)>,
-    /// Place in `list` by token as an integer (foldhash: SipHash was a
-    /// tenth of the generator's time at 500,000 orders/s; 14-byte array
-    /// keys are compared by a call to `memcmp`).
-    index: HashMap<u128, usize, foldhash::fast::RandomState>,
-}
-
-impl LiveOrders {
-    const CAP: usize = 1024;
-
-    fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    fn insert(&mut self, token: Token, open: u64) {
-        if self.index.contains_key(&token_key(&token)) {
-            self.remove(token);
-        }
-        if self.list.len() >= Self::CAP {
-            self.take(0);
-        }
-        self.index.insert(token_key(&token), self.list.len());
-        self.list.push((token, open));
-    }
-
-    /// Removes and returns the order at `pick` (modulo the count).
-    fn take(&mut self, pick: usize) -> Token {
-        let at = pick % self.list.len();
-        let (token, _) = self.list.swap_remove(at);
-        self.index.remove(&token_key(&token));
-        if let Some(&(moved, _)) = self.list.get(at) {
-            self.index.insert(token_key(&moved), at);
-        }
-        token
-    }
-
-    fn remove(&mut self, token: Token) {
-        if let Some(&at) = self.index.get(&token_key(&token)) {
-            self.take(at);
-        }
-    }
-
-    /// An execution of `qty` lots; a filled order is no longer live.
-    fn fill(&mut self, token: Token, qty: u64) {
-        if let Some(&at) = self.index.get(&token_key(&token)) {
-            let open = &mut self.list[at].1;
-            *open = open.saturating_sub(qty);
-            if *open == 0 {
-                self.take(at);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn token(n: u32) -> Token {
-        let mut t = [b' '; 14];
-        t[..8].copy_from_slice(format!("{n:08}").as_bytes());
-        t
-    }
-
-    #[test]
-    fn intended_times_are_found_once_and_unanswered_ones_count_as_lost() {
-        let mut m = Intended::new(2);
-        m.insert(0, 1, 100);
-        m.insert(1, 1, 200);
-        m.insert(0, 2, 300);
-        assert_eq!(m.remove(0, 1), Some(100));
-        assert_eq!(
-            m.remove(0, 1),
-            None,
-            "a second answer is not a second sample"
-        );
-        assert_eq!(m.remove(1, 1), Some(200));
-        assert!(!m.is_empty());
-        // Order 2 is still unanswered when a later order needs its slot.
-        m.insert(0, 2 + Intended::RING as u64, 400);
-        assert_eq!(m.remove(0, 2), None);
-        assert_eq!(m.lost(), 2);
-        assert_eq!(m.remove(0, 2 + Intended::RING as u64), Some(400));
-        assert!(m.is_empty());
-        assert_eq!(m.lost(), 1);
-    }
-
-    #[test]
-    fn live_orders_track_fills_cancels_and_the_cap() {
-        let mut live = LiveOrders::default();
-        for n in 0..3 {
-            live.insert(token(n), 10);
-        }
-        live.fill(token(1), 4);
-        assert_eq!(live.list.len(), 3);
-        live.fill(token(1), 6);
-        live.remove(token(0));
-        assert_eq!(live.list, vec![(token(2), 10)]);
-        assert_eq!(live.take(7), token(2));
-        assert!(live.is_empty() && live.index.is_empty());
-        for n in 0..LiveOrders::CAP as u32 + 5 {
-            live.insert(token(n), 1);
-        }
-        assert_eq!(live.list.len(), LiveOrders::CAP);
-        // Every listed order is indexed at its place.
-        for (at, (t, _)) in live.list.iter().enumerate() {
-            assert_eq!(live.index[&token_key(t)], at);
-        }
     }
 }
