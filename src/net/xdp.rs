@@ -1,5 +1,6 @@
 //! The AF_XDP order-entry transport (xsk-rs): one UMEM, one socket bound
-//! to one queue of the exchange interface, tokex's XDP program in front.
+//! to one queue of an interface (the exchange's; or the client's, for the
+//! AF_XDP load generator), tokex's XDP program in front.
 //!
 //! Owns the frames. The UMEM is split once: the first `fill_ring` frames
 //! are receive frames, always either in the kernel's fill/RX rings, being
