@@ -49,9 +49,10 @@ pub(crate) struct Replies {
     /// buffers to avoid allocating per batch.
     datagrams: Vec<Datagram>,
     used: usize,
-    /// Index in `datagrams` of each UDP peer's open datagram (a handful of
-    /// peers per batch, searched in place).
-    open: Vec<usize>,
+    /// Each UDP peer's open datagram: the peer as one integer and the
+    /// datagram's index in `datagrams` (a handful of peers per batch,
+    /// searched in place without touching the datagrams).
+    open: Vec<(u64, usize)>,
     /// Replies to TCP connections, in order.
     tcp: Vec<(u32, Vec<u8>)>,
 }
@@ -64,6 +65,11 @@ struct Datagram {
     /// a label of its own (none at the start of a datagram, or after a
     /// packet that carries its own label).
     next_seq: Option<u64>,
+}
+
+/// A UDP peer as one integer (address and port), compared in a register.
+fn peer_key(a: SocketAddrV4) -> u64 {
+    u64::from(a.ip().to_bits()) << 16 | u64::from(a.port())
 }
 
 /// At most this many bytes of replies share one UDP datagram (what fits an
@@ -125,17 +131,15 @@ impl Replies {
             }
         };
         let len = parts.iter().map(|p| p.len()).sum();
-        let at = self
-            .open
-            .iter()
-            .position(|&k| self.datagrams[k].peer == addr);
+        let key = peer_key(addr);
+        let at = self.open.iter().position(|&(p, _)| p == key);
         let k = match at {
-            Some(i) if self.datagrams[self.open[i]].fits(seq, len) => self.open[i],
+            Some(i) if self.datagrams[self.open[i].1].fits(seq, len) => self.open[i].1,
             _ => {
                 let k = self.start(addr);
                 match at {
-                    Some(i) => self.open[i] = k, // the full one waits for deliver
-                    None => self.open.push(k),
+                    Some(i) => self.open[i].1 = k, // the full one waits for deliver
+                    None => self.open.push((key, k)),
                 }
                 k
             }
@@ -162,7 +166,10 @@ impl Replies {
 
     /// Every peer with a reply held (once each).
     pub fn peers(&self) -> impl Iterator<Item = Peer> + '_ {
-        let udp = self.open.iter().map(|&k| Peer::Udp(self.datagrams[k].peer));
+        let udp = self
+            .open
+            .iter()
+            .map(|&(_, k)| Peer::Udp(self.datagrams[k].peer));
         let mut tcp: Vec<u32> = self.tcp.iter().map(|&(id, _)| id).collect();
         tcp.dedup();
         udp.chain(tcp.into_iter().map(Peer::Tcp))
