@@ -10,7 +10,7 @@ use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::slot_ring::SlotRing;
 use crate::types::{AccountId, OrderId};
-use crate::wire::ouch::Token;
+use crate::wire::ouch::{token_key, Token};
 
 /// A token bucket in integer nano-units: `rate` messages per second, at most
 /// `burst` at once. Time is passed in.
@@ -142,11 +142,11 @@ pub(super) struct Session {
     orders: Vec<(Token, u64)>,
     /// The tokens that name a live engine order (with their numbers): as
     /// small as the session's resting orders, so cancels and replaces look
-    /// up a table that stays in cache.
-    live: TokenMap<(u32, OrderId)>,
+    /// up a table that stays in cache. Keyed by the token as an integer
+    /// (`ouch::token_key`): a 14-byte array key is hashed a byte slice at a
+    /// time and compared by a call to `memcmp`.
+    live: HashMap<u128, (u32, OrderId), foldhash::fast::RandomState>,
 }
-
-type TokenMap<V> = HashMap<Token, V, foldhash::fast::RandomState>;
 
 impl Session {
     pub fn new(c: &SessionConfig, account: AccountId, cfg: &GatewayConfig) -> Session {
@@ -205,7 +205,7 @@ impl Session {
         for (t, e) in entries.iter().enumerate() {
             let _ = self.tokens.claim(&e.0, t as u32);
             if let Some(order) = e.1 {
-                self.live.insert(e.0, (t as u32, order));
+                self.live.insert(token_key(&e.0), (t as u32, order));
             }
         }
     }
@@ -231,7 +231,7 @@ impl Session {
 
     /// The live order `token` names, with the token's number.
     pub fn live_order(&self, token: &Token) -> Option<(u32, OrderId)> {
-        self.live.get(token).copied()
+        self.live.get(&token_key(token)).copied()
     }
 
     /// The token of number `t`.
@@ -243,20 +243,20 @@ impl Session {
     pub fn set_order(&mut self, t: u32, order: OrderId) -> Token {
         let token = self.token(t);
         if self.orders.get(t as usize).is_some() {
-            self.live.insert(token, (t, order));
+            self.live.insert(token_key(&token), (t, order));
         }
         token
     }
 
     /// The token no longer names a live order (it was replaced).
     pub fn forget(&mut self, token: &Token) {
-        self.live.remove(token);
+        self.live.remove(&token_key(token));
     }
 
     /// The order behind token number `t` is finished (filled or cancelled).
     pub fn finished(&mut self, t: u32) {
         if let Some(&(token, _)) = self.orders.get(t as usize) {
-            self.live.remove(&token);
+            self.live.remove(&token_key(&token));
         }
     }
 }
