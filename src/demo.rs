@@ -232,11 +232,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             label.clone(),
             "--no-progress".into(),
             "--transport".into(),
-            match args.client_transport {
-                crate::load::ClientTransport::Udp => "udp",
-                crate::load::ClientTransport::Xdp => "xdp",
-            }
-            .into(),
+            args.client_transport.arg().into(),
         ],
         &out.join("load.log"),
     )?;

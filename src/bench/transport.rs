@@ -253,11 +253,7 @@ fn run_one(
             "--sessions".into(),
             shape.sessions.to_string(),
             "--transport".into(),
-            match v.client {
-                ClientTransport::Udp => "udp",
-                ClientTransport::Xdp => "xdp",
-            }
-            .into(),
+            v.client.arg().into(),
         ],
         &dir.join("load.log"),
     )?;

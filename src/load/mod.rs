@@ -90,6 +90,16 @@ pub enum ClientTransport {
     Xdp,
 }
 
+impl ClientTransport {
+    /// The value of `--transport` that selects it.
+    pub const fn arg(self) -> &'static str {
+        match self {
+            ClientTransport::Udp => "udp",
+            ClientTransport::Xdp => "xdp",
+        }
+    }
+}
+
 /// What a load run measured.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
