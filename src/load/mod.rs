@@ -81,6 +81,13 @@ pub struct LoadArgs {
     /// The client-side interface for `--transport xdp`.
     #[arg(long, default_value = "tkx-cl")]
     pub interface: String,
+    /// The core the generator's loop is pinned to (it polls without
+    /// sleeping; the exchange's default engine core is 1).
+    #[arg(long, default_value_t = 0)]
+    pub core: usize,
+    /// Leave the generator unpinned.
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 /// The load generator's transport.
@@ -204,6 +211,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         .collect();
     let mut clients = Clients::open(args, sessions)?;
     println!("load: {}", clients.describe());
+    if !args.no_pin {
+        match crate::runtime::pin_current_thread(args.core) {
+            Ok(()) => println!("load: pinned to core {}", args.core),
+            Err(e) => println!("load: not pinned ({e})"),
+        }
+    }
     for s in 0..args.sessions {
         clients.session(s).login(ns(now()));
         clients.flush(s)?;
