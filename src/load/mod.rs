@@ -377,12 +377,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         }
         if t - last_interval >= 1_000_000_000 {
             let wall = started_wall + Duration::from_nanos(t - start);
-            hlog.write(
-                Some(&args.label),
-                &interval,
-                interval_start,
-                wall.duration_since(interval_start).unwrap_or_default(),
-            )?;
+            write_interval(&mut hlog, &args.label, &interval, interval_start, wall)?;
             interval.reset();
             interval_start = wall;
             last_interval = t;
@@ -406,12 +401,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     report.lost = intended.lost();
     report.resent = clients.sessions().map(|c| c.stats().resent).sum();
     report.summary = hist.summary(report.sent as f64 / report.seconds);
-    let wall = SystemTime::now();
-    hlog.write(
-        Some(&args.label),
+    write_interval(
+        &mut hlog,
+        &args.label,
         &interval,
         interval_start,
-        wall.duration_since(interval_start).unwrap_or_default(),
+        SystemTime::now(),
     )?;
     hlog.flush()?;
     hist.save_hgrm(&args.out.join(format!("{}.hgrm", args.label)))?;
@@ -427,6 +422,24 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         format!("{json}\n"),
     )?;
     Ok(report)
+}
+
+/// Writes the latencies recorded from `from` to `to` as one interval of
+/// the `.hlog`.
+fn write_interval(
+    hlog: &mut IntervalLog,
+    label: &str,
+    interval: &LatencyHistogram,
+    from: SystemTime,
+    to: SystemTime,
+) -> anyhow::Result<()> {
+    hlog.write(
+        Some(label),
+        interval,
+        from,
+        to.duration_since(from).unwrap_or_default(),
+    )?;
+    Ok(())
 }
 
 /// The next order of the flow (order number `i`, alternating contracts):
