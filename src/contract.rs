@@ -218,6 +218,13 @@ pub struct ContractSet {
 }
 
 impl ContractSet {
+    /// The contracts shipped in `contracts/`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn shipped() -> ContractSet {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+        ContractSet::load_dir(&dir).expect("the shipped contracts load")
+    }
+
     /// Loads every `*.toml` file of `dir`, in file-name order; instruments are
     /// numbered in that order, contracts within a file in file order.
     pub fn load_dir(dir: &Path) -> Result<ContractSet, ContractError> {

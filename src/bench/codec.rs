@@ -204,9 +204,7 @@ mod tests {
 
     #[test]
     fn both_decoders_agree_on_the_engine_stream() {
-        let contracts =
-            ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"))
-                .unwrap();
+        let contracts = ContractSet::shipped();
         let (buf, n) = itch_stream(&contracts, 20_000, 3);
         assert!(n > 10_000, "{n} messages");
         assert_eq!(decode_tokex(&buf), decode_itchy(&buf));

@@ -552,10 +552,7 @@ mod tests {
 
     #[test]
     fn flow_is_deterministic_and_has_the_stated_mix() {
-        let contracts = crate::contract::ContractSet::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
-        )
-        .unwrap();
+        let contracts = crate::contract::ContractSet::shipped();
         let c = contracts.iter().next().unwrap();
         let a = mixed_flow(100_000, 7, c);
         assert_eq!(a, mixed_flow(100_000, 7, c));
@@ -588,10 +585,7 @@ mod tests {
         );
         assert!("add=60,cancel=25".parse::<Mix>().is_err());
         assert!("add=50,cancel=50,sell=0".parse::<Mix>().is_err());
-        let contracts = crate::contract::ContractSet::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
-        )
-        .unwrap();
+        let contracts = crate::contract::ContractSet::shipped();
         let c = contracts.iter().next().unwrap();
         let only_adds = mixed_flow_with(
             1000,
@@ -604,10 +598,7 @@ mod tests {
 
     #[test]
     fn tokex_and_lobster_runners_trade_the_same_flow() {
-        let contracts = crate::contract::ContractSet::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
-        )
-        .unwrap();
+        let contracts = crate::contract::ContractSet::shipped();
         let c = contracts.iter().next().unwrap();
         let flow = mixed_flow(20_000, 3, c);
         let mut t = TokexRunner::new(&contracts, c, 1 << 16);

@@ -377,18 +377,14 @@ pub fn run(
 mod tests {
     use super::*;
 
-    fn contracts() -> ContractSet {
-        ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
-    }
-
     #[test]
     fn the_rig_runs_every_order_through_the_whole_path() {
         let dir = std::env::temp_dir().join(format!("tokex-rig-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let journal = dir.join("j");
-        let w = Workload::new(&contracts(), 2_000, 16, 4).unwrap();
+        let w = Workload::new(&ContractSet::shipped(), 2_000, 16, 4).unwrap();
         assert_eq!(w.batches.iter().flatten().count(), 125);
-        let mut rig = Rig::new(&contracts(), &journal).unwrap();
+        let mut rig = Rig::new(&ContractSet::shipped(), &journal).unwrap();
         let sent = rig.run(&w).unwrap();
         let c = rig.replica().gateway.counters();
         // Every order decoded and answered (accepted or rejected, none
@@ -405,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_workload_splits_at_whole_batches() {
-        let w = Workload::new(&contracts(), 1_000, 16, 4).unwrap();
+        let w = Workload::new(&ContractSet::shipped(), 1_000, 16, 4).unwrap();
         let (a, b) = w.split(500);
         assert_eq!((a.orders, b.orders), (512, 488));
         assert_eq!(a.batches.len() + b.batches.len(), 16);

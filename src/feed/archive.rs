@@ -283,16 +283,11 @@ mod tests {
     use crate::contract::ContractSet;
     use crate::feed::publisher::Publisher;
     use crate::wire::moldudp64::{self, Packet};
-    use std::path::PathBuf;
 
     fn message(i: u64) -> Vec<u8> {
         // Any bytes do: the archive does not look inside.
         let len = 12 + (i % 30) as usize;
         (0..len).map(|k| (i as usize + k) as u8).collect()
-    }
-
-    fn contracts() -> ContractSet {
-        ContractSet::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
     }
 
     #[test]
@@ -301,7 +296,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut archive = MdArchive::create(&dir.join("md")).unwrap();
         // A store of 100 messages; 5,000 published, synced every 50.
-        let mut p = Publisher::new(&contracts(), *b"TOKEX00001", 100);
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 100);
         for i in 1..=5000u64 {
             p.publish_message(&message(i));
             if i % 50 == 0 {
@@ -354,7 +349,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tokex-archive-r-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("md");
-        let mut p = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
         let mut archive = MdArchive::create(&path).unwrap();
         for i in 1..=3000u64 {
             p.publish_message(&message(i));
@@ -380,7 +375,7 @@ mod tests {
         assert_eq!(recent, (2996..=3000).map(message).collect::<Vec<_>>());
         // A publisher resumed at 3,001 with the recent messages appends
         // after them; old requests are answered from the file.
-        let mut q = Publisher::new(&contracts(), *b"TOKEX00001", 10_000);
+        let mut q = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
         q.resume(
             &crate::feed::publisher::PublisherState {
                 next_sequence: 3001,
@@ -421,7 +416,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tokex-archive-b-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut archive = MdArchive::create(&dir.join("md")).unwrap();
-        let mut p = Publisher::new(&contracts(), *b"TOKEX00001", 10);
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10);
         for i in 1..=50u64 {
             p.publish_message(&message(i));
         }

@@ -4,7 +4,6 @@ use super::*;
 use crate::config::{demo_sessions, GatewayConfig};
 use crate::engine::{Engine, EngineConfig, Phase};
 use crate::types::{Price, Qty, Side, Tif};
-use std::path::Path;
 
 const SESSION: [u8; 10] = *b"TOKEX00001";
 
@@ -27,13 +26,9 @@ impl JournalSink for Vec<(u8, Nanos, Vec<u8>)> {
     }
 }
 
-fn contracts() -> ContractSet {
-    ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
-}
-
 impl Rig {
     fn new(cfg: GatewayConfig) -> Rig {
-        let set = contracts();
+        let set = ContractSet::shipped();
         Rig {
             gw: Gateway::new(&cfg, &demo_sessions(), &set, SESSION),
             engine: Engine::new(&set, EngineConfig { max_orders: 1024 }),
@@ -338,7 +333,7 @@ fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
             .as_bytes(),
     );
 
-    let set = contracts();
+    let set = ContractSet::shipped();
     let mut gw = Gateway::new(&GatewayConfig::default(), &demo_sessions(), &set, SESSION);
     let mut engine = Engine::new(&set, EngineConfig { max_orders: 1024 });
     let mut md: Vec<Event> = Vec::new();
@@ -497,7 +492,7 @@ fn every_engine_reject_reason_has_an_ouch_reason_code() {
 
 #[test]
 fn engine_timers_run_on_the_clock_are_journaled_and_replay_to_the_same_phases() {
-    let set = contracts();
+    let set = ContractSet::shipped();
     let gh = set
         .iter()
         .find(|c| c.symbol.as_str() == "GH2612")
