@@ -16,7 +16,7 @@ mod server;
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -26,7 +26,6 @@ use server::Server;
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::Engine;
-use crate::latency::{IntervalLog, Stage, StageHistograms};
 use crate::runtime::Stop;
 use crate::types::Side;
 
@@ -113,27 +112,6 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     server.serve(&stop, deadline)?;
     server.shut_down(&stop)?;
     server.report(args)
-}
-
-/// Writes one interval of every stage to the interval log (tagged with the
-/// stage name), folds it into the run's totals and starts the next.
-fn write_interval(
-    hlog: &mut IntervalLog,
-    interval: &mut StageHistograms,
-    total: &mut StageHistograms,
-    start: SystemTime,
-    end: SystemTime,
-) -> std::io::Result<()> {
-    let length = end.duration_since(start).unwrap_or_default();
-    for s in Stage::ALL {
-        let h = interval.get(s);
-        if !h.is_empty() {
-            hlog.write(Some(s.name()), h, start, length)?;
-        }
-    }
-    total.add(interval);
-    interval.reset();
-    Ok(())
 }
 
 /// The engine's resting orders in `tokex replay`'s book.csv layout (order

@@ -17,14 +17,14 @@ use super::io::{
     Replies, RxItem,
 };
 use super::recovery::{recover, Recovered};
-use super::{write_book, write_interval, ExchangeArgs};
+use super::{write_book, ExchangeArgs};
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer, TokenBucket};
-use crate::latency::{IntervalLog, Stage, StageHistograms};
+use crate::latency::{Stage, StageHistograms, StageLog};
 use crate::net::tcp::{self, TcpPacket, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
@@ -57,12 +57,10 @@ pub(super) struct Server {
     replies: Replies,
     /// Receive times (raw clock) of the batch's datagrams.
     per_datagram: Vec<u64>,
-    /// Stages are recorded into `interval`, folded into `stages` and
-    /// written to the interval log once per `latency.interval_ms`.
-    stages: StageHistograms,
+    /// Stages are recorded into `interval`; `stage_log` closes it once per
+    /// `latency.interval_ms` and writes it, a stage per timer tick.
     interval: StageHistograms,
-    hlog: IntervalLog,
-    interval_start: SystemTime,
+    stage_log: StageLog,
     latency_dir: PathBuf,
     datagrams: u64,
     /// Time in batches that had work, and time serving (clock ns).
@@ -157,10 +155,9 @@ impl Server {
 
         let latency_dir = args.latency_dir.clone().unwrap_or(cfg.latency.dir.clone());
         fs::create_dir_all(&latency_dir)?;
-        let interval_start = SystemTime::now();
-        let hlog = IntervalLog::create(
+        let stage_log = StageLog::create(
             &latency_dir.join("exchange.hlog"),
-            interval_start,
+            Duration::from_millis(cfg.latency.interval_ms),
             "tokex exchange: per-stage latency, ns",
         )?;
         let mut server = Server {
@@ -183,10 +180,8 @@ impl Server {
             rx_ring,
             rx_thread,
             replies: Replies::new(),
-            stages: StageHistograms::default(),
             interval: StageHistograms::default(),
-            hlog,
-            interval_start,
+            stage_log,
             latency_dir,
             datagrams: 0,
             busy_ns: 0,
@@ -357,18 +352,7 @@ impl Server {
     /// Once a millisecond: the interval log, session timers, market-data
     /// heartbeats and retransmission requests.
     fn timers(&mut self) -> anyhow::Result<()> {
-        let wall = SystemTime::now();
-        let every = Duration::from_millis(self.cfg.latency.interval_ms.max(1));
-        if wall.duration_since(self.interval_start).unwrap_or_default() >= every {
-            write_interval(
-                &mut self.hlog,
-                &mut self.interval,
-                &mut self.stages,
-                self.interval_start,
-                wall,
-            )?;
-            self.interval_start = wall;
-        }
+        self.stage_log.tick(&mut self.interval, SystemTime::now())?;
         let now = self.clock.now();
         let Server {
             engine,
@@ -522,20 +506,15 @@ impl Server {
             p.retransmit_unanswerable,
             self.retrans_limited
         );
-        write_interval(
-            &mut self.hlog,
-            &mut self.interval,
-            &mut self.stages,
-            self.interval_start,
-            SystemTime::now(),
-        )?;
-        self.hlog.flush()?;
+        let stages = self
+            .stage_log
+            .finish(&mut self.interval, SystemTime::now())?;
         println!(
             "\n== latency inside the exchange (per stage)\n{}",
-            self.stages.table()
+            stages.table()
         );
         for s in Stage::ALL {
-            let h = self.stages.get(s);
+            let h = stages.get(s);
             if !h.is_empty() {
                 h.save_hgrm(&self.latency_dir.join(format!("{}.hgrm", s.name())))?;
             }

@@ -54,6 +54,16 @@ pub struct FeedArgs {
     /// (`seq,type,locate,timestamp_ns,order,side,qty,price,match`).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Pin the feed handler to this core (an index into the cores it may
+    /// run on); by default the scheduler places it.
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Run under SCHED_FIFO at this priority (1-99), so that a packet wakes
+    /// the handler at once even on a core a busy-polling thread shares (the
+    /// demo's load generator); it blocks between packets, so it never
+    /// holds the core for long. Needs root or CAP_SYS_NICE.
+    #[arg(long, value_name = "PRIORITY")]
+    pub realtime: Option<u8>,
     /// Rebuild offline from this capture (pcap or pcapng of the market
     /// data: datagrams to --group:--port and answers from --retransmit)
     /// instead of joining the group.
@@ -231,16 +241,23 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         s.book_errors,
         if h.is_complete() { "end of session, complete" } else { "stopped before a complete end of session" }
     );
+    let to = if capture.is_some() {
+        "capture"
+    } else {
+        "receive"
+    };
     println!(
-        "feed latency (ITCH timestamp to {}):\n{}\n{}",
-        if capture.is_some() {
-            "capture"
-        } else {
-            "receive"
-        },
+        "feed latency (ITCH timestamp to {to}), messages applied as they arrived:\n{}\n{}",
         Summary::table_header(),
         h.latency.summary(0.0)
     );
+    if !h.gap_latency.is_empty() {
+        println!(
+            "feed latency (ITCH timestamp to {to}), messages that waited for a gap (a late join or a loss) to close:\n{}\n{}",
+            Summary::table_header(),
+            h.gap_latency.summary(0.0)
+        );
+    }
     if let Some(path) = &args.book_out {
         let mut out = String::from("symbol,side,price,qty,order\n");
         for c in contracts.iter() {
@@ -283,6 +300,15 @@ fn live(
     seen: &mut impl FnMut(u64, &Message<'_>),
     contracts: &ContractSet,
 ) -> anyhow::Result<()> {
+    if let Some(core) = args.core {
+        crate::runtime::pin_current_thread(core).context("pinning the feed handler")?;
+        println!("runtime: feed handler pinned to core {core}");
+    }
+    if let Some(priority) = args.realtime {
+        crate::runtime::make_current_thread_realtime(priority)
+            .context("making the feed handler real-time")?;
+        println!("runtime: feed handler under SCHED_FIFO, priority {priority}");
+    }
     let sock = join(args)?;
     let req = UdpSocket::bind(SocketAddrV4::new(args.interface_addr, 0))?;
     req.set_nonblocking(true)?;

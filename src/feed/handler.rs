@@ -49,8 +49,14 @@ pub struct FeedHandler {
     requested_from: u64,
     backoff: u64,
     ended: bool,
-    /// ITCH timestamp to receive time (both ns since midnight).
+    /// ITCH timestamp to the time the message reached the book (both ns
+    /// since midnight), for messages applied as they arrived in order.
     pub latency: LatencyHistogram,
+    /// The same for messages that waited for a gap to close (recovered from
+    /// the retransmission server, or held until the gap before them was):
+    /// kept apart so that a late join or a lost packet shows up here and
+    /// not as a tail of the live feed.
+    pub gap_latency: LatencyHistogram,
     in_gap: bool,
 }
 
@@ -81,6 +87,7 @@ impl FeedHandler {
             backoff: 20_000_000,
             ended: false,
             latency: LatencyHistogram::new(),
+            gap_latency: LatencyHistogram::new(),
             in_gap: false,
         }
     }
@@ -98,12 +105,23 @@ impl FeedHandler {
         self.next
     }
 
-    fn apply(&mut self, now: Nanos, msg: &[u8], seen: &mut impl FnMut(u64, &Message<'_>)) {
+    /// Applies the next message; `after_gap` when it waited for a gap.
+    fn apply(
+        &mut self,
+        now: Nanos,
+        msg: &[u8],
+        after_gap: bool,
+        seen: &mut impl FnMut(u64, &Message<'_>),
+    ) {
         match Message::parse(msg) {
             Ok(m) => {
                 seen(self.next, &m);
-                self.latency
-                    .record(now.since_midnight().saturating_sub(m.header().timestamp));
+                let waited = now.since_midnight().saturating_sub(m.header().timestamp);
+                if after_gap {
+                    self.gap_latency.record(waited);
+                } else {
+                    self.latency.record(waited);
+                }
                 if self.books.apply(&m, &mut |_, _, _, _| {}).is_err() {
                     self.stats.book_errors += 1;
                 }
@@ -152,13 +170,13 @@ impl FeedHandler {
                 if self.in_gap {
                     self.stats.recovered += 1;
                 }
-                self.apply(now, msg, seen);
+                self.apply(now, msg, self.in_gap, seen);
             } else if self.buffered.len() < MAX_BUFFERED {
                 self.buffered.insert(seq, msg.to_vec());
             }
         }
         while let Some(msg) = self.buffered.remove(&self.next) {
-            self.apply(now, &msg, seen);
+            self.apply(now, &msg, true, seen);
         }
         self.note_gap();
     }
@@ -232,5 +250,45 @@ mod tests {
             h.on_packet(Nanos(5), b);
         }
         assert!(h.stats().duplicates > 0);
+    }
+
+    #[test]
+    fn messages_that_waited_for_a_gap_are_timed_apart_from_the_live_feed() {
+        let set = ContractSet::shipped();
+        let mut p = Publisher::new(&set, *b"TOKEX00001", 10_000);
+        let batch = |p: &mut Publisher, at: u64| {
+            p.set_time(Nanos(at));
+            p.start_of_day();
+            let mut out = Vec::new();
+            p.flush(&mut |b| out.push(b.to_vec()));
+            out
+        };
+        let lost = batch(&mut p, 1_000);
+        let held = batch(&mut p, 2_000);
+        let live = batch(&mut p, 3_000);
+        let per_batch = p.stats().messages / 3;
+        let mut h = FeedHandler::new();
+        for b in &held {
+            h.on_packet(Nanos(2_100), b);
+        }
+        let req = h.poll_request(Nanos(2_200)).expect("a request for the gap");
+        let mut answers = Vec::new();
+        p.retransmit(&req, 1000, &mut |b| answers.push(b.to_vec()));
+        for a in &answers {
+            h.on_packet(Nanos(2_500), a);
+        }
+        for b in &live {
+            h.on_packet(Nanos(3_040), b);
+        }
+        assert!(!lost.is_empty());
+        assert_eq!(h.stats().messages, 3 * per_batch);
+        assert_eq!(h.gap_latency.len(), 2 * per_batch);
+        assert_eq!(
+            h.gap_latency.max(),
+            1_500,
+            "recovered at 2,500 ns, stamped 1,000"
+        );
+        assert_eq!(h.latency.len(), per_batch);
+        assert_eq!(h.latency.max(), 40, "the live batch, in order");
     }
 }

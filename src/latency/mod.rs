@@ -9,12 +9,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+mod hlog;
+pub use hlog::{IntervalLog, StageLog};
 
 /// Highest latency a histogram tracks: 60 s. Larger values are clamped to it.
 pub const MAX_TRACKABLE_NS: u64 = 60_000_000_000;
@@ -288,61 +288,9 @@ impl StageHistograms {
     }
 }
 
-/// An HdrHistogram interval log (`.hlog`, V2 deflate), written as a run goes.
-pub struct IntervalLog {
-    out: BufWriter<File>,
-    serializer: V2DeflateSerializer,
-    started: SystemTime,
-}
-
-impl IntervalLog {
-    /// Creates the file and writes its header; interval start times are
-    /// relative to `started` (the log's BaseTime).
-    pub fn create(path: &Path, started: SystemTime, comment: &str) -> io::Result<IntervalLog> {
-        let mut out = BufWriter::new(File::create(path)?);
-        let mut serializer = V2DeflateSerializer::new();
-        IntervalLogWriterBuilder::new()
-            .add_comment(comment)
-            .with_start_time(started)
-            .with_base_time(started)
-            .begin_log_with(&mut out, &mut serializer)?;
-        writeln!(
-            out,
-            "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
-        )?;
-        Ok(IntervalLog {
-            out,
-            serializer,
-            started,
-        })
-    }
-
-    /// Appends one interval: `hist` recorded from `start` for `length`.
-    /// `tag` must not contain spaces, commas or newlines.
-    pub fn write(
-        &mut self,
-        tag: Option<&str>,
-        hist: &LatencyHistogram,
-        start: SystemTime,
-        length: Duration,
-    ) -> io::Result<()> {
-        let offset = start.duration_since(self.started).unwrap_or_default();
-        let tag = tag.and_then(Tag::new);
-        let mut w =
-            IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
-        w.write_histogram(hist.inner(), offset, length, tag)
-            .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
     #[test]
     fn summary_reports_percentiles_of_recorded_values() {
@@ -387,46 +335,6 @@ mod tests {
             last_value_line.contains("1.000000000000"),
             "{last_value_line}"
         );
-    }
-
-    #[test]
-    fn interval_log_is_readable_by_hdrhistogram() {
-        let dir = std::env::temp_dir().join(format!("tokex-hlog-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.hlog");
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut log = IntervalLog::create(&path, t0, "tokex test").unwrap();
-        let mut h = LatencyHistogram::new();
-        h.record(1_500);
-        log.write(
-            Some("end_to_end"),
-            &h,
-            t0 + Duration::from_secs(1),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        log.write(
-            None,
-            &h,
-            t0 + Duration::from_secs(2),
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        log.flush().unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let intervals: Vec<_> = IntervalLogIterator::new(&bytes)
-            .map(|e| e.unwrap())
-            .filter_map(|e| match e {
-                LogEntry::Interval(i) => {
-                    Some((i.tag().map(|t| t.as_str().to_string()), i.start_timestamp()))
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(intervals.len(), 2);
-        assert_eq!(intervals[0].0.as_deref(), Some("end_to_end"));
-        assert_eq!(intervals[1].1, Duration::from_secs(2));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
