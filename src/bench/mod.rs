@@ -5,6 +5,7 @@ pub mod codec;
 pub mod engine;
 pub mod feed_net;
 pub mod gateway;
+pub mod hiccups;
 pub mod recovery;
 pub mod suite;
 pub mod transport;

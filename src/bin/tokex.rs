@@ -60,6 +60,17 @@ enum BenchCommand {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// The platform's own stalls, the floor under every tail figure: a
+    /// thread pinned to each core reads the clock in a tight loop and
+    /// records every gap (run it with nothing else busy).
+    Hiccups {
+        /// Seconds to measure (at most 600).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Cores to measure, all at once (default: every core).
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+    },
     /// ITCH decode + dispatch (tokex vs itchy) and feed book rebuilding, on
     /// the engine's own market data for the mixed flow.
     Codecs {
@@ -211,6 +222,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Report(args) => tokex::report::run(&args)?,
         Command::Probe(args) => tokex::probe::run(&args)?,
+        Command::Bench(BenchCommand::Hiccups { seconds, cores }) => {
+            let cores = if cores.is_empty() {
+                (0..tokex::runtime::available_cores()).collect()
+            } else {
+                cores
+            };
+            print_hiccups(&tokex::bench::hiccups::run(&cores, seconds)?);
+        }
         Command::Bench(BenchCommand::Codecs { ops, rounds }) => {
             let f = tokex::bench::codec::run(ops, rounds)?;
             println!(
@@ -363,4 +382,45 @@ fn transport_runs(
         .flat_map(|&c| variants.iter().map(move |v| v.with_client(c)))
         .collect();
     transport::run(&variants, rates, seconds, Shape { batch, sessions }, out)
+}
+
+fn print_hiccups(cores: &[tokex::bench::hiccups::CoreHiccups]) {
+    use tokex::latency::fmt_ns;
+    println!(
+        "hiccups: gaps of at least {} between two clock reads of a spinning thread",
+        fmt_ns(tokex::bench::hiccups::HICCUP_NS)
+    );
+    println!(
+        "{:>5} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "core", "seconds", "gaps", ">=100us", ">=1ms", "lost", "p50", "p99", "max"
+    );
+    for c in cores {
+        let g = &c.gaps;
+        println!(
+            "{:>5} {:>8.1} {:>9} {:>9} {:>9} {:>9.3}% {:>10} {:>10} {:>10}",
+            c.core,
+            c.ran.as_secs_f64(),
+            g.len(),
+            c.count_at_least(100_000),
+            c.count_at_least(1_000_000),
+            100.0 * c.lost.as_secs_f64() / c.ran.as_secs_f64().max(1e-9),
+            fmt_ns(g.value_at_percentile(50.0)),
+            fmt_ns(g.value_at_percentile(99.0)),
+            fmt_ns(g.max()),
+        );
+    }
+    for c in cores {
+        let worst: Vec<String> = c
+            .worst
+            .iter()
+            .map(|(gap, at)| {
+                format!(
+                    "{} at {:.3} s",
+                    fmt_ns(gap.as_nanos() as u64),
+                    at.as_secs_f64()
+                )
+            })
+            .collect();
+        println!("core {} longest: {}", c.core, worst.join(", "));
+    }
 }
