@@ -2,7 +2,9 @@
 //! topology.
 //!
 //! Owns how the exchange's threads are started and stopped: which core each
-//! one is pinned to (`core_affinity`), the SIGINT/SIGTERM stop flag, and the
+//! one is pinned to (`core_affinity`), the SCHED_FIFO policy for threads
+//! that block and must wake at once (`thread-priority`; the feed handler
+//! uses it too), the SIGINT/SIGTERM stop flag, and the
 //! bounded SPSC ring (`crossbeam`) between the receive thread and the engine
 //! thread. It holds no trading logic.
 
