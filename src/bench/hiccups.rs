@@ -27,6 +27,10 @@ pub struct CoreHiccups {
 
 /// Measures `cores` (all at once, a pinned thread each) for `seconds`.
 pub fn run(cores: &[usize], seconds: f64) -> anyhow::Result<Vec<CoreHiccups>> {
+    anyhow::ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "--seconds must be a positive number, not {seconds}"
+    );
     let length = Duration::from_secs_f64(seconds.clamp(0.01, 600.0));
     let threads: Vec<_> = cores
         .iter()
@@ -88,6 +92,17 @@ fn note_worst(worst: &mut Vec<(Duration, Duration)>, gap: (Duration, Duration)) 
 }
 
 impl CoreHiccups {
+    /// `N gaps >= 1 ms in S s, max M, P % of the time lost`.
+    pub fn brief(&self) -> String {
+        format!(
+            "{} gaps >= 1 ms in {:.1} s, max {}, {:.2} % of the time lost",
+            self.count_at_least(1_000_000),
+            self.ran.as_secs_f64(),
+            crate::latency::fmt_ns(self.gaps.max()),
+            100.0 * self.lost.as_secs_f64() / self.ran.as_secs_f64().max(1e-9)
+        )
+    }
+
     /// Gaps of at least `ns`.
     pub fn count_at_least(&self, ns: u64) -> u64 {
         self.gaps
@@ -96,6 +111,20 @@ impl CoreHiccups {
             .filter(|v| v.value_iterated_to() >= ns)
             .map(|v| v.count_at_value())
             .sum()
+    }
+}
+
+impl std::fmt::Display for CoreHiccups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "core {}: {} gaps >= {}, {} >= 100 us; {}",
+            self.core,
+            self.gaps.len(),
+            crate::latency::fmt_ns(HICCUP_NS),
+            self.count_at_least(100_000),
+            self.brief()
+        )
     }
 }
 
@@ -130,5 +159,8 @@ mod tests {
         assert!(c.gaps.is_empty() || c.gaps.inner().min() >= HICCUP_NS);
         assert_eq!(c.count_at_least(0), c.gaps.len());
         assert!(c.lost <= c.ran);
+        assert!(run(&[0], f64::NAN).is_err());
+        assert!(run(&[0], 0.0).is_err());
+        assert!(run(&[usize::MAX], 0.01).is_err(), "no such core");
     }
 }

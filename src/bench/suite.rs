@@ -23,6 +23,8 @@ pub struct Plan {
     pub gateway_orders: u64,
     pub rates: &'static [u64],
     pub seconds: u64,
+    /// Seconds of `tokex bench hiccups` on every core, first.
+    pub hiccup_seconds: f64,
 }
 
 impl Plan {
@@ -33,6 +35,7 @@ impl Plan {
         gateway_orders: 50_000,
         rates: &[10_000],
         seconds: 4,
+        hiccup_seconds: 1.0,
     };
     pub const FULL: Plan = Plan {
         engine_ops: 5_000_000,
@@ -41,6 +44,7 @@ impl Plan {
         gateway_orders: 200_000,
         rates: &[5_000, 20_000, 50_000],
         seconds: 10,
+        hiccup_seconds: 5.0,
     };
 }
 
@@ -92,6 +96,16 @@ fn round_trip_rows(s: &mut String, runs: &[Measured], a: Variant, b: Variant) {
 /// Runs the suite and returns the final table (each part also prints its
 /// own lines as it goes).
 pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
+    println!(
+        "== platform: a spinning thread per core for {} s, every gap of {} or more",
+        plan.hiccup_seconds,
+        fmt_ns(super::hiccups::HICCUP_NS)
+    );
+    let cores: Vec<usize> = (0..crate::runtime::available_cores()).collect();
+    let hiccups = super::hiccups::run(&cores, plan.hiccup_seconds)?;
+    for h in &hiccups {
+        println!("  {h}");
+    }
     println!(
         "== engine: tokex vs lobster, {} operations",
         plan.engine_ops
@@ -160,6 +174,14 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
             s,
             "| exchange work per order, no network, {shape} | {:.0} ns | | |",
             g.best_ns()
+        );
+    }
+    for h in &hiccups {
+        let _ = writeln!(
+            s,
+            "| platform stalls, core {} (the floor under every max) | {} | | |",
+            h.core,
+            h.brief()
         );
     }
     round_trip_rows(&mut s, &runs, Variant::XDP, Variant::UDP);
