@@ -374,23 +374,7 @@ impl JournalWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let p =
-                std::env::temp_dir().join(format!("tokex-journal-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TempDir;
 
     fn write_records(path: &Path, n: u64) {
         let (mut w, _) = JournalWriter::open(path, Durability::Write, 4096, |_| {}).unwrap();
@@ -411,8 +395,8 @@ mod tests {
 
     #[test]
     fn committed_records_read_back_in_order() {
-        let d = TempDir::new("order");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-order");
+        let path = d.join("j");
         write_records(&path, 10);
         let (recs, report) = read_back(&path);
         assert_eq!(report.records, 10);
@@ -422,8 +406,8 @@ mod tests {
 
     #[test]
     fn reopening_replays_and_appends_after_the_existing_records() {
-        let d = TempDir::new("reopen");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-reopen");
+        let path = d.join("j");
         write_records(&path, 4);
         let mut seen = 0;
         let (mut w, report) =
@@ -438,8 +422,8 @@ mod tests {
 
     #[test]
     fn a_scan_from_a_position_reads_only_the_records_after_it() {
-        let d = TempDir::new("from");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-from");
+        let path = d.join("j");
         write_records(&path, 10);
         let mut marks = Vec::new();
         let mut at = Position::START;
@@ -481,8 +465,8 @@ mod tests {
 
     #[test]
     fn torn_tail_is_cut_at_the_last_good_record() {
-        let d = TempDir::new("torn");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-torn");
+        let path = d.join("j");
         write_records(&path, 5);
         let full = std::fs::metadata(&path).unwrap().len();
         // Tear the last record in the middle of its payload.
@@ -497,8 +481,8 @@ mod tests {
 
     #[test]
     fn corrupt_record_cuts_it_and_everything_after() {
-        let d = TempDir::new("corrupt");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-corrupt");
+        let path = d.join("j");
         write_records(&path, 6);
         let mut bytes = std::fs::read(&path).unwrap();
         // Flip a payload byte of the third record (records are 17 + 4 bytes).
@@ -512,8 +496,8 @@ mod tests {
 
     #[test]
     fn absurd_length_is_treated_as_corruption() {
-        let d = TempDir::new("len");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-len");
+        let path = d.join("j");
         write_records(&path, 2);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -525,8 +509,8 @@ mod tests {
 
     #[test]
     fn foreign_file_is_refused_not_overwritten() {
-        let d = TempDir::new("magic");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-magic");
+        let path = d.join("j");
         std::fs::write(&path, b"this is not a journal at all").unwrap();
         let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
             .err()
@@ -540,8 +524,8 @@ mod tests {
 
     #[test]
     fn durability_none_writes_nothing() {
-        let d = TempDir::new("none");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-none");
+        let path = d.join("j");
         let (mut w, _) = JournalWriter::open(&path, Durability::None, 4096, |_| {}).unwrap();
         w.append(1, Nanos(1), b"x").unwrap();
         w.commit().unwrap();
@@ -550,8 +534,8 @@ mod tests {
 
     #[test]
     fn oversized_record_is_refused() {
-        let d = TempDir::new("big");
-        let path = d.0.join("j");
+        let d = TempDir::new("journal-big");
+        let path = d.join("j");
         let (mut w, _) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
         let big = vec![0u8; MAX_PAYLOAD + 1];
         assert!(matches!(

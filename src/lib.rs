@@ -57,5 +57,7 @@ pub mod schedule;
 pub mod settlement;
 pub mod slot_ring;
 pub mod snapshot;
+#[cfg(test)]
+mod test_dir;
 pub mod types;
 pub mod wire;

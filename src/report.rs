@@ -280,8 +280,7 @@ mod tests {
         if !Path::new(FONT).exists() {
             panic!("{FONT} missing: tools/install-deps.sh installs fonts-dejavu-core");
         }
-        let dir = std::env::temp_dir().join(format!("tokex-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TempDir::new("plot");
         let png = dir.join("p.png");
         let mut a = sample(7);
         a.label = "kernel udp".into();
@@ -292,6 +291,5 @@ mod tests {
         assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 1200);
         assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 700);
         assert!(bytes.len() > 10_000);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -379,8 +379,7 @@ mod tests {
 
     #[test]
     fn the_rig_runs_every_order_through_the_whole_path() {
-        let dir = std::env::temp_dir().join(format!("tokex-rig-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TempDir::new("rig-test");
         let journal = dir.join("j");
         let w = Workload::new(&ContractSet::shipped(), 2_000, 16, 4).unwrap();
         assert_eq!(w.batches.iter().flatten().count(), 125);
@@ -396,7 +395,6 @@ mod tests {
         drop(rig);
         let records = crate::journal::scan(&journal, |_| {}).unwrap().records;
         assert_eq!(records, 2_000 + SESSIONS as u64);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -212,16 +212,9 @@ mod tests {
     use super::*;
     use crate::feed::publisher::Archive;
     use crate::gateway::{JournalSink, Peer};
+    use crate::test_dir::TempDir;
     use crate::types::{Price, Qty, Side, Symbol, Tif};
     use crate::wire::{ouch, soupbin};
-
-    struct Scratch(PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     struct Writer(JournalWriter);
 
@@ -246,10 +239,8 @@ mod tests {
         }
     }
 
-    fn setup(name: &str) -> (Scratch, Config, ContractSet) {
-        let dir = std::env::temp_dir().join(format!("tokex-recov-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+    fn setup(name: &str) -> (TempDir, Config, ContractSet) {
+        let dir = TempDir::new(&format!("recov-{name}"));
         let mut cfg = Config {
             contracts: Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
             ..Config::default()
@@ -257,7 +248,7 @@ mod tests {
         cfg.journal.path = dir.join("j").join("day.journal");
         cfg.engine.max_orders = 1 << 14;
         let contracts = ContractSet::load_dir(&cfg.contracts).unwrap();
-        (Scratch(dir), cfg, contracts)
+        (dir, cfg, contracts)
     }
 
     /// A day as the exchange runs it: its recovery (a fresh start), then

@@ -282,6 +282,7 @@ mod tests {
     use super::*;
     use crate::contract::ContractSet;
     use crate::feed::publisher::Publisher;
+    use crate::test_dir::TempDir;
     use crate::wire::moldudp64::{self, Packet};
 
     fn message(i: u64) -> Vec<u8> {
@@ -292,8 +293,7 @@ mod tests {
 
     #[test]
     fn requests_older_than_the_store_are_answered_from_the_archive() {
-        let dir = std::env::temp_dir().join(format!("tokex-archive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("archive");
         let mut archive = MdArchive::create(&dir.join("md")).unwrap();
         // A store of 100 messages; 5,000 published, synced every 50.
         let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 100);
@@ -341,13 +341,11 @@ mod tests {
         let mut n = 0;
         p.retransmit(&req, 4096, &mut |_| n += 1);
         assert_eq!(n, 0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_resumed_archive_keeps_what_the_layout_covers_cuts_the_rest_and_appends() {
-        let dir = std::env::temp_dir().join(format!("tokex-archive-r-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("archive-r");
         let path = dir.join("md");
         let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
         let mut archive = MdArchive::create(&path).unwrap();
@@ -408,13 +406,11 @@ mod tests {
             MdArchive::resume(&path, &bigger),
             Err(ArchiveError::Mismatch(_))
         ));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn an_archive_that_falls_behind_the_store_says_so() {
-        let dir = std::env::temp_dir().join(format!("tokex-archive-b-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("archive-b");
         let mut archive = MdArchive::create(&dir.join("md")).unwrap();
         let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10);
         for i in 1..=50u64 {
@@ -422,6 +418,5 @@ mod tests {
         }
         assert!(archive.sync(p.store()).is_err());
         assert_eq!(archive.missed, 40);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

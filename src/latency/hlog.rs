@@ -229,21 +229,7 @@ mod tests {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
-    struct TempDir(std::path::PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("tokex-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TempDir;
 
     /// (tag, start offset, value count) of every interval of the log.
     fn intervals(path: &Path) -> Vec<(Option<String>, Duration, u64)> {
@@ -275,7 +261,7 @@ mod tests {
     #[test]
     fn interval_log_is_readable_by_hdrhistogram() {
         let dir = TempDir::new("hlog");
-        let path = dir.0.join("t.hlog");
+        let path = dir.join("t.hlog");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut log = IntervalLog::create(&path, t0, "tokex test").unwrap();
         let mut h = LatencyHistogram::new();
@@ -327,7 +313,7 @@ mod tests {
     #[test]
     fn stage_log_writes_a_closed_interval_one_stage_per_tick() {
         let dir = TempDir::new("stagelog");
-        let path = dir.0.join("s.hlog");
+        let path = dir.join("s.hlog");
         let every = Duration::from_secs(1);
         let mut log = StageLog::create(&path, every, "test").unwrap();
         let t0 = log.open_start;
@@ -363,7 +349,7 @@ mod tests {
     #[test]
     fn closing_an_interval_first_writes_what_is_left_of_the_last() {
         let dir = TempDir::new("stagelog-short");
-        let path = dir.0.join("s.hlog");
+        let path = dir.join("s.hlog");
         let mut log = StageLog::create(&path, Duration::from_millis(1), "test").unwrap();
         let t0 = log.open_start;
         let mut open = StageHistograms::default();
