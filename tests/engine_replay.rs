@@ -11,13 +11,14 @@ fn replay(csv: &str, name: &str) -> (PathBuf, tokex::replay::ReplaySummary) {
     let orders = out.with_extension("csv");
     std::fs::write(&orders, csv).unwrap();
     let summary = run(&ReplayArgs {
-        orders,
+        orders: orders.clone(),
         out: out.clone(),
         contracts: root.join("contracts"),
         config: None,
-    })
-    .unwrap();
-    (out, summary)
+    });
+    // The input is read by now; the caller removes `out` when it passes.
+    let _ = std::fs::remove_file(&orders);
+    (out, summary.unwrap())
 }
 
 fn read(dir: &Path, f: &str) -> String {

@@ -37,13 +37,14 @@ fn replay(csv: &str, name: &str, config: Option<PathBuf>) -> (PathBuf, ReplaySum
     let orders = out.with_extension("csv");
     std::fs::write(&orders, csv).unwrap();
     let summary = run(&ReplayArgs {
-        orders,
+        orders: orders.clone(),
         out: out.clone(),
         contracts: root.join("contracts"),
         config,
-    })
-    .unwrap();
-    (out, summary)
+    });
+    // The input is read by now; the caller removes `out` when it passes.
+    let _ = std::fs::remove_file(&orders);
+    (out, summary.unwrap())
 }
 
 fn read(dir: &Path, f: &str) -> String {
