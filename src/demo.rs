@@ -163,7 +163,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     )?;
     print_log_tail("exchange start-up", &out.join("exchange.log"), 12);
 
-    println!("== feed handler: ip netns exec {CLIENT_NS} tokex feed");
+    println!(
+        "== feed handler: ip netns exec {CLIENT_NS} tokex feed --core {} --realtime {FEED_PRIORITY}",
+        args.client_core
+    );
     let mut feed = Proc::spawn(
         "feed handler",
         CLIENT_NS,
@@ -228,8 +231,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {}",
-        args.rate, args.duration
+        "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {} --core {}",
+        args.rate, args.duration, args.client_core
     );
     let label = format!("roundtrip-{}k", args.rate / 1000);
     let mut load = Proc::spawn(
