@@ -7,7 +7,6 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use flate2::{Compress, Compression, FlushCompress};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Serializer, V2SerializeError, V2Serializer};
 use hdrhistogram::{Counter, Histogram};
@@ -17,7 +16,7 @@ use super::{LatencyHistogram, Stage, StageHistograms};
 /// An HdrHistogram interval log (`.hlog`), written as a run goes.
 pub struct IntervalLog {
     out: BufWriter<File>,
-    serializer: QuickDeflate,
+    serializer: StoredZlib,
     started: SystemTime,
 }
 
@@ -26,7 +25,7 @@ impl IntervalLog {
     /// relative to `started` (the log's BaseTime).
     pub fn create(path: &Path, started: SystemTime, comment: &str) -> io::Result<IntervalLog> {
         let mut out = BufWriter::new(File::create(path)?);
-        let mut serializer = QuickDeflate::new();
+        let mut serializer = StoredZlib::new();
         IntervalLogWriterBuilder::new()
             .add_comment(comment)
             .with_start_time(started)
@@ -65,36 +64,61 @@ impl IntervalLog {
     }
 }
 
-/// The compressed V2 encoding, byte for byte the layout of hdrhistogram's
+/// The compressed V2 encoding in the layout of hdrhistogram's
 /// `V2DeflateSerializer` (cookie, length, zlib stream of the V2 encoding),
-/// so every HdrHistogram reader decodes it. That serializer builds a new
-/// zlib compressor at the default level for each histogram: 200-250 µs per
+/// so every HdrHistogram reader decodes it, but with the zlib stream in
+/// stored (uncompressed) blocks. That serializer builds a new zlib
+/// compressor at the default level for each histogram: 200-250 µs per
 /// histogram on the lab VM, which the exchange's thread paid once a second
 /// for each of its five stages (1-1.3 ms in one go, seen as a millisecond
-/// tail in the load generator's round trips). This one keeps its buffers
-/// and compressor and compresses at level 1 (about 45 µs; the output is 5 %
-/// larger). flate2 does the deflating; only the framing is written here.
-struct QuickDeflate {
+/// tail in the load generator's round trips). Reusing one flate2 compressor
+/// is no cure: its reset clears some hundred kilobytes of state, 24 µs with
+/// warm caches and 100-150 µs in the middle of a load run, at any level,
+/// level 0 included. Stored blocks need no state: a copy and a checksum
+/// (the histogram lines of the log are 1.6x longer: a few KB a second).
+struct StoredZlib {
     v2: V2Serializer,
     encoded: Vec<u8>,
-    zip: Compress,
+    out: Vec<u8>,
 }
 
 /// HdrHistogram's cookie for a compressed V2 histogram (not exported by the
 /// hdrhistogram crate).
 const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
 
-impl QuickDeflate {
-    fn new() -> QuickDeflate {
-        QuickDeflate {
+impl StoredZlib {
+    fn new() -> StoredZlib {
+        StoredZlib {
             v2: V2Serializer::new(),
             encoded: Vec::new(),
-            zip: Compress::new(Compression::fast(), true),
+            out: Vec::new(),
         }
     }
 }
 
-impl Serializer for QuickDeflate {
+/// Appends `data` as a zlib stream (RFC 1950) of stored deflate blocks
+/// (RFC 1951, block type 00, at most 65,535 bytes each).
+fn zlib_stored(data: &[u8], out: &mut Vec<u8>) {
+    // CMF 0x78: deflate with a 32 KiB window; FLG 0x01: no dictionary, the
+    // fastest level, and 0x7801 divisible by 31 as the header check asks.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(usize::from(u16::MAX)).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        // Each chunk is at most u16::MAX bytes long.
+        let len = block.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler2::adler32_slice(data).to_be_bytes());
+}
+
+impl Serializer for StoredZlib {
     type SerializeError = V2SerializeError;
 
     fn serialize<T: Counter, W: Write>(
@@ -104,30 +128,17 @@ impl Serializer for QuickDeflate {
     ) -> Result<usize, V2SerializeError> {
         self.encoded.clear();
         self.v2.serialize(h, &mut self.encoded)?;
-        // Cookie, a length placeholder, then the zlib stream. zlib's worst
-        // case grows the input by 5 bytes per 16 KiB block plus 6: 64 more
-        // bytes per 16 KiB leaves room, and `Finish` is asked until done.
-        let mut out = Vec::with_capacity(8 + self.encoded.len() + self.encoded.len() / 256 + 64);
-        out.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
-        out.extend_from_slice(&[0; 4]);
-        self.zip.reset();
-        loop {
-            let done = self.zip.total_in() as usize;
-            let status = self
-                .zip
-                .compress_vec(&self.encoded[done..], &mut out, FlushCompress::Finish)
-                .map_err(|e| V2SerializeError::IoError(io::Error::other(e)))?;
-            if status == flate2::Status::StreamEnd {
-                break;
-            }
-            out.reserve(out.capacity().max(64));
-        }
-        let len = u32::try_from(out.len() - 8).map_err(|_| {
+        self.out.clear();
+        self.out
+            .extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+        self.out.extend_from_slice(&[0; 4]);
+        zlib_stored(&self.encoded, &mut self.out);
+        let len = u32::try_from(self.out.len() - 8).map_err(|_| {
             V2SerializeError::IoError(io::Error::other("a compressed histogram over 4 GiB"))
         })?;
-        out[4..8].copy_from_slice(&len.to_be_bytes());
-        writer.write_all(&out)?;
-        Ok(out.len())
+        self.out[4..8].copy_from_slice(&len.to_be_bytes());
+        writer.write_all(&self.out)?;
+        Ok(self.out.len())
     }
 }
 
@@ -282,7 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn quick_deflate_decodes_to_the_same_histogram_as_hdrhistograms_own() {
+    fn stored_zlib_streams_inflate_to_their_input_across_block_boundaries() {
+        use std::io::Read;
+        for n in [0usize, 1, 65_535, 65_536, 200_000] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let mut z = Vec::new();
+            zlib_stored(&data, &mut z);
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&z[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn stored_zlib_decodes_to_the_same_histogram_as_hdrhistograms_own() {
         let mut h = LatencyHistogram::new();
         let mut x = 1u64;
         for _ in 0..50_000 {
@@ -291,7 +317,7 @@ mod tests {
         }
         h.record(40_000_000_000);
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        QuickDeflate::new().serialize(h.inner(), &mut ours).unwrap();
+        StoredZlib::new().serialize(h.inner(), &mut ours).unwrap();
         V2DeflateSerializer::new()
             .serialize(h.inner(), &mut theirs)
             .unwrap();
@@ -302,7 +328,7 @@ mod tests {
         assert_eq!(decode(&ours), decode(&theirs));
         // The serializer is reused between histograms.
         let mut again = Vec::new();
-        let mut q = QuickDeflate::new();
+        let mut q = StoredZlib::new();
         q.serialize(LatencyHistogram::new().inner(), &mut again)
             .unwrap();
         again.clear();
