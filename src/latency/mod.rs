@@ -2,8 +2,9 @@
 //!
 //! Owns the per-stage HdrHistogram recorders of the exchange and the load
 //! generator, and the stable output formats of DESIGN.md: `.hgrm` percentile
-//! text, `.hlog` interval logs (V2, deflate-compressed) and the one-line JSON
-//! summary. Recording is allocation-free; writing happens off the hot path.
+//! text, `.hlog` interval logs (V2 compressed format; see `hlog`) and the
+//! one-line JSON summary. Recording is allocation-free; the exchange's
+//! thread writes its interval log one stage per timer tick.
 
 use std::fmt;
 use std::fs::File;
