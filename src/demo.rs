@@ -108,6 +108,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "exchange-book.csv",
         "feed-book.csv",
         "feed-lossy-book.csv",
+        "feed-latency.hgrm",
     ] {
         let _ = std::fs::remove_file(out.join(stale));
     }
@@ -181,6 +182,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             out_s("feed-book.csv"),
             "--csv".into(),
             out_s("feed-messages.csv"),
+            "--hgrm".into(),
+            out_s("feed-latency.hgrm"),
             "--core".into(),
             args.client_core.to_string(),
             "--realtime".into(),
@@ -320,14 +323,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let png = out.join("latency.png");
     let mut runs = vec![out.join(format!("{label}.hgrm"))];
     runs.push(out.join("exchange-latency/end_to_end.hgrm"));
+    runs.push(out.join("feed-latency.hgrm"));
     let table = crate::report::plot_files(
         &runs,
         &png,
-        "tokex demo: order round trip (client) and time in the exchange",
+        "tokex demo: order round trip (client), time in the exchange, market data to the feed",
     )?;
     print!("{table}");
     println!(
-        "== files: {png} (plot); {o}/{label}.hgrm, .hlog, .json (round trip); {o}/exchange-latency/*.hgrm (per stage)",
+        "== files: {png} (plot); {o}/{label}.hgrm, .hlog, .json (round trip); {o}/exchange-latency/*.hgrm (per stage); {o}/feed-latency.hgrm (ITCH timestamp to the feed handler's receive)",
         png = png.display(),
         o = out.display()
     );

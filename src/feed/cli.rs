@@ -54,6 +54,10 @@ pub struct FeedArgs {
     /// (`seq,type,locate,timestamp_ns,order,side,qty,price,match`).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write the feed latency of the messages applied as they arrived (ITCH
+    /// timestamp to receive) here as HdrHistogram percentile text (`.hgrm`).
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
     /// Pin the feed handler to this core (an index into the cores it may
     /// run on); by default the scheduler places it.
     #[arg(long)]
@@ -257,6 +261,11 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             Summary::table_header(),
             h.gap_latency.summary(0.0)
         );
+    }
+    if let Some(path) = &args.hgrm {
+        h.latency
+            .save_hgrm(path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.book_out {
         let mut out = String::from("symbol,side,price,qty,order\n");
