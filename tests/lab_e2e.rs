@@ -27,6 +27,10 @@ fn demo(name: &str, extra: &[&str]) -> (PathBuf, String) {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "demo failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("the feed handler rebuilt all"), "{stdout}");
+    // The closing latency table covers the client, the exchange and the feed.
+    for row in ["| roundtrip-", "| end_to_end |", "| feed-latency |"] {
+        assert!(stdout.contains(row), "no {row:?} row\n{stdout}");
+    }
     (out, stdout)
 }
 
