@@ -59,14 +59,15 @@ pub struct FeedArgs {
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
     /// Pin the feed handler to this core (an index into the cores it may
-    /// run on); by default the scheduler places it.
-    #[arg(long)]
+    /// run on); by default the scheduler places it. Live only.
+    #[arg(long, conflicts_with = "pcap")]
     pub core: Option<usize>,
     /// Run under SCHED_FIFO at this priority (1-99), so that a packet wakes
     /// the handler at once even on a core a busy-polling thread shares (the
     /// demo's load generator); it blocks between packets, so it never
-    /// holds the core for long. Needs root or CAP_SYS_NICE.
-    #[arg(long, value_name = "PRIORITY")]
+    /// holds the core for long. Needs root or CAP_SYS_NICE. Live only: a
+    /// capture is read without blocking, which would starve the core.
+    #[arg(long, value_name = "PRIORITY", conflicts_with = "pcap")]
     pub realtime: Option<u8>,
     /// Rebuild offline from this capture (pcap or pcapng of the market
     /// data: datagrams to --group:--port and answers from --retransmit)
@@ -376,4 +377,27 @@ fn view(h: &FeedHandler, contracts: &ContractSet) -> String {
         h.stats().gaps
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::FeedArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        feed: FeedArgs,
+    }
+
+    #[test]
+    fn pinning_and_real_time_are_for_the_live_feed_not_a_capture() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["feed"], args].concat());
+        let live = parse(&["--core", "0", "--realtime", "10"]).expect("live options");
+        assert_eq!((live.feed.core, live.feed.realtime), (Some(0), Some(10)));
+        assert!(parse(&["--pcap", "x.pcap", "--realtime", "10"]).is_err());
+        assert!(parse(&["--pcap", "x.pcap", "--core", "0"]).is_err());
+        assert!(parse(&["--pcap", "x.pcap"]).is_ok());
+    }
 }
