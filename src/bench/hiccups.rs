@@ -99,8 +99,13 @@ impl CoreHiccups {
             self.count_at_least(1_000_000),
             self.ran.as_secs_f64(),
             crate::latency::fmt_ns(self.gaps.max()),
-            100.0 * self.lost.as_secs_f64() / self.ran.as_secs_f64().max(1e-9)
+            self.lost_pct()
         )
+    }
+
+    /// The share of the run the core was taken away, in percent.
+    pub fn lost_pct(&self) -> f64 {
+        100.0 * self.lost.as_secs_f64() / self.ran.as_secs_f64().max(1e-9)
     }
 
     /// Gaps of at least `ns`.

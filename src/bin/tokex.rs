@@ -403,7 +403,7 @@ fn print_hiccups(cores: &[tokex::bench::hiccups::CoreHiccups]) {
             g.len(),
             c.count_at_least(100_000),
             c.count_at_least(1_000_000),
-            100.0 * c.lost.as_secs_f64() / c.ran.as_secs_f64().max(1e-9),
+            c.lost_pct(),
             fmt_ns(g.value_at_percentile(50.0)),
             fmt_ns(g.value_at_percentile(99.0)),
             fmt_ns(g.max()),

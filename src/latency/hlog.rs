@@ -195,9 +195,7 @@ impl StageLog {
         now: SystemTime,
     ) -> io::Result<&StageHistograms> {
         self.close(open, now)?;
-        while self.next < Stage::ALL.len() {
-            self.step()?;
-        }
+        self.drain()?;
         self.log.flush()?;
         Ok(&self.total)
     }
@@ -205,14 +203,20 @@ impl StageLog {
     fn close(&mut self, open: &mut StageHistograms, now: SystemTime) -> io::Result<()> {
         // What is left of the previous interval first (only when intervals
         // are shorter than a tick per stage).
-        while self.next < Stage::ALL.len() {
-            self.step()?;
-        }
+        self.drain()?;
         std::mem::swap(&mut self.closed, open);
         self.closed_start = self.open_start;
         self.closed_length = now.duration_since(self.open_start).unwrap_or_default();
         self.open_start = now;
         self.next = 0;
+        Ok(())
+    }
+
+    /// Writes every stage of the closed interval still waiting.
+    fn drain(&mut self) -> io::Result<()> {
+        while self.next < Stage::ALL.len() {
+            self.step()?;
+        }
         Ok(())
     }
 
