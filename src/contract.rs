@@ -101,6 +101,9 @@ pub enum ContractError {
         file: PathBuf,
         error: std::io::Error,
     },
+    /// The contracts directory itself cannot be read (most often: tokex was
+    /// started outside the repository, and `contracts` is relative).
+    Dir { dir: PathBuf, error: std::io::Error },
     /// TOML syntax or a key of the wrong type; `message` names the key.
     Parse { file: PathBuf, message: String },
     /// A key whose value breaks a rule.
@@ -118,6 +121,12 @@ impl fmt::Display for ContractError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ContractError::Io { file, error } => write!(f, "{}: {error}", file.display()),
+            ContractError::Dir { dir, error } => write!(
+                f,
+                "the contracts directory {}: {error} (a relative path is read from the \
+                 current directory: run tokex from the repository's top level)",
+                dir.display()
+            ),
             ContractError::Parse { file, message } => {
                 write!(f, "{}: {}", file.display(), message.trim_end())
             }
@@ -228,8 +237,8 @@ impl ContractSet {
     /// Loads every `*.toml` file of `dir`, in file-name order; instruments are
     /// numbered in that order, contracts within a file in file order.
     pub fn load_dir(dir: &Path) -> Result<ContractSet, ContractError> {
-        let entries = std::fs::read_dir(dir).map_err(|error| ContractError::Io {
-            file: dir.to_path_buf(),
+        let entries = std::fs::read_dir(dir).map_err(|error| ContractError::Dir {
+            dir: dir.to_path_buf(),
             error,
         })?;
         let mut files: Vec<PathBuf> = entries
@@ -453,6 +462,18 @@ stp = "cancel-resting"
         // 6.501 * 0.92 = 5.98092 -> 5.981 ; 6.501 * 1.08 = 7.02108 -> 7.021
         assert_eq!(lo.to_string(), "5.981");
         assert_eq!(hi.to_string(), "7.021");
+    }
+
+    #[test]
+    fn a_missing_contracts_directory_says_how_relative_paths_are_read() {
+        let err = ContractSet::load_dir(Path::new("no-such-contracts-dir")).unwrap_err();
+        assert!(matches!(err, ContractError::Dir { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("the contracts directory no-such-contracts-dir: "),
+            "{msg}"
+        );
+        assert!(msg.contains("repository's top level"), "{msg}");
     }
 
     #[test]
