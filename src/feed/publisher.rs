@@ -161,12 +161,16 @@ impl Publisher {
         if !self.builder.is_empty() {
             self.seal();
         }
+        let mut sent = false;
         for p in self.ready.drain(..) {
             send(&p);
             self.stats.packets += 1;
             self.spare.push(p);
+            sent = true;
         }
-        if self.stats.packets > 0 {
+        // Only a flush that sent something puts off the next heartbeat (the
+        // exchange flushes every millisecond, mostly with nothing to send).
+        if sent {
             self.last_sent = self.now.0;
         }
     }
@@ -409,5 +413,26 @@ mod tests {
         let h = Packet::parse(&hb[0]).unwrap();
         assert!(h.is_heartbeat());
         assert_eq!(h.header.sequence(), p.next_sequence());
+    }
+
+    #[test]
+    fn an_idle_feed_heartbeats_once_a_second_though_the_exchange_flushes_every_millisecond() {
+        let mut p = publisher();
+        p.start_of_day();
+        sent(&mut p);
+        let mut heartbeats = 0;
+        for ms in 1..=3_000u64 {
+            p.set_time(Nanos(ms * 1_000_000));
+            p.flush(&mut |_| panic!("nothing is pending"));
+            p.heartbeat_if_idle(1_000_000_000, &mut |_| heartbeats += 1);
+        }
+        assert_eq!(heartbeats, 3, "one per idle second");
+        // A flush that sends puts the next one off.
+        p.publish_message(&[b'S'; 12]);
+        p.set_time(Nanos(3_500_000_000));
+        assert_eq!(sent(&mut p).len(), 1);
+        p.set_time(Nanos(4_100_000_000));
+        p.heartbeat_if_idle(1_000_000_000, &mut |_| heartbeats += 1);
+        assert_eq!(heartbeats, 3);
     }
 }
