@@ -205,7 +205,8 @@ pub mod udp_label {
 pub mod record {
     /// A SoupBinTCP packet from a peer: peer (7 bytes) + packet bytes.
     pub const PACKET: u8 = 1;
-    /// A session timed out: session index (u32).
+    /// A session was unbound without a packet of its own: it timed out, or
+    /// its TCP connection did not survive a restart. Session index (u32).
     pub const TIMEOUT: u8 = 2;
     /// The engine's timers ran at this record's time (schedule changes, the
     /// end of a circuit-breaker halt or of a reopening call). No payload.
@@ -1066,6 +1067,24 @@ impl Gateway {
                 self.sessions[i].last_tx = now.0;
             }
         }
+    }
+
+    /// Unbinds every session bound to a TCP connection (journaled, as a
+    /// timeout is). Called once recovery has rebuilt the state: connections
+    /// are numbered afresh by every process, so a binding to connection 1
+    /// from before a restart would otherwise hand the session, its orders
+    /// and its fills, to whoever connects first. UDP bindings stay: an
+    /// address outlives a restart, and its client carries on.
+    pub fn release_tcp_sessions(&mut self, now: Nanos, journal: &mut impl JournalSink) -> usize {
+        let mut released = 0;
+        for i in 0..self.sessions.len() {
+            if let Some(Peer::Tcp(_)) = self.sessions[i].peer {
+                journal.record(record::TIMEOUT, now, &(i as u32).to_be_bytes());
+                self.unbind(i);
+                released += 1;
+            }
+        }
+        released
     }
 
     /// Records that something was sent to session `s` now (heartbeat timer).

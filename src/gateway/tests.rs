@@ -564,3 +564,43 @@ fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
     assert_ne!(super::fingerprint(&longer), fp);
     assert_ne!(super::fingerprint(&[]), super::fingerprint(&[0]));
 }
+
+#[test]
+fn tcp_bindings_are_released_after_a_restart_so_a_new_connection_must_log_in() {
+    let mut before = Rig::new(GatewayConfig::default());
+    before.login(Peer::Tcp(1), "demo01", "demo01", 0);
+    before.login(peer(2), "demo02", "demo02", 0);
+    before.enter(Peer::Tcp(1), "A1", Side::Sell, 5, "6.600");
+
+    // The restart: the journal replayed, then TCP bindings released.
+    let mut r = Rig::new(GatewayConfig::default());
+    r.journal = before.journal.clone();
+    for (kind, now, payload) in &before.journal {
+        r.gw.replay(*kind, *now, payload, &mut r.engine, &mut r.md);
+    }
+    assert_eq!(r.gw.release_tcp_sessions(Nanos(r.now), &mut r.journal), 1);
+    assert_eq!(r.gw.release_tcp_sessions(Nanos(r.now), &mut r.journal), 0);
+
+    // The new process's first connection is numbered 1 again: it is no one.
+    r.enter(Peer::Tcp(1), "X1", Side::Buy, 5, "6.600");
+    assert!(r.out.is_empty(), "{:?}", r.out);
+    assert_eq!(r.gw.counters().drops[&Drop::NotLoggedIn], 1);
+    assert_eq!(r.engine.live_orders(), 1, "no order, no fill against A1");
+    // The UDP session carries on; demo01 logs in again over TCP.
+    r.enter(peer(2), "B1", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(2)), vec![(b'A', "B1".to_string())]);
+    r.login(Peer::Tcp(1), "demo01", "demo01", 0);
+    assert_eq!(r.replies(Peer::Tcp(1)), vec![(b'+', String::new())]);
+    r.enter(Peer::Tcp(1), "A2", Side::Sell, 1, "6.610");
+    assert_eq!(r.replies(Peer::Tcp(1)), vec![(b'A', "A2".to_string())]);
+
+    // The release is journaled: replaying this journal reaches the same state.
+    let mut again = Rig::new(GatewayConfig::default());
+    for (kind, now, payload) in &r.journal {
+        again
+            .gw
+            .replay(*kind, *now, payload, &mut again.engine, &mut again.md);
+    }
+    assert_eq!(again.md, r.md);
+    assert_eq!(again.gw.state(), r.gw.state());
+}
