@@ -31,9 +31,12 @@ pub struct UdpPort {
     tx_addrs: Vec<Option<SockaddrIn>>,
     rx_headers: MultiHeaders<SockaddrIn>,
     tx_headers: MultiHeaders<SockaddrIn>,
-    /// Datagrams sent, send errors.
+    /// Datagrams sent; datagrams refused by the kernel or lost to a full
+    /// socket buffer.
     pub sent: u64,
     pub send_errors: u64,
+    /// Datagrams received longer than a buffer, dropped.
+    pub truncated: u64,
     /// recvmmsg / sendmmsg calls made.
     pub rx_calls: u64,
     pub tx_calls: u64,
@@ -60,6 +63,7 @@ impl UdpPort {
             tx_headers: MultiHeaders::preallocate(BATCH, None),
             sent: 0,
             send_errors: 0,
+            truncated: 0,
             rx_calls: 0,
             tx_calls: 0,
         })
@@ -71,13 +75,16 @@ impl UdpPort {
 
     /// Reads up to `max` datagrams with one `recvmmsg` and calls `f(source,
     /// payload)` for each; returns how many were read (0 when none wait).
+    /// A datagram longer than the buffer is dropped whole and counted in
+    /// `truncated`: its first bytes could parse as packets of their own.
     pub fn recv(
         &mut self,
         max: usize,
         mut f: impl FnMut(SocketAddrV4, &[u8]),
     ) -> io::Result<usize> {
         let max = max.clamp(1, BATCH);
-        let mut lens = [(SocketAddrV4::new(0.into(), 0), 0usize); BATCH];
+        // (buffer index, source, length) of each datagram to hand over.
+        let mut got = [(0usize, SocketAddrV4::new(0.into(), 0), 0usize); BATCH];
         let mut n = 0;
         {
             // The I/O vectors live on the stack: no allocation per call.
@@ -99,14 +106,22 @@ impl UdpPort {
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(0),
                 Err(e) => return Err(e.into()),
             };
-            for m in msgs {
+            // Message `i` was read into buffer `i`: the index travels with
+            // the entry, so a skipped message cannot shift the pairing.
+            for (i, m) in msgs.enumerate() {
+                if m.flags.contains(MsgFlags::MSG_TRUNC) {
+                    self.truncated += 1;
+                    continue;
+                }
+                // An IPv4 UDP socket always reports the source; without
+                // one there is nobody to answer.
                 if let Some(a) = m.address {
-                    lens[n] = (SocketAddrV4::new(a.ip(), a.port()), m.bytes);
+                    got[n] = (i, SocketAddrV4::new(a.ip(), a.port()), m.bytes);
                     n += 1;
                 }
             }
         }
-        for (i, &(src, len)) in lens[..n].iter().enumerate() {
+        for &(i, src, len) in &got[..n] {
             f(src, &self.rx_bufs[i][..len]);
         }
         Ok(n)
@@ -123,7 +138,12 @@ impl UdpPort {
         true
     }
 
-    /// Sends every queued datagram, `BATCH` per `sendmmsg`.
+    /// Sends every queued datagram, `BATCH` per `sendmmsg`. A datagram the
+    /// kernel refuses (its destination: EACCES, EPERM from a firewall rule,
+    /// ENETUNREACH...) is counted in `send_errors` and skipped, and the rest
+    /// of the batch still goes: those are other sessions' acks. A full
+    /// socket buffer is retried once, then what is left is counted as lost:
+    /// the exchange loop must not spin on a slow NIC.
     pub fn flush(&mut self) {
         if self.tx.is_empty() {
             return;
@@ -139,12 +159,15 @@ impl UdpPort {
             )]
         });
         let iovs = &iovs[..n];
+        // Datagrams attempted (sent or given up on); each pass of the loop
+        // advances it or spends the one retry, so it ends.
         let mut done = 0;
-        // A datagram socket takes a whole batch unless the buffer is full;
-        // then what is left is retried once and counted as lost.
-        for _ in 0..2 {
+        let mut retried = false;
+        while done < n {
             self.tx_calls += 1;
-            match socket::sendmmsg(
+            // sendmmsg stops at the first datagram that fails: it returns
+            // the count before it, or that datagram's error if none went.
+            let failure = match socket::sendmmsg(
                 self.sock.as_raw_fd(),
                 &mut self.tx_headers,
                 &iovs[done..],
@@ -152,17 +175,51 @@ impl UdpPort {
                 [],
                 MsgFlags::MSG_DONTWAIT,
             ) {
-                Ok(results) => done += results.count(),
-                Err(_) => break,
-            }
-            if done == iovs.len() {
-                break;
+                Ok(results) => match results.count() {
+                    0 => SendFailure::Busy,
+                    k => {
+                        self.sent += k as u64;
+                        done += k;
+                        continue;
+                    }
+                },
+                Err(e) => SendFailure::of(e),
+            };
+            match failure {
+                SendFailure::Busy if !retried => retried = true,
+                SendFailure::Busy => {
+                    self.send_errors += (n - done) as u64;
+                    done = n;
+                }
+                SendFailure::Refused => {
+                    self.send_errors += 1;
+                    done += 1;
+                }
             }
         }
-        self.sent += done as u64;
-        self.send_errors += (iovs.len() - done) as u64;
         self.tx.clear();
         self.tx_buf.clear();
+    }
+}
+
+/// Why `sendmmsg` stopped at a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendFailure {
+    /// The socket buffer is full (or the call was interrupted): the
+    /// datagram may go on a second try.
+    Busy,
+    /// The kernel refused this datagram, typically for its destination;
+    /// the ones after it are unaffected.
+    Refused,
+}
+
+impl SendFailure {
+    fn of(e: nix::errno::Errno) -> SendFailure {
+        use nix::errno::Errno;
+        match e {
+            Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR => SendFailure::Busy,
+            _ => SendFailure::Refused,
+        }
     }
 }
 
@@ -215,8 +272,8 @@ impl OrderPort {
     pub fn report(&self) -> String {
         match self {
             OrderPort::Kernel(p) => format!(
-                "kernel UDP: {} recvmmsg calls, {} datagrams sent in {} sendmmsg calls, {} send errors",
-                p.rx_calls, p.sent, p.tx_calls, p.send_errors
+                "kernel UDP: {} recvmmsg calls, {} oversized datagrams dropped, {} datagrams sent in {} sendmmsg calls, {} send errors",
+                p.rx_calls, p.truncated, p.sent, p.tx_calls, p.send_errors
             ),
             OrderPort::Xdp(p) => format!("AF_XDP: {}", p.stats()),
         }
@@ -227,5 +284,83 @@ impl OrderPort {
             OrderPort::Kernel(_) => None,
             OrderPort::Xdp(p) => Some(p.stats()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    fn v4(sock: &UdpSocket) -> SocketAddrV4 {
+        let SocketAddr::V4(a) = sock.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        a
+    }
+
+    #[test]
+    fn one_refused_datagram_does_not_lose_the_rest_of_the_batch() {
+        let good = UdpSocket::bind("127.0.0.1:0").unwrap();
+        good.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut port = UdpPort::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        // The middle one is refused by the kernel (EACCES: broadcast
+        // without SO_BROADCAST; EPERM from a firewall rule or ENETUNREACH
+        // for an unroutable peer behave the same). Nothing leaves the host.
+        assert!(port.send_to(v4(&good), b"first"));
+        assert!(port.send_to(SocketAddrV4::new(Ipv4Addr::BROADCAST, 9), b"bad"));
+        assert!(port.send_to(v4(&good), b"third"));
+        port.flush();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = good.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, vec![b"first".to_vec(), b"third".to_vec()]);
+        assert_eq!((port.sent, port.send_errors), (2, 1));
+    }
+
+    #[test]
+    fn a_refused_first_datagram_does_not_lose_the_rest_of_the_batch() {
+        let good = UdpSocket::bind("127.0.0.1:0").unwrap();
+        good.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut port = UdpPort::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        // sendmmsg returns the error itself when no datagram went.
+        assert!(port.send_to(SocketAddrV4::new(Ipv4Addr::BROADCAST, 9), b"bad"));
+        assert!(port.send_to(v4(&good), b"second"));
+        port.flush();
+        let mut buf = [0u8; 64];
+        let n = good.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"second");
+        assert_eq!((port.sent, port.send_errors), (1, 1));
+    }
+
+    #[test]
+    fn an_oversized_datagram_is_dropped_whole_and_the_next_keeps_its_own_bytes() {
+        let mut port = UdpPort::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dst = v4(port.socket());
+        client.send_to(b"before", dst).unwrap();
+        client.send_to(&[7u8; DATAGRAM + 100], dst).unwrap();
+        client.send_to(b"after", dst).unwrap();
+        let mut got: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
+        // Loopback delivers during send_to; the bound is for a busy host.
+        for _ in 0..1000 {
+            port.recv(BATCH, |src, m| got.push((src, m.to_vec())))
+                .unwrap();
+            if got.len() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let from = v4(&client);
+        assert_eq!(
+            got,
+            vec![(from, b"before".to_vec()), (from, b"after".to_vec())]
+        );
+        assert_eq!(port.truncated, 1);
     }
 }
