@@ -241,10 +241,14 @@ pub enum Drop {
     ResendTooOld,
     /// Over the rate limit and dropped without a reply.
     RateLimitedSilent,
+    /// Re-requested messages not re-sent for want of rate-limit tokens (a
+    /// re-sent message costs what an order does; the client asks again
+    /// from where the replay stopped).
+    ResendRateLimited,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 11] = [
+    pub const ALL: [Drop; 12] = [
         Drop::Malformed,
         Drop::Unexpected,
         Drop::NotLoggedIn,
@@ -256,6 +260,7 @@ impl Drop {
         Drop::Resent,
         Drop::ResendTooOld,
         Drop::RateLimitedSilent,
+        Drop::ResendRateLimited,
     ];
 
     pub fn name(self) -> &'static str {
@@ -271,6 +276,7 @@ impl Drop {
             Drop::Resent => "resent-request",
             Drop::ResendTooOld => "resend-too-old",
             Drop::RateLimitedSilent => "rate-limited-silent",
+            Drop::ResendRateLimited => "resend-rate-limited",
         }
     }
 }
@@ -471,10 +477,7 @@ impl Gateway {
             let raw = &rest[..rest.len() - tail.len()];
             rest = tail;
             self.counters.packets += 1;
-            if matches!(
-                packet,
-                Packet::LoginRequest(_) | Packet::UnsequencedData(_) | Packet::LogoutRequest
-            ) {
+            if self.changes_state(now, peer, &packet) {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(&peer.encode());
                 self.scratch.extend_from_slice(raw);
@@ -482,6 +485,36 @@ impl Gateway {
             }
             self.on_packet(now, peer, packet, engine, md, out);
         }
+    }
+
+    /// Whether `packet` can change the gateway's state, and so must be
+    /// journaled before it is handled: a login not refused for back-off,
+    /// and order traffic and logouts from a peer with a session. What
+    /// anyone else sends changes nothing (it is counted and dropped), and
+    /// journaling it would let an unauthenticated sender fill the disk and
+    /// force a journal write per batch.
+    fn changes_state(&self, now: Nanos, peer: Peer, packet: &Packet<'_>) -> bool {
+        match packet {
+            Packet::LoginRequest(r) => !self.in_backoff(now, peer, r),
+            Packet::UnsequencedData(_) | Packet::LogoutRequest => self.by_peer.contains_key(&peer),
+            _ => false,
+        }
+    }
+
+    /// Whether a login from `peer` is refused unchecked: its source failed
+    /// too often lately. A re-request (a login for the session the peer is
+    /// bound to, with its credentials) is never refused this way, so that
+    /// failures from a forged address cannot stop a client's recovery.
+    fn in_backoff(&self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest) -> bool {
+        let backing_off = self
+            .failures
+            .get(&peer.source())
+            .is_some_and(|f| f.until > now.0);
+        backing_off
+            && !self.by_peer.get(&peer).is_some_and(|&s| {
+                let sess = &self.sessions[s];
+                ct_eq(&sess.username, &r.username) & ct_eq(&sess.password, &r.password)
+            })
     }
 
     /// Re-applies one journal record: state changes as they happened, no
@@ -618,8 +651,7 @@ impl Gateway {
     fn login(&mut self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest, out: &mut impl Outbox) {
         let mut buf = [0u8; 64];
         let source = peer.source();
-        let f = self.failures.get(&source).copied().unwrap_or_default();
-        if f.until > now.0 {
+        if self.in_backoff(now, peer, r) {
             self.counters.drop(Drop::LoginBackoff);
             if let Ok(n) = soupbin::write_packet(
                 &mut buf,
@@ -641,8 +673,8 @@ impl Gateway {
         }
         let Some(s) = found else {
             self.counters.drop(Drop::BadCredentials);
-            if self.failures.len() >= MAX_FAILURE_SOURCES {
-                self.failures.clear();
+            if self.failures.len() >= MAX_FAILURE_SOURCES && !self.failures.contains_key(&source) {
+                self.make_room_for_a_failure(now);
             }
             let e = self.failures.entry(source).or_default();
             e.count += 1;
@@ -659,10 +691,15 @@ impl Gateway {
             }
             return;
         };
-        self.failures.remove(&source);
         let wanted = r.requested_session();
         let bound_elsewhere = self.sessions[s].peer.is_some_and(|p| p != peer);
-        if (!wanted.is_empty() && wanted != &self.session_name[..]) || bound_elsewhere {
+        // One session per address: inbound traffic names its session by
+        // the address it comes from.
+        let peer_has_another = self.by_peer.get(&peer).is_some_and(|&other| other != s);
+        if (!wanted.is_empty() && wanted != &self.session_name[..])
+            || bound_elsewhere
+            || peer_has_another
+        {
             self.counters.drop(Drop::SessionInUse);
             if let Ok(n) = soupbin::write_packet(
                 &mut buf,
@@ -673,6 +710,10 @@ impl Gateway {
             }
             return;
         }
+        // Only a login that succeeds clears its source's failures (a valid
+        // password then refused must not reset the count for guesses at
+        // another session's).
+        self.failures.remove(&source);
         self.counters.logins += 1;
         let sess = &mut self.sessions[s];
         sess.peer = Some(peer);
@@ -698,6 +739,17 @@ impl Gateway {
         let mut dgram = [0u8; MAX_DATAGRAM];
         let mut len = 0;
         for seq in from..next {
+            // A re-sent message takes a rate-limit token as an order does:
+            // a datagram of re-requests cannot replay the window again
+            // and again. The client asks again from where this stops.
+            if !self.sessions[s].bucket.take(now.0) {
+                *self
+                    .counters
+                    .drops
+                    .entry(Drop::ResendRateLimited)
+                    .or_default() += next - seq;
+                break;
+            }
             let Some(msg) = self.sessions[s].store.get(seq) else {
                 continue;
             };
@@ -719,6 +771,24 @@ impl Gateway {
         }
     }
 
+    /// Frees a slot of the full back-off table for a new source: the
+    /// entries not backing off now go first, else the one whose back-off
+    /// ends soonest. Never the whole table: a sender spraying failures
+    /// from forged addresses must not clear its own back-off.
+    fn make_room_for_a_failure(&mut self, now: Nanos) {
+        self.failures.retain(|_, f| f.until > now.0);
+        if self.failures.len() >= MAX_FAILURE_SOURCES {
+            let soonest = self
+                .failures
+                .iter()
+                .min_by_key(|(p, f)| (f.until, p.encode()))
+                .map(|(p, _)| *p);
+            if let Some(p) = soonest {
+                self.failures.remove(&p);
+            }
+        }
+    }
+
     /// A message over the session's rate limit (see the module docs).
     fn throttled(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
         let token = match ouch::Inbound::parse(msg) {
@@ -730,6 +800,10 @@ impl Gateway {
         match token {
             // A used token names an earlier request: never reject it again.
             Some(t) if !sess.used(&t) && sess.reject_bucket.take(now.0) => {
+                // The token is used by its reject, as by any other: a copy
+                // of the request re-sent by the client before the reject
+                // reached it is then a duplicate, not a second answer.
+                let _ = sess.claim(t, fingerprint(msg));
                 self.counters.drop(Drop::RateLimited);
                 self.counters.reject(RejectReason::RateLimited);
                 self.send_rejected(now, s, t, RejectReason::RateLimited, out);
@@ -741,7 +815,9 @@ impl Gateway {
     fn unbind(&mut self, s: usize) {
         if let Some(sess) = self.sessions.get_mut(s) {
             if let Some(p) = sess.peer.take() {
-                self.by_peer.remove(&p);
+                if self.by_peer.get(&p) == Some(&s) {
+                    self.by_peer.remove(&p);
+                }
             }
         }
     }
@@ -840,6 +916,7 @@ impl Gateway {
                     return self.send_rejected(now, s, c.token, RejectReason::UnknownOrder, out);
                 };
                 engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
+                self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
             }
             ouch::Inbound::Modify(m) => {
                 // Modify changes the side of short-sale orders on equities; a
@@ -853,6 +930,7 @@ impl Gateway {
                     return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
                 };
                 engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
+                self.answer_a_cancel_that_changed_nothing(now, s, m.token, out);
             }
         }
         let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
@@ -861,6 +939,28 @@ impl Gateway {
             self.acknowledge(now, e, previous, out);
         }
         self.events = events;
+    }
+
+    /// A cancel (or modify) to a size at or above the order's open size
+    /// changes nothing, and the engine says nothing: it is answered with
+    /// an Order Canceled of 0 lots, so that every request gets an answer
+    /// (a client waiting for one would re-send it for ever).
+    fn answer_a_cancel_that_changed_nothing(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        out: &mut impl Outbox,
+    ) {
+        if self.events.as_slice().is_empty() {
+            let m = ouch::Canceled::new(
+                now.since_midnight(),
+                token,
+                crate::types::Qty::ZERO,
+                ouch::cancel::USER_REQUESTED,
+            );
+            self.send_sequenced(now, s, m.as_bytes(), out);
+        }
     }
 
     /// Claims `token` for request `msg` of session `s`; its number, or

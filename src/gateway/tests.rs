@@ -601,6 +601,198 @@ fn tcp_bindings_are_released_after_a_restart_so_a_new_connection_must_log_in() {
             .gw
             .replay(*kind, *now, payload, &mut again.engine, &mut again.md);
     }
+    // (Its counters differ: the order from the stranger was counted, not
+    // journaled.)
     assert_eq!(again.md, r.md);
-    assert_eq!(again.gw.state(), r.gw.state());
+    for u in ["demo01", "demo02"] {
+        assert_eq!(again.gw.next_sequence(u), r.gw.next_sequence(u));
+    }
+    again.now = r.now;
+    again.enter(Peer::Tcp(1), "A3", Side::Sell, 1, "6.620");
+    assert_eq!(again.replies(Peer::Tcp(1)), vec![(b'A', "A3".to_string())]);
+}
+
+fn stranger(port: u16) -> Peer {
+    Peer::Udp(SocketAddrV4::new([198, 18, 0, 77].into(), port))
+}
+
+#[test]
+fn traffic_from_a_peer_without_a_session_is_dropped_and_never_journaled() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let m = ouch::EnterOrder::new(
+        ouch::token(b"X").unwrap(),
+        Side::Buy,
+        Qty::new(1),
+        Symbol::new("TK2612").unwrap(),
+        "6.500".parse::<Price>().unwrap(),
+        Tif::Day,
+    );
+    let mut d = Vec::new();
+    let mut b = [0u8; 128];
+    for _ in 0..26 {
+        let n =
+            soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
+        d.extend_from_slice(&b[..n]);
+    }
+    d.extend_from_slice(&[0, 1, b'O']); // a Logout Request
+    for _ in 0..100 {
+        r.send(stranger(5), &d);
+    }
+    assert_eq!(r.gw.counters().dropped(Drop::NotLoggedIn), 2600);
+    assert!(r.journal.is_empty(), "{} records", r.journal.len());
+    // Logins during back-off change nothing either; the failures that
+    // led to it are journaled (they replay to the same back-off).
+    for _ in 0..5 {
+        r.login(stranger(5), "demo01", "wrong", 0);
+    }
+    let backoff = r.gw.counters().dropped(Drop::LoginBackoff);
+    assert!(backoff > 0);
+    assert_eq!(r.journal.len() as u64, 5 - backoff);
+}
+
+#[test]
+fn re_sent_messages_take_rate_limit_tokens_so_re_requests_cannot_flood() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 100,
+        rate_burst: 100,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    for i in 0..100 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    // The bucket is empty: 28 re-requests from sequence 1 in one datagram
+    // are answered with Login Accepted, and nothing re-sent.
+    let mut d = Vec::new();
+    let mut b = [0u8; 64];
+    for _ in 0..28 {
+        let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 1).unwrap();
+        d.extend_from_slice(&b[..n]);
+    }
+    r.send(peer(1), &d);
+    let accepted = |r: &Rig| r.replies(peer(1)).iter().filter(|x| x.0 == b'A').count();
+    assert_eq!(accepted(&r), 0);
+    assert_eq!(r.replies(peer(1)).len(), 28, "28 Login Accepted");
+    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 28 * 100);
+    // A second later the bucket holds 100 tokens again: the whole replay.
+    r.now += 1_000_000_000;
+    r.login(peer(1), "demo01", "demo01", 1);
+    assert_eq!(accepted(&r), 100);
+}
+
+#[test]
+fn a_valid_password_refused_for_its_session_in_use_does_not_reset_the_back_off() {
+    let mut r = Rig::new(GatewayConfig {
+        login_failures_before_backoff: 3,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    // From another port of the same host: guesses at demo02's password,
+    // with demo01's (valid, refused: bound elsewhere) in between.
+    for i in 0..10 {
+        r.login(peer(2), "demo02", &format!("g{i}a"), 0);
+        r.login(peer(2), "demo02", &format!("g{i}b"), 0);
+        r.login(peer(2), "demo01", "demo01", 0);
+    }
+    assert_eq!(r.gw.counters().dropped(Drop::BadCredentials), 3);
+    assert!(r.gw.counters().dropped(Drop::LoginBackoff) >= 20);
+    // The bound client's own re-request is never refused for the back-off
+    // of its host.
+    r.login(peer(1), "demo01", "demo01", 1);
+    assert_eq!(r.replies(peer(1))[0], (b'+', String::new()));
+}
+
+#[test]
+fn failures_from_many_forged_sources_do_not_clear_a_back_off() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let attacker = stranger(1);
+    for _ in 0..4 {
+        r.login(attacker, "demo02", "guess", 0);
+    }
+    assert_eq!(r.gw.counters().dropped(Drop::LoginBackoff), 1);
+    for i in 0..4096u32 {
+        let ip = 0x0a00_0000 + i;
+        r.login(Peer::Udp(SocketAddrV4::new(ip.into(), 1)), "x", "y", 0);
+    }
+    r.login(attacker, "demo02", "guess", 0);
+    assert_eq!(r.gw.counters().dropped(Drop::LoginBackoff), 2);
+}
+
+#[test]
+fn a_cancel_or_modify_to_at_least_the_open_size_is_answered_with_zero_lots_canceled() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    let t1 = ouch::token(b"T1").unwrap();
+    for msg in [
+        ouch::CancelOrder::new(t1, Qty::new(5)).as_bytes().to_vec(),
+        ouch::ModifyOrder::new(t1, Side::Buy, Qty::new(7))
+            .as_bytes()
+            .to_vec(),
+    ] {
+        r.unseq(peer(1), &msg);
+        assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
+        let decrement = r
+            .out
+            .iter()
+            .flat_map(|(_, b)| soupbin::packets(b))
+            .find_map(|p| match p {
+                Ok(Packet::SequencedData(m)) => match ouch::Outbound::parse(m).unwrap() {
+                    ouch::Outbound::Canceled(c) => Some(c.decrement()),
+                    _ => None,
+                },
+                _ => None,
+            });
+        assert_eq!(decrement, Some(Qty::ZERO));
+    }
+    assert_eq!(r.engine.live_orders(), 1, "still resting, all 5 lots");
+    r.unseq(peer(1), ouch::CancelOrder::new(t1, Qty::new(2)).as_bytes());
+    assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
+}
+
+#[test]
+fn a_peer_is_bound_to_one_session_at_a_time() {
+    let mut r = Rig::new(GatewayConfig {
+        heartbeat_ms: 10,
+        idle_timeout_ms: 100,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(1), "demo02", "demo02", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'-', "S".to_string())]);
+    r.login(peer(2), "demo02", "demo02", 0);
+    // demo02 stays active; demo01 goes quiet and times out.
+    for _ in 0..3 {
+        r.now += 50_000_000;
+        r.send(peer(2), &[0, 1, b'R']);
+        r.gw.on_timer(Nanos(r.now), &mut r.journal, &mut r.out);
+    }
+    r.enter(peer(2), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(2)), vec![(b'A', "T1".to_string())]);
+}
+
+#[test]
+fn a_token_rejected_for_flow_control_is_used_and_its_re_send_gets_no_second_answer() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 1,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T0", Side::Buy, 1, "6.400");
+    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    let flow_control = (b'J', "T1".to_string());
+    assert_eq!(r.replies(peer(1)), vec![flow_control]);
+    r.now += 2_000_000_000;
+    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(1)), vec![], "a re-sent copy of T1");
+    assert_eq!(r.gw.counters().dropped(Drop::Resent), 1);
+    r.now += 2_000_000_000;
+    r.enter(peer(1), "T1", Side::Sell, 1, "6.400");
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".to_string())]);
+    assert_eq!(
+        r.gw.counters().rejected(RejectReason::DuplicateToken),
+        1,
+        "another request with T1"
+    );
 }
