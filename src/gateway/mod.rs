@@ -26,11 +26,17 @@
 //!   token is simply unknown to a session (`UnknownOrder`).
 //! - **Rate limit.** A token bucket per session (`rate_per_sec`,
 //!   `rate_burst`). An Enter or Replace over the limit is rejected with
-//!   Flow Control ('F', its token stays unused) while a second, 100 times
+//!   Flow Control ('F'; the reject uses the token, so a copy re-sent before
+//!   the reject arrived gets no second answer) while a second, 100 times
 //!   smaller bucket allows; beyond that, and for every Cancel/Modify over
 //!   the limit, the message is dropped without a reply
 //!   ([`Drop::RateLimitedSilent`]; the client re-sends after its timeout).
-//!   So a flood cannot fill the re-request window with rejects.
+//!   So a flood cannot fill the re-request window with rejects. Each
+//!   message re-sent on a re-request takes a token as well
+//!   ([`Drop::ResendRateLimited`] counts those not re-sent).
+//! - **Journal.** Only what can change state is journaled: logins not
+//!   refused for back-off, and order traffic and logouts from a peer with
+//!   a session. Anything else is counted and dropped without a disk write.
 //! - **Re-request window.** The last `resend_window` sequenced messages of
 //!   each session are kept. A Login Request asking for an older sequence
 //!   number is answered from the oldest message still kept (the Login
@@ -46,9 +52,16 @@
 //!   label again wherever the numbering does not continue
 //!   ([`Outbox::send_sequenced`]). TCP peers get the plain byte stream.
 //! - **Binding.** A session is bound to the peer it logged in from until
-//!   Logout, idle timeout or End of Session; a login for it from elsewhere
-//!   is refused ('S'), order traffic from unknown peers is dropped
-//!   ([`Drop::NotLoggedIn`]).
+//!   Logout, idle timeout or End of Session, and a peer to one session; a
+//!   login for it from elsewhere, or for a second session from the same
+//!   peer, is refused ('S'), order traffic from unknown peers is dropped
+//!   ([`Drop::NotLoggedIn`]). Sessions bound to TCP connections are
+//!   released after a restart ([`Gateway::release_tcp_sessions`]).
+//! - **Back-off.** Failed logins are counted per source host; past
+//!   `login_failures_before_backoff` its logins are refused unchecked for
+//!   a doubling time, except the bound client's own re-request. Only a
+//!   successful login clears the count. All TCP connections count as one
+//!   source (a connection's number says nothing of its host).
 
 mod session;
 mod state;
