@@ -229,6 +229,20 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Makes the entries of directory `dir` durable (files created, removed or
+/// renamed in it): POSIX and Linux promise that a new file's name survives a
+/// power loss only once its directory is fsynced, whatever was synced in
+/// the file. An empty path (the parent of a bare file name) is the current
+/// directory.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
 /// Appends records in batches: `append` fills an in-memory buffer, `commit`
 /// makes the whole batch durable with one write(2) (group commit).
 pub struct JournalWriter {
@@ -295,6 +309,12 @@ impl JournalWriter {
             header[8..12].copy_from_slice(&VERSION.to_be_bytes());
             file.write_all(&header)?;
             file.sync_all()?;
+            if durability == Durability::Fsync {
+                // fsync of the file does not make its name durable: a new
+                // journal, and every record fdatasync'ed into it, could
+                // vanish with a power loss until its directory is synced.
+                sync_dir(path.parent().unwrap_or(Path::new("")))?;
+            }
         } else if report.cut_bytes > 0 {
             file.set_len(report.valid_len)?;
             file.sync_all()?;
@@ -520,6 +540,32 @@ mod tests {
             std::fs::read(&path).unwrap(),
             b"this is not a journal at all"
         );
+    }
+
+    // A power loss cannot be staged in a test: these pin down that the
+    // directory sync Fsync durability adds works where the journal lives
+    // (a directory can be opened and fsynced; a new journal is created).
+    #[test]
+    fn sync_dir_syncs_a_directory_and_the_current_one_for_an_empty_path() {
+        let d = TempDir::new("journal-syncdir");
+        sync_dir(&d.join("")).unwrap();
+        sync_dir(Path::new("")).unwrap();
+        assert!(sync_dir(&d.join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_new_journal_with_fsync_durability_is_created_and_its_records_read_back() {
+        let d = TempDir::new("journal-fsync-new");
+        let path = d.join("j");
+        let (mut w, report) = JournalWriter::open(&path, Durability::Fsync, 4096, |_| {}).unwrap();
+        assert_eq!(report, ScanReport::default());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER_LEN as u64);
+        w.append(1, Nanos(5), b"order").unwrap();
+        w.commit().unwrap();
+        drop(w);
+        let (records, report) = read_back(&path);
+        assert_eq!(records, vec![(1, 5, b"order".to_vec())]);
+        assert_eq!(report.cut_bytes, 0);
     }
 
     #[test]

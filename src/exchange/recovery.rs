@@ -14,6 +14,7 @@
 //! messages are published first, as on the day's first start).
 
 use std::fs;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -26,7 +27,7 @@ use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::Gateway;
-use crate::journal::{Durability, JournalWriter, Position};
+use crate::journal::{self, Durability, JournalWriter, Position};
 use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
 
@@ -65,10 +66,13 @@ fn recover_from(
 ) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
-    if let Some(dir) = journal_path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    let fsync = cfg.journal.durability == Durability::Fsync;
+    let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
+    create_dirs(journal_dir, fsync)
+        .with_context(|| format!("creating {}", journal_dir.display()))?;
     if args.fresh && journal_path.exists() {
+        // Durable with Fsync once the new journal is created: that syncs
+        // this directory, the removals with it (see JournalWriter::open).
         fs::remove_file(journal_path)?;
     }
     if !journal_path.exists() {
@@ -200,6 +204,24 @@ fn recover_from(
         },
         from.map(|p| p.records),
     ))
+}
+
+/// Creates `dir` and its missing parents. With `sync`, each new directory's
+/// name is made durable in its parent: the journal's own directory sync
+/// (when it is created) covers its name, not the path leading to it, and a
+/// power loss could otherwise lose a first day's journal with its directory.
+fn create_dirs(dir: &Path, sync: bool) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    fs::create_dir_all(dir)?;
+    if sync {
+        for d in missing {
+            journal::sync_dir(d.parent().unwrap_or(Path::new("")))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -385,5 +407,20 @@ mod tests {
         let r = recover(&cfg, &args(true), &contracts, Nanos(5)).unwrap();
         assert!(snapshot::list(&cfg.journal.path).is_empty());
         assert_eq!(r.engine.live_orders(), 0);
+    }
+
+    // A power loss cannot be staged here: this pins down that Fsync
+    // durability's directory syncs (new directories, the new journal, the
+    // journal --fresh recreates) succeed where a first start puts them.
+    #[test]
+    fn fsync_durability_creates_the_journal_and_its_directories_and_starts_fresh_again() {
+        let (d, mut cfg, contracts) = setup("fsync-dirs");
+        cfg.journal.path = d.join("new").join("deeper").join("day.journal");
+        cfg.journal.durability = Durability::Fsync;
+        for _ in 0..2 {
+            let r = recover(&cfg, &args(true), &contracts, Nanos(1_000)).unwrap();
+            assert_eq!(r.journal.0.records(), 0);
+            assert!(cfg.journal.path.exists());
+        }
     }
 }
