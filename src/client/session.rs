@@ -160,6 +160,10 @@ pub struct ClientSession {
     /// in ASCII (no formatting per order).
     next_token: Token,
     logged_in: bool,
+    /// Whether a Login Accepted was ever received: from then on a login
+    /// asks for the stream from `next_sequence`, not from the most recent
+    /// message, so what happened while logged out is delivered.
+    synced: bool,
     /// When the last (re)login was sent while not logged in.
     login_sent_at: Option<u64>,
     /// The next sequence number to deliver; everything below it was delivered.
@@ -236,6 +240,7 @@ impl ClientSession {
             prefix_len: n,
             next_token,
             logged_in: false,
+            synced: false,
             login_sent_at: None,
             next_sequence: 1,
             recovery_sent_at: None,
@@ -291,10 +296,23 @@ impl ClientSession {
         }
     }
 
-    /// Queues a Login Request (from the current sequence number on).
+    /// The sequence number a (re)login asks for: the most recent (0) on
+    /// the first login, and the next one to deliver after that, so a login
+    /// after a logout, an End of Session or a lost connection receives what
+    /// was sent to the session meanwhile.
+    fn login_sequence(&self) -> u64 {
+        if self.synced {
+            self.next_sequence
+        } else {
+            0
+        }
+    }
+
+    /// Queues a Login Request (see [`ClientSession::next_sequence`]: after a
+    /// first login, from the next message not delivered yet).
     pub fn login(&mut self, now: u64) {
         self.tick(now);
-        self.queue_login(0);
+        self.queue_login(self.login_sequence());
         self.login_sent_at = Some(now);
     }
 
@@ -504,19 +522,32 @@ impl ClientSession {
                     if !self.logged_in {
                         self.logged_in = true;
                         self.login_sent_at = None;
-                        // A fresh login starts from the exchange's current number;
-                        // a re-login after a loss resumes from ours.
-                        if self.next_sequence == 1 || seq > self.next_sequence {
+                        self.recovery_sent_at = None;
+                        // A first login starts from the exchange's current
+                        // number. A re-login asked from ours: an answer past
+                        // it means the exchange no longer had what we missed.
+                        if !self.synced {
+                            self.next_sequence = seq;
+                        } else if seq > self.next_sequence {
+                            self.stats.unrecoverable += seq - self.next_sequence;
                             self.next_sequence = seq;
                         }
+                        self.synced = true;
                         f(ClientEvent::LoggedIn { next_sequence: seq });
-                    } else {
+                    } else if self.recovery_sent_at.is_some() {
                         // The answer to a re-request: what follows starts at `seq`.
                         self.recovery_sent_at = None;
                         if seq > self.next_sequence {
                             self.stats.unrecoverable += seq - self.next_sequence;
                             self.next_sequence = seq;
                         }
+                    } else if seq > self.next_sequence {
+                        // A late answer to an earlier login (one that asked
+                        // for the most recent message, or crossed with a
+                        // re-sent one): messages before `seq` exist that were
+                        // not delivered. Ask for them rather than skip them.
+                        self.stats.gaps += 1;
+                        self.recover(now);
                     }
                 }
                 Packet::LoginRejected(code) => {
@@ -623,7 +654,7 @@ impl ClientSession {
         if !self.logged_in {
             if let Some(t) = self.login_sent_at {
                 if now.saturating_sub(t) >= self.resend_after {
-                    self.queue_login(0);
+                    self.queue_login(self.login_sequence());
                     self.login_sent_at = Some(now);
                 }
             }
@@ -893,5 +924,93 @@ mod tests {
         }
         assert_eq!(s.resend_timeout(), 800);
         assert_eq!(s.stats().resent, 0);
+    }
+
+    /// The sequence number of the Login Request the session sends next.
+    fn sent_login(s: &mut ClientSession, now: u64) -> Option<u64> {
+        let mut out = [0u8; 256];
+        let n = s.poll_transmit(now, &mut out)?;
+        match Packet::parse(&out[..n]).ok()?.0 {
+            Packet::LoginRequest(r) => r.requested_sequence().ok(),
+            _ => None,
+        }
+    }
+
+    /// `n` labelled sequenced messages from `first` on, in one datagram.
+    fn sequenced(first: u64, n: u64) -> Vec<u8> {
+        let mut d = vec![0u8; 1400];
+        let mut len = udp_label::write(&mut d, first);
+        for _ in 0..n {
+            len +=
+                soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, b"x").unwrap();
+        }
+        d.truncate(len);
+        d
+    }
+
+    fn login_accepted(seq: u64) -> Vec<u8> {
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_accepted(&mut b, b"TOKEX00001", seq).unwrap();
+        b[..n].to_vec()
+    }
+
+    #[test]
+    fn a_first_login_asks_for_the_most_recent_and_a_later_one_from_the_next_sequence() {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 1000);
+        s.login(0);
+        assert_eq!(sent_login(&mut s, 0), Some(0));
+        s.on_timer(1000);
+        assert_eq!(sent_login(&mut s, 1000), Some(0), "the re-sent first login");
+        s.on_datagram(1001, &login_accepted(5), &mut |_| {});
+        s.on_datagram(1002, &sequenced(5, 3), &mut |_| {});
+        assert_eq!(s.next_sequence(), 8);
+        s.logout(2000);
+        while s.poll_transmit(2000, &mut [0u8; 256]).is_some() {}
+        s.login(3000);
+        assert_eq!(sent_login(&mut s, 3000), Some(8));
+        s.on_timer(4000);
+        assert_eq!(sent_login(&mut s, 4000), Some(8), "the re-sent re-login");
+        // The exchange no longer had 8 and 9.
+        s.on_datagram(4001, &login_accepted(10), &mut |_| {});
+        assert_eq!(s.next_sequence(), 10);
+        assert_eq!(s.stats().unrecoverable, 2);
+    }
+
+    #[test]
+    fn a_late_login_accepted_past_the_next_number_asks_for_the_gap_instead_of_skipping_it() {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 1000);
+        s.login(0);
+        s.on_timer(1000);
+        while s.poll_transmit(1000, &mut [0u8; 256]).is_some() {}
+        s.on_datagram(1001, &login_accepted(1), &mut |_| {});
+        // Message 1 is lost; the answer to the re-sent login says 2.
+        s.on_datagram(1002, &login_accepted(2), &mut |_| {});
+        assert_eq!(s.next_sequence(), 1);
+        assert_eq!(sent_login(&mut s, 1002), Some(1));
+        assert_eq!(s.stats().recoveries, 1);
+        s.on_datagram(1003, &login_accepted(1), &mut |_| {});
+        s.on_datagram(1004, &sequenced(1, 1), &mut |_| {});
+        assert_eq!(s.next_sequence(), 2);
+        assert_eq!(s.stats().unrecoverable, 0);
+    }
+
+    #[test]
+    fn a_canceled_with_decrement_zero_settles_the_cancel() {
+        let mut s = logged_in(100);
+        let token = *b"AB00000001    ";
+        s.cancel(0, token, Qty::new(3));
+        assert_eq!(s.outstanding(), 1);
+        let c = ouch::Canceled::new(0, token, Qty::ZERO, b'U');
+        let mut d = [0u8; 128];
+        let mut len = udp_label::write(&mut d, 1);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, c.as_bytes())
+            .unwrap();
+        let mut events = Vec::new();
+        s.on_datagram(10, &d[..len], &mut |e| events.push(e));
+        assert_eq!(s.outstanding(), 0);
+        assert!(matches!(
+            events[..],
+            [ClientEvent::Canceled { decrement, .. }] if decrement == Qty::ZERO
+        ));
     }
 }
