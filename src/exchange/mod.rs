@@ -109,7 +109,13 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     let deadline = args
         .max_seconds
         .map(|s| Instant::now() + Duration::from_secs(s));
-    server.serve(&stop, deadline)?;
+    if let Err(e) = server.serve(&stop, deadline) {
+        // Nothing held back is sent (the failed batch's acks and market
+        // data were not journaled), but the counters are still printed.
+        eprintln!("exchange: stopping on an error: {e:#}");
+        let _ = server.report(args);
+        return Err(e);
+    }
     server.shut_down(&stop)?;
     server.report(args)
 }

@@ -68,6 +68,10 @@ pub(super) struct Server {
     serving_ns: u64,
     send_errors: u64,
     retrans_limited: u64,
+    latency_log_errors: u64,
+    /// Stops the TCP thread: set once End of Session has been handed to
+    /// it, not by the signal (which would close the connections first).
+    tcp_stop: Stop,
 }
 
 impl Server {
@@ -100,7 +104,9 @@ impl Server {
         let tcp_addr = SocketAddrV4::new(cfg.network.address, cfg.network.tcp_port);
         let listener =
             TcpListener::bind(tcp_addr).with_context(|| format!("binding TCP {tcp_addr}"))?;
-        let (tcp_thread, tcp_out) = tcp::spawn(listener, stop.clone(), tcp_in.clone(), 1 << 14)?;
+        let tcp_stop = Stop::new();
+        let (tcp_thread, tcp_out) =
+            tcp::spawn(listener, tcp_stop.clone(), tcp_in.clone(), 1 << 14)?;
         println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");
         println!(
             "market data: ITCH 5.0 in MoldUDP64 to {md_group} (TTL 1) through {}, session {}, retransmission on port {}",
@@ -188,6 +194,8 @@ impl Server {
             serving_ns: 0,
             send_errors: 0,
             retrans_limited: 0,
+            latency_log_errors: 0,
+            tcp_stop,
         };
         // Start-of-day market data goes out before the first order is read.
         let Server {
@@ -359,7 +367,14 @@ impl Server {
     /// Once a millisecond: the interval log, session timers, market-data
     /// heartbeats and retransmission requests.
     fn timers(&mut self) -> anyhow::Result<()> {
-        self.stage_log.tick(&mut self.interval, SystemTime::now())?;
+        // A latency log that cannot be written (a full disk) does not stop
+        // trading: said once, counted, reported at exit.
+        if let Err(e) = self.stage_log.tick(&mut self.interval, SystemTime::now()) {
+            if self.latency_log_errors == 0 {
+                eprintln!("exchange: the latency log cannot be written ({e}); trading goes on");
+            }
+            self.latency_log_errors += 1;
+        }
         let now = self.clock.now();
         let Server {
             engine,
@@ -453,8 +468,10 @@ impl Server {
         }
         gateway.end_of_session(replies);
         *send_errors += replies.deliver(orders, tcp_out);
-        // Give the TCP thread a moment to write End of Session, then stop it.
-        std::thread::sleep(Duration::from_millis(20));
+        // The TCP thread writes out what it holds (End of Session last)
+        // before it closes the connections.
+        self.tcp_stop.set();
+        tcp_out.wake_now();
         stop.set();
         if let Some(t) = self.tcp_thread.take() {
             let _ = t.join();
@@ -473,8 +490,8 @@ impl Server {
         println!("\n== exchange counters");
         println!("{}", self.orders.report());
         println!(
-            "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}",
-            self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1
+            "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}",
+            self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors
         );
         // Capacity of the one engine core: how much of the serving time it
         // spent on batches that had work, and the OUCH messages it handled

@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -55,6 +56,13 @@ impl TcpReplies {
             std::hint::spin_loop();
         }
         self.pushed = true;
+    }
+
+    /// Wakes the TCP thread whether or not anything was pushed (to see a
+    /// stop flag at once rather than at its next poll timeout).
+    pub fn wake_now(&mut self) {
+        self.pushed = true;
+        self.wake();
     }
 
     /// Wakes the TCP thread if anything was pushed since the last wake: one
@@ -195,6 +203,31 @@ pub fn spawn(
                     }
                 }
             }
+            write_out(&mut conns, &outbound, FINAL_WRITE);
         })
         .map(|handle| (handle, replies))
+}
+
+/// How long a stopping TCP thread waits for slow readers.
+const FINAL_WRITE: Duration = Duration::from_millis(200);
+
+/// Writes out, blocking for at most `limit` in all, what the connections
+/// hold and what the engine handed over last (End of Session at shutdown),
+/// before they are closed.
+fn write_out(conns: &mut HashMap<u32, Conn>, outbound: &Handoff<TcpPacket>, limit: Duration) {
+    while let Some((id, bytes)) = outbound.pop() {
+        if let Some(c) = conns.get_mut(&id) {
+            c.tx.extend_from_slice(&bytes);
+        }
+    }
+    let deadline = Instant::now() + limit;
+    for c in conns.values_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if c.tx.is_empty() || left.is_zero() {
+            continue;
+        }
+        let _ = c.stream.set_nonblocking(false);
+        let _ = c.stream.set_write_timeout(Some(left));
+        let _ = c.stream.write_all(&c.tx);
+    }
 }
