@@ -1,6 +1,7 @@
 //! The client library's recovery of the session itself, against the gateway
-//! and the engine in memory: a client that logs out and logs in again
-//! receives every sequenced message sent to its session meanwhile.
+//! and the engine in memory: a client that logs out (or is cut off past the
+//! exchange's idle timeout) and logs in again receives every sequenced
+//! message sent to its session meanwhile.
 
 use std::net::SocketAddrV4;
 use std::path::Path;
@@ -65,7 +66,8 @@ impl Exchange {
         let mut buf = [0u8; 1400];
         for c in clients.iter_mut() {
             if c.session.poll_timeout().is_some_and(|t| t <= now) {
-                c.session.on_timer(now);
+                let events = &mut c.events;
+                c.session.on_timer_with(now, &mut |e| events.push(e));
             }
             while let Some(n) = c.session.poll_transmit(now, &mut buf) {
                 if Some(c.peer) != cut {
@@ -144,5 +146,63 @@ fn a_fill_while_logged_out_reaches_the_client_after_it_logs_in_again() {
         "the maker learns of its fill: delivered {} sequenced, events {:?}",
         a.session.stats().sequenced,
         a.events
+    );
+}
+
+#[test]
+fn a_client_cut_off_past_the_idle_timeout_logs_in_again_and_learns_of_its_fills() {
+    let mut x = Exchange::new();
+    let mut a = client("demo01", 1);
+    let mut b = client("demo02", 2);
+    a.session.login(x.now);
+    b.session.login(x.now);
+    x.run(&mut [&mut a, &mut b], 5);
+    let px: Price = "6.500".parse().unwrap();
+    a.session
+        .enter(x.now, tk(), Side::Sell, Qty::new(2), px, Tif::Day);
+    x.run(&mut [&mut a, &mut b], 5);
+    // 16 s without a link for A: past the gateway's 15 s idle timeout, so
+    // the exchange unbinds A's session and keeps its fills to itself.
+    let cut = Some(a.peer);
+    for _ in 0..16_000 {
+        x.step(&mut [&mut a, &mut b], cut);
+    }
+    assert!(
+        !a.session.is_logged_in(),
+        "3 s of silence is a lost session"
+    );
+    assert_eq!(
+        a.events
+            .iter()
+            .filter(|e| **e == ClientEvent::ConnectionLost)
+            .count(),
+        1
+    );
+    b.session
+        .enter(x.now, tk(), Side::Buy, Qty::new(2), px, Tif::Day);
+    // The link is back.
+    x.run(&mut [&mut a, &mut b], 1_000);
+    assert!(executed(&b));
+    assert!(a.session.is_logged_in());
+    assert!(
+        executed(&a),
+        "after the link came back: logged_in={} (exchange next seq {:?}, client {})",
+        a.session.is_logged_in(),
+        x.gw.next_sequence("demo01"),
+        a.session.next_sequence()
+    );
+    assert_eq!(
+        a.session.next_sequence(),
+        x.gw.next_sequence("demo01").unwrap()
+    );
+    assert_eq!(a.session.stats().unrecoverable, 0);
+    // A quiet exchange that heartbeats is not silence.
+    x.run(&mut [&mut a, &mut b], 10_000);
+    assert_eq!(
+        a.events
+            .iter()
+            .filter(|e| **e == ClientEvent::ConnectionLost)
+            .count(),
+        1
     );
 }

@@ -22,6 +22,16 @@
 //! carrying it (valid mid-session). Unlabelled sequenced messages (a TCP
 //! stream) are numbered implicitly from the last Login Accepted.
 //!
+//! Losing the session: the exchange heartbeats a bound session, so when
+//! nothing at all arrives for three of its heartbeat intervals
+//! ([`ClientSession::set_server_heartbeat`], 3 s by default) the session
+//! reports [`ClientEvent::ConnectionLost`] (from
+//! [`ClientSession::on_timer_with`]) and logs in again. Every login after
+//! the first, whether after a loss, a logout or an End of Session, asks for
+//! the stream from the client's next expected number, so fills that
+//! happened meanwhile are delivered; what the exchange no longer has is
+//! counted in [`ClientStats::unrecoverable`].
+//!
 //! Example (sans-IO, the caller owns the transport and the clock):
 //!
 //! ```no_run
@@ -34,7 +44,7 @@
 //! let tok = s.enter(1, Symbol::new("TK2612").unwrap(), Side::Buy, Qty::new(1),
 //!                   "6.500".parse::<Price>().unwrap(), Tif::Day);
 //! // for each datagram received: s.on_datagram(now, &bytes, &mut |e| println!("{e:?}"));
-//! // at s.poll_timeout(): s.on_timer(now)
+//! // at s.poll_timeout(): s.on_timer_with(now, &mut |e| println!("{e:?}"))
 //! # let _ = tok;
 //! ```
 

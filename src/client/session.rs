@@ -56,6 +56,11 @@ pub enum ClientEvent {
         request: u8,
     },
     EndOfSession,
+    /// Nothing came from the exchange for the silence timeout
+    /// ([`ClientSession::set_server_heartbeat`]): the session is taken as
+    /// lost and the client logs in again, asking for every sequenced
+    /// message from its next expected number.
+    ConnectionLost,
 }
 
 impl ClientEvent {
@@ -151,6 +156,16 @@ const MAX_BACKOFF: u64 = 16;
 /// Heartbeat interval of the client, nanoseconds.
 const HEARTBEAT_NS: u64 = 1_000_000_000;
 
+/// The exchange's heartbeat interval the session assumes unless told
+/// otherwise (the gateway's default `heartbeat_ms`), nanoseconds.
+pub const SERVER_HEARTBEAT_NS: u64 = 1_000_000_000;
+
+/// Server heartbeat intervals without a datagram after which the session is
+/// taken as lost (the default silence timeout is 3 s, well under the
+/// gateway's default 15 s idle timeout, so the re-login usually finds the
+/// session still bound).
+pub const MISSED_HEARTBEATS: u64 = 3;
+
 /// A client session, sans-IO.
 pub struct ClientSession {
     username: String,
@@ -166,6 +181,10 @@ pub struct ClientSession {
     synced: bool,
     /// When the last (re)login was sent while not logged in.
     login_sent_at: Option<u64>,
+    /// When the last datagram from the exchange arrived.
+    last_rx: u64,
+    /// Silence from the exchange after which the session is taken as lost.
+    silence_timeout: u64,
     /// The next sequence number to deliver; everything below it was delivered.
     next_sequence: u64,
     /// When the last re-request was sent (one at a time per timeout).
@@ -242,6 +261,8 @@ impl ClientSession {
             logged_in: false,
             synced: false,
             login_sent_at: None,
+            last_rx: 0,
+            silence_timeout: MISSED_HEARTBEATS * SERVER_HEARTBEAT_NS,
             next_sequence: 1,
             recovery_sent_at: None,
             last_delivered_at: 0,
@@ -277,6 +298,19 @@ impl ClientSession {
     /// The sequence number of the next message to deliver.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
+    }
+
+    /// Tells the session the exchange's heartbeat interval (`heartbeat_ms`
+    /// of the gateway's configuration) and after how many intervals without
+    /// any datagram it takes the session as lost (at least 2, so one lost
+    /// heartbeat is not a lost session). Defaults: 1 s and 3.
+    pub fn set_server_heartbeat(&mut self, interval_ns: u64, missed: u64) {
+        self.silence_timeout = interval_ns.max(1).saturating_mul(missed.max(2));
+    }
+
+    /// The silence from the exchange after which the session is taken as lost.
+    pub fn silence_timeout(&self) -> u64 {
+        self.silence_timeout
     }
 
     fn tick(&mut self, now: u64) {
@@ -503,6 +537,7 @@ impl ClientSession {
     /// Handles a datagram from the exchange.
     pub fn on_datagram(&mut self, now: u64, bytes: &[u8], f: &mut impl FnMut(ClientEvent)) {
         self.tick(now);
+        self.last_rx = self.last_rx.max(now);
         // The sequence number of the next sequenced message in this datagram,
         // when the datagram is labelled.
         let mut label: Option<u64> = None;
@@ -650,7 +685,24 @@ impl ClientSession {
     /// in for a timeout (the answer may be what was lost), and sends a
     /// Client Heartbeat when idle.
     pub fn on_timer(&mut self, now: u64) {
+        self.on_timer_with(now, &mut |_| {});
+    }
+
+    /// [`ClientSession::on_timer`], reporting [`ClientEvent::ConnectionLost`]
+    /// when the exchange has been silent for the silence timeout.
+    pub fn on_timer_with(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) {
         self.tick(now);
+        if self.logged_in && now.saturating_sub(self.last_rx) >= self.silence_timeout {
+            // The exchange heartbeats a bound session: silence means the
+            // link or the binding is gone (past its idle timeout the gateway
+            // unbinds the session without a word and keeps its fills).
+            self.logged_in = false;
+            self.recovery_sent_at = None;
+            self.queue_login(self.login_sequence());
+            self.login_sent_at = Some(now);
+            f(ClientEvent::ConnectionLost);
+            return;
+        }
         if !self.logged_in {
             if let Some(t) = self.login_sent_at {
                 if now.saturating_sub(t) >= self.resend_after {
@@ -722,7 +774,7 @@ impl ClientSession {
         .into_iter()
         .flatten()
         .min();
-        let heartbeat = self.last_tx + HEARTBEAT_NS;
+        let heartbeat = (self.last_tx + HEARTBEAT_NS).min(self.last_rx + self.silence_timeout);
         Some(resend.map_or(heartbeat, |r| r.min(heartbeat)))
     }
 
@@ -974,6 +1026,57 @@ mod tests {
         s.on_datagram(4001, &login_accepted(10), &mut |_| {});
         assert_eq!(s.next_sequence(), 10);
         assert_eq!(s.stats().unrecoverable, 2);
+    }
+
+    #[test]
+    fn an_exchange_silent_for_three_heartbeats_is_a_lost_session_and_the_client_logs_in_again() {
+        let mut s = logged_in(1000);
+        let mut events = Vec::new();
+        s.on_datagram(10, &sequenced(1, 3), &mut |e| events.push(e));
+        let hb = |s: &mut ClientSession, now: u64| {
+            let mut b = [0u8; 64];
+            let mut len = udp_label::write(&mut b, 4);
+            len += soupbin::write_empty(&mut b[len..], soupbin::kind::SERVER_HEARTBEAT).unwrap();
+            s.on_datagram(now, &b[..len], &mut |_| {});
+        };
+        // Heartbeats every second keep the session.
+        for k in 1..=5 {
+            hb(&mut s, k * SERVER_HEARTBEAT_NS);
+            s.on_timer_with(k * SERVER_HEARTBEAT_NS + 1, &mut |e| events.push(e));
+        }
+        assert!(s.is_logged_in());
+        let last = 5 * SERVER_HEARTBEAT_NS;
+        while s.poll_transmit(last + 1, &mut [0u8; 256]).is_some() {}
+        assert_eq!(s.poll_timeout(), Some(last + 1 + HEARTBEAT_NS));
+        s.on_timer_with(last + 2 * SERVER_HEARTBEAT_NS, &mut |e| events.push(e));
+        assert!(s.is_logged_in(), "two silent intervals are not yet a loss");
+        while s
+            .poll_transmit(last + 2 * SERVER_HEARTBEAT_NS, &mut [0u8; 256])
+            .is_some()
+        {}
+        // The client heartbeat just sent leaves the silence timeout as the
+        // next thing to wake up for.
+        assert_eq!(s.poll_timeout(), Some(last + 3 * SERVER_HEARTBEAT_NS));
+        s.on_timer_with(last + 3 * SERVER_HEARTBEAT_NS, &mut |e| events.push(e));
+        assert!(!s.is_logged_in());
+        assert_eq!(events.last(), Some(&ClientEvent::ConnectionLost));
+        assert_eq!(sent_login(&mut s, last + 3 * SERVER_HEARTBEAT_NS), Some(4));
+        // Re-sent on the login's schedule until answered.
+        let t = last + 3 * SERVER_HEARTBEAT_NS + 1000;
+        assert_eq!(s.poll_timeout(), Some(t));
+        s.on_timer_with(t, &mut |e| events.push(e));
+        assert_eq!(sent_login(&mut s, t), Some(4));
+        s.on_datagram(t + 1, &login_accepted(4), &mut |e| events.push(e));
+        assert!(s.is_logged_in());
+        assert_eq!(s.stats().unrecoverable, 0);
+        let lost = |e: &&ClientEvent| **e == ClientEvent::ConnectionLost;
+        assert_eq!(events.iter().filter(lost).count(), 1);
+        // A shorter interval, configured.
+        s.set_server_heartbeat(50, 3);
+        assert_eq!(s.silence_timeout(), 150);
+        s.on_timer_with(t + 1 + 150, &mut |e| events.push(e));
+        assert!(!s.is_logged_in());
+        assert_eq!(events.iter().filter(lost).count(), 2);
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl UdpClient {
     pub fn drive(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) -> std::io::Result<usize> {
         let n = self.poll(now, f)?;
         if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.on_timer(now);
+            self.session.on_timer_with(now, f);
         }
         self.flush()?;
         Ok(n)

@@ -142,7 +142,7 @@ impl XdpClients {
         let n = self.poll(now, f);
         for s in 0..self.sessions.len() {
             if self.sessions[s].poll_timeout().is_some_and(|t| t <= now) {
-                self.sessions[s].on_timer(now);
+                self.sessions[s].on_timer_with(now, &mut |e| f(s, e));
             }
             self.flush(s);
         }
