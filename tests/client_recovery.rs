@@ -1,7 +1,8 @@
 //! The client library's recovery of the session itself, against the gateway
 //! and the engine in memory: a client that logs out (or is cut off past the
 //! exchange's idle timeout) and logs in again receives every sequenced
-//! message sent to its session meanwhile.
+//! message sent to its session meanwhile, and a request the exchange answers
+//! with a zero-decrement Canceled is settled, not re-sent for ever.
 
 use std::net::SocketAddrV4;
 use std::path::Path;
@@ -204,5 +205,32 @@ fn a_client_cut_off_past_the_idle_timeout_logs_in_again_and_learns_of_its_fills(
             .filter(|e| **e == ClientEvent::ConnectionLost)
             .count(),
         1
+    );
+}
+
+#[test]
+fn a_cancel_to_the_open_size_is_answered_and_not_resent_for_ever() {
+    let mut x = Exchange::new();
+    let mut a = client("demo01", 1);
+    a.session.login(x.now);
+    x.run(&mut [&mut a], 5);
+    let t = a.session.enter(
+        x.now,
+        tk(),
+        Side::Buy,
+        Qty::new(3),
+        "6.400".parse().unwrap(),
+        Tif::Day,
+    );
+    x.run(&mut [&mut a], 5);
+    assert_eq!(a.session.outstanding(), 0);
+    a.session.cancel(x.now, t, Qty::new(3));
+    x.run(&mut [&mut a], 10_000);
+    assert_eq!(
+        a.session.outstanding(),
+        0,
+        "after 10 s still waiting; {} re-sends, {} re-requests",
+        a.session.stats().resent,
+        a.session.stats().recoveries
     );
 }
