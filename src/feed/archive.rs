@@ -17,7 +17,7 @@
 //! it synced on disk for the next restart from a snapshot.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -96,7 +96,11 @@ pub enum ArchiveError {
 pub struct MdArchive {
     file: File,
     buf: Vec<u8>,
-    /// Bytes in the file plus bytes buffered, next sequence, index.
+    /// Bytes of whole messages in the file: where `buf` goes. The file may
+    /// hold more after a failed write; those bytes are not the archive's.
+    on_disk: u64,
+    /// Bytes in the file plus bytes buffered (`on_disk + buf.len()`), next
+    /// sequence, index.
     layout: ArchiveLayout,
     /// Write what each sync appended at once.
     write_through: bool,
@@ -116,6 +120,7 @@ impl MdArchive {
         Ok(MdArchive {
             file,
             buf: Vec::with_capacity(FLUSH_AT * 2),
+            on_disk: 0,
             layout: ArchiveLayout::default(),
             write_through: false,
             missed: 0,
@@ -126,7 +131,7 @@ impl MdArchive {
     /// must match it: the file is at least that long and its last index
     /// stride parses to exactly the layout's end. What follows is cut.
     pub fn resume(path: &Path, layout: &ArchiveLayout) -> Result<MdArchive, ArchiveError> {
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         let have = file.metadata()?.len();
         if have < layout.len {
             return Err(ArchiveError::Short {
@@ -157,10 +162,10 @@ impl MdArchive {
             }
         }
         file.set_len(layout.len)?;
-        file.seek(SeekFrom::End(0))?;
         Ok(MdArchive {
             file,
             buf: Vec::with_capacity(FLUSH_AT * 2),
+            on_disk: layout.len,
             layout: layout.clone(),
             write_through: false,
             missed: 0,
@@ -222,12 +227,32 @@ impl MdArchive {
         Ok(())
     }
 
-    /// Writes what is buffered.
+    /// Writes what is buffered. On an error (a full disk, say) the buffer
+    /// is kept for the next call, which writes it where this one began.
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
-            self.buf.clear();
+        self.flush_with(|file, bytes, at| file.write_all_at(bytes, at))
+    }
+
+    /// As [`MdArchive::flush`], with `write` putting `bytes` at offset `at`
+    /// of the file (a test makes it fail partway). A write that failed may
+    /// have left part of the buffer in the file: it is cut off, so that the
+    /// file matches the layout, and the retry writes at the same offset in
+    /// any case (positioned, not at the file's end), so no byte is written
+    /// twice even if the cut fails too.
+    fn flush_with(
+        &mut self,
+        write: impl FnOnce(&File, &[u8], u64) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        if let Err(e) = write(&self.file, &self.buf, self.on_disk) {
+            let _ = self.file.set_len(self.on_disk);
+            return Err(e);
+        }
+        self.on_disk += self.buf.len() as u64;
+        self.buf.clear();
+        debug_assert_eq!(self.on_disk, self.layout.len);
         Ok(())
     }
 }
@@ -406,6 +431,75 @@ mod tests {
             MdArchive::resume(&path, &bigger),
             Err(ArchiveError::Mismatch(_))
         ));
+    }
+
+    /// An archive holding messages 1..=`n` in its buffer, none written.
+    fn buffered(dir: &TempDir, n: u64) -> (MdArchive, Publisher) {
+        let mut archive = MdArchive::create(&dir.join("md")).unwrap();
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
+        for i in 1..=n {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        assert!(
+            !archive.buf.is_empty(),
+            "below FLUSH_AT: nothing written yet"
+        );
+        (archive, p)
+    }
+
+    fn read_all(archive: &mut MdArchive) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        archive.read(1, archive.layout().next, &mut |m| got.push(m.to_vec()));
+        got
+    }
+
+    #[test]
+    fn a_write_that_failed_partway_is_not_written_twice_by_the_retry() {
+        let dir = TempDir::new("archive-partial");
+        let (mut archive, _p) = buffered(&dir, 100);
+        // What a write_all that failed partway (ENOSPC) leaves: half the
+        // buffer in the file, through the archive's own handle, and the
+        // whole buffer still held.
+        let half = archive.buf.len() / 2;
+        std::io::Write::write_all(&mut archive.file, &archive.buf[..half]).unwrap();
+        archive.flush().unwrap();
+        assert_eq!(
+            read_all(&mut archive),
+            (1..=100).map(message).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("md")).unwrap().len(),
+            archive.layout().len
+        );
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_from_the_file_and_retried_whole() {
+        let dir = TempDir::new("archive-enospc");
+        let (mut archive, mut p) = buffered(&dir, 100);
+        archive.flush().unwrap();
+        let good = archive.layout().len;
+        for i in 101..=150u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        let failed = archive.flush_with(|file, bytes, at| {
+            file.write_all_at(&bytes[..bytes.len() / 2], at)?;
+            Err(io::Error::from_raw_os_error(28)) // ENOSPC
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::metadata(dir.join("md")).unwrap().len(), good);
+        // The space is back: the kept buffer goes where the failed write began.
+        archive.flush().unwrap();
+        assert_eq!(
+            read_all(&mut archive),
+            (1..=150).map(message).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("md")).unwrap().len(),
+            archive.layout().len
+        );
     }
 
     #[test]
