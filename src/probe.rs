@@ -2,7 +2,7 @@
 //! a firm's connectivity check would: log in, enter one order, cancel it,
 //! log out, printing every answer. Exits with an error if any step fails.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,10 @@ pub struct ProbeArgs {
     pub symbol: String,
     #[arg(long, default_value = "6.000")]
     pub price: String,
+    /// After the cancel, stay logged in until the exchange ends the session
+    /// (End of Session at its shutdown), waiting at most this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub until_end_of_session: Option<u64>,
 }
 
 struct Conn {
@@ -38,7 +42,15 @@ struct Conn {
 impl Conn {
     /// The next packet, waiting at most 3 s.
     fn next(&mut self) -> anyhow::Result<Vec<u8>> {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        match self.next_within(Duration::from_secs(3))? {
+            Some(p) => Ok(p),
+            None => bail!("no answer within 3 s"),
+        }
+    }
+
+    /// The next packet, or `None` if none came within `limit`.
+    fn next_within(&mut self, limit: Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        let deadline = Instant::now() + limit;
         let mut buf = [0u8; 2048];
         loop {
             if let Some(p) = self
@@ -46,18 +58,43 @@ impl Conn {
                 .next_packet()
                 .map_err(|e| anyhow::anyhow!("bad stream: {e}"))?
             {
-                return Ok(p.to_vec());
+                return Ok(Some(p.to_vec()));
             }
             if Instant::now() > deadline {
-                bail!("no answer within 3 s");
+                return Ok(None);
             }
-            let n = self.stream.read(&mut buf).context("reading")?;
-            if n == 0 {
-                bail!("the exchange closed the connection");
-            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => bail!("the exchange closed the connection"),
+                Ok(n) => n,
+                // The read timeout: check the deadline.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue
+                }
+                Err(e) => return Err(e).context("reading"),
+            };
             self.rx
                 .extend(&buf[..n])
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+
+    /// Waits at most `limit` for End of Session, skipping heartbeats.
+    fn end_of_session(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(p) = self.next_within(left)? else {
+                bail!("no End of Session within {} s", limit.as_secs());
+            };
+            match Packet::parse(&p) {
+                Ok((Packet::EndOfSession, _)) => {
+                    println!("end of session: the exchange ended the session");
+                    return Ok(());
+                }
+                Ok((Packet::ServerHeartbeat | Packet::SequencedData(_), _)) => {}
+                Ok((other, _)) => bail!("unexpected packet {other:?}"),
+                Err(e) => bail!("undecodable packet: {e}"),
+            }
         }
     }
 
@@ -141,6 +178,15 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             x.reason as char
         ),
         other => bail!("unexpected answer to the cancel: {other:?}"),
+    }
+    if let Some(secs) = args.until_end_of_session {
+        println!("waiting for End of Session (at most {secs} s)");
+        c.end_of_session(Duration::from_secs(secs))?;
+        println!(
+            "probe ok: login, enter, cancel and End of Session over SoupBinTCP/TCP at {}",
+            args.tcp
+        );
+        return Ok(());
     }
     c.send(soupbin::kind::LOGOUT_REQUEST, &[])?;
     println!(

@@ -208,8 +208,31 @@ fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_
         number_after(&load_log, "answered", "resent") > 0,
         "{load_log}"
     );
-    // A clean stop: End of Session ends the feed handler.
+    // A clean stop: End of Session ends the feed handler, and reaches a
+    // client logged in over TCP.
+    let mut probe = tokex(
+        &cl_ns,
+        &["probe", "--until-end-of-session", "30"],
+        &dir.join("probe.log"),
+    );
+    let probe_log = dir.join("probe.log");
+    let waiting = std::time::Instant::now();
+    while !std::fs::read_to_string(&probe_log)
+        .unwrap_or_default()
+        .contains("waiting for End of Session")
+    {
+        assert!(
+            probe.try_wait().unwrap().is_none() && waiting.elapsed() < Duration::from_secs(10),
+            "{}",
+            std::fs::read_to_string(&probe_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop(&mut ex);
+    let probed = probe.wait().unwrap();
+    let probe_log = std::fs::read_to_string(&probe_log).unwrap();
+    assert!(probed.success(), "{probe_log}");
+    assert!(probe_log.contains("end of session"), "{probe_log}");
     let status = feed.wait().unwrap();
     let feed_log = std::fs::read_to_string(dir.join("feed.log")).unwrap();
     assert!(status.success(), "{feed_log}");
