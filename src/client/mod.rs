@@ -52,6 +52,9 @@ mod session;
 mod udp;
 mod xdp;
 
-pub use session::{token_number, ClientEvent, ClientSession, ClientStats};
+pub use session::{
+    token_number, token_space, ClientEvent, ClientSession, ClientStats, MAX_TOKEN_PREFIX,
+    MISSED_HEARTBEATS, SERVER_HEARTBEAT_NS,
+};
 pub use udp::{UdpClient, DEFAULT_SERVER};
 pub use xdp::XdpClients;

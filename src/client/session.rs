@@ -171,9 +171,12 @@ pub struct ClientSession {
     username: String,
     password: String,
     prefix_len: usize,
-    /// The next token: the prefix, then an 8-digit counter from 1 counted up
-    /// in ASCII (no formatting per order).
+    /// The next token: the prefix, then a base-36 counter (`0-9A-Z`) from 1
+    /// in the rest of the 14 characters, counted up in ASCII (no formatting
+    /// per order); see [`token_number`].
     next_token: Token,
+    /// The last token of the counter's space was handed out.
+    tokens_exhausted: bool,
     logged_in: bool,
     /// Whether a Login Accepted was ever received: from then on a login
     /// asks for the stream from `next_sequence`, not from the most recent
@@ -222,25 +225,44 @@ pub struct ClientSession {
     stats: ClientStats,
 }
 
+/// The longest token prefix; the counter has the other 14 − prefix
+/// characters, at least 8.
+pub const MAX_TOKEN_PREFIX: usize = 6;
+
+/// How many tokens a session with a `prefix_len`-character prefix can make:
+/// 36^(14 − prefix_len), at least 36^8 ≈ 2.8·10^12 (32 days at a million
+/// orders a second; tokens need only be unique for a day).
+pub fn token_space(prefix_len: usize) -> u64 {
+    36u64.pow((14 - prefix_len.min(MAX_TOKEN_PREFIX)) as u32)
+}
+
 /// The counter in a token made by a session with token prefix `prefix`
 /// (1 for its first), or None for a token such a session did not make.
+/// The counter fills the token after the prefix, in base 36 with digits
+/// `0-9A-Z` (fixed width, so tokens also ascend as bytes, which the gateway's
+/// token index is fast for): `AB000000000001`, ..., `AB000000000009`,
+/// `AB00000000000A`, ..., `AB00000000000Z`, `AB000000000010` (36).
 pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
-    let p = prefix.len().min(6);
+    let p = prefix.len().min(MAX_TOKEN_PREFIX);
     // Byte loops: slice comparisons call `memcmp`, a tenth of the load
     // generator's time.
-    let ours = token[..p].iter().zip(prefix).all(|(a, b)| a == b)
-        && token[p + 8..].iter().all(|&b| b == b' ');
-    if !ours {
+    if !token[..p].iter().zip(prefix).all(|(a, b)| a == b) {
         return None;
     }
-    token[p..p + 8].iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    // At most 12 digits: 36^12 < 2^63, no overflow.
+    token[p..].iter().try_fold(0u64, |n, &d| {
+        let digit = match d {
+            b'0'..=b'9' => d - b'0',
+            b'A'..=b'Z' => d - b'A' + 10,
+            _ => return None,
+        };
+        Some(n * 36 + u64::from(digit))
     })
 }
 
 impl ClientSession {
-    /// `prefix` (at most 6 characters) makes this session's tokens unique
-    /// across its runs; `resend_after_ns` is the shortest a request waits
+    /// `prefix` (at most [`MAX_TOKEN_PREFIX`] bytes; more are cut off)
+    /// makes this session's tokens unique across its runs; `resend_after_ns` is the shortest a request waits
     /// for its answer before it is re-sent (the wait follows the measured
     /// round trip above that).
     pub fn new(
@@ -249,15 +271,16 @@ impl ClientSession {
         prefix: &str,
         resend_after_ns: u64,
     ) -> ClientSession {
-        let n = prefix.len().min(6);
-        let mut next_token = [b' '; 14];
+        let n = prefix.len().min(MAX_TOKEN_PREFIX);
+        let mut next_token = [b'0'; 14];
         next_token[..n].copy_from_slice(&prefix.as_bytes()[..n]);
-        next_token[n..n + 8].copy_from_slice(b"00000001");
+        next_token[13] = b'1';
         ClientSession {
             username: username.into(),
             password: password.into(),
             prefix_len: n,
             next_token,
+            tokens_exhausted: false,
             logged_in: false,
             synced: false,
             login_sent_at: None,
@@ -361,19 +384,38 @@ impl ClientSession {
         self.login_sent_at = None;
     }
 
+    /// The next token.
+    ///
+    /// # Panics
+    ///
+    /// When the counter's space ([`token_space`], at least 32 days at a
+    /// million orders a second) is used up: a wrapped counter would reuse
+    /// the day's tokens, which the exchange answers as duplicates or not at
+    /// all.
     fn new_token(&mut self) -> Token {
+        assert!(
+            !self.tokens_exhausted,
+            "token counter exhausted after {} tokens: start a session with another prefix",
+            token_space(self.prefix_len) - 1
+        );
         let t = self.next_token;
-        for d in self.next_token[self.prefix_len..self.prefix_len + 8]
-            .iter_mut()
-            .rev()
-        {
-            if *d == b'9' {
-                *d = b'0';
-            } else {
-                *d += 1;
-                break;
+        let mut carry = true;
+        for d in self.next_token[self.prefix_len..].iter_mut().rev() {
+            match *d {
+                b'Z' => *d = b'0',
+                b'9' => {
+                    *d = b'A';
+                    carry = false;
+                    break;
+                }
+                _ => {
+                    *d += 1;
+                    carry = false;
+                    break;
+                }
             }
         }
+        self.tokens_exhausted = carry;
         t
     }
 
@@ -418,6 +460,10 @@ impl ClientSession {
     }
 
     /// Enters an order; returns its token.
+    ///
+    /// # Panics
+    ///
+    /// When the session's tokens are used up (see [`token_space`]).
     pub fn enter(
         &mut self,
         now: u64,
@@ -440,6 +486,10 @@ impl ClientSession {
     }
 
     /// Replaces an order; returns the new token.
+    ///
+    /// # Panics
+    ///
+    /// When the session's tokens are used up (see [`token_space`]).
     pub fn replace(&mut self, now: u64, token: Token, qty: Qty, price: Price) -> Token {
         let new = self.new_token();
         let m = ouch::ReplaceOrder::new(token, new, qty, price);
@@ -811,20 +861,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_the_prefix_and_an_ascii_counter_whose_number_reads_back() {
+    fn tokens_are_the_prefix_and_a_base36_counter_filling_the_token_whose_number_reads_back() {
         let mut s = ClientSession::new("demo01", "demo01", "AB", 1);
-        assert_eq!(&s.new_token(), b"AB00000001    ");
-        assert_eq!(&s.new_token(), b"AB00000002    ");
-        for _ in 0..7 {
+        assert_eq!(&s.new_token(), b"AB000000000001");
+        assert_eq!(&s.new_token(), b"AB000000000002");
+        for _ in 0..6 {
             s.new_token();
         }
-        assert_eq!(&s.new_token(), b"AB00000010    ");
-        assert_eq!(token_number(b"AB", b"AB00000010    "), Some(10));
-        assert_eq!(token_number(b"AB", b"XY00000010    "), None);
-        assert_eq!(token_number(b"AB", b"AB0000001x    "), None);
-        s.next_token = *b"AB99999999    ";
-        assert_eq!(&s.new_token(), b"AB99999999    ");
-        assert_eq!(&s.new_token(), b"AB00000000    ");
+        assert_eq!(&s.new_token(), b"AB000000000009");
+        assert_eq!(&s.new_token(), b"AB00000000000A");
+        for _ in 0..24 {
+            s.new_token();
+        }
+        assert_eq!(&s.new_token(), b"AB00000000000Z");
+        assert_eq!(&s.new_token(), b"AB000000000010");
+        assert_eq!(token_number(b"AB", b"AB000000000010"), Some(36));
+        assert_eq!(token_number(b"AB", b"AB00000000000Z"), Some(35));
+        assert_eq!(token_number(b"AB", b"XY000000000010"), None);
+        assert_eq!(token_number(b"AB", b"AB00000000001x"), None);
+        // The earlier format (8 decimal digits, space-padded) is not made
+        // any more, and not read as a number of this one.
+        assert_eq!(token_number(b"AB", b"AB00000010    "), None);
+        // Where 8 decimal digits wrapped (10^8), the counter goes on.
+        s.next_token = *b"AB0000001NJCHS";
+        assert_eq!(token_number(b"AB", &s.next_token), Some(100_000_000));
+        assert_eq!(&s.new_token(), b"AB0000001NJCHS");
+        assert_eq!(&s.new_token(), b"AB0000001NJCHT");
+        // Every token ascends as bytes, also across a carry.
+        s.next_token = *b"AB00000000ZZZZ";
+        let a = s.new_token();
+        let b = s.new_token();
+        assert!(a < b && &b == b"AB000000010000", "{b:?}");
+        // The longest prefix still leaves a month at a million a second.
+        let mut long = ClientSession::new("demo01", "demo01", "ABCDEFGH", 1);
+        assert_eq!(&long.new_token(), b"ABCDEF00000001");
+        assert_eq!(token_number(b"ABCDEF", b"ABCDEF00000001"), Some(1));
+        assert!(token_space(6) / 1_000_000 > 30 * 86_400);
+        assert_eq!(token_space(2), 36u64.pow(12));
+        long.next_token = *b"ABCDEFZZZZZZZZ";
+        assert_eq!(
+            token_number(b"ABCDEF", &long.next_token),
+            Some(token_space(6) - 1)
+        );
+        assert_eq!(&long.new_token(), b"ABCDEFZZZZZZZZ");
+        assert!(long.tokens_exhausted);
+    }
+
+    #[test]
+    #[should_panic(expected = "token counter exhausted")]
+    fn a_session_whose_tokens_are_used_up_refuses_to_wrap() {
+        let mut s = ClientSession::new("demo01", "demo01", "ABCDEF", 1);
+        s.next_token = *b"ABCDEFZZZZZZZZ";
+        s.new_token();
+        s.new_token();
     }
 
     #[test]
