@@ -398,7 +398,7 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     assert_eq!(has(&ra, b'J', ta), Some(ouch::reject::OTHER), "{ra:?}");
 
     // A session whose credit limit cannot cover the initial margin: the
-    // pre-trade check rejects its order (OUCH 'L', risk limit).
+    // pre-trade check rejects its order (OUCH 'n', exceeded dollar value limit).
     let mut m = Raw::new("M");
     m.login("lowcr", "lowcr");
     assert!(m
@@ -407,7 +407,11 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     let tm = m.token();
     m.enter_many(&[tm], 64_000);
     let rm = m.replies(Duration::from_millis(100));
-    assert_eq!(has(&rm, b'J', tm), Some(ouch::reject::RISK_LIMIT), "{rm:?}");
+    assert_eq!(
+        has(&rm, b'J', tm),
+        Some(ouch::reject::EXCEEDED_DOLLAR_VALUE_LIMIT),
+        "{rm:?}"
+    );
 
     // Order traffic from an address that did not log in: dropped, counted.
     let intruder = Raw::new("X");

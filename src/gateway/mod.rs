@@ -357,14 +357,15 @@ pub fn ouch_reject_code(r: RejectReason) -> u8 {
         }
         RejectReason::PriceOutsideBand => ouch::reject::INVALID_PRICE,
         RejectReason::QtyAboveMax => ouch::reject::SHARES_EXCEED_THRESHOLD,
-        RejectReason::InvalidQty => ouch::reject::INVALID_MIN_QTY,
+        // No shares: OUCH 4.2 has no code of its own for it.
+        RejectReason::InvalidQty => ouch::reject::OTHER,
         RejectReason::MarketNotOpen => ouch::reject::HALTED,
         RejectReason::TifNotAllowedNow => ouch::reject::NOT_ALLOWED_NOW,
         RejectReason::CapacityExhausted => ouch::reject::PROCESSING_ERROR,
         RejectReason::RateLimited => ouch::reject::FLOW_CONTROL,
-        RejectReason::RiskLimit | RejectReason::PositionLimit | RejectReason::TooManyOrders => {
-            ouch::reject::RISK_LIMIT
-        }
+        RejectReason::RiskLimit => ouch::reject::EXCEEDED_DOLLAR_VALUE_LIMIT,
+        RejectReason::PositionLimit => ouch::reject::EXCEEDED_SHARES_LIMIT,
+        RejectReason::TooManyOrders => ouch::reject::OTHER,
         RejectReason::DuplicateToken | RejectReason::UnknownOrder => ouch::reject::OTHER,
     }
 }
@@ -862,6 +863,9 @@ impl Gateway {
                     let m = ouch::Rejected::new(now.since_midnight(), e.token, ouch::reject::OTHER);
                     return self.send_sequenced(now, s, m.as_bytes(), out);
                 };
+                if !e.min_qty_supported() {
+                    return self.refuse_min_qty(now, s, e.token, out);
+                }
                 let Some(&instrument) = self.symbols.get(&e.symbol()) else {
                     *self
                         .counters
@@ -894,6 +898,9 @@ impl Gateway {
                 let Some(t) = self.claim(now, s, r.replacement_token, msg, out) else {
                     return;
                 };
+                if !r.min_qty_supported() {
+                    return self.refuse_min_qty(now, s, r.replacement_token, out);
+                }
                 let Some((_, order)) = order else {
                     *self
                         .counters
@@ -952,6 +959,14 @@ impl Gateway {
             self.acknowledge(now, e, previous, out);
         }
         self.events = events;
+    }
+
+    /// An Enter or Replace whose minimum quantity tokex does not take
+    /// ([`ouch::min_qty_supported`]): Invalid Minimum Quantity.
+    fn refuse_min_qty(&mut self, now: Nanos, s: usize, token: Token, out: &mut impl Outbox) {
+        self.counters.reject(RejectReason::InvalidQty);
+        let m = ouch::Rejected::new(now.since_midnight(), token, ouch::reject::INVALID_MIN_QTY);
+        self.send_sequenced(now, s, m.as_bytes(), out);
     }
 
     /// A cancel (or modify) to a size at or above the order's open size

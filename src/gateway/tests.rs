@@ -485,8 +485,16 @@ fn logout_ends_the_binding_and_end_of_session_reaches_everyone() {
 #[test]
 fn every_engine_reject_reason_has_an_ouch_reason_code() {
     use crate::engine::RejectReason as R;
+    // Every code but tokex's two own ('F' rate limit, 'J' capacity) is
+    // one OUCH 4.2 defines.
+    const OUCH_4_2: &[u8] = b"THZSDCLMRXNOWabcdefghijklmn";
     for r in R::ALL {
-        assert!(ouch_reject_code(r).is_ascii_uppercase(), "{r:?}");
+        let code = ouch_reject_code(r);
+        assert!(
+            OUCH_4_2.contains(&code) || matches!(r, R::RateLimited | R::CapacityExhausted),
+            "{r:?}: {}",
+            code as char
+        );
     }
 }
 
@@ -795,4 +803,50 @@ fn a_token_rejected_for_flow_control_is_used_and_its_re_send_gets_no_second_answ
         1,
         "another request with T1"
     );
+}
+
+#[test]
+fn a_minimum_quantity_other_than_none_or_fill_or_kill_is_refused_not_ignored() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "S1", Side::Sell, 1, "6.400");
+    let order = |token: &str, tif: u32, shares: u32, min: u32| {
+        let mut m = ouch::EnterOrder::new(
+            ouch::token(token.as_bytes()).unwrap(),
+            Side::Buy,
+            Qty::new(shares),
+            Symbol::new("TK2612").unwrap(),
+            "6.400".parse::<Price>().unwrap(),
+            Tif::Day,
+        );
+        m.time_in_force = zerocopy::network_endian::U32::new(tif);
+        m.minimum_quantity = zerocopy::network_endian::U32::new(min);
+        m
+    };
+    let reason = |r: &Rig| -> Vec<u8> {
+        r.out
+            .iter()
+            .flat_map(|(_, b)| soupbin::packets(b))
+            .filter_map(|p| match p {
+                Ok(Packet::SequencedData(m)) => match ouch::Outbound::parse(m).unwrap() {
+                    ouch::Outbound::Rejected(x) => Some(x.reason),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    // An IOC of 100 with a minimum of 50 must not fill the 1 lot resting.
+    for (token, tif, min) in [("B1", 0, 50), ("B2", 99_999, 10), ("B3", 0, 200)] {
+        r.unseq(peer(1), order(token, tif, 100, min).as_bytes());
+        assert_eq!(reason(&r), vec![ouch::reject::INVALID_MIN_QTY], "{token}");
+    }
+    assert_eq!(r.engine.live_orders(), 1, "S1 untouched");
+    // A minimum of all the shares, immediate: a fill-or-kill (killed).
+    r.unseq(peer(1), order("B4", 0, 100, 100).as_bytes());
+    assert_eq!(
+        r.replies(peer(1)),
+        vec![(b'A', "B4".to_string()), (b'C', "B4".to_string())]
+    );
+    assert_eq!(r.engine.live_orders(), 1);
 }

@@ -40,7 +40,9 @@ pub mod tif {
     pub const SYSTEM_HOURS: u32 = 99_999;
 }
 
-/// Rejected `Reason` codes.
+/// Rejected `Reason` codes: OUCH 4.2's, and two of tokex's own for what
+/// 4.2 has no code for (a per-session rate limit, an exhausted capacity);
+/// tshark's OUCH dissector shows those two as "Unknown".
 pub mod reject {
     pub const TEST_MODE: u8 = b'T';
     pub const HALTED: u8 = b'H';
@@ -48,13 +50,21 @@ pub mod reject {
     pub const INVALID_STOCK: u8 = b'S';
     pub const INVALID_DISPLAY: u8 = b'D';
     pub const EXCHANGE_CLOSED: u8 = b'C';
+    /// "This order is not allowed in this type of cross": tokex sends it
+    /// for a time in force the phase does not take (an IOC in a call).
     pub const NOT_ALLOWED_NOW: u8 = b'R';
     pub const INVALID_PRICE: u8 = b'X';
     pub const INVALID_MIN_QTY: u8 = b'N';
     pub const OTHER: u8 = b'O';
+    /// "Exceeded shares limit": a position limit.
+    pub const EXCEEDED_SHARES_LIMIT: u8 = b'm';
+    /// "Exceeded dollar value limit": the account's credit cannot cover
+    /// the order's margin.
+    pub const EXCEEDED_DOLLAR_VALUE_LIMIT: u8 = b'n';
+    /// tokex's own: over the session's rate limit.
     pub const FLOW_CONTROL: u8 = b'F';
+    /// tokex's own: the engine's order capacity is exhausted.
     pub const PROCESSING_ERROR: u8 = b'J';
-    pub const RISK_LIMIT: u8 = b'L';
 }
 
 /// Canceled `Reason` codes.
@@ -96,7 +106,16 @@ fn side_of(b: u8) -> Result<Side, DecodeError> {
     Side::from_byte(b).ok_or(DecodeError::BadField("Buy/Sell Indicator"))
 }
 
-/// The [`Tif`] of wire `Time In Force`, `Shares` and `Minimum Quantity`.
+/// Whether tokex takes an order's `Minimum Quantity`: none (0), or all
+/// of its shares with time in force Immediate (a fill-or-kill). Anything
+/// else is refused with Invalid Minimum Quantity rather than dropped: an
+/// IOC of 100 with a minimum of 50 must not fill 1.
+pub fn min_qty_supported(tif: u32, shares: u32, min_qty: u32) -> bool {
+    min_qty == 0 || (tif == tif::IMMEDIATE && min_qty == shares)
+}
+
+/// The [`Tif`] of wire `Time In Force`, `Shares` and `Minimum Quantity`
+/// (see [`min_qty_supported`] for the combinations tokex takes).
 pub fn tif_of(tif: u32, shares: u32, min_qty: u32) -> Tif {
     match tif {
         tif::IMMEDIATE if min_qty > 0 && min_qty >= shares => Tif::Fok,
@@ -175,6 +194,14 @@ impl EnterOrder {
     pub fn price(&self) -> Price {
         Price::from_raw(self.price.get())
     }
+    /// Whether tokex takes this order's minimum quantity ([`min_qty_supported`]).
+    pub fn min_qty_supported(&self) -> bool {
+        min_qty_supported(
+            self.time_in_force.get(),
+            self.shares.get(),
+            self.minimum_quantity.get(),
+        )
+    }
     pub fn tif(&self) -> Tif {
         tif_of(
             self.time_in_force.get(),
@@ -223,6 +250,14 @@ impl ReplaceOrder {
     }
     pub fn price(&self) -> Price {
         Price::from_raw(self.price.get())
+    }
+    /// Whether tokex takes this order's minimum quantity ([`min_qty_supported`]).
+    pub fn min_qty_supported(&self) -> bool {
+        min_qty_supported(
+            self.time_in_force.get(),
+            self.shares.get(),
+            self.minimum_quantity.get(),
+        )
     }
     pub fn tif(&self) -> Tif {
         tif_of(
