@@ -227,6 +227,38 @@ pub mod record {
     /// The engine started following the contracts' schedules at this
     /// record's time. No payload.
     pub const FOLLOW_SCHEDULES: u8 = 4;
+    /// A Login Request, as its outcome: peer (7 bytes), the session its
+    /// credentials named (u32, `u32::MAX` for none), the requested session
+    /// (10 bytes) and sequence number (u64). The password is never
+    /// written. (Journals from before it hold logins as `PACKET`s, which
+    /// replay as before.)
+    pub const LOGIN: u8 = 5;
+}
+
+/// A [`record::LOGIN`] payload.
+fn login_record(peer: Peer, who: Option<usize>, session: &[u8; 10], requested: u64) -> [u8; 29] {
+    let mut b = [0u8; 29];
+    b[..7].copy_from_slice(&peer.encode());
+    let who = who.and_then(|s| u32::try_from(s).ok()).unwrap_or(u32::MAX);
+    b[7..11].copy_from_slice(&who.to_be_bytes());
+    b[11..21].copy_from_slice(session);
+    b[21..29].copy_from_slice(&requested.to_be_bytes());
+    b
+}
+
+/// The fields of a [`record::LOGIN`] payload.
+fn parse_login_record(b: &[u8]) -> Option<(Peer, Option<usize>, [u8; 10], u64)> {
+    let b: &[u8; 29] = b.get(..29)?.try_into().ok()?;
+    let peer = Peer::decode(&b[..7])?;
+    let who = u32::from_be_bytes([b[7], b[8], b[9], b[10]]);
+    let session: [u8; 10] = b[11..21].try_into().ok()?;
+    let requested = u64::from_be_bytes(b[21..29].try_into().ok()?);
+    Some((
+        peer,
+        (who != u32::MAX).then_some(who as usize),
+        session,
+        requested,
+    ))
 }
 
 /// What was dropped or refused, by reason.
@@ -491,7 +523,18 @@ impl Gateway {
             let raw = &rest[..rest.len() - tail.len()];
             rest = tail;
             self.counters.packets += 1;
-            if self.changes_state(now, peer, &packet) {
+            if let Packet::LoginRequest(r) = packet {
+                if !self.in_backoff(now, peer, r) {
+                    // Journaled as its outcome, without the password.
+                    let who = self.authenticate(r);
+                    let requested = r.requested_sequence().unwrap_or(0);
+                    let rec = login_record(peer, who, &r.requested_session, requested);
+                    journal.record(record::LOGIN, now, &rec);
+                    self.admit(now, peer, who, &r.requested_session, requested, out);
+                    continue;
+                }
+            }
+            if self.changes_state(peer, &packet) {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(&peer.encode());
                 self.scratch.extend_from_slice(raw);
@@ -501,16 +544,17 @@ impl Gateway {
         }
     }
 
-    /// Whether `packet` can change the gateway's state, and so must be
-    /// journaled before it is handled: a login not refused for back-off,
-    /// and order traffic and logouts from a peer with a session. What
+    /// Whether `packet` (not a login) can change the gateway's state, and
+    /// so must be journaled before it is handled: order traffic and
+    /// logouts from a peer with a session. What
     /// anyone else sends changes nothing (it is counted and dropped), and
     /// journaling it would let an unauthenticated sender fill the disk and
     /// force a journal write per batch.
-    fn changes_state(&self, now: Nanos, peer: Peer, packet: &Packet<'_>) -> bool {
+    fn changes_state(&self, peer: Peer, packet: &Packet<'_>) -> bool {
         match packet {
-            Packet::LoginRequest(r) => !self.in_backoff(now, peer, r),
             Packet::UnsequencedData(_) | Packet::LogoutRequest => self.by_peer.contains_key(&peer),
+            // A login not refused for back-off is journaled as its outcome
+            // before this is asked.
             _ => false,
         }
     }
@@ -551,6 +595,12 @@ impl Gateway {
                 if let Ok((packet, _)) = Packet::parse(&payload[7..]) {
                     self.counters.packets += 1;
                     self.on_packet(now, peer, packet, engine, md, &mut discard);
+                }
+            }
+            record::LOGIN => {
+                if let Some((peer, who, session, requested)) = parse_login_record(payload) {
+                    self.counters.packets += 1;
+                    self.admit(now, peer, who, &session, requested, &mut discard);
                 }
             }
             record::TIMEOUT => {
@@ -664,7 +714,6 @@ impl Gateway {
 
     fn login(&mut self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest, out: &mut impl Outbox) {
         let mut buf = [0u8; 64];
-        let source = peer.source();
         if self.in_backoff(now, peer, r) {
             self.counters.drop(Drop::LoginBackoff);
             if let Ok(n) = soupbin::write_packet(
@@ -676,8 +725,21 @@ impl Gateway {
             }
             return;
         }
-        // Every session is compared, username and password in constant
-        // time, so the time taken says nothing about which part was wrong.
+        let who = self.authenticate(r);
+        self.admit(
+            now,
+            peer,
+            who,
+            &r.requested_session,
+            r.requested_sequence().unwrap_or(0),
+            out,
+        );
+    }
+
+    /// The session whose username and password `r` gives. Every session
+    /// is compared, username and password in constant time, so the time
+    /// taken says nothing about which part was wrong.
+    fn authenticate(&self, r: &soupbin::LoginRequest) -> Option<usize> {
         let mut found = None;
         for (i, s) in self.sessions.iter().enumerate() {
             let ok = ct_eq(&s.username, &r.username) & ct_eq(&s.password, &r.password);
@@ -685,7 +747,24 @@ impl Gateway {
                 found = Some(i);
             }
         }
-        let Some(s) = found else {
+        found
+    }
+
+    /// A login checked: `who` is the session its credentials name (`None`
+    /// when they name none). Live, this follows [`Gateway::authenticate`];
+    /// in replay it comes from the journal, which never holds a password.
+    fn admit(
+        &mut self,
+        now: Nanos,
+        peer: Peer,
+        who: Option<usize>,
+        requested_session: &[u8; 10],
+        requested: u64,
+        out: &mut impl Outbox,
+    ) {
+        let mut buf = [0u8; 64];
+        let source = peer.source();
+        let Some(s) = who.filter(|&s| s < self.sessions.len()) else {
             self.counters.drop(Drop::BadCredentials);
             if self.failures.len() >= MAX_FAILURE_SOURCES && !self.failures.contains_key(&source) {
                 self.make_room_for_a_failure(now);
@@ -705,7 +784,7 @@ impl Gateway {
             }
             return;
         };
-        let wanted = r.requested_session();
+        let wanted = crate::wire::trim(requested_session);
         let bound_elsewhere = self.sessions[s].peer.is_some_and(|p| p != peer);
         // One session per address: inbound traffic names its session by
         // the address it comes from.
@@ -735,7 +814,6 @@ impl Gateway {
         sess.last_tx = now.0;
         self.by_peer.insert(peer, s);
         let next = sess.store.next_sequence();
-        let requested = r.requested_sequence().unwrap_or(0);
         let from = if requested == 0 || requested > next {
             next
         } else if requested < sess.store.oldest() {
