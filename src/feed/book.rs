@@ -679,6 +679,10 @@ pub struct FeedBooks {
     pub errors: u64,
     /// Executions applied (`E` and `C`).
     pub trades: u64,
+    /// Messages of ITCH 5.0 types tokex does not decode (Reg SHO `Y`, MWCB,
+    /// IPO, LULD, ... in NASDAQ's files), skipped by
+    /// [`FeedBooks::apply_stream`].
+    pub skipped: u64,
 }
 
 impl Default for FeedBooks {
@@ -723,6 +727,7 @@ impl FeedBooks {
             applied: 0,
             errors: 0,
             trades: 0,
+            skipped: 0,
         }
     }
 
@@ -1015,8 +1020,11 @@ impl FeedBooks {
     /// Applies every message of an in-memory length-prefixed ITCH stream
     /// (NASDAQ's file format, `tokex replay`'s itch.bin), as
     /// [`FeedBooks::apply_observed`] does each; returns how many messages
-    /// it read. Messages the book rejects are counted in `errors`; a
-    /// message that does not decode ends the stream with its error.
+    /// it read. Messages the book rejects are counted in `errors`; messages
+    /// of types tokex does not decode are skipped and counted in `skipped`
+    /// (their length prefix says where the next one starts); any other
+    /// message that does not decode, or a length running past the end,
+    /// ends the stream with its error.
     pub fn apply_stream(
         &mut self,
         mut buf: &[u8],
@@ -1031,7 +1039,13 @@ impl FeedBooks {
                     got: buf.len(),
                 });
             };
-            let _ = self.apply_observed(&Message::parse(msg)?, observer);
+            match Message::parse(msg) {
+                Ok(m) => {
+                    let _ = self.apply_observed(&m, observer);
+                }
+                Err(crate::wire::DecodeError::UnknownType(_)) => self.skipped += 1,
+                Err(e) => return Err(e),
+            }
             buf = tail;
             n += 1;
         }
@@ -1194,5 +1208,47 @@ mod tests {
         let keys: Vec<u64> = (1..600u64).map(|k| k << 20).collect();
         let ix = index_keeps_keys_reachable(&keys);
         assert_eq!(ix.mode, HashMode::Mixed);
+    }
+
+    #[test]
+    fn apply_stream_skips_and_counts_itch_types_it_does_not_decode() {
+        use crate::wire::itch::{AddOrder, Header, OrderDelete, StockDirectory};
+        use zerocopy::IntoBytes;
+        let h = Header {
+            stock_locate: 1,
+            tracking_number: 0,
+            timestamp: 34_200_000_000_000,
+        };
+        let tk = Symbol::new("TK2612").unwrap();
+        let px = Price::from_raw(65_000);
+        // ITCH 5.0 Reg SHO Restriction `Y` (20 bytes), as in every NASDAQ
+        // file after the directory.
+        let mut reg_sho = vec![b'Y', 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        reg_sho.extend_from_slice(tk.wire());
+        reg_sho.push(b'0');
+        let dir = StockDirectory::new(h, tk, 1);
+        let a1 = AddOrder::new(h, 1, Side::Buy, Qty::new(2), tk, px);
+        let a2 = AddOrder::new(h, 2, Side::Sell, Qty::new(3), tk, Price::from_raw(65_100));
+        let d1 = OrderDelete::new(h, 1);
+        let mut buf = Vec::new();
+        for m in [
+            dir.as_bytes(),
+            &reg_sho,
+            a1.as_bytes(),
+            &reg_sho,
+            a2.as_bytes(),
+            d1.as_bytes(),
+        ] {
+            buf.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            buf.extend_from_slice(m);
+        }
+        let mut feed = FeedBooks::new();
+        assert_eq!(feed.apply_stream(&buf, &mut ()), Ok(6));
+        assert_eq!((feed.skipped, feed.errors, feed.applied), (2, 0, 4));
+        assert_eq!(feed.order_count(), 1, "order 2 rests, order 1 was deleted");
+        // A length past the end still ends the stream with its error.
+        let mut feed = FeedBooks::new();
+        assert!(feed.apply_stream(&buf[..buf.len() - 1], &mut ()).is_err());
+        assert_eq!((feed.skipped, feed.order_count()), (2, 2));
     }
 }

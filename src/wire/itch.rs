@@ -483,7 +483,16 @@ impl Noii {
 
 /// Iterates a length-prefixed ITCH stream (NASDAQ's file format and
 /// `tokex replay`'s `itch.bin`: each message preceded by a big-endian u16
-/// length). Stops at the first error, which it yields.
+/// length).
+///
+/// A message of a type tokex does not decode (ITCH 5.0 defines more than
+/// tokex publishes: Reg SHO `Y`, MWCB `V`/`W`, IPO `K`, LULD `J`, Add with
+/// MPID `F`, Trade `P`, Broken Trade `B`, ... in every NASDAQ file) is
+/// yielded as [`DecodeError::UnknownType`], and the iteration goes on with
+/// the next message: its length prefix says where that starts. Any other
+/// error (a length running past the end of the buffer, a trailing byte, a
+/// known type with the wrong length) ends the iteration after it is
+/// yielded: the framing can no longer be trusted.
 pub fn stream(buf: &[u8]) -> ItchStream<'_> {
     ItchStream { buf, failed: false }
 }
@@ -522,7 +531,11 @@ impl<'a> Iterator for ItchStream<'a> {
         };
         self.buf = tail;
         let r = Message::parse(msg);
-        self.failed = r.is_err();
+        // Only the error path looks at the error: the path of a decoded
+        // message is the same as when every error ended the stream.
+        if let Err(e) = &r {
+            self.failed = !matches!(e, DecodeError::UnknownType(_));
+        }
         Some(r)
     }
 }
@@ -605,6 +618,82 @@ mod tests {
         let all: Vec<_> = stream(cut).collect();
         assert_eq!(all.len(), 2);
         assert!(all[1].is_err());
+    }
+
+    /// ITCH 5.0 Reg SHO Restriction `Y` (20 bytes), a type every NASDAQ
+    /// file carries and tokex does not decode.
+    fn reg_sho(stock: &[u8; 8], action: u8) -> Vec<u8> {
+        let mut m = vec![b'Y', 0, 3, 0, 0];
+        m.extend_from_slice(&to_u48(34_200_000_000_000));
+        m.extend_from_slice(stock);
+        m.push(action);
+        assert_eq!(m.len(), 20);
+        m
+    }
+
+    fn framed(messages: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for m in messages {
+            buf.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            buf.extend_from_slice(m);
+        }
+        buf
+    }
+
+    #[test]
+    fn a_type_tokex_does_not_decode_is_yielded_as_unknown_and_the_stream_goes_on() {
+        let y = reg_sho(b"GH2612  ", b'0');
+        let buf = framed(&[
+            OrderDelete::new(h(), 1).as_bytes(),
+            &y,
+            OrderDelete::new(h(), 2).as_bytes(),
+            &y,
+            &[b'L'; 26], // Market Participant Position
+            OrderDelete::new(h(), 3).as_bytes(),
+        ]);
+        let got: Vec<_> = stream(&buf)
+            .map(|r| {
+                r.map(|m| match m {
+                    Message::OrderDelete(d) => d.order_reference.get(),
+                    _ => 0,
+                })
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                Ok(1),
+                Err(DecodeError::UnknownType(b'Y')),
+                Ok(2),
+                Err(DecodeError::UnknownType(b'Y')),
+                Err(DecodeError::UnknownType(b'L')),
+                Ok(3)
+            ]
+        );
+    }
+
+    #[test]
+    fn framing_errors_and_a_known_type_of_the_wrong_length_still_end_the_stream() {
+        let y = reg_sho(b"GH2612  ", b'0');
+        let d = OrderDelete::new(h(), 1);
+        // A length running past the end, right after an unknown type.
+        let mut cut = framed(&[&y, d.as_bytes()]);
+        cut.pop();
+        let got: Vec<_> = stream(&cut).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Err(DecodeError::UnknownType(b'Y')));
+        assert!(matches!(got[1], Err(DecodeError::TooShort { .. })));
+        // One trailing byte.
+        let mut odd = framed(&[&y]);
+        odd.push(0);
+        assert_eq!(stream(&odd).count(), 2);
+        // A Delete of 20 bytes: the framing is not ITCH's.
+        let buf = framed(&[&[b'D'; 20], d.as_bytes()]);
+        let got: Vec<_> = stream(&buf).collect();
+        assert_eq!(got, vec![Err(DecodeError::BadLength(20))]);
+        // An empty message.
+        let buf = framed(&[&[], d.as_bytes()]);
+        assert_eq!(stream(&buf).count(), 1);
     }
 
     #[test]
