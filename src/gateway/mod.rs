@@ -931,6 +931,9 @@ impl Gateway {
         let account = self.sessions[s].account;
         self.events.clear();
         let mut previous: Option<Token> = None;
+        // The side of the order a Modify Order names: its answer is Order
+        // Modified, not Order Canceled.
+        let mut modified: Option<crate::types::Side> = None;
         match inbound {
             ouch::Inbound::Enter(e) => {
                 let Some(t) = self.claim(now, s, e.token, msg, out) else {
@@ -1017,9 +1020,10 @@ impl Gateway {
                 self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
             }
             ouch::Inbound::Modify(m) => {
-                // Modify changes the side of short-sale orders on equities; a
-                // futures order has no such side. Treated as cancel-to-size.
-                let Some((t, order)) = self.sessions[s].live_order(&m.token) else {
+                let live = self.sessions[s].live_order(&m.token);
+                let Some(((t, order), resting)) =
+                    live.and_then(|(t, order)| Some(((t, order), engine.order(order)?)))
+                else {
                     *self
                         .counters
                         .rejects
@@ -1027,16 +1031,64 @@ impl Gateway {
                         .or_default() += 1;
                     return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
                 };
+                // On equities Modify switches a sell between sell, sell
+                // short and short exempt; a futures order keeps its side,
+                // so Modify is a cancel down to a size.
+                if m.side() != Ok(resting.side) {
+                    self.counters.drop(Drop::BadMessage);
+                    let m = ouch::Rejected::new(now.since_midnight(), m.token, ouch::reject::OTHER);
+                    return self.send_sequenced(now, s, m.as_bytes(), out);
+                }
                 engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
-                self.answer_a_cancel_that_changed_nothing(now, s, m.token, out);
+                if self.events.as_slice().is_empty() {
+                    // At or above the open size: nothing changes.
+                    let m = ouch::OrderModified::new(
+                        now.since_midnight(),
+                        m.token,
+                        resting.side,
+                        resting.qty,
+                    );
+                    self.send_sequenced(now, s, m.as_bytes(), out);
+                }
+                modified = Some(resting.side);
             }
         }
         let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
         for e in events.as_slice() {
             md.event(e);
-            self.acknowledge(now, e, previous, out);
+            match (modified, *e) {
+                (
+                    Some(side),
+                    Event::Canceled {
+                        tag,
+                        remaining,
+                        reason: CancelReason::UserRequested,
+                        ..
+                    },
+                ) => self.report_modified(now, tag, side, remaining, out),
+                _ => self.acknowledge(now, e, previous, out),
+            }
         }
         self.events = events;
+    }
+
+    /// The answer to a Modify Order that took lots off: Order Modified
+    /// with the shares left.
+    fn report_modified(
+        &mut self,
+        now: Nanos,
+        tag: u64,
+        side: crate::types::Side,
+        remaining: crate::types::Qty,
+        out: &mut impl Outbox,
+    ) {
+        let (s, t) = untag(tag);
+        if remaining.is_zero() {
+            self.sessions[s].finished(t);
+        }
+        let token = self.sessions[s].token(t);
+        let m = ouch::OrderModified::new(now.since_midnight(), token, side, remaining);
+        self.send_sequenced(now, s, m.as_bytes(), out);
     }
 
     /// An Enter or Replace whose minimum quantity tokex does not take
@@ -1047,8 +1099,8 @@ impl Gateway {
         self.send_sequenced(now, s, m.as_bytes(), out);
     }
 
-    /// A cancel (or modify) to a size at or above the order's open size
-    /// changes nothing, and the engine says nothing: it is answered with
+    /// A cancel to a size at or above the order's open size changes
+    /// nothing, and the engine says nothing: it is answered with
     /// an Order Canceled of 0 lots, so that every request gets an answer
     /// (a client waiting for one would re-send it for ever).
     fn answer_a_cancel_that_changed_nothing(

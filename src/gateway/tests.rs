@@ -726,36 +726,82 @@ fn failures_from_many_forged_sources_do_not_clear_a_back_off() {
     assert_eq!(r.gw.counters().dropped(Drop::LoginBackoff), 2);
 }
 
+/// The sequenced OUCH messages sent in the last call.
+fn outbound(r: &Rig) -> Vec<Vec<u8>> {
+    r.out
+        .iter()
+        .flat_map(|(_, b)| soupbin::packets(b))
+        .filter_map(|p| match p {
+            Ok(Packet::SequencedData(m)) => Some(m.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn a_cancel_or_modify_to_at_least_the_open_size_is_answered_with_zero_lots_canceled() {
+fn a_cancel_to_at_least_the_open_size_is_answered_with_zero_lots_canceled() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);
     r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
     let t1 = ouch::token(b"T1").unwrap();
-    for msg in [
-        ouch::CancelOrder::new(t1, Qty::new(5)).as_bytes().to_vec(),
-        ouch::ModifyOrder::new(t1, Side::Buy, Qty::new(7))
-            .as_bytes()
-            .to_vec(),
-    ] {
-        r.unseq(peer(1), &msg);
-        assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
-        let decrement = r
-            .out
-            .iter()
-            .flat_map(|(_, b)| soupbin::packets(b))
-            .find_map(|p| match p {
-                Ok(Packet::SequencedData(m)) => match ouch::Outbound::parse(m).unwrap() {
-                    ouch::Outbound::Canceled(c) => Some(c.decrement()),
-                    _ => None,
-                },
-                _ => None,
-            });
-        assert_eq!(decrement, Some(Qty::ZERO));
-    }
+    r.unseq(peer(1), ouch::CancelOrder::new(t1, Qty::new(5)).as_bytes());
+    let sent = outbound(&r);
+    let Ok(ouch::Outbound::Canceled(c)) = ouch::Outbound::parse(&sent[0]) else {
+        panic!("{sent:?}")
+    };
+    assert_eq!((c.token(), c.decrement()), (&b"T1"[..], Qty::ZERO));
     assert_eq!(r.engine.live_orders(), 1, "still resting, all 5 lots");
     r.unseq(peer(1), ouch::CancelOrder::new(t1, Qty::new(2)).as_bytes());
     assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
+}
+
+#[test]
+fn a_modify_is_answered_with_order_modified_and_the_shares_left() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "T1", Side::Buy, 5, "6.400");
+    let t1 = ouch::token(b"T1").unwrap();
+    let modified = |r: &Rig| -> Vec<(Side, Qty)> {
+        outbound(r)
+            .iter()
+            .filter_map(|m| match ouch::Outbound::parse(m) {
+                Ok(ouch::Outbound::Modified(x)) => Some((x.side().unwrap(), x.qty())),
+                _ => None,
+            })
+            .collect()
+    };
+    // Down to 3: two lots off the book (market data sees them go).
+    let md_before = r.md.len();
+    r.unseq(
+        peer(1),
+        ouch::ModifyOrder::new(t1, Side::Buy, Qty::new(3)).as_bytes(),
+    );
+    assert_eq!(modified(&r), vec![(Side::Buy, Qty::new(3))]);
+    assert!(r.md[md_before..].iter().any(|e| matches!(
+        e,
+        Event::Canceled { decrement, .. } if *decrement == Qty::new(2)
+    )));
+    // At or above the open size: nothing changes, still answered.
+    r.unseq(
+        peer(1),
+        ouch::ModifyOrder::new(t1, Side::Buy, Qty::new(7)).as_bytes(),
+    );
+    assert_eq!(modified(&r), vec![(Side::Buy, Qty::new(3))]);
+    // A futures order keeps its side.
+    r.unseq(
+        peer(1),
+        ouch::ModifyOrder::new(t1, Side::Sell, Qty::new(1)).as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".to_string())]);
+    // To zero: the order is gone, its token names nothing live.
+    r.unseq(
+        peer(1),
+        ouch::ModifyOrder::new(t1, Side::Buy, Qty::ZERO).as_bytes(),
+    );
+    assert_eq!(modified(&r), vec![(Side::Buy, Qty::ZERO)]);
+    assert_eq!(r.engine.live_orders(), 0);
+    r.unseq(peer(1), ouch::CancelOrder::new(t1, Qty::ZERO).as_bytes());
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T1".to_string())]);
 }
 
 #[test]

@@ -100,6 +100,9 @@ pub mod kind {
     pub const EXECUTED: u8 = b'E';
     pub const BROKEN_TRADE: u8 = b'B';
     pub const REJECTED: u8 = b'J';
+    /// Order Modified, the answer to a Modify Order (outbound; the same
+    /// byte as the inbound Modify Order).
+    pub const MODIFIED: u8 = b'M';
 }
 
 fn side_of(b: u8) -> Result<Side, DecodeError> {
@@ -697,6 +700,38 @@ impl Rejected {
     }
 }
 
+wire_struct!(
+    /// Order Modified `M` (28 bytes): the answer to a Modify Order, with
+    /// the order's open shares after it.
+    OrderModified, 28, {
+    pub msg_type: u8,
+    pub timestamp: U64,
+    pub token: Token,
+    pub side: u8,
+    pub shares: U32,
+});
+
+impl OrderModified {
+    pub fn new(timestamp: u64, token: Token, side: Side, shares: Qty) -> OrderModified {
+        OrderModified {
+            msg_type: kind::MODIFIED,
+            timestamp: U64::new(timestamp),
+            token,
+            side: side.as_byte(),
+            shares: U32::new(shares.lots()),
+        }
+    }
+    pub fn token(&self) -> &[u8] {
+        trim(&self.token)
+    }
+    pub fn side(&self) -> Result<Side, DecodeError> {
+        side_of(self.side)
+    }
+    pub fn qty(&self) -> Qty {
+        Qty::new(self.shares.get())
+    }
+}
+
 /// An outbound (exchange to client) message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outbound<'a> {
@@ -707,6 +742,7 @@ pub enum Outbound<'a> {
     Executed(&'a Executed),
     BrokenTrade(&'a BrokenTrade),
     Rejected(&'a Rejected),
+    Modified(&'a OrderModified),
 }
 
 impl<'a> Outbound<'a> {
@@ -723,6 +759,7 @@ impl<'a> Outbound<'a> {
             kind::EXECUTED => Outbound::Executed(Executed::view(b)?),
             kind::BROKEN_TRADE => Outbound::BrokenTrade(BrokenTrade::view(b)?),
             kind::REJECTED => Outbound::Rejected(Rejected::view(b)?),
+            kind::MODIFIED => Outbound::Modified(OrderModified::view(b)?),
             other => return Err(DecodeError::UnknownType(other)),
         })
     }
@@ -737,6 +774,7 @@ impl<'a> Outbound<'a> {
             Outbound::Executed(m) => m.as_bytes(),
             Outbound::BrokenTrade(m) => m.as_bytes(),
             Outbound::Rejected(m) => m.as_bytes(),
+            Outbound::Modified(m) => m.as_bytes(),
         }
     }
 }
@@ -811,10 +849,24 @@ mod tests {
                 Canceled::LEN,
                 Executed::LEN,
                 BrokenTrade::LEN,
-                Rejected::LEN
+                Rejected::LEN,
+                OrderModified::LEN
             ],
-            [10, 66, 80, 28, 40, 32, 24]
+            [10, 66, 80, 28, 40, 32, 24, 28]
         );
+    }
+
+    #[test]
+    fn order_modified_lays_out_type_timestamp_token_side_shares_and_decodes_back() {
+        let m = OrderModified::new(7, token(b"T9").unwrap(), Side::Sell, Qty::new(3));
+        let b = m.as_bytes();
+        assert_eq!(b[0], b'M');
+        assert_eq!(b[1..9], 7u64.to_be_bytes());
+        assert_eq!(&b[9..23], b"T9            ");
+        assert_eq!(b[23], b'S');
+        assert_eq!(b[24..28], 3u32.to_be_bytes());
+        assert_eq!(Outbound::parse(b), Ok(Outbound::Modified(&m)));
+        assert!(Outbound::parse(&b[..27]).is_err());
     }
 
     #[test]
