@@ -210,6 +210,9 @@ pub struct GatewayConfig {
     pub login_backoff_ms: u64,
     /// Sequenced outbound messages kept per session for re-request.
     pub resend_window: u32,
+    /// Order tokens a session may use in a day (each is remembered for the
+    /// day, some 44 bytes; beyond it Enter and Replace are rejected).
+    pub max_tokens_per_session: u32,
 }
 
 impl Default for GatewayConfig {
@@ -222,6 +225,7 @@ impl Default for GatewayConfig {
             login_failures_before_backoff: 3,
             login_backoff_ms: 500,
             resend_window: 1 << 16,
+            max_tokens_per_session: 1 << 25,
         }
     }
 }
@@ -400,6 +404,12 @@ impl Config {
             return Err(bad(
                 "gateway.rate_per_sec",
                 "rate and burst must be positive".into(),
+            ));
+        }
+        if self.gateway.max_tokens_per_session == 0 {
+            return Err(bad(
+                "gateway.max_tokens_per_session",
+                "a session needs at least one token a day".into(),
             ));
         }
         if self.sessions.is_empty() {

@@ -895,7 +895,9 @@ impl Gateway {
                 // The token is used by its reject, as by any other: a copy
                 // of the request re-sent by the client before the reject
                 // reached it is then a duplicate, not a second answer.
-                let _ = sess.claim(t, fingerprint(msg));
+                if sess.tokens_used() < self.cfg.max_tokens_per_session as usize {
+                    let _ = sess.claim(t, fingerprint(msg));
+                }
                 self.counters.drop(Drop::RateLimited);
                 self.counters.reject(RejectReason::RateLimited);
                 self.send_rejected(now, s, t, RejectReason::RateLimited, out);
@@ -1135,6 +1137,14 @@ impl Gateway {
         out: &mut impl Outbox,
     ) -> Option<u32> {
         let fp = fingerprint(msg);
+        let sess = &self.sessions[s];
+        // (The count first: the lookup runs only once the day's tokens are
+        // used up, so a re-send of a used one is still recognised.)
+        if sess.tokens_used() >= self.cfg.max_tokens_per_session as usize && !sess.used(&token) {
+            self.counters.reject(RejectReason::CapacityExhausted);
+            self.send_rejected(now, s, token, RejectReason::CapacityExhausted, out);
+            return None;
+        }
         match self.sessions[s].claim(token, fp) {
             Ok(t) => Some(t),
             Err(used) if used == fp => {

@@ -224,6 +224,11 @@ impl Session {
         }
     }
 
+    /// Tokens the session used today.
+    pub fn tokens_used(&self) -> usize {
+        self.orders.len()
+    }
+
     /// Whether the session used `token` today.
     pub fn used(&self, token: &Token) -> bool {
         self.tokens.get(token).is_some()

@@ -934,3 +934,27 @@ fn logins_journaled_as_packets_by_older_versions_still_replay() {
     r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
     assert_eq!(r.replies(peer(1)), vec![(b'A', "T1".to_string())]);
 }
+
+#[test]
+fn a_session_past_its_daily_tokens_is_refused_new_ones_and_still_knows_its_old_ones() {
+    let mut r = Rig::new(GatewayConfig {
+        max_tokens_per_session: 3,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    for t in ["T1", "T2", "T3"] {
+        r.enter(peer(1), t, Side::Buy, 1, "6.400");
+        assert_eq!(r.replies(peer(1)), vec![(b'A', t.to_string())]);
+    }
+    r.enter(peer(1), "T4", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(1)), vec![(b'J', "T4".to_string())]);
+    assert_eq!(r.gw.counters().rejected(RejectReason::CapacityExhausted), 1);
+    // A re-sent T3 is still a re-send; cancels still work.
+    r.enter(peer(1), "T3", Side::Buy, 1, "6.400");
+    assert_eq!(r.gw.counters().dropped(Drop::Resent), 1);
+    r.unseq(
+        peer(1),
+        ouch::CancelOrder::new(ouch::token(b"T1").unwrap(), Qty::ZERO).as_bytes(),
+    );
+    assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
+}
