@@ -336,7 +336,12 @@ impl Server {
             return Ok(false);
         };
         // The journal write comes first: no ack leaves before its order is
-        // durable.
+        // durable. A record that could not even be appended (none can be
+        // today: every input is far below the record limit) stops the
+        // exchange before anything of the batch is sent.
+        if journal.1 > 0 {
+            bail!("{} journal records could not be appended", journal.1);
+        }
         let tj = clock.raw();
         journal.0.commit().context("journal write")?;
         interval.record(Stage::JournalWrite, clock.between(tj, clock.raw()));
