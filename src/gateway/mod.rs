@@ -512,6 +512,9 @@ impl Gateway {
         out: &mut impl Outbox,
     ) {
         let mut rest = datagram;
+        // The peer's session, looked up once per datagram (only a login or
+        // a logout in it changes it).
+        let mut bound = self.by_peer.get(&peer).copied();
         while !rest.is_empty() {
             let (packet, tail) = match Packet::parse(rest) {
                 Ok(v) => v,
@@ -523,40 +526,87 @@ impl Gateway {
             let raw = &rest[..rest.len() - tail.len()];
             rest = tail;
             self.counters.packets += 1;
-            if let Packet::LoginRequest(r) = packet {
-                if !self.in_backoff(now, peer, r) {
-                    // Journaled as its outcome, without the password.
+            bound = self.on_packet(now, peer, bound, packet, raw, engine, md, journal, out);
+        }
+    }
+
+    /// Handles one packet from `peer`, whose session is `bound`; returns
+    /// the peer's session after it. Only what can change state is
+    /// journaled, first: a login not refused for back-off (as its
+    /// outcome, never with the password), and order traffic and logouts
+    /// from a peer with a session (as the packet, `raw`). What anyone else
+    /// sends changes nothing (it is counted and dropped): journaling it
+    /// would let an unauthenticated sender fill the disk and force a
+    /// journal write per batch. Replay comes through here too, with a
+    /// journal that keeps nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn on_packet(
+        &mut self,
+        now: Nanos,
+        peer: Peer,
+        bound: Option<usize>,
+        packet: Packet<'_>,
+        raw: &[u8],
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        journal: &mut impl JournalSink,
+        out: &mut impl Outbox,
+    ) -> Option<usize> {
+        match packet {
+            Packet::LoginRequest(r) => {
+                if self.in_backoff(now, peer, r) {
+                    self.refuse_for_backoff(peer, out);
+                } else {
                     let who = self.authenticate(r);
                     let requested = r.requested_sequence().unwrap_or(0);
                     let rec = login_record(peer, who, &r.requested_session, requested);
                     journal.record(record::LOGIN, now, &rec);
                     self.admit(now, peer, who, &r.requested_session, requested, out);
-                    continue;
+                }
+                return self.by_peer.get(&peer).copied();
+            }
+            Packet::UnsequencedData(msg) => {
+                let Some(s) = bound else {
+                    self.counters.drop(Drop::NotLoggedIn);
+                    return None;
+                };
+                self.journal_packet(now, peer, raw, journal);
+                self.sessions[s].last_rx = now.0;
+                if self.sessions[s].bucket.take(now.0) {
+                    self.order(now, s, msg, engine, md, out);
+                } else {
+                    self.throttled(now, s, msg, out);
                 }
             }
-            if self.changes_state(peer, &packet) {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&peer.encode());
-                self.scratch.extend_from_slice(raw);
-                journal.record(record::PACKET, now, &self.scratch);
+            Packet::ClientHeartbeat => {
+                if let Some(s) = bound {
+                    self.sessions[s].last_rx = now.0;
+                }
             }
-            self.on_packet(now, peer, packet, engine, md, out);
+            Packet::LogoutRequest => {
+                if let Some(s) = bound {
+                    self.journal_packet(now, peer, raw, journal);
+                    self.unbind(s);
+                }
+                return None;
+            }
+            _ => self.counters.drop(Drop::Unexpected),
         }
+        bound
     }
 
-    /// Whether `packet` (not a login) can change the gateway's state, and
-    /// so must be journaled before it is handled: order traffic and
-    /// logouts from a peer with a session. What
-    /// anyone else sends changes nothing (it is counted and dropped), and
-    /// journaling it would let an unauthenticated sender fill the disk and
-    /// force a journal write per batch.
-    fn changes_state(&self, peer: Peer, packet: &Packet<'_>) -> bool {
-        match packet {
-            Packet::UnsequencedData(_) | Packet::LogoutRequest => self.by_peer.contains_key(&peer),
-            // A login not refused for back-off is journaled as its outcome
-            // before this is asked.
-            _ => false,
-        }
+    /// Journals a packet from `peer` as it came (a [`record::PACKET`]).
+    fn journal_packet(
+        &mut self,
+        now: Nanos,
+        peer: Peer,
+        raw: &[u8],
+        journal: &mut impl JournalSink,
+    ) {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&peer.encode());
+        self.scratch.extend_from_slice(raw);
+        journal.record(record::PACKET, now, &self.scratch);
     }
 
     /// Whether a login from `peer` is refused unchecked: its source failed
@@ -594,7 +644,19 @@ impl Gateway {
                 };
                 if let Ok((packet, _)) = Packet::parse(&payload[7..]) {
                     self.counters.packets += 1;
-                    self.on_packet(now, peer, packet, engine, md, &mut discard);
+                    let bound = self.by_peer.get(&peer).copied();
+                    let raw = &payload[7..];
+                    self.on_packet(
+                        now,
+                        peer,
+                        bound,
+                        packet,
+                        raw,
+                        engine,
+                        md,
+                        &mut NoJournal,
+                        &mut discard,
+                    );
                 }
             }
             record::LOGIN => {
@@ -677,63 +739,17 @@ impl Gateway {
         self.events = events;
     }
 
-    fn on_packet(
-        &mut self,
-        now: Nanos,
-        peer: Peer,
-        packet: Packet<'_>,
-        engine: &mut Engine,
-        md: &mut impl EventSink,
-        out: &mut impl Outbox,
-    ) {
-        match packet {
-            Packet::LoginRequest(r) => self.login(now, peer, r, out),
-            Packet::UnsequencedData(msg) => {
-                let Some(&s) = self.by_peer.get(&peer) else {
-                    return self.counters.drop(Drop::NotLoggedIn);
-                };
-                self.sessions[s].last_rx = now.0;
-                if !self.sessions[s].bucket.take(now.0) {
-                    return self.throttled(now, s, msg, out);
-                }
-                self.order(now, s, msg, engine, md, out);
-            }
-            Packet::ClientHeartbeat => {
-                if let Some(&s) = self.by_peer.get(&peer) {
-                    self.sessions[s].last_rx = now.0;
-                }
-            }
-            Packet::LogoutRequest => {
-                if let Some(&s) = self.by_peer.get(&peer) {
-                    self.unbind(s);
-                }
-            }
-            _ => self.counters.drop(Drop::Unexpected),
+    /// A login refused unchecked: its source is backing off.
+    fn refuse_for_backoff(&mut self, peer: Peer, out: &mut impl Outbox) {
+        self.counters.drop(Drop::LoginBackoff);
+        let mut buf = [0u8; 8];
+        if let Ok(n) = soupbin::write_packet(
+            &mut buf,
+            soupbin::kind::LOGIN_REJECTED,
+            &[soupbin::reject::NOT_AUTHORIZED],
+        ) {
+            out.send(peer, &buf[..n]);
         }
-    }
-
-    fn login(&mut self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest, out: &mut impl Outbox) {
-        let mut buf = [0u8; 64];
-        if self.in_backoff(now, peer, r) {
-            self.counters.drop(Drop::LoginBackoff);
-            if let Ok(n) = soupbin::write_packet(
-                &mut buf,
-                soupbin::kind::LOGIN_REJECTED,
-                &[soupbin::reject::NOT_AUTHORIZED],
-            ) {
-                out.send(peer, &buf[..n]);
-            }
-            return;
-        }
-        let who = self.authenticate(r);
-        self.admit(
-            now,
-            peer,
-            who,
-            &r.requested_session,
-            r.requested_sequence().unwrap_or(0),
-            out,
-        );
     }
 
     /// The session whose username and password `r` gives. Every session
@@ -1382,6 +1398,13 @@ impl Gateway {
             .find(|s| crate::wire::trim(&s.username) == username.as_bytes())
             .map(|s| s.store.next_sequence())
     }
+}
+
+/// Keeps no journal record (replay: the records are being read).
+struct NoJournal;
+
+impl JournalSink for NoJournal {
+    fn record(&mut self, _kind: u8, _now: Nanos, _payload: &[u8]) {}
 }
 
 /// Drops every reply (replay, benchmarks).
