@@ -114,8 +114,9 @@ fn executed(c: &Client) -> bool {
         .any(|e| matches!(e, ClientEvent::Executed { .. }))
 }
 
-#[test]
-fn a_fill_while_logged_out_reaches_the_client_after_it_logs_in_again() {
+/// Two logged-in clients, A (demo01) resting a 2-lot sell at the price
+/// returned, B (demo02) to trade with it.
+fn a_rests_a_sell() -> (Exchange, Client, Client, Price) {
     let mut x = Exchange::new();
     let mut a = client("demo01", 1);
     let mut b = client("demo02", 2);
@@ -126,6 +127,12 @@ fn a_fill_while_logged_out_reaches_the_client_after_it_logs_in_again() {
     a.session
         .enter(x.now, tk(), Side::Sell, Qty::new(2), px, Tif::Day);
     x.run(&mut [&mut a, &mut b], 5);
+    (x, a, b, px)
+}
+
+#[test]
+fn a_fill_while_logged_out_reaches_the_client_after_it_logs_in_again() {
+    let (mut x, mut a, mut b, px) = a_rests_a_sell();
     a.session.logout(x.now);
     x.run(&mut [&mut a, &mut b], 5);
     b.session
@@ -152,16 +159,7 @@ fn a_fill_while_logged_out_reaches_the_client_after_it_logs_in_again() {
 
 #[test]
 fn a_client_cut_off_past_the_idle_timeout_logs_in_again_and_learns_of_its_fills() {
-    let mut x = Exchange::new();
-    let mut a = client("demo01", 1);
-    let mut b = client("demo02", 2);
-    a.session.login(x.now);
-    b.session.login(x.now);
-    x.run(&mut [&mut a, &mut b], 5);
-    let px: Price = "6.500".parse().unwrap();
-    a.session
-        .enter(x.now, tk(), Side::Sell, Qty::new(2), px, Tif::Day);
-    x.run(&mut [&mut a, &mut b], 5);
+    let (mut x, mut a, mut b, px) = a_rests_a_sell();
     // 16 s without a link for A: past the gateway's 15 s idle timeout, so
     // the exchange unbinds A's session and keeps its fills to itself.
     let cut = Some(a.peer);
