@@ -8,10 +8,12 @@
 //! session timers, market-data heartbeats and retransmission requests.
 //! Trading logic lives in `engine` and `gateway`; this module only moves
 //! bytes: `io.rs` has the ports and hooks, `server.rs` the loop,
-//! `recovery.rs` the start from the newest snapshot and the journal.
+//! `recovery.rs` the start from the newest snapshot and the journal,
+//! `requesters.rs` the retransmission server's per-host limits.
 
 mod io;
 mod recovery;
+mod requesters;
 mod server;
 
 use std::fs;

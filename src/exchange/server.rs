@@ -2,9 +2,8 @@
 //! start (ports, journal recovery, threads), serve (batches and timers)
 //! and shut down (End of Session, reports).
 
-use std::collections::HashMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,13 +16,14 @@ use super::io::{
     Replies, RxItem,
 };
 use super::recovery::{recover, Recovered};
+use super::requesters::Requesters;
 use super::{write_book, ExchangeArgs};
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
 use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
-use crate::gateway::{Drop, Gateway, Peer, TokenBucket};
+use crate::gateway::{Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
 use crate::net::tcp::{self, TcpPacket, TcpReplies};
 use crate::net::udp::OrderPort;
@@ -46,8 +46,8 @@ pub(super) struct Server {
     retrans: UdpSocket,
     /// Every market-data message of the day, for requests older than the store.
     archive: MdArchive,
-    /// Per requester: 1,000 requests/s, bursts of 200.
-    retrans_limits: HashMap<Ipv4Addr, TokenBucket>,
+    /// Per requesting host: 1,000 requests/s, bursts of 200.
+    retrans_limits: Requesters,
     tcp_in: Arc<Handoff<TcpPacket>>,
     tcp_out: TcpReplies,
     tcp_thread: Option<JoinHandle<()>>,
@@ -179,7 +179,7 @@ impl Server {
             md,
             retrans,
             archive,
-            retrans_limits: HashMap::new(),
+            retrans_limits: Requesters::new(MAX_REQUESTERS),
             tcp_in,
             tcp_out,
             tcp_thread: Some(tcp_thread),
@@ -412,17 +412,16 @@ impl Server {
                 println!("market data: {e}");
             }
         }
+        // At most REQUESTS_PER_TICK a tick, so a flood of requests cannot
+        // hold the engine core (the rest wait in the socket's buffer, and
+        // the kernel drops beyond it); per host, the rest are counted and
+        // ignored so one host cannot monopolise the server.
         let mut req = [0u8; 64];
-        while let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
-            // Per requester: the rest are counted and ignored so one host
-            // cannot monopolise the server.
-            if retrans_limits.len() > 4096 {
-                retrans_limits.clear();
-            }
-            let bucket = retrans_limits
-                .entry(*src.ip())
-                .or_insert_with(|| TokenBucket::new(1000, 200));
-            if !bucket.take(now.0) {
+        for _ in 0..REQUESTS_PER_TICK {
+            let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) else {
+                break;
+            };
+            if !retrans_limits.admit(*src.ip(), now.0) {
                 *retrans_limited += 1;
                 continue;
             }
@@ -554,6 +553,12 @@ impl Server {
         Ok(())
     }
 }
+
+/// Hosts the retransmission server keeps a request bucket for.
+const MAX_REQUESTERS: usize = 4096;
+
+/// Retransmission requests read per timer tick (a millisecond).
+const REQUESTS_PER_TICK: usize = 64;
 
 /// Answers one MoldUDP64 retransmission request by unicast, at most 4,096
 /// messages, older ones from the archive.

@@ -35,6 +35,16 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket would be full at `now_ns` (nothing taken for long
+    /// enough): the same as a new one.
+    pub fn is_full(&self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last);
+        self.level
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(self.cap)
+            >= self.cap
+    }
+
     /// Takes one message's worth; false when the bucket is empty.
     #[inline]
     pub fn take(&mut self, now_ns: u64) -> bool {
