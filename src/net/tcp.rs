@@ -77,13 +77,45 @@ impl TcpReplies {
 /// How long the TCP thread sleeps in poll(2) before it checks `stop`.
 const POLL_MS: u16 = 50;
 
-/// Starts the TCP thread. `inbound` carries client packets to the engine;
-/// the returned [`TcpReplies`] carries replies back.
+/// What the TCP port holds at most, so that clients cannot exhaust the
+/// exchange's memory: connections beyond `connections` are closed as they
+/// are accepted, and a connection whose unsent replies (a client that does
+/// not read) pass `pending_bytes` is closed, its session logged out (it
+/// logs in again and re-requests by sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub connections: usize,
+    pub pending_bytes: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            connections: 256,
+            pending_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Starts the TCP thread with the default [`TcpLimits`]. `inbound` carries
+/// client packets to the engine; the returned [`TcpReplies`] carries
+/// replies back.
 pub fn spawn(
     listener: TcpListener,
     stop: Stop,
     inbound: Arc<Handoff<TcpPacket>>,
     capacity: usize,
+) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
+    spawn_with(listener, stop, inbound, capacity, TcpLimits::default())
+}
+
+/// As [`spawn`], with `limits`.
+pub fn spawn_with(
+    listener: TcpListener,
+    stop: Stop,
+    inbound: Arc<Handoff<TcpPacket>>,
+    capacity: usize,
+    limits: TcpLimits,
 ) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
     listener.set_nonblocking(true)?;
     let outbound: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(capacity);
@@ -133,6 +165,10 @@ pub fn spawn(
                 }
                 while matches!((&wakee).read(&mut drain), Ok(n) if n > 0) {}
                 while let Ok((stream, _)) = listener.accept() {
+                    if conns.len() >= limits.connections {
+                        // Closed at once (dropped): the client sees EOF.
+                        continue;
+                    }
                     let _ = stream.set_nonblocking(true);
                     let _ = stream.set_nodelay(true);
                     conns.insert(
@@ -181,6 +217,10 @@ pub fn spawn(
                 while let Some((id, bytes)) = outbound.pop() {
                     if let Some(c) = conns.get_mut(&id) {
                         c.tx.extend_from_slice(&bytes);
+                        if c.tx.len() > limits.pending_bytes {
+                            // A client that does not read its replies.
+                            closed.push(id);
+                        }
                     }
                 }
                 for (&id, c) in conns.iter_mut() {
@@ -229,5 +269,101 @@ fn write_out(conns: &mut HashMap<u32, Conn>, outbound: &Handoff<TcpPacket>, limi
         let _ = c.stream.set_nonblocking(false);
         let _ = c.stream.set_write_timeout(Some(left));
         let _ = c.stream.write_all(&c.tx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A TCP thread on a loopback port with `limits`, and its address.
+    fn port(
+        limits: TcpLimits,
+    ) -> (
+        Stop,
+        JoinHandle<()>,
+        TcpReplies,
+        Arc<Handoff<TcpPacket>>,
+        std::net::SocketAddr,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Stop::new();
+        let inbound: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(64);
+        let (thread, replies) =
+            spawn_with(listener, stop.clone(), inbound.clone(), 1024, limits).unwrap();
+        (stop, thread, replies, inbound, addr)
+    }
+
+    /// The next packet the thread hands to the engine, waiting up to 5 s.
+    fn next_inbound(inbound: &Handoff<TcpPacket>) -> Option<TcpPacket> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(p) = inbound.pop() {
+                return Some(p);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    }
+
+    const HEARTBEAT: [u8; 3] = [0, 1, soupbin::kind::CLIENT_HEARTBEAT];
+
+    #[test]
+    fn connections_beyond_the_limit_are_closed_as_they_are_accepted() {
+        let (stop, thread, _replies, inbound, addr) = port(TcpLimits {
+            connections: 1,
+            ..TcpLimits::default()
+        });
+        let mut first = TcpStream::connect(addr).unwrap();
+        first.write_all(&HEARTBEAT).unwrap();
+        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        let mut second = TcpStream::connect(addr).unwrap();
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 8];
+        match second.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("not closed: {other:?}"),
+        }
+        // The first is still served.
+        first.write_all(&HEARTBEAT).unwrap();
+        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        stop.set();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_disconnected_and_its_session_logged_out() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            pending_bytes: 64 << 10,
+            ..TcpLimits::default()
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(&HEARTBEAT).unwrap();
+        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        // 64 MB of replies it never reads: past the kernel's buffers, the
+        // thread's backlog for it passes the limit.
+        let reply = vec![7u8; 1 << 10];
+        let mut logged_out = None;
+        for _ in 0..(64 << 10) {
+            replies.push((1, reply.clone()));
+            replies.wake();
+            if let Some(p) = inbound.pop() {
+                logged_out = Some(p);
+                break;
+            }
+        }
+        let logged_out = logged_out.or_else(|| next_inbound(&inbound));
+        assert_eq!(
+            logged_out,
+            Some((1, vec![0, 1, soupbin::kind::LOGOUT_REQUEST]))
+        );
+        stop.set();
+        replies.wake_now();
+        thread.join().unwrap();
     }
 }
