@@ -3,7 +3,7 @@
 //! and shut down (End of Session, reports).
 
 use std::fs;
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +25,7 @@ use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
-use crate::net::tcp::{self, TcpPacket, TcpReplies};
+use crate::net::tcp::{self, TcpInbound, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop};
 
@@ -48,7 +48,7 @@ pub(super) struct Server {
     archive: MdArchive,
     /// Per requesting host: 1,000 requests/s, bursts of 200.
     retrans_limits: Requesters,
-    tcp_in: Arc<Handoff<TcpPacket>>,
+    tcp_in: Arc<Handoff<TcpInbound>>,
     tcp_out: TcpReplies,
     tcp_thread: Option<JoinHandle<()>>,
     /// The pipelined topology's ring and receive thread.
@@ -100,7 +100,7 @@ impl Server {
             },
             errors: 0,
         };
-        let tcp_in: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(1 << 14);
+        let tcp_in: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(1 << 14);
         let tcp_addr = SocketAddrV4::new(cfg.network.address, cfg.network.tcp_port);
         let listener =
             TcpListener::bind(tcp_addr).with_context(|| format!("binding TCP {tcp_addr}"))?;
@@ -292,12 +292,15 @@ impl Server {
         let batch = cfg.runtime.batch;
         let mut taken = 0usize;
         {
-            let mut handle = |peer: Peer, bytes: &[u8], t_rx: u64| {
+            let mut handle = |peer: Peer, tcp_host: Option<Ipv4Addr>, bytes: &[u8], t_rx: u64| {
                 let now = *batch_time.get_or_insert_with(|| {
                     let now = clock.now();
                     publisher.set_time(now);
                     now
                 });
+                if let (Peer::Tcp(id), Some(host)) = (peer, tcp_host) {
+                    gateway.set_tcp_host(id, host);
+                }
                 gateway.on_datagram(now, peer, bytes, engine, publisher, journal, replies);
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
@@ -308,7 +311,7 @@ impl Server {
                     let Some((src, t_rx, bytes)) = ring.pop() else {
                         break;
                     };
-                    handle(Peer::Udp(src), &bytes, t_rx);
+                    handle(Peer::Udp(src), None, &bytes, t_rx);
                     taken += 1;
                 }
             } else {
@@ -319,16 +322,16 @@ impl Server {
                 taken = orders
                     .recv(batch, |src, bytes| {
                         let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
-                        handle(Peer::Udp(src), bytes, t_rx);
+                        handle(Peer::Udp(src), None, bytes, t_rx);
                     })
                     .context("receiving orders")?;
             }
             *datagrams += taken as u64;
             while taken < batch {
-                let Some((id, bytes)) = tcp_in.pop() else {
+                let Some((id, host, bytes)) = tcp_in.pop() else {
                     break;
                 };
-                handle(Peer::Tcp(id), &bytes, clock.raw());
+                handle(Peer::Tcp(id), Some(host), &bytes, clock.raw());
                 taken += 1;
             }
         }

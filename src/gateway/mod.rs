@@ -60,15 +60,16 @@
 //! - **Back-off.** Failed logins are counted per source host; past
 //!   `login_failures_before_backoff` its logins are refused unchecked for
 //!   a doubling time, except the bound client's own re-request. Only a
-//!   successful login clears the count. All TCP connections count as one
-//!   source (a connection's number says nothing of its host).
+//!   successful login clears the count. A TCP connection's host is told
+//!   by [`Gateway::set_tcp_host`] and journaled with each login, so TCP
+//!   and UDP clients of one host share its count.
 
 mod session;
 mod state;
 mod tokens;
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::contract::ContractSet;
@@ -121,8 +122,9 @@ impl Peer {
         }
     }
 
-    /// The source host, for login back-off (all connections of a TCP peer
-    /// count as one source).
+    /// The source host, for login back-off, when nothing else is known of
+    /// it (a TCP connection's host is told by [`Gateway::set_tcp_host`];
+    /// without it, all TCP connections count as one source).
     fn source(&self) -> Peer {
         match self {
             Peer::Udp(a) => Peer::Udp(SocketAddrV4::new(*a.ip(), 0)),
@@ -227,38 +229,64 @@ pub mod record {
     /// The engine started following the contracts' schedules at this
     /// record's time. No payload.
     pub const FOLLOW_SCHEDULES: u8 = 4;
-    /// A Login Request, as its outcome: peer (7 bytes), the session its
-    /// credentials named (u32, `u32::MAX` for none), the requested session
-    /// (10 bytes) and sequence number (u64). The password is never
+    /// A Login Request, as its outcome: peer, the session its credentials
+    /// named, the requested session and sequence number, and the host its
+    /// failures count against (see `Login`). The password is never
     /// written. (Journals from before it hold logins as `PACKET`s, which
     /// replay as before.)
     pub const LOGIN: u8 = 5;
 }
 
-/// A [`record::LOGIN`] payload.
-fn login_record(peer: Peer, who: Option<usize>, session: &[u8; 10], requested: u64) -> [u8; 29] {
-    let mut b = [0u8; 29];
-    b[..7].copy_from_slice(&peer.encode());
-    let who = who.and_then(|s| u32::try_from(s).ok()).unwrap_or(u32::MAX);
-    b[7..11].copy_from_slice(&who.to_be_bytes());
-    b[11..21].copy_from_slice(session);
-    b[21..29].copy_from_slice(&requested.to_be_bytes());
-    b
+/// A login as the gateway decided it, and as the journal keeps it
+/// ([`record::LOGIN`]): never with the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Login {
+    peer: Peer,
+    /// What its failures count against: the client's host.
+    source: Peer,
+    /// The session its credentials named, if any.
+    who: Option<usize>,
+    requested_session: [u8; 10],
+    requested: u64,
 }
 
-/// The fields of a [`record::LOGIN`] payload.
-fn parse_login_record(b: &[u8]) -> Option<(Peer, Option<usize>, [u8; 10], u64)> {
-    let b: &[u8; 29] = b.get(..29)?.try_into().ok()?;
-    let peer = Peer::decode(&b[..7])?;
-    let who = u32::from_be_bytes([b[7], b[8], b[9], b[10]]);
-    let session: [u8; 10] = b[11..21].try_into().ok()?;
-    let requested = u64::from_be_bytes(b[21..29].try_into().ok()?);
-    Some((
-        peer,
-        (who != u32::MAX).then_some(who as usize),
-        session,
-        requested,
-    ))
+impl Login {
+    /// peer (7), session (u32, `u32::MAX` for none), requested session
+    /// (10), requested sequence (u64), source (7).
+    const LEN: usize = 36;
+    /// The first version's records, without the source (2026-12-02 only).
+    const LEN_WITHOUT_SOURCE: usize = 29;
+
+    fn encode(&self) -> [u8; Login::LEN] {
+        let mut b = [0u8; Login::LEN];
+        b[..7].copy_from_slice(&self.peer.encode());
+        let who = self
+            .who
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(u32::MAX);
+        b[7..11].copy_from_slice(&who.to_be_bytes());
+        b[11..21].copy_from_slice(&self.requested_session);
+        b[21..29].copy_from_slice(&self.requested.to_be_bytes());
+        b[29..36].copy_from_slice(&self.source.encode());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Login> {
+        let head = b.get(..Login::LEN_WITHOUT_SOURCE)?;
+        let peer = Peer::decode(&head[..7])?;
+        let who = u32::from_be_bytes(head[7..11].try_into().ok()?);
+        let source = match b.get(29..36) {
+            Some(src) => Peer::decode(src)?,
+            None => peer.source(),
+        };
+        Some(Login {
+            peer,
+            source,
+            who: (who != u32::MAX).then_some(who as usize),
+            requested_session: head[11..21].try_into().ok()?,
+            requested: u64::from_be_bytes(head[21..29].try_into().ok()?),
+        })
+    }
 }
 
 /// What was dropped or refused, by reason.
@@ -449,6 +477,8 @@ pub struct Gateway {
     events: EventBuffer,
     counters: Counters,
     scratch: Vec<u8>,
+    /// The TCP connection whose packets are being handled, and its host.
+    tcp_host: (u32, Ipv4Addr),
 }
 
 /// Tags given to the engine: session index in the high 32 bits, the
@@ -492,6 +522,7 @@ impl Gateway {
             follows_schedules: false,
             counters: Counters::default(),
             scratch: Vec::with_capacity(256),
+            tcp_host: (0, Ipv4Addr::UNSPECIFIED),
         }
     }
 
@@ -557,11 +588,15 @@ impl Gateway {
                 if self.in_backoff(now, peer, r) {
                     self.refuse_for_backoff(peer, out);
                 } else {
-                    let who = self.authenticate(r);
-                    let requested = r.requested_sequence().unwrap_or(0);
-                    let rec = login_record(peer, who, &r.requested_session, requested);
-                    journal.record(record::LOGIN, now, &rec);
-                    self.admit(now, peer, who, &r.requested_session, requested, out);
+                    let login = Login {
+                        peer,
+                        source: self.source_of(peer),
+                        who: self.authenticate(r),
+                        requested_session: r.requested_session,
+                        requested: r.requested_sequence().unwrap_or(0),
+                    };
+                    journal.record(record::LOGIN, now, &login.encode());
+                    self.admit(now, &login, out);
                 }
                 return self.by_peer.get(&peer).copied();
             }
@@ -609,6 +644,23 @@ impl Gateway {
         journal.record(record::PACKET, now, &self.scratch);
     }
 
+    /// Tells the gateway the client host of TCP connection `id`, before
+    /// its packets: failed logins are counted per host, so one failing
+    /// TCP client does not make every other one wait.
+    pub fn set_tcp_host(&mut self, id: u32, host: Ipv4Addr) {
+        self.tcp_host = (id, host);
+    }
+
+    /// What `peer`'s login failures count against: its host.
+    fn source_of(&self, peer: Peer) -> Peer {
+        match peer {
+            Peer::Tcp(id) if self.tcp_host.0 == id => {
+                Peer::Udp(SocketAddrV4::new(self.tcp_host.1, 0))
+            }
+            other => other.source(),
+        }
+    }
+
     /// Whether a login from `peer` is refused unchecked: its source failed
     /// too often lately. A re-request (a login for the session the peer is
     /// bound to, with its credentials) is never refused this way, so that
@@ -616,7 +668,7 @@ impl Gateway {
     fn in_backoff(&self, now: Nanos, peer: Peer, r: &soupbin::LoginRequest) -> bool {
         let backing_off = self
             .failures
-            .get(&peer.source())
+            .get(&self.source_of(peer))
             .is_some_and(|f| f.until > now.0);
         backing_off
             && !self.by_peer.get(&peer).is_some_and(|&s| {
@@ -660,9 +712,9 @@ impl Gateway {
                 }
             }
             record::LOGIN => {
-                if let Some((peer, who, session, requested)) = parse_login_record(payload) {
+                if let Some(login) = Login::decode(payload) {
                     self.counters.packets += 1;
-                    self.admit(now, peer, who, &session, requested, &mut discard);
+                    self.admit(now, &login, &mut discard);
                 }
             }
             record::TIMEOUT => {
@@ -769,17 +821,15 @@ impl Gateway {
     /// A login checked: `who` is the session its credentials name (`None`
     /// when they name none). Live, this follows [`Gateway::authenticate`];
     /// in replay it comes from the journal, which never holds a password.
-    fn admit(
-        &mut self,
-        now: Nanos,
-        peer: Peer,
-        who: Option<usize>,
-        requested_session: &[u8; 10],
-        requested: u64,
-        out: &mut impl Outbox,
-    ) {
+    fn admit(&mut self, now: Nanos, login: &Login, out: &mut impl Outbox) {
         let mut buf = [0u8; 64];
-        let source = peer.source();
+        let Login {
+            peer,
+            source,
+            who,
+            requested_session,
+            requested,
+        } = *login;
         let Some(s) = who.filter(|&s| s < self.sessions.len()) else {
             self.counters.drop(Drop::BadCredentials);
             if self.failures.len() >= MAX_FAILURE_SOURCES && !self.failures.contains_key(&source) {
@@ -800,7 +850,7 @@ impl Gateway {
             }
             return;
         };
-        let wanted = crate::wire::trim(requested_session);
+        let wanted = crate::wire::trim(&requested_session);
         let bound_elsewhere = self.sessions[s].peer.is_some_and(|p| p != peer);
         // One session per address: inbound traffic names its session by
         // the address it comes from.

@@ -958,3 +958,56 @@ fn a_session_past_its_daily_tokens_is_refused_new_ones_and_still_knows_its_old_o
     );
     assert_eq!(r.replies(peer(1)), vec![(b'C', "T1".to_string())]);
 }
+
+#[test]
+fn tcp_login_failures_count_against_the_clients_host_not_every_tcp_client() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let (a, b) = ([198, 18, 0, 2].into(), [198, 18, 0, 3].into());
+    r.gw.set_tcp_host(7, a);
+    for _ in 0..3 {
+        r.login(Peer::Tcp(7), "demo01", "wrong", 0);
+    }
+    // Another host's TCP client logs in; another connection from the
+    // failing host waits, as a UDP client on that host would.
+    r.gw.set_tcp_host(8, b);
+    r.login(Peer::Tcp(8), "demo02", "demo02", 0);
+    assert_eq!(r.replies(Peer::Tcp(8)), vec![(b'+', String::new())]);
+    r.gw.set_tcp_host(9, a);
+    r.login(Peer::Tcp(9), "demo03", "demo03", 0);
+    assert_eq!(r.replies(Peer::Tcp(9)), vec![(b'-', "A".to_string())]);
+    r.login(peer(1), "demo03", "demo03", 0);
+    assert_eq!(r.replies(peer(1)), vec![(b'-', "A".to_string())]);
+    // The journal keeps the host: after replay, host a still waits.
+    let mut again = Rig::new(GatewayConfig::default());
+    for (kind, now, payload) in &r.journal {
+        again
+            .gw
+            .replay(*kind, *now, payload, &mut again.engine, &mut again.md);
+    }
+    again.now = r.now;
+    again.gw.set_tcp_host(10, a);
+    again.login(Peer::Tcp(10), "demo04", "demo04", 0);
+    assert_eq!(again.replies(Peer::Tcp(10)), vec![(b'-', "A".to_string())]);
+    again.gw.set_tcp_host(11, b);
+    again.login(Peer::Tcp(11), "demo05", "demo05", 0);
+    assert_eq!(again.replies(Peer::Tcp(11)), vec![(b'+', String::new())]);
+}
+
+#[test]
+fn login_records_of_the_first_version_without_a_source_still_replay() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    let (kind, now, payload) = r.journal[0].clone();
+    assert_eq!((kind, payload.len()), (record::LOGIN, Login::LEN));
+    let mut again = Rig::new(GatewayConfig::default());
+    again.gw.replay(
+        kind,
+        now,
+        &payload[..Login::LEN_WITHOUT_SOURCE],
+        &mut again.engine,
+        &mut again.md,
+    );
+    again.now = r.now;
+    again.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(again.replies(peer(1)), vec![(b'A', "T1".to_string())]);
+}

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -24,14 +24,19 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::runtime::{Handoff, Stop};
 use crate::wire::soupbin::{self, Reassembler};
 
-/// A packet from or to a TCP connection.
+/// A packet to a TCP connection (by its number).
 pub type TcpPacket = (u32, Vec<u8>);
+
+/// A packet from a TCP connection: its number, the client's host (for the
+/// login back-off, which counts failures per host) and the packet.
+pub type TcpInbound = (u32, Ipv4Addr, Vec<u8>);
 
 /// Largest packet accepted from a client (the longest OUCH message is 49 bytes).
 const MAX_PACKET: usize = 1024;
 
 struct Conn {
     stream: TcpStream,
+    host: Ipv4Addr,
     rx: Reassembler,
     tx: Vec<u8>,
 }
@@ -103,7 +108,7 @@ impl Default for TcpLimits {
 pub fn spawn(
     listener: TcpListener,
     stop: Stop,
-    inbound: Arc<Handoff<TcpPacket>>,
+    inbound: Arc<Handoff<TcpInbound>>,
     capacity: usize,
 ) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
     spawn_with(listener, stop, inbound, capacity, TcpLimits::default())
@@ -113,7 +118,7 @@ pub fn spawn(
 pub fn spawn_with(
     listener: TcpListener,
     stop: Stop,
-    inbound: Arc<Handoff<TcpPacket>>,
+    inbound: Arc<Handoff<TcpInbound>>,
     capacity: usize,
     limits: TcpLimits,
 ) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
@@ -136,7 +141,7 @@ pub fn spawn_with(
             let mut logout = [0u8; 8];
             let logout_len =
                 soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
-            let push = |item: TcpPacket| {
+            let push = |item: TcpInbound| {
                 let mut item = item;
                 // The engine drains this ring every loop; wait for room rather
                 // than drop a client's packet.
@@ -164,17 +169,22 @@ pub fn spawn_with(
                     let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
                 }
                 while matches!((&wakee).read(&mut drain), Ok(n) if n > 0) {}
-                while let Ok((stream, _)) = listener.accept() {
+                while let Ok((stream, from)) = listener.accept() {
                     if conns.len() >= limits.connections {
                         // Closed at once (dropped): the client sees EOF.
                         continue;
                     }
+                    let host = match from.ip() {
+                        IpAddr::V4(h) => h,
+                        IpAddr::V6(h) => h.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    };
                     let _ = stream.set_nonblocking(true);
                     let _ = stream.set_nodelay(true);
                     conns.insert(
                         next_id,
                         Conn {
                             stream,
+                            host,
                             rx: Reassembler::new(1 << 16, MAX_PACKET),
                             tx: Vec::new(),
                         },
@@ -196,7 +206,7 @@ pub fn spawn_with(
                                 }
                                 loop {
                                     match c.rx.next_packet() {
-                                        Ok(Some(p)) => push((id, p.to_vec())),
+                                        Ok(Some(p)) => push((id, c.host, p.to_vec())),
                                         Ok(None) => break,
                                         Err(_) => {
                                             // An impossible length: the stream cannot be resynchronised.
@@ -238,8 +248,8 @@ pub fn spawn_with(
                     }
                 }
                 for id in closed {
-                    if conns.remove(&id).is_some() {
-                        push((id, logout[..logout_len].to_vec()));
+                    if let Some(c) = conns.remove(&id) {
+                        push((id, c.host, logout[..logout_len].to_vec()));
                     }
                 }
             }
@@ -284,20 +294,20 @@ mod tests {
         Stop,
         JoinHandle<()>,
         TcpReplies,
-        Arc<Handoff<TcpPacket>>,
+        Arc<Handoff<TcpInbound>>,
         std::net::SocketAddr,
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Stop::new();
-        let inbound: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(64);
+        let inbound: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(64);
         let (thread, replies) =
             spawn_with(listener, stop.clone(), inbound.clone(), 1024, limits).unwrap();
         (stop, thread, replies, inbound, addr)
     }
 
     /// The next packet the thread hands to the engine, waiting up to 5 s.
-    fn next_inbound(inbound: &Handoff<TcpPacket>) -> Option<TcpPacket> {
+    fn next_inbound(inbound: &Handoff<TcpInbound>) -> Option<TcpInbound> {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Some(p) = inbound.pop() {
@@ -318,7 +328,10 @@ mod tests {
         });
         let mut first = TcpStream::connect(addr).unwrap();
         first.write_all(&HEARTBEAT).unwrap();
-        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec()))
+        );
         let mut second = TcpStream::connect(addr).unwrap();
         second
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -331,7 +344,10 @@ mod tests {
         }
         // The first is still served.
         first.write_all(&HEARTBEAT).unwrap();
-        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec()))
+        );
         stop.set();
         thread.join().unwrap();
     }
@@ -344,7 +360,10 @@ mod tests {
         });
         let mut client = TcpStream::connect(addr).unwrap();
         client.write_all(&HEARTBEAT).unwrap();
-        assert_eq!(next_inbound(&inbound), Some((1, HEARTBEAT.to_vec())));
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec()))
+        );
         // 64 MB of replies it never reads: past the kernel's buffers, the
         // thread's backlog for it passes the limit.
         let reply = vec![7u8; 1 << 10];
@@ -360,7 +379,11 @@ mod tests {
         let logged_out = logged_out.or_else(|| next_inbound(&inbound));
         assert_eq!(
             logged_out,
-            Some((1, vec![0, 1, soupbin::kind::LOGOUT_REQUEST]))
+            Some((
+                1,
+                Ipv4Addr::LOCALHOST,
+                vec![0, 1, soupbin::kind::LOGOUT_REQUEST]
+            ))
         );
         stop.set();
         replies.wake_now();
