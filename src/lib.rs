@@ -8,7 +8,7 @@
 //! - [`types`]: fixed-point prices, lots, sides and identifiers shared by every layer.
 //! - [`bitmap`]: the occupancy bitmap of the engine's and the feed's price ladders.
 //! - [`slot_ring`]: the newest messages of a numbered stream, kept for re-requests and retransmission.
-//! - [`bench`]: benchmark flows and runners (engine vs a peer order book).
+//! - [`bench`](mod@bench): benchmark flows and runners (engine vs a peer order book).
 //! - [`client`]: an order-entry client session (sans-IO) and its UDP shell.
 //! - [`load`]: `tokex load`, the open-loop constant-rate load generator.
 //! - [`config`]: the exchange's TOML configuration and its lab defaults.
