@@ -445,6 +445,7 @@ impl Server {
             md,
             retrans,
             archive,
+            tcp_in,
             tcp_out,
             replies,
             send_errors,
@@ -468,6 +469,9 @@ impl Server {
         let mut last_request = Instant::now();
         let mut req = [0u8; 64];
         while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
+            // Orders that came over TCP after the stop are not taken (the
+            // TCP thread must not wait for room in its ring).
+            while tcp_in.pop().is_some() {}
             if let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
                 last_request = Instant::now();
                 answer_retransmission(publisher, archive, retrans, &req[..n], src);

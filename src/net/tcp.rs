@@ -144,8 +144,12 @@ pub fn spawn_with(
             let push = |item: TcpInbound| {
                 let mut item = item;
                 // The engine drains this ring every loop; wait for room rather
-                // than drop a client's packet.
+                // than drop a client's packet, unless the port is stopping
+                // (the engine no longer reads it: the packet came too late).
                 while let Err(back) = inbound.push(item) {
+                    if stop.is_set() {
+                        return;
+                    }
                     item = back;
                     std::thread::yield_now();
                 }
@@ -270,15 +274,33 @@ fn write_out(conns: &mut HashMap<u32, Conn>, outbound: &Handoff<TcpPacket>, limi
             c.tx.extend_from_slice(&bytes);
         }
     }
+    // Non-blocking writes until everything is out or the time is up (a
+    // blocking write_all with a timeout would wait a timeout per write for
+    // a client that reads a little at a time).
     let deadline = Instant::now() + limit;
-    for c in conns.values_mut() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if c.tx.is_empty() || left.is_zero() {
-            continue;
+    loop {
+        let mut waiting = false;
+        for c in conns.values_mut() {
+            while !c.tx.is_empty() {
+                match c.stream.write(&c.tx) {
+                    Ok(n) if n > 0 => {
+                        c.tx.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        waiting = true;
+                        break;
+                    }
+                    // Closed, or an error: nothing more can go to it.
+                    _ => {
+                        c.tx.clear();
+                    }
+                }
+            }
         }
-        let _ = c.stream.set_nonblocking(false);
-        let _ = c.stream.set_write_timeout(Some(left));
-        let _ = c.stream.write_all(&c.tx);
+        if !waiting || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -319,6 +341,64 @@ mod tests {
     }
 
     const HEARTBEAT: [u8; 3] = [0, 1, soupbin::kind::CLIENT_HEARTBEAT];
+
+    #[test]
+    fn a_stopping_tcp_thread_is_not_stuck_behind_a_full_inbound_ring() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Stop::new();
+        let inbound: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(4);
+        let (thread, mut replies) = spawn(listener, stop.clone(), inbound, 64).unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        for _ in 0..64 {
+            c.write_all(&HEARTBEAT).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.set();
+        replies.wake_now();
+        assert!(joined_within(thread, Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_final_write_out_gives_a_slow_reader_a_bounded_time() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            pending_bytes: 1 << 30,
+            ..TcpLimits::default()
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(&HEARTBEAT).unwrap();
+        assert!(next_inbound(&inbound).is_some());
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..512 {
+            replies.push((1, chunk.clone()));
+        }
+        replies.wake();
+        std::thread::sleep(Duration::from_millis(300));
+        // Reads 256 KB every 50 ms: 32 MB would take 6 s.
+        let reader = std::thread::spawn(move || {
+            let mut b = vec![0u8; 256 << 10];
+            while matches!(client.read(&mut b), Ok(n) if n > 0) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        stop.set();
+        replies.wake_now();
+        assert!(joined_within(
+            thread,
+            FINAL_WRITE + Duration::from_millis(800)
+        ));
+        reader.join().unwrap();
+    }
+
+    /// Whether `thread` ends within `limit`.
+    fn joined_within(thread: JoinHandle<()>, limit: Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(limit).is_ok()
+    }
 
     #[test]
     fn connections_beyond_the_limit_are_closed_as_they_are_accepted() {
