@@ -6,13 +6,20 @@
 //! (the exchange journals every accepted inbound message before its ack
 //! leaves, and replays them through the deterministic engine on restart).
 //!
-//! Format, version 1 (all integers big-endian):
+//! Format, version 2 (all integers big-endian):
 //! ```text
 //! file   = header record*
 //! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
 //! record = len:u32 crc:u32 kind:u8 time_ns:u64 payload[len]     (17 + len bytes)
 //! crc    = CRC-32 (IEEE) of kind, time_ns and payload
 //! ```
+//!
+//! The version also names the rules its records were written under:
+//! replay must reach the state the run that wrote them had, and the
+//! gateway's rules changed with version 2 (2026-12-02: logins journaled as
+//! their outcome, one session per address, re-sends rate limited, ...).
+//! A version 1 journal is refused, with what to do, rather than replayed
+//! to a state its own run never had.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -23,7 +30,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).
@@ -51,7 +58,7 @@ pub enum JournalError {
     Io(#[from] io::Error),
     #[error("not a tokex journal (bad magic)")]
     BadMagic,
-    #[error("journal version {0} is not supported (this build reads version {VERSION})")]
+    #[error("journal version {0} is not supported: this build reads version {VERSION} (a journal of an older tokex replays only with the tokex that wrote it: finish its day with that one, or start a new day with --fresh)")]
     UnsupportedVersion(u32),
     #[error("record payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     RecordTooLarge(usize),
@@ -525,6 +532,22 @@ mod tests {
         let (recs, report) = read_back(&path);
         assert!(recs.is_empty());
         assert_eq!(report.valid_len, HEADER_LEN as u64);
+    }
+
+    #[test]
+    fn a_journal_of_the_first_version_is_refused_with_what_to_do_not_overwritten() {
+        let d = TempDir::new("journal-v1");
+        let path = d.join("j");
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&1u32.to_be_bytes());
+        header.extend_from_slice(&0u32.to_be_bytes());
+        std::fs::write(&path, &header).unwrap();
+        let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
+            .err()
+            .unwrap();
+        assert!(matches!(err, JournalError::UnsupportedVersion(1)), "{err}");
+        assert!(err.to_string().contains("--fresh"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), header);
     }
 
     #[test]

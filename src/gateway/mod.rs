@@ -232,8 +232,8 @@ pub mod record {
     /// A Login Request, as its outcome: peer, the session its credentials
     /// named, the requested session and sequence number, and the host its
     /// failures count against (see `Login`). The password is never
-    /// written. (Journals from before it hold logins as `PACKET`s, which
-    /// replay as before.)
+    /// written. (Journals of version 1, whose logins were `PACKET`s, are
+    /// refused: see [`crate::journal`].)
     pub const LOGIN: u8 = 5;
 }
 
@@ -254,8 +254,6 @@ impl Login {
     /// peer (7), session (u32, `u32::MAX` for none), requested session
     /// (10), requested sequence (u64), source (7).
     const LEN: usize = 36;
-    /// The first version's records, without the source (2026-12-02 only).
-    const LEN_WITHOUT_SOURCE: usize = 29;
 
     fn encode(&self) -> [u8; Login::LEN] {
         let mut b = [0u8; Login::LEN];
@@ -272,19 +270,14 @@ impl Login {
     }
 
     fn decode(b: &[u8]) -> Option<Login> {
-        let head = b.get(..Login::LEN_WITHOUT_SOURCE)?;
-        let peer = Peer::decode(&head[..7])?;
-        let who = u32::from_be_bytes(head[7..11].try_into().ok()?);
-        let source = match b.get(29..36) {
-            Some(src) => Peer::decode(src)?,
-            None => peer.source(),
-        };
+        let b = b.get(..Login::LEN)?;
+        let who = u32::from_be_bytes(b[7..11].try_into().ok()?);
         Some(Login {
-            peer,
-            source,
+            peer: Peer::decode(&b[..7])?,
+            source: Peer::decode(&b[29..36])?,
             who: (who != u32::MAX).then_some(who as usize),
-            requested_session: head[11..21].try_into().ok()?,
-            requested: u64::from_be_bytes(head[21..29].try_into().ok()?),
+            requested_session: b[11..21].try_into().ok()?,
+            requested: u64::from_be_bytes(b[21..29].try_into().ok()?),
         })
     }
 }

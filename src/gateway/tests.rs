@@ -924,18 +924,6 @@ fn the_journal_holds_a_logins_outcome_never_its_password() {
 }
 
 #[test]
-fn logins_journaled_as_packets_by_older_versions_still_replay() {
-    let mut b = [0u8; 64];
-    let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 0).unwrap();
-    let mut old = peer(1).encode().to_vec();
-    old.extend_from_slice(&b[..n]);
-    let mut r = Rig::new(GatewayConfig::default());
-    r.gw.replay(record::PACKET, Nanos(r.now), &old, &mut r.engine, &mut r.md);
-    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
-    assert_eq!(r.replies(peer(1)), vec![(b'A', "T1".to_string())]);
-}
-
-#[test]
 fn a_session_past_its_daily_tokens_is_refused_new_ones_and_still_knows_its_old_ones() {
     let mut r = Rig::new(GatewayConfig {
         max_tokens_per_session: 3,
@@ -991,23 +979,4 @@ fn tcp_login_failures_count_against_the_clients_host_not_every_tcp_client() {
     again.gw.set_tcp_host(11, b);
     again.login(Peer::Tcp(11), "demo05", "demo05", 0);
     assert_eq!(again.replies(Peer::Tcp(11)), vec![(b'+', String::new())]);
-}
-
-#[test]
-fn login_records_of_the_first_version_without_a_source_still_replay() {
-    let mut r = Rig::new(GatewayConfig::default());
-    r.login(peer(1), "demo01", "demo01", 0);
-    let (kind, now, payload) = r.journal[0].clone();
-    assert_eq!((kind, payload.len()), (record::LOGIN, Login::LEN));
-    let mut again = Rig::new(GatewayConfig::default());
-    again.gw.replay(
-        kind,
-        now,
-        &payload[..Login::LEN_WITHOUT_SOURCE],
-        &mut again.engine,
-        &mut again.md,
-    );
-    again.now = r.now;
-    again.enter(peer(1), "T1", Side::Buy, 1, "6.400");
-    assert_eq!(again.replies(peer(1)), vec![(b'A', "T1".to_string())]);
 }
