@@ -406,6 +406,17 @@ impl Config {
                 "rate and burst must be positive".into(),
             ));
         }
+        // SoupBinTCP has the server heartbeat every second when idle; the
+        // client library takes three missed intervals (3 s) for a lost
+        // session, so a slower heartbeat would make quiet clients log in
+        // again and again.
+        let hb = self.gateway.heartbeat_ms;
+        if hb == 0 || hb > crate::client::SERVER_HEARTBEAT_NS / 1_000_000 {
+            return Err(bad(
+                "gateway.heartbeat_ms",
+                format!("{hb}: between 1 and 1000 (SoupBinTCP clients expect a heartbeat every second when idle)"),
+            ));
+        }
         if self.gateway.max_tokens_per_session == 0 {
             return Err(bad(
                 "gateway.max_tokens_per_session",
@@ -496,6 +507,13 @@ mod tests {
         assert!(err.to_string().contains("network.address"), "{err}");
         let err = Config::parse("t.toml", "[network]\nmd_group = \"239.1.1.1\"\n").unwrap_err();
         assert!(err.to_string().contains("md_group"), "{err}");
+    }
+
+    #[test]
+    fn a_server_heartbeat_slower_than_a_second_is_refused() {
+        let err = Config::parse("t.toml", "[gateway]\nheartbeat_ms = 5000\n").unwrap_err();
+        assert!(err.to_string().contains("gateway.heartbeat_ms"), "{err}");
+        assert!(Config::parse("t.toml", "[gateway]\nheartbeat_ms = 500\n").is_ok());
     }
 
     #[test]
