@@ -31,7 +31,7 @@
 //! skipped with a log line, falling back to older ones and then to full
 //! replay. `--fresh` removes the journal, its snapshots and the archive.
 //!
-//! Format, version 1. Header integers big-endian; the body is bincode 1.x
+//! Format, version 3. Header integers big-endian; the body is bincode 1.x
 //! (fixed-width little-endian integers, lengths as u64) of [`State`]:
 //! ```text
 //! file    = header body crc
@@ -68,8 +68,10 @@ use crate::journal::{self, JournalError, Position, Record, RecordMark};
 use crate::types::{AccountId, Nanos};
 
 const MAGIC: &[u8; 8] = b"TOKEXSNP";
-/// 2: request fingerprints computed eight bytes a step.
-const VERSION: u32 = 2;
+/// 2: request fingerprints computed eight bytes a step. 3: the sessions'
+/// rate buckets carry a debt (TCP re-sends), and the journal they cover is
+/// of version 2.
+const VERSION: u32 = 3;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
 /// Snapshots kept by default (the newest and the one before it).

@@ -33,7 +33,11 @@
 //!   ([`Drop::RateLimitedSilent`]; the client re-sends after its timeout).
 //!   So a flood cannot fill the re-request window with rejects. Each
 //!   message re-sent on a re-request takes a token as well
-//!   ([`Drop::ResendRateLimited`] counts those not re-sent).
+//!   ([`Drop::ResendRateLimited`] counts those not re-sent): to a UDP
+//!   peer the re-send stops when the bucket is empty (its labels show the
+//!   client where to ask again); to a TCP peer, whose stream has no
+//!   sequence numbers, it goes whole and the bucket goes into debt, and
+//!   a TCP login asking for a re-send waits until the debt is repaid.
 //! - **Journal.** Only what can change state is journaled: logins not
 //!   refused for back-off, and order traffic and logouts from a peer with
 //!   a session. Anything else is counted and dropped without a disk write.
@@ -308,8 +312,9 @@ pub enum Drop {
     /// Over the rate limit and dropped without a reply.
     RateLimitedSilent,
     /// Re-requested messages not re-sent for want of rate-limit tokens (a
-    /// re-sent message costs what an order does; the client asks again
-    /// from where the replay stopped).
+    /// re-sent message costs what an order does; a UDP client asks again
+    /// from where the replay stopped), and TCP logins asking for a re-send
+    /// refused while the session's bucket is in debt for the last one.
     ResendRateLimited,
 }
 
@@ -848,11 +853,32 @@ impl Gateway {
         // One session per address: inbound traffic names its session by
         // the address it comes from.
         let peer_has_another = self.by_peer.get(&peer).is_some_and(|&other| other != s);
+        let (next, oldest) = {
+            let store = &self.sessions[s].store;
+            (store.next_sequence(), store.oldest())
+        };
+        let from = if requested == 0 || requested > next {
+            next
+        } else {
+            requested.max(oldest)
+        };
+        // A TCP stream has no sequence numbers: a re-send cut short would
+        // misnumber every later message, so it goes whole, the session's
+        // bucket going into debt for it; while the debt lasts, a TCP login
+        // asking for a re-send is refused (Session not available: later).
+        let labelled = matches!(peer, Peer::Udp(_));
+        let in_debt = !labelled && from < next && self.sessions[s].bucket.owes(now.0);
+        if in_debt {
+            self.counters.drop(Drop::ResendRateLimited);
+        }
         if (!wanted.is_empty() && wanted != &self.session_name[..])
             || bound_elsewhere
             || peer_has_another
+            || in_debt
         {
-            self.counters.drop(Drop::SessionInUse);
+            if !in_debt {
+                self.counters.drop(Drop::SessionInUse);
+            }
             if let Ok(n) = soupbin::write_packet(
                 &mut buf,
                 soupbin::kind::LOGIN_REJECTED,
@@ -872,28 +898,25 @@ impl Gateway {
         sess.last_rx = now.0;
         sess.last_tx = now.0;
         self.by_peer.insert(peer, s);
-        let next = sess.store.next_sequence();
-        let from = if requested == 0 || requested > next {
-            next
-        } else if requested < sess.store.oldest() {
+        if requested != 0 && requested < oldest {
             self.counters.drop(Drop::ResendTooOld);
-            sess.store.oldest()
-        } else {
-            requested
-        };
+        }
         if let Ok(n) = soupbin::write_login_accepted(&mut buf, &self.session_name, from) {
             out.send(peer, &buf[..n]);
         }
+        if !labelled {
+            self.sessions[s].bucket.take_owing(now.0, next - from);
+        }
         // The re-sent messages, packed into datagrams that each start with
         // the sequence label of their first message.
-        let labelled = matches!(peer, Peer::Udp(_));
         let mut dgram = [0u8; MAX_DATAGRAM];
         let mut len = 0;
         for seq in from..next {
             // A re-sent message takes a rate-limit token as an order does:
             // a datagram of re-requests cannot replay the window again
-            // and again. The client asks again from where this stops.
-            if !self.sessions[s].bucket.take(now.0) {
+            // and again. A UDP client asks again from where this stops
+            // (the labels show it the gap).
+            if labelled && !self.sessions[s].bucket.take(now.0) {
                 *self
                     .counters
                     .drops

@@ -13,13 +13,16 @@ use crate::types::{AccountId, OrderId};
 use crate::wire::ouch::{token_key, Token};
 
 /// A token bucket in integer nano-units: `rate` messages per second, at most
-/// `burst` at once. Time is passed in.
+/// `burst` at once. Time is passed in. It can be taken into debt
+/// ([`TokenBucket::take_owing`]), which the refill repays before anything
+/// else can be taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {
     level: u64,
     cap: u64,
     rate: u64,
     last: u64,
+    owed: u64,
 }
 
 const UNIT: u64 = 1_000_000_000;
@@ -32,28 +35,53 @@ impl TokenBucket {
             cap,
             rate: u64::from(rate_per_sec),
             last: 0,
+            owed: 0,
         }
+    }
+
+    /// What `now_ns` adds to the bucket after the debt is repaid, and the
+    /// debt left.
+    #[inline]
+    fn refilled(&self, now_ns: u64) -> (u64, u64) {
+        let add = now_ns.saturating_sub(self.last).saturating_mul(self.rate);
+        let repaid = add.min(self.owed);
+        (
+            self.level.saturating_add(add - repaid).min(self.cap),
+            self.owed - repaid,
+        )
+    }
+
+    #[inline]
+    fn refill(&mut self, now_ns: u64) {
+        (self.level, self.owed) = self.refilled(now_ns);
+        self.last = self.last.max(now_ns);
+    }
+
+    /// Takes `n` messages' worth at once, going into debt for what the
+    /// bucket does not hold (a re-send over TCP, which cannot be cut short).
+    pub fn take_owing(&mut self, now_ns: u64, n: u64) {
+        self.refill(now_ns);
+        let want = n.saturating_mul(UNIT);
+        let from_level = want.min(self.level);
+        self.level -= from_level;
+        self.owed = self.owed.saturating_add(want - from_level);
+    }
+
+    /// Whether the bucket is still in debt at `now_ns`.
+    pub fn owes(&self, now_ns: u64) -> bool {
+        self.refilled(now_ns).1 > 0
     }
 
     /// Whether the bucket would be full at `now_ns` (nothing taken for long
     /// enough): the same as a new one.
     pub fn is_full(&self, now_ns: u64) -> bool {
-        let elapsed = now_ns.saturating_sub(self.last);
-        self.level
-            .saturating_add(elapsed.saturating_mul(self.rate))
-            .min(self.cap)
-            >= self.cap
+        self.refilled(now_ns).0 >= self.cap
     }
 
     /// Takes one message's worth; false when the bucket is empty.
     #[inline]
     pub fn take(&mut self, now_ns: u64) -> bool {
-        let elapsed = now_ns.saturating_sub(self.last);
-        self.last = self.last.max(now_ns);
-        self.level = self
-            .level
-            .saturating_add(elapsed.saturating_mul(self.rate))
-            .min(self.cap);
+        self.refill(now_ns);
         if self.level >= UNIT {
             self.level -= UNIT;
             true
@@ -278,6 +306,20 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_bucket_in_debt_repays_it_before_anything_can_be_taken() {
+        let s = 1_000_000_000;
+        let mut b = TokenBucket::new(100, 10);
+        b.take_owing(s, 30);
+        assert!(b.owes(s) && !b.take(s));
+        // 20 owed: repaid in 200 ms, then refilling.
+        assert!(b.owes(s + 190_000_000));
+        assert!(!b.owes(s + 200_000_000) && !b.take(s + 200_000_000));
+        assert!(b.take(s + 210_000_000));
+        assert!(!b.is_full(s + 210_000_000));
+        assert!(b.is_full(s + 400_000_000));
+    }
     use super::*;
 
     #[test]

@@ -980,3 +980,42 @@ fn tcp_login_failures_count_against_the_clients_host_not_every_tcp_client() {
     again.login(Peer::Tcp(11), "demo05", "demo05", 0);
     assert_eq!(again.replies(Peer::Tcp(11)), vec![(b'+', String::new())]);
 }
+
+#[test]
+fn a_tcp_re_send_goes_whole_in_debt_so_the_streams_numbering_holds() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 100,
+        rate_burst: 100,
+        ..GatewayConfig::default()
+    });
+    let tcp = Peer::Tcp(1);
+    r.login(tcp, "demo01", "demo01", 0);
+    for i in 0..150 {
+        r.now += 20_000_000; // within the rate
+        r.enter(tcp, &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    assert_eq!(r.gw.next_sequence("demo01"), Some(151));
+    // The connection breaks; the client reconnects and asks from 1.
+    r.send(tcp, &[0, 1, b'O']);
+    r.now += 2_000_000_000;
+    let tcp2 = Peer::Tcp(2);
+    r.login(tcp2, "demo01", "demo01", 1);
+    let stream = r.replies(tcp2);
+    assert_eq!(stream.len(), 151, "Login Accepted and all 150, in order");
+    // The bucket is 50 in debt: another TCP login asking for a re-send
+    // waits (Session not available) until it is repaid...
+    r.send(tcp2, &[0, 1, b'O']);
+    let tcp3 = Peer::Tcp(3);
+    r.login(tcp3, "demo01", "demo01", 140);
+    assert_eq!(r.replies(tcp3), vec![(b'-', "S".to_string())]);
+    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 1);
+    // ...half a second at 100 a second.
+    r.now += 600_000_000;
+    r.login(tcp3, "demo01", "demo01", 140);
+    assert_eq!(r.replies(tcp3).len(), 12);
+    // Live messages go on from 151, as the client counts them.
+    r.now += 2_000_000_000;
+    r.enter(tcp3, "LIVE", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(tcp3), vec![(b'A', "LIVE".to_string())]);
+    assert_eq!(r.gw.next_sequence("demo01"), Some(152));
+}
