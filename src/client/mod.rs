@@ -30,7 +30,12 @@
 //! the first, whether after a loss, a logout or an End of Session, asks for
 //! the stream from the client's next expected number, so fills that
 //! happened meanwhile are delivered; what the exchange no longer has is
-//! counted in [`ClientStats::unrecoverable`].
+//! counted in [`ClientStats::unrecoverable`]. A session belongs to one
+//! stream: when the exchange's stream begins again (a new day, or a
+//! restart with `durability = "none"`), make a new [`ClientSession`]. A
+//! Login Accepted below the next expected number is not taken as a new
+//! stream, because a late answer to an earlier login looks the same, and
+//! following it would deliver messages twice.
 //!
 //! Example (sans-IO, the caller owns the transport and the clock):
 //!
