@@ -11,13 +11,15 @@
 //! refilled from it, and only the journal's tail is replayed. A snapshot
 //! that fails is skipped with a log line saying why. Without one, the
 //! whole journal is replayed and the archive rebuilt (the start-of-day
-//! messages are published first, as on the day's first start).
+//! messages are published first, as on the day's first start). A day's
+//! journal begins with the fingerprint of its configuration; a restart
+//! under another one is refused (see `gateway::record::CONFIG`).
 
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use super::io::Journal;
 use super::ExchangeArgs;
@@ -26,7 +28,7 @@ use crate::contract::ContractSet;
 use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
-use crate::gateway::Gateway;
+use crate::gateway::{record, Gateway};
 use crate::journal::{self, Durability, JournalWriter, Position};
 use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
@@ -128,18 +130,32 @@ fn recover_from(
     };
     let t1 = Instant::now();
     let mut archive_errors = 0u64;
-    let (writer, report) = JournalWriter::open_from(
+    let config = snapshot::fingerprint(cfg, contracts).to_be_bytes();
+    let mut other_config = false;
+    let (mut writer, report) = JournalWriter::open_from(
         journal_path,
         cfg.journal.durability,
         1 << 20,
         from.unwrap_or(Position::START),
         |rec| {
+            other_config |= rec.kind == record::CONFIG && rec.payload != config;
             replica.apply(rec);
             if archive.sync(replica.publisher.store()).is_err() {
                 archive_errors += 1;
             }
         },
     )?;
+    if other_config {
+        bail!(
+            "the journal {} was written under another configuration (contracts, sessions, risk or gateway limits): replayed under this one it would not rebuild the same day. Restore that configuration, or start a new day with --fresh",
+            journal_path.display()
+        );
+    }
+    if report.records == 0 {
+        // A new day's journal begins with the configuration it is written under.
+        writer.append(record::CONFIG, now, &config)?;
+        writer.commit()?;
+    }
     archive.sync(replica.publisher.store())?;
     // Live from here: what is synced is written at once, so a killed
     // exchange leaves the archive a later snapshot needs.
@@ -342,6 +358,22 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_under_another_configuration_is_refused_and_under_the_same_one_replays() {
+        let (_d, cfg, contracts) = setup("other-config");
+        day(&cfg, &contracts, 30, 1_000);
+        let mut other = cfg.clone();
+        other.gateway.rate_burst += 1;
+        let err = recover(&other, &args(false), &contracts, Nanos(5))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("another configuration"), "{err:#}");
+        let r = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        assert!(r.engine.live_orders() > 0);
+        // A new day under the other configuration is fine.
+        assert!(recover(&other, &args(true), &contracts, Nanos(5)).is_ok());
+    }
+
+    #[test]
     fn restart_uses_the_newest_snapshot_with_a_matching_archive_and_falls_back_otherwise() {
         let (_d, cfg, contracts) = setup("fallback");
         day(&cfg, &contracts, 900, 300);
@@ -419,7 +451,7 @@ mod tests {
         cfg.journal.durability = Durability::Fsync;
         for _ in 0..2 {
             let r = recover(&cfg, &args(true), &contracts, Nanos(1_000)).unwrap();
-            assert_eq!(r.journal.0.records(), 0);
+            assert_eq!(r.journal.0.records(), 1, "its configuration record");
             assert!(cfg.journal.path.exists());
         }
     }

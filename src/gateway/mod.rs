@@ -239,6 +239,12 @@ pub mod record {
     /// written. (Journals of version 1, whose logins were `PACKET`s, are
     /// refused: see [`crate::journal`].)
     pub const LOGIN: u8 = 5;
+    /// The fingerprint (u64) of the configuration the day's journal is
+    /// written under ([`crate::snapshot::fingerprint`]): its first record.
+    /// Replay under another configuration (sessions are named by index,
+    /// rates and limits decide outcomes) would not rebuild the same state.
+    /// The gateway ignores it; recovery checks it.
+    pub const CONFIG: u8 = 6;
 }
 
 /// A login as the gateway decided it, and as the journal keeps it
