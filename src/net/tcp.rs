@@ -41,6 +41,25 @@ struct Conn {
     tx: Vec<u8>,
 }
 
+impl Conn {
+    /// Writes what the connection holds until the socket takes no more:
+    /// whether all of it went; an error when the connection is broken (a
+    /// write that takes nothing included).
+    fn write_pending(&mut self) -> std::io::Result<bool> {
+        while !self.tx.is_empty() {
+            match self.stream.write(&self.tx) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.tx.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// The engine's side of the reply ring: replies are pushed, then one
 /// [`TcpReplies::wake`] per batch rouses the TCP thread.
 pub struct TcpReplies {
@@ -238,17 +257,8 @@ pub fn spawn_with(
                     }
                 }
                 for (&id, c) in conns.iter_mut() {
-                    while !c.tx.is_empty() {
-                        match c.stream.write(&c.tx) {
-                            Ok(n) => {
-                                c.tx.drain(..n);
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(_) => {
-                                closed.push(id);
-                                break;
-                            }
-                        }
+                    if c.write_pending().is_err() {
+                        closed.push(id);
                     }
                 }
                 for id in closed {
@@ -281,20 +291,10 @@ fn write_out(conns: &mut HashMap<u32, Conn>, outbound: &Handoff<TcpPacket>, limi
     loop {
         let mut waiting = false;
         for c in conns.values_mut() {
-            while !c.tx.is_empty() {
-                match c.stream.write(&c.tx) {
-                    Ok(n) if n > 0 => {
-                        c.tx.drain(..n);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        waiting = true;
-                        break;
-                    }
-                    // Closed, or an error: nothing more can go to it.
-                    _ => {
-                        c.tx.clear();
-                    }
-                }
+            match c.write_pending() {
+                Ok(all) => waiting |= !all,
+                // Closed, or an error: nothing more can go to it.
+                Err(_) => c.tx.clear(),
             }
         }
         if !waiting || Instant::now() >= deadline {
