@@ -798,14 +798,7 @@ impl Gateway {
     /// A login refused unchecked: its source is backing off.
     fn refuse_for_backoff(&mut self, peer: Peer, out: &mut impl Outbox) {
         self.counters.drop(Drop::LoginBackoff);
-        let mut buf = [0u8; 8];
-        if let Ok(n) = soupbin::write_packet(
-            &mut buf,
-            soupbin::kind::LOGIN_REJECTED,
-            &[soupbin::reject::NOT_AUTHORIZED],
-        ) {
-            out.send(peer, &buf[..n]);
-        }
+        reject_login(peer, soupbin::reject::NOT_AUTHORIZED, out);
     }
 
     /// The session whose username and password `r` gives. Every session
@@ -845,14 +838,7 @@ impl Gateway {
                 let doublings = (e.count - self.cfg.login_failures_before_backoff).min(10);
                 e.until = now.0 + self.cfg.login_backoff_ms * 1_000_000 * (1 << doublings);
             }
-            if let Ok(n) = soupbin::write_packet(
-                &mut buf,
-                soupbin::kind::LOGIN_REJECTED,
-                &[soupbin::reject::NOT_AUTHORIZED],
-            ) {
-                out.send(peer, &buf[..n]);
-            }
-            return;
+            return reject_login(peer, soupbin::reject::NOT_AUTHORIZED, out);
         };
         let wanted = crate::wire::trim(&requested_session);
         let bound_elsewhere = self.sessions[s].peer.is_some_and(|p| p != peer);
@@ -885,14 +871,7 @@ impl Gateway {
             if !in_debt {
                 self.counters.drop(Drop::SessionInUse);
             }
-            if let Ok(n) = soupbin::write_packet(
-                &mut buf,
-                soupbin::kind::LOGIN_REJECTED,
-                &[soupbin::reject::SESSION_NOT_AVAILABLE],
-            ) {
-                out.send(peer, &buf[..n]);
-            }
-            return;
+            return reject_login(peer, soupbin::reject::SESSION_NOT_AVAILABLE, out);
         }
         // Only a login that succeeds clears its source's failures (a valid
         // password then refused must not reset the count for guesses at
@@ -994,6 +973,13 @@ impl Gateway {
         }
     }
 
+    /// Unbinds session `s` without a packet of its own (a timeout, a TCP
+    /// connection gone with a restart): journaled, as [`record::TIMEOUT`].
+    fn unbind_journaled(&mut self, now: Nanos, s: usize, journal: &mut impl JournalSink) {
+        journal.record(record::TIMEOUT, now, &(s as u32).to_be_bytes());
+        self.unbind(s);
+    }
+
     fn unbind(&mut self, s: usize) {
         if let Some(sess) = self.sessions.get_mut(s) {
             if let Some(p) = sess.peer.take() {
@@ -1031,8 +1017,7 @@ impl Gateway {
                 };
                 let Ok(side) = e.side() else {
                     self.counters.drop(Drop::BadMessage);
-                    let m = ouch::Rejected::new(now.since_midnight(), e.token, ouch::reject::OTHER);
-                    return self.send_sequenced(now, s, m.as_bytes(), out);
+                    return self.send_rejected_code(now, s, e.token, ouch::reject::OTHER, out);
                 };
                 if !e.min_qty_supported() {
                     return self.refuse_min_qty(now, s, e.token, out);
@@ -1126,8 +1111,7 @@ impl Gateway {
                 // so Modify is a cancel down to a size.
                 if m.side() != Ok(resting.side) {
                     self.counters.drop(Drop::BadMessage);
-                    let m = ouch::Rejected::new(now.since_midnight(), m.token, ouch::reject::OTHER);
-                    return self.send_sequenced(now, s, m.as_bytes(), out);
+                    return self.send_rejected_code(now, s, m.token, ouch::reject::OTHER, out);
                 }
                 engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
                 if self.events.as_slice().is_empty() {
@@ -1185,8 +1169,7 @@ impl Gateway {
     /// ([`ouch::min_qty_supported`]): Invalid Minimum Quantity.
     fn refuse_min_qty(&mut self, now: Nanos, s: usize, token: Token, out: &mut impl Outbox) {
         self.counters.reject(RejectReason::InvalidQty);
-        let m = ouch::Rejected::new(now.since_midnight(), token, ouch::reject::INVALID_MIN_QTY);
-        self.send_sequenced(now, s, m.as_bytes(), out);
+        self.send_rejected_code(now, s, token, ouch::reject::INVALID_MIN_QTY, out);
     }
 
     /// A cancel to a size at or above the order's open size changes
@@ -1255,7 +1238,19 @@ impl Gateway {
         reason: RejectReason,
         out: &mut impl Outbox,
     ) {
-        let m = ouch::Rejected::new(now.since_midnight(), token, ouch_reject_code(reason));
+        self.send_rejected_code(now, s, token, ouch_reject_code(reason), out);
+    }
+
+    /// A Rejected with OUCH reason `code` for `token`, sequenced for `s`.
+    fn send_rejected_code(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        code: u8,
+        out: &mut impl Outbox,
+    ) {
+        let m = ouch::Rejected::new(now.since_midnight(), token, code);
         self.send_sequenced(now, s, m.as_bytes(), out);
     }
 
@@ -1404,8 +1399,7 @@ impl Gateway {
                 continue;
             };
             if now.0.saturating_sub(self.sessions[i].last_rx) > idle {
-                journal.record(record::TIMEOUT, now, &(i as u32).to_be_bytes());
-                self.unbind(i);
+                self.unbind_journaled(now, i, journal);
                 continue;
             }
             if now.0.saturating_sub(self.sessions[i].last_tx) >= hb {
@@ -1435,8 +1429,7 @@ impl Gateway {
         let mut released = 0;
         for i in 0..self.sessions.len() {
             if let Some(Peer::Tcp(_)) = self.sessions[i].peer {
-                journal.record(record::TIMEOUT, now, &(i as u32).to_be_bytes());
-                self.unbind(i);
+                self.unbind_journaled(now, i, journal);
                 released += 1;
             }
         }
@@ -1469,6 +1462,14 @@ impl Gateway {
             .iter()
             .find(|s| crate::wire::trim(&s.username) == username.as_bytes())
             .map(|s| s.store.next_sequence())
+    }
+}
+
+/// Sends `peer` a Login Rejected with reason `code`.
+fn reject_login(peer: Peer, code: u8, out: &mut impl Outbox) {
+    let mut buf = [0u8; 8];
+    if let Ok(n) = soupbin::write_packet(&mut buf, soupbin::kind::LOGIN_REJECTED, &[code]) {
+        out.send(peer, &buf[..n]);
     }
 }
 
