@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    fresh_exchange, in_ns, number_after, number_before, scratch, stop, tokex, wait_for, Lab,
+    fresh_exchange, hlog_interval_counts, in_ns, number_after, number_before, scratch, stop, tokex,
+    wait_for, Lab,
 };
 
 fn xdp_attached(ns: &str, interface: &str) -> bool {
@@ -25,18 +26,18 @@ fn xdp_attached(ns: &str, interface: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
-/// `tokex load` in `ns` with `extra` arguments: 2,000 orders at 2,000/s
+/// `tokex load` in `ns` with `extra` arguments: 2,000 orders at 1,000/s
 /// (a 1 s drain), output under `dir/label`; its log, once it succeeded.
 fn small_load(ns: &str, dir: &Path, label: &str, extra: &[&str]) -> String {
     let out = dir.join(label);
     let mut args = vec![
         "load",
         "--rate",
-        "2000",
+        "1000",
         "--count",
         "2000",
         "--duration",
-        "2",
+        "3",
         "--no-progress",
         "--drain-ms",
         "1000",
@@ -154,6 +155,13 @@ fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport()
         assert!(log.contains("4 sessions over AF_XDP on"), "{log}");
         assert_eq!(number_after(&log, "answered", "sent"), 2000, "{log}");
         assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+        // The interval log, written after the run from per-second
+        // histograms, holds every answered order's latency in intervals of
+        // a second (2,000 at 1,000/s: two seconds of sending).
+        let label = format!("load-{transport}");
+        let counts = hlog_interval_counts(&dir.join(&label).join(format!("{label}.hlog")));
+        assert!(counts.len() >= 2, "{counts:?}");
+        assert_eq!(counts.iter().sum::<u64>(), 2000, "{counts:?}");
         // Every order left through AF_XDP (only the logins went through
         // the kernel sockets), and every answer came back through it (the
         // kernel sockets are never read; the exchange may pack several

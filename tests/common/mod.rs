@@ -253,3 +253,28 @@ pub fn number_after(text: &str, prefix: &str, word: &str) -> u64 {
 pub fn number_before(text: &str, prefix: &str, word: &str) -> u64 {
     number_near(text, prefix, word, -1)
 }
+
+/// The number of values in each interval of an HdrHistogram interval log
+/// (`.hlog`), decoded with hdrhistogram's own reader.
+pub fn hlog_interval_counts(path: &Path) -> Vec<u64> {
+    use base64::Engine;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::Histogram;
+    let bytes = std::fs::read(path).unwrap();
+    IntervalLogIterator::new(&bytes)
+        .map(|e| e.unwrap())
+        .filter_map(|e| match e {
+            LogEntry::Interval(i) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                let h: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut raw.as_slice())
+                    .unwrap();
+                Some(h.len())
+            }
+            _ => None,
+        })
+        .collect()
+}
