@@ -1,7 +1,9 @@
 //! Codec throughput in ns/message: decode + dispatch of a realistic ITCH
 //! mix (the engine's own output on the mixed flow), side by side with the
 //! `itchy` crate parsing the same buffer; OUCH Enter/Cancel inside
-//! SoupBinTCP; and encoding the publisher's mix into MoldUDP64 packets.
+//! SoupBinTCP; encoding the publisher's mix into MoldUDP64 packets; and
+//! the AF_XDP receive path's frame check of a datagram of 16 orders, with
+//! and without verifying its UDP checksum.
 //!
 //! The ITCH group runs twice: in wall-clock time and in the thread's CPU
 //! time (`itch_decode_dispatch_cpu/*`, which other load on the shared
@@ -20,6 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokex::bench::codec;
 use tokex::contract::ContractSet;
 use tokex::types::{Price, Qty, Side, Symbol, Tif};
+use tokex::wire::ethernet::{write_udp_headers, Endpoints, UdpFrame, HEADERS_LEN};
 use tokex::wire::itch;
 use tokex::wire::{moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
@@ -178,7 +181,54 @@ fn publish_encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, itch_decode_wall, ouch_decode, publish_encode);
+fn udp_frame(c: &mut Criterion) {
+    let sym = Symbol::new("TK2612").unwrap();
+    let mut frame = [0u8; 2048];
+    let mut len = 0;
+    for i in 0..16 {
+        let t = ouch::token(format!("T{i}").as_bytes()).unwrap();
+        let m = ouch::EnterOrder::new(
+            t,
+            Side::Buy,
+            Qty::new(5),
+            sym,
+            Price::from_raw(65_000),
+            Tif::Day,
+        );
+        let at = HEADERS_LEN + len;
+        len += soupbin::write_packet(
+            &mut frame[at..],
+            soupbin::kind::UNSEQUENCED_DATA,
+            m.as_bytes(),
+        )
+        .unwrap();
+    }
+    let ep = Endpoints {
+        src_mac: [2, 0, 0, 0, 0, 2],
+        dst_mac: [2, 0, 0, 0, 0, 1],
+        src: "198.18.0.2:40000".parse().unwrap(),
+        dst: "198.18.0.1:9000".parse().unwrap(),
+    };
+    let n = write_udp_headers(&mut frame, &ep, 64, 1, len).unwrap();
+    let frame = &frame[..n];
+    let mut g = c.benchmark_group(format!("udp_frame_{n}_bytes_16_orders"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse", |b| {
+        b.iter(|| UdpFrame::parse(black_box(frame)).map(|f| f.payload.len()))
+    });
+    g.bench_function("parse_and_verify_checksum", |b| {
+        b.iter(|| UdpFrame::parse(black_box(frame)).map(|f| f.checksum_ok()))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    itch_decode_wall,
+    ouch_decode,
+    publish_encode,
+    udp_frame
+);
 criterion_group! {
     name = cpu_benches;
     config = Criterion::default().with_measurement(ThreadCpuTime);

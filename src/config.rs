@@ -119,6 +119,11 @@ pub struct XdpConfig {
     pub fill_ring: u32,
     pub completion_ring: u32,
     pub queue: u32,
+    /// Drop (and count) datagrams whose UDP checksum is wrong. AF_XDP gets
+    /// frames as they arrived, unchecked by the kernel; a veth peer with
+    /// checksum offload on sends partial checksums, so `tokex lab up` turns
+    /// it off.
+    pub verify_udp_checksum: bool,
 }
 
 impl Default for XdpConfig {
@@ -133,6 +138,7 @@ impl Default for XdpConfig {
             fill_ring: 2048,
             completion_ring: 2048,
             queue: 0,
+            verify_udp_checksum: true,
         }
     }
 }

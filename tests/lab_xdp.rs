@@ -186,3 +186,62 @@ fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn datagrams_with_partial_udp_checksums_are_dropped_and_the_report_says_why() {
+    let lab = Lab::up("tkxdpck");
+    let (dir, config) = scratch("xdp-checksum");
+    let (cl_ns, cl_if) = (lab.client_ns(), lab.client_if());
+    let offload = |on: &str| assert!(in_ns(&cl_ns, &["ethtool", "-K", &cl_if, "tx", on]));
+    let logins_fail = |label: &str| {
+        let log = dir.join(format!("{label}.log"));
+        let out = dir.join(label);
+        let args = [
+            "load",
+            "--rate",
+            "100",
+            "--count",
+            "10",
+            "--duration",
+            "1",
+            "--no-progress",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let mut l = tokex(&cl_ns, &args, &log);
+        assert!(!l.wait().unwrap().success());
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("not every session logged in"), "{text}");
+    };
+
+    // The lab sends full checksums; with transmit offload on, the client's
+    // veth leaves partial ones, which the AF_XDP exchange drops, counts
+    // and explains.
+    let mut ex = fresh_exchange(&lab, "xdp", &config, &dir);
+    offload("on");
+    logins_fail("partial");
+    offload("off");
+    let log = small_load(&cl_ns, &dir, "full", &[]);
+    assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+    assert!(stop(&mut ex).success());
+    let ex_log = std::fs::read_to_string(dir.join("exchange.log")).unwrap();
+    assert!(
+        number_after(&ex_log, "AF_XDP:", "checksum") >= 4,
+        "{ex_log}"
+    );
+    assert!(ex_log.contains("ethtool -K IF tx off"), "{ex_log}");
+
+    // `verify_udp_checksum = false` takes them.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[xdp]\nverify_udp_checksum = false\n");
+    std::fs::write(&config, text).unwrap();
+    let mut ex = fresh_exchange(&lab, "xdp", &config, &dir);
+    offload("on");
+    let log = small_load(&cl_ns, &dir, "unverified", &[]);
+    offload("off");
+    assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+    assert!(stop(&mut ex).success());
+    let ex_log = std::fs::read_to_string(dir.join("exchange.log")).unwrap();
+    assert_eq!(number_after(&ex_log, "AF_XDP:", "checksum"), 0, "{ex_log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

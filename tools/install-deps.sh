@@ -7,7 +7,7 @@ PKGS=(
   # xsk-rs builds libbpf/libxdp from source through libxdp-sys
   libelf-dev zlib1g-dev clang llvm pkg-config m4 libpcap-dev build-essential
   # the lab network and packet-loss injection
-  iproute2 nftables iputils-ping
+  iproute2 nftables iputils-ping ethtool
   # conformance tests decode our pcaps with Wireshark's dissectors
   tshark tcpdump
   # instruction counts for hot-path changes

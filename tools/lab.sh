@@ -23,6 +23,7 @@ else
 fi
 
 up() {
+  command -v ethtool >/dev/null || { echo "lab up: ethtool is missing (bash tools/install-deps.sh installs it)" >&2; exit 1; }
   ip netns list | grep -qw "^$ex_ns" || ip netns add "$ex_ns"
   ip netns list | grep -qw "^$cl_ns" || ip netns add "$cl_ns"
   if ! ip -n "$ex_ns" link show "$ex_if" >/dev/null 2>&1; then
@@ -36,6 +37,11 @@ up() {
     ip -n "$1" addr replace "$3/24" dev "$2"
     ip -n "$1" link set "$2" up
     ip -n "$1" route replace 239.198.0.0/16 dev "$2"
+    # Full UDP checksums in every frame: with transmit checksum offload on,
+    # a veth hands its peer partial ones (the NIC would have finished
+    # them), which the kernel's receive path accepts on trust but an
+    # AF_XDP reader, checking them itself, must drop.
+    ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
   done
   # The client namespace stands for other machines: its receive processing
   # (acks and market data arriving on the veth) runs on the CPUs in

@@ -62,6 +62,8 @@ pub struct XdpStats {
     pub rx_frames: u64,
     /// Frames that were not a well-formed IPv4/UDP datagram to our address.
     pub rx_bad: u64,
+    /// Datagrams dropped for a wrong UDP checksum.
+    pub rx_bad_checksum: u64,
     pub tx_frames: u64,
     /// Replies dropped: no transmit frame was free.
     pub tx_full: u64,
@@ -84,9 +86,10 @@ impl fmt::Display for XdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx frames {}, bad {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}, fill-ring waits {}, tx-ring waits {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
+            "rx frames {}, bad {}, bad UDP checksum {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}, fill-ring waits {}, tx-ring waits {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
             self.rx_frames,
             self.rx_bad,
+            self.rx_bad_checksum,
             self.tx_frames,
             self.tx_full,
             self.tx_no_neighbour,
@@ -159,6 +162,7 @@ pub struct XdpPort {
     neighbours: Neighbours,
     ident: u16,
     zero_copy: bool,
+    verify_checksums: bool,
     rx_frames: u32,
     interface: String,
     queue: u32,
@@ -307,6 +311,7 @@ impl XdpPort {
                 neighbours: Neighbours::default(),
                 ident: 0,
                 zero_copy,
+                verify_checksums: cfg.verify_udp_checksum,
                 rx_frames,
                 interface: interface.into(),
                 queue: cfg.queue,
@@ -375,6 +380,10 @@ impl XdpPort {
                     if frame.dst().ip() == self.local.ip()
                         && self.ports.contains(&frame.dst().port()) =>
                 {
+                    if self.verify_checksums && !frame.checksum_ok() {
+                        self.stats.rx_bad_checksum += 1;
+                        continue;
+                    }
                     let src = frame.src();
                     self.neighbours.learn(*src.ip(), frame.eth.src);
                     f(src, frame.dst().port(), frame.payload);
