@@ -10,8 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::login::Failures;
 use super::session::{OutboundState, TokenBucket, TokenEntry};
-use super::{Drop, Failures, Gateway, Peer};
+use super::{Drop, Gateway, Peer};
 use crate::engine::RejectReason;
 use crate::types::OrderId;
 use crate::wire::ouch::Token;

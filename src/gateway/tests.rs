@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::config::{demo_sessions, GatewayConfig};
-use crate::engine::{Engine, EngineConfig, Phase};
+use crate::engine::{Engine, EngineConfig, Event, Phase};
 use crate::types::{Price, Qty, Side, Tif};
+use crate::wire::ouch;
+use zerocopy::IntoBytes;
 
 const SESSION: [u8; 10] = *b"TOKEX00001";
 
@@ -556,21 +558,21 @@ fn engine_timers_run_on_the_clock_are_journaled_and_replay_to_the_same_phases() 
 #[test]
 fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
     let base: Vec<u8> = (0..47u8).map(|b| b.wrapping_mul(37)).collect();
-    let fp = super::fingerprint(&base);
+    let fp = orders::fingerprint(&base);
     for i in 0..base.len() {
         for v in [0u8, 1, 0x20, 0x80, 0xff] {
             if base[i] != v {
                 let mut m = base.clone();
                 m[i] = v;
-                assert_ne!(super::fingerprint(&m), fp, "byte {i} = {v}");
+                assert_ne!(orders::fingerprint(&m), fp, "byte {i} = {v}");
             }
         }
     }
     // Trailing zeros are not the same request.
     let mut longer = base.clone();
     longer.push(0);
-    assert_ne!(super::fingerprint(&longer), fp);
-    assert_ne!(super::fingerprint(&[]), super::fingerprint(&[0]));
+    assert_ne!(orders::fingerprint(&longer), fp);
+    assert_ne!(orders::fingerprint(&[]), orders::fingerprint(&[0]));
 }
 
 #[test]

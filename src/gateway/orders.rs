@@ -1,0 +1,500 @@
+//! A logged-in session's OUCH requests into the engine, and the engine's
+//! events back out as the OUCH answers of the sessions they concern: each
+//! token claimed once per session per day, rate-limit rejects, engine
+//! reasons mapped to OUCH reject and cancel codes, every answer sequenced
+//! for re-request.
+
+use super::{Drop, Gateway, Outbox};
+use crate::engine::{CancelReason, Engine, Event, EventBuffer, EventSink, NewOrder, RejectReason};
+use crate::types::{InstrumentId, Nanos, Symbol};
+use crate::wire::ouch::{self, Token};
+use zerocopy::IntoBytes;
+
+/// A fingerprint of a request's bytes: tells a re-sent request from a
+/// different one reusing its token. Eight bytes a step (byte-wise FNV-1a
+/// was a chain of 47 dependent multiplies on every Enter Order's path).
+/// Each step is a bijection of the state for a given
+/// chunk (xor, multiply by an odd constant, rotate), so two requests of
+/// the same length that differ in one chunk always differ here. Stored in
+/// snapshots: changing it needs a new snapshot version.
+pub(super) fn fingerprint(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let step = |h: u64, chunk: u64| (h ^ chunk).wrapping_mul(K).rotate_left(31);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64;
+    for c in &mut chunks {
+        h = step(h, u64::from_le_bytes(c.try_into().unwrap_or_default()));
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    step(h, u64::from_le_bytes(tail))
+}
+
+/// The OUCH reject reason for an engine reject reason.
+pub fn ouch_reject_code(r: RejectReason) -> u8 {
+    match r {
+        RejectReason::UnknownInstrument => ouch::reject::INVALID_STOCK,
+        RejectReason::PriceOffTick | RejectReason::PriceOutsideLimits => {
+            ouch::reject::INVALID_PRICE
+        }
+        RejectReason::PriceOutsideBand => ouch::reject::INVALID_PRICE,
+        RejectReason::QtyAboveMax => ouch::reject::SHARES_EXCEED_THRESHOLD,
+        // No shares: OUCH 4.2 has no code of its own for it.
+        RejectReason::InvalidQty => ouch::reject::OTHER,
+        RejectReason::MarketNotOpen => ouch::reject::HALTED,
+        RejectReason::TifNotAllowedNow => ouch::reject::NOT_ALLOWED_NOW,
+        RejectReason::CapacityExhausted => ouch::reject::PROCESSING_ERROR,
+        RejectReason::RateLimited => ouch::reject::FLOW_CONTROL,
+        RejectReason::RiskLimit => ouch::reject::EXCEEDED_DOLLAR_VALUE_LIMIT,
+        RejectReason::PositionLimit => ouch::reject::EXCEEDED_SHARES_LIMIT,
+        RejectReason::TooManyOrders => ouch::reject::OTHER,
+        RejectReason::DuplicateToken | RejectReason::UnknownOrder => ouch::reject::OTHER,
+    }
+}
+
+/// The OUCH cancel reason for an engine cancel reason.
+pub fn ouch_cancel_code(r: CancelReason) -> u8 {
+    match r {
+        CancelReason::UserRequested => ouch::cancel::USER_REQUESTED,
+        CancelReason::ImmediateOrCancel | CancelReason::FillOrKill => {
+            ouch::cancel::IMMEDIATE_OR_CANCEL
+        }
+        CancelReason::SelfTrade => ouch::cancel::SELF_MATCH_PREVENTION,
+        CancelReason::MarketClosed => ouch::cancel::CLOSED,
+    }
+}
+
+/// Tags given to the engine: session index in the high 32 bits, the
+/// session's token number in the low 32.
+fn tag(session: usize, token: u32) -> u64 {
+    ((session as u64) << 32) | u64::from(token)
+}
+
+fn untag(tag: u64) -> (usize, u32) {
+    ((tag >> 32) as usize, tag as u32)
+}
+
+impl Gateway {
+    /// A message over the session's rate limit (see the module docs).
+    pub(super) fn throttled(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
+        let token = match ouch::Inbound::parse(msg) {
+            Ok(ouch::Inbound::Enter(e)) => Some(e.token),
+            Ok(ouch::Inbound::Replace(r)) => Some(r.replacement_token),
+            _ => None,
+        };
+        let sess = &mut self.sessions[s];
+        match token {
+            // A used token names an earlier request: never reject it again.
+            Some(t) if !sess.used(&t) && sess.reject_bucket.take(now.0) => {
+                // The token is used by its reject, as by any other: a copy
+                // of the request re-sent by the client before the reject
+                // reached it is then a duplicate, not a second answer.
+                if sess.tokens_used() < self.cfg.max_tokens_per_session as usize {
+                    let _ = sess.claim(t, fingerprint(msg));
+                }
+                self.counters.drop(Drop::RateLimited);
+                self.counters.reject(RejectReason::RateLimited);
+                self.send_rejected(now, s, t, RejectReason::RateLimited, out);
+            }
+            _ => self.counters.drop(Drop::RateLimitedSilent),
+        }
+    }
+
+    pub(super) fn order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        msg: &[u8],
+        engine: &mut Engine,
+        md: &mut impl EventSink,
+        out: &mut impl Outbox,
+    ) {
+        let inbound = match ouch::Inbound::parse(msg) {
+            Ok(m) => m,
+            Err(_) => return self.counters.drop(Drop::BadMessage),
+        };
+        self.counters.orders += 1;
+        let account = self.sessions[s].account;
+        self.events.clear();
+        let mut previous: Option<Token> = None;
+        // The side of the order a Modify Order names: its answer is Order
+        // Modified, not Order Canceled.
+        let mut modified: Option<crate::types::Side> = None;
+        match inbound {
+            ouch::Inbound::Enter(e) => {
+                let Some(t) = self.claim(now, s, e.token, msg, out) else {
+                    return;
+                };
+                let Ok(side) = e.side() else {
+                    self.counters.drop(Drop::BadMessage);
+                    return self.send_rejected_code(now, s, e.token, ouch::reject::OTHER, out);
+                };
+                if !e.min_qty_supported() {
+                    return self.refuse_min_qty(now, s, e.token, out);
+                }
+                let Some(&instrument) = self.symbols.get(&e.symbol()) else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownInstrument)
+                        .or_default() += 1;
+                    return self.send_rejected(
+                        now,
+                        s,
+                        e.token,
+                        RejectReason::UnknownInstrument,
+                        out,
+                    );
+                };
+                let o = NewOrder {
+                    account,
+                    tag: tag(s, t),
+                    instrument,
+                    side,
+                    price: e.price(),
+                    qty: e.qty(),
+                    tif: e.tif(),
+                };
+                engine.enter(now, &o, &mut self.events);
+            }
+            ouch::Inbound::Replace(r) => {
+                // The order replaced, looked up before the new token is
+                // claimed (a replace naming its own new token is unknown).
+                let order = self.sessions[s].live_order(&r.existing_token);
+                let Some(t) = self.claim(now, s, r.replacement_token, msg, out) else {
+                    return;
+                };
+                if !r.min_qty_supported() {
+                    return self.refuse_min_qty(now, s, r.replacement_token, out);
+                }
+                let Some((_, order)) = order else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(
+                        now,
+                        s,
+                        r.replacement_token,
+                        RejectReason::UnknownOrder,
+                        out,
+                    );
+                };
+                previous = Some(r.existing_token);
+                engine.replace(
+                    now,
+                    account,
+                    order,
+                    tag(s, t),
+                    r.price(),
+                    r.qty(),
+                    &mut self.events,
+                );
+            }
+            ouch::Inbound::Cancel(c) => {
+                let Some((t, order)) = self.sessions[s].live_order(&c.token) else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(now, s, c.token, RejectReason::UnknownOrder, out);
+                };
+                engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
+                self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
+            }
+            ouch::Inbound::Modify(m) => {
+                let live = self.sessions[s].live_order(&m.token);
+                let Some(((t, order), resting)) =
+                    live.and_then(|(t, order)| Some(((t, order), engine.order(order)?)))
+                else {
+                    *self
+                        .counters
+                        .rejects
+                        .entry(RejectReason::UnknownOrder)
+                        .or_default() += 1;
+                    return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
+                };
+                // On equities Modify switches a sell between sell, sell
+                // short and short exempt; a futures order keeps its side,
+                // so Modify is a cancel down to a size.
+                if m.side() != Ok(resting.side) {
+                    self.counters.drop(Drop::BadMessage);
+                    return self.send_rejected_code(now, s, m.token, ouch::reject::OTHER, out);
+                }
+                engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
+                if self.events.as_slice().is_empty() {
+                    // At or above the open size: nothing changes.
+                    let m = ouch::OrderModified::new(
+                        now.since_midnight(),
+                        m.token,
+                        resting.side,
+                        resting.qty,
+                    );
+                    self.send_sequenced(now, s, m.as_bytes(), out);
+                }
+                modified = Some(resting.side);
+            }
+        }
+        let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
+        for e in events.as_slice() {
+            md.event(e);
+            match (modified, *e) {
+                (
+                    Some(side),
+                    Event::Canceled {
+                        tag,
+                        remaining,
+                        reason: CancelReason::UserRequested,
+                        ..
+                    },
+                ) => self.report_modified(now, tag, side, remaining, out),
+                _ => self.acknowledge(now, e, previous, out),
+            }
+        }
+        self.events = events;
+    }
+
+    /// The answer to a Modify Order that took lots off: Order Modified
+    /// with the shares left.
+    fn report_modified(
+        &mut self,
+        now: Nanos,
+        tag: u64,
+        side: crate::types::Side,
+        remaining: crate::types::Qty,
+        out: &mut impl Outbox,
+    ) {
+        let (s, t) = untag(tag);
+        if remaining.is_zero() {
+            self.sessions[s].finished(t);
+        }
+        let token = self.sessions[s].token(t);
+        let m = ouch::OrderModified::new(now.since_midnight(), token, side, remaining);
+        self.send_sequenced(now, s, m.as_bytes(), out);
+    }
+
+    /// An Enter or Replace whose minimum quantity tokex does not take
+    /// ([`ouch::min_qty_supported`]): Invalid Minimum Quantity.
+    fn refuse_min_qty(&mut self, now: Nanos, s: usize, token: Token, out: &mut impl Outbox) {
+        self.counters.reject(RejectReason::InvalidQty);
+        self.send_rejected_code(now, s, token, ouch::reject::INVALID_MIN_QTY, out);
+    }
+
+    /// A cancel to a size at or above the order's open size changes
+    /// nothing, and the engine says nothing: it is answered with
+    /// an Order Canceled of 0 lots, so that every request gets an answer
+    /// (a client waiting for one would re-send it for ever).
+    fn answer_a_cancel_that_changed_nothing(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        out: &mut impl Outbox,
+    ) {
+        if self.events.as_slice().is_empty() {
+            let m = ouch::Canceled::new(
+                now.since_midnight(),
+                token,
+                crate::types::Qty::ZERO,
+                ouch::cancel::USER_REQUESTED,
+            );
+            self.send_sequenced(now, s, m.as_bytes(), out);
+        }
+    }
+
+    /// Claims `token` for request `msg` of session `s`; its number, or
+    /// `None` when the request was handled here. Processed once per session
+    /// per day: a re-sent request (same bytes) is dropped and counted, the
+    /// client recovering its answer by sequence number; a different request
+    /// reusing the token is rejected.
+    fn claim(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        msg: &[u8],
+        out: &mut impl Outbox,
+    ) -> Option<u32> {
+        let fp = fingerprint(msg);
+        let sess = &self.sessions[s];
+        // (The count first: the lookup runs only once the day's tokens are
+        // used up, so a re-send of a used one is still recognised.)
+        if sess.tokens_used() >= self.cfg.max_tokens_per_session as usize && !sess.used(&token) {
+            self.counters.reject(RejectReason::CapacityExhausted);
+            self.send_rejected(now, s, token, RejectReason::CapacityExhausted, out);
+            return None;
+        }
+        match self.sessions[s].claim(token, fp) {
+            Ok(t) => Some(t),
+            Err(used) if used == fp => {
+                self.counters.drop(Drop::Resent);
+                None
+            }
+            Err(_) => {
+                self.counters.reject(RejectReason::DuplicateToken);
+                self.send_rejected(now, s, token, RejectReason::DuplicateToken, out);
+                None
+            }
+        }
+    }
+
+    fn send_rejected(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        reason: RejectReason,
+        out: &mut impl Outbox,
+    ) {
+        self.send_rejected_code(now, s, token, ouch_reject_code(reason), out);
+    }
+
+    /// A Rejected with OUCH reason `code` for `token`, sequenced for `s`.
+    fn send_rejected_code(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        code: u8,
+        out: &mut impl Outbox,
+    ) {
+        let m = ouch::Rejected::new(now.since_midnight(), token, code);
+        self.send_sequenced(now, s, m.as_bytes(), out);
+    }
+
+    /// Sequences one outbound message for session `s`: stores it for
+    /// re-request and sends it if the session is bound (to a UDP peer after
+    /// its sequence label).
+    fn send_sequenced(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
+        let sess = &mut self.sessions[s];
+        let seq = sess.store.next_sequence();
+        sess.store.push(msg);
+        if let Some(peer) = sess.peer {
+            sess.last_tx = now.0;
+            out.send_sequenced(peer, seq, msg);
+        }
+    }
+
+    pub(super) fn acknowledge(
+        &mut self,
+        now: Nanos,
+        e: &Event,
+        previous: Option<Token>,
+        out: &mut impl Outbox,
+    ) {
+        let ts = now.since_midnight();
+        match *e {
+            Event::Accepted {
+                tag,
+                order,
+                instrument,
+                side,
+                price,
+                qty,
+                tif,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].set_order(t, order);
+                let f = ouch::OrderFields {
+                    timestamp: ts,
+                    token,
+                    side,
+                    qty,
+                    symbol: self.symbol(instrument),
+                    price,
+                    tif,
+                    order_reference: order.0,
+                    live: true,
+                };
+                self.send_sequenced(now, s, ouch::Accepted::new(&f).as_bytes(), out);
+            }
+            Event::Rejected { tag, reason, .. } => {
+                *self.counters.rejects.entry(reason).or_default() += 1;
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].token(t);
+                self.send_rejected(now, s, token, reason, out);
+            }
+            Event::Replaced {
+                tag,
+                order,
+                instrument,
+                side,
+                price,
+                qty,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                let token = self.sessions[s].set_order(t, order);
+                let prev = previous.unwrap_or(token);
+                self.sessions[s].forget(&prev);
+                let f = ouch::OrderFields {
+                    timestamp: ts,
+                    token,
+                    side,
+                    qty,
+                    symbol: self.symbol(instrument),
+                    price,
+                    tif: crate::types::Tif::Day,
+                    order_reference: order.0,
+                    live: true,
+                };
+                self.send_sequenced(now, s, ouch::Replaced::new(&f, prev).as_bytes(), out);
+            }
+            Event::Canceled {
+                tag,
+                decrement,
+                remaining,
+                reason,
+                ..
+            } => {
+                let (s, t) = untag(tag);
+                if remaining.is_zero() {
+                    self.sessions[s].finished(t);
+                }
+                let token = self.sessions[s].token(t);
+                self.send_sequenced(
+                    now,
+                    s,
+                    ouch::Canceled::new(ts, token, decrement, ouch_cancel_code(reason)).as_bytes(),
+                    out,
+                );
+            }
+            Event::Executed {
+                match_number,
+                price,
+                qty,
+                taker,
+                maker,
+                ..
+            } => {
+                for (p, is_maker) in [(taker, false), (maker, true)] {
+                    let (s, t) = untag(p.tag);
+                    if s < self.sessions.len() {
+                        if p.remaining.is_zero() {
+                            self.sessions[s].finished(t);
+                        }
+                        let token = self.sessions[s].token(t);
+                        self.send_sequenced(
+                            now,
+                            s,
+                            ouch::Executed::new(ts, token, qty, price, is_maker, match_number)
+                                .as_bytes(),
+                            out,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn symbol(&self, instrument: InstrumentId) -> Symbol {
+        self.names
+            .get(usize::from(instrument.0))
+            .copied()
+            .unwrap_or(Symbol::from_wire(*b"        "))
+    }
+}
