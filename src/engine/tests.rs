@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::contract::ContractSet;
+use crate::types::{Nanos, OrderId};
 use std::path::Path;
 
 const A: AccountId = AccountId(1);
