@@ -97,7 +97,7 @@ fn decode_all(b: &[u8]) {
         }
     }
     if let Ok(f) = UdpFrame::parse(b) {
-        let _ = (f.src(), f.dst(), f.payload.len());
+        let _ = (f.src(), f.dst(), f.payload.len(), f.checksum_ok());
     }
     let mut r = soupbin::Reassembler::new(4096, 1024);
     if r.extend(b).is_ok() {
