@@ -210,6 +210,16 @@ pub enum Side {
 }
 
 impl Side {
+    /// Whether price (or price index) `a` is better than `b` on this side:
+    /// higher for bids, lower for offers.
+    #[inline]
+    pub const fn is_better(self, a: u32, b: u32) -> bool {
+        match self {
+            Side::Buy => a > b,
+            Side::Sell => a < b,
+        }
+    }
+
     pub const fn opposite(self) -> Side {
         match self {
             Side::Buy => Side::Sell,

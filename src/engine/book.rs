@@ -312,15 +312,6 @@ impl Ladder {
         &self.levels[i as usize]
     }
 
-    /// Whether level `a` is better than level `b` for this side.
-    #[inline]
-    fn better(&self, a: u32, b: u32) -> bool {
-        match self.side {
-            Side::Buy => a > b,
-            Side::Sell => a < b,
-        }
-    }
-
     /// Appends `slot` at the back of level `i`.
     #[inline]
     pub fn push_back(&mut self, arena: &mut Arena, i: u32, slot: u32) {
@@ -333,7 +324,7 @@ impl Ladder {
         if level.tail == NIL {
             level.head = slot;
             self.occupied.set(i);
-            if self.best.is_none_or(|b| self.better(i, b)) {
+            if self.best.is_none_or(|b| self.side.is_better(i, b)) {
                 self.best = Some(i);
             }
         } else {

@@ -123,14 +123,6 @@ impl SideBook {
         }
     }
 
-    #[inline]
-    fn better(&self, a: u32, b: u32) -> bool {
-        match self.side {
-            Side::Buy => a > b,
-            Side::Sell => a < b,
-        }
-    }
-
     /// Appends node `i` (price and qty set) at the back of its level.
     #[inline]
     pub(super) fn push(&mut self, pool: &mut Pool, i: u32) -> &LevelSlot {
@@ -144,7 +136,7 @@ impl SideBook {
         }
         if self.levels[li as usize].head == NIL {
             self.occupied.set(li);
-            if self.best == NIL || self.better(li, self.best) {
+            if self.best == NIL || self.side.is_better(li, self.best) {
                 self.best = li;
             }
         }
@@ -215,7 +207,7 @@ impl SideBook {
         }
         .map(|(p, l)| (*p, l));
         match (ladder, over) {
-            (Some(a), Some(b)) => Some(if self.better(b.0, a.0) { b } else { a }),
+            (Some(a), Some(b)) => Some(if self.side.is_better(b.0, a.0) { b } else { a }),
             (a, b) => a.or(b),
         }
     }
@@ -255,7 +247,7 @@ impl SideBook {
         let mut b = over.map(|(p, l)| (*p, l)).peekable();
         std::iter::from_fn(move || match (a.peek(), b.peek()) {
             (Some(x), Some(y)) => {
-                if self.better(y.0, x.0) {
+                if self.side.is_better(y.0, x.0) {
                     b.next()
                 } else {
                     a.next()
