@@ -275,15 +275,7 @@ impl OrderPort {
                 "kernel UDP: {} recvmmsg calls, {} oversized datagrams dropped, {} datagrams sent in {} sendmmsg calls, {} send errors",
                 p.rx_calls, p.truncated, p.sent, p.tx_calls, p.send_errors
             ),
-            OrderPort::Xdp(p) => {
-                let stats = p.stats();
-                let hint = if stats.rx_bad_checksum > 0 {
-                    " (datagrams from a veth peer with checksum offload carry partial checksums: `ethtool -K IF tx off` on the peer, as `tokex lab up` does, or `[xdp] verify_udp_checksum = false`)"
-                } else {
-                    ""
-                };
-                format!("AF_XDP: {stats}{hint}")
-            }
+            OrderPort::Xdp(p) => format!("AF_XDP: {}", p.stats()),
         }
     }
 

@@ -102,7 +102,12 @@ impl fmt::Display for XdpStats {
             self.kernel_fill_ring_empty,
             self.prog.redirected,
             self.prog.passed
-        )
+        )?;
+        if self.rx_bad_checksum > 0 {
+            // The usual cause, and its cures.
+            write!(f, " (datagrams from a veth peer with checksum offload carry partial checksums: `ethtool -K IF tx off` on the peer, as `tokex lab up` does, or `[xdp] verify_udp_checksum = false`)")?;
+        }
+        Ok(())
     }
 }
 
