@@ -161,6 +161,13 @@ pub struct RuntimeConfig {
     pub engine_core: usize,
     /// Core of the receive thread in the pipelined topology.
     pub rx_core: usize,
+    /// The pipelined receive thread spins when idle (for a core of its
+    /// own) instead of blocking in poll(2).
+    pub rx_busy_poll: bool,
+    /// SCHED_FIFO priority of the blocking receive thread, 1-99 (0: normal
+    /// scheduling): it then runs the moment a datagram arrives, even on a
+    /// core a busy thread holds.
+    pub rx_realtime: u8,
     /// Busy-poll (lowest latency, one core at 100 %) or sleep briefly when idle.
     pub busy_poll: bool,
     /// Most frames or datagrams taken per receive batch.
@@ -177,6 +184,8 @@ impl Default for RuntimeConfig {
             topology: Topology::RunToCompletion,
             engine_core: 1,
             rx_core: 0,
+            rx_busy_poll: false,
+            rx_realtime: 10,
             busy_poll: true,
             batch: 64,
             follow_schedules: false,

@@ -245,3 +245,56 @@ fn datagrams_with_partial_udp_checksums_are_dropped_and_the_report_says_why() {
     assert_eq!(number_after(&ex_log, "AF_XDP:", "checksum"), 0, "{ex_log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pipelined_topology_hands_every_datagram_to_the_engine_thread_over_either_transport() {
+    let lab = Lab::up("tkxdppl");
+    let (dir, config) = scratch("xdp-pipelined");
+    let (ex_ns, cl_ns, ex_if) = (lab.exchange_ns(), lab.client_ns(), lab.exchange_if());
+    let cfg = config.to_str().unwrap();
+    for (n, transport) in ["xdp", "udp"].into_iter().enumerate() {
+        let args = [
+            "--transport",
+            transport,
+            "--interface",
+            &ex_if,
+            "--topology",
+            "pipelined",
+        ];
+        let mut ex = common::start_exchange(&ex_ns, cfg, &dir, n, &args, true);
+        let log = small_load(&cl_ns, &dir, &format!("pipelined-{transport}"), &[]);
+        assert_eq!(number_after(&log, "answered", "sent"), 2000, "{log}");
+        assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+        assert!(stop(&mut ex).success());
+        let ex_log = std::fs::read_to_string(dir.join(format!("ex{n}.log"))).unwrap();
+        // The receive thread blocks (the default) under SCHED_FIFO beside
+        // the load generator's core, and the engine thread answers.
+        assert!(
+            ex_log.contains(
+                "runtime: pipelined: receive thread on core 0 (blocking in poll(2), SCHED_FIFO 10) -> SPSC ring -> engine thread on core 1"
+            ),
+            "{ex_log}"
+        );
+        assert!(!ex_log.contains("not real-time"), "{ex_log}");
+        // Every datagram the thread read reached the engine thread
+        // (logins, orders, heartbeats: at least one per order here).
+        let handed = number_after(&ex_log, "receive thread:", "thread:");
+        assert!(handed >= 2000, "{ex_log}");
+        assert_eq!(
+            number_after(&ex_log, "SoupBinTCP packets", "datagrams"),
+            handed,
+            "{ex_log}"
+        );
+        if transport == "xdp" {
+            // The receive half's counters are back in the port's report:
+            // every frame the program redirected was read and was good.
+            let rx = number_after(&ex_log, "AF_XDP:", "frames");
+            assert_eq!(rx, number_after(&ex_log, "XDP program:", "redirected"));
+            assert_eq!(rx, handed, "{ex_log}");
+            assert_eq!(number_after(&ex_log, "AF_XDP:", "bad"), 0, "{ex_log}");
+        } else {
+            assert!(ex_log.contains("kernel UDP:"), "{ex_log}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,9 +1,8 @@
 //! The exchange's I/O pieces: the order port (AF_XDP or kernel UDP), the
 //! market-data output, replies held until the journal write, the journal
-//! hook, the clock, and the pipelined topology's receive thread.
+//! hook and the clock.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -15,13 +14,9 @@ use crate::journal::JournalWriter;
 use crate::net::tcp::TcpReplies;
 use crate::net::udp::{OrderPort, UdpPort};
 use crate::net::xdp::XdpPort;
-use crate::runtime::{pin_current_thread, Handoff, Stop};
+
 use crate::types::Nanos;
 use crate::wire::soupbin;
-
-/// A datagram read by the pipelined receive thread: source, receive time
-/// (raw clock ticks), bytes.
-pub(super) type RxItem = (SocketAddrV4, u64, Vec<u8>);
 
 /// Journal writes go through the gateway's hook into the group-commit
 /// buffer; failed appends are counted.
@@ -331,42 +326,10 @@ pub(super) fn udp_socket(addr: SocketAddrV4) -> anyhow::Result<UdpSocket> {
     Ok(s)
 }
 
-/// The pipelined topology's receive thread: reads the kernel socket on its
-/// own core and hands each datagram (source, receive time, bytes) to the
-/// engine thread through the SPSC ring.
-pub(super) fn spawn_receiver(
-    sock: UdpSocket,
-    ring: Arc<Handoff<RxItem>>,
-    stop: Stop,
-    core: usize,
-    clock: quanta::Clock,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("tokex-rx".into())
-        .spawn(move || {
-            if let Err(e) = pin_current_thread(core) {
-                println!("runtime: receive thread not pinned ({e})");
-            }
-            let mut buf = vec![0u8; 2048];
-            while !stop.is_set() {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, SocketAddr::V4(src))) => {
-                        let mut item = (src, clock.raw(), buf[..n].to_vec());
-                        while let Err(back) = ring.push(item) {
-                            item = back;
-                            std::hint::spin_loop();
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::hint::spin_loop(),
-                }
-            }
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::{Handoff, Stop};
 
     use std::io::Read;
     use std::time::Duration;

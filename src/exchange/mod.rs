@@ -12,6 +12,7 @@
 //! `requesters.rs` the retransmission server's per-host limits.
 
 mod io;
+mod receiver;
 mod recovery;
 mod requesters;
 mod server;
@@ -87,10 +88,6 @@ fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
     }
     if let Some(i) = &args.interface {
         cfg.network.interface = i.clone();
-    }
-    if cfg.runtime.topology == Topology::Pipelined && cfg.network.transport == TransportKind::Xdp {
-        println!("runtime: the pipelined topology reads the kernel UDP socket; using the kernel UDP transport");
-        cfg.network.transport = TransportKind::Udp;
     }
     Ok(cfg)
 }

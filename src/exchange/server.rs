@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 
 use super::io::{
-    multicast_sender, open_order_port, spawn_receiver, udp_socket, Clock, Journal, MarketDataOut,
-    Replies, RxItem,
+    multicast_sender, open_order_port, udp_socket, Clock, Journal, MarketDataOut, Replies,
 };
+use super::receiver::{Receiver, RxSource, RxThreadConfig, RxThreadStats};
 use super::recovery::{recover, Recovered};
 use super::requesters::Requesters;
 use super::{write_book, ExchangeArgs};
@@ -51,9 +51,10 @@ pub(super) struct Server {
     tcp_in: Arc<Handoff<TcpInbound>>,
     tcp_out: TcpReplies,
     tcp_thread: Option<JoinHandle<()>>,
-    /// The pipelined topology's ring and receive thread.
-    rx_ring: Option<Arc<Handoff<RxItem>>>,
-    rx_thread: Option<JoinHandle<()>>,
+    /// The pipelined topology's receive thread, and its counters once it
+    /// has ended.
+    receiver: Option<Receiver>,
+    receiver_stats: Option<RxThreadStats>,
     replies: Replies,
     /// Receive times (raw clock) of the batch's datagrams.
     per_datagram: Vec<u64>,
@@ -86,7 +87,7 @@ impl Server {
             .as_bytes()
             .try_into()
             .context("md_session")?;
-        let orders = open_order_port(&cfg)?;
+        let mut orders = open_order_port(&cfg)?;
         let retrans = udp_socket(SocketAddrV4::new(
             cfg.network.address,
             cfg.network.retransmit_port,
@@ -126,30 +127,43 @@ impl Server {
             journal,
         } = recover(&cfg, args, &contracts, clock.now())?;
 
-        let (rx_ring, rx_thread) = if cfg.runtime.topology == Topology::Pipelined {
-            let OrderPort::Kernel(port) = &orders else {
-                bail!("the pipelined topology needs the kernel UDP transport");
+        let receiver = if cfg.runtime.topology == Topology::Pipelined {
+            let source = match &mut orders {
+                OrderPort::Kernel(port) => RxSource::Kernel(port.socket().try_clone()?),
+                OrderPort::Xdp(port) => RxSource::Xdp(
+                    port.take_receiver()
+                        .context("the AF_XDP port's receive half")?,
+                ),
             };
-            let ring: Arc<Handoff<RxItem>> = Handoff::with_capacity(1 << 16);
-            let t = spawn_receiver(
-                port.socket().try_clone()?,
-                ring.clone(),
+            let rx = &cfg.runtime;
+            let receiver = Receiver::spawn(
+                source,
+                RxThreadConfig {
+                    core: rx.rx_core,
+                    busy_poll: rx.rx_busy_poll,
+                    realtime: rx.rx_realtime,
+                },
                 stop.clone(),
-                cfg.runtime.rx_core,
                 clock.clock.clone(),
             )?;
             println!(
-                "runtime: pipelined: receive thread on core {} -> SPSC ring -> engine thread on core {}",
-                cfg.runtime.rx_core, cfg.runtime.engine_core
+                "runtime: pipelined: receive thread on core {} ({}) -> SPSC ring -> engine thread on core {}",
+                rx.rx_core,
+                match (rx.rx_busy_poll, rx.rx_realtime) {
+                    (true, _) => "busy-polling".to_string(),
+                    (false, 0) => "blocking in poll(2)".to_string(),
+                    (false, p) => format!("blocking in poll(2), SCHED_FIFO {p}"),
+                },
+                rx.engine_core
             );
-            (Some(ring), Some(t))
+            Some(receiver)
         } else {
-            (None, None)
+            None
         };
         match pin_current_thread(cfg.runtime.engine_core) {
             Ok(()) => println!(
                 "runtime: {} thread pinned to core {}",
-                if rx_ring.is_some() {
+                if receiver.is_some() {
                     "engine"
                 } else {
                     "run-to-completion"
@@ -183,8 +197,8 @@ impl Server {
             tcp_in,
             tcp_out,
             tcp_thread: Some(tcp_thread),
-            rx_ring,
-            rx_thread,
+            receiver,
+            receiver_stats: None,
             replies: Replies::new(),
             interval: StageHistograms::default(),
             stage_log,
@@ -277,7 +291,7 @@ impl Server {
             md,
             tcp_in,
             tcp_out,
-            rx_ring,
+            receiver,
             replies,
             per_datagram,
             interval,
@@ -305,13 +319,17 @@ impl Server {
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
             };
-            if let Some(ring) = rx_ring {
+            if let Some(rx) = receiver {
                 // Pipelined: the receive thread already read the datagrams.
                 while taken < batch {
-                    let Some((src, t_rx, bytes)) = ring.pop() else {
+                    let Some(item) = rx.pop() else {
                         break;
                     };
-                    handle(Peer::Udp(src), None, &bytes, t_rx);
+                    if let (Some(mac), OrderPort::Xdp(port)) = (item.mac, &mut *orders) {
+                        port.learn(*item.src.ip(), mac);
+                    }
+                    handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
+                    rx.recycle(item.bytes);
                     taken += 1;
                 }
             } else {
@@ -487,8 +505,13 @@ impl Server {
         if let Some(t) = self.tcp_thread.take() {
             let _ = t.join();
         }
-        if let Some(t) = self.rx_thread.take() {
-            let _ = t.join();
+        if let Some(rx) = &mut self.receiver {
+            self.receiver_stats = rx.join();
+            if let (Some(s), OrderPort::Xdp(port)) =
+                (self.receiver_stats.and_then(|s| s.xdp), &mut self.orders)
+            {
+                port.absorb_receiver(s);
+            }
         }
         journal.0.commit()?;
         Ok(())
@@ -500,6 +523,12 @@ impl Server {
         let c = self.gateway.counters();
         println!("\n== exchange counters");
         println!("{}", self.orders.report());
+        if let Some(s) = &self.receiver_stats {
+            println!(
+                "receive thread: {} datagrams handed to the engine thread, ring full {} times, {} oversized datagrams dropped",
+                s.datagrams, s.ring_full, s.truncated
+            );
+        }
         println!(
             "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}",
             self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors

@@ -3,16 +3,19 @@
 //! AF_XDP load generator), tokex's XDP program in front.
 //!
 //! Owns the frames. The UMEM is split once: the first `fill_ring` frames
-//! are receive frames, always either in the kernel's fill/RX rings, being
-//! read by [`XdpPort::recv`], or waiting to go back to the fill ring (which
-//! they do as soon as the batch has been processed and the ring shows
-//! room); the rest are transmit frames, kept on a free list, written by
-//! [`XdpPort::send_to`], submitted by [`XdpPort::flush`] and reclaimed from
-//! the completion ring. Ring sizes are checked against those counts at
-//! start-up. The kernel publishes how far it has read a ring lazily, so a
-//! ring can look full for a moment: frames that do not fit wait for the
-//! next call rather than being dropped. `need_wakeup` is honoured on both rings: a syscall is made
-//! only when the kernel asks for one.
+//! are receive frames, owned by the receive half ([`XdpReceiver`]): always
+//! either in the kernel's fill/RX rings, being read, or waiting to go back
+//! to the fill ring (which they do as soon as the batch has been processed
+//! and the ring shows room); the rest are transmit frames, owned by the
+//! transmit half: kept on a free list, written by [`XdpPort::send_to`],
+//! submitted by [`XdpPort::flush`] and reclaimed from the completion ring.
+//! The two halves share no frame, so the receive half can run on a thread
+//! of its own (the pipelined topology). Ring sizes are checked against
+//! those counts at start-up. The kernel publishes how far it has read a
+//! ring lazily, so a ring can look full for a moment: frames that do not
+//! fit wait for the next call rather than being dropped. `need_wakeup` is
+//! honoured on both rings: a syscall is made only when the kernel asks for
+//! one.
 //!
 //! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
 //! sender's MAC address is learned for the reply, and the UDP payload goes
@@ -143,40 +146,73 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
-/// An AF_XDP socket receiving the gateway's datagrams and sending replies.
+/// An AF_XDP socket receiving the gateway's datagrams and sending replies:
+/// a receive half and a transmit half over one UMEM. The receive half can
+/// be taken out ([`XdpPort::take_receiver`]) and moved to a thread of its
+/// own (the pipelined topology); the port then only sends.
 pub struct XdpPort {
-    // Field order is drop order: the socket's queues go before the UMEM
-    // they point into, and the program is detached last.
-    rx: RxQueue,
-    fill: FillQueue,
-    tx: TxQueue,
-    completions: CompQueue,
-    umem: Umem,
+    // Field order is drop order: the socket's queues (each half holds a
+    // handle on the socket and the UMEM) go first, the program is
+    // detached last.
+    rx: Option<XdpReceiver>,
+    tx: XdpSender,
     prog: XdpProgram,
-    /// Scratch descriptors for a receive batch and for completions.
-    rx_batch: Vec<FrameDesc>,
-    done: Vec<FrameDesc>,
-    free: Vec<FrameDesc>,
-    pending: Vec<FrameDesc>,
-    /// Received frames waiting for room on the fill ring.
-    unfilled: Vec<FrameDesc>,
-    /// The address replies come from, and every local port served.
-    local: SocketAddrV4,
+    /// Numbers for the start-up line and the report.
     ports: Vec<u16>,
-    local_mac: [u8; 6],
-    neighbours: Neighbours,
-    ident: u16,
     zero_copy: bool,
-    verify_checksums: bool,
     rx_frames: u32,
     interface: String,
     queue: u32,
+    /// Counters of a receive half that has been taken out, once it is
+    /// handed back ([`XdpPort::absorb_receiver`]).
+    rx_stats: XdpStats,
+}
+
+/// The receive half: the RX and fill rings and the receive frames. The
+/// frames are always either in the kernel's fill/RX rings, being read by
+/// [`XdpReceiver::recv_frames`], or waiting to go back to the fill ring.
+pub struct XdpReceiver {
+    rx: RxQueue,
+    fill: FillQueue,
+    umem: Umem,
+    /// Scratch descriptors for a receive batch.
+    batch: Vec<FrameDesc>,
+    /// Received frames waiting for room on the fill ring.
+    unfilled: Vec<FrameDesc>,
+    local: Ipv4Addr,
+    ports: Vec<u16>,
+    verify_checksums: bool,
+    /// Only the receive counters are kept here.
     stats: XdpStats,
 }
 
-// SAFETY: every ring and the UMEM are used only through `&mut self`; the
-// port moves between threads as a whole and is never shared.
+/// The transmit half: the TX and completion rings, the transmit frames and
+/// the peers' MAC addresses.
+struct XdpSender {
+    tx: TxQueue,
+    completions: CompQueue,
+    umem: Umem,
+    /// Scratch descriptors for completions; free and queued frames.
+    done: Vec<FrameDesc>,
+    free: Vec<FrameDesc>,
+    pending: Vec<FrameDesc>,
+    /// The address replies come from.
+    local: SocketAddrV4,
+    local_mac: [u8; 6],
+    neighbours: Neighbours,
+    ident: u16,
+    /// Only the transmit counters are kept here.
+    stats: XdpStats,
+}
+
+// SAFETY: every ring and frame of the port is used only through `&mut
+// self`; the port moves between threads as a whole and is never shared.
 unsafe impl Send for XdpPort {}
+// SAFETY: the receive half's rings and frames are used only through `&mut
+// self` and it moves as a whole; it shares no frame with the transmit half
+// (the UMEM's receive and transmit frames are disjoint), so the two halves
+// can run on two threads at once.
+unsafe impl Send for XdpReceiver {}
 
 fn queue_size(n: u32, what: &str) -> Result<QueueSize, XdpError> {
     QueueSize::new(n).map_err(|e| XdpError::Config(format!("{what} = {n}: {e}")))
@@ -297,30 +333,39 @@ impl XdpPort {
                     rx_descs.len()
                 )));
             }
-            let batch = FrameDesc::default();
+            let blank = FrameDesc::default();
             return Ok(XdpPort {
-                rx,
-                fill,
-                tx,
-                completions,
-                umem,
+                rx: Some(XdpReceiver {
+                    rx,
+                    fill,
+                    umem: umem.clone(),
+                    batch: vec![blank; 64],
+                    unfilled: Vec::with_capacity(rx_descs.len()),
+                    local: ip,
+                    ports: ports.to_vec(),
+                    verify_checksums: cfg.verify_udp_checksum,
+                    stats: XdpStats::default(),
+                }),
+                tx: XdpSender {
+                    tx,
+                    completions,
+                    umem,
+                    done: vec![blank; tx_descs.len()],
+                    free: tx_descs.to_vec(),
+                    pending: Vec::with_capacity(tx_descs.len()),
+                    local,
+                    local_mac,
+                    neighbours: Neighbours::default(),
+                    ident: 0,
+                    stats: XdpStats::default(),
+                },
                 prog,
-                rx_batch: vec![batch; 64],
-                done: vec![batch; tx_descs.len()],
-                free: tx_descs.to_vec(),
-                pending: Vec::with_capacity(tx_descs.len()),
-                unfilled: Vec::with_capacity(rx_descs.len()),
-                local,
                 ports: ports.to_vec(),
-                local_mac,
-                neighbours: Neighbours::default(),
-                ident: 0,
                 zero_copy,
-                verify_checksums: cfg.verify_udp_checksum,
                 rx_frames,
                 interface: interface.into(),
                 queue: cfg.queue,
-                stats: XdpStats::default(),
+                rx_stats: XdpStats::default(),
             });
         }
         Err(XdpError::Socket(last_err))
@@ -332,7 +377,7 @@ impl XdpPort {
             "AF_XDP on {} queue {} ({}:{}): {} XDP, {} mode, need_wakeup on; {} receive + {} transmit frames",
             self.interface,
             self.queue,
-            self.local.ip(),
+            self.tx.local.ip(),
             self.ports
                 .iter()
                 .map(u16::to_string)
@@ -341,7 +386,7 @@ impl XdpPort {
             self.prog.mode().name(),
             if self.zero_copy { "zero-copy" } else { "copy" },
             self.rx_frames,
-            self.done.len(),
+            self.tx.done.len(),
         )
     }
 
@@ -362,12 +407,106 @@ impl XdpPort {
     }
 
     /// As [`XdpPort::recv`], also naming the local port each datagram came
-    /// to: `f(source, local port, payload)`.
+    /// to: `f(source, local port, payload)`. Takes nothing once the
+    /// receive half has been taken out.
     pub fn recv_at(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, u16, &[u8])) -> usize {
-        let max = max.min(self.rx_batch.len());
+        let Some(rx) = &mut self.rx else {
+            return 0;
+        };
+        let neighbours = &mut self.tx.neighbours;
+        rx.recv_frames(max, |frame| {
+            let src = frame.src();
+            neighbours.learn(*src.ip(), frame.eth.src);
+            f(src, frame.dst().port(), frame.payload);
+        })
+    }
+
+    /// Takes the receive half out, to run on a thread of its own; the port
+    /// then only sends. Replies go to peers whose MAC address the port has
+    /// been told ([`XdpPort::learn`]). None if it was taken already.
+    pub fn take_receiver(&mut self) -> Option<XdpReceiver> {
+        self.rx.take()
+    }
+
+    /// Takes back the counters of a receive half that was taken out (its
+    /// thread has finished), for [`XdpPort::stats`].
+    pub fn absorb_receiver(&mut self, stats: XdpStats) {
+        self.rx_stats = stats;
+    }
+
+    /// Records the MAC address of the peer at `ip` (learned from its
+    /// frames by a receive half that was taken out).
+    #[inline]
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+        self.tx.neighbours.learn(ip, mac);
+    }
+
+    /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
+    /// Returns false if it was dropped (and counted).
+    pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        self.send_from(self.tx.local.port(), dst, payload)
+    }
+
+    /// As [`XdpPort::send_to`], from another local port.
+    pub fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        self.tx.send_from(src_port, dst, payload)
+    }
+
+    /// Whether a frame from `ip` has taught us its MAC address (nothing can
+    /// be sent to it before).
+    pub fn knows(&self, ip: Ipv4Addr) -> bool {
+        self.tx.neighbours.get(ip).is_some()
+    }
+
+    /// Queues a market-data datagram from `src_port` to a multicast
+    /// `group` (TTL 1, the group's MAC address).
+    pub fn send_multicast(&mut self, group: SocketAddrV4, src_port: u16, payload: &[u8]) -> bool {
+        let ep = Endpoints {
+            src_mac: self.tx.local_mac,
+            dst_mac: multicast_mac(*group.ip()),
+            src: SocketAddrV4::new(*self.tx.local.ip(), src_port),
+            dst: group,
+        };
+        self.tx.queue_frame(&ep, 1, payload)
+    }
+
+    /// Submits the queued frames (waking the kernel only if it asks) and
+    /// takes back the frames it has finished sending.
+    pub fn flush(&mut self) {
+        self.tx.flush();
+    }
+
+    /// Transport, program and kernel counters (the receive counters of a
+    /// receive half taken out once it has been handed back).
+    pub fn stats(&self) -> XdpStats {
+        let mut s = self.tx.stats;
+        let rx = self.rx.as_ref().map_or(&self.rx_stats, |r| &r.stats);
+        s.rx_frames = rx.rx_frames;
+        s.rx_bad = rx.rx_bad;
+        s.rx_bad_checksum = rx.rx_bad_checksum;
+        s.rx_wakeups = rx.rx_wakeups;
+        s.fill_waits = rx.fill_waits;
+        if let Ok(k) = self.tx.tx.fd().xdp_statistics() {
+            s.kernel_rx_dropped = k.rx_dropped();
+            s.kernel_rx_ring_full = k.rx_ring_full();
+            s.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs();
+        }
+        s.prog = self.prog.counters();
+        s
+    }
+}
+
+impl XdpReceiver {
+    /// Receives up to `max` (at most 64) frames and calls `f` for each
+    /// well-formed UDP datagram to our address and ports (with a correct
+    /// checksum, if checked); returns how many frames were taken. The
+    /// frames go back to the fill ring before returning. When none was
+    /// waiting, the kernel is woken if it asks to be.
+    pub fn recv_frames(&mut self, max: usize, mut f: impl FnMut(&UdpFrame<'_>)) -> usize {
+        let max = max.min(self.batch.len());
         // SAFETY: the scratch descriptors are overwritten with frames the
         // kernel has finished writing.
-        let n = unsafe { self.rx.consume(&mut self.rx_batch[..max]) };
+        let n = unsafe { self.rx.consume(&mut self.batch[..max]) };
         if n == 0 {
             self.refill();
             if self.fill.needs_wakeup() {
@@ -376,31 +515,41 @@ impl XdpPort {
             }
             return 0;
         }
-        for desc in &self.rx_batch[..n] {
+        for desc in &self.batch[..n] {
             // SAFETY: `desc` is a receive frame of this UMEM that the kernel
             // handed to us; it is not given back (below) until `f` returns.
             let data = unsafe { self.umem.data(desc) };
             match UdpFrame::parse(data.contents()) {
                 Ok(frame)
-                    if frame.dst().ip() == self.local.ip()
+                    if *frame.dst().ip() == self.local
                         && self.ports.contains(&frame.dst().port()) =>
                 {
                     if self.verify_checksums && !frame.checksum_ok() {
                         self.stats.rx_bad_checksum += 1;
                         continue;
                     }
-                    let src = frame.src();
-                    self.neighbours.learn(*src.ip(), frame.eth.src);
-                    f(src, frame.dst().port(), frame.payload);
+                    f(&frame);
                 }
                 _ => self.stats.rx_bad += 1,
             }
         }
         self.stats.rx_frames += n as u64;
         // No reference into these frames is left: back to the fill ring.
-        self.unfilled.extend_from_slice(&self.rx_batch[..n]);
+        self.unfilled.extend_from_slice(&self.batch[..n]);
         self.refill();
         n
+    }
+
+    /// Blocks in poll(2) until frames wait on the RX ring or `timeout_ms`
+    /// passes (the poll also wakes the kernel to fill the RX ring).
+    pub fn wait(&mut self, timeout_ms: i32) {
+        self.refill();
+        let _ = self.fill.wakeup(self.rx.fd_mut(), timeout_ms);
+    }
+
+    /// The receive counters.
+    pub fn stats(&self) -> XdpStats {
+        self.stats
     }
 
     /// Gives the received frames back to the fill ring, as many as it has
@@ -425,15 +574,10 @@ impl XdpPort {
             self.stats.fill_waits += 1;
         }
     }
+}
 
-    /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
-    /// Returns false if it was dropped (and counted).
-    pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
-        self.send_from(self.local.port(), dst, payload)
-    }
-
-    /// As [`XdpPort::send_to`], from another local port.
-    pub fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
+impl XdpSender {
+    fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
         let Some(mac) = self.neighbours.get(*dst.ip()) else {
             self.stats.tx_no_neighbour += 1;
             return false;
@@ -445,24 +589,6 @@ impl XdpPort {
             dst,
         };
         self.queue_frame(&ep, 64, payload)
-    }
-
-    /// Whether a frame from `ip` has taught us its MAC address (nothing can
-    /// be sent to it before).
-    pub fn knows(&self, ip: Ipv4Addr) -> bool {
-        self.neighbours.get(ip).is_some()
-    }
-
-    /// Queues a market-data datagram from `src_port` to a multicast
-    /// `group` (TTL 1, the group's MAC address).
-    pub fn send_multicast(&mut self, group: SocketAddrV4, src_port: u16, payload: &[u8]) -> bool {
-        let ep = Endpoints {
-            src_mac: self.local_mac,
-            dst_mac: multicast_mac(*group.ip()),
-            src: SocketAddrV4::new(*self.local.ip(), src_port),
-            dst: group,
-        };
-        self.queue_frame(&ep, 1, payload)
     }
 
     fn queue_frame(&mut self, ep: &Endpoints, ttl: u8, payload: &[u8]) -> bool {
@@ -500,9 +626,7 @@ impl XdpPort {
         true
     }
 
-    /// Submits the queued frames (waking the kernel only if it asks) and
-    /// takes back the frames it has finished sending.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if !self.pending.is_empty() {
             // As with the fill ring, the TX ring may look fuller than it is;
             // what does not fit stays pending for the next flush.
@@ -539,18 +663,6 @@ impl XdpPort {
         // kernel has finished sending; they return to the free list.
         let n = unsafe { self.completions.consume(&mut self.done) };
         self.free.extend_from_slice(&self.done[..n]);
-    }
-
-    /// Transport, program and kernel counters.
-    pub fn stats(&self) -> XdpStats {
-        let mut s = self.stats;
-        if let Ok(k) = self.rx.fd().xdp_statistics() {
-            s.kernel_rx_dropped = k.rx_dropped();
-            s.kernel_rx_ring_full = k.rx_ring_full();
-            s.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs();
-        }
-        s.prog = self.prog.counters();
-        s
     }
 }
 
