@@ -137,7 +137,12 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
         "== transports: AF_XDP vs kernel UDP, run-to-completion vs pipelined; {} s per run at {:?} orders/s",
         plan.seconds, plan.rates
     );
-    let variants = [Variant::XDP, Variant::UDP, Variant::UDP_PIPELINED];
+    let variants = [
+        Variant::XDP,
+        Variant::UDP,
+        Variant::UDP_PIPELINED,
+        Variant::XDP_PIPELINED,
+    ];
     let runs = transport::run(
         &variants,
         plan.rates,
@@ -186,6 +191,7 @@ pub fn run(plan: Plan, out: &Path) -> anyhow::Result<String> {
     }
     round_trip_rows(&mut s, &runs, Variant::XDP, Variant::UDP);
     round_trip_rows(&mut s, &runs, Variant::UDP, Variant::UDP_PIPELINED);
+    round_trip_rows(&mut s, &runs, Variant::XDP, Variant::XDP_PIPELINED);
     let _ = writeln!(
         s,
         "\nRatios: peer time / tokex time (or tokex rate / peer rate): above 1 means the first column is faster.\n\n{}",

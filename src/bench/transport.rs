@@ -61,6 +61,12 @@ impl Variant {
         md: "udp",
         client: ClientTransport::Udp,
     };
+    pub const XDP_PIPELINED: Variant = Variant {
+        transport: "xdp",
+        topology: "pipelined",
+        md: "udp",
+        client: ClientTransport::Udp,
+    };
 
     /// The same run with the load generator on `client`.
     pub const fn with_client(self, client: ClientTransport) -> Variant {

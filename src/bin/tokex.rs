@@ -91,8 +91,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Variants: xdp, xdp-md (market data on AF_XDP TX too), udp,
-        /// udp-pipelined (the first is the ratios' baseline).
-        #[arg(long, value_delimiter = ',', default_value = "xdp,udp,udp-pipelined")]
+        /// udp-pipelined, xdp-pipelined (the first is the ratios' baseline).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "xdp,udp,udp-pipelined,xdp-pipelined"
+        )]
         variants: Vec<String>,
         /// Orders per datagram sent by the load generator.
         #[arg(long, default_value_t = 1)]
@@ -123,8 +127,8 @@ enum BenchCommand {
         /// Seconds of load per run.
         #[arg(long, default_value_t = 3)]
         seconds: u64,
-        /// xdp, xdp-md (market data on AF_XDP TX too), udp, udp-pipelined
-        /// (the first is the ratios' baseline).
+        /// xdp, xdp-md (market data on AF_XDP TX too), udp, udp-pipelined,
+        /// xdp-pipelined (the first is the ratios' baseline).
         #[arg(long, value_delimiter = ',', default_value = "xdp,udp")]
         variants: Vec<String>,
         /// Orders per datagram.
@@ -372,8 +376,9 @@ fn transport_runs(
             "xdp-md" => Ok(Variant::XDP_MD_XDP),
             "udp" => Ok(Variant::UDP),
             "udp-pipelined" => Ok(Variant::UDP_PIPELINED),
+            "xdp-pipelined" => Ok(Variant::XDP_PIPELINED),
             other => Err(anyhow::anyhow!(
-                "unknown variant {other:?} (xdp | xdp-md | udp | udp-pipelined)"
+                "unknown variant {other:?} (xdp | xdp-md | udp | udp-pipelined | xdp-pipelined)"
             )),
         })
         .collect::<anyhow::Result<Vec<Variant>>>()?;
