@@ -412,6 +412,12 @@ impl Config {
         if self.runtime.batch == 0 || self.runtime.batch > 256 {
             return Err(bad("runtime.batch", "must be between 1 and 256".into()));
         }
+        if self.runtime.rx_realtime > 99 {
+            return Err(bad(
+                "runtime.rx_realtime",
+                "a SCHED_FIFO priority runs from 1 to 99 (0: normal scheduling)".into(),
+            ));
+        }
         if self.engine.max_orders == 0 {
             return Err(bad("engine.max_orders", "must be positive".into()));
         }
@@ -529,6 +535,14 @@ mod tests {
         let err = Config::parse("t.toml", "[gateway]\nheartbeat_ms = 5000\n").unwrap_err();
         assert!(err.to_string().contains("gateway.heartbeat_ms"), "{err}");
         assert!(Config::parse("t.toml", "[gateway]\nheartbeat_ms = 500\n").is_ok());
+    }
+
+    #[test]
+    fn a_receive_thread_priority_beyond_sched_fifo_is_refused() {
+        let err = Config::parse("t.toml", "[runtime]\nrx_realtime = 120\n").unwrap_err();
+        assert!(err.to_string().contains("runtime.rx_realtime"), "{err}");
+        let c = Config::parse("t.toml", "[runtime]\nrx_realtime = 0\n").unwrap();
+        assert_eq!(c.runtime.rx_realtime, 0);
     }
 
     #[test]
