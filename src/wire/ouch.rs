@@ -105,6 +105,39 @@ pub mod kind {
     pub const MODIFIED: u8 = b'M';
 }
 
+/// Declares a message enum that borrows one wire struct per variant, with
+/// `parse` (dispatch on the type byte) and `bytes`: [`Inbound`] and
+/// [`Outbound`] differ only in their lists.
+macro_rules! message_enum {
+    ($(#[$m:meta])* $name:ident, in $packet:literal { $($kind:path => $variant:ident($t:ident)),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name<'a> {
+            $($variant(&'a $t)),*
+        }
+
+        impl<'a> $name<'a> {
+            #[doc = concat!("Decodes one message (the payload of ", $packet, ").")]
+            pub fn parse(b: &'a [u8]) -> Result<$name<'a>, DecodeError> {
+                let t = *b
+                    .first()
+                    .ok_or(DecodeError::TooShort { needed: 1, got: 0 })?;
+                Ok(match t {
+                    $($kind => $name::$variant($t::view(b)?),)*
+                    other => return Err(DecodeError::UnknownType(other)),
+                })
+            }
+
+            /// The message bytes.
+            pub fn bytes(&self) -> &'a [u8] {
+                match *self {
+                    $($name::$variant(m) => m.as_bytes()),*
+                }
+            }
+        }
+    };
+}
+
 fn side_of(b: u8) -> Result<Side, DecodeError> {
     Side::from_byte(b).ok_or(DecodeError::BadField("Buy/Sell Indicator"))
 }
@@ -326,38 +359,13 @@ impl ModifyOrder {
     }
 }
 
-/// An inbound (client to exchange) message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inbound<'a> {
-    Enter(&'a EnterOrder),
-    Replace(&'a ReplaceOrder),
-    Cancel(&'a CancelOrder),
-    Modify(&'a ModifyOrder),
-}
-
-impl<'a> Inbound<'a> {
-    /// Decodes one message (the payload of an Unsequenced Data packet).
-    pub fn parse(b: &'a [u8]) -> Result<Inbound<'a>, DecodeError> {
-        let t = *b
-            .first()
-            .ok_or(DecodeError::TooShort { needed: 1, got: 0 })?;
-        Ok(match t {
-            kind::ENTER => Inbound::Enter(EnterOrder::view(b)?),
-            kind::REPLACE => Inbound::Replace(ReplaceOrder::view(b)?),
-            kind::CANCEL => Inbound::Cancel(CancelOrder::view(b)?),
-            kind::MODIFY => Inbound::Modify(ModifyOrder::view(b)?),
-            other => return Err(DecodeError::UnknownType(other)),
-        })
-    }
-
-    /// The message bytes.
-    pub fn bytes(&self) -> &'a [u8] {
-        match *self {
-            Inbound::Enter(m) => m.as_bytes(),
-            Inbound::Replace(m) => m.as_bytes(),
-            Inbound::Cancel(m) => m.as_bytes(),
-            Inbound::Modify(m) => m.as_bytes(),
-        }
+message_enum! {
+    /// An inbound (client to exchange) message.
+    Inbound, in "an Unsequenced Data packet" {
+        kind::ENTER => Enter(EnterOrder),
+        kind::REPLACE => Replace(ReplaceOrder),
+        kind::CANCEL => Cancel(CancelOrder),
+        kind::MODIFY => Modify(ModifyOrder),
     }
 }
 
@@ -732,50 +740,17 @@ impl OrderModified {
     }
 }
 
-/// An outbound (exchange to client) message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outbound<'a> {
-    SystemEvent(&'a SystemEvent),
-    Accepted(&'a Accepted),
-    Replaced(&'a Replaced),
-    Canceled(&'a Canceled),
-    Executed(&'a Executed),
-    BrokenTrade(&'a BrokenTrade),
-    Rejected(&'a Rejected),
-    Modified(&'a OrderModified),
-}
-
-impl<'a> Outbound<'a> {
-    /// Decodes one message (the payload of a Sequenced Data packet).
-    pub fn parse(b: &'a [u8]) -> Result<Outbound<'a>, DecodeError> {
-        let t = *b
-            .first()
-            .ok_or(DecodeError::TooShort { needed: 1, got: 0 })?;
-        Ok(match t {
-            kind::SYSTEM_EVENT => Outbound::SystemEvent(SystemEvent::view(b)?),
-            kind::ACCEPTED => Outbound::Accepted(Accepted::view(b)?),
-            kind::REPLACED => Outbound::Replaced(Replaced::view(b)?),
-            kind::CANCELED => Outbound::Canceled(Canceled::view(b)?),
-            kind::EXECUTED => Outbound::Executed(Executed::view(b)?),
-            kind::BROKEN_TRADE => Outbound::BrokenTrade(BrokenTrade::view(b)?),
-            kind::REJECTED => Outbound::Rejected(Rejected::view(b)?),
-            kind::MODIFIED => Outbound::Modified(OrderModified::view(b)?),
-            other => return Err(DecodeError::UnknownType(other)),
-        })
-    }
-
-    /// The message bytes.
-    pub fn bytes(&self) -> &'a [u8] {
-        match *self {
-            Outbound::SystemEvent(m) => m.as_bytes(),
-            Outbound::Accepted(m) => m.as_bytes(),
-            Outbound::Replaced(m) => m.as_bytes(),
-            Outbound::Canceled(m) => m.as_bytes(),
-            Outbound::Executed(m) => m.as_bytes(),
-            Outbound::BrokenTrade(m) => m.as_bytes(),
-            Outbound::Rejected(m) => m.as_bytes(),
-            Outbound::Modified(m) => m.as_bytes(),
-        }
+message_enum! {
+    /// An outbound (exchange to client) message.
+    Outbound, in "a Sequenced Data packet" {
+        kind::SYSTEM_EVENT => SystemEvent(SystemEvent),
+        kind::ACCEPTED => Accepted(Accepted),
+        kind::REPLACED => Replaced(Replaced),
+        kind::CANCELED => Canceled(Canceled),
+        kind::EXECUTED => Executed(Executed),
+        kind::BROKEN_TRADE => BrokenTrade(BrokenTrade),
+        kind::REJECTED => Rejected(Rejected),
+        kind::MODIFIED => Modified(OrderModified),
     }
 }
 
