@@ -9,7 +9,7 @@
 //! the breaker trips.
 
 use super::events::{CancelReason, CrossKind, Event, EventSink, Party, Phase};
-use super::{auction, book, finish, BreakerStage, Engine, Market, NEVER};
+use super::{auction, book, cancel_rest, finish, BreakerStage, Engine, Market, NEVER};
 use crate::types::{InstrumentId, Nanos, Price, Qty, Side};
 
 impl Engine {
@@ -157,16 +157,14 @@ impl Engine {
                 let node = *self.arena.get(slot);
                 let order = self.arena.id_of(slot);
                 market.book.ladder_mut(side).unlink(&mut self.arena, slot);
-                finish(&mut self.arena, &mut self.accounts, slot, node.open);
-                sink.event(&Event::Canceled {
-                    account: node.account,
-                    tag: node.tag,
-                    order,
-                    instrument,
-                    decrement: Qty::new(node.open),
-                    remaining: Qty::ZERO,
-                    reason: CancelReason::MarketClosed,
-                });
+                cancel_rest(
+                    &mut self.arena,
+                    &mut self.accounts,
+                    slot,
+                    node.open,
+                    CancelReason::MarketClosed,
+                    sink,
+                );
                 sink.event(&Event::BookDelete { order, instrument });
             }
         }

@@ -9,7 +9,7 @@
 
 use super::book::{self, Arena, Book, NIL};
 use super::events::{CancelReason, Event, EventSink, Party, RejectReason};
-use super::{finish, Engine, Market, NewOrder};
+use super::{cancel_rest, finish, Engine, Market, NewOrder};
 use crate::contract::StpMode;
 use crate::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Tif};
 
@@ -341,16 +341,14 @@ impl Engine {
 
         if market.phase.matches() {
             if taker.tif == Tif::Fok && !Self::fok_fillable(&self.arena, market, &taker) {
-                sink.event(&Event::Canceled {
-                    account: taker.account,
-                    tag: taker.tag,
-                    order: taker_id,
-                    instrument,
-                    decrement: Qty::new(open),
-                    remaining: Qty::ZERO,
-                    reason: CancelReason::FillOrKill,
-                });
-                finish(&mut self.arena, &mut self.accounts, slot, open);
+                cancel_rest(
+                    &mut self.arena,
+                    &mut self.accounts,
+                    slot,
+                    open,
+                    CancelReason::FillOrKill,
+                    sink,
+                );
                 return;
             }
             while open > 0 {
@@ -370,16 +368,14 @@ impl Engine {
                             .book
                             .ladder_mut(opp_side)
                             .unlink(&mut self.arena, mslot);
-                        finish(&mut self.arena, &mut self.accounts, mslot, maker.open);
-                        sink.event(&Event::Canceled {
-                            account: maker.account,
-                            tag: maker.tag,
-                            order: maker_id,
-                            instrument,
-                            decrement: Qty::new(maker.open),
-                            remaining: Qty::ZERO,
-                            reason: CancelReason::SelfTrade,
-                        });
+                        cancel_rest(
+                            &mut self.arena,
+                            &mut self.accounts,
+                            mslot,
+                            maker.open,
+                            CancelReason::SelfTrade,
+                            sink,
+                        );
                         sink.event(&Event::BookDelete {
                             order: maker_id,
                             instrument,
@@ -488,15 +484,13 @@ impl Engine {
                 Tif::Fok => CancelReason::FillOrKill,
             }
         };
-        sink.event(&Event::Canceled {
-            account: taker.account,
-            tag: taker.tag,
-            order: taker_id,
-            instrument,
-            decrement: Qty::new(open),
-            remaining: Qty::ZERO,
+        cancel_rest(
+            &mut self.arena,
+            &mut self.accounts,
+            slot,
+            open,
             reason,
-        });
-        finish(&mut self.arena, &mut self.accounts, slot, open);
+            sink,
+        );
     }
 }

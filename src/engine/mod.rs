@@ -223,5 +223,29 @@ fn finish(arena: &mut Arena, accounts: &mut Accounts, slot: u32, remaining: u32)
     arena.release(slot);
 }
 
+/// Cancels the `open` lots left of the order in `slot` (in no level, or
+/// already unlinked from it): reports the Canceled, then frees the slot.
+#[inline]
+fn cancel_rest(
+    arena: &mut Arena,
+    accounts: &mut Accounts,
+    slot: u32,
+    open: u32,
+    reason: CancelReason,
+    sink: &mut impl EventSink,
+) {
+    let n = arena.get(slot);
+    sink.event(&Event::Canceled {
+        account: n.account,
+        tag: n.tag,
+        order: arena.id_of(slot),
+        instrument: n.instrument,
+        decrement: Qty::new(open),
+        remaining: Qty::ZERO,
+        reason,
+    });
+    finish(arena, accounts, slot, open);
+}
+
 #[cfg(test)]
 mod tests;
