@@ -168,34 +168,44 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "== feed handler: ip netns exec {CLIENT_NS} tokex feed --core {} --realtime {FEED_PRIORITY}",
         args.client_core
     );
-    let mut feed = Proc::spawn(
-        "feed handler",
-        CLIENT_NS,
-        &[
+    // A feed handler whose files are named after `stem`; `extra` goes
+    // before its core and priority.
+    let spawn_feed = |who: &'static str, stem: &str, extra: &[String]| -> anyhow::Result<Proc> {
+        let mut cmd: Vec<String> = vec![
             "feed".into(),
             "--quiet".into(),
             "--duration".into(),
             (args.duration + 30).to_string(),
             "--ready-file".into(),
-            out_s("feed.ready"),
+            out_s(&format!("{stem}.ready")),
             "--book-out".into(),
-            out_s("feed-book.csv"),
-            "--csv".into(),
-            out_s("feed-messages.csv"),
-            "--hgrm".into(),
-            out_s("feed-latency.hgrm"),
+            out_s(&format!("{stem}-book.csv")),
+        ];
+        cmd.extend_from_slice(extra);
+        cmd.extend([
             "--core".into(),
             args.client_core.to_string(),
             "--realtime".into(),
             FEED_PRIORITY.to_string(),
+        ]);
+        let mut p = Proc::spawn(who, CLIENT_NS, &cmd, &out.join(format!("{stem}.log")))?;
+        wait_ready(
+            &mut p,
+            &out.join(format!("{stem}.ready")),
+            &stop,
+            Duration::from_secs(10),
+        )?;
+        Ok(p)
+    };
+    let mut feed = spawn_feed(
+        "feed handler",
+        "feed",
+        &[
+            "--csv".into(),
+            out_s("feed-messages.csv"),
+            "--hgrm".into(),
+            out_s("feed-latency.hgrm"),
         ],
-        &out.join("feed.log"),
-    )?;
-    wait_ready(
-        &mut feed,
-        &out.join("feed.ready"),
-        &stop,
-        Duration::from_secs(10),
     )?;
     let mut lossy = None;
     if args.lossy_feed > 0 {
@@ -203,34 +213,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             "== second feed handler, dropping {} % of the feed itself: ip netns exec {CLIENT_NS} tokex feed --drop-pct {}",
             args.lossy_feed, args.lossy_feed
         );
-        let mut p = Proc::spawn(
+        lossy = Some(spawn_feed(
             "lossy feed handler",
-            CLIENT_NS,
-            &[
-                "feed".into(),
-                "--quiet".into(),
-                "--duration".into(),
-                (args.duration + 30).to_string(),
-                "--ready-file".into(),
-                out_s("feed-lossy.ready"),
-                "--book-out".into(),
-                out_s("feed-lossy-book.csv"),
-                "--drop-pct".into(),
-                args.lossy_feed.to_string(),
-                "--core".into(),
-                args.client_core.to_string(),
-                "--realtime".into(),
-                FEED_PRIORITY.to_string(),
-            ],
-            &out.join("feed-lossy.log"),
-        )?;
-        wait_ready(
-            &mut p,
-            &out.join("feed-lossy.ready"),
-            &stop,
-            Duration::from_secs(10),
-        )?;
-        lossy = Some(p);
+            "feed-lossy",
+            &["--drop-pct".into(), args.lossy_feed.to_string()],
+        )?);
     }
 
     println!(
