@@ -5,6 +5,18 @@ use tokex::types::{Price, Qty, Side, Symbol};
 use tokex::wire::itch::{self, Header};
 use zerocopy::IntoBytes;
 
+/// What `itchy` reads from `msgs` written as a length-prefixed stream.
+fn itchy_parse(msgs: &[Vec<u8>]) -> Vec<itchy::Message> {
+    let mut stream = Vec::new();
+    for m in msgs {
+        stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        stream.extend_from_slice(m);
+    }
+    itchy::MessageStream::from_reader(&stream[..])
+        .collect::<Result<_, _>>()
+        .expect("itchy parses tokex's ITCH")
+}
+
 #[test]
 fn itchy_decodes_every_message_tokex_publishes() {
     let h = |locate: u16, ts: u64| Header {
@@ -72,14 +84,7 @@ fn itchy_decodes_every_message_tokex_publishes() {
         .as_bytes()
         .to_vec(),
     ];
-    let mut stream = Vec::new();
-    for m in &msgs {
-        stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
-        stream.extend_from_slice(m);
-    }
-    let parsed: Vec<itchy::Message> = itchy::MessageStream::from_reader(&stream[..])
-        .collect::<Result<_, _>>()
-        .expect("itchy parses tokex's ITCH");
+    let parsed = itchy_parse(&msgs);
     assert_eq!(parsed.len(), msgs.len());
     for (i, m) in parsed.iter().enumerate() {
         assert_eq!(m.tag, msgs[i][0]);
@@ -145,14 +150,7 @@ fn itchy_reads_header_and_field_extremes_as_tokex_wrote_them() {
             .as_bytes()
             .to_vec(),
     ];
-    let mut stream = Vec::new();
-    for m in &msgs {
-        stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
-        stream.extend_from_slice(m);
-    }
-    let parsed: Vec<itchy::Message> = itchy::MessageStream::from_reader(&stream[..])
-        .collect::<Result<_, _>>()
-        .expect("itchy parses tokex's ITCH");
+    let parsed = itchy_parse(&msgs);
     for m in &parsed {
         assert_eq!(
             (m.stock_locate, m.tracking_number, m.timestamp),
