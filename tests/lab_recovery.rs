@@ -10,15 +10,42 @@ use std::time::Duration;
 
 mod common;
 
-use common::{number_after, number_before, scratch, start_exchange, stop, tokex, wait_for, Lab};
+use common::{
+    number_after, number_before, scratch, start_exchange, stop, tokex, wait_for, Lab, Running,
+};
 
 const PREFIX: &str = "tkrec";
+
+/// `tokex load` from namespace `ns` at `rate` orders/s for `seconds`
+/// (every order sent), writing `load/` and `load.log` into `dir`.
+fn start_load(ns: &str, dir: &Path, rate: u64, seconds: u64) -> Running {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tokex(
+        ns,
+        &[
+            "load",
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &seconds.to_string(),
+            "--count",
+            &(rate * seconds).to_string(),
+            "--no-progress",
+            "--drain-ms",
+            "500",
+            "--out",
+            dir.join("load").to_str().unwrap(),
+            "--contracts",
+            root.join("contracts").to_str().unwrap(),
+        ],
+        &dir.join("load.log"),
+    )
+}
 
 #[test]
 fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     let lab = Lab::up(PREFIX);
     let (dir, config) = scratch("recovery");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = config.to_str().unwrap();
     let (ex_ns, cl_ns) = (lab.exchange_ns(), lab.client_ns());
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
@@ -39,26 +66,7 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
         &dir.join("ex1.log"),
     );
     wait_for(&dir.join("r1"), &mut ex, "exchange");
-    let mut load = tokex(
-        &cl_ns,
-        &[
-            "load",
-            "--rate",
-            "5000",
-            "--duration",
-            "3",
-            "--count",
-            "15000",
-            "--no-progress",
-            "--drain-ms",
-            "500",
-            "--out",
-            &p("load"),
-            "--contracts",
-            root.join("contracts").to_str().unwrap(),
-        ],
-        &dir.join("load.log"),
-    );
+    let mut load = start_load(&cl_ns, &dir, 5000, 3);
     std::thread::sleep(Duration::from_millis(1500));
     ex.kill().unwrap();
     ex.wait().unwrap();
@@ -157,26 +165,7 @@ fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_
     // Load for 6 s; SIGKILL the exchange three times at different points
     // (pseudo-random per run), restarting it from its journal at once.
     let mut ex = exchange(0, true);
-    let mut load = tokex(
-        &cl_ns,
-        &[
-            "load",
-            "--rate",
-            "3000",
-            "--duration",
-            "6",
-            "--count",
-            "18000",
-            "--no-progress",
-            "--drain-ms",
-            "500",
-            "--out",
-            &p("load"),
-            "--contracts",
-            root.join("contracts").to_str().unwrap(),
-        ],
-        &dir.join("load.log"),
-    );
+    let mut load = start_load(&cl_ns, &dir, 3000, 6);
     let lcg = |x: u64| {
         x.wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407)
