@@ -4,19 +4,16 @@
 //! an order twice, and the journal of the day rebuilds the same state.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddrV4;
-use std::path::Path;
 
-use tokex::client::{ClientEvent, ClientSession};
+mod common_client;
+
+use common_client::{contracts, Client, Exchange, MS, SESSION};
+use tokex::client::ClientEvent;
 use tokex::config::{demo_sessions, GatewayConfig};
-use tokex::contract::ContractSet;
 use tokex::engine::{Engine, EngineConfig, Event};
 use tokex::gateway::{Drop, Gateway, JournalSink, Peer};
 use tokex::types::{InstrumentId, Nanos, Price, Qty, Side, Symbol, Tif};
 use tokex::wire::ouch::Token;
-
-const SESSION: [u8; 10] = *b"TOKEX00001";
-const MS: u64 = 1_000_000;
 
 #[derive(Default)]
 struct Journal(Vec<(u8, Nanos, Vec<u8>)>);
@@ -60,57 +57,73 @@ impl Rng {
     }
 }
 
-fn contracts() -> ContractSet {
-    ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")).unwrap()
-}
-
-struct Client {
-    session: ClientSession,
-    peer: Peer,
-    events: Vec<ClientEvent>,
+/// A client and the orders it entered and believes live.
+struct Trader {
+    client: Client,
     entered: Vec<Token>,
     live: Vec<Token>,
+    /// Events of `client` already applied to `live`.
+    seen: usize,
+}
+
+impl AsMut<Client> for Trader {
+    fn as_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Trader {
+    /// Brings `live` up to the client's events.
+    fn track(&mut self) {
+        for e in &self.client.events[self.seen..] {
+            match *e {
+                ClientEvent::Accepted {
+                    token,
+                    tif: Tif::Day,
+                    ..
+                } => self.live.push(token),
+                ClientEvent::Replaced {
+                    token, previous, ..
+                } => {
+                    self.live.retain(|t| *t != previous);
+                    self.live.push(token);
+                }
+                ClientEvent::Canceled { token, .. } => self.live.retain(|t| *t != token),
+                _ => {}
+            }
+        }
+        self.seen = self.client.events.len();
+    }
 }
 
 struct Day {
-    gw: Gateway,
-    engine: Engine,
-    md: Vec<Event>,
+    x: Exchange,
     journal: Journal,
-    clients: Vec<Client>,
+    clients: Vec<Trader>,
     up: Lossy,
     down: Lossy,
-    now: u64,
 }
 
 impl Day {
     fn new(n_clients: usize, drop_up: u64, drop_down: u64) -> Day {
-        let set = contracts();
         let cfg = GatewayConfig {
             heartbeat_ms: 50,
             ..GatewayConfig::default()
         };
         let clients = (0..n_clients)
-            .map(|i| {
-                let user = format!("demo{:02}", i + 1);
-                Client {
-                    session: ClientSession::new(&user, &user, &format!("C{i}"), 20 * MS),
-                    peer: Peer::Udp(SocketAddrV4::new([198, 18, 0, 2].into(), 40_000 + i as u16)),
-                    events: Vec::new(),
-                    entered: Vec::new(),
-                    live: Vec::new(),
-                }
+            .map(|i| Trader {
+                client: Client::new(
+                    &format!("demo{:02}", i + 1),
+                    &format!("C{i}"),
+                    40_000 + i as u16,
+                ),
+                entered: Vec::new(),
+                live: Vec::new(),
+                seen: 0,
             })
             .collect();
         Day {
-            gw: Gateway::new(&cfg, &demo_sessions(), &set, SESSION),
-            engine: Engine::new(
-                &set,
-                EngineConfig {
-                    max_orders: 1 << 14,
-                },
-            ),
-            md: Vec::new(),
+            x: Exchange::new(&cfg, 1 << 14),
             journal: Journal::default(),
             clients,
             up: Lossy {
@@ -123,78 +136,43 @@ impl Day {
                 seen: 0,
                 dropped: 0,
             },
-            now: 1_000 * MS,
         }
     }
 
-    /// One millisecond: timers, client datagrams up, replies down.
+    /// One millisecond over the lossy link.
     fn step(&mut self) {
-        self.now += MS;
-        let now = self.now;
-        let mut replies: Vec<(Peer, Vec<u8>)> = Vec::new();
-        self.gw
-            .on_timer(Nanos(now), &mut self.journal, &mut replies);
-        let mut buf = [0u8; 1400];
-        for c in &mut self.clients {
-            if c.session.poll_timeout().is_some_and(|t| t <= now) {
-                c.session.on_timer(now);
-            }
-            while let Some(n) = c.session.poll_transmit(now, &mut buf) {
-                if self.up.pass() {
-                    self.gw.on_datagram(
-                        Nanos(now),
-                        c.peer,
-                        &buf[..n],
-                        &mut self.engine,
-                        &mut self.md,
-                        &mut self.journal,
-                        &mut replies,
-                    );
-                }
-            }
-        }
-        for (peer, bytes) in replies {
-            if !self.down.pass() {
-                continue;
-            }
-            let c = self.clients.iter_mut().find(|c| c.peer == peer).unwrap();
-            let events = &mut c.events;
-            let live = &mut c.live;
-            c.session.on_datagram(now, &bytes, &mut |e| {
-                match e {
-                    ClientEvent::Accepted {
-                        token,
-                        tif: Tif::Day,
-                        ..
-                    } => live.push(token),
-                    ClientEvent::Replaced {
-                        token, previous, ..
-                    } => {
-                        live.retain(|t| *t != previous);
-                        live.push(token);
-                    }
-                    ClientEvent::Canceled { token, .. } => live.retain(|t| *t != token),
-                    _ => {}
-                }
-                events.push(e)
-            });
+        let (up, down) = (&mut self.up, &mut self.down);
+        self.x.step(
+            &mut self.clients,
+            &mut self.journal,
+            |_| up.pass(),
+            |_| down.pass(),
+        );
+        for t in &mut self.clients {
+            t.track();
         }
     }
 
     fn run_until_quiet(&mut self, max_steps: usize) {
         for _ in 0..max_steps {
             self.step();
-            if self.clients.iter().all(|c| c.session.outstanding() == 0) {
+            if self.quiet() {
                 // A little longer, for heartbeat-revealed tail losses.
                 for _ in 0..200 {
                     self.step();
                 }
-                if self.clients.iter().all(|c| c.session.outstanding() == 0) {
+                if self.quiet() {
                     return;
                 }
             }
         }
         panic!("requests still unanswered after {max_steps} ms");
+    }
+
+    fn quiet(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|t| t.client.session.outstanding() == 0)
     }
 }
 
@@ -208,14 +186,14 @@ fn price(ticks_from_ref: i64) -> Price {
 
 fn play(day: &mut Day, orders: usize, seed: u64) {
     for c in &mut day.clients {
-        c.session.login(day.now);
+        c.client.session.login(day.x.now);
     }
     day.run_until_quiet(5_000);
-    assert!(day.clients.iter().all(|c| c.session.is_logged_in()));
+    assert!(day.clients.iter().all(|c| c.client.session.is_logged_in()));
     let mut rng = Rng(seed);
     for i in 0..orders {
         let k = rng.below(day.clients.len() as u64) as usize;
-        let now = day.now;
+        let now = day.x.now;
         let c = &mut day.clients[k];
         let action = rng.below(10);
         if action < 7 || c.live.is_empty() {
@@ -229,7 +207,7 @@ fn play(day: &mut Day, orders: usize, seed: u64) {
             } else {
                 Tif::Day
             };
-            let t = c.session.enter(
+            let t = c.client.session.enter(
                 now,
                 tk(),
                 side,
@@ -240,10 +218,10 @@ fn play(day: &mut Day, orders: usize, seed: u64) {
             c.entered.push(t);
         } else if action < 9 {
             let t = c.live.swap_remove(rng.below(c.live.len() as u64) as usize);
-            c.session.cancel(now, t, Qty::ZERO);
+            c.client.session.cancel(now, t, Qty::ZERO);
         } else {
             let t = c.live.swap_remove(rng.below(c.live.len() as u64) as usize);
-            c.session.replace(
+            c.client.session.replace(
                 now,
                 t,
                 Qty::new(1 + rng.below(5) as u32),
@@ -262,7 +240,7 @@ fn check(day: &Day) {
     // Every Enter answered exactly once (Accepted, or Rejected answering it).
     for (i, c) in day.clients.iter().enumerate() {
         let mut answers: HashMap<Token, u32> = HashMap::new();
-        for e in &c.events {
+        for e in &c.client.events {
             match *e {
                 ClientEvent::Accepted { token, .. } => *answers.entry(token).or_default() += 1,
                 ClientEvent::Rejected {
@@ -283,11 +261,11 @@ fn check(day: &Day) {
             );
         }
         // Every sequenced message delivered exactly once, in order.
-        let s = c.session.stats();
+        let s = c.client.session.stats();
         let user = format!("demo{:02}", i + 1);
         assert_eq!(
             s.sequenced + 1,
-            day.gw.next_sequence(&user).unwrap(),
+            day.x.gw.next_sequence(&user).unwrap(),
             "client {i} delivered every message of its stream once"
         );
         assert_eq!(s.unrecoverable, 0);
@@ -295,7 +273,7 @@ fn check(day: &Day) {
     // No order twice in the engine: every Accepted tag is new.
     let mut tags = HashSet::new();
     let mut accepted = 0;
-    for e in &day.md {
+    for e in &day.x.md {
         if let Event::Accepted { tag, .. } = e {
             assert!(tags.insert(*tag), "order entered twice");
             accepted += 1;
@@ -305,7 +283,8 @@ fn check(day: &Day) {
         .clients
         .iter()
         .map(|c| {
-            c.events
+            c.client
+                .events
                 .iter()
                 .filter(|e| matches!(e, ClientEvent::Accepted { .. }))
                 .count()
@@ -314,7 +293,7 @@ fn check(day: &Day) {
     assert_eq!(accepted, client_accepted);
     // Executions reach both sides.
     let mut fills = 0;
-    for e in &day.md {
+    for e in &day.x.md {
         if let Event::Executed {
             match_number,
             taker,
@@ -326,7 +305,7 @@ fn check(day: &Day) {
             for p in [taker, maker] {
                 let c = &day.clients[p.account.0 as usize];
                 assert!(
-                    c.events.iter().any(|e| matches!(e,
+                    c.client.events.iter().any(|e| matches!(e,
                         ClientEvent::Executed { match_number: m, .. } if *m == match_number)),
                     "match {match_number} reached account {}",
                     p.account.0
@@ -342,7 +321,7 @@ fn a_lossless_day_answers_every_order_once() {
     let mut day = Day::new(3, 0, 0);
     play(&mut day, 600, 0x9E37_79B9_7F4A_7C15);
     check(&day);
-    assert_eq!(day.gw.counters().dropped(Drop::Resent), 0);
+    assert_eq!(day.x.gw.counters().dropped(Drop::Resent), 0);
 }
 
 #[test]
@@ -354,11 +333,15 @@ fn a_lossy_link_still_answers_every_order_exactly_once() {
     let recovered: u64 = day
         .clients
         .iter()
-        .map(|c| c.session.stats().recoveries)
+        .map(|c| c.client.session.stats().recoveries)
         .sum();
-    let resent: u64 = day.clients.iter().map(|c| c.session.stats().resent).sum();
+    let resent: u64 = day
+        .clients
+        .iter()
+        .map(|c| c.client.session.stats().resent)
+        .sum();
     assert!(recovered > 0 && resent > 0);
-    assert!(day.gw.counters().dropped(Drop::Resent) > 0);
+    assert!(day.x.gw.counters().dropped(Drop::Resent) > 0);
 }
 
 #[test]
@@ -381,10 +364,10 @@ fn replaying_the_journal_of_a_lossy_day_rebuilds_the_same_state() {
     for (kind, now, payload) in &day.journal.0 {
         gw.replay(*kind, *now, payload, &mut engine, &mut md);
     }
-    assert_eq!(md, day.md, "the same engine events, in order");
+    assert_eq!(md, day.x.md, "the same engine events, in order");
     for i in 0..3 {
         let user = format!("demo{:02}", i + 1);
-        assert_eq!(gw.next_sequence(&user), day.gw.next_sequence(&user));
+        assert_eq!(gw.next_sequence(&user), day.x.gw.next_sequence(&user));
     }
     let book = |e: &Engine| -> Vec<_> {
         [Side::Buy, Side::Sell]
@@ -392,15 +375,19 @@ fn replaying_the_journal_of_a_lossy_day_rebuilds_the_same_state() {
             .flat_map(|s| e.resting(InstrumentId(0), s).collect::<Vec<_>>())
             .collect()
     };
-    assert_eq!(book(&engine), book(&day.engine));
-    assert_eq!(gw.counters().orders, day.gw.counters().orders);
+    assert_eq!(book(&engine), book(&day.x.engine));
+    assert_eq!(gw.counters().orders, day.x.gw.counters().orders);
     // The outbound stores were regenerated byte for byte: ask both
     // gateways for each session's whole stream.
     for c in &day.clients {
         let mut req = [0u8; 64];
         let name = format!(
             "demo{:02}",
-            1 + day.clients.iter().position(|x| x.peer == c.peer).unwrap()
+            1 + day
+                .clients
+                .iter()
+                .position(|x| x.client.peer == c.client.peer)
+                .unwrap()
         );
         let n = tokex::wire::soupbin::write_login_request(
             &mut req,
@@ -410,24 +397,24 @@ fn replaying_the_journal_of_a_lossy_day_rebuilds_the_same_state() {
             1,
         )
         .unwrap();
-        let now = Nanos(day.now + MS);
+        let now = Nanos(day.x.now + MS);
         let mut a: Vec<(Peer, Vec<u8>)> = Vec::new();
         let mut b: Vec<(Peer, Vec<u8>)> = Vec::new();
         let mut md2: Vec<Event> = Vec::new();
         gw.on_datagram(
             now,
-            c.peer,
+            c.client.peer,
             &req[..n],
             &mut engine,
             &mut md2,
             &mut (),
             &mut a,
         );
-        day.gw.on_datagram(
+        day.x.gw.on_datagram(
             now,
-            c.peer,
+            c.client.peer,
             &req[..n],
-            &mut day.engine,
+            &mut day.x.engine,
             &mut md2,
             &mut (),
             &mut b,

@@ -4,104 +4,20 @@
 //! message sent to its session meanwhile, and a request the exchange answers
 //! with a zero-decrement Canceled is settled, not re-sent for ever.
 
-use std::net::SocketAddrV4;
-use std::path::Path;
+mod common_client;
 
-use tokex::client::{ClientEvent, ClientSession};
-use tokex::config::{demo_sessions, GatewayConfig};
-use tokex::contract::ContractSet;
-use tokex::engine::{Engine, EngineConfig, Event};
-use tokex::gateway::{Gateway, Peer};
-use tokex::types::{Nanos, Price, Qty, Side, Symbol, Tif};
+use common_client::{Client, Exchange};
+use tokex::client::ClientEvent;
+use tokex::config::GatewayConfig;
+use tokex::gateway::Peer;
+use tokex::types::{Price, Qty, Side, Symbol, Tif};
 
-const MS: u64 = 1_000_000;
-
-struct Exchange {
-    gw: Gateway,
-    engine: Engine,
-    md: Vec<Event>,
-    now: u64,
-}
-
-struct Client {
-    session: ClientSession,
-    peer: Peer,
-    events: Vec<ClientEvent>,
-}
-
-impl Exchange {
-    fn new() -> Exchange {
-        let set = ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"))
-            .unwrap();
-        Exchange {
-            gw: Gateway::new(
-                &GatewayConfig::default(),
-                &demo_sessions(),
-                &set,
-                *b"TOKEX00001",
-            ),
-            engine: Engine::new(
-                &set,
-                EngineConfig {
-                    max_orders: 1 << 10,
-                },
-            ),
-            md: Vec::new(),
-            now: 1_000 * MS,
-        }
-    }
-
-    /// `n` milliseconds of a lossless link.
-    fn run(&mut self, clients: &mut [&mut Client], n: usize) {
-        for _ in 0..n {
-            self.step(clients, None);
-        }
-    }
-
-    /// One millisecond; every datagram to and from `cut` is lost.
-    fn step(&mut self, clients: &mut [&mut Client], cut: Option<Peer>) {
-        self.now += MS;
-        let now = self.now;
-        let mut replies: Vec<(Peer, Vec<u8>)> = Vec::new();
-        self.gw.on_timer(Nanos(now), &mut (), &mut replies);
-        let mut buf = [0u8; 1400];
-        for c in clients.iter_mut() {
-            if c.session.poll_timeout().is_some_and(|t| t <= now) {
-                let events = &mut c.events;
-                c.session.on_timer_with(now, &mut |e| events.push(e));
-            }
-            while let Some(n) = c.session.poll_transmit(now, &mut buf) {
-                if Some(c.peer) != cut {
-                    self.gw.on_datagram(
-                        Nanos(now),
-                        c.peer,
-                        &buf[..n],
-                        &mut self.engine,
-                        &mut self.md,
-                        &mut (),
-                        &mut replies,
-                    );
-                }
-            }
-        }
-        for (peer, bytes) in replies {
-            if Some(peer) == cut {
-                continue;
-            }
-            if let Some(c) = clients.iter_mut().find(|c| c.peer == peer) {
-                let events = &mut c.events;
-                c.session.on_datagram(now, &bytes, &mut |e| events.push(e));
-            }
-        }
-    }
+fn exchange() -> Exchange {
+    Exchange::new(&GatewayConfig::default(), 1 << 10)
 }
 
 fn client(user: &str, port: u16) -> Client {
-    Client {
-        session: ClientSession::new(user, user, "R", 20 * MS),
-        peer: Peer::Udp(SocketAddrV4::new([198, 18, 0, 2].into(), port)),
-        events: Vec::new(),
-    }
+    Client::new(user, "R", port)
 }
 
 fn tk() -> Symbol {
@@ -117,7 +33,7 @@ fn executed(c: &Client) -> bool {
 /// Two logged-in clients, A (demo01) resting a 2-lot sell at the price
 /// returned, B (demo02) to trade with it.
 fn a_rests_a_sell() -> (Exchange, Client, Client, Price) {
-    let mut x = Exchange::new();
+    let mut x = exchange();
     let mut a = client("demo01", 1);
     let mut b = client("demo02", 2);
     a.session.login(x.now);
@@ -162,9 +78,10 @@ fn a_client_cut_off_past_the_idle_timeout_logs_in_again_and_learns_of_its_fills(
     let (mut x, mut a, mut b, px) = a_rests_a_sell();
     // 16 s without a link for A: past the gateway's 15 s idle timeout, so
     // the exchange unbinds A's session and keeps its fills to itself.
-    let cut = Some(a.peer);
+    let a_peer = a.peer;
+    let not_a = move |p: Peer| p != a_peer;
     for _ in 0..16_000 {
-        x.step(&mut [&mut a, &mut b], cut);
+        x.step(&mut [&mut a, &mut b], &mut (), not_a, not_a);
     }
     assert!(
         !a.session.is_logged_in(),
@@ -208,7 +125,7 @@ fn a_client_cut_off_past_the_idle_timeout_logs_in_again_and_learns_of_its_fills(
 
 #[test]
 fn a_cancel_to_the_open_size_is_answered_and_not_resent_for_ever() {
-    let mut x = Exchange::new();
+    let mut x = exchange();
     let mut a = client("demo01", 1);
     a.session.login(x.now);
     x.run(&mut [&mut a], 5);
