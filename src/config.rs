@@ -412,6 +412,16 @@ impl Config {
         if self.runtime.batch == 0 || self.runtime.batch > 256 {
             return Err(bad("runtime.batch", "must be between 1 and 256".into()));
         }
+        let rt = &self.runtime;
+        if rt.topology == Topology::Pipelined && rt.rx_busy_poll && rt.rx_core == rt.engine_core {
+            return Err(bad(
+                "runtime.rx_core",
+                format!(
+                    "a busy-polling receive thread on the engine thread's core {} would make two spinning threads share one core (rx_busy_poll = false blocks instead)",
+                    rt.engine_core
+                ),
+            ));
+        }
         if self.runtime.rx_realtime > 99 {
             return Err(bad(
                 "runtime.rx_realtime",
@@ -543,6 +553,16 @@ mod tests {
         assert!(err.to_string().contains("runtime.rx_realtime"), "{err}");
         let c = Config::parse("t.toml", "[runtime]\nrx_realtime = 0\n").unwrap();
         assert_eq!(c.runtime.rx_realtime, 0);
+    }
+
+    #[test]
+    fn two_spinning_threads_on_one_core_are_refused() {
+        let spin = "[runtime]\ntopology = \"pipelined\"\nrx_core = 1\nengine_core = 1\nrx_busy_poll = true\n";
+        let err = Config::parse("t.toml", spin).unwrap_err();
+        assert!(err.to_string().contains("runtime.rx_core"), "{err}");
+        // A blocking receive thread may share the engine's core.
+        let block = spin.replace("rx_busy_poll = true", "rx_busy_poll = false");
+        assert!(Config::parse("t.toml", &block).is_ok());
     }
 
     #[test]
