@@ -619,3 +619,75 @@ fn checksummed_random_frames_never_panic_and_their_payload_lies_inside_the_ip_da
         decoded.get()
     );
 }
+
+/// What [`itch::stream`] must yield: each length-prefixed message decoded
+/// by `Message::parse` on its own, unknown types skipped over, any other
+/// error the last item.
+fn stream_reference(mut buf: &[u8]) -> Vec<Result<itch::Message<'_>, tokex::wire::DecodeError>> {
+    use tokex::wire::DecodeError;
+    let mut out = Vec::new();
+    loop {
+        let [a, b, rest @ ..] = buf else {
+            if !buf.is_empty() {
+                out.push(Err(DecodeError::TooShort {
+                    needed: 2,
+                    got: buf.len(),
+                }));
+            }
+            return out;
+        };
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        let Some((msg, tail)) = rest.split_at_checked(len) else {
+            out.push(Err(DecodeError::TooShort {
+                needed: len + 2,
+                got: buf.len(),
+            }));
+            return out;
+        };
+        buf = tail;
+        let r = itch::Message::parse(msg);
+        let end = matches!(r, Err(ref e) if !matches!(e, DecodeError::UnknownType(_)));
+        out.push(r);
+        if end {
+            return out;
+        }
+    }
+}
+
+/// The engine's own ITCH stream (a few thousand messages), made once.
+fn engine_itch() -> &'static [u8] {
+    static BUF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BUF.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+        let contracts = tokex::contract::ContractSet::load_dir(&dir).unwrap();
+        tokex::bench::codec::itch_stream(&contracts, 2_000, 11).0
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+    // The stream reads each message's type byte one message ahead (a
+    // speed-up); what it yields must not change: slices of a real stream
+    // starting anywhere (so framing is often garbage), with bytes changed,
+    // and arbitrary bytes.
+    #[test]
+    fn the_stream_reading_types_ahead_yields_what_parsing_each_message_does(
+        start in any::<prop::sample::Index>(),
+        len in 0usize..4_000,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        noise in bytes(),
+    ) {
+        let base = engine_itch();
+        let from = start.index(base.len());
+        let mut b = base[from..(from + len).min(base.len())].to_vec();
+        for (at, v) in flips {
+            if !b.is_empty() {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+        }
+        prop_assert_eq!(itch::stream(&b).collect::<Vec<_>>(), stream_reference(&b));
+        prop_assert_eq!(itch::stream(&noise).collect::<Vec<_>>(), stream_reference(&noise));
+    }
+}

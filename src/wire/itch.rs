@@ -101,6 +101,14 @@ macro_rules! itch_messages {
             #[inline(always)]
             pub fn parse(b: &'a [u8]) -> Result<Message<'a>, DecodeError> {
                 let t = *b.first().ok_or(DecodeError::TooShort { needed: 1, got: 0 })?;
+                Message::parse_typed(t, b)
+            }
+
+            /// As [`Message::parse`] for a non-empty `b` whose type byte
+            /// `t` (= `b[0]`) the caller has read already.
+            #[inline(always)]
+            fn parse_typed(t: u8, b: &'a [u8]) -> Result<Message<'a>, DecodeError> {
+                debug_assert_eq!(b.first(), Some(&t));
                 match t {
                     $($kind => Ok(Message::$name($name::view(b)?)),)*
                     other => Err(DecodeError::UnknownType(other)),
@@ -494,13 +502,27 @@ impl Noii {
 /// known type with the wrong length) ends the iteration after it is
 /// yielded: the framing can no longer be trusted.
 pub fn stream(buf: &[u8]) -> ItchStream<'_> {
-    ItchStream { buf, failed: false }
+    ItchStream {
+        buf,
+        failed: false,
+        next_type: type_ahead(buf),
+    }
+}
+
+/// The type byte of the message at the front of a length-prefixed `buf`
+/// (0 if there is none).
+#[inline(always)]
+fn type_ahead(buf: &[u8]) -> u8 {
+    buf.get(2).copied().unwrap_or(0)
 }
 
 /// Iterator over a length-prefixed ITCH stream; see [`stream`].
 pub struct ItchStream<'a> {
     buf: &'a [u8],
     failed: bool,
+    /// The type byte of the message at the front of `buf`, read one
+    /// message ahead (see `next`).
+    next_type: u8,
 }
 
 impl<'a> Iterator for ItchStream<'a> {
@@ -530,7 +552,16 @@ impl<'a> Iterator for ItchStream<'a> {
             }));
         };
         self.buf = tail;
-        let r = Message::parse(msg);
+        // The next message's type byte is read now, before this message's
+        // branch on its type: when that branch was mispredicted, the next
+        // one's input is ready as soon as the right path is fetched,
+        // instead of waiting for a load issued after the flush.
+        let t = std::mem::replace(&mut self.next_type, type_ahead(tail));
+        let r = if msg.is_empty() {
+            Err(DecodeError::TooShort { needed: 1, got: 0 })
+        } else {
+            Message::parse_typed(t, msg)
+        };
         // Only the error path looks at the error: the path of a decoded
         // message is the same as when every error ended the stream.
         if let Err(e) = &r {
