@@ -296,36 +296,21 @@ impl FeedBooks {
     /// ends the stream with its error.
     pub fn apply_stream(
         &mut self,
-        mut buf: &[u8],
+        buf: &[u8],
         observer: &mut impl BookObserver,
     ) -> Result<u64, crate::wire::DecodeError> {
         let mut n = 0;
-        while let [a, b, rest @ ..] = buf {
-            let len = usize::from(u16::from_be_bytes([*a, *b]));
-            let Some((msg, tail)) = rest.split_at_checked(len) else {
-                return Err(crate::wire::DecodeError::TooShort {
-                    needed: len + 2,
-                    got: buf.len(),
-                });
-            };
-            match Message::parse(msg) {
+        for m in crate::wire::itch::stream(buf) {
+            match m {
                 Ok(m) => {
                     let _ = self.apply_observed(&m, observer);
                 }
                 Err(crate::wire::DecodeError::UnknownType(_)) => self.skipped += 1,
                 Err(e) => return Err(e),
             }
-            buf = tail;
             n += 1;
         }
-        if buf.is_empty() {
-            Ok(n)
-        } else {
-            Err(crate::wire::DecodeError::TooShort {
-                needed: 2,
-                got: buf.len(),
-            })
-        }
+        Ok(n)
     }
 }
 
