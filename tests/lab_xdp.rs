@@ -292,6 +292,8 @@ fn pipelined_topology_hands_every_datagram_to_the_engine_thread_over_either_tran
             assert_eq!(rx, number_after(&ex_log, "XDP program:", "redirected"));
             assert_eq!(rx, handed, "{ex_log}");
             assert_eq!(number_after(&ex_log, "AF_XDP:", "bad"), 0, "{ex_log}");
+            // Both halves closed: the clean stop detached the program.
+            assert!(!xdp_attached(&ex_ns, &ex_if));
         } else {
             assert!(ex_log.contains("kernel UDP:"), "{ex_log}");
         }
