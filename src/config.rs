@@ -422,7 +422,7 @@ impl Config {
                 ),
             ));
         }
-        if self.runtime.rx_realtime > 99 {
+        if rt.rx_realtime > 99 {
             return Err(bad(
                 "runtime.rx_realtime",
                 "a SCHED_FIFO priority runs from 1 to 99 (0: normal scheduling)".into(),
