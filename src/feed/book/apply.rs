@@ -8,7 +8,9 @@
 //! of `order_index.rs` and `side.rs`.
 
 use super::pool::Node;
-use super::{BookError, BookObserver, FeedBooks, InstrumentBook, LevelChange, Trade, NIL};
+use super::{
+    BookError, BookObserver, FeedBooks, InstrumentBook, LevelChange, PriceGrid, Trade, NIL, NO_BOOK,
+};
 use crate::types::{Price, Side, Symbol};
 use crate::wire::itch::{trading_state, Message};
 
@@ -58,8 +60,12 @@ impl FeedBooks {
         match m {
             Message::AddOrder(a) => {
                 let side = a.side().map_err(|_| BookError::BadField)?;
+                let locate = a.stock_locate.get();
+                let book = self
+                    .book_at(locate)
+                    .ok_or(BookError::UnknownLocate(locate))?;
                 self.add(
-                    a.stock_locate.get(),
+                    book,
                     a.order_reference.get(),
                     side,
                     a.price.get(),
@@ -109,7 +115,7 @@ impl FeedBooks {
                 let node = self.pool.nodes[self.index.node_at(pos) as usize];
                 self.delete(pos, obs);
                 self.add(
-                    node.locate,
+                    usize::from(node.book),
                     new,
                     node.side,
                     u.price.get(),
@@ -123,7 +129,10 @@ impl FeedBooks {
             }
             Message::TradingAction(t) => {
                 let locate = t.stock_locate.get();
-                self.book_mut(locate)?.trading = t.trading_state == trading_state::TRADING;
+                let book = self
+                    .book_at(locate)
+                    .ok_or(BookError::UnknownLocate(locate))?;
+                self.books[book].trading = t.trading_state == trading_state::TRADING;
                 Ok(())
             }
             Message::SystemEvent(_) | Message::CrossTrade(_) | Message::Noii(_) => Ok(()),
@@ -131,52 +140,72 @@ impl FeedBooks {
     }
 
     /// Names a locate. A new instrument (or an empty one renamed) gets the
-    /// ladder of its symbol's grid; a book with orders keeps its levels.
+    /// ladder of its symbol's grid unless another book holds it; a book
+    /// with orders keeps its levels.
     fn directory(&mut self, locate: u16, symbol: Symbol) {
-        let i = usize::from(locate);
-        if self.books.len() <= i {
-            self.books.resize_with(i + 1, InstrumentBook::unnamed);
+        let existing = self.book_at(locate);
+        if let Some(i) = existing {
+            let b = &mut self.books[i];
+            if b.symbol == symbol {
+                return;
+            }
+            if !b.is_empty() {
+                b.symbol = symbol;
+                return;
+            }
+            self.release_ladder(i);
         }
-        let b = &mut self.books[i];
-        if b.symbol == Some(symbol) {
-            return;
-        }
-        if b.is_empty() {
-            let grid = self
-                .grids
-                .iter()
-                .find(|(s, _)| *s == symbol)
-                .map(|(_, g)| *g);
-            let trading = b.trading;
-            *b = InstrumentBook::named(symbol, grid);
-            b.trading = trading;
-        } else {
-            b.symbol = Some(symbol);
+        let i = existing.unwrap_or(self.books.len());
+        let grid = self.claim_ladder(symbol, i);
+        let book = InstrumentBook::named(locate, symbol, grid);
+        match existing {
+            Some(i) => {
+                let trading = self.books[i].trading;
+                self.books[i] = book;
+                self.books[i].trading = trading;
+            }
+            None => {
+                let l = usize::from(locate);
+                if self.book_of.len() <= l {
+                    self.book_of.resize(l + 1, NO_BOOK);
+                }
+                self.book_of[l] = i as u32;
+                self.books.push(book);
+            }
         }
     }
 
-    #[inline]
-    fn book_mut(&mut self, locate: u16) -> Result<&mut InstrumentBook, BookError> {
-        match self.books.get_mut(usize::from(locate)) {
-            Some(b) if b.symbol.is_some() => Ok(b),
-            _ => Err(BookError::UnknownLocate(locate)),
+    /// The grid of `symbol` for book `i`, if the symbol has one whose
+    /// ladder no other book holds; `i` holds it from now on.
+    fn claim_ladder(&mut self, symbol: Symbol, i: usize) -> Option<PriceGrid> {
+        let (_, grid, holder) = self.grids.iter_mut().find(|(s, ..)| *s == symbol)?;
+        if *holder != NO_BOOK && *holder != i as u32 {
+            return None;
+        }
+        *holder = i as u32;
+        Some(*grid)
+    }
+
+    /// Book `i` gives up the ladder it holds, if any.
+    fn release_ladder(&mut self, i: usize) {
+        for (_, _, holder) in &mut self.grids {
+            if *holder == i as u32 {
+                *holder = NO_BOOK;
+            }
         }
     }
 
+    /// Adds an order to the book at `book` (a position in `books`).
     #[inline]
     fn add(
         &mut self,
-        locate: u16,
+        book: usize,
         reference: u64,
         side: Side,
         price: u32,
         qty: u32,
         obs: &mut impl BookObserver,
     ) -> Result<(), BookError> {
-        let book = match self.books.get_mut(usize::from(locate)) {
-            Some(b) if b.symbol.is_some() => b,
-            _ => return Err(BookError::UnknownLocate(locate)),
-        };
         if self.index.find(reference).is_some() {
             return Err(BookError::DuplicateOrder(reference));
         }
@@ -187,11 +216,13 @@ impl FeedBooks {
             level: NIL,
             prev: NIL,
             next: NIL,
-            locate,
+            book: book as u16,
             side,
         });
         self.index.insert(reference, i);
-        let level = book.side_mut(side).push(&mut self.pool, i);
+        let b = &mut self.books[book];
+        let locate = b.locate;
+        let level = b.side_mut(side).push(&mut self.pool, i);
         obs.on_level(&LevelChange {
             locate,
             side,
@@ -207,14 +238,11 @@ impl FeedBooks {
     fn delete(&mut self, pos: usize, obs: &mut impl BookObserver) {
         let i = self.index.node_at(pos);
         let Node {
-            locate,
-            side,
-            price,
-            ..
+            book, side, price, ..
         } = self.pool.nodes[i as usize];
-        let (qty, orders) = self.books[usize::from(locate)]
-            .side_mut(side)
-            .remove(&mut self.pool, i);
+        let b = &mut self.books[usize::from(book)];
+        let locate = b.locate;
+        let (qty, orders) = b.side_mut(side).remove(&mut self.pool, i);
         self.index.remove_at(pos);
         self.pool.release(i);
         obs.on_level(&LevelChange {
@@ -244,11 +272,10 @@ impl FeedBooks {
         if by == node.qty {
             self.delete(pos, obs);
         } else {
-            let (qty, orders) = self.books[usize::from(node.locate)]
-                .side_mut(node.side)
-                .reduce(&mut self.pool, i, by);
+            let b = &mut self.books[usize::from(node.book)];
+            let (qty, orders) = b.side_mut(node.side).reduce(&mut self.pool, i, by);
             obs.on_level(&LevelChange {
-                locate: node.locate,
+                locate: b.locate,
                 side: node.side,
                 price: Price::from_raw(node.price),
                 qty,
@@ -275,7 +302,7 @@ impl FeedBooks {
         self.trades += 1;
         let (price, printable) = with_price.unwrap_or((node.price, true));
         obs.on_trade(&Trade {
-            locate: node.locate,
+            locate: self.books[usize::from(node.book)].locate,
             order_reference: reference,
             side: node.side,
             price: Price::from_raw(price),
@@ -359,5 +386,109 @@ mod tests {
         let mut feed = FeedBooks::new();
         assert!(feed.apply_stream(&buf[..buf.len() - 1], &mut ()).is_err());
         assert_eq!((feed.skipped, feed.order_count()), (2, 2));
+    }
+    #[test]
+    fn a_directory_naming_a_high_locate_makes_one_book_and_every_other_locate_stays_unknown() {
+        use crate::wire::itch::{
+            AddOrder, Header, OrderExecuted, OrderReplace, StockDirectory, TradingAction,
+        };
+        use zerocopy::IntoBytes;
+        let h = |stock_locate| Header {
+            stock_locate,
+            tracking_number: 0,
+            timestamp: 34_200_000_000_000,
+        };
+        let tk = Symbol::new("TK2612").unwrap();
+        let px = Price::from_raw(65_000);
+        let messages: Vec<Vec<u8>> = vec![
+            StockDirectory::new(h(65_535), tk, 1).as_bytes().to_vec(),
+            TradingAction::new(h(65_535), tk, b'T', *b"    ")
+                .as_bytes()
+                .to_vec(),
+            AddOrder::new(h(65_535), 1, Side::Buy, Qty::new(5), tk, px)
+                .as_bytes()
+                .to_vec(),
+            OrderReplace::new(h(65_535), 1, 2, Qty::new(4), px)
+                .as_bytes()
+                .to_vec(),
+            OrderExecuted::new(h(65_535), 2, Qty::new(1), 9)
+                .as_bytes()
+                .to_vec(),
+            // Locates the directory did not name, below and in between.
+            AddOrder::new(h(7), 3, Side::Buy, Qty::new(1), tk, px)
+                .as_bytes()
+                .to_vec(),
+            TradingAction::new(h(0), tk, b'T', *b"    ")
+                .as_bytes()
+                .to_vec(),
+        ];
+        let mut feed = FeedBooks::new();
+        let mut trades = Vec::new();
+        let results: Vec<_> = messages
+            .iter()
+            .map(|b| {
+                let m = Message::parse(b).unwrap();
+                feed.apply(&m, &mut |l, r, q, n| trades.push((l, r, q, n)))
+            })
+            .collect();
+        assert_eq!(
+            results[5..],
+            [
+                Err(BookError::UnknownLocate(7)),
+                Err(BookError::UnknownLocate(0))
+            ]
+        );
+        assert!(results[..5].iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(feed.books.len(), 1, "one book, not 65,536");
+        assert_eq!(feed.locates().collect::<Vec<_>>(), [65_535]);
+        assert_eq!((feed.symbol(65_535), feed.symbol(7)), (Some(tk), None));
+        assert!(feed.is_trading(65_535) && !feed.is_trading(0));
+        assert_eq!(trades, [(65_535, 2, 1, 9)], "trades name the locate");
+        assert_eq!(feed.top(65_535).0, Some((px, 3)));
+        assert_eq!(feed.top(7), (None, None));
+        assert!(feed.orders(7).is_empty() && feed.depth(7, Side::Buy).next().is_none());
+    }
+    #[test]
+    fn a_known_symbol_named_at_several_locates_has_one_ladder_and_the_others_stay_exact() {
+        use crate::wire::itch::{AddOrder, Header, OrderDelete, StockDirectory};
+        use zerocopy::IntoBytes;
+        let h = |stock_locate| Header {
+            stock_locate,
+            tracking_number: 0,
+            timestamp: 34_200_000_000_000,
+        };
+        let (tk, gh) = (Symbol::new("TK2612").unwrap(), Symbol::new("GH2612").unwrap());
+        let grid = PriceGrid {
+            lower: Price::from_raw(60_000),
+            upper: Price::from_raw(70_000),
+            tick: Price::from_raw(1),
+        };
+        let mut feed = FeedBooks::with_grids([(tk, grid)]);
+        let px = Price::from_raw(65_000);
+        let apply = |feed: &mut FeedBooks, b: &[u8]| {
+            feed.apply(&Message::parse(b).unwrap(), &mut |_, _, _, _| {})
+        };
+        for (k, locate) in [1u16, 2, 3].into_iter().enumerate() {
+            apply(&mut feed, StockDirectory::new(h(locate), tk, 1).as_bytes()).unwrap();
+            let add = AddOrder::new(h(locate), k as u64 + 1, Side::Buy, Qty::new(2), tk, px);
+            apply(&mut feed, add.as_bytes()).unwrap();
+        }
+        let on_ladder = |feed: &FeedBooks| -> Vec<bool> {
+            feed.books.iter().map(|b| b.bids.overflow.is_empty()).collect()
+        };
+        assert_eq!(on_ladder(&feed), [true, false, false], "only locate 1 has the ladder");
+        for locate in [1, 2, 3] {
+            assert_eq!(feed.top(locate).0, Some((px, 2)), "locate {locate} stays exact");
+        }
+        // Locate 1, emptied and renamed, gives the ladder up to the next
+        // locate that names TK.
+        apply(&mut feed, OrderDelete::new(h(1), 1).as_bytes()).unwrap();
+        apply(&mut feed, StockDirectory::new(h(1), gh, 1).as_bytes()).unwrap();
+        apply(&mut feed, StockDirectory::new(h(4), tk, 1).as_bytes()).unwrap();
+        let add = AddOrder::new(h(4), 9, Side::Buy, Qty::new(1), tk, px);
+        apply(&mut feed, add.as_bytes()).unwrap();
+        assert_eq!(feed.symbol(1), Some(gh));
+        assert_eq!(on_ladder(&feed), [true, false, false, true]);
+        assert_eq!(feed.top(4).0, Some((px, 1)));
     }
 }

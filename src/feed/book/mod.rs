@@ -19,6 +19,14 @@
 //!   price of an instrument without one, go to a sorted fallback map, so the
 //!   book is exact for any producer; only that fallback allocates per level.
 //! - levels hold an intrusive FIFO of their orders (u32 indices).
+//! - locate -> book: a table of dense book numbers grown to the highest
+//!   locate named (four bytes a locate), the books only for locates the
+//!   directory named: a directory naming locate 60,000 costs 240 KB, not
+//!   60,000 empty books (17 MB and 17 ms, which one hostile Stock
+//!   Directory message used to cost). A known symbol's ladder goes to one
+//!   locate at a time; another locate naming the same symbol (a producer's
+//!   error: NASDAQ names each symbol once a day) gets the exact, slower
+//!   fallback, so a hostile directory cannot allocate a ladder per locate.
 //!
 //! Nothing allocates per message in steady state: the table and the pool
 //! grow by doubling while the number of resting orders reaches new highs
@@ -127,27 +135,21 @@ impl BookObserver for () {}
 /// "No node" in the intrusive links, and "not on the grid" for a level.
 const NIL: u32 = u32::MAX;
 
+/// The book of one locate the directory named.
 #[derive(Debug, Clone)]
 struct InstrumentBook {
-    symbol: Option<Symbol>,
+    locate: u16,
+    symbol: Symbol,
     trading: bool,
     bids: SideBook,
     asks: SideBook,
 }
 
 impl InstrumentBook {
-    fn unnamed() -> InstrumentBook {
+    fn named(locate: u16, symbol: Symbol, grid: Option<PriceGrid>) -> InstrumentBook {
         InstrumentBook {
-            symbol: None,
-            trading: false,
-            bids: SideBook::new(Side::Buy, None),
-            asks: SideBook::new(Side::Sell, None),
-        }
-    }
-
-    fn named(symbol: Symbol, grid: Option<PriceGrid>) -> InstrumentBook {
-        InstrumentBook {
-            symbol: Some(symbol),
+            locate,
+            symbol,
             trading: false,
             bids: SideBook::new(Side::Buy, grid),
             asks: SideBook::new(Side::Sell, grid),
@@ -178,14 +180,26 @@ impl InstrumentBook {
     }
 }
 
-/// Every instrument's book, indexed by Stock Locate.
+/// No book for this locate in [`FeedBooks`]' `book_of`.
+const NO_BOOK: u32 = u32::MAX;
+
+/// Every instrument's book, found by Stock Locate.
 #[derive(Debug, Clone)]
 pub struct FeedBooks {
+    /// The books, in the order the directory named their locates (a node
+    /// names its book by this position, a `u16`: there are at most 65,536
+    /// locates).
     books: Vec<InstrumentBook>,
+    /// Per locate up to the highest one named, its book's position in
+    /// `books`, or [`NO_BOOK`].
+    book_of: Vec<u32>,
     pool: Pool,
     index: OrderIndex,
-    /// Known tick grids by symbol, used when the directory names one.
-    grids: Vec<(Symbol, PriceGrid)>,
+    /// Known tick grids by symbol, used when the directory names one, and
+    /// the book (position in `books`) holding its ladder, or [`NO_BOOK`]:
+    /// one ladder per grid, so a directory naming a known symbol at many
+    /// locates cannot make a ladder (hundreds of KB) for each.
+    grids: Vec<(Symbol, PriceGrid, u32)>,
     /// Messages applied.
     pub applied: u64,
     /// Messages rejected (any [`BookError`]).
@@ -231,11 +245,13 @@ impl FeedBooks {
     pub fn with_grids(grids: impl IntoIterator<Item = (Symbol, PriceGrid)>) -> FeedBooks {
         FeedBooks {
             books: Vec::new(),
+            book_of: Vec::new(),
             pool: Pool::new(),
             index: OrderIndex::with_capacity(0),
             grids: grids
                 .into_iter()
                 .filter(|(_, g)| g.tick.raw() > 0 && g.upper >= g.lower)
+                .map(|(s, g)| (s, g, NO_BOOK))
                 .collect(),
             applied: 0,
             errors: 0,
@@ -267,26 +283,40 @@ impl FeedBooks {
         }
     }
 
+    /// The position in `books` of a locate's book, if the directory named it.
+    #[inline]
+    fn book_at(&self, locate: u16) -> Option<usize> {
+        match self.book_of.get(usize::from(locate)) {
+            Some(&i) if i != NO_BOOK => Some(i as usize),
+            _ => None,
+        }
+    }
+
+    /// A locate's book, if the directory named it.
+    fn book(&self, locate: u16) -> Option<&InstrumentBook> {
+        self.book_at(locate).map(|i| &self.books[i])
+    }
+
     /// The symbol of a locate, if the directory named it.
     pub fn symbol(&self, locate: u16) -> Option<Symbol> {
-        self.books.get(usize::from(locate)).and_then(|b| b.symbol)
+        self.book(locate).map(|b| b.symbol)
     }
 
     /// Whether the last Trading Action of a locate said "trading".
     pub fn is_trading(&self, locate: u16) -> bool {
-        self.books
-            .get(usize::from(locate))
-            .is_some_and(|b| b.trading)
+        self.book(locate).is_some_and(|b| b.trading)
     }
 
     /// Locates named by the directory, in order.
     pub fn locates(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..self.books.len() as u16).filter(|&l| self.symbol(l).is_some())
+        (0..self.book_of.len())
+            .filter(|&l| self.book_of[l] != NO_BOOK)
+            .map(|l| l as u16)
     }
 
     /// Best bid and best ask with their total sizes.
     pub fn top(&self, locate: u16) -> (Option<Level>, Option<Level>) {
-        let Some(b) = self.books.get(usize::from(locate)) else {
+        let Some(b) = self.book(locate) else {
             return (None, None);
         };
         let f = |s: &SideBook| s.best_level().map(|(p, l)| (Price::from_raw(p), l.qty));
@@ -295,8 +325,7 @@ impl FeedBooks {
 
     /// The levels of one side, best first (aggregate size and order count).
     pub fn depth(&self, locate: u16, side: Side) -> impl Iterator<Item = DepthLevel> + '_ {
-        self.books
-            .get(usize::from(locate))
+        self.book(locate)
             .into_iter()
             .flat_map(move |b| b.side(side).levels_best_first())
             .map(|(p, l)| DepthLevel {
@@ -321,7 +350,7 @@ impl FeedBooks {
     /// within a level (the order of `tokex replay`'s book.csv).
     pub fn orders(&self, locate: u16) -> Vec<FeedOrder> {
         let mut out = Vec::new();
-        let Some(b) = self.books.get(usize::from(locate)) else {
+        let Some(b) = self.book(locate) else {
             return out;
         };
         for s in [&b.bids, &b.asks] {

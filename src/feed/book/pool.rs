@@ -20,7 +20,8 @@ pub(super) struct Node {
     pub(super) prev: u32,
     /// Next in the level's FIFO; next free node while on the free list.
     pub(super) next: u32,
-    pub(super) locate: u16,
+    /// Its book's position in `FeedBooks::books` (not the locate).
+    pub(super) book: u16,
     pub(super) side: Side,
 }
 
