@@ -9,6 +9,8 @@
 //! Bounded by count and by duration; it always stops by itself.
 
 mod clients;
+mod flow;
+mod tally;
 mod tracking;
 
 use std::collections::HashMap;
@@ -19,14 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
 
-use crate::bench::engine::{mixed_flow_with, FlowOp, Mix, Rng};
-use crate::client::{token_number, ClientEvent, ClientSession};
-use crate::contract::ContractSet;
+use crate::bench::engine::Mix;
+use crate::client::{ClientEvent, ClientSession};
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
-use crate::types::{Price, Qty, Tif};
-use crate::wire::ouch::Token;
 use clients::Clients;
-use tracking::{Intended, LiveOrders};
+use flow::{Flow, Schedule};
+use tally::{Interval, Tally};
 
 /// Histograms made before a run for its per-second intervals (213 KB
 /// each): a run of up to this many seconds makes none while it sends.
@@ -177,35 +177,21 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if args.rate == 0 || args.sessions == 0 || args.sessions > 8 {
         bail!("--rate must be positive and --sessions between 1 and 8");
     }
-    let contracts = ContractSet::load_dir(&args.contracts)?;
-    let picked: Vec<_> = contracts.iter().take(2).cloned().collect();
-    let flows: Vec<Vec<FlowOp>> = picked
-        .iter()
-        .enumerate()
-        .map(|(k, c)| {
-            mixed_flow_with(
-                args.count as usize / picked.len() + 1,
-                args.seed + k as u64,
-                c,
-                args.mix,
-            )
-        })
-        .collect();
+    let flow = Flow::new(args)?;
     println!(
         "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
         args.rate,
         args.count,
         args.duration,
         args.sessions,
-        picked.iter().map(|c| c.symbol.to_string()).collect::<Vec<_>>().join(","),
+        flow.symbols(),
         args.mix,
         if args.poisson { "Poisson" } else { "constant-interval" }
     );
 
     let clock = quanta::Clock::new();
-    let now = || clock.now();
-    let epoch = now();
-    let ns = |t: quanta::Instant| t.duration_since(epoch).as_nanos() as u64;
+    let epoch = clock.now();
+    let ns = || clock.now().duration_since(epoch).as_nanos() as u64;
     let prefixes: Vec<String> = (1..=args.sessions).map(|i| format!("L{i}")).collect();
     let sessions = prefixes
         .iter()
@@ -223,160 +209,46 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             Err(e) => println!("load: not pinned ({e})"),
         }
     }
-    for s in 0..args.sessions {
-        clients.session(s).login(ns(now()));
-        clients.flush(s)?;
-    }
-    let login_deadline = Instant::now() + Duration::from_secs(3);
-    while clients.sessions().any(|c| !c.is_logged_in()) {
-        if Instant::now() > login_deadline {
-            bail!(
-                "not every session logged in within 3 s: is the exchange running at {}?",
-                args.target
-            );
-        }
-        // `drive` also re-sends a login whose answer has not come back.
-        clients.drive(ns(now()), &mut |_, e| {
-            if let ClientEvent::LoginRejected { code } = e {
-                eprintln!("login rejected ({})", code as char);
-            }
-        })?;
-    }
+    log_in(&mut clients, args, &ns)?;
 
-    let mut hist = LatencyHistogram::new();
-    let mut interval = LatencyHistogram::new();
     std::fs::create_dir_all(&args.out)?;
-    let hlog_path = args.out.join(format!("{}.hlog", args.label));
     let started_wall = SystemTime::now();
-    // Each second's histogram is kept and the interval log written after the
-    // run: serialising one (hdrhistogram's V2 encoder, not resumable) took
-    // 27-138 us, which delayed the orders due then, and on two cores a
-    // writer thread would take that time from one of the busy threads all
-    // the same. The histograms are made (213 KB each, zeroed and so paged
-    // in) before the run: a new one costs 85-140 us in page faults.
-    let seconds = (args.duration + args.drain_ms / 1000 + 2).min(SPARE_INTERVALS_AT_MOST);
-    let mut spare: Vec<LatencyHistogram> = (0..seconds).map(|_| LatencyHistogram::new()).collect();
-    let mut intervals: Vec<(SystemTime, SystemTime, LatencyHistogram)> =
-        Vec::with_capacity(seconds as usize);
-    let mut interval_start = started_wall;
-    let mut intended = Intended::new(args.sessions);
-    let mut live: Vec<LiveOrders> = (0..args.sessions).map(|_| LiveOrders::default()).collect();
-    let mut report = LoadReport {
-        label: args.label.clone(),
-        intended_rate: args.rate,
-        sent: 0,
-        answered: 0,
-        lost: 0,
-        accepted: 0,
-        rejected: HashMap::new(),
-        executions: 0,
-        resent: 0,
-        seconds: 0.0,
-        summary: hist.summary(0.0),
-    };
+    let seconds = args.duration + args.drain_ms / 1000 + 2;
+    let mut tally = Tally::new(prefixes, &args.label, args.rate, seconds, started_wall);
     let bar = if args.no_progress {
         indicatif::ProgressBar::hidden()
     } else {
         indicatif::ProgressBar::new(args.count)
     };
-    let period = 1e9 / args.rate as f64;
-    // Intended send time of the next order, ns after `start`: a constant
-    // interval, or exponential gaps with the same mean (Poisson arrivals).
-    let mut offset = 0.0f64;
-    let mut arrivals = Rng::new(args.seed ^ 0x9E37_79B9);
-    let start = ns(now());
+    let mut schedule = Schedule::new(args);
+    let start = ns();
     let end = start + args.duration * 1_000_000_000;
-    let mut last_timer = start;
-    let mut last_interval = start;
+    let (mut last_timer, mut last_interval, mut last_send) = (start, start, start);
     let mut i = 0u64;
-
-    let handle = |t: u64,
-                  e: ClientEvent,
-                  session: usize,
-                  intended: &mut Intended,
-                  live: &mut [LiveOrders],
-                  report: &mut LoadReport,
-                  hist: &mut LatencyHistogram,
-                  interval: &mut LatencyHistogram| {
-        match e {
-            ClientEvent::Executed { token, qty, .. } => {
-                report.executions += 1;
-                // Track open size so cancels and replaces name live orders.
-                live[session].fill(token, u64::from(qty.lots()));
-            }
-            ClientEvent::Canceled { token, .. } => live[session].remove(token),
-            ClientEvent::Accepted {
-                token, qty, tif, ..
-            }
-            | ClientEvent::Replaced {
-                token, qty, tif, ..
-            } => {
-                report.accepted += 1;
-                if tif == Tif::Day {
-                    live[session].insert(token, u64::from(qty.lots()));
-                }
-            }
-            ClientEvent::Rejected { reason, .. } => {
-                *report.rejected.entry(reason).or_default() += 1
-            }
-            _ => {}
-        }
-        // The answer to a request is its Accepted, Replaced, Canceled or
-        // Rejected; an execution may concern an earlier request on the token.
-        if let (Some(token), false) = (e.token(), matches!(e, ClientEvent::Executed { .. })) {
-            let number = token_number(prefixes[session].as_bytes(), &token);
-            if let Some(t0) = number.and_then(|n| intended.remove(session, n)) {
-                report.answered += 1;
-                let lat = t.saturating_sub(t0);
-                hist.record(lat);
-                interval.record(lat);
-            }
-        }
-    };
-
-    let mut last_send = start;
     loop {
-        let t = ns(now());
+        let t = ns();
         if i < args.count && t < end {
-            let due = start + offset as u64;
+            let due = start + schedule.next_due();
             if t >= due {
+                // One session's burst of `--batch` orders, in one datagram.
                 let s = ((i / args.batch) % args.sessions as u64) as usize;
                 let burst = args.batch.min(args.count - i);
                 for _ in 0..burst {
-                    let cl = clients.session(s);
-                    let token = next_order(i, t, &picked, &flows, cl, &mut live[s]);
-                    if let Some(n) = token_number(prefixes[s].as_bytes(), &token) {
-                        intended.insert(s, n, due);
-                    }
+                    let token = flow.next_order(i, t, clients.session(s), &mut tally.live[s]);
+                    tally.sent(s, &token, due);
                     i += 1;
                 }
                 clients.flush(s)?;
-                report.sent += burst;
+                tally.report.sent += burst;
                 last_send = t;
-                offset += if args.poisson {
-                    let u = ((arrivals.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                    -u.ln() * period * burst as f64
-                } else {
-                    period * burst as f64
-                };
+                schedule.advance(burst);
             }
-        } else if intended.is_empty()
-            || t >= end.max(start + offset as u64) + args.drain_ms * 1_000_000
+        } else if tally.intended.is_empty()
+            || t >= end.max(start + schedule.next_due()) + args.drain_ms * 1_000_000
         {
             break;
         }
-        clients.poll(t, &mut |s, e| {
-            handle(
-                t,
-                e,
-                s,
-                &mut intended,
-                &mut live,
-                &mut report,
-                &mut hist,
-                &mut interval,
-            )
-        })?;
+        clients.poll(t, &mut |s, e| tally.on_event(t, s, e))?;
         if t - last_timer >= 1_000_000 {
             last_timer = t;
             for s in 0..args.sessions {
@@ -389,18 +261,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             // takes up to ~80 us of this loop (indicatif would draw up to
             // 20 times a second).
             bar.set_position(i);
-            let wall = started_wall + Duration::from_nanos(t - start);
-            // Past the spares (runs longer than SPARE_INTERVALS_AT_MOST s) a
-            // histogram is made here, with the cost above.
-            let next = spare.pop().unwrap_or_default();
-            let done = std::mem::replace(&mut interval, next);
-            intervals.push((interval_start, wall, done));
-            interval_start = wall;
+            tally.close_interval(started_wall, Duration::from_nanos(t - start));
             last_interval = t;
         }
     }
     bar.finish_and_clear();
-    let t = ns(now());
+    let t = ns();
     for s in 0..args.sessions {
         clients.session(s).logout(t);
         clients.flush(s)?;
@@ -408,17 +274,55 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if let Some(stats) = clients.xdp_stats() {
         println!("load: client AF_XDP: {stats}");
     }
+    let lost = tally.intended.lost();
+    let resent = clients.sessions().map(|c| c.stats().resent).sum();
+    let (mut report, hist, intervals) = tally.finish(SystemTime::now());
     // The achieved rate: orders sent over the time it took to send them
     // (the schedule's span when the generator kept up, longer when it fell
     // behind).
-    let scheduled = offset / 1e9;
     let took = last_send.saturating_sub(start) as f64 / 1e9;
-    report.seconds = scheduled.max(took).max(1e-9);
-    report.lost = intended.lost();
-    report.resent = clients.sessions().map(|c| c.stats().resent).sum();
+    report.seconds = schedule.seconds().max(took).max(1e-9);
+    report.lost = lost;
+    report.resent = resent;
     report.summary = hist.summary(report.sent as f64 / report.seconds);
-    intervals.push((interval_start, SystemTime::now(), interval));
-    write_interval_log(&hlog_path, &args.label, started_wall, &intervals)?;
+    write_outputs(args, &report, &hist, started_wall, &intervals)?;
+    Ok(report)
+}
+
+/// Logs every session in; a login whose answer has not come back is sent
+/// again by `drive`. Fails after 3 s.
+fn log_in(clients: &mut Clients, args: &LoadArgs, ns: &impl Fn() -> u64) -> anyhow::Result<()> {
+    for s in 0..args.sessions {
+        clients.session(s).login(ns());
+        clients.flush(s)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while clients.sessions().any(|c| !c.is_logged_in()) {
+        if Instant::now() > deadline {
+            bail!(
+                "not every session logged in within 3 s: is the exchange running at {}?",
+                args.target
+            );
+        }
+        clients.drive(ns(), &mut |_, e| {
+            if let ClientEvent::LoginRejected { code } = e {
+                eprintln!("login rejected ({})", code as char);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the run's `.hlog`, `.hgrm` and one-line `.json` into `--out`.
+fn write_outputs(
+    args: &LoadArgs,
+    report: &LoadReport,
+    hist: &LatencyHistogram,
+    started: SystemTime,
+    intervals: &[Interval],
+) -> anyhow::Result<()> {
+    let hlog_path = args.out.join(format!("{}.hlog", args.label));
+    write_interval_log(&hlog_path, &args.label, started, intervals)?;
     hist.save_hgrm(&args.out.join(format!("{}.hgrm", args.label)))?;
     let json = report.summary.to_json_line();
     let json = format!(
@@ -431,7 +335,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         args.out.join(format!("{}.json", args.label)),
         format!("{json}\n"),
     )?;
-    Ok(report)
+    Ok(())
 }
 
 /// Writes the run's `.hlog`: one interval per `(from, to, latencies)`.
@@ -439,7 +343,7 @@ fn write_interval_log(
     path: &std::path::Path,
     label: &str,
     started: SystemTime,
-    intervals: &[(SystemTime, SystemTime, LatencyHistogram)],
+    intervals: &[Interval],
 ) -> anyhow::Result<()> {
     let mut hlog = IntervalLog::create(path, started, &format!("tokex load {label}"))?;
     for (from, to, latencies) in intervals {
@@ -448,49 +352,4 @@ fn write_interval_log(
     }
     hlog.flush()?;
     Ok(())
-}
-
-/// The next order of the flow (order number `i`, alternating contracts):
-/// queued on `cl`, returning its token. Cancels and replaces name one of the
-/// session's live orders; with none live, a one-lot IOC at the lower limit
-/// takes their place (it is answered and cancels at once).
-fn next_order(
-    i: u64,
-    t: u64,
-    picked: &[crate::contract::Contract],
-    flows: &[Vec<FlowOp>],
-    cl: &mut ClientSession,
-    live: &mut LiveOrders,
-) -> Token {
-    let k = (i % flows.len() as u64) as usize;
-    let c = &picked[k];
-    let op = flows[k][(i / flows.len() as u64) as usize % flows[k].len()];
-    let limit = |price: u32| Price::from_raw(price);
-    match op {
-        FlowOp::Add {
-            side, price, qty, ..
-        } => cl.enter(t, c.symbol, side, Qty::new(qty), limit(price), Tif::Day),
-        FlowOp::Aggress {
-            side, price, qty, ..
-        } => cl.enter(t, c.symbol, side, Qty::new(qty), limit(price), Tif::Ioc),
-        FlowOp::Cancel { pick } | FlowOp::Replace { pick, .. } if !live.is_empty() => {
-            let old = live.take(pick as usize);
-            if let FlowOp::Replace { ticks, qty, .. } = op {
-                let p = (c.reference_price.raw() as i64 + ticks as i64 * c.tick.raw() as i64 * 3)
-                    as u32;
-                cl.replace(t, old, Qty::new(qty), limit(p))
-            } else {
-                cl.cancel(t, old, Qty::ZERO);
-                old
-            }
-        }
-        FlowOp::Cancel { .. } | FlowOp::Replace { .. } => cl.enter(
-            t,
-            c.symbol,
-            crate::types::Side::Buy,
-            Qty::new(1),
-            c.lower_limit,
-            Tif::Ioc,
-        ),
-    }
 }

@@ -457,7 +457,10 @@ mod tests {
             tracking_number: 0,
             timestamp: 34_200_000_000_000,
         };
-        let (tk, gh) = (Symbol::new("TK2612").unwrap(), Symbol::new("GH2612").unwrap());
+        let (tk, gh) = (
+            Symbol::new("TK2612").unwrap(),
+            Symbol::new("GH2612").unwrap(),
+        );
         let grid = PriceGrid {
             lower: Price::from_raw(60_000),
             upper: Price::from_raw(70_000),
@@ -474,11 +477,22 @@ mod tests {
             apply(&mut feed, add.as_bytes()).unwrap();
         }
         let on_ladder = |feed: &FeedBooks| -> Vec<bool> {
-            feed.books.iter().map(|b| b.bids.overflow.is_empty()).collect()
+            feed.books
+                .iter()
+                .map(|b| b.bids.overflow.is_empty())
+                .collect()
         };
-        assert_eq!(on_ladder(&feed), [true, false, false], "only locate 1 has the ladder");
+        assert_eq!(
+            on_ladder(&feed),
+            [true, false, false],
+            "only locate 1 has the ladder"
+        );
         for locate in [1, 2, 3] {
-            assert_eq!(feed.top(locate).0, Some((px, 2)), "locate {locate} stays exact");
+            assert_eq!(
+                feed.top(locate).0,
+                Some((px, 2)),
+                "locate {locate} stays exact"
+            );
         }
         // Locate 1, emptied and renamed, gives the ladder up to the next
         // locate that names TK.

@@ -1,0 +1,153 @@
+//! What the answers tell the load generator: each request's round trip
+//! from its intended send time (the whole run's histogram and one per
+//! second for the interval log), the counts of the report, and the
+//! sessions' live orders that later cancels and replaces pick from.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use super::tracking::{Intended, LiveOrders};
+use super::{LoadReport, SPARE_INTERVALS_AT_MOST};
+use crate::client::{token_number, ClientEvent};
+use crate::latency::LatencyHistogram;
+use crate::types::Tif;
+use crate::wire::ouch::Token;
+
+/// One second's latencies: (from, to, histogram).
+pub(super) type Interval = (SystemTime, SystemTime, LatencyHistogram);
+
+/// The answers' tally, and the state it keeps per session.
+pub(super) struct Tally {
+    /// Each session's token prefix (`L1`, `L2`, ...).
+    prefixes: Vec<String>,
+    /// Intended send times of the requests awaiting their answer.
+    pub(super) intended: Intended,
+    /// Per session, the live day orders.
+    pub(super) live: Vec<LiveOrders>,
+    pub(super) report: LoadReport,
+    /// The whole run's round trips.
+    pub(super) hist: LatencyHistogram,
+    /// The current second's round trips.
+    interval: LatencyHistogram,
+    interval_start: SystemTime,
+    /// Histograms for the seconds to come, made before the run: serialising
+    /// one as it closes (hdrhistogram's V2 encoder, not resumable) took
+    /// 27-138 us, which delayed the orders due then, and on two cores a
+    /// writer thread would take that time from one of the busy threads all
+    /// the same; a new one (213 KB, zeroed and so paged in) costs 85-140 us
+    /// in page faults. The interval log is written after the run.
+    spare: Vec<LatencyHistogram>,
+    intervals: Vec<Interval>,
+}
+
+impl Tally {
+    /// A tally for sessions with these token prefixes, in a run of
+    /// `label` at `rate` orders/s lasting about `seconds`, started at
+    /// `started`.
+    pub(super) fn new(
+        prefixes: Vec<String>,
+        label: &str,
+        rate: u64,
+        seconds: u64,
+        started: SystemTime,
+    ) -> Tally {
+        let seconds = seconds.min(SPARE_INTERVALS_AT_MOST);
+        let hist = LatencyHistogram::new();
+        let report = LoadReport {
+            label: label.to_string(),
+            intended_rate: rate,
+            sent: 0,
+            answered: 0,
+            lost: 0,
+            accepted: 0,
+            rejected: HashMap::new(),
+            executions: 0,
+            resent: 0,
+            seconds: 0.0,
+            summary: hist.summary(0.0),
+        };
+        Tally {
+            intended: Intended::new(prefixes.len()),
+            live: (0..prefixes.len()).map(|_| LiveOrders::default()).collect(),
+            prefixes,
+            report,
+            hist,
+            interval: LatencyHistogram::new(),
+            interval_start: started,
+            spare: (0..seconds).map(|_| LatencyHistogram::new()).collect(),
+            intervals: Vec::with_capacity(seconds as usize),
+        }
+    }
+
+    /// A request with `token` of session `session` was sent, intended at `due`.
+    #[inline]
+    pub(super) fn sent(&mut self, session: usize, token: &Token, due: u64) {
+        if let Some(n) = token_number(self.prefixes[session].as_bytes(), token) {
+            self.intended.insert(session, n, due);
+        }
+    }
+
+    /// Event `e` of session `session` arrived at `t` (ns after the epoch
+    /// of the intended times).
+    #[inline]
+    pub(super) fn on_event(&mut self, t: u64, session: usize, e: ClientEvent) {
+        let live = &mut self.live[session];
+        match e {
+            ClientEvent::Executed { token, qty, .. } => {
+                self.report.executions += 1;
+                // Track open size so cancels and replaces name live orders.
+                live.fill(token, u64::from(qty.lots()));
+            }
+            ClientEvent::Canceled { token, .. } => live.remove(token),
+            ClientEvent::Accepted {
+                token, qty, tif, ..
+            }
+            | ClientEvent::Replaced {
+                token, qty, tif, ..
+            } => {
+                self.report.accepted += 1;
+                if tif == Tif::Day {
+                    live.insert(token, u64::from(qty.lots()));
+                }
+            }
+            ClientEvent::Rejected { reason, .. } => {
+                *self.report.rejected.entry(reason).or_default() += 1
+            }
+            _ => {}
+        }
+        // The answer to a request is its Accepted, Replaced, Canceled or
+        // Rejected; an execution may concern an earlier request on the token.
+        if let (Some(token), false) = (e.token(), matches!(e, ClientEvent::Executed { .. })) {
+            let number = token_number(self.prefixes[session].as_bytes(), &token);
+            if let Some(t0) = number.and_then(|n| self.intended.remove(session, n)) {
+                self.report.answered += 1;
+                let lat = t.saturating_sub(t0);
+                self.hist.record(lat);
+                self.interval.record(lat);
+            }
+        }
+    }
+
+    /// Closes the current second's histogram `since_start` after the
+    /// run's start (`started` on the wall clock).
+    pub(super) fn close_interval(&mut self, started: SystemTime, since_start: Duration) {
+        let wall = started + since_start;
+        // Past the spares (runs longer than SPARE_INTERVALS_AT_MOST s) a
+        // histogram is made here, with the cost above.
+        let next = self.spare.pop().unwrap_or_default();
+        let done = std::mem::replace(&mut self.interval, next);
+        self.intervals.push((self.interval_start, wall, done));
+        self.interval_start = wall;
+    }
+
+    /// The report, the whole run's histogram and every second's, the last
+    /// one closed at `end`.
+    pub(super) fn finish(
+        mut self,
+        end: SystemTime,
+    ) -> (LoadReport, LatencyHistogram, Vec<Interval>) {
+        self.intervals
+            .push((self.interval_start, end, self.interval));
+        (self.report, self.hist, self.intervals)
+    }
+}
