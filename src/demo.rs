@@ -7,7 +7,7 @@
 //! print the latency table, write the plot, and tear the lab down — also when
 //! interrupted. It contains no trading or network logic of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -112,7 +112,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     ] {
         let _ = std::fs::remove_file(out.join(stale));
     }
-    let out_s = |name: &str| out.join(name).display().to_string();
 
     println!("== lab: namespaces {EXCHANGE_NS} (198.18.0.1) and {CLIENT_NS} (198.18.0.2)");
     lab("up")?;
@@ -126,7 +125,29 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             args.feed_loss
         );
     }
+    let mut exchange = start_exchange(args, &stop)?;
+    let feeds = start_feeds(args, &stop)?;
+    let label = run_load(args)?;
+    run_probe(out)?;
 
+    println!("== stopping the exchange (SIGINT): End of Session on the feed");
+    let ex_status = exchange.interrupt(Duration::from_secs(20))?;
+    print_log_tail("exchange at shutdown", &out.join("exchange.log"), 40);
+    if !ex_status.success() {
+        bail!("the exchange failed ({ex_status})");
+    }
+    check_books(out, feeds)?;
+    report(out, &label)
+}
+
+/// `out/name` as a command-line argument.
+fn out_arg(out: &Path, name: &str) -> String {
+    out.join(name).display().to_string()
+}
+
+/// Starts the exchange in its namespace and waits until it serves.
+fn start_exchange(args: &DemoArgs, stop: &Stop) -> anyhow::Result<Proc> {
+    let out = &args.out;
     println!(
         "== exchange: ip netns exec {EXCHANGE_NS} tokex exchange --config {}",
         args.config.display()
@@ -146,11 +167,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             args.md_transport.clone(),
             "--fresh".into(),
             "--ready-file".into(),
-            out_s("exchange.ready"),
+            out_arg(out, "exchange.ready"),
             "--book-out".into(),
-            out_s("exchange-book.csv"),
+            out_arg(out, "exchange-book.csv"),
             "--latency-dir".into(),
-            out_s("exchange-latency"),
+            out_arg(out, "exchange-latency"),
             "--max-seconds".into(),
             (args.duration + 120).to_string(),
         ],
@@ -159,27 +180,41 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     wait_ready(
         &mut exchange,
         &out.join("exchange.ready"),
-        &stop,
+        stop,
         Duration::from_secs(20),
     )?;
     print_log_tail("exchange start-up", &out.join("exchange.log"), 12);
+    Ok(exchange)
+}
 
+/// A running feed handler: who it is, its process and the stem of its
+/// files in the output directory.
+struct Feed {
+    who: &'static str,
+    stem: &'static str,
+    proc: Proc,
+}
+
+/// Starts the feed handler (and the lossy one, when asked for) in the
+/// client namespace and waits until each listens.
+fn start_feeds(args: &DemoArgs, stop: &Stop) -> anyhow::Result<Vec<Feed>> {
+    let out = &args.out;
     println!(
         "== feed handler: ip netns exec {CLIENT_NS} tokex feed --core {} --realtime {FEED_PRIORITY}",
         args.client_core
     );
     // A feed handler whose files are named after `stem`; `extra` goes
     // before its core and priority.
-    let spawn_feed = |who: &'static str, stem: &str, extra: &[String]| -> anyhow::Result<Proc> {
+    let spawn_feed = |who: &'static str, stem: &'static str, extra: &[String]| {
         let mut cmd: Vec<String> = vec![
             "feed".into(),
             "--quiet".into(),
             "--duration".into(),
             (args.duration + 30).to_string(),
             "--ready-file".into(),
-            out_s(&format!("{stem}.ready")),
+            out_arg(out, &format!("{stem}.ready")),
             "--book-out".into(),
-            out_s(&format!("{stem}-book.csv")),
+            out_arg(out, &format!("{stem}-book.csv")),
         ];
         cmd.extend_from_slice(extra);
         cmd.extend([
@@ -188,38 +223,42 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             "--realtime".into(),
             FEED_PRIORITY.to_string(),
         ]);
-        let mut p = Proc::spawn(who, CLIENT_NS, &cmd, &out.join(format!("{stem}.log")))?;
+        let mut proc = Proc::spawn(who, CLIENT_NS, &cmd, &out.join(format!("{stem}.log")))?;
         wait_ready(
-            &mut p,
+            &mut proc,
             &out.join(format!("{stem}.ready")),
-            &stop,
+            stop,
             Duration::from_secs(10),
         )?;
-        Ok(p)
+        anyhow::Ok(Feed { who, stem, proc })
     };
-    let mut feed = spawn_feed(
+    let mut feeds = vec![spawn_feed(
         "feed handler",
         "feed",
         &[
             "--csv".into(),
-            out_s("feed-messages.csv"),
+            out_arg(out, "feed-messages.csv"),
             "--hgrm".into(),
-            out_s("feed-latency.hgrm"),
+            out_arg(out, "feed-latency.hgrm"),
         ],
-    )?;
-    let mut lossy = None;
+    )?];
     if args.lossy_feed > 0 {
         println!(
             "== second feed handler, dropping {} % of the feed itself: ip netns exec {CLIENT_NS} tokex feed --drop-pct {}",
             args.lossy_feed, args.lossy_feed
         );
-        lossy = Some(spawn_feed(
+        feeds.push(spawn_feed(
             "lossy feed handler",
             "feed-lossy",
             &["--drop-pct".into(), args.lossy_feed.to_string()],
         )?);
     }
+    Ok(feeds)
+}
 
+/// Runs the load generator to its end; returns the label of its files.
+fn run_load(args: &DemoArgs) -> anyhow::Result<String> {
+    let out = &args.out;
     println!(
         "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {} --core {}",
         args.rate, args.duration, args.client_core
@@ -248,12 +287,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ],
         &out.join("load.log"),
     )?;
-    let load_status = load.wait(Duration::from_secs(args.duration + 60))?;
+    let status = load.wait(Duration::from_secs(args.duration + 60))?;
     print_log_tail("load generator", &out.join("load.log"), 40);
-    if !load_status.success() {
-        bail!("the load generator failed ({load_status})");
+    if !status.success() {
+        bail!("the load generator failed ({status})");
     }
+    Ok(label)
+}
 
+/// One login, order and cancel over the SoupBinTCP/TCP port.
+fn run_probe(out: &Path) -> anyhow::Result<()> {
     println!("== probe: ip netns exec {CLIENT_NS} tokex probe (login, order, cancel over SoupBinTCP/TCP :9002)");
     let mut probe = Proc::spawn(
         "probe",
@@ -261,56 +304,61 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &["probe".into()],
         &out.join("probe.log"),
     )?;
-    let probe_status = probe.wait(Duration::from_secs(15))?;
+    let status = probe.wait(Duration::from_secs(15))?;
     print_log_tail("probe", &out.join("probe.log"), 5);
-    if !probe_status.success() {
-        bail!("the TCP probe failed ({probe_status})");
+    if !status.success() {
+        bail!("the TCP probe failed ({status})");
     }
+    Ok(())
+}
 
-    println!("== stopping the exchange (SIGINT): End of Session on the feed");
-    let ex_status = exchange.interrupt(Duration::from_secs(20))?;
-    print_log_tail("exchange at shutdown", &out.join("exchange.log"), 40);
-    if !ex_status.success() {
-        bail!("the exchange failed ({ex_status})");
-    }
-    let feed_status = feed.wait(Duration::from_secs(15))?;
-    print_log_tail("feed handler", &out.join("feed.log"), 25);
-    if !feed_status.success() {
-        bail!("the feed handler failed ({feed_status})");
-    }
-
-    let mut books = vec![("feed handler", "feed-book.csv")];
-    if let Some(mut p) = lossy {
-        let status = p.wait(Duration::from_secs(15))?;
-        print_log_tail("lossy feed handler", &out.join("feed-lossy.log"), 9);
+/// Waits for the feed handlers to end (the exchange's End of Session stops
+/// them) and checks that each rebuilt the exchange's book exactly.
+fn check_books(out: &Path, mut feeds: Vec<Feed>) -> anyhow::Result<()> {
+    for f in &mut feeds {
+        let status = f.proc.wait(Duration::from_secs(15))?;
+        // The lossless handler's whole report; the lossy one's summary.
+        let lines = if f.stem == "feed" { 25 } else { 9 };
+        print_log_tail(f.who, &out.join(format!("{}.log", f.stem)), lines);
         if !status.success() {
-            bail!("the lossy feed handler failed ({status})");
+            bail!("the {} failed ({status})", f.who);
         }
-        books.push(("lossy feed handler", "feed-lossy-book.csv"));
     }
     let ex_book =
         std::fs::read_to_string(out.join("exchange-book.csv")).context("exchange book")?;
     let orders = ex_book.lines().count().saturating_sub(1);
-    for (who, file) in books {
+    for f in &feeds {
+        let file = format!("{}-book.csv", f.stem);
         let book =
-            std::fs::read_to_string(out.join(file)).with_context(|| format!("{who} book"))?;
+            std::fs::read_to_string(out.join(&file)).with_context(|| format!("{} book", f.who))?;
         if ex_book != book {
             bail!(
-                "the {who}'s book differs from the exchange's: compare {} and {}",
+                "the {}'s book differs from the exchange's: compare {} and {}",
+                f.who,
                 out.join("exchange-book.csv").display(),
                 out.join(file).display()
             );
         }
-        println!("== books: the {who} rebuilt all {orders} resting orders exactly as the exchange holds them");
+        println!(
+            "== books: the {} rebuilt all {orders} resting orders exactly as the exchange holds them",
+            f.who
+        );
     }
     if let Some(top) = first_symbol_book(&ex_book, 10) {
         println!("{top}");
     }
+    Ok(())
+}
 
+/// Prints the latency table of the round trip, the exchange and the feed,
+/// and writes their plot.
+fn report(out: &Path, label: &str) -> anyhow::Result<()> {
     let png = out.join("latency.png");
-    let mut runs = vec![out.join(format!("{label}.hgrm"))];
-    runs.push(out.join("exchange-latency/end_to_end.hgrm"));
-    runs.push(out.join("feed-latency.hgrm"));
+    let runs = [
+        out.join(format!("{label}.hgrm")),
+        out.join("exchange-latency/end_to_end.hgrm"),
+        out.join("feed-latency.hgrm"),
+    ];
     let table = crate::report::plot_files(
         &runs,
         &png,
