@@ -127,39 +127,7 @@ impl Server {
             journal,
         } = recover(&cfg, args, &contracts, clock.now())?;
 
-        let receiver = if cfg.runtime.topology == Topology::Pipelined {
-            let source = match &mut orders {
-                OrderPort::Kernel(port) => RxSource::Kernel(port.socket().try_clone()?),
-                OrderPort::Xdp(port) => RxSource::Xdp(
-                    port.take_receiver()
-                        .context("the AF_XDP port's receive half")?,
-                ),
-            };
-            let rx = &cfg.runtime;
-            let receiver = Receiver::spawn(
-                source,
-                RxThreadConfig {
-                    core: rx.rx_core,
-                    busy_poll: rx.rx_busy_poll,
-                    realtime: rx.rx_realtime,
-                },
-                stop.clone(),
-                clock.clock.clone(),
-            )?;
-            println!(
-                "runtime: pipelined: receive thread on core {} ({}) -> SPSC ring -> engine thread on core {}",
-                rx.rx_core,
-                match (rx.rx_busy_poll, rx.rx_realtime) {
-                    (true, _) => "busy-polling".to_string(),
-                    (false, 0) => "blocking in poll(2)".to_string(),
-                    (false, p) => format!("blocking in poll(2), SCHED_FIFO {p}"),
-                },
-                rx.engine_core
-            );
-            Some(receiver)
-        } else {
-            None
-        };
+        let receiver = spawn_receiver(&cfg, &mut orders, stop, &clock)?;
         match pin_current_thread(cfg.runtime.engine_core) {
             Ok(()) => println!(
                 "runtime: {} thread pinned to core {}",
@@ -616,4 +584,47 @@ fn none_or(items: Vec<String>) -> String {
     } else {
         items.join(" ")
     }
+}
+
+/// The pipelined topology's receive thread, reading the order port's
+/// socket (a clone of it) or its AF_XDP receive half; `None` when the
+/// exchange runs to completion.
+fn spawn_receiver(
+    cfg: &Config,
+    orders: &mut OrderPort,
+    stop: &Stop,
+    clock: &Clock,
+) -> anyhow::Result<Option<Receiver>> {
+    if cfg.runtime.topology != Topology::Pipelined {
+        return Ok(None);
+    }
+    let source = match orders {
+        OrderPort::Kernel(port) => RxSource::Kernel(port.socket().try_clone()?),
+        OrderPort::Xdp(port) => RxSource::Xdp(
+            port.take_receiver()
+                .context("the AF_XDP port's receive half")?,
+        ),
+    };
+    let rx = &cfg.runtime;
+    let receiver = Receiver::spawn(
+        source,
+        RxThreadConfig {
+            core: rx.rx_core,
+            busy_poll: rx.rx_busy_poll,
+            realtime: rx.rx_realtime,
+        },
+        stop.clone(),
+        clock.clock.clone(),
+    )?;
+    println!(
+            "runtime: pipelined: receive thread on core {} ({}) -> SPSC ring -> engine thread on core {}",
+            rx.rx_core,
+            match (rx.rx_busy_poll, rx.rx_realtime) {
+                (true, _) => "busy-polling".to_string(),
+                (false, 0) => "blocking in poll(2)".to_string(),
+                (false, p) => format!("blocking in poll(2), SCHED_FIFO {p}"),
+            },
+            rx.engine_core
+        );
+    Ok(Some(receiver))
 }
