@@ -532,7 +532,7 @@ pub fn run(ops: usize, seed: u64) -> anyhow::Result<EngineBenchReport> {
     let mut tokex: Vec<(String, Summary)> = KINDS
         .iter()
         .zip(&per_kind)
-        .map(|(k, h)| (k.to_string(), h.summary(0.0)))
+        .map(|(k, h)| (k.to_string(), h.summary(h.len() as f64 / tokex_secs)))
         .collect();
     tokex.push(("all".into(), all.summary(ops as f64 / tokex_secs)));
     Ok(EngineBenchReport {

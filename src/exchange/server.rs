@@ -543,7 +543,7 @@ impl Server {
             .finish(&mut self.interval, SystemTime::now())?;
         println!(
             "\n== latency inside the exchange (per stage)\n{}",
-            stages.table()
+            stages.table(self.serving_ns as f64 / 1e9)
         );
         for s in Stage::ALL {
             let h = stages.get(s);

@@ -195,11 +195,17 @@ pub fn fmt_ns(ns: u64) -> String {
 }
 
 impl fmt::Display for Summary {
-    /// One table row matching [`Summary::table_header`].
+    /// One table row matching [`Summary::table_header`]; a rate of 0 (not
+    /// measured for this row) shows as `-`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rate = if self.rate > 0.0 {
+            format!("{:.0}", self.rate)
+        } else {
+            "-".to_string()
+        };
         write!(
             f,
-            "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12.0}",
+            "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
             fmt_ns(self.p50_ns),
             fmt_ns(self.p90_ns),
             fmt_ns(self.p99_ns),
@@ -207,7 +213,7 @@ impl fmt::Display for Summary {
             fmt_ns(self.p9999_ns),
             fmt_ns(self.max_ns),
             self.count,
-            self.rate
+            rate
         )
     }
 }
@@ -276,13 +282,19 @@ impl StageHistograms {
         self.hists.iter_mut().for_each(LatencyHistogram::reset);
     }
 
-    /// A table: one row per stage that recorded anything.
-    pub fn table(&self) -> String {
+    /// A table: one row per stage that recorded anything, its rate the
+    /// samples over `seconds` (the time served; 0 for no rate).
+    pub fn table(&self, seconds: f64) -> String {
         let mut out = format!("{:<20} {}\n", "stage", Summary::table_header());
         for s in Stage::ALL {
             let h = self.get(s);
             if !h.is_empty() {
-                out.push_str(&format!("{:<20} {}\n", s.name(), h.summary(0.0)));
+                let rate = if seconds > 0.0 {
+                    h.len() as f64 / seconds
+                } else {
+                    0.0
+                };
+                out.push_str(&format!("{:<20} {}\n", s.name(), h.summary(rate)));
             }
         }
         out
@@ -342,9 +354,13 @@ mod tests {
     fn stage_table_lists_only_stages_with_samples() {
         let mut s = StageHistograms::default();
         s.record(Stage::EndToEnd, 2_000);
-        let t = s.table();
+        s.record(Stage::EndToEnd, 3_000);
+        let t = s.table(0.5);
         assert!(t.contains("end_to_end"));
         assert!(!t.contains("journal_write"));
+        let row = t.lines().find(|l| l.starts_with("end_to_end")).unwrap();
+        assert!(row.ends_with(" 4"), "two samples in half a second: {row}");
+        assert!(s.table(0.0).lines().nth(1).unwrap().ends_with(" -"));
     }
 
     #[test]
