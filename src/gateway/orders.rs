@@ -6,7 +6,7 @@
 
 use super::{Drop, Gateway, Outbox};
 use crate::engine::{CancelReason, Engine, Event, EventBuffer, EventSink, NewOrder, RejectReason};
-use crate::types::{InstrumentId, Nanos, Symbol};
+use crate::types::{InstrumentId, Nanos, Side, Symbol};
 use crate::wire::ouch::{self, Token};
 use zerocopy::IntoBytes;
 
@@ -74,6 +74,16 @@ fn untag(tag: u64) -> (usize, u32) {
     ((tag >> 32) as usize, tag as u32)
 }
 
+/// How the engine's events for one request are answered.
+#[derive(Default, Clone, Copy)]
+struct Answering {
+    /// The token a Replace Order names (its Replaced says which it was).
+    previous: Option<Token>,
+    /// The side of the order a Modify Order names: the cancel it makes is
+    /// answered by Order Modified, not Order Canceled.
+    modified: Option<Side>,
+}
+
 impl Gateway {
     /// A message over the session's rate limit (see the module docs).
     pub(super) fn throttled(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
@@ -93,13 +103,15 @@ impl Gateway {
                     let _ = sess.claim(t, fingerprint(msg));
                 }
                 self.counters.drop(Drop::RateLimited);
-                self.counters.reject(RejectReason::RateLimited);
-                self.send_rejected(now, s, t, RejectReason::RateLimited, out);
+                self.reject(now, s, t, RejectReason::RateLimited, out);
             }
             _ => self.counters.drop(Drop::RateLimitedSilent),
         }
     }
 
+    /// One OUCH request of session `s` into the engine, and the engine's
+    /// events out: to the market-data sink and as the answers of the
+    /// sessions they concern.
     pub(super) fn order(
         &mut self,
         now: Nanos,
@@ -114,133 +126,21 @@ impl Gateway {
             Err(_) => return self.counters.drop(Drop::BadMessage),
         };
         self.counters.orders += 1;
-        let account = self.sessions[s].account;
         self.events.clear();
-        let mut previous: Option<Token> = None;
-        // The side of the order a Modify Order names: its answer is Order
-        // Modified, not Order Canceled.
-        let mut modified: Option<crate::types::Side> = None;
-        match inbound {
-            ouch::Inbound::Enter(e) => {
-                let Some(t) = self.claim(now, s, e.token, msg, out) else {
-                    return;
-                };
-                let Ok(side) = e.side() else {
-                    self.counters.drop(Drop::BadMessage);
-                    return self.send_rejected_code(now, s, e.token, ouch::reject::OTHER, out);
-                };
-                if !e.min_qty_supported() {
-                    return self.refuse_min_qty(now, s, e.token, out);
-                }
-                let Some(&instrument) = self.symbols.get(&e.symbol()) else {
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::UnknownInstrument)
-                        .or_default() += 1;
-                    return self.send_rejected(
-                        now,
-                        s,
-                        e.token,
-                        RejectReason::UnknownInstrument,
-                        out,
-                    );
-                };
-                let o = NewOrder {
-                    account,
-                    tag: tag(s, t),
-                    instrument,
-                    side,
-                    price: e.price(),
-                    qty: e.qty(),
-                    tif: e.tif(),
-                };
-                engine.enter(now, &o, &mut self.events);
-            }
-            ouch::Inbound::Replace(r) => {
-                // The order replaced, looked up before the new token is
-                // claimed (a replace naming its own new token is unknown).
-                let order = self.sessions[s].live_order(&r.existing_token);
-                let Some(t) = self.claim(now, s, r.replacement_token, msg, out) else {
-                    return;
-                };
-                if !r.min_qty_supported() {
-                    return self.refuse_min_qty(now, s, r.replacement_token, out);
-                }
-                let Some((_, order)) = order else {
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::UnknownOrder)
-                        .or_default() += 1;
-                    return self.send_rejected(
-                        now,
-                        s,
-                        r.replacement_token,
-                        RejectReason::UnknownOrder,
-                        out,
-                    );
-                };
-                previous = Some(r.existing_token);
-                engine.replace(
-                    now,
-                    account,
-                    order,
-                    tag(s, t),
-                    r.price(),
-                    r.qty(),
-                    &mut self.events,
-                );
-            }
-            ouch::Inbound::Cancel(c) => {
-                let Some((t, order)) = self.sessions[s].live_order(&c.token) else {
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::UnknownOrder)
-                        .or_default() += 1;
-                    return self.send_rejected(now, s, c.token, RejectReason::UnknownOrder, out);
-                };
-                engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
-                self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
-            }
-            ouch::Inbound::Modify(m) => {
-                let live = self.sessions[s].live_order(&m.token);
-                let Some(((t, order), resting)) =
-                    live.and_then(|(t, order)| Some(((t, order), engine.order(order)?)))
-                else {
-                    *self
-                        .counters
-                        .rejects
-                        .entry(RejectReason::UnknownOrder)
-                        .or_default() += 1;
-                    return self.send_rejected(now, s, m.token, RejectReason::UnknownOrder, out);
-                };
-                // On equities Modify switches a sell between sell, sell
-                // short and short exempt; a futures order keeps its side,
-                // so Modify is a cancel down to a size.
-                if m.side() != Ok(resting.side) {
-                    self.counters.drop(Drop::BadMessage);
-                    return self.send_rejected_code(now, s, m.token, ouch::reject::OTHER, out);
-                }
-                engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
-                if self.events.as_slice().is_empty() {
-                    // At or above the open size: nothing changes.
-                    let m = ouch::OrderModified::new(
-                        now.since_midnight(),
-                        m.token,
-                        resting.side,
-                        resting.qty,
-                    );
-                    self.send_sequenced(now, s, m.as_bytes(), out);
-                }
-                modified = Some(resting.side);
-            }
-        }
+        let answering = match inbound {
+            ouch::Inbound::Enter(e) => self.enter_order(now, s, e, msg, engine, out),
+            ouch::Inbound::Replace(r) => self.replace_order(now, s, r, msg, engine, out),
+            ouch::Inbound::Cancel(c) => self.cancel_order(now, s, c, engine, out),
+            ouch::Inbound::Modify(m) => self.modify_order(now, s, m, engine, out),
+        };
+        // A request refused before the engine saw it has no events.
+        let Some(answering) = answering else {
+            return;
+        };
         let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
         for e in events.as_slice() {
             md.event(e);
-            match (modified, *e) {
+            match (answering.modified, *e) {
                 (
                     Some(side),
                     Event::Canceled {
@@ -250,10 +150,147 @@ impl Gateway {
                         ..
                     },
                 ) => self.report_modified(now, tag, side, remaining, out),
-                _ => self.acknowledge(now, e, previous, out),
+                _ => self.acknowledge(now, e, answering.previous, out),
             }
         }
         self.events = events;
+    }
+
+    /// Enter Order: a new order for the engine, once its token is claimed
+    /// and its fields are ones tokex takes.
+    #[inline]
+    fn enter_order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        e: &ouch::EnterOrder,
+        msg: &[u8],
+        engine: &mut Engine,
+        out: &mut impl Outbox,
+    ) -> Option<Answering> {
+        let t = self.claim(now, s, e.token, msg, out)?;
+        let Ok(side) = e.side() else {
+            self.counters.drop(Drop::BadMessage);
+            self.send_rejected_code(now, s, e.token, ouch::reject::OTHER, out);
+            return None;
+        };
+        if !e.min_qty_supported() {
+            self.refuse_min_qty(now, s, e.token, out);
+            return None;
+        }
+        let Some(&instrument) = self.symbols.get(&e.symbol()) else {
+            self.reject(now, s, e.token, RejectReason::UnknownInstrument, out);
+            return None;
+        };
+        let o = NewOrder {
+            account: self.sessions[s].account,
+            tag: tag(s, t),
+            instrument,
+            side,
+            price: e.price(),
+            qty: e.qty(),
+            tif: e.tif(),
+        };
+        engine.enter(now, &o, &mut self.events);
+        Some(Answering::default())
+    }
+
+    /// Replace Order: the session's live order under a new token, price
+    /// and size.
+    #[inline]
+    fn replace_order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        r: &ouch::ReplaceOrder,
+        msg: &[u8],
+        engine: &mut Engine,
+        out: &mut impl Outbox,
+    ) -> Option<Answering> {
+        // The order replaced, looked up before the new token is claimed (a
+        // replace naming its own new token is unknown).
+        let order = self.sessions[s].live_order(&r.existing_token);
+        let t = self.claim(now, s, r.replacement_token, msg, out)?;
+        if !r.min_qty_supported() {
+            self.refuse_min_qty(now, s, r.replacement_token, out);
+            return None;
+        }
+        let Some((_, order)) = order else {
+            self.reject(now, s, r.replacement_token, RejectReason::UnknownOrder, out);
+            return None;
+        };
+        let account = self.sessions[s].account;
+        engine.replace(
+            now,
+            account,
+            order,
+            tag(s, t),
+            r.price(),
+            r.qty(),
+            &mut self.events,
+        );
+        Some(Answering {
+            previous: Some(r.existing_token),
+            modified: None,
+        })
+    }
+
+    /// Cancel Order: the session's live order canceled down to a size.
+    #[inline]
+    fn cancel_order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        c: &ouch::CancelOrder,
+        engine: &mut Engine,
+        out: &mut impl Outbox,
+    ) -> Option<Answering> {
+        let Some((t, order)) = self.sessions[s].live_order(&c.token) else {
+            self.reject(now, s, c.token, RejectReason::UnknownOrder, out);
+            return None;
+        };
+        let account = self.sessions[s].account;
+        engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
+        self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
+        Some(Answering::default())
+    }
+
+    /// Modify Order: on equities it switches a sell between sell, sell
+    /// short and short exempt; a futures order keeps its side, so here it
+    /// is a cancel down to a size answered by Order Modified.
+    #[inline]
+    fn modify_order(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        m: &ouch::ModifyOrder,
+        engine: &mut Engine,
+        out: &mut impl Outbox,
+    ) -> Option<Answering> {
+        let live = self.sessions[s].live_order(&m.token);
+        let Some(((t, order), resting)) =
+            live.and_then(|(t, order)| Some(((t, order), engine.order(order)?)))
+        else {
+            self.reject(now, s, m.token, RejectReason::UnknownOrder, out);
+            return None;
+        };
+        if m.side() != Ok(resting.side) {
+            self.counters.drop(Drop::BadMessage);
+            self.send_rejected_code(now, s, m.token, ouch::reject::OTHER, out);
+            return None;
+        }
+        let account = self.sessions[s].account;
+        engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
+        if self.events.as_slice().is_empty() {
+            // At or above the open size: nothing changes.
+            let m =
+                ouch::OrderModified::new(now.since_midnight(), m.token, resting.side, resting.qty);
+            self.send_sequenced(now, s, m.as_bytes(), out);
+        }
+        Some(Answering {
+            previous: None,
+            modified: Some(resting.side),
+        })
     }
 
     /// The answer to a Modify Order that took lots off: Order Modified
@@ -262,7 +299,7 @@ impl Gateway {
         &mut self,
         now: Nanos,
         tag: u64,
-        side: crate::types::Side,
+        side: Side,
         remaining: crate::types::Qty,
         out: &mut impl Outbox,
     ) {
@@ -322,8 +359,7 @@ impl Gateway {
         // (The count first: the lookup runs only once the day's tokens are
         // used up, so a re-send of a used one is still recognised.)
         if sess.tokens_used() >= self.cfg.max_tokens_per_session as usize && !sess.used(&token) {
-            self.counters.reject(RejectReason::CapacityExhausted);
-            self.send_rejected(now, s, token, RejectReason::CapacityExhausted, out);
+            self.reject(now, s, token, RejectReason::CapacityExhausted, out);
             return None;
         }
         match self.sessions[s].claim(token, fp) {
@@ -333,11 +369,23 @@ impl Gateway {
                 None
             }
             Err(_) => {
-                self.counters.reject(RejectReason::DuplicateToken);
-                self.send_rejected(now, s, token, RejectReason::DuplicateToken, out);
+                self.reject(now, s, token, RejectReason::DuplicateToken, out);
                 None
             }
         }
+    }
+
+    /// Counts reject `reason` and answers `token` with it.
+    fn reject(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        token: Token,
+        reason: RejectReason,
+        out: &mut impl Outbox,
+    ) {
+        self.counters.reject(reason);
+        self.send_rejected(now, s, token, reason, out);
     }
 
     fn send_rejected(
