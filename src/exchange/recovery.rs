@@ -68,53 +68,14 @@ fn recover_from(
 ) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
-    let fsync = cfg.journal.durability == Durability::Fsync;
-    let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
-    create_dirs(journal_dir, fsync)
-        .with_context(|| format!("creating {}", journal_dir.display()))?;
-    if args.fresh && journal_path.exists() {
-        // Durable with Fsync once the new journal is created: that syncs
-        // this directory, the removals with it (see JournalWriter::open).
-        fs::remove_file(journal_path)?;
-    }
-    if !journal_path.exists() {
-        // A new day: snapshots of an earlier journal must not be matched
-        // against this one.
-        let n = snapshot::remove_all(journal_path)?;
-        if n > 0 {
-            println!("recovery: no journal: removed {n} snapshots of an earlier one");
-        }
-    }
+    prepare_day(cfg, args.fresh)?;
     let t0 = Instant::now();
     let use_snapshots = cfg.journal.durability != Durability::None && journal_path.exists();
-    let mut resumed = None;
-    if use_snapshots {
-        let fp = snapshot::fingerprint(cfg, contracts);
-        for (_, path) in snapshot::list(journal_path) {
-            let attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
-                let snap = snapshot::load(&path, fp, journal_path)?;
-                let mut archive = MdArchive::resume(&archive_path, &snap.state.archive)?;
-                let held = archive.recent(REFILL);
-                let mut replica = Replica::new(cfg, contracts, STORE_CAPACITY);
-                replica.restore(&snap.state, &held)?;
-                Ok((replica, archive, snap.header))
-            };
-            match attempt() {
-                Ok(r) => {
-                    println!(
-                        "recovery: loaded snapshot {} ({} journal records, market data at sequence {}) in {:.1} ms",
-                        path.display(),
-                        r.2.journal.records,
-                        r.2.md_next,
-                        t0.elapsed().as_secs_f64() * 1e3
-                    );
-                    resumed = Some(r);
-                    break;
-                }
-                Err(e) => println!("recovery: skipping snapshot {}: {e:#}", path.display()),
-            }
-        }
-    }
+    let resumed = if use_snapshots {
+        newest_usable_snapshot(cfg, contracts, &archive_path, t0)
+    } else {
+        None
+    };
     let (mut replica, mut archive, from) = match resumed {
         Some((r, a, h)) => (r, a, Some(h.journal)),
         None => {
@@ -167,7 +128,6 @@ fn recover_from(
             archive.missed
         );
     }
-    let replayed = report.records - from.map_or(0, |p| p.records);
     let Replica {
         engine,
         gateway,
@@ -175,6 +135,7 @@ fn recover_from(
         accepted,
         ..
     } = replica;
+    let replayed = report.records - from.map_or(0, |p| p.records);
     if let Some(from) = from {
         println!(
             "recovery: from snapshot at record {}: replayed {replayed} journal records after it in {:.1} ms ({:.1} ms in all); {accepted} orders accepted in that tail, {} resting, {} trades; market data continues at sequence {}",
@@ -220,6 +181,67 @@ fn recover_from(
         },
         from.map(|p| p.records),
     ))
+}
+
+/// Makes the journal's directory; with `fresh` removes the journal; with
+/// no journal (a new day) removes the snapshots of an earlier one, which
+/// must not be matched against the new journal.
+fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<()> {
+    let journal_path = &cfg.journal.path;
+    let fsync = cfg.journal.durability == Durability::Fsync;
+    let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
+    create_dirs(journal_dir, fsync)
+        .with_context(|| format!("creating {}", journal_dir.display()))?;
+    if fresh && journal_path.exists() {
+        // Durable with Fsync once the new journal is created: that syncs
+        // this directory, the removals with it (see JournalWriter::open).
+        fs::remove_file(journal_path)?;
+    }
+    if !journal_path.exists() {
+        let n = snapshot::remove_all(journal_path)?;
+        if n > 0 {
+            println!("recovery: no journal: removed {n} snapshots of an earlier one");
+        }
+    }
+    Ok(())
+}
+
+/// The newest snapshot that loads, matches this configuration and
+/// journal, and whose market data the archive at `archive_path` still
+/// holds: the state it restores, the archive cut to its point and its
+/// header. Each one skipped is said with why; `None` when none is usable.
+fn newest_usable_snapshot(
+    cfg: &Config,
+    contracts: &ContractSet,
+    archive_path: &Path,
+    t0: Instant,
+) -> Option<(Replica, MdArchive, snapshot::Header)> {
+    let journal_path = &cfg.journal.path;
+    let fp = snapshot::fingerprint(cfg, contracts);
+    for (_, path) in snapshot::list(journal_path) {
+        let attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
+            let snap = snapshot::load(&path, fp, journal_path)?;
+            let mut archive = MdArchive::resume(archive_path, &snap.state.archive)?;
+            let held = archive.recent(REFILL);
+            let mut replica = Replica::new(cfg, contracts, STORE_CAPACITY);
+            replica.restore(&snap.state, &held)?;
+            Ok((replica, archive, snap.header))
+        };
+        match attempt() {
+            Ok(r) => {
+                println!(
+                    "recovery: loaded snapshot {} ({} journal records, market data at sequence {}) in {:.1} ms",
+                    path.display(),
+                    r.2.journal.records,
+                    r.2.md_next,
+                    t0.elapsed().as_secs_f64() * 1e3
+                );
+                return Some(r);
+            }
+            Err(e) => println!("recovery: skipping snapshot {}: {e:#}", path.display()),
+        }
+    }
+    None
 }
 
 /// Creates `dir` and its missing parents. With `sync`, each new directory's
