@@ -151,125 +151,190 @@ pub fn spawn_with(
         waker,
         pushed: false,
     };
+    let thread = TcpThread {
+        listener,
+        wakee,
+        conns: HashMap::new(),
+        next_id: 1,
+        inbound,
+        outbound,
+        stop,
+        limits,
+        closed: Vec::new(),
+    };
     std::thread::Builder::new()
         .name("tokex-tcp".into())
-        .spawn(move || {
-            let mut conns: HashMap<u32, Conn> = HashMap::new();
-            let mut next_id = 1u32;
-            let mut buf = [0u8; 4096];
-            let mut logout = [0u8; 8];
-            let logout_len =
-                soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
-            let push = |item: TcpInbound| {
-                let mut item = item;
-                // The engine drains this ring every loop; wait for room rather
-                // than drop a client's packet, unless the port is stopping
-                // (the engine no longer reads it: the packet came too late).
-                while let Err(back) = inbound.push(item) {
-                    if stop.is_set() {
-                        return;
-                    }
-                    item = back;
-                    std::thread::yield_now();
+        .spawn(move || thread.run())
+        .map(|handle| (handle, replies))
+}
+
+/// The TCP thread: the listener, the connections by id, and the rings to
+/// and from the engine.
+struct TcpThread {
+    listener: TcpListener,
+    /// Readable when the engine has pushed replies (see [`TcpReplies`]).
+    wakee: UnixStream,
+    conns: HashMap<u32, Conn>,
+    next_id: u32,
+    inbound: Arc<Handoff<TcpInbound>>,
+    outbound: Arc<Handoff<TcpPacket>>,
+    stop: Stop,
+    limits: TcpLimits,
+    /// Connections to close at the end of this turn.
+    closed: Vec<u32>,
+}
+
+impl TcpThread {
+    fn run(mut self) {
+        while !self.stop.is_set() {
+            self.wait();
+            self.accept();
+            self.read();
+            self.take_replies();
+            self.write();
+            self.close();
+        }
+        write_out(&mut self.conns, &self.outbound, FINAL_WRITE);
+    }
+
+    /// Sleeps until a connection, data, a wake from the engine, or the
+    /// timeout (for `stop`). Pending output means polling for writability
+    /// too.
+    fn wait(&mut self) {
+        {
+            let mut fds = Vec::with_capacity(self.conns.len() + 2);
+            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.wakee.as_fd(), PollFlags::POLLIN));
+            for c in self.conns.values() {
+                let mut flags = PollFlags::POLLIN;
+                if !c.tx.is_empty() {
+                    flags |= PollFlags::POLLOUT;
                 }
+                fds.push(PollFd::new(c.stream.as_fd(), flags));
+            }
+            let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
+        }
+        let mut drain = [0u8; 64];
+        while matches!((&self.wakee).read(&mut drain), Ok(n) if n > 0) {}
+    }
+
+    /// Takes the new connections, up to the limit (past it a connection is
+    /// closed at once: the client sees EOF).
+    fn accept(&mut self) {
+        while let Ok((stream, from)) = self.listener.accept() {
+            if self.conns.len() >= self.limits.connections {
+                continue;
+            }
+            let host = match from.ip() {
+                IpAddr::V4(h) => h,
+                IpAddr::V6(h) => h.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
             };
-            let mut drain = [0u8; 64];
-            while !stop.is_set() {
-                // Sleep until a connection, data, a wake from the engine,
-                // or the timeout (for `stop`). Pending output means poll
-                // for writability too.
-                {
-                    let mut fds = Vec::with_capacity(conns.len() + 2);
-                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-                    fds.push(PollFd::new(wakee.as_fd(), PollFlags::POLLIN));
-                    for c in conns.values() {
-                        let mut flags = PollFlags::POLLIN;
-                        if !c.tx.is_empty() {
-                            flags |= PollFlags::POLLOUT;
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.set_nodelay(true);
+            self.conns.insert(
+                self.next_id,
+                Conn {
+                    stream,
+                    host,
+                    rx: Reassembler::new(1 << 16, MAX_PACKET),
+                    tx: Vec::new(),
+                },
+            );
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+        }
+    }
+
+    /// Reads every connection dry and hands its whole packets to the
+    /// engine; a connection that ended, failed or sent an impossible
+    /// length (the stream cannot be resynchronised) is to be closed.
+    fn read(&mut self) {
+        let mut buf = [0u8; 4096];
+        for (&id, c) in self.conns.iter_mut() {
+            loop {
+                let n = match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        self.closed.push(id);
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        self.closed.push(id);
+                        break;
+                    }
+                };
+                if c.rx.extend(&buf[..n]).is_err() {
+                    self.closed.push(id);
+                    break;
+                }
+                loop {
+                    match c.rx.next_packet() {
+                        Ok(Some(p)) => {
+                            hand_over(&self.inbound, &self.stop, (id, c.host, p.to_vec()))
                         }
-                        fds.push(PollFd::new(c.stream.as_fd(), flags));
-                    }
-                    let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
-                }
-                while matches!((&wakee).read(&mut drain), Ok(n) if n > 0) {}
-                while let Ok((stream, from)) = listener.accept() {
-                    if conns.len() >= limits.connections {
-                        // Closed at once (dropped): the client sees EOF.
-                        continue;
-                    }
-                    let host = match from.ip() {
-                        IpAddr::V4(h) => h,
-                        IpAddr::V6(h) => h.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    };
-                    let _ = stream.set_nonblocking(true);
-                    let _ = stream.set_nodelay(true);
-                    conns.insert(
-                        next_id,
-                        Conn {
-                            stream,
-                            host,
-                            rx: Reassembler::new(1 << 16, MAX_PACKET),
-                            tx: Vec::new(),
-                        },
-                    );
-                    next_id = next_id.wrapping_add(1).max(1);
-                }
-                let mut closed = Vec::new();
-                for (&id, c) in conns.iter_mut() {
-                    loop {
-                        match c.stream.read(&mut buf) {
-                            Ok(0) => {
-                                closed.push(id);
-                                break;
-                            }
-                            Ok(n) => {
-                                if c.rx.extend(&buf[..n]).is_err() {
-                                    closed.push(id);
-                                    break;
-                                }
-                                loop {
-                                    match c.rx.next_packet() {
-                                        Ok(Some(p)) => push((id, c.host, p.to_vec())),
-                                        Ok(None) => break,
-                                        Err(_) => {
-                                            // An impossible length: the stream cannot be resynchronised.
-                                            closed.push(id);
-                                            break;
-                                        }
-                                    }
-                                }
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(_) => {
-                                closed.push(id);
-                                break;
-                            }
+                        Ok(None) => break,
+                        Err(_) => {
+                            self.closed.push(id);
+                            break;
                         }
-                    }
-                }
-                while let Some((id, bytes)) = outbound.pop() {
-                    if let Some(c) = conns.get_mut(&id) {
-                        c.tx.extend_from_slice(&bytes);
-                        if c.tx.len() > limits.pending_bytes {
-                            // A client that does not read its replies.
-                            closed.push(id);
-                        }
-                    }
-                }
-                for (&id, c) in conns.iter_mut() {
-                    if c.write_pending().is_err() {
-                        closed.push(id);
-                    }
-                }
-                for id in closed {
-                    if let Some(c) = conns.remove(&id) {
-                        push((id, c.host, logout[..logout_len].to_vec()));
                     }
                 }
             }
-            write_out(&mut conns, &outbound, FINAL_WRITE);
-        })
-        .map(|handle| (handle, replies))
+        }
+    }
+
+    /// Queues the engine's replies on their connections; one whose unsent
+    /// replies pass the limit (a client that does not read) is to be
+    /// closed.
+    fn take_replies(&mut self) {
+        while let Some((id, bytes)) = self.outbound.pop() {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.tx.extend_from_slice(&bytes);
+                if c.tx.len() > self.limits.pending_bytes {
+                    self.closed.push(id);
+                }
+            }
+        }
+    }
+
+    /// Writes what each connection can take now.
+    fn write(&mut self) {
+        for (&id, c) in self.conns.iter_mut() {
+            if c.write_pending().is_err() {
+                self.closed.push(id);
+            }
+        }
+    }
+
+    /// Closes the connections marked this turn; each one's session gets a
+    /// Logout Request from the engine's point of view.
+    fn close(&mut self) {
+        let mut logout = [0u8; 8];
+        let n = soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
+        for id in std::mem::take(&mut self.closed) {
+            if let Some(c) = self.conns.remove(&id) {
+                hand_over(
+                    &self.inbound,
+                    &self.stop,
+                    (id, c.host, logout[..n].to_vec()),
+                );
+            }
+        }
+    }
+}
+
+/// Hands a client packet to the engine. The engine drains this ring every
+/// loop: wait for room rather than drop a client's packet, unless the port
+/// is stopping (the engine no longer reads it: the packet came too late).
+fn hand_over(inbound: &Handoff<TcpInbound>, stop: &Stop, item: TcpInbound) {
+    let mut item = item;
+    while let Err(back) = inbound.push(item) {
+        if stop.is_set() {
+            return;
+        }
+        item = back;
+        std::thread::yield_now();
+    }
 }
 
 /// How long a stopping TCP thread waits for slow readers.
