@@ -169,6 +169,38 @@ pub fn tif_fields(t: Tif, shares: u32) -> (u32, u32) {
     }
 }
 
+/// The terms an Enter Order and a Replace Order share (shares, price,
+/// time in force and minimum quantity, in fields of the same names), read
+/// the same way for both.
+macro_rules! order_terms {
+    ($t:ident) => {
+        impl $t {
+            pub fn qty(&self) -> Qty {
+                Qty::new(self.shares.get())
+            }
+            pub fn price(&self) -> Price {
+                Price::from_raw(self.price.get())
+            }
+            /// Whether tokex takes this order's minimum quantity
+            /// ([`min_qty_supported`]).
+            pub fn min_qty_supported(&self) -> bool {
+                min_qty_supported(
+                    self.time_in_force.get(),
+                    self.shares.get(),
+                    self.minimum_quantity.get(),
+                )
+            }
+            pub fn tif(&self) -> Tif {
+                tif_of(
+                    self.time_in_force.get(),
+                    self.shares.get(),
+                    self.minimum_quantity.get(),
+                )
+            }
+        }
+    };
+}
+
 wire_struct!(
     /// Enter Order `O` (49 bytes).
     EnterOrder, 49, {
@@ -221,31 +253,12 @@ impl EnterOrder {
     pub fn side(&self) -> Result<Side, DecodeError> {
         side_of(self.side)
     }
-    pub fn qty(&self) -> Qty {
-        Qty::new(self.shares.get())
-    }
     pub fn symbol(&self) -> Symbol {
         Symbol::from_wire(self.stock)
     }
-    pub fn price(&self) -> Price {
-        Price::from_raw(self.price.get())
-    }
-    /// Whether tokex takes this order's minimum quantity ([`min_qty_supported`]).
-    pub fn min_qty_supported(&self) -> bool {
-        min_qty_supported(
-            self.time_in_force.get(),
-            self.shares.get(),
-            self.minimum_quantity.get(),
-        )
-    }
-    pub fn tif(&self) -> Tif {
-        tif_of(
-            self.time_in_force.get(),
-            self.shares.get(),
-            self.minimum_quantity.get(),
-        )
-    }
 }
+
+order_terms!(EnterOrder);
 
 wire_struct!(
     /// Replace Order `U` (47 bytes).
@@ -281,28 +294,9 @@ impl ReplaceOrder {
     pub fn replacement_token(&self) -> &[u8] {
         trim(&self.replacement_token)
     }
-    pub fn qty(&self) -> Qty {
-        Qty::new(self.shares.get())
-    }
-    pub fn price(&self) -> Price {
-        Price::from_raw(self.price.get())
-    }
-    /// Whether tokex takes this order's minimum quantity ([`min_qty_supported`]).
-    pub fn min_qty_supported(&self) -> bool {
-        min_qty_supported(
-            self.time_in_force.get(),
-            self.shares.get(),
-            self.minimum_quantity.get(),
-        )
-    }
-    pub fn tif(&self) -> Tif {
-        tif_of(
-            self.time_in_force.get(),
-            self.shares.get(),
-            self.minimum_quantity.get(),
-        )
-    }
 }
+
+order_terms!(ReplaceOrder);
 
 wire_struct!(
     /// Cancel Order `X` (19 bytes): `shares` is the new open size (0 = all).
