@@ -1,7 +1,7 @@
 //! The fast feed book equals a deliberately naive reference model: random
 //! ITCH sequences (directory, trading action, add, execute, execute with
 //! price, cancel, delete, replace; unknown and duplicate references, unknown
-//! locates, oversize executions, bad side bytes, prices on the ladder, off
+//! locates and locates far apart, oversize executions, bad side bytes, prices on the ladder, off
 //! its tick, outside its limits, and instruments without a ladder) give the
 //! same result per message, the same callbacks (trades, and every level
 //! change with the level's new aggregate), and the same orders, top of book,
@@ -384,7 +384,7 @@ fn check(ops: &[Op], reserve: usize, every: usize) -> Result<(), TestCaseError> 
         if n % every != 0 && n + 1 != ops.len() {
             continue;
         }
-        for l in 0..4u16 {
+        for l in [0, 1, 2, 3, 60_000, u16::MAX, 7, 59_999] {
             let orders = model.orders(l);
             prop_assert_eq!(
                 &book.orders(l),
@@ -407,6 +407,8 @@ fn check(ops: &[Op], reserve: usize, every: usize) -> Result<(), TestCaseError> 
             );
         }
         prop_assert_eq!(book.order_count(), model.orders.len());
+        let named: Vec<u16> = model.names.keys().copied().collect();
+        prop_assert_eq!(book.locates().collect::<Vec<_>>(), named);
     }
     for o in &model.orders {
         prop_assert_eq!(
@@ -428,13 +430,19 @@ fn price() -> impl Strategy<Value = u32> {
     ]
 }
 
+/// Locates: mostly the few low ones, sometimes far apart (the books are
+/// found through a table up to the highest named locate).
+fn locate() -> impl Strategy<Value = u16> {
+    prop_oneof![8 => 0..4u16, 1 => Just(60_000u16), 1 => Just(u16::MAX)]
+}
+
 fn op(refs: impl Strategy<Value = u64> + Clone + 'static) -> impl Strategy<Value = Op> {
     let qty = prop_oneof![1..20u32, Just(0u32), Just(u32::MAX)];
     let side = prop_oneof![10 => Just(b'B'), 10 => Just(b'S'), 1 => Just(b'Z')];
     prop_oneof![
-        1 => (0..4u16, 0..3usize).prop_map(|(l, s)| Op::Directory(l, s)),
-        1 => (0..4u16, any::<bool>()).prop_map(|(l, t)| Op::Trading(l, t)),
-        12 => (prop_oneof![4 => Just(1u16), 3 => Just(2u16), 1 => 0..4u16], refs.clone(), side, qty.clone(), price())
+        1 => (locate(), 0..3usize).prop_map(|(l, s)| Op::Directory(l, s)),
+        1 => (locate(), any::<bool>()).prop_map(|(l, t)| Op::Trading(l, t)),
+        12 => (prop_oneof![4 => Just(1u16), 3 => Just(2u16), 1 => locate()], refs.clone(), side, qty.clone(), price())
             .prop_map(|(locate, reference, side, qty, price)| Op::Add { locate, reference, side, qty, price }),
         4 => (refs.clone(), qty.clone(), any::<u64>()).prop_map(|(r, q, m)| Op::Execute(r, q, m)),
         2 => (refs.clone(), qty.clone(), any::<u64>(), any::<bool>(), price())
