@@ -1,11 +1,12 @@
 //! The fast feed book equals a deliberately naive reference model: random
 //! ITCH sequences (directory, trading action, add, execute, execute with
 //! price, cancel, delete, replace; unknown and duplicate references, unknown
-//! locates and locates far apart, oversize executions, bad side bytes, prices on the ladder, off
-//! its tick, outside its limits, and instruments without a ladder) give the
-//! same result per message, the same callbacks (trades, and every level
-//! change with the level's new aggregate), and the same orders, top of book,
-//! depth and per-order lookups after every message.
+//! locates and locates far apart, oversize executions, bad side bytes,
+//! prices on the ladder, off its tick, outside its limits, and instruments
+//! without a ladder) give the same result per message, the same callbacks
+//! (trades, and every level change with the level's new aggregate), and the
+//! same orders, top of book, depth and per-order lookups after every
+//! message.
 
 use std::collections::BTreeMap;
 
