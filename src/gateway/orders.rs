@@ -170,8 +170,7 @@ impl Gateway {
     ) -> Option<Answering> {
         let t = self.claim(now, s, e.token, msg, out)?;
         let Ok(side) = e.side() else {
-            self.counters.drop(Drop::BadMessage);
-            self.send_rejected_code(now, s, e.token, ouch::reject::OTHER, out);
+            self.refuse_bad_field(now, s, e.token, out);
             return None;
         };
         if !e.min_qty_supported() {
@@ -275,8 +274,7 @@ impl Gateway {
             return None;
         };
         if m.side() != Ok(resting.side) {
-            self.counters.drop(Drop::BadMessage);
-            self.send_rejected_code(now, s, m.token, ouch::reject::OTHER, out);
+            self.refuse_bad_field(now, s, m.token, out);
             return None;
         }
         let account = self.sessions[s].account;
@@ -310,6 +308,14 @@ impl Gateway {
         let token = self.sessions[s].token(t);
         let m = ouch::OrderModified::new(now.since_midnight(), token, side, remaining);
         self.send_sequenced(now, s, m.as_bytes(), out);
+    }
+
+    /// A request with a field value tokex cannot take (an unknown side, a
+    /// Modify changing the side): counted as a bad message and answered
+    /// with reason Other.
+    fn refuse_bad_field(&mut self, now: Nanos, s: usize, token: Token, out: &mut impl Outbox) {
+        self.counters.drop(Drop::BadMessage);
+        self.send_rejected_code(now, s, token, ouch::reject::OTHER, out);
     }
 
     /// An Enter or Replace whose minimum quantity tokex does not take
