@@ -209,6 +209,8 @@ pub struct ClientSession {
     /// one is dropped when it comes up without a look into `pending` (a
     /// cache miss per request when many are in flight).
     first_deadlines: VecDeque<(Deadline, bool)>,
+    /// Requests in `pending` re-sent at least once.
+    resent_pending: u64,
     /// Later re-send deadlines (backed off), earliest first.
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_request: u64,
@@ -293,6 +295,7 @@ impl ClientSession {
             packets: Vec::with_capacity(1 << 12),
             free_packets: Vec::with_capacity(1 << 12),
             first_deadlines: VecDeque::with_capacity(1 << 12),
+            resent_pending: 0,
             deadlines: BinaryHeap::new(),
             next_request: 0,
             outbox: VecDeque::with_capacity(256),
@@ -531,6 +534,8 @@ impl ClientSession {
         self.free_packets.push(p.packet);
         if p.tries == 0 {
             self.close_first_deadline(p.id);
+        } else {
+            self.resent_pending -= 1;
         }
         Some(p)
     }
@@ -762,7 +767,6 @@ impl ClientSession {
             }
             return;
         }
-        let mut resent = false;
         let rto = self.resend_timeout();
         while let Some((due, id, key)) = self.next_due(now) {
             let Some(p) = self.pending.get_mut(&key) else {
@@ -772,17 +776,24 @@ impl ClientSession {
                 continue; // a newer request on the key, or re-scheduled
             }
             p.tries += 1;
+            let first_resend = p.tries == 1;
             p.due = now + rto * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
             self.deadlines.push(Reverse((p.due, id, key)));
             self.outbox.push_back(self.packets[p.packet as usize]);
             self.stats.resent += 1;
-            resent = true;
+            self.resent_pending += u64::from(first_resend);
         }
         // A lost answer in the middle of a stream shows as a gap (recovered
-        // at once); a lost answer at the end shows as silence. Asking for
-        // everything since the last delivered message while answers still
-        // flow in order would only make the exchange send them twice.
-        if resent && now.saturating_sub(self.last_delivered_at) >= self.resend_after {
+        // at once); a lost answer at the end shows as silence: while a
+        // re-sent request is unanswered and nothing has been delivered for
+        // the wait, the session asks for everything since the last
+        // delivered message, again after every wait (the re-request, its
+        // Login Accepted or what follows may be lost too), not only when a
+        // backed-off re-send falls due. Asking while answers still flow in
+        // order would only make the exchange send them twice. A re-request
+        // made for a gap and not answered within the wait is repeated too.
+        let silent = now.saturating_sub(self.last_delivered_at) >= self.resend_after;
+        if (self.resent_pending > 0 && silent) || self.recovery_sent_at.is_some() {
             self.recover(now);
         }
         if self.outbox.is_empty() && now.saturating_sub(self.last_tx) >= HEARTBEAT_NS {
@@ -934,6 +945,79 @@ mod tests {
         match Packet::parse(&out[..n]).unwrap().0 {
             Packet::LoginRequest(r) => assert_eq!(r.requested_sequence().unwrap(), 5),
             p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn a_re_request_whose_answer_is_lost_is_repeated_after_the_wait() {
+        let mut s = logged_in(100);
+        // Message 3 arrives before 1 and 2: the session asks from 1.
+        s.on_datagram(10, &sequenced(3, 1), &mut |_| {});
+        assert_eq!(sent_login(&mut s, 10), Some(1));
+        // Nothing answers; within the wait nothing is asked again.
+        s.on_timer(60);
+        assert_eq!(sent_login(&mut s, 60), None);
+        s.on_timer(110);
+        assert_eq!(
+            sent_login(&mut s, 110),
+            Some(1),
+            "asked again after the wait"
+        );
+        // Answered: the Login Accepted and the missing messages end it.
+        s.on_datagram(120, &login_accepted(1), &mut |_| {});
+        s.on_datagram(121, &sequenced(1, 3), &mut |_| {});
+        assert_eq!(s.next_sequence(), 4);
+        s.on_timer(400);
+        assert_eq!(sent_login(&mut s, 400), None, "no re-request once answered");
+    }
+
+    #[test]
+    fn a_re_sent_request_left_unanswered_asks_for_the_stream_again_after_every_wait() {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let token = s.enter(
+            0,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        let mut out = [0u8; 1400];
+        while s.poll_transmit(0, &mut out).is_some() {}
+        let logins = |s: &mut ClientSession, now: u64| -> Vec<u64> {
+            let mut seqs = Vec::new();
+            let mut out = [0u8; 1400];
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                for p in soupbin::packets(&out[..n]).flatten() {
+                    if let Packet::LoginRequest(r) = p {
+                        seqs.push(r.requested_sequence().unwrap());
+                    }
+                }
+            }
+            seqs
+        };
+        // Unanswered for the wait: re-sent, and the stream asked for.
+        s.on_timer(100);
+        assert_eq!(logins(&mut s, 100), [1]);
+        // The re-request is answered, but the answer it replays is lost:
+        // asked again once the wait since the last delivery has passed,
+        // before the backed-off re-send (due at 300).
+        s.on_datagram(110, &login_accepted(1), &mut |_| {});
+        s.on_timer(150);
+        assert_eq!(logins(&mut s, 150), [1]);
+        // Answered, and this time the answer arrives: nothing more is asked.
+        s.on_datagram(158, &login_accepted(1), &mut |_| {});
+        let a = accepted_one_lot(token, symbol);
+        let mut d = [0u8; 256];
+        let mut len = udp_label::write(&mut d, 1);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
+            .unwrap();
+        s.on_datagram(160, &d[..len], &mut |_| {});
+        assert_eq!(s.outstanding(), 0);
+        for now in [300, 400, 1_000] {
+            s.on_timer(now);
+            assert!(logins(&mut s, now).is_empty(), "at {now}");
         }
     }
 
