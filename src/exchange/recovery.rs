@@ -70,9 +70,12 @@ fn recover_from(
     let archive_path = journal_path.with_extension("md");
     prepare_day(cfg, args.fresh)?;
     let t0 = Instant::now();
+    // The configuration's fingerprint: snapshots must match it, and a new
+    // journal begins with it.
+    let fp = snapshot::fingerprint(cfg, contracts);
     let use_snapshots = cfg.journal.durability != Durability::None && journal_path.exists();
     let resumed = if use_snapshots {
-        newest_usable_snapshot(cfg, contracts, &archive_path, t0)
+        newest_usable_snapshot(cfg, contracts, fp, &archive_path, t0)
     } else {
         None
     };
@@ -91,7 +94,7 @@ fn recover_from(
     };
     let t1 = Instant::now();
     let mut archive_errors = 0u64;
-    let config = snapshot::fingerprint(cfg, contracts).to_be_bytes();
+    let config = fp.to_be_bytes();
     let mut other_config = false;
     let (mut writer, report) = JournalWriter::open_from(
         journal_path,
@@ -206,18 +209,18 @@ fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The newest snapshot that loads, matches this configuration and
-/// journal, and whose market data the archive at `archive_path` still
+/// The newest snapshot that loads, matches this configuration (its
+/// fingerprint `fp`) and journal, and whose market data the archive at `archive_path` still
 /// holds: the state it restores, the archive cut to its point and its
 /// header. Each one skipped is said with why; `None` when none is usable.
 fn newest_usable_snapshot(
     cfg: &Config,
     contracts: &ContractSet,
+    fp: u64,
     archive_path: &Path,
     t0: Instant,
 ) -> Option<(Replica, MdArchive, snapshot::Header)> {
     let journal_path = &cfg.journal.path;
-    let fp = snapshot::fingerprint(cfg, contracts);
     for (_, path) in snapshot::list(journal_path) {
         let attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
             let snap = snapshot::load(&path, fp, journal_path)?;

@@ -261,7 +261,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             // takes up to ~80 us of this loop (indicatif would draw up to
             // 20 times a second).
             bar.set_position(i);
-            tally.close_interval(started_wall, Duration::from_nanos(t - start));
+            tally.close_interval(Duration::from_nanos(t - start));
             last_interval = t;
         }
     }

@@ -26,7 +26,9 @@ pub(super) struct Tally {
     pub(super) live: Vec<LiveOrders>,
     pub(super) report: LoadReport,
     /// The whole run's round trips.
-    pub(super) hist: LatencyHistogram,
+    hist: LatencyHistogram,
+    /// The run's start on the wall clock.
+    started: SystemTime,
     /// The current second's round trips.
     interval: LatencyHistogram,
     interval_start: SystemTime,
@@ -72,6 +74,7 @@ impl Tally {
             prefixes,
             report,
             hist,
+            started,
             interval: LatencyHistogram::new(),
             interval_start: started,
             spare: (0..seconds).map(|_| LatencyHistogram::new()).collect(),
@@ -129,9 +132,9 @@ impl Tally {
     }
 
     /// Closes the current second's histogram `since_start` after the
-    /// run's start (`started` on the wall clock).
-    pub(super) fn close_interval(&mut self, started: SystemTime, since_start: Duration) {
-        let wall = started + since_start;
+    /// run's start.
+    pub(super) fn close_interval(&mut self, since_start: Duration) {
+        let wall = self.started + since_start;
         // Past the spares (runs longer than SPARE_INTERVALS_AT_MOST s) a
         // histogram is made here, with the cost above.
         let next = self.spare.pop().unwrap_or_default();

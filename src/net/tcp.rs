@@ -309,6 +309,9 @@ impl TcpThread {
     /// Closes the connections marked this turn; each one's session gets a
     /// Logout Request from the engine's point of view.
     fn close(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
         let mut logout = [0u8; 8];
         let n = soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
         for id in std::mem::take(&mut self.closed) {

@@ -60,10 +60,7 @@ impl FeedBooks {
         match m {
             Message::AddOrder(a) => {
                 let side = a.side().map_err(|_| BookError::BadField)?;
-                let locate = a.stock_locate.get();
-                let book = self
-                    .book_at(locate)
-                    .ok_or(BookError::UnknownLocate(locate))?;
+                let book = self.named_book(a.stock_locate.get())?;
                 self.add(
                     book,
                     a.order_reference.get(),
@@ -128,15 +125,19 @@ impl FeedBooks {
                 Ok(())
             }
             Message::TradingAction(t) => {
-                let locate = t.stock_locate.get();
-                let book = self
-                    .book_at(locate)
-                    .ok_or(BookError::UnknownLocate(locate))?;
+                let book = self.named_book(t.stock_locate.get())?;
                 self.books[book].trading = t.trading_state == trading_state::TRADING;
                 Ok(())
             }
             Message::SystemEvent(_) | Message::CrossTrade(_) | Message::Noii(_) => Ok(()),
         }
+    }
+
+    /// The position of a locate's book, or [`BookError::UnknownLocate`]
+    /// when the directory has not named it.
+    #[inline]
+    fn named_book(&self, locate: u16) -> Result<usize, BookError> {
+        self.book_at(locate).ok_or(BookError::UnknownLocate(locate))
     }
 
     /// Names a locate. A new instrument (or an empty one renamed) gets the
