@@ -6,7 +6,9 @@
 //! that block and must wake at once (`thread-priority`; the feed handler
 //! uses it too), the SIGINT/SIGTERM stop flag, and the
 //! bounded SPSC ring (`crossbeam`) between the receive thread and the engine
-//! thread. It holds no trading logic.
+//! thread, and what the kernel counts against a thread (page faults,
+//! context switches) so a report can say whether a pinned core was left
+//! alone. It holds no trading logic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -111,6 +113,74 @@ pub fn available_cores() -> usize {
     core_affinity::get_core_ids().map_or(1, |c| c.len())
 }
 
+/// Writes `filler` over `v`'s spare capacity and leaves its length as it
+/// was: the reserved pages are then resident, so pushes up to the
+/// capacity take no page fault. Returns the bytes touched.
+pub fn touch_spare_capacity<T: Clone>(v: &mut Vec<T>, filler: T) -> usize {
+    let len = v.len();
+    let spare = v.capacity() - len;
+    v.resize(v.capacity(), filler);
+    v.truncate(len);
+    spare * std::mem::size_of::<T>()
+}
+
+/// What the kernel counted against the calling thread (`getrusage`,
+/// `RUSAGE_THREAD`): on a pinned, busy-spinning thread every page fault is
+/// a stall in its loop, and every involuntary context switch means
+/// something else ran on its core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadUsage {
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+}
+
+impl ThreadUsage {
+    /// The calling thread's counts so far (all zero where the kernel
+    /// refuses, which Linux does not).
+    pub fn current() -> ThreadUsage {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let Ok(u) = getrusage(UsageWho::RUSAGE_THREAD) else {
+            return ThreadUsage::default();
+        };
+        let n = |v: std::os::raw::c_long| u64::try_from(v).unwrap_or(0);
+        ThreadUsage {
+            minor_faults: n(u.minor_page_faults()),
+            major_faults: n(u.major_page_faults()),
+            voluntary_switches: n(u.voluntary_context_switches()),
+            involuntary_switches: n(u.involuntary_context_switches()),
+        }
+    }
+
+    /// The counts between `earlier` and `self`.
+    pub fn since(&self, earlier: &ThreadUsage) -> ThreadUsage {
+        ThreadUsage {
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+            major_faults: self.major_faults.saturating_sub(earlier.major_faults),
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(earlier.voluntary_switches),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(earlier.involuntary_switches),
+        }
+    }
+}
+
+impl std::fmt::Display for ThreadUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} page faults ({} major), {} involuntary and {} voluntary context switches",
+            self.minor_faults + self.major_faults,
+            self.major_faults,
+            self.involuntary_switches,
+            self.voluntary_switches
+        )
+    }
+}
+
 /// A bounded single-producer single-consumer hand-off between two pinned
 /// threads. A full ring hands the item back instead of dropping it; the
 /// producer decides (the receive thread spins, counting the stall).
@@ -158,6 +228,77 @@ impl<T> Handoff<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_touches_of_fresh_memory_are_counted_as_this_threads_page_faults() {
+        const LEN: usize = 16 << 20;
+        // In a thread of its own, so nothing else of the test process runs
+        // on it between the two readings.
+        let faults = std::thread::spawn(|| {
+            let before = ThreadUsage::current();
+            let mut v = vec![0u8; LEN];
+            for i in (0..LEN).step_by(4096) {
+                v[i] = 1;
+            }
+            std::hint::black_box(&v);
+            ThreadUsage::current().since(&before).minor_faults
+        })
+        .join()
+        .unwrap();
+        // 4,096 pages of 4 KiB, or 8 of 2 MiB where transparent huge pages
+        // are always on.
+        assert!(faults >= (LEN / (2 << 20)) as u64, "{faults} faults");
+    }
+
+    #[test]
+    fn touching_spare_capacity_keeps_length_and_contents_and_faults_the_pages_in_once() {
+        let faults = std::thread::spawn(|| {
+            let mut v: Vec<u64> = Vec::with_capacity(2 << 20);
+            v.extend([7, 8, 9]);
+            let bytes = touch_spare_capacity(&mut v, 0);
+            assert_eq!(bytes, ((2 << 20) - 3) * 8);
+            assert_eq!((v.len(), &v[..]), (3, &[7, 8, 9][..]));
+            let before = ThreadUsage::current();
+            v.resize(v.capacity(), 1);
+            std::hint::black_box(&v);
+            ThreadUsage::current().since(&before).minor_faults
+        })
+        .join()
+        .unwrap();
+        // Filling the 16 MiB again finds every page resident (without the
+        // touch: 4,096 faults, or 8 with huge pages).
+        assert_eq!(faults, 0);
+    }
+
+    #[test]
+    fn thread_usage_differences_saturate_and_read_as_a_sentence() {
+        let a = ThreadUsage {
+            minor_faults: 10,
+            major_faults: 1,
+            voluntary_switches: 5,
+            involuntary_switches: 2,
+        };
+        let b = ThreadUsage {
+            minor_faults: 13,
+            major_faults: 1,
+            voluntary_switches: 4,
+            involuntary_switches: 9,
+        };
+        let d = b.since(&a);
+        assert_eq!(
+            d,
+            ThreadUsage {
+                minor_faults: 3,
+                major_faults: 0,
+                voluntary_switches: 0,
+                involuntary_switches: 7,
+            }
+        );
+        assert_eq!(
+            d.to_string(),
+            "3 page faults (0 major), 7 involuntary and 0 voluntary context switches"
+        );
+    }
 
     #[test]
     fn realtime_priority_is_sched_fifo_within_1_to_99() {

@@ -59,6 +59,13 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let (out, stdout) = demo("plain", &["--transport", "udp"]);
     assert!(stdout.contains("transport: kernel UDP on"), "{stdout}");
+    // The day-long stores were made resident before serving, and the exit
+    // report says what the kernel counted against the engine thread.
+    let memory = words_of(&stdout, "memory: ");
+    assert!(number(&memory, "MB", -1) > 0, "{memory:?}");
+    let engine = words_of(&stdout, "engine thread while serving: ");
+    number(&engine, "page", -1);
+    number(&engine, "involuntary", -1);
     // Every order sent was answered (the 2 s bound may cut the last few sends).
     let load = words_of(&stdout, "sent ");
     assert!(number(&load, "sent", 1) >= 9_900, "{load:?}");

@@ -27,7 +27,7 @@ use crate::gateway::{Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
 use crate::net::tcp::{self, TcpInbound, TcpReplies};
 use crate::net::udp::OrderPort;
-use crate::runtime::{pin_current_thread, Handoff, Stop};
+use crate::runtime::{pin_current_thread, Handoff, Stop, ThreadUsage};
 
 /// Timers, heartbeats and retransmission requests run this often (ns).
 const TIMER_EVERY_NS: u64 = 1_000_000;
@@ -67,6 +67,9 @@ pub(super) struct Server {
     /// Time in batches that had work, and time serving (clock ns).
     busy_ns: u64,
     serving_ns: u64,
+    /// What the kernel counted against the engine thread while it served
+    /// (start-up, recovery and shutdown left out).
+    serving_usage: ThreadUsage,
     send_errors: u64,
     retrans_limited: u64,
     latency_log_errors: u64,
@@ -121,8 +124,8 @@ impl Server {
         // whole journal (see `recovery`).
         let Recovered {
             engine,
-            gateway,
-            publisher,
+            mut gateway,
+            mut publisher,
             archive,
             journal,
         } = recover(&cfg, args, &contracts, clock.now())?;
@@ -139,6 +142,17 @@ impl Server {
                 cfg.runtime.engine_core
             ),
             Err(e) => println!("runtime: not pinned ({e})"),
+        }
+        // From the engine thread's core, after recovery has filled what it
+        // restores.
+        if cfg.runtime.prefault {
+            let t = Instant::now();
+            let bytes = gateway.prefault() + publisher.prefault();
+            println!(
+                "memory: {} MB of session and market-data stores made resident in {} ms",
+                bytes >> 20,
+                t.elapsed().as_millis()
+            );
         }
 
         let latency_dir = args.latency_dir.clone().unwrap_or(cfg.latency.dir.clone());
@@ -174,6 +188,7 @@ impl Server {
             datagrams: 0,
             busy_ns: 0,
             serving_ns: 0,
+            serving_usage: ThreadUsage::default(),
             send_errors: 0,
             retrans_limited: 0,
             latency_log_errors: 0,
@@ -216,6 +231,7 @@ impl Server {
     pub fn serve(&mut self, stop: &Stop, deadline: Option<Instant>) -> anyhow::Result<()> {
         // One clock read per turn: the end of one turn is the start of the
         // next (read again only after a sleep or the timers).
+        let usage = ThreadUsage::current();
         let started = self.clock.raw();
         let mut last_timer = started;
         let mut t0 = started;
@@ -241,6 +257,7 @@ impl Server {
             }
             t0 = t;
         }
+        self.serving_usage = ThreadUsage::current().since(&usage);
         Ok(())
     }
 
@@ -512,6 +529,7 @@ impl Server {
             100.0 * busy / (self.serving_ns as f64 / 1e9).max(1e-9),
             c.orders as f64 / busy.max(1e-9)
         );
+        println!("engine thread while serving: {}", self.serving_usage);
         println!(
             "trades (match numbers) {}, orders resting {}",
             self.engine.match_number(),

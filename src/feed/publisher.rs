@@ -296,6 +296,12 @@ impl Publisher {
     pub fn store(&self) -> &RetransmitStore {
         &self.store
     }
+
+    /// Makes the retransmission store's memory resident (returns the bytes
+    /// touched); what it holds is unchanged.
+    pub fn prefault(&mut self) -> usize {
+        self.store.0.prefault()
+    }
 }
 
 /// Where messages older than the in-memory store come from.

@@ -324,6 +324,12 @@ impl Gateway {
         }
     }
 
+    /// Makes every session's day-long stores resident (returns the bytes
+    /// touched).
+    pub fn prefault(&mut self) -> usize {
+        self.sessions.iter_mut().map(Session::prefault).sum()
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

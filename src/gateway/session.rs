@@ -121,6 +121,11 @@ impl OutboundStore {
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
         self.0.get(seq)
     }
+
+    /// Makes the store's memory resident (returns the bytes touched).
+    pub fn prefault(&mut self) -> usize {
+        self.0.prefault()
+    }
 }
 
 /// What a snapshot keeps of an [`OutboundStore`]: the messages still held.
@@ -215,6 +220,15 @@ impl Session {
             orders: Vec::with_capacity(1 << 16),
             live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
         }
+    }
+
+    /// Makes the memory the session fills as the day goes resident: its
+    /// re-request window and its token lists up to their reserved sizes.
+    /// Returns the bytes touched.
+    pub fn prefault(&mut self) -> usize {
+        self.store.prefault()
+            + self.tokens.prefault()
+            + crate::runtime::touch_spare_capacity(&mut self.orders, ([b' '; 14], 0))
     }
 
     /// Every token used today by token number, with the live order it

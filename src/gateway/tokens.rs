@@ -79,6 +79,13 @@ impl TokenIndex {
             .map(|i| self.numbers[i])
     }
 
+    /// Makes the sorted list's reserved memory resident (returns the bytes
+    /// touched).
+    pub fn prefault(&mut self) -> usize {
+        crate::runtime::touch_spare_capacity(&mut self.ascending, 0)
+            + crate::runtime::touch_spare_capacity(&mut self.numbers, 0)
+    }
+
     pub fn clear(&mut self) {
         self.ascending.clear();
         self.numbers.clear();
