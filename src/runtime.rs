@@ -230,44 +230,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_touches_of_fresh_memory_are_counted_as_this_threads_page_faults() {
-        const LEN: usize = 16 << 20;
-        // In a thread of its own, so nothing else of the test process runs
-        // on it between the two readings.
-        let faults = std::thread::spawn(|| {
-            let before = ThreadUsage::current();
-            let mut v = vec![0u8; LEN];
-            for i in (0..LEN).step_by(4096) {
-                v[i] = 1;
-            }
-            std::hint::black_box(&v);
-            ThreadUsage::current().since(&before).minor_faults
-        })
-        .join()
-        .unwrap();
+    fn touching_spare_capacity_keeps_length_and_contents_and_faults_the_pages_in_first() {
+        // Page faults taken while filling a fresh 16 MiB vector, in a
+        // thread of its own, after touching its spare capacity or not.
+        let fill_faults = |touch: bool| {
+            std::thread::spawn(move || {
+                let mut v: Vec<u64> = Vec::with_capacity(2 << 20);
+                v.extend([7, 8, 9]);
+                if touch {
+                    let bytes = touch_spare_capacity(&mut v, 0);
+                    assert_eq!(bytes, ((2 << 20) - 3) * 8);
+                    assert_eq!((v.len(), &v[..]), (3, &[7, 8, 9][..]));
+                }
+                let before = ThreadUsage::current();
+                v.resize(v.capacity(), 1);
+                std::hint::black_box(&v);
+                ThreadUsage::current().since(&before).minor_faults
+            })
+            .join()
+            .unwrap()
+        };
+        let (untouched, touched) = (fill_faults(false), fill_faults(true));
         // 4,096 pages of 4 KiB, or 8 of 2 MiB where transparent huge pages
         // are always on.
-        assert!(faults >= (LEN / (2 << 20)) as u64, "{faults} faults");
-    }
-
-    #[test]
-    fn touching_spare_capacity_keeps_length_and_contents_and_faults_the_pages_in_once() {
-        let faults = std::thread::spawn(|| {
-            let mut v: Vec<u64> = Vec::with_capacity(2 << 20);
-            v.extend([7, 8, 9]);
-            let bytes = touch_spare_capacity(&mut v, 0);
-            assert_eq!(bytes, ((2 << 20) - 3) * 8);
-            assert_eq!((v.len(), &v[..]), (3, &[7, 8, 9][..]));
-            let before = ThreadUsage::current();
-            v.resize(v.capacity(), 1);
-            std::hint::black_box(&v);
-            ThreadUsage::current().since(&before).minor_faults
-        })
-        .join()
-        .unwrap();
-        // Filling the 16 MiB again finds every page resident (without the
-        // touch: 4,096 faults, or 8 with huge pages).
-        assert_eq!(faults, 0);
+        assert!(untouched >= 8, "{untouched}");
+        assert!(touched * 8 <= untouched, "{touched} vs {untouched}");
     }
 
     #[test]
