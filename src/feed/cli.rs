@@ -326,6 +326,7 @@ fn live(
         std::fs::write(f, b"ready\n")?;
     }
     let mut buf = vec![0u8; 2048];
+    let usage = crate::runtime::ThreadUsage::current();
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let mut last_view = Instant::now();
     while Instant::now() < deadline && !h.is_complete() {
@@ -346,6 +347,10 @@ fn live(
     if !args.quiet {
         print!("\x1b[2J\x1b[H{}", view(h, contracts));
     }
+    println!(
+        "runtime: feed handler thread while receiving: {}",
+        crate::runtime::ThreadUsage::current().since(&usage)
+    );
     Ok(())
 }
 
