@@ -54,6 +54,8 @@ pub enum PinError {
     NoSuchCore { core: usize, available: usize },
     #[error("the OS refused to pin this thread to core {0}")]
     Refused(usize),
+    #[error("core {0} is the only core this process may run on")]
+    OnlyCore(usize),
 }
 
 /// Pins the calling thread to `core` (an index into the cores the process
@@ -71,6 +73,32 @@ pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
     } else {
         Err(PinError::Refused(core))
     }
+}
+
+/// Lets the calling thread run on every core the process may run on but
+/// `core` (an index, as for [`pin_current_thread`]): for helper threads
+/// that must not take a busy-spinning thread's core from it. The
+/// scheduler otherwise wakes them there too, and each wake is an
+/// involuntary context switch of the spinning thread.
+pub fn keep_current_thread_off(core: usize) -> Result<(), PinError> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(avoid) = cores.get(core).copied() else {
+        return Err(PinError::NoSuchCore {
+            core,
+            available: cores.len(),
+        });
+    };
+    if cores.len() < 2 {
+        return Err(PinError::OnlyCore(core));
+    }
+    let mut set = CpuSet::new();
+    for c in cores.iter().filter(|c| c.id != avoid.id) {
+        set.set(c.id).map_err(|_| PinError::Refused(core))?;
+    }
+    // Pid 0: the calling thread.
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|_| PinError::Refused(core))
 }
 
 /// Why the calling thread could not be given a real-time priority.
@@ -255,6 +283,35 @@ mod tests {
         // are always on.
         assert!(untouched >= 8, "{untouched}");
         assert!(touched * 8 <= untouched, "{touched} vs {untouched}");
+    }
+
+    #[test]
+    fn a_thread_kept_off_a_core_runs_on_every_other_one() {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let allowed = std::thread::spawn(move || {
+            let r = keep_current_thread_off(0);
+            let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+            (
+                r,
+                cores
+                    .iter()
+                    .map(|c| set.is_set(c.id).unwrap())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .join()
+        .unwrap();
+        match allowed {
+            (Ok(()), on) => {
+                assert!(!on[0], "{on:?}");
+                assert!(on[1..].iter().all(|&b| b), "{on:?}");
+            }
+            (Err(e), _) => assert_eq!(e, PinError::OnlyCore(0)),
+        }
+        assert!(matches!(
+            keep_current_thread_off(4096),
+            Err(PinError::NoSuchCore { core: 4096, .. })
+        ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
-use crate::net::tcp::{self, TcpInbound, TcpReplies};
+use crate::net::tcp::{self, TcpInbound, TcpLimits, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop, ThreadUsage};
 
@@ -109,8 +109,14 @@ impl Server {
         let listener =
             TcpListener::bind(tcp_addr).with_context(|| format!("binding TCP {tcp_addr}"))?;
         let tcp_stop = Stop::new();
-        let (tcp_thread, tcp_out) =
-            tcp::spawn(listener, tcp_stop.clone(), tcp_in.clone(), 1 << 14)?;
+        let (tcp_thread, tcp_out) = tcp::spawn_with(
+            listener,
+            tcp_stop.clone(),
+            tcp_in.clone(),
+            1 << 14,
+            TcpLimits::default(),
+            Some(cfg.runtime.engine_core),
+        )?;
         println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");
         println!(
             "market data: ITCH 5.0 in MoldUDP64 to {md_group} (TTL 1) through {}, session {}, retransmission on port {}",

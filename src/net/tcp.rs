@@ -121,25 +121,35 @@ impl Default for TcpLimits {
     }
 }
 
-/// Starts the TCP thread with the default [`TcpLimits`]. `inbound` carries
-/// client packets to the engine; the returned [`TcpReplies`] carries
-/// replies back.
+/// Starts the TCP thread with the default [`TcpLimits`], on any core.
+/// `inbound` carries client packets to the engine; the returned
+/// [`TcpReplies`] carries replies back.
 pub fn spawn(
     listener: TcpListener,
     stop: Stop,
     inbound: Arc<Handoff<TcpInbound>>,
     capacity: usize,
 ) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
-    spawn_with(listener, stop, inbound, capacity, TcpLimits::default())
+    spawn_with(
+        listener,
+        stop,
+        inbound,
+        capacity,
+        TcpLimits::default(),
+        None,
+    )
 }
 
-/// As [`spawn`], with `limits`.
+/// As [`spawn`], with `limits`, and kept off core `avoid_core` (the
+/// engine's: the thread wakes every `POLL_MS` and would take the
+/// busy-spinning engine thread's core from it each time it woke there).
 pub fn spawn_with(
     listener: TcpListener,
     stop: Stop,
     inbound: Arc<Handoff<TcpInbound>>,
     capacity: usize,
     limits: TcpLimits,
+    avoid_core: Option<usize>,
 ) -> std::io::Result<(JoinHandle<()>, TcpReplies)> {
     listener.set_nonblocking(true)?;
     let outbound: Arc<Handoff<TcpPacket>> = Handoff::with_capacity(capacity);
@@ -164,7 +174,13 @@ pub fn spawn_with(
     };
     std::thread::Builder::new()
         .name("tokex-tcp".into())
-        .spawn(move || thread.run())
+        .spawn(move || {
+            if let Some(core) = avoid_core {
+                // Best effort: on a one-core machine it shares the core.
+                let _ = crate::runtime::keep_current_thread_off(core);
+            }
+            thread.run()
+        })
         .map(|handle| (handle, replies))
 }
 
@@ -392,7 +408,7 @@ mod tests {
         let stop = Stop::new();
         let inbound: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(64);
         let (thread, replies) =
-            spawn_with(listener, stop.clone(), inbound.clone(), 1024, limits).unwrap();
+            spawn_with(listener, stop.clone(), inbound.clone(), 1024, limits, None).unwrap();
         (stop, thread, replies, inbound, addr)
     }
 
