@@ -68,6 +68,8 @@ fn demo_trades_over_the_lab_and_the_feed_rebuilds_the_exchange_book() {
     number(&engine, "involuntary", -1);
     let feed = words_of(&stdout, "runtime: feed handler thread while receiving: ");
     number(&feed, "voluntary", -1);
+    let load = words_of(&stdout, "load: generator thread while sending: ");
+    number(&load, "page", -1);
     // Every order sent was answered (the 2 s bound may cut the last few sends).
     let load = words_of(&stdout, "sent ");
     assert!(number(&load, "sent", 1) >= 9_900, "{load:?}");

@@ -221,6 +221,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         indicatif::ProgressBar::new(args.count)
     };
     let mut schedule = Schedule::new(args);
+    let usage = crate::runtime::ThreadUsage::current();
     let start = ns();
     let end = start + args.duration * 1_000_000_000;
     let (mut last_timer, mut last_interval, mut last_send) = (start, start, start);
@@ -274,6 +275,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if let Some(stats) = clients.xdp_stats() {
         println!("load: client AF_XDP: {stats}");
     }
+    // A stall of this loop (another thread on its core, a page fault) is
+    // counted in the round trips of the orders it delays: said here.
+    println!(
+        "load: generator thread while sending: {}",
+        crate::runtime::ThreadUsage::current().since(&usage)
+    );
     let lost = tally.intended.lost();
     let resent = clients.sessions().map(|c| c.stats().resent).sum();
     let (mut report, hist, intervals) = tally.finish(SystemTime::now());
