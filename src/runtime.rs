@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use core_affinity::CoreId;
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 
@@ -61,17 +62,24 @@ pub enum PinError {
 /// Pins the calling thread to `core` (an index into the cores the process
 /// may run on).
 pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let Some(id) = cores.get(core).copied() else {
-        return Err(PinError::NoSuchCore {
-            core,
-            available: cores.len(),
-        });
-    };
+    let (id, _) = core_id(core)?;
     if core_affinity::set_for_current(id) {
         Ok(())
     } else {
         Err(PinError::Refused(core))
+    }
+}
+
+/// The OS's id of core `core` (an index into the cores the process may run
+/// on), and all of them.
+fn core_id(core: usize) -> Result<(CoreId, Vec<CoreId>), PinError> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores.get(core).copied() {
+        Some(id) => Ok((id, cores)),
+        None => Err(PinError::NoSuchCore {
+            core,
+            available: cores.len(),
+        }),
     }
 }
 
@@ -83,13 +91,7 @@ pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
 pub fn keep_current_thread_off(core: usize) -> Result<(), PinError> {
     use nix::sched::{sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let Some(avoid) = cores.get(core).copied() else {
-        return Err(PinError::NoSuchCore {
-            core,
-            available: cores.len(),
-        });
-    };
+    let (avoid, cores) = core_id(core)?;
     if cores.len() < 2 {
         return Err(PinError::OnlyCore(core));
     }
