@@ -233,11 +233,19 @@ impl Server {
         Ok(server)
     }
 
-    /// Serves batches until `stop` is set or the deadline passes.
+    /// Serves batches until `stop` is set or the deadline passes (or an
+    /// error stops it: the report after it still says what the kernel
+    /// counted against the thread until then).
     pub fn serve(&mut self, stop: &Stop, deadline: Option<Instant>) -> anyhow::Result<()> {
+        let usage = ThreadUsage::current();
+        let served = self.serve_batches(stop, deadline);
+        self.serving_usage = ThreadUsage::current().since(&usage);
+        served
+    }
+
+    fn serve_batches(&mut self, stop: &Stop, deadline: Option<Instant>) -> anyhow::Result<()> {
         // One clock read per turn: the end of one turn is the start of the
         // next (read again only after a sleep or the timers).
-        let usage = ThreadUsage::current();
         let started = self.clock.raw();
         let mut last_timer = started;
         let mut t0 = started;
@@ -263,7 +271,6 @@ impl Server {
             }
             t0 = t;
         }
-        self.serving_usage = ThreadUsage::current().since(&usage);
         Ok(())
     }
 
