@@ -134,7 +134,9 @@ impl Replies {
             Peer::Udp(addr) => addr,
             Peer::Tcp(id) => {
                 let mut bytes = Vec::with_capacity(soupbin::HEADER_LEN + body.len());
-                bytes.extend_from_slice(header.as_ref().map_or(&[][..], |h| &h[..]));
+                if let Some(h) = header {
+                    bytes.extend_from_slice(&h);
+                }
                 bytes.extend_from_slice(body);
                 self.tcp.push((id, bytes));
                 return;
