@@ -43,12 +43,16 @@ up() {
     # AF_XDP reader, checking them itself, must drop.
     ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
   done
-  # The client namespace stands for other machines: its receive processing
-  # (acks and market data arriving on the veth) runs on the CPUs in
-  # LAB_CLIENT_CPUS (a hex mask, default 1 = core 0) through RPS, not on
-  # whichever core sent the packet, which would be the exchange's engine.
+  # Where the client namespace's receive processing (acks and market data
+  # arriving on the veth) runs: by default (LAB_CLIENT_CPUS=0, RPS off) on
+  # the core that sent the packet, i.e. inside the exchange's send. A hex
+  # CPU mask (1 = core 0) hands it to those CPUs through RPS instead, which
+  # charges the clients' work to their own core but costs the sender an
+  # inter-processor interrupt per packet: in a VM whose interrupt register
+  # write exits to the hypervisor (the AMD VM of 2026-12-02) that doubled
+  # the engine core's busy share at 10,000 orders/s (README, Performance).
   ip netns exec "$cl_ns" sh -c \
-    "echo ${LAB_CLIENT_CPUS:-1} > /sys/class/net/$cl_if/queues/rx-0/rps_cpus" || true
+    "echo ${LAB_CLIENT_CPUS:-0} > /sys/class/net/$cl_if/queues/rx-0/rps_cpus" || true
   # AF_XDP and libxdp need a bpffs in the namespace's mount view.
   mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
   echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2)"
