@@ -55,7 +55,9 @@ up() {
     "echo ${LAB_CLIENT_CPUS:-0} > /sys/class/net/$cl_if/queues/rx-0/rps_cpus" || true
   # AF_XDP and libxdp need a bpffs in the namespace's mount view.
   mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
-  echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2)"
+  local rps="RPS off: $cl_ns's receive runs on the sending core"
+  [ "${LAB_CLIENT_CPUS:-0}" = 0 ] || rps="RPS to CPU mask ${LAB_CLIENT_CPUS} for $cl_ns's receive"
+  echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2); $rps"
 }
 
 down() {
