@@ -20,7 +20,16 @@ fn contracts() -> &'static ContractSet {
 
 fuzz_target!(|data: &[u8]| {
     let set = contracts();
-    let mut gw = Gateway::new(&GatewayConfig::default(), &demo_sessions(), set, *b"TOKEX00001");
+    // Small stores and token limits: each input builds a fresh gateway, and
+    // the default day-sized reservations (megabytes per session, poisoned
+    // and unpoisoned by AddressSanitizer every time) held it to ~150
+    // inputs a second; small limits are also reached by the inputs.
+    let cfg = GatewayConfig {
+        resend_window: 64,
+        max_tokens_per_session: 64,
+        ..GatewayConfig::default()
+    };
+    let mut gw = Gateway::new(&cfg, &demo_sessions(), set, *b"TOKEX00001");
     let mut engine = Engine::new(set, EngineConfig { max_orders: 256 });
     let mut md: Vec<Event> = Vec::new();
     let mut out = Vec::new();

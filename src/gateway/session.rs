@@ -191,6 +191,10 @@ pub(super) struct Session {
     live: HashMap<u128, (u32, OrderId), foldhash::fast::RandomState>,
 }
 
+/// Tokens a session has room for from the start (its token lists are made
+/// resident at start-up with the rest of its stores).
+const RESERVED_TOKENS: usize = 1 << 16;
+
 impl Session {
     pub fn new(c: &SessionConfig, account: AccountId, cfg: &GatewayConfig) -> Session {
         let pad = |s: &str, out: &mut [u8]| {
@@ -199,6 +203,9 @@ impl Session {
             let n = b.len().min(out.len());
             out[..n].copy_from_slice(&b[..n]);
         };
+        // Room for the day's first tokens (more grow the lists), never
+        // more than the session may use.
+        let reserved_tokens = (cfg.max_tokens_per_session as usize).min(RESERVED_TOKENS);
         let mut username = [b' '; 6];
         let mut password = [b' '; 10];
         pad(&c.username, &mut username);
@@ -216,8 +223,8 @@ impl Session {
                 (cfg.rate_burst / 100).max(1),
             ),
             store: OutboundStore::new(cfg.resend_window as usize),
-            tokens: TokenIndex::with_capacity(1 << 16),
-            orders: Vec::with_capacity(1 << 16),
+            tokens: TokenIndex::with_capacity(reserved_tokens),
+            orders: Vec::with_capacity(reserved_tokens),
             live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
         }
     }
