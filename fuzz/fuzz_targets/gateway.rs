@@ -15,7 +15,9 @@ use tokex::types::Nanos;
 
 fn contracts() -> &'static ContractSet {
     static SET: OnceLock<ContractSet> = OnceLock::new();
-    SET.get_or_init(|| ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts")).unwrap())
+    SET.get_or_init(|| {
+        ContractSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts")).unwrap()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -35,9 +37,22 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     // Datagrams separated by 0xA5; the first byte of each picks the peer.
     for (i, d) in data.split(|&b| b == 0xA5).enumerate() {
-        let Some((&who, rest)) = d.split_first() else { continue };
-        let peer = Peer::Udp(SocketAddrV4::new([198, 18, 0, 2].into(), 40_000 + u16::from(who % 4)));
-        gw.on_datagram(Nanos(i as u64 * 1_000_000), peer, rest, &mut engine, &mut md, &mut (), &mut out);
+        let Some((&who, rest)) = d.split_first() else {
+            continue;
+        };
+        let peer = Peer::Udp(SocketAddrV4::new(
+            [198, 18, 0, 2].into(),
+            40_000 + u16::from(who % 4),
+        ));
+        gw.on_datagram(
+            Nanos(i as u64 * 1_000_000),
+            peer,
+            rest,
+            &mut engine,
+            &mut md,
+            &mut (),
+            &mut out,
+        );
         out.clear();
     }
     let _ = gw.counters();

@@ -7,10 +7,22 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = ouch::Inbound::parse(data) {
         match m {
             ouch::Inbound::Enter(e) => {
-                let _ = (e.token(), e.side(), e.qty(), e.symbol().as_str().len(), e.price(), e.tif());
+                let _ = (
+                    e.token(),
+                    e.side(),
+                    e.qty(),
+                    e.symbol().as_str().len(),
+                    e.price(),
+                    e.tif(),
+                );
             }
             ouch::Inbound::Replace(r) => {
-                let _ = (r.existing_token(), r.replacement_token(), r.qty(), r.price());
+                let _ = (
+                    r.existing_token(),
+                    r.replacement_token(),
+                    r.qty(),
+                    r.price(),
+                );
             }
             ouch::Inbound::Cancel(c) => {
                 let _ = (c.token(), c.qty());

@@ -6,7 +6,12 @@ use tokex::wire::soupbin;
 fuzz_target!(|data: &[u8]| {
     for p in soupbin::packets(data) {
         if let Ok(soupbin::Packet::LoginRequest(r)) = p {
-            let _ = (r.username(), r.password(), r.requested_session(), r.requested_sequence());
+            let _ = (
+                r.username(),
+                r.password(),
+                r.requested_session(),
+                r.requested_sequence(),
+            );
         }
         if let Ok(soupbin::Packet::LoginAccepted(a)) = p {
             let _ = (a.session(), a.next_sequence());
