@@ -63,3 +63,8 @@ pub use session::{
 };
 pub use udp::{UdpClient, DEFAULT_SERVER};
 pub use xdp::XdpClients;
+
+/// The most receive batches one `poll` of a transport reads before it
+/// returns, so a flood from the exchange's address cannot hold the
+/// caller's loop (and its time bound) in the receive.
+const MAX_RECV_BATCHES: usize = 64;

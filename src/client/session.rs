@@ -156,6 +156,10 @@ const MAX_BACKOFF: u64 = 16;
 /// Heartbeat interval of the client, nanoseconds.
 const HEARTBEAT_NS: u64 = 1_000_000_000;
 
+/// The longest wait between two re-logins refused with Session Not
+/// Available, nanoseconds.
+const MAX_LOGIN_RETRY_NS: u64 = 1_000_000_000;
+
 /// The exchange's heartbeat interval the session assumes unless told
 /// otherwise (the gateway's default `heartbeat_ms`), nanoseconds.
 pub const SERVER_HEARTBEAT_NS: u64 = 1_000_000_000;
@@ -184,6 +188,10 @@ pub struct ClientSession {
     synced: bool,
     /// When the last (re)login was sent while not logged in.
     login_sent_at: Option<u64>,
+    /// The wait before a login is sent again: `resend_after`, doubled by
+    /// every Session Not Available refusal of a re-login (up to
+    /// [`MAX_LOGIN_RETRY_NS`]), back to `resend_after` once logged in.
+    login_wait: u64,
     /// When the last datagram from the exchange arrived.
     last_rx: u64,
     /// Silence from the exchange after which the session is taken as lost.
@@ -233,9 +241,12 @@ pub const MAX_TOKEN_PREFIX: usize = 6;
 
 /// How many tokens a session with a `prefix_len`-character prefix can make:
 /// 36^(14 − prefix_len), at least 36^8 ≈ 2.8·10^12 (32 days at a million
-/// orders a second; tokens need only be unique for a day).
+/// orders a second; tokens need only be unique for a day); `u64::MAX` for
+/// prefixes under 2 characters, whose space is larger.
 pub fn token_space(prefix_len: usize) -> u64 {
-    36u64.pow((14 - prefix_len.min(MAX_TOKEN_PREFIX)) as u32)
+    36u64
+        .checked_pow((14 - prefix_len.min(MAX_TOKEN_PREFIX)) as u32)
+        .unwrap_or(u64::MAX)
 }
 
 /// The counter in a token made by a session with token prefix `prefix`
@@ -251,14 +262,15 @@ pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
     if !token[..p].iter().zip(prefix).all(|(a, b)| a == b) {
         return None;
     }
-    // At most 12 digits: 36^12 < 2^63, no overflow.
+    // 12 digits or fewer (a prefix of 2 or more) cannot overflow; with a
+    // shorter prefix a number past u64 is no number this library makes.
     token[p..].iter().try_fold(0u64, |n, &d| {
         let digit = match d {
             b'0'..=b'9' => d - b'0',
             b'A'..=b'Z' => d - b'A' + 10,
             _ => return None,
         };
-        Some(n * 36 + u64::from(digit))
+        n.checked_mul(36)?.checked_add(u64::from(digit))
     })
 }
 
@@ -286,6 +298,7 @@ impl ClientSession {
             logged_in: false,
             synced: false,
             login_sent_at: None,
+            login_wait: resend_after_ns.max(1),
             last_rx: 0,
             silence_timeout: MISSED_HEARTBEATS * SERVER_HEARTBEAT_NS,
             next_sequence: 1,
@@ -612,6 +625,7 @@ impl ClientSession {
                     if !self.logged_in {
                         self.logged_in = true;
                         self.login_sent_at = None;
+                        self.login_wait = self.resend_after;
                         self.recovery_sent_at = None;
                         // A first login starts from the exchange's current
                         // number. A re-login asked from ours: an answer past
@@ -641,12 +655,23 @@ impl ClientSession {
                     }
                 }
                 Packet::LoginRejected(code) => {
-                    self.login_sent_at = None;
+                    // A re-login refused because the session is not
+                    // available (still bound to the lost link until the
+                    // exchange's idle timeout unbinds it) is tried again,
+                    // backing off; a first login, or bad credentials, is
+                    // the caller's to decide.
+                    let retry = self.synced && code == soupbin::reject::SESSION_NOT_AVAILABLE;
+                    self.login_sent_at = retry.then_some(now);
+                    if retry {
+                        self.login_wait = (self.login_wait * 2).min(MAX_LOGIN_RETRY_NS);
+                    }
                     f(ClientEvent::LoginRejected { code });
                 }
                 Packet::SequencedData(m) => {
                     let seq = label.unwrap_or(self.next_sequence);
-                    label = label.map(|l| l + 1);
+                    // A label at the top of the range is past any gap
+                    // (asked for below); it must not overflow.
+                    label = label.map(|l| l.saturating_add(1));
                     if seq < self.next_sequence {
                         self.stats.duplicates_dropped += 1;
                         continue;
@@ -657,7 +682,7 @@ impl ClientSession {
                         // The rest of this datagram is past the gap too.
                         return;
                     }
-                    self.next_sequence += 1;
+                    self.next_sequence = self.next_sequence.saturating_add(1);
                     self.last_delivered_at = now;
                     self.stats.sequenced += 1;
                     if let Some(e) = self.decode(m) {
@@ -760,7 +785,7 @@ impl ClientSession {
         }
         if !self.logged_in {
             if let Some(t) = self.login_sent_at {
-                if now.saturating_sub(t) >= self.resend_after {
+                if now.saturating_sub(t) >= self.login_wait {
                     self.queue_login(self.login_sequence());
                     self.login_sent_at = Some(now);
                 }
@@ -824,7 +849,9 @@ impl ClientSession {
     /// When [`ClientSession::on_timer`] wants to run next (absolute ns).
     pub fn poll_timeout(&self) -> Option<u64> {
         if !self.logged_in {
-            return self.login_sent_at.map(|t| t + self.resend_after);
+            return self
+                .login_sent_at
+                .map(|t| t.saturating_add(self.login_wait));
         }
         // The earliest deadline may belong to an answered request: waking
         // early for it is harmless.
@@ -1250,6 +1277,74 @@ mod tests {
         s.on_timer_with(t + 1 + 150, &mut |e| events.push(e));
         assert!(!s.is_logged_in());
         assert_eq!(events.iter().filter(lost).count(), 2);
+    }
+
+    #[test]
+    fn a_re_login_refused_as_session_not_available_is_retried_with_doubling_waits() {
+        let mut s = logged_in(1000);
+        s.on_datagram(10, &sequenced(1, 2), &mut |_| {});
+        let lost_at = 10 + s.silence_timeout();
+        s.on_timer_with(lost_at, &mut |_| {});
+        assert!(!s.is_logged_in());
+        assert_eq!(sent_login(&mut s, lost_at), Some(3));
+        let reject = |code: u8| {
+            let mut b = [0u8; 16];
+            let n = soupbin::write_packet(&mut b, soupbin::kind::LOGIN_REJECTED, &[code]).unwrap();
+            b[..n].to_vec()
+        };
+        // Still bound to the lost link: refused, asked again after 2, then
+        // 4 waits.
+        let mut events = Vec::new();
+        s.on_datagram(lost_at + 1, &reject(b'S'), &mut |e| events.push(e));
+        assert_eq!(events, [ClientEvent::LoginRejected { code: b'S' }]);
+        assert_eq!(s.poll_timeout(), Some(lost_at + 1 + 2000));
+        s.on_timer(lost_at + 1 + 1999);
+        assert_eq!(sent_login(&mut s, lost_at + 2000), None);
+        s.on_timer(lost_at + 1 + 2000);
+        assert_eq!(sent_login(&mut s, lost_at + 2001), Some(3));
+        s.on_datagram(lost_at + 2002, &reject(b'S'), &mut |_| {});
+        assert_eq!(s.poll_timeout(), Some(lost_at + 2002 + 4000));
+        // Accepted at last: later waits start from the shortest again.
+        s.on_datagram(lost_at + 3000, &login_accepted(3), &mut |_| {});
+        assert!(s.is_logged_in());
+        assert_eq!(s.login_wait, 1000);
+        // Bad credentials, or a first login refused, are not retried.
+        s.on_timer_with(lost_at + 3000 + s.silence_timeout(), &mut |_| {});
+        while s
+            .poll_transmit(lost_at + 9_000_000_000, &mut [0u8; 256])
+            .is_some()
+        {}
+        s.on_datagram(lost_at + 9_000_000_001, &reject(b'A'), &mut |_| {});
+        assert_eq!(s.poll_timeout(), None);
+        let mut first = ClientSession::new("demo01", "demo01", "AB", 1000);
+        first.login(0);
+        while first.poll_transmit(0, &mut [0u8; 256]).is_some() {}
+        first.on_datagram(1, &reject(b'S'), &mut |_| {});
+        assert_eq!(first.poll_timeout(), None);
+    }
+
+    #[test]
+    fn sequence_numbers_at_the_top_of_the_range_do_not_overflow() {
+        // A Login Accepted naming u64::MAX, then a message at that number.
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 1000);
+        s.on_datagram(0, &login_accepted(u64::MAX), &mut |_| {});
+        s.on_datagram(1, &sequenced(u64::MAX, 2), &mut |_| {});
+        assert_eq!(s.next_sequence(), u64::MAX);
+        // A label at u64::MAX on a session expecting 1: a gap, asked for.
+        let mut s = logged_in(1000);
+        s.on_datagram(1, &sequenced(u64::MAX, 3), &mut |_| {});
+        assert_eq!(s.next_sequence(), 1);
+        assert_eq!(s.stats().gaps, 1);
+    }
+
+    #[test]
+    fn token_numbers_past_u64_are_no_numbers_and_short_prefixes_have_the_largest_space() {
+        assert_eq!(token_number(b"", b"ZZZZZZZZZZZZZZ"), None);
+        assert_eq!(token_number(b"A", b"AZZZZZZZZZZZZZ"), None);
+        assert_eq!(token_number(b"", b"00000000000010"), Some(36));
+        assert_eq!(token_space(0), u64::MAX);
+        assert_eq!(token_space(1), u64::MAX);
+        assert_eq!(token_space(3), 36u64.pow(11));
     }
 
     #[test]

@@ -68,10 +68,12 @@ impl UdpClient {
         self.port.send_errors
     }
 
-    /// Reads every datagram waiting (from the server only); returns how many.
+    /// Reads the datagrams waiting (from the server only), at most
+    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches, so a flood cannot hold the caller's
+    /// loop; returns how many.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) -> std::io::Result<usize> {
         let mut n = 0;
-        loop {
+        for _ in 0..super::MAX_RECV_BATCHES {
             let (session, server) = (&mut self.session, self.server);
             let got = self.port.recv(RECV_BATCH, |src, bytes| {
                 if src == server {
@@ -81,9 +83,10 @@ impl UdpClient {
             })?;
             // Fewer than asked for: the socket is empty.
             if got < RECV_BATCH {
-                return Ok(n);
+                break;
             }
         }
+        Ok(n)
     }
 
     /// One turn of a driving loop: receive, run the timer if due, send.

@@ -116,11 +116,13 @@ impl XdpClients {
         self.port.flush();
     }
 
-    /// Reads every frame waiting and hands each session its datagrams from
-    /// the exchange: `f(session, event)`. Returns how many datagrams.
+    /// Reads the frames waiting, at most [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches (a
+    /// flood cannot hold the caller's loop), and hands each session its
+    /// datagrams from the exchange: `f(session, event)`. Returns how many
+    /// datagrams.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(usize, ClientEvent)) -> usize {
         let mut n = 0;
-        loop {
+        for _ in 0..super::MAX_RECV_BATCHES {
             let (sessions, ports, server) = (&mut self.sessions, &self.ports, self.server);
             let got = self.port.recv_at(RECV_BATCH, |src, to, bytes| {
                 if src != server {
@@ -132,9 +134,10 @@ impl XdpClients {
                 }
             });
             if got < RECV_BATCH {
-                return n;
+                break;
             }
         }
+        n
     }
 
     /// One turn of a driving loop: receive, run every due timer, send.

@@ -123,6 +123,12 @@ pub struct LoadReport {
     pub lost: u64,
     pub accepted: u64,
     pub rejected: HashMap<u8, u64>,
+    /// Rejects of requests already answered: re-sent copies of a cancel
+    /// whose first answer was slow or lost (not in `rejected`).
+    pub late_rejects: u64,
+    /// Of the lost, orders whose answer had not come when a ring's worth
+    /// of later orders of their session were sent (see `tracking`).
+    pub lost_overwritten: u64,
     pub executions: u64,
     pub resent: u64,
     pub seconds: f64,
@@ -159,6 +165,20 @@ impl fmt::Display for LoadReport {
                 rj.join(" ")
             }
         )?;
+        if self.late_rejects > 0 {
+            writeln!(
+                f,
+                "rejected after their request was answered (re-sent cancels): {}",
+                self.late_rejects
+            )?;
+        }
+        if self.lost_overwritten > 0 {
+            writeln!(
+                f,
+                "of the lost, {} were still unanswered when later orders of their session needed their slot (answers after that are not counted)",
+                self.lost_overwritten
+            )?;
+        }
         writeln!(f, "round trip from intended send time to first answer:")?;
         writeln!(f, "{}", Summary::table_header())?;
         writeln!(f, "{}", self.summary)?;
@@ -214,7 +234,19 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     std::fs::create_dir_all(&args.out)?;
     let started_wall = SystemTime::now();
     let seconds = args.duration + args.drain_ms / 1000 + 2;
-    let mut tally = Tally::new(prefixes, &args.label, args.rate, seconds, started_wall);
+    // Orders per session in the run (Poisson arrivals may send a little
+    // more than the mean): the intended times of all of them are kept.
+    let planned = args.count.min(args.rate.saturating_mul(args.duration));
+    let per_session = planned / args.sessions as u64;
+    let per_session = per_session + per_session / 4 + args.batch;
+    let mut tally = Tally::new(
+        prefixes,
+        per_session,
+        &args.label,
+        args.rate,
+        seconds,
+        started_wall,
+    );
     let bar = if args.no_progress {
         indicatif::ProgressBar::hidden()
     } else {
@@ -244,11 +276,22 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 last_send = t;
                 schedule.advance(burst);
             }
-        } else if tally.intended.is_empty()
-            || t >= end.max(start + schedule.next_due()) + args.drain_ms * 1_000_000
-        {
-            break;
+        } else {
+            // Answers are awaited for the drain time after the last send
+            // when the count ran out, after the run's end otherwise.
+            let sent_all = if i >= args.count {
+                last_send
+            } else {
+                end.max(start + schedule.next_due())
+            };
+            if tally.intended.is_empty() || t >= sent_all + args.drain_ms * 1_000_000 {
+                break;
+            }
         }
+        // The answers are timed when they are read, after this turn's
+        // send: a send on veth runs the receiving side, during which
+        // answers arrive that `t` would date too early.
+        let t = ns();
         clients.poll(t, &mut |s, e| tally.on_event(t, s, e))?;
         if t - last_timer >= 1_000_000 {
             last_timer = t;
@@ -282,6 +325,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         crate::runtime::ThreadUsage::current().since(&usage)
     );
     let lost = tally.intended.lost();
+    let lost_overwritten = tally.intended.overwritten();
     let resent = clients.sessions().map(|c| c.stats().resent).sum();
     let (mut report, hist, intervals) = tally.finish(SystemTime::now());
     // The achieved rate: orders sent over the time it took to send them
@@ -290,6 +334,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let took = last_send.saturating_sub(start) as f64 / 1e9;
     report.seconds = schedule.seconds().max(took).max(1e-9);
     report.lost = lost;
+    report.lost_overwritten = lost_overwritten;
     report.resent = resent;
     report.summary = hist.summary(report.sent as f64 / report.seconds);
     write_outputs(args, &report, &hist, started_wall, &intervals)?;

@@ -43,11 +43,12 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    /// A tally for sessions with these token prefixes, in a run of
-    /// `label` at `rate` orders/s lasting about `seconds`, started at
-    /// `started`.
+    /// A tally for sessions with these token prefixes, each sending about
+    /// `per_session` orders, in a run of `label` at `rate` orders/s lasting
+    /// about `seconds`, started at `started`.
     pub(super) fn new(
         prefixes: Vec<String>,
+        per_session: u64,
         label: &str,
         rate: u64,
         seconds: u64,
@@ -63,13 +64,15 @@ impl Tally {
             lost: 0,
             accepted: 0,
             rejected: HashMap::new(),
+            late_rejects: 0,
+            lost_overwritten: 0,
             executions: 0,
             resent: 0,
             seconds: 0.0,
             summary: hist.summary(0.0),
         };
         Tally {
-            intended: Intended::new(prefixes.len()),
+            intended: Intended::new(prefixes.len(), per_session),
             live: (0..prefixes.len()).map(|_| LiveOrders::default()).collect(),
             prefixes,
             report,
@@ -113,9 +116,6 @@ impl Tally {
                     live.insert(token, u64::from(qty.lots()));
                 }
             }
-            ClientEvent::Rejected { reason, .. } => {
-                *self.report.rejected.entry(reason).or_default() += 1
-            }
             _ => {}
         }
         // The answer to a request is its Accepted, Replaced, Canceled or
@@ -127,6 +127,15 @@ impl Tally {
                 let lat = t.saturating_sub(t0);
                 self.hist.record(lat);
                 self.interval.record(lat);
+                // A reject counts when it answers a request: a re-sent
+                // copy of a cancel whose answer was slow or lost is
+                // refused (its order is gone) after the request was
+                // answered, and is no reject of the flow.
+                if let ClientEvent::Rejected { reason, .. } = e {
+                    *self.report.rejected.entry(reason).or_default() += 1;
+                }
+            } else if matches!(e, ClientEvent::Rejected { .. }) {
+                self.report.late_rejects += 1;
             }
         }
     }
