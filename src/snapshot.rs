@@ -329,6 +329,12 @@ pub struct Replica {
     pub accepted: u64,
     /// Messages the layout could not follow (a snapshot would be wrong).
     lost: u64,
+    /// Whether the day's first market data is sequenced: by the first
+    /// journal record applied, at its time, which is when the live
+    /// exchange published it (a new day's journal begins with its `CONFIG`
+    /// record, written at the start of day's time); or by a restored
+    /// snapshot, which holds it.
+    day_started: bool,
 }
 
 /// Engine events to the publisher, with the archive layout following
@@ -355,8 +361,8 @@ impl EventSink for Follow<'_> {
 impl Replica {
     /// The engine (with the config's accounts registered), the gateway and
     /// a publisher keeping `store_capacity` messages for retransmission;
-    /// nothing published yet (see [`Replica::start_of_day`] and
-    /// [`Replica::restore`]).
+    /// nothing published yet (see [`Replica::start_of_day`],
+    /// [`Replica::apply`] and [`Replica::restore`]).
     pub fn new(cfg: &Config, contracts: &ContractSet, store_capacity: usize) -> Replica {
         let session = md_session(cfg);
         let mut engine = Engine::new(
@@ -379,11 +385,13 @@ impl Replica {
             archive: ArchiveLayout::default(),
             accepted: 0,
             lost: 0,
+            day_started: false,
         }
     }
 
     /// A new day's first market data (system events, stock directory).
     pub fn start_of_day(&mut self, now: Nanos) {
+        self.day_started = true;
         self.publisher.set_time(now);
         self.publisher.start_of_day();
         if let Err(n) = self.archive.follow(self.publisher.store()) {
@@ -391,9 +399,19 @@ impl Replica {
         }
     }
 
+    /// Whether the day's first market data is sequenced.
+    pub fn day_started(&self) -> bool {
+        self.day_started
+    }
+
     /// Applies one journal record as recovery does: no replies, market
-    /// data sequenced into the store (and the layout) but not sent.
+    /// data sequenced into the store (and the layout) but not sent. The
+    /// first record of a replica that has not started its day starts it,
+    /// at that record's time.
     pub fn apply(&mut self, rec: Record<'_>) {
+        if !self.day_started {
+            self.start_of_day(rec.time);
+        }
         self.publisher.set_time(rec.time);
         let mut md = Follow {
             publisher: &mut self.publisher,
@@ -430,6 +448,7 @@ impl Replica {
         self.gateway.restore(&s.gateway)?;
         self.publisher.resume(&s.publisher, held);
         self.archive = s.archive.clone();
+        self.day_started = true;
         Ok(())
     }
 }
@@ -528,9 +547,8 @@ pub fn resume_replica(
             Err(e) => skipped.push((path, e.to_string())),
         }
     }
-    let mut r = Replica::new(cfg, contracts, store_capacity);
-    r.start_of_day(Nanos(0));
-    (r, None)
+    // Full replay: the journal's first record starts the day.
+    (Replica::new(cfg, contracts, store_capacity), None)
 }
 
 /// `tokex snapshot`: brings the newest snapshot up to the journal's last

@@ -83,12 +83,11 @@ fn recover_from(
         Some((r, a, h)) => (r, a, Some(h.journal)),
         None => {
             // Rebuilt from scratch: journal replay sequences the day's
-            // messages again.
-            let mut r = Replica::new(cfg, contracts, STORE_CAPACITY);
-            r.start_of_day(now);
-            let mut a = MdArchive::create(&archive_path)
+            // messages again, from the start of day at the first record's
+            // time (below, a new day's starts now).
+            let r = Replica::new(cfg, contracts, STORE_CAPACITY);
+            let a = MdArchive::create(&archive_path)
                 .with_context(|| format!("creating {}", archive_path.display()))?;
-            a.sync(r.publisher.store())?;
             (r, a, None)
         }
     };
@@ -115,8 +114,12 @@ fn recover_from(
             journal_path.display()
         );
     }
-    if report.records == 0 {
-        // A new day's journal begins with the configuration it is written under.
+    if !replica.day_started() {
+        // A new day (no record to replay): its first market data, and its
+        // journal's first record, the configuration it is written under,
+        // at the same time, which is when a replay starts the day.
+        debug_assert_eq!(report.records, 0);
+        replica.start_of_day(now);
         writer.append(record::CONFIG, now, &config)?;
         writer.commit()?;
     }

@@ -215,14 +215,17 @@ impl Server {
             ..
         } = &mut server;
         // TCP connections do not survive a restart: the sessions bound to
-        // them log in again (journaled before any packet is read).
-        let released = gateway.release_tcp_sessions(clock.now(), journal);
+        // them log in again (journaled before any packet is read); UDP
+        // sessions' idle clocks start again.
+        let released = gateway.after_restart(clock.now(), journal);
         if released > 0 {
             journal.0.commit().context("journal write")?;
             println!("sessions: {released} bound to TCP connections before the restart must log in again");
         }
         if cfg.runtime.follow_schedules && !gateway.follows_schedules() {
             let now = clock.now();
+            // Its market data carries this time, as its replay will.
+            publisher.set_time(now);
             gateway.follow_schedules(now, engine, publisher, journal, replies);
             journal.0.commit().context("journal write")?;
             replies.deliver(orders, tcp_out);

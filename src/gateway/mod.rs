@@ -60,7 +60,7 @@
 //!   login for it from elsewhere, or for a second session from the same
 //!   peer, is refused ('S'), order traffic from unknown peers is dropped
 //!   ([`Drop::NotLoggedIn`]). Sessions bound to TCP connections are
-//!   released after a restart ([`Gateway::release_tcp_sessions`]).
+//!   released after a restart ([`Gateway::after_restart`]).
 //! - **Back-off.** Failed logins are counted per source host; past
 //!   `login_failures_before_backoff` its logins are refused unchecked for
 //!   a doubling time, except the bound client's own re-request. Only a
@@ -610,18 +610,31 @@ impl Gateway {
         }
     }
 
-    /// Unbinds every session bound to a TCP connection (journaled, as a
-    /// timeout is). Called once recovery has rebuilt the state: connections
-    /// are numbered afresh by every process, so a binding to connection 1
-    /// from before a restart would otherwise hand the session, its orders
-    /// and its fills, to whoever connects first. UDP bindings stay: an
-    /// address outlives a restart, and its client carries on.
-    pub fn release_tcp_sessions(&mut self, now: Nanos, journal: &mut impl JournalSink) -> usize {
+    /// Called once recovery has rebuilt the state, before any packet is
+    /// read; returns how many TCP sessions it released.
+    ///
+    /// Every session bound to a TCP connection is unbound (journaled, as a
+    /// timeout is): connections are numbered afresh by every process, so a
+    /// binding to connection 1 from before a restart would otherwise hand
+    /// the session, its orders and its fills, to whoever connects first.
+    /// UDP bindings stay (an address outlives a restart, and its client
+    /// carries on), and their idle clocks start again now: heartbeats are
+    /// not journaled, so the replayed clock is the session's last journaled
+    /// packet, and a client that only heartbeated for a while before the
+    /// crash would be timed out at the first timer tick.
+    pub fn after_restart(&mut self, now: Nanos, journal: &mut impl JournalSink) -> usize {
         let mut released = 0;
         for i in 0..self.sessions.len() {
-            if let Some(Peer::Tcp(_)) = self.sessions[i].peer {
-                self.unbind_journaled(now, i, journal);
-                released += 1;
+            match self.sessions[i].peer {
+                Some(Peer::Tcp(_)) => {
+                    self.unbind_journaled(now, i, journal);
+                    released += 1;
+                }
+                Some(Peer::Udp(_)) => {
+                    let s = &mut self.sessions[i];
+                    s.last_rx = s.last_rx.max(now.0);
+                }
+                None => {}
             }
         }
         released

@@ -576,6 +576,42 @@ fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
 }
 
 #[test]
+fn a_udp_session_that_only_heartbeated_before_a_restart_is_not_timed_out_after_it() {
+    let cfg = GatewayConfig {
+        heartbeat_ms: 10,
+        idle_timeout_ms: 100,
+        ..GatewayConfig::default()
+    };
+    let mut before = Rig::new(cfg.clone());
+    before.login(peer(1), "demo01", "demo01", 0);
+    // Heartbeats for longer than the idle timeout (not journaled), then
+    // the crash.
+    let mut hb = [0u8; 8];
+    let n = soupbin::write_empty(&mut hb, soupbin::kind::CLIENT_HEARTBEAT).unwrap();
+    for _ in 0..30 {
+        before.now += 5_000_000;
+        before.send(peer(1), &hb[..n]);
+        before
+            .gw
+            .on_timer(Nanos(before.now), &mut before.journal, &mut before.out);
+    }
+    assert!(before.journal.iter().all(|j| j.0 != record::TIMEOUT));
+
+    let mut r = Rig::new(cfg);
+    for (kind, now, payload) in &before.journal {
+        r.gw.replay(*kind, *now, payload, &mut r.engine, &mut r.md);
+    }
+    r.now = before.now + 1_000_000;
+    assert_eq!(r.gw.after_restart(Nanos(r.now), &mut r.journal), 0);
+    r.gw.on_timer(Nanos(r.now + 1_000_000), &mut r.journal, &mut r.out);
+    r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
+    assert_eq!(r.replies(peer(1)), vec![(b'A', "T1".to_string())]);
+    // Silent for the idle timeout after the restart: timed out as ever.
+    r.gw.on_timer(Nanos(r.now + 200_000_000), &mut r.journal, &mut r.out);
+    assert_eq!(r.journal.last().map(|j| j.0), Some(record::TIMEOUT));
+}
+
+#[test]
 fn tcp_bindings_are_released_after_a_restart_so_a_new_connection_must_log_in() {
     let mut before = Rig::new(GatewayConfig::default());
     before.login(Peer::Tcp(1), "demo01", "demo01", 0);
@@ -588,8 +624,8 @@ fn tcp_bindings_are_released_after_a_restart_so_a_new_connection_must_log_in() {
     for (kind, now, payload) in &before.journal {
         r.gw.replay(*kind, *now, payload, &mut r.engine, &mut r.md);
     }
-    assert_eq!(r.gw.release_tcp_sessions(Nanos(r.now), &mut r.journal), 1);
-    assert_eq!(r.gw.release_tcp_sessions(Nanos(r.now), &mut r.journal), 0);
+    assert_eq!(r.gw.after_restart(Nanos(r.now), &mut r.journal), 1);
+    assert_eq!(r.gw.after_restart(Nanos(r.now), &mut r.journal), 0);
 
     // The new process's first connection is numbered 1 again: it is no one.
     r.enter(Peer::Tcp(1), "X1", Side::Buy, 5, "6.600");
