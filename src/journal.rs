@@ -129,6 +129,35 @@ pub fn holds_record(path: &Path, mark: RecordMark, end: u64) -> Result<bool, Jou
     Ok(crc == mark.crc && mark.offset + RECORD_HEADER_LEN as u64 + len == end)
 }
 
+/// The journal's first good record as (kind, payload), if it has one:
+/// what a day's journal was begun under, read without replaying the day.
+pub fn first_record(path: &Path) -> Result<Option<(u8, Vec<u8>)>, JournalError> {
+    let file = File::open(path)?;
+    let mut r = BufReader::new(file);
+    let mut header = [0u8; HEADER_LEN];
+    if read_full(&mut r, &mut header)? < HEADER_LEN {
+        return Ok(None);
+    }
+    check_header(&header)?;
+    let mut rec = [0u8; RECORD_HEADER_LEN];
+    if read_full(&mut r, &mut rec)? < RECORD_HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len];
+    if read_full(&mut r, &mut payload)? < len {
+        return Ok(None);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&rec[8..]);
+    hasher.update(&payload);
+    let crc = u32::from_be_bytes([rec[4], rec[5], rec[6], rec[7]]);
+    Ok((hasher.finalize() == crc).then_some((rec[8], payload)))
+}
+
 /// As [`scan`], from `from` (a position an earlier scan reached; the
 /// records before it are not read again, only the file header is checked).
 pub fn scan_from(
@@ -504,6 +533,20 @@ mod tests {
         assert_eq!(report.cut_bytes, (RECORD_HEADER_LEN + 4 - 2) as u64);
         assert_eq!(w.records(), 4);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), report.valid_len);
+    }
+
+    #[test]
+    fn the_first_record_is_read_alone_and_only_when_it_is_good() {
+        let d = TempDir::new("journal-first");
+        let path = d.join("j");
+        write_records(&path, 3);
+        assert_eq!(first_record(&path).unwrap(), Some((1, b"msg0".to_vec())));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_LEN + RECORD_HEADER_LEN] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(first_record(&path).unwrap(), None);
+        std::fs::write(&path, &bytes[..HEADER_LEN + 3]).unwrap();
+        assert_eq!(first_record(&path).unwrap(), None);
     }
 
     #[test]

@@ -63,7 +63,7 @@ use crate::contract::ContractSet;
 use crate::engine::{Engine, EngineConfig, EngineState, EngineStateError, Event, EventSink};
 use crate::feed::archive::ArchiveLayout;
 use crate::feed::publisher::{Publisher, PublisherState};
-use crate::gateway::{Gateway, GatewayState, GatewayStateError};
+use crate::gateway::{record, Gateway, GatewayState, GatewayStateError};
 use crate::journal::{self, JournalError, Position, Record, RecordMark};
 use crate::types::{AccountId, Nanos};
 
@@ -104,6 +104,8 @@ pub enum SnapshotError {
     NoJournal(PathBuf),
     #[error("journal is disabled (durability = none): nothing to snapshot")]
     JournalDisabled,
+    #[error("the journal {0} was begun under another configuration (contracts, sessions, risk or gateway limits): run tokex snapshot with the configuration the exchange runs with")]
+    OtherConfig(PathBuf),
     #[error(transparent)]
     Engine(#[from] EngineStateError),
     #[error(transparent)]
@@ -551,6 +553,18 @@ pub fn resume_replica(
     (Replica::new(cfg, contracts, store_capacity), None)
 }
 
+/// Whether the journal at `path` begins with a configuration record other
+/// than `fingerprint` (a new day's journal begins with the fingerprint of
+/// the configuration it is written under).
+pub fn journal_begun_under_other_config(
+    path: &Path,
+    fingerprint: u64,
+) -> Result<bool, JournalError> {
+    Ok(journal::first_record(path)?.is_some_and(|(kind, payload)| {
+        kind == record::CONFIG && payload != fingerprint.to_be_bytes()
+    }))
+}
+
 /// `tokex snapshot`: brings the newest snapshot up to the journal's last
 /// complete record and writes it as a new snapshot (see the module docs).
 pub fn take(cfg: &Config, contracts: &ContractSet, keep: usize) -> Result<Taken, SnapshotError> {
@@ -560,6 +574,11 @@ pub fn take(cfg: &Config, contracts: &ContractSet, keep: usize) -> Result<Taken,
     }
     if !journal_path.exists() {
         return Err(SnapshotError::NoJournal(journal_path.clone()));
+    }
+    // Replayed under another configuration the day would be another one,
+    // and its snapshot, newest by name, would push the usable ones out.
+    if journal_begun_under_other_config(journal_path, fingerprint(cfg, contracts))? {
+        return Err(SnapshotError::OtherConfig(journal_path.clone()));
     }
     let t0 = Instant::now();
     let mut skipped = Vec::new();

@@ -73,6 +73,17 @@ fn recover_from(
     // The configuration's fingerprint: snapshots must match it, and a new
     // journal begins with it.
     let fp = snapshot::fingerprint(cfg, contracts);
+    // Checked before anything is touched: a full replay rewrites the
+    // market-data archive, which must not happen for a start refused.
+    if cfg.journal.durability != Durability::None
+        && journal_path.exists()
+        && snapshot::journal_begun_under_other_config(journal_path, fp)?
+    {
+        bail!(
+            "the journal {} was written under another configuration (contracts, sessions, risk or gateway limits): replayed under this one it would not rebuild the same day. Restore that configuration, or start a new day with --fresh",
+            journal_path.display()
+        );
+    }
     let use_snapshots = cfg.journal.durability != Durability::None && journal_path.exists();
     let resumed = if use_snapshots {
         newest_usable_snapshot(cfg, contracts, fp, &archive_path, t0)
@@ -94,26 +105,18 @@ fn recover_from(
     let t1 = Instant::now();
     let mut archive_errors = 0u64;
     let config = fp.to_be_bytes();
-    let mut other_config = false;
     let (mut writer, report) = JournalWriter::open_from(
         journal_path,
         cfg.journal.durability,
         1 << 20,
         from.unwrap_or(Position::START),
         |rec| {
-            other_config |= rec.kind == record::CONFIG && rec.payload != config;
             replica.apply(rec);
             if archive.sync(replica.publisher.store()).is_err() {
                 archive_errors += 1;
             }
         },
     )?;
-    if other_config {
-        bail!(
-            "the journal {} was written under another configuration (contracts, sessions, risk or gateway limits): replayed under this one it would not rebuild the same day. Restore that configuration, or start a new day with --fresh",
-            journal_path.display()
-        );
-    }
     if !replica.day_started() {
         // A new day (no record to replay): its first market data, and its
         // journal's first record, the configuration it is written under,
@@ -388,13 +391,31 @@ mod tests {
     #[test]
     fn a_restart_under_another_configuration_is_refused_and_under_the_same_one_replays() {
         let (_d, cfg, contracts) = setup("other-config");
-        day(&cfg, &contracts, 30, 1_000);
+        day(&cfg, &contracts, 30, 10);
         let mut other = cfg.clone();
         other.gateway.rate_burst += 1;
+        let md = cfg.journal.path.with_extension("md");
+        let (archive, snaps) = (fs::read(&md).unwrap(), snapshot::list(&cfg.journal.path));
+        let written = fs::metadata(&md).unwrap().modified().unwrap();
+        assert!(!snaps.is_empty());
         let err = recover(&other, &args(false), &contracts, Nanos(5))
             .err()
             .expect("refused");
         assert!(err.to_string().contains("another configuration"), "{err:#}");
+        // Refused before anything was touched: the archive is as it was,
+        // not rewritten.
+        assert_eq!(fs::read(&md).unwrap(), archive);
+        assert_eq!(fs::metadata(&md).unwrap().modified().unwrap(), written);
+        // `tokex snapshot` under it is refused too, and neither writes a
+        // snapshot nor prunes the usable ones.
+        let Err(err) = snapshot::take(&other, &contracts, 1) else {
+            panic!("a snapshot under another configuration was taken");
+        };
+        assert!(
+            matches!(err, snapshot::SnapshotError::OtherConfig(_)),
+            "{err}"
+        );
+        assert_eq!(snapshot::list(&cfg.journal.path), snaps);
         let r = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
         assert!(r.engine.live_orders() > 0);
         // A new day under the other configuration is fine.
