@@ -265,6 +265,15 @@ pub fn path_for(journal: &Path, records: u64) -> PathBuf {
 
 /// The snapshots of `journal`, newest (most records) first.
 pub fn list(journal: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> =
+        files_named(journal, |rest| rest.strip_suffix(".snap")?.parse().ok());
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
+    out
+}
+
+/// The files next to `journal` named `<journal>.<rest>` for which
+/// `parse(rest)` says something.
+fn files_named<T>(journal: &Path, parse: impl Fn(&str) -> Option<T>) -> Vec<(T, PathBuf)> {
     let dir = match journal.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -273,23 +282,33 @@ pub fn list(journal: &Path) -> Vec<(u64, PathBuf)> {
         "{}.",
         journal.file_name().unwrap_or_default().to_string_lossy()
     );
-    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
+    fs::read_dir(&dir)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let digits = name.strip_prefix(&prefix)?.strip_suffix(".snap")?;
-            let records = digits.parse().ok()?;
-            Some((records, e.path()))
+            Some((parse(name.strip_prefix(&prefix)?)?, e.path()))
         })
-        .collect();
-    out.sort_by_key(|b| std::cmp::Reverse(b.0));
-    out
+        .collect()
 }
 
-/// Removes every snapshot of `journal` (a new day).
+/// Removes the temporary files that snapshot writes cut short by a crash
+/// left next to `journal` (`<journal>.<records>.snap.tmp<pid>`), but not
+/// the one this process may be writing.
+fn remove_stale_temporaries(journal: &Path) {
+    let own = format!(".snap.tmp{}", std::process::id());
+    for (_, p) in files_named(journal, |rest| {
+        (rest.contains(".snap.tmp") && !rest.ends_with(&own)).then_some(())
+    }) {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Removes every snapshot of `journal` (a new day), and what writes of
+/// them cut short left.
 pub fn remove_all(journal: &Path) -> io::Result<usize> {
+    remove_stale_temporaries(journal);
     let all = list(journal);
     for (_, p) in &all {
         fs::remove_file(p)?;
@@ -308,10 +327,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        journal::sync_dir(path.parent().unwrap_or(Path::new("")))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -619,6 +635,7 @@ pub fn take(cfg: &Config, contracts: &ContractSet, keep: usize) -> Result<Taken,
         md_next: taken.md_next,
     };
     let bytes = encode(&header, &replica.state()?)?;
+    remove_stale_temporaries(journal_path);
     let path = path_for(journal_path, journal.records);
     write_atomic(&path, &bytes)?;
     taken.write_seconds = t2.elapsed().as_secs_f64();

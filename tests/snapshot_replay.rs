@@ -489,8 +489,15 @@ fn taking_a_snapshot_twice_without_new_records_writes_nothing_and_old_ones_are_p
         k += 1;
     });
     assert!(written >= 2, "{written} snapshots written");
+    // A write cut short by a crash left its temporary file: the next
+    // snapshot written removes it.
+    let mut stale = cfg.journal.path.as_os_str().to_os_string();
+    stale.push(".123.snap.tmp4000000");
+    let stale = PathBuf::from(stale);
+    std::fs::write(&stale, b"half a snapshot").unwrap();
     let t = snapshot::take(&cfg, &contracts, 2).unwrap();
     assert!(t.written.is_some() && t.base.is_some(), "{t}");
+    assert!(!stale.exists(), "the stale temporary file is still there");
     let t = snapshot::take(&cfg, &contracts, 2).unwrap();
     assert!(t.written.is_none(), "{t}");
     assert_eq!(t.replayed, 0);

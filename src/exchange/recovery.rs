@@ -133,7 +133,7 @@ fn recover_from(
     archive.flush()?;
     if archive_errors > 0 {
         println!(
-            "recovery: the market-data archive missed {} messages",
+            "recovery: the market-data archive missed {} messages ({archive_errors} writes failed)",
             archive.missed
         );
     }

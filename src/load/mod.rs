@@ -129,6 +129,9 @@ pub struct LoadReport {
     /// Of the lost, orders whose answer had not come when a ring's worth
     /// of later orders of their session were sent (see `tracking`).
     pub lost_overwritten: u64,
+    /// Sessions taken as lost after the exchange's silence (each then
+    /// logged in again by itself).
+    pub connections_lost: u64,
     pub executions: u64,
     pub resent: u64,
     pub seconds: f64,
@@ -170,6 +173,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "rejected after their request was answered (re-sent cancels): {}",
                 self.late_rejects
+            )?;
+        }
+        if self.connections_lost > 0 {
+            writeln!(
+                f,
+                "sessions lost to the exchange's silence and logged in again: {}",
+                self.connections_lost
             )?;
         }
         if self.lost_overwritten > 0 {
@@ -296,7 +306,9 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         if t - last_timer >= 1_000_000 {
             last_timer = t;
             for s in 0..args.sessions {
-                clients.session(s).on_timer(t);
+                clients
+                    .session(s)
+                    .on_timer_with(t, &mut |e| tally.on_event(t, s, e));
                 clients.flush(s)?;
             }
         }

@@ -66,6 +66,7 @@ impl Tally {
             rejected: HashMap::new(),
             late_rejects: 0,
             lost_overwritten: 0,
+            connections_lost: 0,
             executions: 0,
             resent: 0,
             seconds: 0.0,
@@ -105,6 +106,7 @@ impl Tally {
                 live.fill(token, u64::from(qty.lots()));
             }
             ClientEvent::Canceled { token, .. } => live.remove(token),
+            ClientEvent::ConnectionLost => self.report.connections_lost += 1,
             ClientEvent::Accepted {
                 token, qty, tif, ..
             }
