@@ -123,8 +123,9 @@ pub struct LoadReport {
     pub lost: u64,
     pub accepted: u64,
     pub rejected: HashMap<u8, u64>,
-    /// Rejects of requests already answered: re-sent copies of a cancel
-    /// whose first answer was slow or lost (not in `rejected`).
+    /// Rejects of requests already answered (not in `rejected`): a cancel
+    /// whose order the exchange had canceled itself first, or a re-sent
+    /// copy of one whose first answer was slow or lost.
     pub late_rejects: u64,
     /// Of the lost, orders whose answer had not come when a ring's worth
     /// of later orders of their session were sent (see `tracking`).
@@ -171,7 +172,7 @@ impl fmt::Display for LoadReport {
         if self.late_rejects > 0 {
             writeln!(
                 f,
-                "rejected after their request was answered (re-sent cancels): {}",
+                "rejected after an earlier answer to the same cancel (the exchange canceled the order first, or a re-sent copy): {}",
                 self.late_rejects
             )?;
         }

@@ -129,10 +129,11 @@ impl Tally {
                 let lat = t.saturating_sub(t0);
                 self.hist.record(lat);
                 self.interval.record(lat);
-                // A reject counts when it answers a request: a re-sent
-                // copy of a cancel whose answer was slow or lost is
-                // refused (its order is gone) after the request was
-                // answered, and is no reject of the flow.
+                // A reject counts when it answers a request. One that
+                // comes after an answer is a second answer to a cancel: the
+                // exchange had canceled the order itself first (self-trade
+                // prevention), whose Canceled settled the request, or the
+                // request was re-sent after a slow or lost answer.
                 if let ClientEvent::Rejected { reason, .. } = e {
                     *self.report.rejected.entry(reason).or_default() += 1;
                 }
