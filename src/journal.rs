@@ -251,6 +251,23 @@ fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Where the bytes cut from the journal at `path` at byte `at` are kept.
+pub fn cut_path(path: &Path, at: u64) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(format!(".cut-at-{at}"));
+    p.into()
+}
+
+/// Copies the journal's bytes from `at` to its end into [`cut_path`]
+/// (made durable) before they are cut off.
+fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<()> {
+    let mut out = File::create(cut_path(path, at))?;
+    file.seek(SeekFrom::Start(at))?;
+    io::copy(file, &mut out)?;
+    out.sync_all()?;
+    sync_dir(path.parent().unwrap_or(Path::new("")))
+}
+
 /// Reads until `buf` is full or the input ends; returns the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -352,6 +369,10 @@ impl JournalWriter {
                 sync_dir(path.parent().unwrap_or(Path::new("")))?;
             }
         } else if report.cut_bytes > 0 {
+            // Kept before the cut: a killed process leaves at most a torn
+            // last batch, but a disk fault in the middle would take every
+            // later record with it, and those bytes are then all there is.
+            save_cut(path, &mut file, report.valid_len)?;
             file.set_len(report.valid_len)?;
             file.sync_all()?;
         }
@@ -533,6 +554,32 @@ mod tests {
         assert_eq!(report.cut_bytes, (RECORD_HEADER_LEN + 4 - 2) as u64);
         assert_eq!(w.records(), 4);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), report.valid_len);
+        let kept = std::fs::read(cut_path(&path, report.valid_len)).unwrap();
+        assert_eq!(
+            kept.len() as u64,
+            report.cut_bytes,
+            "the cut bytes are kept"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_record_mid_journal_is_cut_with_everything_after_but_the_bytes_are_kept() {
+        let d = TempDir::new("journal-mid");
+        let path = d.join("j");
+        write_records(&path, 6);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4);
+        bytes[third + RECORD_HEADER_LEN + 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!(report.records, 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), third as u64);
+        let kept = std::fs::read(cut_path(&path, third as u64)).unwrap();
+        assert_eq!(
+            kept,
+            bytes[third..],
+            "records 3 to 6 are kept, as they were"
+        );
     }
 
     #[test]
@@ -550,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_record_cuts_it_and_everything_after() {
+    fn a_scan_stops_at_a_corrupt_record() {
         let d = TempDir::new("journal-corrupt");
         let path = d.join("j");
         write_records(&path, 6);

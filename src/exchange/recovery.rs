@@ -167,8 +167,9 @@ fn recover_from(
     }
     if report.cut_bytes > 0 {
         println!(
-            "recovery: cut a torn or corrupt journal tail of {} bytes",
-            report.cut_bytes
+            "recovery: cut a torn or corrupt journal tail of {} bytes (kept in {})",
+            report.cut_bytes,
+            journal::cut_path(journal_path, report.valid_len).display()
         );
     }
     if cfg.journal.durability == Durability::None {
