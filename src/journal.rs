@@ -563,26 +563,6 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_mid_journal_is_cut_with_everything_after_but_the_bytes_are_kept() {
-        let d = TempDir::new("journal-mid");
-        let path = d.join("j");
-        write_records(&path, 6);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4);
-        bytes[third + RECORD_HEADER_LEN + 1] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let (_, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
-        assert_eq!(report.records, 2);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), third as u64);
-        let kept = std::fs::read(cut_path(&path, third as u64)).unwrap();
-        assert_eq!(
-            kept,
-            bytes[third..],
-            "records 3 to 6 are kept, as they were"
-        );
-    }
-
-    #[test]
     fn the_first_record_is_read_alone_and_only_when_it_is_good() {
         let d = TempDir::new("journal-first");
         let path = d.join("j");
@@ -597,18 +577,25 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_stops_at_a_corrupt_record() {
+    fn a_corrupt_record_mid_journal_stops_a_scan_and_the_writer_cuts_from_it_keeping_the_bytes() {
         let d = TempDir::new("journal-corrupt");
         let path = d.join("j");
         write_records(&path, 6);
         let mut bytes = std::fs::read(&path).unwrap();
         // Flip a payload byte of the third record (records are 17 + 4 bytes).
-        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4) + RECORD_HEADER_LEN + 1;
-        bytes[third] ^= 0xff;
+        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4);
+        bytes[third + RECORD_HEADER_LEN + 1] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let (recs, report) = read_back(&path);
         assert_eq!(recs.len(), 2);
         assert_eq!(report.cut_bytes, 4 * (RECORD_HEADER_LEN as u64 + 4));
+        // Opened for appending: cut at the damage, the bytes from it on
+        // (records 3 to 6) kept as they were.
+        let (_, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!(report.records, 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), third as u64);
+        let kept = std::fs::read(cut_path(&path, third as u64)).unwrap();
+        assert_eq!(kept, bytes[third..]);
     }
 
     #[test]
