@@ -69,8 +69,8 @@ impl UdpClient {
     }
 
     /// Reads the datagrams waiting (from the server only), at most
-    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches, so a flood cannot hold the caller's
-    /// loop; returns how many.
+    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches, so that a
+    /// flood cannot hold the caller's loop; returns how many.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) -> std::io::Result<usize> {
         let mut n = 0;
         for _ in 0..super::MAX_RECV_BATCHES {

@@ -116,10 +116,10 @@ impl XdpClients {
         self.port.flush();
     }
 
-    /// Reads the frames waiting, at most [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches (a
-    /// flood cannot hold the caller's loop), and hands each session its
-    /// datagrams from the exchange: `f(session, event)`. Returns how many
-    /// datagrams.
+    /// Reads the frames waiting, at most
+    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches (a flood
+    /// cannot hold the caller's loop), and hands each session its datagrams
+    /// from the exchange: `f(session, event)`. Returns how many datagrams.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(usize, ClientEvent)) -> usize {
         let mut n = 0;
         for _ in 0..super::MAX_RECV_BATCHES {
