@@ -279,12 +279,21 @@ impl ClientSession {
     /// makes this session's tokens unique across its runs; `resend_after_ns` is the shortest a request waits
     /// for its answer before it is re-sent (the wait follows the measured
     /// round trip above that).
+    ///
+    /// # Panics
+    ///
+    /// When `username` is longer than 6 bytes or `password` longer than 10
+    /// (SoupBinTCP's Login Request fields): no login could ever be sent.
     pub fn new(
         username: &str,
         password: &str,
         prefix: &str,
         resend_after_ns: u64,
     ) -> ClientSession {
+        assert!(
+            username.len() <= 6 && password.len() <= 10,
+            "a SoupBinTCP login carries a username of at most 6 bytes and a password of at most 10"
+        );
         let n = prefix.len().min(MAX_TOKEN_PREFIX);
         let mut next_token = [b'0'; 14];
         next_token[..n].copy_from_slice(&prefix.as_bytes()[..n]);
@@ -943,6 +952,12 @@ mod tests {
         );
         assert_eq!(&long.new_token(), b"ABCDEFZZZZZZZZ");
         assert!(long.tokens_exhausted);
+    }
+
+    #[test]
+    #[should_panic(expected = "at most 6 bytes")]
+    fn a_session_whose_login_could_never_be_sent_is_refused_at_once() {
+        ClientSession::new("username", "demo01", "AB", 1);
     }
 
     #[test]
