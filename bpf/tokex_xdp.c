@@ -73,6 +73,7 @@ int tokex_xdp(struct xdp_md *ctx)
 	struct udphdr *udp = (void *)(ip + 1);
 	__u32 dport;
 	__u32 *wanted;
+	int action;
 
 	if ((void *)(udp + 1) > end)
 		return count(1, XDP_PASS);
@@ -86,8 +87,10 @@ int tokex_xdp(struct xdp_md *ctx)
 	wanted = bpf_map_lookup_elem(&tokex_ports, &dport);
 	if (!wanted || !*wanted)
 		return count(1, XDP_PASS);
-	count(0, 0);
-	return bpf_redirect_map(&tokex_xsks, ctx->rx_queue_index, XDP_PASS);
+	/* XDP_PASS when no socket is bound to this queue (another queue's
+	 * traffic on a multi-queue NIC): counted where it went. */
+	action = bpf_redirect_map(&tokex_xsks, ctx->rx_queue_index, XDP_PASS);
+	return count(action == XDP_REDIRECT ? 0 : 1, action);
 }
 
 char _license[] SEC("license") = "GPL";

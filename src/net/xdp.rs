@@ -205,14 +205,15 @@ struct XdpSender {
     stats: XdpStats,
 }
 
-// SAFETY: every ring and frame of the port is used only through `&mut
-// self`; the port moves between threads as a whole and is never shared.
-unsafe impl Send for XdpPort {}
-// SAFETY: the receive half's rings and frames are used only through `&mut
-// self` and it moves as a whole; it shares no frame with the transmit half
-// (the UMEM's receive and transmit frames are disjoint), so the two halves
-// can run on two threads at once.
-unsafe impl Send for XdpReceiver {}
+// Both halves are `Send` by their fields (xsk-rs marks its rings and UMEM
+// handles so): the compiler checks it, no `unsafe impl` vouches for it.
+// They share no frame (the UMEM's receive and transmit frames are
+// disjoint), so the two halves can run on two threads at once.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<XdpPort>();
+    send::<XdpReceiver>();
+};
 
 fn queue_size(n: u32, what: &str) -> Result<QueueSize, XdpError> {
     QueueSize::new(n).map_err(|e| XdpError::Config(format!("{what} = {n}: {e}")))
@@ -276,7 +277,10 @@ impl XdpPort {
             )));
         }
         let local_mac = read_mac(interface)?;
-        let prog = XdpProgram::attach(interface, ports, cfg.mode)?;
+        // Attached only once its socket is bound and in its map: a live
+        // exchange on this queue makes the bind fail (EBUSY) before its
+        // program is touched.
+        let mut prog = XdpProgram::load(interface, ports)?;
         let umem_config =
             UmemConfig::builder()
                 .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| {
@@ -333,6 +337,7 @@ impl XdpPort {
                     rx_descs.len()
                 )));
             }
+            prog.attach(cfg.mode)?;
             let blank = FrameDesc::default();
             return Ok(XdpPort {
                 rx: Some(XdpReceiver {
@@ -500,19 +505,16 @@ impl XdpReceiver {
     /// Receives up to `max` (at most 64) frames and calls `f` for each
     /// well-formed UDP datagram to our address and ports (with a correct
     /// checksum, if checked); returns how many frames were taken. The
-    /// frames go back to the fill ring before returning. When none was
-    /// waiting, the kernel is woken if it asks to be.
+    /// frames go back to the fill ring before returning, and the kernel is
+    /// woken if it asks to be (a zero-copy driver that ran out of fill
+    /// frames waits for it, also in the middle of a burst).
     pub fn recv_frames(&mut self, max: usize, mut f: impl FnMut(&UdpFrame<'_>)) -> usize {
         let max = max.min(self.batch.len());
         // SAFETY: the scratch descriptors are overwritten with frames the
         // kernel has finished writing.
         let n = unsafe { self.rx.consume(&mut self.batch[..max]) };
         if n == 0 {
-            self.refill();
-            if self.fill.needs_wakeup() {
-                self.stats.rx_wakeups += 1;
-                let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
-            }
+            self.refill_and_wake();
             return 0;
         }
         for desc in &self.batch[..n] {
@@ -536,8 +538,17 @@ impl XdpReceiver {
         self.stats.rx_frames += n as u64;
         // No reference into these frames is left: back to the fill ring.
         self.unfilled.extend_from_slice(&self.batch[..n]);
-        self.refill();
+        self.refill_and_wake();
         n
+    }
+
+    /// [`XdpReceiver::refill`], then a wake-up if the kernel asks for one.
+    fn refill_and_wake(&mut self) {
+        self.refill();
+        if self.fill.needs_wakeup() {
+            self.stats.rx_wakeups += 1;
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
     }
 
     /// Blocks in poll(2) until frames wait on the RX ring or `timeout_ms`

@@ -99,14 +99,10 @@ fn errno(ret: i32) -> io::Error {
 }
 
 impl XdpProgram {
-    /// Loads the program, points it at the UDP `ports`, and attaches it to
-    /// `interface`: native mode first when `mode` is `Auto`, generic if the
-    /// driver refuses.
-    pub fn attach(
-        interface: &str,
-        ports: &[u16],
-        mode: XdpMode,
-    ) -> Result<XdpProgram, XdpProgError> {
+    /// Loads the program for `interface` and points it at the UDP `ports`;
+    /// not attached yet ([`XdpProgram::attach`]), so its socket map can be
+    /// filled first.
+    pub fn load(interface: &str, ports: &[u16]) -> Result<XdpProgram, XdpProgError> {
         let name =
             CString::new(interface).map_err(|_| XdpProgError::NoInterface(interface.into()))?;
         // SAFETY: `name` is a valid NUL-terminated string.
@@ -137,14 +133,22 @@ impl XdpProgram {
         if ret != 0 {
             return Err(XdpProgError::Load(errno(ret)));
         }
-        let prog_fd = prog.program_fd()?;
         prog.xsks = prog.map_fd(c"tokex_xsks", "tokex_xsks")?;
         prog.stats = prog.map_fd(c"tokex_stats", "tokex_stats")?;
         let port_map = prog.map_fd(c"tokex_ports", "tokex_ports")?;
         for &port in ports {
             update(port_map, u32::from(port), &1, "tokex_ports")?;
         }
+        Ok(prog)
+    }
 
+    /// Attaches the loaded program to its interface: native mode first when
+    /// `mode` is `Auto`, generic if the driver refuses. A program already
+    /// attached there is replaced: one a killed exchange left behind (a
+    /// live exchange's socket keeps the queue, so a second one fails to
+    /// bind its socket before it gets here).
+    pub fn attach(&mut self, mode: XdpMode) -> Result<(), XdpProgError> {
+        let prog_fd = self.program_fd()?;
         let modes: &[AttachMode] = match mode {
             XdpMode::Auto => &[AttachMode::Native, AttachMode::Generic],
             XdpMode::Native => &[AttachMode::Native],
@@ -155,11 +159,11 @@ impl XdpProgram {
             // SAFETY: valid interface index and program fd; null options.
             // Without XDP_FLAGS_UPDATE_IF_NOEXIST this replaces a program
             // left behind by a killed exchange.
-            let ret = unsafe { bpf::bpf_xdp_attach(ifindex, prog_fd, m.flags(), ptr::null()) };
+            let ret = unsafe { bpf::bpf_xdp_attach(self.ifindex, prog_fd, m.flags(), ptr::null()) };
             if ret == 0 {
-                prog.mode = m;
-                prog.attached = true;
-                return Ok(prog);
+                self.mode = m;
+                self.attached = true;
+                return Ok(());
             }
             last = Some(XdpProgError::Attach {
                 mode: m.name(),
@@ -208,8 +212,13 @@ impl XdpProgram {
     pub fn counters(&self) -> ProgCounters {
         // SAFETY: no arguments; reads /sys/devices/system/cpu/possible.
         let cpus = unsafe { bpf::libbpf_num_possible_cpus() };
-        // A per-CPU map returns one value for every possible CPU.
-        let mut values = vec![0u64; usize::try_from(cpus).unwrap_or(1).max(1)];
+        // A per-CPU map returns one value for every possible CPU, written
+        // whole: without the count (no sysfs) no buffer is known to be
+        // large enough, so nothing is read.
+        let Some(cpus) = usize::try_from(cpus).ok().filter(|&n| n > 0) else {
+            return ProgCounters::default();
+        };
+        let mut values = vec![0u64; cpus];
         let mut read = |slot: u32| -> u64 {
             values.fill(0);
             // SAFETY: `values` has room for one u64 per possible CPU;
