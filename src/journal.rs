@@ -62,6 +62,33 @@ pub enum JournalError {
     UnsupportedVersion(u32),
     #[error("record payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     RecordTooLarge(usize),
+    #[error("the journal is in use: another tokex exchange holds {0} (one exchange writes a journal at a time)")]
+    InUse(std::path::PathBuf),
+}
+
+/// An exclusive hold on a journal: one exchange writes it at a time. Taken
+/// on `<journal>.lock`, a file that starting a new day does not remove, so
+/// a second exchange is refused before it touches the day's files (its
+/// `--fresh` would delete the live journal). The kernel releases it when
+/// the file is closed: on drop, and when the process dies, however.
+#[derive(Debug)]
+pub struct JournalLock(#[expect(dead_code, reason = "held, never read")] File);
+
+/// Takes the lock of the journal at `path` (its directory must exist).
+pub fn lock(path: &Path) -> Result<JournalLock, JournalError> {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(".lock");
+    let p = std::path::PathBuf::from(p);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)?;
+    match f.try_lock() {
+        Ok(()) => Ok(JournalLock(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse(p)),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 /// One journal record as read back.
@@ -307,6 +334,8 @@ pub struct JournalWriter {
     durability: Durability,
     records: u64,
     bytes: u64,
+    /// The journal's lock, held as long as the writer ([`JournalWriter::hold`]).
+    lock: Option<JournalLock>,
 }
 
 impl JournalWriter {
@@ -339,6 +368,7 @@ impl JournalWriter {
             durability,
             records: 0,
             bytes: 0,
+            lock: None,
         };
         if durability == Durability::None {
             return Ok((writer, ScanReport::default()));
@@ -381,6 +411,11 @@ impl JournalWriter {
         writer.bytes = file.stream_position()?;
         writer.file = Some(file);
         Ok((writer, report))
+    }
+
+    /// Keeps the journal's lock for as long as this writer lives.
+    pub fn hold(&mut self, lock: JournalLock) {
+        self.lock = Some(lock);
     }
 
     /// Adds one record to the current batch (no I/O).

@@ -29,7 +29,7 @@ use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{record, Gateway};
-use crate::journal::{self, Durability, JournalWriter, Position};
+use crate::journal::{self, Durability, JournalLock, JournalWriter, Position};
 use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
 
@@ -68,7 +68,7 @@ fn recover_from(
 ) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
-    prepare_day(cfg, args.fresh)?;
+    let lock = prepare_day(cfg, args.fresh)?;
     let t0 = Instant::now();
     // The configuration's fingerprint: snapshots must match it, and a new
     // journal begins with it.
@@ -117,6 +117,9 @@ fn recover_from(
             }
         },
     )?;
+    if let Some(lock) = lock {
+        writer.hold(lock);
+    }
     if !replica.day_started() {
         // A new day (no record to replay): its first market data, and its
         // journal's first record, the configuration it is written under,
@@ -196,12 +199,18 @@ fn recover_from(
 /// Makes the journal's directory; with `fresh` removes the journal; with
 /// no journal (a new day) removes the snapshots of an earlier one, which
 /// must not be matched against the new journal.
-fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<()> {
+fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<Option<JournalLock>> {
     let journal_path = &cfg.journal.path;
     let fsync = cfg.journal.durability == Durability::Fsync;
     let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
     create_dirs(journal_dir, fsync)
         .with_context(|| format!("creating {}", journal_dir.display()))?;
+    // Before anything of the day is touched: another exchange may be
+    // writing this journal.
+    let lock = match cfg.journal.durability {
+        Durability::None => None,
+        _ => Some(journal::lock(journal_path)?),
+    };
     if fresh && journal_path.exists() {
         // Durable with Fsync once the new journal is created: that syncs
         // this directory, the removals with it (see JournalWriter::open).
@@ -213,7 +222,7 @@ fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<()> {
             println!("recovery: no journal: removed {n} snapshots of an earlier one");
         }
     }
-    Ok(())
+    Ok(lock)
 }
 
 /// The newest snapshot that loads, matches this configuration (its
@@ -419,8 +428,30 @@ mod tests {
         assert_eq!(snapshot::list(&cfg.journal.path), snaps);
         let r = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
         assert!(r.engine.live_orders() > 0);
+        drop(r);
         // A new day under the other configuration is fine.
         assert!(recover(&other, &args(true), &contracts, Nanos(5)).is_ok());
+    }
+
+    #[test]
+    fn a_second_exchange_on_a_journal_in_use_is_refused_before_it_touches_the_day() {
+        let (_d, cfg, contracts) = setup("in-use");
+        day(&cfg, &contracts, 30, 10);
+        let live = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let journal = fs::read(&cfg.journal.path).unwrap();
+        let snaps = snapshot::list(&cfg.journal.path);
+        for fresh in [false, true] {
+            let Err(err) = recover(&cfg, &args(fresh), &contracts, Nanos(6)) else {
+                panic!("a second exchange started (fresh: {fresh})");
+            };
+            assert!(err.to_string().contains("in use"), "{err:#}");
+        }
+        // Its --fresh deleted nothing.
+        assert_eq!(fs::read(&cfg.journal.path).unwrap(), journal);
+        assert_eq!(snapshot::list(&cfg.journal.path), snaps);
+        // The lock goes with the exchange (and with its process).
+        drop(live);
+        assert!(recover(&cfg, &args(false), &contracts, Nanos(7)).is_ok());
     }
 
     #[test]
