@@ -3,9 +3,10 @@
 // tokex's XDP program, attached to the exchange-side interface (and, for
 // the AF_XDP load generator, to the client-side one).
 //
-// IPv4/UDP datagrams to one of the ports listed in `tokex_ports` (the
-// gateway port; the load generator's session ports) without IP options or
-// fragmentation go to the AF_XDP socket bound to the receive queue;
+// IPv4/UDP datagrams to the interface's address (`tokex_local`) and one of
+// the ports listed in `tokex_ports` (the gateway port; the load generator's
+// session ports) without IP options or fragmentation go to the AF_XDP
+// socket bound to the receive queue;
 // everything else -- ARP, ICMP, TCP (the SoupBinTCP compatibility port),
 // market-data retransmission requests -- passes to the kernel, so the
 // namespace keeps working while tokex owns the order port. When no
@@ -47,6 +48,16 @@ struct {
 	__type(value, __u32);
 } tokex_ports SEC(".maps");
 
+// Entry 0: the IPv4 address (network byte order) the socket serves, set by
+// the loader; datagrams to any other address (broadcast, multicast,
+// another local address) pass to the kernel.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tokex_local SEC(".maps");
+
 // Per-CPU counters: 0 = redirected to the socket, 1 = passed to the kernel.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -72,7 +83,8 @@ int tokex_xdp(struct xdp_md *ctx)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct udphdr *udp = (void *)(ip + 1);
 	__u32 dport;
-	__u32 *wanted;
+	__u32 zero = 0;
+	__u32 *wanted, *local;
 	int action;
 
 	if ((void *)(udp + 1) > end)
@@ -82,6 +94,9 @@ int tokex_xdp(struct xdp_md *ctx)
 	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & __builtin_bswap16(0x3fff))
+		return count(1, XDP_PASS);
+	local = bpf_map_lookup_elem(&tokex_local, &zero);
+	if (!local || ip->daddr != *local)
 		return count(1, XDP_PASS);
 	dport = __builtin_bswap16(udp->dest);
 	wanted = bpf_map_lookup_elem(&tokex_ports, &dport);

@@ -126,6 +126,18 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
     wait_for(&dir.join("r2"), &mut ex, "restarted exchange");
     let second = load("second");
     assert_eq!(number_after(&second, "answered", "lost"), 0, "{second}");
+    // A datagram to the order port at another address of the interface is
+    // the kernel's, not the socket's: the program matches the address too
+    // (the socket would count it bad).
+    assert!(in_ns(
+        &ex_ns,
+        &["ip", "addr", "add", "198.18.0.3/24", "dev", &ex_if]
+    ));
+    assert!(in_ns(
+        &cl_ns,
+        &["bash", "-c", "echo order > /dev/udp/198.18.0.3/9000"]
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     stop(&mut ex);
     let log = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
     let redirected = number_after(&log, "XDP program:", "redirected");

@@ -280,7 +280,7 @@ impl XdpPort {
         // Attached only once its socket is bound and in its map: a live
         // exchange on this queue makes the bind fail (EBUSY) before its
         // program is touched.
-        let mut prog = XdpProgram::load(interface, ports)?;
+        let mut prog = XdpProgram::load(interface, ip, ports)?;
         let umem_config =
             UmemConfig::builder()
                 .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| {

@@ -99,10 +99,14 @@ fn errno(ret: i32) -> io::Error {
 }
 
 impl XdpProgram {
-    /// Loads the program for `interface` and points it at the UDP `ports`;
-    /// not attached yet ([`XdpProgram::attach`]), so its socket map can be
-    /// filled first.
-    pub fn load(interface: &str, ports: &[u16]) -> Result<XdpProgram, XdpProgError> {
+    /// Loads the program for `interface` and points it at the UDP `ports`
+    /// of the address `local`; not attached yet ([`XdpProgram::attach`]),
+    /// so its socket map can be filled first.
+    pub fn load(
+        interface: &str,
+        local: std::net::Ipv4Addr,
+        ports: &[u16],
+    ) -> Result<XdpProgram, XdpProgError> {
         let name =
             CString::new(interface).map_err(|_| XdpProgError::NoInterface(interface.into()))?;
         // SAFETY: `name` is a valid NUL-terminated string.
@@ -139,6 +143,10 @@ impl XdpProgram {
         for &port in ports {
             update(port_map, u32::from(port), &1, "tokex_ports")?;
         }
+        let local_map = prog.map_fd(c"tokex_local", "tokex_local")?;
+        // The address as it lies in the IPv4 header, read as a native u32.
+        let address = u32::from_ne_bytes(local.octets());
+        update(local_map, 0, &address, "tokex_local")?;
         Ok(prog)
     }
 
