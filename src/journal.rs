@@ -76,9 +76,7 @@ pub struct JournalLock(#[expect(dead_code, reason = "held, never read")] File);
 
 /// Takes the lock of the journal at `path` (its directory must exist).
 pub fn lock(path: &Path) -> Result<JournalLock, JournalError> {
-    let mut p = path.as_os_str().to_os_string();
-    p.push(".lock");
-    let p = std::path::PathBuf::from(p);
+    let p = beside(path, ".lock");
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -159,30 +157,14 @@ pub fn holds_record(path: &Path, mark: RecordMark, end: u64) -> Result<bool, Jou
 /// The journal's first good record as (kind, payload), if it has one:
 /// what a day's journal was begun under, read without replaying the day.
 pub fn first_record(path: &Path) -> Result<Option<(u8, Vec<u8>)>, JournalError> {
-    let file = File::open(path)?;
-    let mut r = BufReader::new(file);
+    let mut r = BufReader::new(File::open(path)?);
     let mut header = [0u8; HEADER_LEN];
     if read_full(&mut r, &mut header)? < HEADER_LEN {
         return Ok(None);
     }
     check_header(&header)?;
-    let mut rec = [0u8; RECORD_HEADER_LEN];
-    if read_full(&mut r, &mut rec)? < RECORD_HEADER_LEN {
-        return Ok(None);
-    }
-    let len = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len];
-    if read_full(&mut r, &mut payload)? < len {
-        return Ok(None);
-    }
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&rec[8..]);
-    hasher.update(&payload);
-    let crc = u32::from_be_bytes([rec[4], rec[5], rec[6], rec[7]]);
-    Ok((hasher.finalize() == crc).then_some((rec[8], payload)))
+    let mut payload = vec![0u8; MAX_PAYLOAD];
+    Ok(next_record(&mut r, &mut payload)?.map(|(rec, _)| (rec.kind, rec.payload.to_vec())))
 }
 
 /// As [`scan`], from `from` (a position an earlier scan reached; the
@@ -230,32 +212,10 @@ pub fn scan_from(
         cut_bytes: 0,
         last: None,
     };
-    let mut rec_header = [0u8; RECORD_HEADER_LEN];
     let mut payload = vec![0u8; MAX_PAYLOAD];
-    loop {
-        if read_full(&mut r, &mut rec_header)? < RECORD_HEADER_LEN {
-            break;
-        }
-        let len = u32::from_be_bytes(rec_header[0..4].try_into().unwrap_or_default()) as usize;
-        if len > MAX_PAYLOAD {
-            break;
-        }
-        if read_full(&mut r, &mut payload[..len])? < len {
-            break;
-        }
-        let crc = u32::from_be_bytes(rec_header[4..8].try_into().unwrap_or_default());
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&rec_header[8..]);
-        hasher.update(&payload[..len]);
-        if hasher.finalize() != crc {
-            break;
-        }
-        let time = u64::from_be_bytes(rec_header[9..17].try_into().unwrap_or_default());
-        f(Record {
-            kind: rec_header[8],
-            time: Nanos(time),
-            payload: &payload[..len],
-        });
+    while let Some((rec, crc)) = next_record(&mut r, &mut payload)? {
+        let len = rec.payload.len();
+        f(rec);
         report.last = Some(RecordMark {
             offset: report.valid_len,
             crc,
@@ -265,6 +225,40 @@ pub fn scan_from(
     }
     report.cut_bytes = file_len - report.valid_len;
     Ok(report)
+}
+
+/// The next good record of `r` (its payload in `payload`, which holds
+/// [`MAX_PAYLOAD`] bytes) and its CRC; `None` where the journal ends, is
+/// torn or is corrupt. Inlined: it is the journal replay's inner loop.
+#[inline(always)]
+fn next_record<'p>(
+    r: &mut impl Read,
+    payload: &'p mut [u8],
+) -> io::Result<Option<(Record<'p>, u32)>> {
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    if read_full(r, &mut head)? < RECORD_HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len > MAX_PAYLOAD.min(payload.len()) || read_full(r, &mut payload[..len])? < len {
+        return Ok(None);
+    }
+    let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[8..]);
+    hasher.update(&payload[..len]);
+    if hasher.finalize() != crc {
+        return Ok(None);
+    }
+    let time = u64::from_be_bytes(head[9..17].try_into().unwrap_or_default());
+    Ok(Some((
+        Record {
+            kind: head[8],
+            time: Nanos(time),
+            payload: &payload[..len],
+        },
+        crc,
+    )))
 }
 
 fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
@@ -280,8 +274,13 @@ fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
 
 /// Where the bytes cut from the journal at `path` at byte `at` are kept.
 pub fn cut_path(path: &Path, at: u64) -> std::path::PathBuf {
+    beside(path, &format!(".cut-at-{at}"))
+}
+
+/// The file next to the journal at `path` named after it with `suffix`.
+fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut p = path.as_os_str().to_os_string();
-    p.push(format!(".cut-at-{at}"));
+    p.push(suffix);
     p.into()
 }
 
