@@ -277,8 +277,9 @@ pub fn cut_path(path: &Path, at: u64) -> std::path::PathBuf {
     beside(path, &format!(".cut-at-{at}"))
 }
 
-/// The file next to the journal at `path` named after it with `suffix`.
-fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+/// The file next to `path` named after it with `suffix` appended (the
+/// journal's lock and cut bytes, its snapshots and their temporary files).
+pub fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut p = path.as_os_str().to_os_string();
     p.push(suffix);
     p.into()

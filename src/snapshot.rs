@@ -258,9 +258,7 @@ pub fn load(path: &Path, fingerprint: u64, journal: &Path) -> Result<Snapshot, S
 
 /// Where the snapshot covering `records` records of `journal` lives.
 pub fn path_for(journal: &Path, records: u64) -> PathBuf {
-    let mut name = journal.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{records:016}.snap"));
-    journal.with_file_name(name)
+    journal::beside(journal, &format!(".{records:016}.snap"))
 }
 
 /// The snapshots of `journal`, newest (most records) first.
@@ -319,9 +317,7 @@ pub fn remove_all(journal: &Path) -> io::Result<usize> {
 /// Writes `bytes` to `path` atomically: a temporary file next to it,
 /// fsync, rename over, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let tmp = journal::beside(path, &format!(".tmp{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -196,9 +196,11 @@ fn recover_from(
     ))
 }
 
-/// Makes the journal's directory; with `fresh` removes the journal; with
-/// no journal (a new day) removes the snapshots of an earlier one, which
-/// must not be matched against the new journal.
+/// Makes the journal's directory and takes the journal's lock (none with
+/// `durability = "none"`), before anything else: with `fresh` removes the
+/// journal; with no journal (a new day) removes the snapshots of an
+/// earlier one, which must not be matched against the new journal.
+/// Returns the lock, to be held as long as the journal is written.
 fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<Option<JournalLock>> {
     let journal_path = &cfg.journal.path;
     let fsync = cfg.journal.durability == Durability::Fsync;
