@@ -233,11 +233,13 @@ fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_
     let feed_log = std::fs::read_to_string(dir.join("feed.log")).unwrap();
     assert!(status.success(), "{feed_log}");
     println!(
-        "kills after {kills:?} ms; {}",
+        "{}; {}\nround trips: {}",
+        load_log.lines().next().unwrap_or(""),
         feed_log
             .lines()
             .find(|l| l.starts_with("feed:"))
-            .unwrap_or("")
+            .unwrap_or(""),
+        load_log.lines().find(|l| l.starts_with('{')).unwrap_or("")
     );
 
     // Every restart continued the sequence where the journal left it.

@@ -562,6 +562,21 @@ impl ClientSession {
         Some(p)
     }
 
+    /// The exchange is heard again after a silence longer than the re-send
+    /// timeout while re-sent requests wait (it restarted, or the link was
+    /// down): their back-off starts over, so each is re-sent one timeout
+    /// from now unless its answer comes first (a re-request's replay often
+    /// brings it), not after the up to 16 timeouts its doubling had reached.
+    fn restart_back_off(&mut self, now: u64) {
+        let due = now.saturating_add(self.resend_timeout());
+        for (k, p) in &mut self.pending {
+            if p.tries > 0 && p.due > due {
+                p.due = due;
+                self.deadlines.push(Reverse((due, p.id, *k)));
+            }
+        }
+    }
+
     /// Folds a round-trip sample into the estimate (RFC 6298, 2.2–2.3).
     fn sample_rtt(&mut self, r: u64) {
         if self.srtt == 0 {
@@ -614,6 +629,9 @@ impl ClientSession {
     /// Handles a datagram from the exchange.
     pub fn on_datagram(&mut self, now: u64, bytes: &[u8], f: &mut impl FnMut(ClientEvent)) {
         self.tick(now);
+        if self.resent_pending > 0 && now.saturating_sub(self.last_rx) >= self.resend_timeout() {
+            self.restart_back_off(now);
+        }
         self.last_rx = self.last_rx.max(now);
         // The sequence number of the next sequenced message in this datagram,
         // when the datagram is labelled.
@@ -1137,6 +1155,71 @@ mod tests {
         assert_eq!(s.stats().resent, 4);
         assert_eq!(s.outstanding(), 1);
         assert!(s.poll_timeout().unwrap() >= 1500 + 1600);
+    }
+
+    #[test]
+    fn requests_backed_off_during_a_silence_are_re_sent_one_wait_after_the_exchange_is_heard_again()
+    {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let enter = |s: &mut ClientSession| {
+            s.enter(
+                0,
+                symbol,
+                Side::Buy,
+                Qty::new(1),
+                Price::from_raw(1),
+                Tif::Day,
+            )
+        };
+        let (first, second) = (enter(&mut s), enter(&mut s));
+        let mut out = [0u8; 1400];
+        while s.poll_transmit(0, &mut out).is_some() {}
+        // The times Enter Orders are re-sent between `from` and `to`.
+        let mut run = |s: &mut ClientSession, from: u64, to: u64| {
+            let mut resends = Vec::new();
+            for now in (from..=to).step_by(10) {
+                s.on_timer(now);
+                while let Some(n) = s.poll_transmit(now, &mut out) {
+                    for p in soupbin::packets(&out[..n]).flatten() {
+                        if let Packet::UnsequencedData(m) = p {
+                            if let Ok(ouch::Inbound::Enter(_)) = ouch::Inbound::parse(m) {
+                                resends.push(now);
+                            }
+                        }
+                    }
+                }
+            }
+            resends
+        };
+        // The exchange is gone: both orders back off (100, 300, 700, 1500;
+        // the next would be at 3100).
+        assert_eq!(
+            run(&mut s, 10, 1_590),
+            [100, 100, 300, 300, 700, 700, 1500, 1500]
+        );
+        // It is back and answers the first order at 1600 (a replay after
+        // the restart): the other is re-sent one wait later, not at 3100.
+        let a = accepted_one_lot(first, symbol);
+        let mut d = [0u8; 256];
+        let mut len = udp_label::write(&mut d, 1);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
+            .unwrap();
+        s.on_datagram(1_600, &d[..len], &mut |_| {});
+        assert_eq!(
+            run(&mut s, 1_600, 3_000),
+            [1_700],
+            "re-sent once, one wait after 1600"
+        );
+        assert_eq!(s.outstanding(), 1);
+        // Answered now: nothing more is re-sent.
+        let a = accepted_one_lot(second, symbol);
+        let mut len = udp_label::write(&mut d, 2);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
+            .unwrap();
+        s.on_datagram(3_010, &d[..len], &mut |_| {});
+        assert_eq!(run(&mut s, 3_010, 8_000), []);
+        assert_eq!(s.outstanding(), 0);
     }
 
     #[test]
