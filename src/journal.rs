@@ -1,5 +1,6 @@
 //! The append-only input journal: group commit, CRC-checked records, and
-//! recovery that cuts a torn or corrupt tail.
+//! recovery that cuts a torn tail and refuses to cut damage that good
+//! records follow (unless told to).
 //!
 //! Owns the on-disk format and nothing else: records are opaque `(kind, time,
 //! payload)` triples; what a kind means is decided by the layer that writes it
@@ -64,6 +65,20 @@ pub enum JournalError {
     RecordTooLarge(usize),
     #[error("the journal is in use: another tokex exchange holds {0} (one exchange writes a journal at a time)")]
     InUse(std::path::PathBuf),
+    #[error("the journal is damaged at byte {at}, and good records follow from byte {resumes_at}: not the torn tail a crash leaves, and cutting it there would lose every record after the damage, acknowledged orders among them. Restore the journal from a copy, or accept the loss with --cut-damaged-journal (the bytes from the damage on are then kept in <journal>.cut-at-{at})")]
+    Damaged { at: u64, resumes_at: u64 },
+}
+
+/// What opening a journal does with damage that good records follow (a
+/// torn tail, which a crash leaves, is always cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDamage {
+    /// Refuse to open it ([`JournalError::Damaged`]); nothing is changed.
+    #[default]
+    Refuse,
+    /// Cut from the damage, keeping the bytes in [`cut_path`]: the records
+    /// after it are lost to the replay.
+    Cut,
 }
 
 /// An exclusive hold on a journal: one exchange writes it at a time. Taken
@@ -106,6 +121,9 @@ pub struct ScanReport {
     pub valid_len: u64,
     /// Bytes after the good prefix that were (or would be) cut.
     pub cut_bytes: u64,
+    /// Where good records start again in the cut bytes, when the writer
+    /// found them: the cut was damage, not a torn tail.
+    pub resumes_at: Option<u64>,
     /// The last good record's offset and CRC, if there is one.
     pub last: Option<RecordMark>,
 }
@@ -185,6 +203,7 @@ pub fn scan_from(
             records: 0,
             valid_len: 0,
             cut_bytes: file_len,
+            resumes_at: None,
             last: None,
         });
     }
@@ -210,6 +229,7 @@ pub fn scan_from(
         records: from.records,
         valid_len: from.offset,
         cut_bytes: 0,
+        resumes_at: None,
         last: None,
     };
     let mut payload = vec![0u8; MAX_PAYLOAD];
@@ -259,6 +279,31 @@ fn next_record<'p>(
         },
         crc,
     )))
+}
+
+/// Where the first good record after byte `at` of `file` starts (one that
+/// fits before `end` with its CRC right), if any. A torn tail has none: a
+/// crash tears only what was being written last. Read in windows of a MiB
+/// plus the longest record, trying every byte as a record's start (a
+/// false match needs a 32-bit CRC to agree by chance, and would only
+/// refuse).
+fn good_record_after(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
+    const STARTS: usize = 1 << 20;
+    let mut window = vec![0u8; STARTS + RECORD_HEADER_LEN + MAX_PAYLOAD];
+    let mut payload = vec![0u8; MAX_PAYLOAD];
+    let mut base = at + 1;
+    while base + RECORD_HEADER_LEN as u64 <= end {
+        let n = ((end - base) as usize).min(window.len());
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut window[..n], base)?;
+        let starts = (n + 1 - RECORD_HEADER_LEN).min(STARTS);
+        for i in 0..starts {
+            if next_record(&mut &window[i..n], &mut payload)?.is_some() {
+                return Ok(Some(base + i as u64));
+            }
+        }
+        base += STARTS as u64;
+    }
+    Ok(None)
 }
 
 fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
@@ -341,24 +386,37 @@ pub struct JournalWriter {
 impl JournalWriter {
     /// Opens (or creates) the journal at `path` for appending. An existing
     /// journal is scanned first: `replay` sees every good record, and a torn
-    /// or corrupt tail is cut off. With `Durability::None` no file is touched.
+    /// tail is cut off; damage that good records follow is refused
+    /// ([`OnDamage::Refuse`]). With `Durability::None` no file is touched.
     pub fn open(
         path: &Path,
         durability: Durability,
         batch_capacity: usize,
         replay: impl FnMut(Record<'_>),
     ) -> Result<(JournalWriter, ScanReport), JournalError> {
-        JournalWriter::open_from(path, durability, batch_capacity, Position::START, replay)
+        let from = Position::START;
+        JournalWriter::open_from(
+            path,
+            durability,
+            batch_capacity,
+            from,
+            OnDamage::Refuse,
+            replay,
+        )
     }
 
     /// As [`JournalWriter::open`], replaying only the records from `from`
     /// on (a restart from a snapshot that covers the ones before; the
-    /// caller has checked that it is this journal's, see [`holds_record`]).
+    /// caller has checked that it is this journal's, see [`holds_record`]),
+    /// and doing `on_damage` with damage that good records follow. When it
+    /// is refused, `replay` has seen the records before the damage, and
+    /// the file is as it was.
     pub fn open_from(
         path: &Path,
         durability: Durability,
         batch_capacity: usize,
         from: Position,
+        on_damage: OnDamage,
         replay: impl FnMut(Record<'_>),
     ) -> Result<(JournalWriter, ScanReport), JournalError> {
         let mut writer = JournalWriter {
@@ -374,7 +432,7 @@ impl JournalWriter {
             return Ok((writer, ScanReport::default()));
         }
         let exists = path.exists() && std::fs::metadata(path)?.len() > 0;
-        let report = if exists {
+        let mut report = if exists {
             scan_from(path, from, replay)?
         } else {
             ScanReport::default()
@@ -399,9 +457,19 @@ impl JournalWriter {
                 sync_dir(path.parent().unwrap_or(Path::new("")))?;
             }
         } else if report.cut_bytes > 0 {
-            // Kept before the cut: a killed process leaves at most a torn
-            // last batch, but a disk fault in the middle would take every
-            // later record with it, and those bytes are then all there is.
+            // A killed process leaves at most a torn last batch; good
+            // records after the damage mean a fault in the middle, and
+            // cutting would take every later record with it.
+            let end = report.valid_len + report.cut_bytes;
+            report.resumes_at = good_record_after(&file, report.valid_len, end)?;
+            if let (Some(resumes_at), OnDamage::Refuse) = (report.resumes_at, on_damage) {
+                return Err(JournalError::Damaged {
+                    at: report.valid_len,
+                    resumes_at,
+                });
+            }
+            // Kept before the cut: after damage they are all there is of
+            // the records that followed it.
             save_cut(path, &mut file, report.valid_len)?;
             file.set_len(report.valid_len)?;
             file.sync_all()?;
@@ -567,8 +635,15 @@ mod tests {
         assert!(!holds_record(&path, last, report.valid_len + 1).unwrap());
         // Reopening from there appends after the last record.
         let mut seen = 0;
-        let (mut w, report) =
-            JournalWriter::open_from(&path, Durability::Write, 4096, from, |_| seen += 1).unwrap();
+        let (mut w, report) = JournalWriter::open_from(
+            &path,
+            Durability::Write,
+            4096,
+            from,
+            OnDamage::Refuse,
+            |_| seen += 1,
+        )
+        .unwrap();
         assert_eq!((seen, report.records, w.records()), (4, 10, 10));
         w.append(1, Nanos(10), b"msg10").unwrap();
         w.commit().unwrap();
@@ -612,25 +687,73 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_mid_journal_stops_a_scan_and_the_writer_cuts_from_it_keeping_the_bytes() {
+    fn a_corrupt_record_mid_journal_is_refused_unchanged_and_cut_only_when_told_keeping_the_bytes()
+    {
         let d = TempDir::new("journal-corrupt");
         let path = d.join("j");
         write_records(&path, 6);
         let mut bytes = std::fs::read(&path).unwrap();
         // Flip a payload byte of the third record (records are 17 + 4 bytes).
         let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4);
+        let fourth = third + RECORD_HEADER_LEN + 4;
         bytes[third + RECORD_HEADER_LEN + 1] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let (recs, report) = read_back(&path);
         assert_eq!(recs.len(), 2);
         assert_eq!(report.cut_bytes, 4 * (RECORD_HEADER_LEN as u64 + 4));
-        // Opened for appending: cut at the damage, the bytes from it on
-        // (records 3 to 6) kept as they were.
-        let (_, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        // Good records follow the damage: opening it is refused, saying
+        // where, and the file is left as it was.
+        let mut seen = 0;
+        let open = |on_damage, seen: &mut u32| {
+            JournalWriter::open_from(
+                &path,
+                Durability::Write,
+                4096,
+                Position::START,
+                on_damage,
+                |_| *seen += 1,
+            )
+        };
+        match open(OnDamage::Refuse, &mut seen) {
+            Err(JournalError::Damaged { at, resumes_at }) => {
+                assert_eq!((at, resumes_at), (third as u64, fourth as u64));
+            }
+            other => panic!("{:?}", other.map(|(_, r)| r)),
+        }
+        assert_eq!(seen, 2, "the records before the damage were replayed");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(!cut_path(&path, third as u64).exists());
+        // Told to cut: cut at the damage, the bytes from it on (records 3
+        // to 6) kept as they were.
+        let (_, report) = open(OnDamage::Cut, &mut seen).unwrap();
         assert_eq!(report.records, 2);
+        assert_eq!(report.resumes_at, Some(fourth as u64));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), third as u64);
         let kept = std::fs::read(cut_path(&path, third as u64)).unwrap();
         assert_eq!(kept, bytes[third..]);
+    }
+
+    #[test]
+    fn a_damaged_last_record_or_garbage_after_the_records_is_a_torn_tail_and_cut() {
+        for garbage in [
+            vec![0u8; 3000],
+            (0..3000u32).map(|i| (i * 7 + 3) as u8).collect(),
+        ] {
+            let d = TempDir::new("journal-tail");
+            let path = d.join("j");
+            write_records(&path, 4);
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The last record damaged, then bytes no record parses from
+            // (zeros a power loss can leave, or junk).
+            let last = bytes.len() - (RECORD_HEADER_LEN + 4);
+            bytes[last + RECORD_HEADER_LEN] ^= 0x55;
+            bytes.extend_from_slice(&garbage);
+            std::fs::write(&path, &bytes).unwrap();
+            let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+            assert_eq!(w.records(), 3);
+            assert_eq!(report.resumes_at, None);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), last as u64);
+        }
     }
 
     #[test]

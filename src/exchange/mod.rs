@@ -63,6 +63,12 @@ pub struct ExchangeArgs {
     /// Override how market data leaves: udp (kernel socket) | xdp (AF_XDP TX).
     #[arg(long)]
     pub md_transport: Option<String>,
+    /// Recover from a journal damaged in the middle by cutting it at the
+    /// damage (the bytes from it on are kept beside it). Without it such a
+    /// journal is refused: the records after the damage, acknowledged
+    /// orders among them, would be lost. A torn tail is always cut.
+    #[arg(long)]
+    pub cut_damaged_journal: bool,
 }
 
 /// The config file with the command line's overrides applied.

@@ -29,7 +29,7 @@ use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
 use crate::gateway::{record, Gateway};
-use crate::journal::{self, Durability, JournalLock, JournalWriter, Position};
+use crate::journal::{self, Durability, JournalLock, JournalWriter, OnDamage, Position};
 use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
 
@@ -110,6 +110,11 @@ fn recover_from(
         cfg.journal.durability,
         1 << 20,
         from.unwrap_or(Position::START),
+        if args.cut_damaged_journal {
+            OnDamage::Cut
+        } else {
+            OnDamage::Refuse
+        },
         |rec| {
             replica.apply(rec);
             if archive.sync(replica.publisher.store()).is_err() {
@@ -168,12 +173,20 @@ fn recover_from(
             publisher.next_sequence()
         );
     }
-    if report.cut_bytes > 0 {
-        println!(
-            "recovery: cut a torn or corrupt journal tail of {} bytes (kept in {})",
+    let kept = journal::cut_path(journal_path, report.valid_len);
+    match report.resumes_at {
+        _ if report.cut_bytes == 0 => {}
+        None => println!(
+            "recovery: cut a torn journal tail of {} bytes (kept in {})",
             report.cut_bytes,
-            journal::cut_path(journal_path, report.valid_len).display()
-        );
+            kept.display()
+        ),
+        Some(at) => println!(
+            "recovery: CUT A DAMAGED JOURNAL (--cut-damaged-journal): {} bytes from byte {}, good records again from byte {at}; the records after the damage are lost to this day (kept in {})",
+            report.cut_bytes,
+            report.valid_len,
+            kept.display()
+        ),
     }
     if cfg.journal.durability == Durability::None {
         println!("journal: DISABLED (durability = none): acknowledged orders are lost on a crash, and a restart begins market data at sequence 1 again under the same session (feed handlers must restart too); benchmarks only");
@@ -317,6 +330,7 @@ mod tests {
             topology: None,
             interface: None,
             md_transport: None,
+            cut_damaged_journal: false,
         }
     }
 
@@ -433,6 +447,48 @@ mod tests {
         drop(r);
         // A new day under the other configuration is fine.
         assert!(recover(&other, &args(true), &contracts, Nanos(5)).is_ok());
+    }
+
+    #[test]
+    fn a_journal_damaged_mid_day_is_refused_unchanged_and_cut_only_when_the_operator_says_so() {
+        let (_d, cfg, contracts) = setup("damaged");
+        day(&cfg, &contracts, 40, 1_000);
+        let full = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let orders = full.engine.live_orders();
+        drop(full);
+        // Damage a record half-way through the day (records are
+        // len:u32 crc:u32 kind:u8 time:u64 payload[len]).
+        let mut bytes = fs::read(&cfg.journal.path).unwrap();
+        let mut starts = vec![journal::HEADER_LEN];
+        while let Some(&at) = starts.last().filter(|&&at| at < bytes.len()) {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            starts.push(at + journal::RECORD_HEADER_LEN + len);
+        }
+        let (at, next) = (starts[starts.len() / 2], starts[starts.len() / 2 + 1]);
+        bytes[at + journal::RECORD_HEADER_LEN] ^= 0x20;
+        fs::write(&cfg.journal.path, &bytes).unwrap();
+        let Err(err) = recover(&cfg, &args(false), &contracts, Nanos(6)) else {
+            panic!("an exchange started on a damaged journal");
+        };
+        let why = format!("{err:#}");
+        assert!(
+            why.contains(&format!("damaged at byte {at}"))
+                && why.contains(&format!("from byte {next}"))
+                && why.contains("--cut-damaged-journal"),
+            "{why}"
+        );
+        assert_eq!(fs::read(&cfg.journal.path).unwrap(), bytes, "untouched");
+        // The operator accepts the loss: the day continues from the
+        // records before the damage, the rest kept beside the journal.
+        let cut = ExchangeArgs {
+            cut_damaged_journal: true,
+            ..args(false)
+        };
+        let r = recover(&cfg, &cut, &contracts, Nanos(7)).unwrap();
+        assert!(r.engine.live_orders() < orders);
+        assert_eq!(fs::metadata(&cfg.journal.path).unwrap().len(), at as u64);
+        let kept = fs::read(journal::cut_path(&cfg.journal.path, at as u64)).unwrap();
+        assert_eq!(kept, bytes[at..]);
     }
 
     #[test]
