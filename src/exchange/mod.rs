@@ -66,7 +66,10 @@ pub struct ExchangeArgs {
     /// Recover from a journal damaged in the middle by cutting it at the
     /// damage (the bytes from it on are kept beside it). Without it such a
     /// journal is refused: the records after the damage, acknowledged
-    /// orders among them, would be lost. A torn tail is always cut.
+    /// orders among them, would be lost. A torn tail is always cut. (After
+    /// a power loss under `durability = "fsync"` the blocks of the last,
+    /// unacknowledged batch can land out of order and look like damage:
+    /// cutting them loses nothing acknowledged.)
     #[arg(long)]
     pub cut_damaged_journal: bool,
 }
