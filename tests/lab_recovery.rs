@@ -2,11 +2,14 @@
 //! with SIGKILL in the middle of a constant-rate load, restarted from its
 //! journal, and must come back with every order any client saw
 //! acknowledged; restarting again from the same journal gives exactly the
-//! same book (recovery is deterministic). Uses its own lab namespaces
+//! same book (recovery is deterministic); a journal damaged in the middle
+//! is refused until the operator says to cut it. Uses its own lab namespaces
 //! (`tkrec-ex`/`tkrec-cl`) and removes them even when it fails.
 
 use std::path::Path;
 use std::time::Duration;
+
+use tokex::journal;
 
 mod common;
 
@@ -118,6 +121,49 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     let b3 = std::fs::read_to_string(dir.join("book3.csv")).unwrap();
     assert!(b2.lines().count() > 1, "orders rest after recovery");
     assert_eq!(b2, b3);
+
+    // 4. A journal damaged in the middle (not what a crash leaves) is
+    // refused, untouched, saying what to do; the operator's
+    // --cut-damaged-journal starts from the records before the damage.
+    let journal = dir.join("journal").join("tokex.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let mut starts = vec![16]; // the file header; records: len:u32 crc:u32 kind time payload
+    while let Some(&at) = starts.last().filter(|&&at| at < bytes.len()) {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        starts.push(at + 17 + len);
+    }
+    let at = starts[starts.len() / 2];
+    bytes[at + 17] ^= 0x20;
+    std::fs::write(&journal, &bytes).unwrap();
+    let run = |n: u32, extra: &[&str]| {
+        let ready = p(&format!("r{n}"));
+        let mut args = vec![
+            "exchange",
+            "--config",
+            cfg,
+            "--transport",
+            "udp",
+            "--ready-file",
+            &ready,
+        ];
+        args.extend_from_slice(extra);
+        tokex(&ex_ns, &args, &dir.join(format!("ex{n}.log")))
+    };
+    let refused = run(4, &[]).wait().unwrap();
+    let ex4 = std::fs::read_to_string(dir.join("ex4.log")).unwrap();
+    assert!(!refused.success(), "{ex4}");
+    assert!(
+        ex4.contains(&format!("damaged at byte {at}")) && ex4.contains("--cut-damaged-journal"),
+        "{ex4}"
+    );
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left as it was");
+    let mut ex = run(5, &["--cut-damaged-journal"]);
+    wait_for(&dir.join("r5"), &mut ex, "exchange told to cut");
+    stop(&mut ex);
+    let ex5 = std::fs::read_to_string(dir.join("ex5.log")).unwrap();
+    assert!(ex5.contains("CUT A DAMAGED JOURNAL"), "{ex5}");
+    let kept = std::fs::read(journal::cut_path(&journal, at as u64)).unwrap();
+    assert_eq!(kept, bytes[at..]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
