@@ -7,7 +7,7 @@
 //! (the exchange journals every accepted inbound message before its ack
 //! leaves, and replays them through the deterministic engine on restart).
 //!
-//! Format, version 2 (all integers big-endian):
+//! Format, version 3 (all integers big-endian):
 //! ```text
 //! file   = header record*
 //! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
@@ -18,9 +18,12 @@
 //! The version also names the rules its records were written under:
 //! replay must reach the state the run that wrote them had, and the
 //! gateway's rules changed with version 2 (2026-12-02: logins journaled as
-//! their outcome, one session per address, re-sends rate limited, ...).
-//! A version 1 journal is refused, with what to do, rather than replayed
-//! to a state its own run never had.
+//! their outcome, one session per address, re-sends rate limited, ...)
+//! and with version 3 (2026-12-02: a logged-in peer's logins take rate
+//! tokens, login failures are forgotten only after a quiet spell, a
+//! no-op cancel is answered when timers fire with it, no engine event is
+//! dropped from a large batch). An older journal is refused, with what
+//! to do, rather than replayed to a state its own run never had.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -31,7 +34,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).
@@ -770,17 +773,17 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_of_the_first_version_is_refused_with_what_to_do_not_overwritten() {
+    fn a_journal_of_an_older_version_is_refused_with_what_to_do_not_overwritten() {
         let d = TempDir::new("journal-v1");
         let path = d.join("j");
         let mut header = MAGIC.to_vec();
-        header.extend_from_slice(&1u32.to_be_bytes());
+        header.extend_from_slice(&2u32.to_be_bytes());
         header.extend_from_slice(&0u32.to_be_bytes());
         std::fs::write(&path, &header).unwrap();
         let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
             .err()
             .unwrap();
-        assert!(matches!(err, JournalError::UnsupportedVersion(1)), "{err}");
+        assert!(matches!(err, JournalError::UnsupportedVersion(2)), "{err}");
         assert!(err.to_string().contains("--fresh"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), header);
     }

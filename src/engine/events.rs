@@ -375,19 +375,21 @@ impl<A: EventSink, B: EventSink> EventSink for Tee<'_, A, B> {
     }
 }
 
-/// A fixed-capacity event buffer that never allocates after creation.
-/// Events beyond capacity are counted as overflow (size it for the worst
-/// batch: one order can produce at most `levels × orders` executions).
+/// An event buffer sized at creation for the largest ordinary batch, so
+/// the order path does not allocate. A batch beyond it (a close-out or an
+/// uncross of more orders than it holds, a sweep through as many) grows
+/// it: a lost acknowledgement or market-data message would be worse than
+/// an allocation. How often it grew is counted.
 pub struct EventBuffer {
     events: Vec<Event>,
-    overflow: u64,
+    grown: u64,
 }
 
 impl EventBuffer {
     pub fn with_capacity(n: usize) -> EventBuffer {
         EventBuffer {
             events: Vec::with_capacity(n),
-            overflow: 0,
+            grown: 0,
         }
     }
 
@@ -399,18 +401,18 @@ impl EventBuffer {
         self.events.clear();
     }
 
-    pub fn overflow(&self) -> u64 {
-        self.overflow
+    /// How many times an event found the buffer full (and it grew).
+    pub fn grown(&self) -> u64 {
+        self.grown
     }
 }
 
 impl EventSink for EventBuffer {
     #[inline]
     fn event(&mut self, e: &Event) {
-        if self.events.len() < self.events.capacity() {
-            self.events.push(*e);
-        } else {
-            self.overflow += 1;
+        if self.events.len() == self.events.capacity() {
+            self.grown += 1;
         }
+        self.events.push(*e);
     }
 }

@@ -66,11 +66,21 @@ fn ct_eq<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
     diff == 0
 }
 
+/// A source host's recent login failures. They are forgotten only after
+/// a quiet spell of the longest back-off with no failure, not by a login
+/// that succeeds: a client logged in to its own session could otherwise
+/// clear its host's count between guesses at another session's password.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Failures {
     count: u32,
     until: u64,
+    /// When the last failure was.
+    last: u64,
 }
+
+/// The longest back-off, in multiples of `login_backoff_ms` (10
+/// doublings); also the quiet spell after which failures are forgotten.
+const MAX_BACKOFF_DOUBLINGS: u32 = 10;
 
 /// Most sources remembered for login back-off; beyond it the table is reset
 /// (bounding memory against address-spraying).
@@ -147,11 +157,17 @@ impl Gateway {
             if self.failures.len() >= MAX_FAILURE_SOURCES && !self.failures.contains_key(&source) {
                 self.make_room_for_a_failure(now);
             }
+            let unit = self.cfg.login_backoff_ms.saturating_mul(1_000_000);
             let e = self.failures.entry(source).or_default();
-            e.count += 1;
+            if now.0.saturating_sub(e.last) > unit.saturating_mul(1 << MAX_BACKOFF_DOUBLINGS) {
+                e.count = 0;
+            }
+            e.count = e.count.saturating_add(1);
+            e.last = now.0;
             if e.count >= self.cfg.login_failures_before_backoff {
-                let doublings = (e.count - self.cfg.login_failures_before_backoff).min(10);
-                e.until = now.0 + self.cfg.login_backoff_ms * 1_000_000 * (1 << doublings);
+                let doublings =
+                    (e.count - self.cfg.login_failures_before_backoff).min(MAX_BACKOFF_DOUBLINGS);
+                e.until = now.0.saturating_add(unit.saturating_mul(1 << doublings));
             }
             return reject_login(peer, soupbin::reject::NOT_AUTHORIZED, out);
         };
@@ -178,7 +194,7 @@ impl Gateway {
         if in_debt {
             self.counters.drop(Drop::ResendRateLimited);
         }
-        if (!wanted.is_empty() && wanted != &self.session_name[..])
+        if (!wanted.is_empty() && wanted != crate::wire::trim(&self.session_name))
             || bound_elsewhere
             || peer_has_another
             || in_debt
@@ -188,10 +204,6 @@ impl Gateway {
             }
             return reject_login(peer, soupbin::reject::SESSION_NOT_AVAILABLE, out);
         }
-        // Only a login that succeeds clears its source's failures (a valid
-        // password then refused must not reset the count for guesses at
-        // another session's).
-        self.failures.remove(&source);
         self.counters.logins += 1;
         let sess = &mut self.sessions[s];
         sess.peer = Some(peer);

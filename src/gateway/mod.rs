@@ -391,6 +391,8 @@ impl Gateway {
             Packet::LoginRequest(r) => {
                 if self.in_backoff(now, peer, r) {
                     self.refuse_for_backoff(peer, out);
+                } else if !self.login_token(now, peer) {
+                    self.counters.drop(Drop::RateLimitedSilent);
                 } else {
                     let login = Login {
                         peer,
@@ -432,6 +434,17 @@ impl Gateway {
             _ => self.counters.drop(Drop::Unexpected),
         }
         bound
+    }
+
+    /// Takes a rate-limit token for a login from `peer` when it has a
+    /// session (true without one): a login is checked against every
+    /// session, journaled and answered, so a logged-in peer's logins cost
+    /// what its orders do. Taken again in replay, for the same record.
+    fn login_token(&mut self, now: Nanos, peer: Peer) -> bool {
+        match self.by_peer.get(&peer) {
+            Some(&s) => self.sessions[s].bucket.take(now.0),
+            None => true,
+        }
     }
 
     /// Journals a packet from `peer` as it came (a [`record::PACKET`]).
@@ -485,6 +498,7 @@ impl Gateway {
             record::LOGIN => {
                 if let Some(login) = Login::decode(payload) {
                     self.counters.packets += 1;
+                    self.login_token(now, login.peer);
                     self.admit(now, &login, &mut discard);
                 }
             }

@@ -250,7 +250,9 @@ impl Gateway {
         };
         let account = self.sessions[s].account;
         engine.cancel(now, account, order, c.qty(), tag(s, t), &mut self.events);
-        self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
+        if !self.events_answer(tag(s, t)) {
+            self.answer_a_cancel_that_changed_nothing(now, s, c.token, out);
+        }
         Some(Answering::default())
     }
 
@@ -279,7 +281,7 @@ impl Gateway {
         }
         let account = self.sessions[s].account;
         engine.cancel(now, account, order, m.qty(), tag(s, t), &mut self.events);
-        if self.events.as_slice().is_empty() {
+        if !self.events_answer(tag(s, t)) {
             // At or above the open size: nothing changes.
             let m =
                 ouch::OrderModified::new(now.since_midnight(), m.token, resting.side, resting.qty);
@@ -336,15 +338,24 @@ impl Gateway {
         token: Token,
         out: &mut impl Outbox,
     ) {
-        if self.events.as_slice().is_empty() {
-            let m = ouch::Canceled::new(
-                now.since_midnight(),
-                token,
-                crate::types::Qty::ZERO,
-                ouch::cancel::USER_REQUESTED,
-            );
-            self.send_sequenced(now, s, m.as_bytes(), out);
-        }
+        let m = ouch::Canceled::new(
+            now.since_midnight(),
+            token,
+            crate::types::Qty::ZERO,
+            ouch::cancel::USER_REQUESTED,
+        );
+        self.send_sequenced(now, s, m.as_bytes(), out);
+    }
+
+    /// Whether the engine's events for this request answer the order
+    /// tagged `tag` (canceled or rejected): not the case for a cancel that
+    /// changed nothing, even when timers that came due in the same call
+    /// left events of their own.
+    fn events_answer(&self, tag: u64) -> bool {
+        self.events.as_slice().iter().any(|e| match *e {
+            Event::Canceled { tag: t, .. } | Event::Rejected { tag: t, .. } => t == tag,
+            _ => false,
+        })
     }
 
     /// Claims `token` for request `msg` of session `s`; its number, or

@@ -107,6 +107,21 @@ impl Rig {
 }
 
 #[test]
+fn a_login_naming_a_space_padded_session_is_accepted() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.gw = Gateway::new(
+        &GatewayConfig::default(),
+        &demo_sessions(),
+        &ContractSet::shipped(),
+        *b"TOKEX     ",
+    );
+    let mut b = [0u8; 64];
+    let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"TOKEX", 0).unwrap();
+    r.send(peer(1), &b[..n]);
+    assert_eq!(r.replies(peer(1)), [(b'+', String::new())]);
+}
+
+#[test]
 fn login_with_the_configured_password_is_accepted() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);
@@ -556,6 +571,82 @@ fn engine_timers_run_on_the_clock_are_journaled_and_replay_to_the_same_phases() 
 }
 
 #[test]
+fn a_close_with_more_resting_orders_than_the_event_buffer_answers_and_publishes_every_cancel() {
+    let set = ContractSet::shipped();
+    let day = 20_000 * crate::types::NANOS_PER_DAY;
+    let at = |h: u64, m: u64| Nanos(day + (h * 60 + m) * 60 * 1_000_000_000);
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 1_000_000_000,
+        rate_burst: 1_000_000,
+        ..GatewayConfig::default()
+    });
+    r.engine = Engine::new(
+        &set,
+        EngineConfig {
+            max_orders: 1 << 17,
+        },
+    );
+    let (mut md, mut journal, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    r.gw.follow_schedules(at(21, 1), &mut r.engine, &mut md, &mut journal, &mut out);
+    r.now = at(21, 2).0;
+    r.login(peer(1), "demo01", "demo01", 0);
+    // Two events per order at the close (Canceled, BookDelete): more
+    // than the buffer's 65,536.
+    const N: usize = 33_000;
+    for i in 0..N {
+        r.enter(peer(1), &format!("t{i}"), Side::Buy, 1, "6.400");
+    }
+    assert_eq!(r.engine.live_orders(), N);
+    r.md.clear();
+    r.out.clear();
+    r.gw.on_clock(
+        at(23, 1),
+        &mut r.engine,
+        &mut r.md,
+        &mut r.journal,
+        &mut r.out,
+    );
+    assert_eq!(r.engine.live_orders(), 0);
+    let canceled = r
+        .replies(peer(1))
+        .iter()
+        .filter(|(k, _)| *k == b'C')
+        .count();
+    let deletes =
+        r.md.iter()
+            .filter(|e| matches!(e, Event::BookDelete { .. }))
+            .count();
+    assert_eq!((canceled, deletes), (N, N));
+}
+
+#[test]
+fn a_no_op_cancel_or_modify_is_answered_when_timers_fire_in_the_same_call() {
+    let day = 20_000 * crate::types::NANOS_PER_DAY;
+    let at = |h: u64, m: u64| Nanos(day + (h * 60 + m) * 60 * 1_000_000_000);
+    let mut r = Rig::new(GatewayConfig::default());
+    let (mut md, mut journal, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    r.gw.follow_schedules(at(21, 1), &mut r.engine, &mut md, &mut journal, &mut out);
+    r.now = at(21, 2).0;
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.enter(peer(1), "t1", Side::Buy, 5, "6.400");
+    // GH2612's pre-open (21:45) is due and no clock tick has run it when
+    // a cancel to 9 lots (at or above the open 5: changes nothing) comes.
+    r.now = at(21, 45).0;
+    let c = ouch::CancelOrder::new(ouch::token(b"t1").unwrap(), Qty::new(9));
+    r.unseq(peer(1), c.as_bytes());
+    assert_eq!(r.replies(peer(1)), [(b'C', "t1".to_string())]);
+    assert!(
+        r.md.iter().any(|e| matches!(e, Event::PhaseChanged { .. })),
+        "the timer ran in the same call"
+    );
+    // The same for a Modify at GH2612's call (21:55).
+    r.now = at(21, 55).0;
+    let m = ouch::ModifyOrder::new(ouch::token(b"t1").unwrap(), Side::Buy, Qty::new(9));
+    r.unseq(peer(1), m.as_bytes());
+    assert_eq!(r.replies(peer(1)).len(), 1, "Order Modified");
+}
+
+#[test]
 fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
     let base: Vec<u8> = (0..47u8).map(|b| b.wrapping_mul(37)).collect();
     let fp = orders::fingerprint(&base);
@@ -697,33 +788,50 @@ fn traffic_from_a_peer_without_a_session_is_dropped_and_never_journaled() {
 }
 
 #[test]
-fn re_sent_messages_take_rate_limit_tokens_so_re_requests_cannot_flood() {
+fn re_sent_messages_and_logins_take_rate_limit_tokens_so_re_requests_cannot_flood() {
     let mut r = Rig::new(GatewayConfig {
         rate_per_sec: 100,
         rate_burst: 100,
         ..GatewayConfig::default()
     });
     r.login(peer(1), "demo01", "demo01", 0);
-    for i in 0..100 {
+    for i in 0..99 {
         r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
     }
-    // The bucket is empty: 28 re-requests from sequence 1 in one datagram
-    // are answered with Login Accepted, and nothing re-sent.
+    // One token left: the first of 28 re-requests from sequence 1 in one
+    // datagram takes it and is answered with Login Accepted, nothing
+    // re-sent; the other 27 are dropped unanswered and unjournaled.
     let mut d = Vec::new();
     let mut b = [0u8; 64];
     for _ in 0..28 {
         let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 1).unwrap();
         d.extend_from_slice(&b[..n]);
     }
+    let journaled = r.journal.len();
     r.send(peer(1), &d);
     let accepted = |r: &Rig| r.replies(peer(1)).iter().filter(|x| x.0 == b'A').count();
     assert_eq!(accepted(&r), 0);
-    assert_eq!(r.replies(peer(1)).len(), 28, "28 Login Accepted");
-    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 28 * 100);
-    // A second later the bucket holds 100 tokens again: the whole replay.
+    assert_eq!(r.replies(peer(1)), [(b'+', String::new())]);
+    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 99);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 27);
+    assert_eq!(r.journal.len(), journaled + 1);
+    // A second later the bucket holds 100 tokens again: one for the
+    // login, 99 for the whole replay.
     r.now += 1_000_000_000;
     r.login(peer(1), "demo01", "demo01", 1);
-    assert_eq!(accepted(&r), 100);
+    assert_eq!(accepted(&r), 99);
+    // Replayed, the journal takes the same tokens: the same state.
+    let mut replayed = Rig::new(GatewayConfig {
+        rate_per_sec: 100,
+        rate_burst: 100,
+        ..GatewayConfig::default()
+    });
+    for (kind, now, payload) in &r.journal {
+        replayed
+            .gw
+            .replay(*kind, *now, payload, &mut replayed.engine, &mut replayed.md);
+    }
+    assert_eq!(replayed.gw.sessions[0].bucket, r.gw.sessions[0].bucket);
 }
 
 #[test]
@@ -746,6 +854,50 @@ fn a_valid_password_refused_for_its_session_in_use_does_not_reset_the_back_off()
     // of its host.
     r.login(peer(1), "demo01", "demo01", 1);
     assert_eq!(r.replies(peer(1))[0], (b'+', String::new()));
+}
+
+#[test]
+fn a_bound_clients_re_login_does_not_clear_its_hosts_login_failures_a_quiet_spell_does() {
+    let mut r = Rig::new(GatewayConfig {
+        login_failures_before_backoff: 3,
+        rate_per_sec: 1_000_000,
+        rate_burst: 1_000,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    let login = |user: &str, pass: &str| {
+        let mut b = [0u8; 64];
+        let n =
+            soupbin::write_login_request(&mut b, user.as_bytes(), pass.as_bytes(), b"", 0).unwrap();
+        b[..n].to_vec()
+    };
+    // One datagram: 3 guesses at demo02's password, then a re-login to
+    // its own session (never refused for back-off), 7 times over.
+    let mut d = Vec::new();
+    for i in 0..7 {
+        for j in 0..3 {
+            d.extend(login("demo02", &format!("guess{i}{j}")));
+        }
+        d.extend(login("demo01", "demo01"));
+    }
+    r.send(peer(1), &d);
+    let c = r.gw.counters();
+    assert_eq!(
+        c.dropped(Drop::BadCredentials),
+        3,
+        "checked until the back-off"
+    );
+    assert_eq!(c.dropped(Drop::LoginBackoff), 18);
+    assert_eq!(c.logins, 8, "its own re-logins still go through");
+    // Failures are forgotten after a quiet spell as long as the longest
+    // back-off (1,024 times login_backoff_ms): then 3 guesses again.
+    r.now += 1_024 * GatewayConfig::default().login_backoff_ms * 1_000_000 + 1;
+    for i in 0..4 {
+        r.login(peer(1), "demo02", &format!("late{i}"), 0);
+    }
+    let c = r.gw.counters();
+    assert_eq!(c.dropped(Drop::BadCredentials), 6);
+    assert_eq!(c.dropped(Drop::LoginBackoff), 19);
 }
 
 #[test]
