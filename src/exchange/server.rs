@@ -78,6 +78,18 @@ pub(super) struct Server {
     tcp_stop: Stop,
 }
 
+/// The TCP port's limits: a connection holds at least a whole re-send
+/// window unsent plus a MiB of live replies, so that a client far behind
+/// is not disconnected by the re-send its login asked for.
+fn tcp_limits(cfg: &Config) -> TcpLimits {
+    let resend = crate::gateway::max_tcp_resend_bytes(cfg.gateway.resend_window);
+    let d = TcpLimits::default();
+    TcpLimits {
+        pending_bytes: d.pending_bytes.max(resend + (1 << 20)),
+        ..d
+    }
+}
+
 impl Server {
     /// Opens the ports, recovers from the journal, starts the TCP (and
     /// receive) threads, pins this thread and publishes the start of day.
@@ -114,7 +126,7 @@ impl Server {
             tcp_stop.clone(),
             tcp_in.clone(),
             1 << 14,
-            TcpLimits::default(),
+            tcp_limits(&cfg),
             Some(cfg.runtime.engine_core),
         )?;
         println!("transport: SoupBinTCP over TCP (compatibility port) on {tcp_addr}");

@@ -91,6 +91,17 @@ use outbox::NoJournal;
 pub use outbox::{udp_label, Discard, JournalSink, Outbox, MAX_SEQUENCED_PACKET};
 use session::Session;
 pub use session::{OutboundState, OutboundStore, TokenBucket};
+
+/// The most bytes a TCP login's re-send of a whole `window` of sequenced
+/// messages takes (it goes out whole, see `Gateway::admit`): each the
+/// longest OUCH message (Replaced) in a Sequenced Data packet, after the
+/// Login Accepted. What a TCP connection must be able to hold unsent, or
+/// a client far behind is disconnected at every re-login.
+pub fn max_tcp_resend_bytes(window: u32) -> usize {
+    let replaced = std::mem::size_of::<crate::wire::ouch::Replaced>();
+    let login_accepted = soupbin::HEADER_LEN + 10 + 20;
+    window as usize * (soupbin::HEADER_LEN + replaced) + login_accepted
+}
 pub use state::{GatewayState, GatewayStateError};
 
 /// Where a packet came from (and where its replies go).

@@ -647,6 +647,42 @@ fn a_no_op_cancel_or_modify_is_answered_when_timers_fire_in_the_same_call() {
 }
 
 #[test]
+fn a_tcp_re_send_of_a_whole_window_of_the_longest_messages_fits_max_tcp_resend_bytes() {
+    let window = 64;
+    let mut r = Rig::new(GatewayConfig {
+        resend_window: window,
+        ..GatewayConfig::default()
+    });
+    r.login(Peer::Tcp(1), "demo01", "demo01", 0);
+    r.enter(Peer::Tcp(1), "R0", Side::Buy, 1, "6.400");
+    // Every message in the window a Replaced (80 bytes, the longest).
+    for i in 1..=window {
+        let m = ouch::ReplaceOrder::new(
+            ouch::token(format!("R{}", i - 1).as_bytes()).unwrap(),
+            ouch::token(format!("R{i}").as_bytes()).unwrap(),
+            Qty::new(1),
+            "6.400".parse().unwrap(),
+        );
+        r.unseq(Peer::Tcp(1), m.as_bytes());
+    }
+    r.send(Peer::Tcp(1), &{
+        let mut b = [0u8; 64];
+        let n = soupbin::write_empty(&mut b, soupbin::kind::LOGOUT_REQUEST).unwrap();
+        b[..n].to_vec()
+    });
+    r.now += 10_000_000_000;
+    r.login(Peer::Tcp(1), "demo01", "demo01", 1);
+    let replaced = r
+        .replies(Peer::Tcp(1))
+        .iter()
+        .filter(|x| x.0 == b'U')
+        .count();
+    assert_eq!(replaced, window as usize);
+    let bytes: usize = r.out.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(bytes, max_tcp_resend_bytes(window));
+}
+
+#[test]
 fn requests_that_differ_in_one_byte_or_in_length_have_different_fingerprints() {
     let base: Vec<u8> = (0..47u8).map(|b| b.wrapping_mul(37)).collect();
     let fp = orders::fingerprint(&base);
