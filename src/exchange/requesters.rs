@@ -1,6 +1,7 @@
-//! Who may ask the retransmission server for market data, and how often
-//! (sans-IO): a token bucket per requesting host, in a table of bounded
-//! size that a sender of forged addresses cannot empty.
+//! Who may ask the retransmission server for market data, how often, and
+//! how much it answers per tick (sans-IO): a token bucket per requesting
+//! host, in a table of bounded size that a sender of forged addresses
+//! cannot empty, and a budget of requests and messages per engine tick.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -10,6 +11,48 @@ use crate::gateway::TokenBucket;
 /// Requests per second each host may make, and its burst.
 const RATE: u32 = 1_000;
 const BURST: u32 = 200;
+
+/// Requests read per tick at most (the rest wait in the socket's buffer,
+/// and the kernel drops beyond it).
+pub(crate) const REQUESTS_PER_TICK: usize = 64;
+/// Messages re-sent per tick at most: answers run on the engine core, and
+/// a request can ask for 4,096 messages read from the archive (~0.4 ms);
+/// 2,048 a millisecond tick is 2 M messages/s of recovery for feed
+/// handlers and at most about a fifth of the core.
+pub(crate) const MESSAGES_PER_TICK: u64 = 2_048;
+/// Messages one request is answered with at most (the handler asks again
+/// for the rest).
+pub(crate) const MESSAGES_PER_REQUEST: u16 = 4_096;
+
+/// What one tick may still spend on retransmission.
+pub(crate) struct TickBudget {
+    requests: usize,
+    messages: u64,
+}
+
+impl TickBudget {
+    pub(crate) fn new() -> TickBudget {
+        TickBudget {
+            requests: REQUESTS_PER_TICK,
+            messages: MESSAGES_PER_TICK,
+        }
+    }
+
+    /// Whether another request may be read this tick, and if so the most
+    /// messages its answer may have.
+    pub(crate) fn next_request(&mut self) -> Option<u16> {
+        if self.requests == 0 || self.messages == 0 {
+            return None;
+        }
+        self.requests -= 1;
+        Some(self.messages.min(u64::from(MESSAGES_PER_REQUEST)) as u16)
+    }
+
+    /// An answer of `messages` was sent.
+    pub(crate) fn spent(&mut self, messages: u64) {
+        self.messages = self.messages.saturating_sub(messages);
+    }
+}
 
 /// Per-host request buckets, at most `capacity` hosts.
 pub(crate) struct Requesters {
@@ -61,6 +104,31 @@ impl Requesters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_answers_at_most_its_message_budget_however_large_the_requests() {
+        let mut b = TickBudget::new();
+        let mut sent = 0;
+        let mut answered = 0;
+        while let Some(cap) = b.next_request() {
+            // Every request asks for 4,096 and gets what it may.
+            let n = u64::from(cap.min(4_096));
+            sent += n;
+            answered += 1;
+            b.spent(n);
+        }
+        assert_eq!(sent, MESSAGES_PER_TICK);
+        assert_eq!(answered, 1);
+        // Requests answered with nothing (unanswerable, other sessions)
+        // stop at the request cap.
+        let mut b = TickBudget::new();
+        let mut read = 0;
+        while b.next_request().is_some() {
+            read += 1;
+            b.spent(0);
+        }
+        assert_eq!(read, REQUESTS_PER_TICK);
+    }
 
     const MS: u64 = 1_000_000;
 

@@ -16,7 +16,7 @@ use super::io::{
 };
 use super::receiver::{Receiver, RxSource, RxThreadConfig, RxThreadStats};
 use super::recovery::{recover, Recovered};
-use super::requesters::Requesters;
+use super::requesters::{Requesters, TickBudget, MESSAGES_PER_REQUEST};
 use super::{write_book, ExchangeArgs};
 use crate::config::{Config, Topology, TransportKind};
 use crate::contract::ContractSet;
@@ -446,12 +446,12 @@ impl Server {
                 println!("market data: {e}");
             }
         }
-        // At most REQUESTS_PER_TICK a tick, so a flood of requests cannot
-        // hold the engine core (the rest wait in the socket's buffer, and
-        // the kernel drops beyond it); per host, the rest are counted and
-        // ignored so one host cannot monopolise the server.
+        // Within the tick's budget of requests and messages, so a flood of
+        // requests cannot hold the engine core; per host, the rest are
+        // counted and ignored so one host cannot monopolise the server.
         let mut req = [0u8; 64];
-        for _ in 0..REQUESTS_PER_TICK {
+        let mut budget = TickBudget::new();
+        while let Some(cap) = budget.next_request() {
             let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) else {
                 break;
             };
@@ -459,7 +459,14 @@ impl Server {
                 *retrans_limited += 1;
                 continue;
             }
-            answer_retransmission(publisher, archive, retrans, &req[..n], src);
+            budget.spent(answer_retransmission(
+                publisher,
+                archive,
+                retrans,
+                &req[..n],
+                src,
+                cap,
+            ));
         }
         Ok(())
     }
@@ -480,6 +487,7 @@ impl Server {
             tcp_out,
             replies,
             send_errors,
+            retrans_limits,
             ..
         } = self;
         publisher.set_time(now);
@@ -496,7 +504,8 @@ impl Server {
         let _ = archive.sync(publisher.store());
         retrans.set_nonblocking(false)?;
         retrans.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let linger_until = Instant::now() + Duration::from_secs(10);
+        let lingering = Instant::now();
+        let linger_until = lingering + Duration::from_secs(10);
         let mut last_request = Instant::now();
         let mut req = [0u8; 64];
         while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
@@ -505,7 +514,13 @@ impl Server {
             while tcp_in.pop().is_some() {}
             if let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) {
                 last_request = Instant::now();
-                answer_retransmission(publisher, archive, retrans, &req[..n], src);
+                // The per-host limit holds here too: a stopping exchange
+                // must not answer a flood (or a forged address) unbounded.
+                let t = now.0 + last_request.duration_since(lingering).as_nanos() as u64;
+                if retrans_limits.admit(*src.ip(), t) {
+                    let cap = MESSAGES_PER_REQUEST;
+                    answer_retransmission(publisher, archive, retrans, &req[..n], src, cap);
+                }
             }
         }
         gateway.end_of_session(replies);
@@ -607,21 +622,19 @@ impl Server {
 /// Hosts the retransmission server keeps a request bucket for.
 const MAX_REQUESTERS: usize = 4096;
 
-/// Retransmission requests read per timer tick (a millisecond).
-const REQUESTS_PER_TICK: usize = 64;
-
-/// Answers one MoldUDP64 retransmission request by unicast, at most 4,096
-/// messages, older ones from the archive.
+/// Answers one MoldUDP64 retransmission request by unicast with at most
+/// `cap` messages, older ones from the archive; returns how many were sent.
 fn answer_retransmission(
     publisher: &mut Publisher,
     archive: &mut MdArchive,
     retrans: &UdpSocket,
     request: &[u8],
     to: SocketAddrV4,
-) {
-    publisher.retransmit_from(request, 4096, archive, &mut |p| {
+    cap: u16,
+) -> u64 {
+    publisher.retransmit_from(request, cap, archive, &mut |p| {
         let _ = retrans.send_to(p, to);
-    });
+    })
 }
 
 fn none_or(items: Vec<String>) -> String {

@@ -208,10 +208,16 @@ impl Publisher {
     }
 
     /// Answers a retransmission request (a MoldUDP64 header: session, first
-    /// sequence, count) with packets of what the store holds. Requests for
+    /// sequence, count) with packets of what the store holds, at most
+    /// `max_messages`; returns how many messages were sent. Requests for
     /// another session or for nothing stored are counted and ignored.
-    pub fn retransmit(&mut self, request: &[u8], max_messages: u16, send: &mut impl FnMut(&[u8])) {
-        self.retransmit_from(request, max_messages, &mut NoArchive, send);
+    pub fn retransmit(
+        &mut self,
+        request: &[u8],
+        max_messages: u16,
+        send: &mut impl FnMut(&[u8]),
+    ) -> u64 {
+        self.retransmit_from(request, max_messages, &mut NoArchive, send)
     }
 
     /// As [`Publisher::retransmit`], with messages older than the store read
@@ -222,12 +228,12 @@ impl Publisher {
         max_messages: u16,
         archive: &mut dyn Archive,
         send: &mut impl FnMut(&[u8]),
-    ) {
+    ) -> u64 {
         self.stats.retransmit_requests += 1;
         use zerocopy::FromBytes;
         let Ok(h) = moldudp64::Header::ref_from_bytes(request) else {
             self.stats.retransmit_unanswerable += 1;
-            return;
+            return 0;
         };
         let first = h.sequence();
         let count = u64::from(h.count().min(max_messages));
@@ -238,7 +244,7 @@ impl Publisher {
             || count == 0
         {
             self.stats.retransmit_unanswerable += 1;
-            return;
+            return 0;
         }
         let end = (first + count).min(self.store.next_sequence());
         let mut b = PacketBuilder::new(self.session, first, moldudp64::MAX_PACKET);
@@ -272,6 +278,7 @@ impl Publisher {
             send(b.bytes());
         }
         self.stats.retransmitted += seq - first;
+        seq - first
     }
 
     /// Where the numbering is (for a snapshot).
@@ -385,9 +392,14 @@ mod tests {
         let mut req = Vec::new();
         req.extend_from_slice(&PacketBuilder::control(*b"TOKEX00001", 3, 4));
         let mut answers = Vec::new();
-        p.retransmit(&req, 1000, &mut |b| answers.push(b.to_vec()));
+        assert_eq!(
+            p.retransmit(&req, 1000, &mut |b| answers.push(b.to_vec())),
+            4
+        );
         let a = Packet::parse(&answers[0]).unwrap();
         assert_eq!((a.header.sequence(), a.header.count()), (3, 4));
+        // At most the cap the caller gives (the server's budget).
+        assert_eq!(p.retransmit(&req, 2, &mut |_| {}), 2);
         let orig = Packet::parse(&original[0]).unwrap();
         let want: Vec<_> = orig
             .messages()
@@ -395,11 +407,12 @@ mod tests {
             .collect();
         assert_eq!(a.messages().collect::<Vec<_>>(), want);
         // Wrong session or the future: ignored and counted.
-        p.retransmit(
+        let ignored = p.retransmit(
             &PacketBuilder::control(*b"OTHER00001", 3, 4),
             1000,
             &mut |_| panic!(),
         );
+        assert_eq!(ignored, 0);
         p.retransmit(
             &PacketBuilder::control(*b"TOKEX00001", 9999, 4),
             1000,
