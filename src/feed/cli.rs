@@ -140,7 +140,9 @@ fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_recv_buffer_size(8 << 20)?;
-    s.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, args.port)).into())?;
+    // Bound to the group's address, not any: a unicast datagram to the
+    // port (anyone's, forged) is not taken for the feed.
+    s.bind(&SocketAddr::from(SocketAddrV4::new(args.group, args.port)).into())?;
     s.join_multicast_v4(&args.group, &args.interface_addr)
         .with_context(|| {
             format!(
@@ -333,8 +335,11 @@ fn live(
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             h.on_packet_with(now(), &buf[..n], seen);
         }
-        while let Ok((n, _)) = req.recv_from(&mut buf) {
-            h.on_packet_with(now(), &buf[..n], seen);
+        // Answers count only from the retransmission server asked.
+        while let Ok((n, from)) = req.recv_from(&mut buf) {
+            if from == SocketAddr::V4(args.retransmit) {
+                h.on_packet_with(now(), &buf[..n], seen);
+            }
         }
         if let Some(r) = h.poll_request(now()) {
             let _ = req.send_to(&r, args.retransmit);

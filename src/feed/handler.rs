@@ -18,7 +18,10 @@ use crate::wire::moldudp64::{self, PacketBuilder};
 const FIRST_BACKOFF: u64 = 20_000_000;
 const MAX_BACKOFF: u64 = 200_000_000;
 
-/// Most messages held while a gap is open.
+/// Most messages held while a gap is open. Only messages that decode are
+/// held (at most 50 bytes each: ITCH 5.0's longest), so this bounds the
+/// memory too; one that does not decode is left to be re-requested and
+/// counted when it comes in order.
 const MAX_BUFFERED: usize = 1 << 20;
 
 /// Counts of the feed handler.
@@ -171,7 +174,7 @@ impl FeedHandler {
                     self.stats.recovered += 1;
                 }
                 self.apply(now, msg, self.in_gap, seen);
-            } else if self.buffered.len() < MAX_BUFFERED {
+            } else if self.buffered.len() < MAX_BUFFERED && Message::parse(msg).is_ok() {
                 self.buffered.insert(seq, msg.to_vec());
             }
         }
@@ -218,6 +221,32 @@ mod tests {
     use super::*;
     use crate::contract::ContractSet;
     use crate::feed::publisher::Publisher;
+
+    #[test]
+    fn only_messages_that_decode_are_held_in_a_gap_so_its_memory_is_bounded() {
+        let mut h = FeedHandler::new();
+        // Far-ahead packets of one 1,400-byte message each: not held.
+        for seq in 0..1_000u64 {
+            let mut b = PacketBuilder::new(*b"TOKEX00001", 100 + seq, moldudp64::MAX_PACKET);
+            b.push(&[b'A'; 1_400]).unwrap();
+            h.on_packet(Nanos(1), b.bytes());
+        }
+        assert!(h.buffered.is_empty());
+        assert!(h.poll_request(Nanos(2)).is_some(), "the gap is asked for");
+        // A message that decodes is held until the gap before it closes.
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
+        p.start_of_day();
+        let mut packets = Vec::new();
+        p.flush(&mut |b| packets.push(b.to_vec()));
+        let first = moldudp64::Packet::parse(&packets[0]).unwrap();
+        let mut ahead = PacketBuilder::new(*b"TOKEX00001", 100, moldudp64::MAX_PACKET);
+        for (_, m) in first.messages() {
+            ahead.push(m).unwrap();
+        }
+        let mut h = FeedHandler::new();
+        h.on_packet(Nanos(1), ahead.bytes());
+        assert_eq!(h.buffered.len(), first.messages().count());
+    }
 
     #[test]
     fn lost_packets_are_requested_and_the_stream_completes() {
