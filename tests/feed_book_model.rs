@@ -167,6 +167,9 @@ impl Model {
         if !self.names.contains_key(&locate) {
             return Err(BookError::UnknownLocate(locate));
         }
+        if qty == 0 {
+            return Err(BookError::BadField);
+        }
         if self.find(reference).is_some() {
             return Err(BookError::DuplicateOrder(reference));
         }
@@ -260,6 +263,9 @@ impl Model {
                 let i = self.find(old).ok_or(BookError::UnknownOrder(old))?;
                 if new != old && self.find(new).is_some() {
                     return Err(BookError::DuplicateOrder(new));
+                }
+                if q == 0 {
+                    return Err(BookError::BadField);
                 }
                 let o = self.orders.remove(i);
                 self.add(o.locate, new, o.side, q, p)

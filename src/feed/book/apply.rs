@@ -109,6 +109,9 @@ impl FeedBooks {
                 if new != old && self.index.find(new).is_some() {
                     return Err(BookError::DuplicateOrder(new));
                 }
+                if u.shares.get() == 0 {
+                    return Err(BookError::BadField);
+                }
                 let node = self.pool.nodes[self.index.node_at(pos) as usize];
                 self.delete(pos, obs);
                 self.add(
@@ -207,6 +210,10 @@ impl FeedBooks {
         qty: u32,
         obs: &mut impl BookObserver,
     ) -> Result<(), BookError> {
+        if qty == 0 {
+            // No order rests with nothing: it would show as a level of 0.
+            return Err(BookError::BadField);
+        }
         if self.index.find(reference).is_some() {
             return Err(BookError::DuplicateOrder(reference));
         }
@@ -387,6 +394,29 @@ mod tests {
         let mut feed = FeedBooks::new();
         assert!(feed.apply_stream(&buf[..buf.len() - 1], &mut ()).is_err());
         assert_eq!((feed.skipped, feed.order_count()), (2, 2));
+    }
+    #[test]
+    fn an_add_or_replace_of_zero_shares_is_refused_and_the_book_left_as_it_was() {
+        use crate::wire::itch::{AddOrder, Header, OrderReplace, StockDirectory};
+        use zerocopy::IntoBytes;
+        let h = Header {
+            stock_locate: 1,
+            tracking_number: 0,
+            timestamp: 34_200_000_000_000,
+        };
+        let tk = Symbol::new("TK2612").unwrap();
+        let px = Price::from_raw(65_000);
+        let mut feed = FeedBooks::new();
+        let mut apply = |b: &[u8]| feed.apply(&Message::parse(b).unwrap(), &mut |_, _, _, _| {});
+        assert_eq!(apply(StockDirectory::new(h, tk, 1).as_bytes()), Ok(()));
+        let zero = AddOrder::new(h, 1, Side::Buy, Qty::new(0), tk, px);
+        assert_eq!(apply(zero.as_bytes()), Err(BookError::BadField));
+        let one = AddOrder::new(h, 2, Side::Buy, Qty::new(1), tk, px);
+        assert_eq!(apply(one.as_bytes()), Ok(()));
+        let to_zero = OrderReplace::new(h, 2, 3, Qty::new(0), px);
+        assert_eq!(apply(to_zero.as_bytes()), Err(BookError::BadField));
+        assert_eq!(feed.order_count(), 1, "order 2 still rests");
+        assert_eq!(feed.top(1).0, Some((px, 1)));
     }
     #[test]
     fn a_directory_naming_a_high_locate_makes_one_book_and_every_other_locate_stays_unknown() {
