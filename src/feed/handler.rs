@@ -18,6 +18,11 @@ use crate::wire::moldudp64::{self, PacketBuilder};
 const FIRST_BACKOFF: u64 = 20_000_000;
 const MAX_BACKOFF: u64 = 200_000_000;
 
+/// The most messages one request asks for: what the exchange answers in
+/// one tick (`exchange::requesters::MESSAGES_PER_TICK`), so an answer is
+/// whole and the handler can tell one still arriving from one lost.
+const REQUEST_CHUNK: u64 = 2_048;
+
 /// Most messages held while a gap is open. Only messages that decode are
 /// held (at most 50 bytes each: ITCH 5.0's longest), so this bounds the
 /// memory too; one that does not decode is left to be re-requested and
@@ -47,9 +52,12 @@ pub struct FeedHandler {
     pub books: FeedBooks,
     stats: FeedStats,
     last_request: u64,
-    /// The sequence number the last request started at: a request for a
-    /// new gap goes out at once, a repeat for the same gap after `backoff`.
+    /// The range the last request asked for: while the next number is in
+    /// it the answer may still be arriving, and the request is repeated
+    /// only after `backoff`; past it (or before it) the next request goes
+    /// out at once.
     requested_from: u64,
+    requested_until: u64,
     backoff: u64,
     ended: bool,
     /// ITCH timestamp to the time the message reached the book (both ns
@@ -87,6 +95,7 @@ impl FeedHandler {
             stats: FeedStats::default(),
             last_request: 0,
             requested_from: 0,
+            requested_until: 0,
             backoff: 20_000_000,
             ended: false,
             latency: LatencyHistogram::new(),
@@ -198,18 +207,25 @@ impl FeedHandler {
         if !self.in_gap {
             return None;
         }
-        if self.requested_from == self.next {
+        if (self.requested_from..self.requested_until).contains(&self.next) {
             if now.0.saturating_sub(self.last_request) < self.backoff {
                 return None;
             }
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            // Nothing of it came: wait longer next time; part of it came
+            // (the rest was lost or cut short): ask for the rest as soon.
+            self.backoff = if self.next == self.requested_from {
+                (self.backoff * 2).min(MAX_BACKOFF)
+            } else {
+                FIRST_BACKOFF
+            };
         } else {
             self.backoff = FIRST_BACKOFF;
         }
         let session = self.session?;
         let until = self.buffered.keys().next().copied().unwrap_or(self.horizon);
-        let count = (until - self.next).min(u64::from(u16::MAX - 1)) as u16;
+        let count = (until - self.next).min(REQUEST_CHUNK) as u16;
         self.requested_from = self.next;
+        self.requested_until = self.next + u64::from(count);
         self.last_request = now.0;
         self.stats.requests += 1;
         Some(PacketBuilder::control(session, self.next, count))
@@ -221,6 +237,41 @@ mod tests {
     use super::*;
     use crate::contract::ContractSet;
     use crate::feed::publisher::Publisher;
+
+    #[test]
+    fn a_late_join_is_resent_about_once_while_answers_arrive_a_few_packets_a_read() {
+        let set = ContractSet::shipped();
+        let mut p = Publisher::new(&set, *b"TOKEX00001", 100_000);
+        p.start_of_day();
+        for _ in 0..20_000 {
+            p.publish_message(&[b'S'; 12]);
+        }
+        let mut live = Vec::new();
+        p.flush(&mut |b| live.push(b.to_vec()));
+        let needed = p.next_sequence() - 1;
+        let mut h = FeedHandler::new();
+        h.on_packet(Nanos(0), live.last().unwrap());
+        let mut in_flight = std::collections::VecDeque::new();
+        let (mut requests, mut resent) = (0u64, 0u64);
+        let mut t = 1_000u64;
+        while h.next_sequence() <= needed && t < 10_000_000_000 {
+            if let Some(r) = h.poll_request(Nanos(t)) {
+                requests += 1;
+                resent += p.retransmit(&r, 4_096, &mut |b| in_flight.push_back(b.to_vec()));
+            }
+            // Ten packets a read, one read every 10 us.
+            for a in in_flight.drain(..in_flight.len().min(10)) {
+                h.on_packet(Nanos(t), &a);
+            }
+            t += 10_000;
+        }
+        assert_eq!(h.next_sequence(), needed + 1, "complete");
+        assert!(
+            resent <= needed + needed / 10,
+            "{needed} missing, {resent} resent in {requests} requests"
+        );
+        assert!(requests <= needed / REQUEST_CHUNK + 2, "{requests}");
+    }
 
     #[test]
     fn only_messages_that_decode_are_held_in_a_gap_so_its_memory_is_bounded() {
