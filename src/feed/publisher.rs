@@ -197,9 +197,14 @@ impl Publisher {
         }
     }
 
-    /// The end-of-session packet.
+    /// The end-of-session packet. The end-of-day System Events (end of
+    /// market and system hours, end of messages) are not published with
+    /// it: a stop is not the end of the trading day (the exchange may be
+    /// started again and continue it from its journal, whose replay would
+    /// number those messages' sequence numbers again). The ITCH file
+    /// written by `tokex replay` ends with them
+    /// ([`crate::feed::itch_encoder::ItchFileSink::finish`]).
     pub fn end_of_session(&mut self, send: &mut impl FnMut(&[u8])) {
-        self.encoder.end_of_day(self.now, &mut |_| {});
         send(&PacketBuilder::control(
             self.session,
             self.store.next_sequence(),
