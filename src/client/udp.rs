@@ -69,7 +69,7 @@ impl UdpClient {
     }
 
     /// Reads the datagrams waiting (from the server only), at most
-    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches, so that a
+    /// `MAX_RECV_BATCHES` (64) batches, so that a
     /// flood cannot hold the caller's loop; returns how many.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) -> std::io::Result<usize> {
         let mut n = 0;

@@ -117,7 +117,7 @@ impl XdpClients {
     }
 
     /// Reads the frames waiting, at most
-    /// [`MAX_RECV_BATCHES`](super::MAX_RECV_BATCHES) batches (a flood
+    /// `MAX_RECV_BATCHES` (64) batches (a flood
     /// cannot hold the caller's loop), and hands each session its datagrams
     /// from the exchange: `f(session, event)`. Returns how many datagrams.
     pub fn poll(&mut self, now: u64, f: &mut impl FnMut(usize, ClientEvent)) -> usize {
