@@ -24,8 +24,12 @@ pub(super) enum HashMode {
     /// slot, in the order the producer reuses them, which keeps hot orders
     /// in hot cache lines.
     LowBits,
-    /// Fibonacci hashing of all 64 bits, for references that are not dense
-    /// (chosen for good once a probe runs longer than `MAX_PROBE`).
+    /// Multiplicative hashing of all 64 bits with a random odd multiplier,
+    /// for references that are not dense (chosen for good once a probe
+    /// runs longer than `MAX_PROBE`). Random, and drawn again if a probe
+    /// still runs long: with a known multiplier, references crafted to
+    /// share the product's top bits would make every add probe one
+    /// cluster (quadratic on a hostile feed).
     Mixed,
 }
 
@@ -37,8 +41,8 @@ pub(super) enum HashMode {
 pub(super) struct OrderIndex {
     pub(super) slots: Vec<Slot>,
     mask: usize,
-    /// home = ((key * mul) >> shift) & mask: 1 and 0 for `LowBits`, the
-    /// golden-ratio multiplier and 64 - log2(capacity) for `Mixed`.
+    /// home = ((key * mul) >> shift) & mask: 1 and 0 for `LowBits`, a
+    /// random odd multiplier and 64 - log2(capacity) for `Mixed`.
     mul: u64,
     shift: u32,
     pub(super) mode: HashMode,
@@ -48,7 +52,9 @@ pub(super) struct OrderIndex {
 impl OrderIndex {
     const MIN_CAPACITY: usize = 1 << 10;
     /// A probe longer than this in `LowBits` mode means the references are
-    /// not dense: switch to `Mixed` for good.
+    /// not dense: switch to `Mixed` for good. In `Mixed` mode a probe four
+    /// times as long (at most half full, Robin Hood probes stay far
+    /// shorter) draws a new multiplier.
     const MAX_PROBE: usize = 32;
 
     pub(super) fn with_capacity(orders: usize) -> OrderIndex {
@@ -112,8 +118,8 @@ impl OrderIndex {
     }
 
     /// Robin Hood placement: an entry further from home takes the slot of
-    /// one nearer to its own. Returns false if, in `LowBits` mode, the probe
-    /// ran long (the entry is placed anyway).
+    /// one nearer to its own. Returns false if the probe ran long for the
+    /// mode (the entry is placed anyway).
     #[inline]
     fn place(&mut self, mut cur: Slot) -> bool {
         let mut pos = self.home(cur.key);
@@ -133,7 +139,9 @@ impl OrderIndex {
             }
             pos = (pos + 1) & self.mask;
             dist += 1;
-            if dist > Self::MAX_PROBE && self.mode == HashMode::LowBits {
+            if dist > Self::MAX_PROBE
+                && (self.mode == HashMode::LowBits || dist > 4 * Self::MAX_PROBE)
+            {
                 short = false;
             }
         }
@@ -147,7 +155,7 @@ impl OrderIndex {
         self.mode = mode;
         (self.mul, self.shift) = match mode {
             HashMode::LowBits => (1, 0),
-            HashMode::Mixed => (0x9E37_79B9_7F4A_7C15, 64 - cap.trailing_zeros()),
+            HashMode::Mixed => (random_multiplier(), 64 - cap.trailing_zeros()),
         };
         for s in old.into_iter().filter(|s| s.node != NIL) {
             // Long probes while rebuilding in LowBits mode are caught by the
@@ -180,9 +188,50 @@ impl OrderIndex {
     }
 }
 
+/// A random odd multiplier (std's per-process random hash keys, mixed).
+fn random_multiplier() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x7E4E_u64) | 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The longest distance from home in the table.
+    fn longest_probe(ix: &OrderIndex) -> usize {
+        (0..ix.slots.len())
+            .filter(|&p| ix.slots[p].node != NIL)
+            .map(|p| ix.distance(p, ix.slots[p].key))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn references_crafted_against_a_fixed_multiplier_do_not_pile_into_one_cluster() {
+        // Against the golden-ratio multiplier tokex used: r * MUL sharing
+        // the top 24 bits lands every r in one cluster at every size up
+        // to 2^24 (each add then probed all of it).
+        const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut inv = MUL;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(MUL.wrapping_mul(inv)));
+        }
+        assert_eq!(MUL.wrapping_mul(inv), 1);
+        // 40 low-bit collisions switch the index to Mixed, then 20,000
+        // crafted references.
+        let mut keys: Vec<u64> = (1..=40u64).map(|k| k << 20).collect();
+        keys.extend((1..=20_000u64).map(|j| inv.wrapping_mul((0xAB_CDEF << 40) | j)));
+        let ix = index_keeps_keys_reachable(&keys);
+        assert_eq!(ix.mode, HashMode::Mixed);
+        assert!(
+            longest_probe(&ix) <= 4 * OrderIndex::MAX_PROBE,
+            "{}",
+            longest_probe(&ix)
+        );
+        // And the multiplier is drawn, not fixed.
+        assert_ne!(ix.mul, MUL);
+    }
 
     /// Inserts `keys`, removes every third, checks the rest are found.
     fn index_keeps_keys_reachable(keys: &[u64]) -> OrderIndex {
