@@ -27,8 +27,6 @@ use super::publisher::{Archive, RetransmitStore};
 
 /// Messages between index entries.
 const STRIDE: u64 = 1024;
-/// Longest archived message plus its length prefix.
-const MAX_RECORD: u64 = 2 + 255;
 /// Buffered bytes that trigger a write.
 const FLUSH_AT: usize = 1 << 16;
 
