@@ -86,22 +86,24 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     assert!(lost > 0, "the kill happened during the load: {load_log}");
 
     // 2. Restart from the journal: every acknowledged order is back.
+    // Run `n` of the exchange on the journal (ready file `r{n}`, log
+    // `ex{n}.log`), with `extra` arguments; not waited for.
+    let run = |n: u32, extra: &[&str]| {
+        let ready = p(&format!("r{n}"));
+        let mut args = vec![
+            "exchange",
+            "--config",
+            cfg,
+            "--transport",
+            "udp",
+            "--ready-file",
+            &ready,
+        ];
+        args.extend_from_slice(extra);
+        tokex(&ex_ns, &args, &dir.join(format!("ex{n}.log")))
+    };
     let restart = |n: u32| {
-        let mut ex = tokex(
-            &ex_ns,
-            &[
-                "exchange",
-                "--config",
-                cfg,
-                "--transport",
-                "udp",
-                "--ready-file",
-                &p(&format!("r{n}")),
-                "--book-out",
-                &p(&format!("book{n}.csv")),
-            ],
-            &dir.join(format!("ex{n}.log")),
-        );
+        let mut ex = run(n, &["--book-out", &p(&format!("book{n}.csv"))]);
         wait_for(&dir.join(format!("r{n}")), &mut ex, "restarted exchange");
         ex
     };
@@ -135,20 +137,6 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     let at = starts[starts.len() / 2];
     bytes[at + 17] ^= 0x20;
     std::fs::write(&journal, &bytes).unwrap();
-    let run = |n: u32, extra: &[&str]| {
-        let ready = p(&format!("r{n}"));
-        let mut args = vec![
-            "exchange",
-            "--config",
-            cfg,
-            "--transport",
-            "udp",
-            "--ready-file",
-            &ready,
-        ];
-        args.extend_from_slice(extra);
-        tokex(&ex_ns, &args, &dir.join(format!("ex{n}.log")))
-    };
     let refused = run(4, &[]).wait().unwrap();
     let ex4 = std::fs::read_to_string(dir.join("ex4.log")).unwrap();
     assert!(!refused.success(), "{ex4}");

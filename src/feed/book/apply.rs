@@ -353,18 +353,23 @@ impl FeedBooks {
 mod tests {
     use super::*;
     use crate::types::Qty;
+    use crate::wire::itch::Header;
 
-    #[test]
-    fn apply_stream_skips_and_counts_itch_types_it_does_not_decode() {
-        use crate::wire::itch::{AddOrder, Header, OrderDelete, StockDirectory};
-        use zerocopy::IntoBytes;
+    /// Locate 1's header at 09:30, TK2612, and a price.
+    fn tk_at_locate_1() -> (Header, Symbol, Price) {
         let h = Header {
             stock_locate: 1,
             tracking_number: 0,
             timestamp: 34_200_000_000_000,
         };
-        let tk = Symbol::new("TK2612").unwrap();
-        let px = Price::from_raw(65_000);
+        (h, Symbol::new("TK2612").unwrap(), Price::from_raw(65_000))
+    }
+
+    #[test]
+    fn apply_stream_skips_and_counts_itch_types_it_does_not_decode() {
+        use crate::wire::itch::{AddOrder, OrderDelete, StockDirectory};
+        use zerocopy::IntoBytes;
+        let (h, tk, px) = tk_at_locate_1();
         // ITCH 5.0 Reg SHO Restriction `Y` (20 bytes), as in every NASDAQ
         // file after the directory.
         let mut reg_sho = vec![b'Y', 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -397,15 +402,9 @@ mod tests {
     }
     #[test]
     fn an_add_or_replace_of_zero_shares_is_refused_and_the_book_left_as_it_was() {
-        use crate::wire::itch::{AddOrder, Header, OrderReplace, StockDirectory};
+        use crate::wire::itch::{AddOrder, OrderReplace, StockDirectory};
         use zerocopy::IntoBytes;
-        let h = Header {
-            stock_locate: 1,
-            tracking_number: 0,
-            timestamp: 34_200_000_000_000,
-        };
-        let tk = Symbol::new("TK2612").unwrap();
-        let px = Price::from_raw(65_000);
+        let (h, tk, px) = tk_at_locate_1();
         let mut feed = FeedBooks::new();
         let mut apply = |b: &[u8]| feed.apply(&Message::parse(b).unwrap(), &mut |_, _, _, _| {});
         assert_eq!(apply(StockDirectory::new(h, tk, 1).as_bytes()), Ok(()));
