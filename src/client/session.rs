@@ -1068,12 +1068,7 @@ mod tests {
         assert_eq!(logins(&mut s, 150), [1]);
         // Answered, and this time the answer arrives: nothing more is asked.
         s.on_datagram(158, &login_accepted(1), &mut |_| {});
-        let a = accepted_one_lot(token, symbol);
-        let mut d = [0u8; 256];
-        let mut len = udp_label::write(&mut d, 1);
-        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
-            .unwrap();
-        s.on_datagram(160, &d[..len], &mut |_| {});
+        s.on_datagram(160, &accepted_at(1, token, symbol), &mut |_| {});
         assert_eq!(s.outstanding(), 0);
         for now in [300, 400, 1_000] {
             s.on_timer(now);
@@ -1087,6 +1082,17 @@ mod tests {
         let n = soupbin::write_login_accepted(&mut b, b"TOKEX00001", 1).unwrap();
         s.on_datagram(0, &b[..n], &mut |_| {});
         s
+    }
+
+    /// A datagram labelled `seq` holding the exchange's Accepted for a
+    /// one-lot day buy at 1.
+    fn accepted_at(seq: u64, token: Token, symbol: Symbol) -> Vec<u8> {
+        let a = accepted_one_lot(token, symbol);
+        let mut d = [0u8; 256];
+        let mut len = udp_label::write(&mut d, seq);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
+            .unwrap();
+        d[..len].to_vec()
     }
 
     /// The exchange's Accepted for a one-lot day buy at 1.
@@ -1200,12 +1206,7 @@ mod tests {
         );
         // It is back and answers the first order at 1600 (a replay after
         // the restart): the other is re-sent one wait later, not at 3100.
-        let a = accepted_one_lot(first, symbol);
-        let mut d = [0u8; 256];
-        let mut len = udp_label::write(&mut d, 1);
-        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
-            .unwrap();
-        s.on_datagram(1_600, &d[..len], &mut |_| {});
+        s.on_datagram(1_600, &accepted_at(1, first, symbol), &mut |_| {});
         assert_eq!(
             run(&mut s, 1_600, 3_000),
             [1_700],
@@ -1213,11 +1214,7 @@ mod tests {
         );
         assert_eq!(s.outstanding(), 1);
         // Answered now: nothing more is re-sent.
-        let a = accepted_one_lot(second, symbol);
-        let mut len = udp_label::write(&mut d, 2);
-        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
-            .unwrap();
-        s.on_datagram(3_010, &d[..len], &mut |_| {});
+        s.on_datagram(3_010, &accepted_at(2, second, symbol), &mut |_| {});
         assert_eq!(run(&mut s, 3_010, 8_000), []);
         assert_eq!(s.outstanding(), 0);
     }
@@ -1247,14 +1244,8 @@ mod tests {
                 Price::from_raw(1),
                 Tif::Day,
             );
-            let a = accepted_one_lot(t, symbol);
-            let mut d = [0u8; 128];
-            let seq = s.next_sequence;
-            let mut len = udp_label::write(&mut d, seq);
-            len +=
-                soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
-                    .unwrap();
-            s.on_datagram(sent + rtt, &d[..len], &mut |_| {});
+            let d = accepted_at(s.next_sequence, t, symbol);
+            s.on_datagram(sent + rtt, &d, &mut |_| {});
         };
         // Answers taking 400 (an exchange under load): the wait grows past
         // the round trip, so what is in its queue is not sent twice.
