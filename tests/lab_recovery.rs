@@ -129,13 +129,14 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
     // --cut-damaged-journal starts from the records before the damage.
     let journal = dir.join("journal").join("tokex.journal");
     let mut bytes = std::fs::read(&journal).unwrap();
-    let mut starts = vec![16]; // the file header; records: len:u32 crc:u32 kind time payload
+    // Records are len:u32 crc:u32 kind:u8 time:u64 payload[len].
+    let mut starts = vec![journal::HEADER_LEN];
     while let Some(&at) = starts.last().filter(|&&at| at < bytes.len()) {
         let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        starts.push(at + 17 + len);
+        starts.push(at + journal::RECORD_HEADER_LEN + len);
     }
     let at = starts[starts.len() / 2];
-    bytes[at + 17] ^= 0x20;
+    bytes[at + journal::RECORD_HEADER_LEN] ^= 0x20;
     std::fs::write(&journal, &bytes).unwrap();
     let refused = run(4, &[]).wait().unwrap();
     let ex4 = std::fs::read_to_string(dir.join("ex4.log")).unwrap();

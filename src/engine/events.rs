@@ -351,8 +351,14 @@ pub trait EventSink {
     fn event(&mut self, e: &Event);
 }
 
-/// Collects events (tests, tools). Allocates as it grows.
+/// Collects events (tests, tools, and the gateway's per-request buffer,
+/// made with the capacity of the largest ordinary batch so the order path
+/// does not allocate). Allocates as it grows: a batch beyond the capacity
+/// (a close-out or an uncross of more orders, a sweep through as many)
+/// costs an allocation rather than a lost acknowledgement or market-data
+/// message.
 impl EventSink for Vec<Event> {
+    #[inline]
     fn event(&mut self, e: &Event) {
         self.push(*e);
     }
@@ -372,47 +378,5 @@ impl<A: EventSink, B: EventSink> EventSink for Tee<'_, A, B> {
     fn event(&mut self, e: &Event) {
         self.0.event(e);
         self.1.event(e);
-    }
-}
-
-/// An event buffer sized at creation for the largest ordinary batch, so
-/// the order path does not allocate. A batch beyond it (a close-out or an
-/// uncross of more orders than it holds, a sweep through as many) grows
-/// it: a lost acknowledgement or market-data message would be worse than
-/// an allocation. How often it grew is counted.
-pub struct EventBuffer {
-    events: Vec<Event>,
-    grown: u64,
-}
-
-impl EventBuffer {
-    pub fn with_capacity(n: usize) -> EventBuffer {
-        EventBuffer {
-            events: Vec::with_capacity(n),
-            grown: 0,
-        }
-    }
-
-    pub fn as_slice(&self) -> &[Event] {
-        &self.events
-    }
-
-    pub fn clear(&mut self) {
-        self.events.clear();
-    }
-
-    /// How many times an event found the buffer full (and it grew).
-    pub fn grown(&self) -> u64 {
-        self.grown
-    }
-}
-
-impl EventSink for EventBuffer {
-    #[inline]
-    fn event(&mut self, e: &Event) {
-        if self.events.len() == self.events.capacity() {
-            self.grown += 1;
-        }
-        self.events.push(*e);
     }
 }

@@ -36,8 +36,7 @@ use crate::types::{AccountId, InstrumentId, Price, Qty, Side, Tif};
 
 use book::{Arena, Book};
 pub use events::{
-    CancelReason, CrossKind, Event, EventBuffer, EventSink, Indicative, Party, Phase, RejectReason,
-    Tee,
+    CancelReason, CrossKind, Event, EventSink, Indicative, Party, Phase, RejectReason, Tee,
 };
 use protection::{Band, Breaker};
 pub use state::{EngineState, EngineStateError};

@@ -96,7 +96,7 @@ impl FeedHandler {
             last_request: 0,
             requested_from: 0,
             requested_until: 0,
-            backoff: 20_000_000,
+            backoff: FIRST_BACKOFF,
             ended: false,
             latency: LatencyHistogram::new(),
             gap_latency: LatencyHistogram::new(),

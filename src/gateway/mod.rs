@@ -80,7 +80,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::contract::ContractSet;
-use crate::engine::{Engine, EventBuffer, EventSink, RejectReason};
+use crate::engine::{Engine, Event, EventSink, RejectReason};
 use crate::types::{AccountId, InstrumentId, Nanos, Symbol};
 use crate::wire::soupbin::{self, Packet};
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub use session::{OutboundState, OutboundStore, TokenBucket};
 /// a client far behind is disconnected at every re-login.
 pub fn max_tcp_resend_bytes(window: u32) -> usize {
     let replaced = std::mem::size_of::<crate::wire::ouch::Replaced>();
-    let login_accepted = soupbin::HEADER_LEN + 10 + 20;
+    let login_accepted = soupbin::HEADER_LEN + std::mem::size_of::<soupbin::LoginAccepted>();
     window as usize * (soupbin::HEADER_LEN + replaced) + login_accepted
 }
 pub use state::{GatewayState, GatewayStateError};
@@ -293,7 +293,10 @@ pub struct Gateway {
     symbols: HashMap<Symbol, InstrumentId, foldhash::fast::RandomState>,
     /// Symbol by instrument index.
     names: Vec<Symbol>,
-    events: EventBuffer,
+    /// The engine's events for the request or timer being handled, made
+    /// with room for 65,536 so the order path does not allocate (it grows
+    /// past that rather than lose one).
+    events: Vec<Event>,
     counters: Counters,
     scratch: Vec<u8>,
     /// The TCP connection whose packets are being handled, and its host.
@@ -327,7 +330,7 @@ impl Gateway {
                 }
                 v
             },
-            events: EventBuffer::with_capacity(1 << 16),
+            events: Vec::with_capacity(1 << 16),
             follows_schedules: false,
             counters: Counters::default(),
             scratch: Vec::with_capacity(256),
@@ -579,7 +582,7 @@ impl Gateway {
         } else {
             engine.advance(now, &mut self.events);
         }
-        let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
+        let events = std::mem::take(&mut self.events);
         for e in events.as_slice() {
             md.event(e);
             self.acknowledge(now, e, None, out);

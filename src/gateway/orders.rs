@@ -5,7 +5,7 @@
 //! for re-request.
 
 use super::{Drop, Gateway, Outbox};
-use crate::engine::{CancelReason, Engine, Event, EventBuffer, EventSink, NewOrder, RejectReason};
+use crate::engine::{CancelReason, Engine, Event, EventSink, NewOrder, RejectReason};
 use crate::types::{InstrumentId, Nanos, Side, Symbol};
 use crate::wire::ouch::{self, Token};
 use zerocopy::IntoBytes;
@@ -137,7 +137,7 @@ impl Gateway {
         let Some(answering) = answering else {
             return;
         };
-        let events = std::mem::replace(&mut self.events, EventBuffer::with_capacity(0));
+        let events = std::mem::take(&mut self.events);
         for e in events.as_slice() {
             md.event(e);
             match (answering.modified, *e) {
