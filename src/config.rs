@@ -96,6 +96,18 @@ impl Default for NetworkConfig {
     }
 }
 
+impl NetworkConfig {
+    /// The MoldUDP64 session name as it goes on the wire: 10 bytes, space
+    /// padded (a validated config's name is exactly 10 ASCII characters).
+    pub fn md_session_name(&self) -> [u8; 10] {
+        let mut s = [b' '; 10];
+        let b = self.md_session.as_bytes();
+        let n = b.len().min(10);
+        s[..n].copy_from_slice(&b[..n]);
+        s
+    }
+}
+
 /// XDP attach mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::config::Config;
 use crate::lab::{lab, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS, EXCHANGE_NS};
 use crate::runtime::Stop;
 
@@ -199,9 +200,24 @@ struct Feed {
 /// client namespace and waits until each listens.
 fn start_feeds(args: &DemoArgs, stop: &Stop) -> anyhow::Result<Vec<Feed>> {
     let out = &args.out;
+    let net = Config::load(&args.config)?.network;
+    // The market data the exchange's config publishes: its group and port,
+    // its session, from its address.
+    let market_data = [
+        "--group".into(),
+        net.md_group.to_string(),
+        "--port".into(),
+        net.md_port.to_string(),
+        "--source".into(),
+        net.address.to_string(),
+        "--retransmit".into(),
+        format!("{}:{}", net.address, net.retransmit_port),
+        "--session".into(),
+        net.md_session.clone(),
+    ];
     println!(
-        "== feed handler: ip netns exec {CLIENT_NS} tokex feed --core {} --realtime {FEED_PRIORITY}",
-        args.client_core
+        "== feed handler: ip netns exec {CLIENT_NS} tokex feed --core {} --realtime {FEED_PRIORITY} --session {}",
+        args.client_core, net.md_session
     );
     // A feed handler whose files are named after `stem`; `extra` goes
     // before its core and priority.
@@ -216,6 +232,7 @@ fn start_feeds(args: &DemoArgs, stop: &Stop) -> anyhow::Result<Vec<Feed>> {
             "--book-out".into(),
             out_arg(out, &format!("{stem}-book.csv")),
         ];
+        cmd.extend_from_slice(&market_data);
         cmd.extend_from_slice(extra);
         cmd.extend([
             "--core".into(),

@@ -379,7 +379,7 @@ impl Replica {
     /// nothing published yet (see [`Replica::start_of_day`],
     /// [`Replica::apply`] and [`Replica::restore`]).
     pub fn new(cfg: &Config, contracts: &ContractSet, store_capacity: usize) -> Replica {
-        let session = md_session(cfg);
+        let session = cfg.network.md_session_name();
         let mut engine = Engine::new(
             contracts,
             EngineConfig {
@@ -466,15 +466,6 @@ impl Replica {
         self.day_started = true;
         Ok(())
     }
-}
-
-/// The MoldUDP64 session name of the config (10 bytes, space padded).
-pub fn md_session(cfg: &Config) -> [u8; 10] {
-    let mut s = [b' '; 10];
-    let b = cfg.network.md_session.as_bytes();
-    let n = b.len().min(10);
-    s[..n].copy_from_slice(&b[..n]);
-    s
 }
 
 /// What one [`take`] did.

@@ -210,6 +210,43 @@ fn pcap_of_ethernet_frames_rebuilds_the_engine_book() {
 }
 
 #[test]
+fn stray_datagrams_to_the_group_are_skipped_and_counted_not_followed() {
+    let (packets, _, want) = published_day(20_000);
+    let stray = |session: &[u8; 10], first: u64| {
+        let mut b = PacketBuilder::new(*session, first, moldudp64::MAX_PACKET);
+        b.push(&[b'S'; 12]).unwrap();
+        b.bytes().to_vec()
+    };
+    // Before the first real packet: the session's name from another host,
+    // far ahead (followed, it would leave the book waiting for 2^40
+    // messages), and another session from the exchange's own address
+    // (learnt from the first packet, it would lock the real one out).
+    let mut frames = vec![
+        frame(
+            &stray(&SESSION, 1 << 40),
+            "198.18.0.2:40000",
+            "239.198.0.1:9100",
+        ),
+        feed_frame(&stray(b"STRAY00001", 1)),
+    ];
+    frames.extend(packets.iter().map(|p| feed_frame(p)));
+    let path = tmp("stray.pcap");
+    write_pcap(&path, &frames);
+    let run = tokex_feed_pcap(&path);
+    assert!(run.ok, "{}", run.stdout);
+    assert_eq!(run.book, want);
+    for counted in [
+        "1 to the feed from other sources skipped",
+        "none missing",
+        "0 gaps",
+        "1 of other sessions",
+        "end of session, complete",
+    ] {
+        assert!(run.stdout.contains(counted), "{counted:?}\n{}", run.stdout);
+    }
+}
+
+#[test]
 fn pcapng_of_linux_cooked_frames_rebuilds_the_engine_book() {
     let (packets, _, want) = published_day(20_000);
     let frames: Vec<Vec<u8>> = packets.iter().map(|p| feed_frame(p)).collect();

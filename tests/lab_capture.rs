@@ -5,15 +5,20 @@
 //! fails); tcpdump captures in the client namespace; tshark's moldudp64
 //! dissector decodes the capture with contiguous sequence numbers up to End
 //! of Session; and `tokex feed --pcap` on it rebuilds exactly the book the
-//! exchange wrote at shutdown (and the live feed handler rebuilt).
+//! exchange wrote at shutdown (and the live feed handler rebuilt). Stray
+//! datagrams to the group (from a client, and of another session) are
+//! counted and skipped, live and from the capture.
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{scratch, spawn_in, stop, tokex, wait_for, wait_for_text, Lab};
+use common::{enter_ns, scratch, spawn_in, stop, tokex, wait_for, wait_for_text, Lab};
+use socket2::{Domain, Socket, Type};
+use tokex::wire::moldudp64;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,7 +38,7 @@ fn tshark_sequences(capture: &Path) -> Vec<(u64, u32)> {
             "-d",
             "udp.port==9100,moldudp64",
             "-Y",
-            "udp.dstport==9100",
+            "udp.dstport==9100 && ip.src==198.18.0.1 && moldudp64.session==\"TOKEX00001\"",
             "-T",
             "fields",
             "-e",
@@ -58,6 +63,22 @@ fn tshark_sequences(capture: &Path) -> Vec<(u64, u32)> {
             (s.parse().unwrap(), c.parse().unwrap())
         })
         .collect()
+}
+
+/// Sends one MoldUDP64 packet of `session` starting at `first` to the
+/// feed's group from `address` in namespace `ns` (looped back to the
+/// namespace's own members too).
+fn send_to_group(ns: &str, address: &str, session: &[u8; 10], first: u64) {
+    let _in = enter_ns(ns);
+    let mut b = moldudp64::PacketBuilder::new(*session, first, moldudp64::MAX_PACKET);
+    b.push(&[b'S'; 12]).unwrap();
+    let from: Ipv4Addr = address.parse().unwrap();
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    sock.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    sock.set_multicast_if_v4(&from).unwrap();
+    sock.set_multicast_ttl_v4(1).unwrap();
+    let group = SocketAddr::from(([239, 198, 0, 1], 9100));
+    sock.send_to(b.bytes(), &group.into()).unwrap();
 }
 
 #[test]
@@ -130,6 +151,12 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         &dir.join("feed.log"),
     );
     wait_for(&dir.join("feed.ready"), &mut feed, "feed handler");
+    // Stray datagrams to the group, which the handler (live and from the
+    // capture) must count and skip: the feed's own session name from a
+    // client, far ahead (followed, the book would wait for 2^40 messages
+    // forever), and another session from the exchange's address.
+    send_to_group(&cl_ns, "198.18.0.2", b"TOKEX00001", 1 << 40);
+    send_to_group(&ex_ns, "198.18.0.1", b"STRAY00001", 1);
 
     // A few seconds of load, bounded in count and time.
     let mut load = tokex(
@@ -180,6 +207,10 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         ex_book,
         "live feed handler vs exchange"
     );
+    let feed_log = log_of(&dir, "feed.log");
+    for counted in ["1 of other sessions", "1 from other sources"] {
+        assert!(feed_log.contains(counted), "{counted:?}\n{feed_log}");
+    }
 
     // tshark: every packet to the feed port is MoldUDP64, in sequence, with
     // no hole, ending with End of Session at the next sequence number.
@@ -226,6 +257,13 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("none missing"), "{stdout}");
+    // The client's stray went out on the captured veth too; the exchange's
+    // reached the handler as another session.
+    assert!(
+        stdout.contains("1 to the feed from other sources skipped")
+            && stdout.contains("1 of other sessions"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("{messages} messages, 0 gaps")),
         "{stdout}"

@@ -16,14 +16,12 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fresh_exchange, number_before, scratch, stop, tokex, Lab};
-use nix::sched::{setns, CloneFlags};
+use common::{enter_ns, fresh_exchange, number_before, scratch, stop, tokex, Lab};
 use tokex::client::{ClientEvent, ClientSession, UdpClient, DEFAULT_SERVER};
 use tokex::types::{Price, Qty, Side, Symbol, Tif};
 use tokex::wire::moldudp64;
@@ -36,23 +34,6 @@ const SERVER: &str = "198.18.0.1:9000";
 /// One exchange at a time: each busy-polls a core, and the machine may
 /// have only two.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Moves the calling thread into network namespace `ns` until the guard
-/// is dropped (test threads may be reused).
-fn enter_ns(ns: &str) -> NsGuard {
-    let home = File::open("/proc/thread-self/ns/net").expect("own namespace");
-    let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
-    setns(f, CloneFlags::CLONE_NEWNET).expect("setns (root needed)");
-    NsGuard(home)
-}
-
-struct NsGuard(File);
-
-impl Drop for NsGuard {
-    fn drop(&mut self) {
-        let _ = setns(&self.0, CloneFlags::CLONE_NEWNET);
-    }
-}
 
 /// What came back for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

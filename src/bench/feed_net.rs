@@ -15,7 +15,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::codec::itch_stream;
 use crate::config::Config;
@@ -69,12 +69,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&args.config)?;
     let contracts = ContractSet::load_dir(&cfg.contracts)?;
     let (stream, n) = itch_stream(&contracts, args.ops, 7);
-    let session: [u8; 10] = cfg
-        .network
-        .md_session
-        .as_bytes()
-        .try_into()
-        .context("md_session")?;
+    let session = cfg.network.md_session_name();
     let group = SocketAddrV4::new(cfg.network.md_group, cfg.network.md_port);
     let mut out = match args.transport.as_str() {
         "kernel" => Out::Kernel(crate::exchange::multicast_sender(&cfg)?),

@@ -95,13 +95,6 @@ impl Server {
     /// receive) threads, pins this thread and publishes the start of day.
     pub fn start(cfg: Config, args: &ExchangeArgs, stop: &Stop) -> anyhow::Result<Server> {
         let contracts = ContractSet::load_dir(&cfg.contracts)?;
-        // The market-data session name must be exactly 10 bytes.
-        let _: [u8; 10] = cfg
-            .network
-            .md_session
-            .as_bytes()
-            .try_into()
-            .context("md_session")?;
         let mut orders = open_order_port(&cfg)?;
         let retrans = udp_socket(SocketAddrV4::new(
             cfg.network.address,

@@ -36,6 +36,16 @@ pub struct FeedArgs {
     /// The retransmission server.
     #[arg(long, default_value = "198.18.0.1:9101")]
     pub retransmit: SocketAddrV4,
+    /// The exchange's address: datagrams to the group from any other
+    /// source are counted and dropped (anyone on the link can send to a
+    /// multicast group).
+    #[arg(long, default_value = "198.18.0.1")]
+    pub source: Ipv4Addr,
+    /// The MoldUDP64 session to follow (exactly 10 ASCII characters, the
+    /// exchange's `md_session`); packets of other sessions are counted and
+    /// dropped.
+    #[arg(long, default_value = "TOKEX00001", value_parser = session_name)]
+    pub session: [u8; 10],
     /// Stop after this many seconds even without End of Session.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
@@ -80,6 +90,17 @@ pub struct FeedArgs {
     /// answers are not dropped.
     #[arg(long, default_value_t = 0)]
     pub drop_pct: u8,
+}
+
+/// A MoldUDP64 session name as the config has it: exactly 10 ASCII
+/// characters.
+fn session_name(s: &str) -> Result<[u8; 10], String> {
+    match <[u8; 10]>::try_from(s.as_bytes()) {
+        Ok(b) if s.is_ascii() => Ok(b),
+        _ => Err(format!(
+            "{s:?} is not a MoldUDP64 session name (exactly 10 ASCII characters)"
+        )),
+    }
 }
 
 /// One CSV row for a message.
@@ -207,24 +228,25 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             }
         }
     };
-    let mut h = FeedHandler::with_books(FeedBooks::with_contracts(&contracts));
-    let capture = match &args.pcap {
+    let mut h =
+        FeedHandler::with_books(FeedBooks::with_contracts(&contracts)).follow_session(args.session);
+    let (capture, foreign) = match &args.pcap {
         Some(path) => {
             let filter = pcap::Filter {
                 feed: SocketAddrV4::new(args.group, args.port),
+                source: args.source,
                 retransmit: args.retransmit,
+                session: args.session,
             };
             let report = pcap::replay(path, filter, &mut h, &mut seen)
                 .with_context(|| format!("reading {}", path.display()))?;
             if !args.quiet {
                 print!("{}", view(&h, &contracts));
             }
-            Some(report)
+            let foreign = report.foreign;
+            (Some(report), foreign)
         }
-        None => {
-            live(args, &mut h, &mut seen, &contracts)?;
-            None
-        }
+        None => (None, live(args, &mut h, &mut seen, &contracts)?),
     };
     if let Some(e) = csv_error {
         return Err(e).context("writing the CSV");
@@ -237,7 +259,7 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         println!("{report}");
     }
     println!(
-        "feed: {} packets, {} messages, {} gaps, {} messages recovered by {} requests, {} duplicates, {} bad packets, {} book errors; {}",
+        "feed: {} packets, {} messages, {} gaps, {} messages recovered by {} requests, {} duplicates, {} bad packets, {} of other sessions, {} from other sources, {} book errors; {}",
         s.packets,
         s.messages,
         s.gaps,
@@ -245,6 +267,8 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         s.requests,
         s.duplicates,
         s.bad_packets,
+        s.other_session,
+        foreign,
         s.book_errors,
         if h.is_complete() { "end of session, complete" } else { "stopped before a complete end of session" }
     );
@@ -305,13 +329,14 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
 }
 
 /// The live loop: the group and the retransmission server, until End of
-/// Session with nothing missing, or the duration.
+/// Session with nothing missing, or the duration. Returns how many
+/// datagrams to the group came from a source other than the exchange.
 fn live(
     args: &FeedArgs,
     h: &mut FeedHandler,
     seen: &mut impl FnMut(u64, &Message<'_>),
     contracts: &ContractSet,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     if let Some(core) = args.core {
         crate::runtime::pin_current_thread(core).context("pinning the feed handler")?;
         println!("runtime: feed handler pinned to core {core}");
@@ -331,9 +356,12 @@ fn live(
     let usage = crate::runtime::ThreadUsage::current();
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let mut last_view = Instant::now();
+    let mut foreign = 0;
     while Instant::now() < deadline && !h.is_complete() {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            h.on_packet_with(now(), &buf[..n], seen);
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) if from.ip() == args.source => h.on_packet_with(now(), &buf[..n], seen),
+            Ok(_) => foreign += 1,
+            Err(_) => {}
         }
         // Answers count only from the retransmission server asked.
         while let Ok((n, from)) = req.recv_from(&mut buf) {
@@ -356,7 +384,7 @@ fn live(
         "runtime: feed handler thread while receiving: {}",
         crate::runtime::ThreadUsage::current().since(&usage)
     );
-    Ok(())
+    Ok(foreign)
 }
 
 /// Top of book per contract.
@@ -409,5 +437,18 @@ mod tests {
         assert!(parse(&["--pcap", "x.pcap", "--realtime", "10"]).is_err());
         assert!(parse(&["--pcap", "x.pcap", "--core", "0"]).is_err());
         assert!(parse(&["--pcap", "x.pcap"]).is_ok());
+    }
+
+    #[test]
+    fn the_session_followed_is_the_shipped_one_unless_named_and_names_are_ten_characters() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["feed"], args].concat());
+        assert_eq!(parse(&[]).unwrap().feed.session, *b"TOKEX00001");
+        assert_eq!(
+            parse(&["--session", "DAY2026120"]).unwrap().feed.session,
+            *b"DAY2026120"
+        );
+        for bad in ["TOKEX", "TOKEX000001", "TOKEX000\u{e9}"] {
+            assert!(parse(&["--session", bad]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -5,6 +5,10 @@
 //! (bounded) while the missing range is requested from the retransmission
 //! server, again after a timeout that doubles; duplicates are dropped; a
 //! late joiner requests everything from sequence 1.
+//!
+//! Follows one MoldUDP64 session: the one it is told to
+//! ([`FeedHandler::follow_session`]), or else the first one it hears.
+//! Packets of any other session are counted and dropped, never applied.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +43,8 @@ pub struct FeedStats {
     pub recovered: u64,
     pub requests: u64,
     pub bad_packets: u64,
+    /// Packets of a MoldUDP64 session other than the one followed.
+    pub other_session: u64,
     pub book_errors: u64,
 }
 
@@ -104,6 +110,14 @@ impl FeedHandler {
         }
     }
 
+    /// Follows `session` only (10 bytes, space padded, as on the wire):
+    /// without it the first packet heard names the session, and a stray
+    /// packet of another session heard first would lock the real one out.
+    pub fn follow_session(mut self, session: [u8; 10]) -> FeedHandler {
+        self.session = Some(session);
+        self
+    }
+
     pub fn stats(&self) -> FeedStats {
         self.stats
     }
@@ -163,7 +177,7 @@ impl FeedHandler {
             return;
         };
         if *self.session.get_or_insert(p.header.session) != p.header.session {
-            self.stats.bad_packets += 1;
+            self.stats.other_session += 1;
             return;
         }
         self.stats.packets += 1;
@@ -330,6 +344,38 @@ mod tests {
             h.on_packet(Nanos(5), b);
         }
         assert!(h.stats().duplicates > 0);
+    }
+
+    #[test]
+    fn a_followed_session_ignores_other_sessions_even_when_one_is_heard_first() {
+        let set = ContractSet::shipped();
+        let mut p = Publisher::new(&set, *b"TOKEX00001", 10_000);
+        p.start_of_day();
+        let mut live = Vec::new();
+        p.flush(&mut |b| live.push(b.to_vec()));
+        p.end_of_session(&mut |b| live.push(b.to_vec()));
+        // A stray packet of another session, far ahead, heard first.
+        let mut stray = PacketBuilder::new(*b"STRAY00001", 1 << 40, moldudp64::MAX_PACKET);
+        stray.push(&[b'S'; 12]).unwrap();
+        let stray = stray.bytes().to_vec();
+
+        let mut learning = FeedHandler::new();
+        let mut following = FeedHandler::new().follow_session(*b"TOKEX00001");
+        for h in [&mut learning, &mut following] {
+            h.on_packet(Nanos(1), &stray);
+            for b in &live {
+                h.on_packet(Nanos(2), b);
+            }
+        }
+        // Learning from the first packet follows the stray session.
+        assert!(!learning.is_complete());
+        assert_eq!(learning.stats().messages, 0);
+        assert!(following.is_complete());
+        assert_eq!(following.books.locates().count(), set.len());
+        assert_eq!(following.stats().other_session, 1);
+        assert_eq!(following.stats().bad_packets, 0);
+        // Nor does a request ever name the stray session.
+        assert!(following.poll_request(Nanos(3)).is_none());
     }
 
     #[test]

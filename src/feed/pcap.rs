@@ -281,6 +281,11 @@ pub struct CaptureReport {
     pub other: u64,
     /// Frames whose IPv4/UDP headers could not be read (truncated, fragments).
     pub undecodable: u64,
+    /// Datagrams to the feed from a source other than the exchange,
+    /// skipped.
+    pub foreign: u64,
+    /// The followed session's packets (another session's are skipped by
+    /// the handler and not counted here).
     pub coverage: Coverage,
 }
 
@@ -295,11 +300,12 @@ impl fmt::Display for CaptureReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "capture: {} frames, {} market-data datagrams ({} retransmission answers), {} other frames skipped, {} undecodable; sequence numbers 1..{}",
+            "capture: {} frames, {} market-data datagrams ({} retransmission answers), {} other frames skipped, {} to the feed from other sources skipped, {} undecodable; sequence numbers 1..{}",
             self.frames,
             self.datagrams,
             self.retransmissions,
             self.other,
+            self.foreign,
             self.undecodable,
             self.coverage.horizon().saturating_sub(1)
         )?;
@@ -332,8 +338,12 @@ impl fmt::Display for CaptureReport {
 pub struct Filter {
     /// The multicast group and port the feed is published to.
     pub feed: SocketAddrV4,
+    /// The exchange: datagrams to the feed from anyone else are skipped.
+    pub source: Ipv4Addr,
     /// The retransmission server (answers come from it).
     pub retransmit: SocketAddrV4,
+    /// The MoldUDP64 session followed.
+    pub session: [u8; 10],
 }
 
 /// Calls `frame(time since the epoch, link, bytes)` for every packet of a
@@ -428,10 +438,15 @@ pub fn replay(
             report.other += 1;
             return;
         }
+        if !answer && *d.src.ip() != filter.source {
+            report.foreign += 1;
+            return;
+        }
         report.datagrams += 1;
         report.retransmissions += u64::from(answer);
-        if let Ok(p) = moldudp64::Packet::parse(d.payload) {
-            report.coverage.packet(&p);
+        match moldudp64::Packet::parse(d.payload) {
+            Ok(p) if p.header.session == filter.session => report.coverage.packet(&p),
+            _ => {}
         }
         handler.on_packet_with(Nanos(time.as_nanos() as u64), d.payload, seen);
     })?;

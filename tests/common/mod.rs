@@ -3,9 +3,12 @@
 //! tokex processes inside it, and numbers read from their logs.
 #![allow(dead_code)] // each test file uses a different subset
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
 
 /// A lab network of the test's own; `tools/lab.sh down` on drop.
 pub struct Lab {
@@ -51,6 +54,23 @@ impl Drop for Lab {
             .env("LAB_PREFIX", self.prefix)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status();
+    }
+}
+
+/// Moves the calling thread into network namespace `ns` until the guard
+/// is dropped (test threads may be reused).
+pub fn enter_ns(ns: &str) -> NsGuard {
+    let home = File::open("/proc/thread-self/ns/net").expect("own namespace");
+    let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
+    setns(f, CloneFlags::CLONE_NEWNET).expect("setns (root needed)");
+    NsGuard(home)
+}
+
+pub struct NsGuard(File);
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        let _ = setns(&self.0, CloneFlags::CLONE_NEWNET);
     }
 }
 
