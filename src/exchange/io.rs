@@ -231,6 +231,14 @@ impl Outbox for Replies {
             self.hold(peer, Some(seq), Some(header), msg);
         }
     }
+
+    /// An empty TCP reply: the TCP thread closes the connection once the
+    /// replies before it are written ([`crate::net::tcp::TcpPacket`]).
+    fn close(&mut self, peer: Peer) {
+        if let Peer::Tcp(id) = peer {
+            self.tcp.push((id, Vec::new()));
+        }
+    }
 }
 
 /// Where market-data packets leave: the kernel's multicast socket, or

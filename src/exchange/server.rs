@@ -86,6 +86,8 @@ fn tcp_limits(cfg: &Config) -> TcpLimits {
     let d = TcpLimits::default();
     TcpLimits {
         pending_bytes: d.pending_bytes.max(resend + (1 << 20)),
+        // The gateway's idle timeout, for connections as for sessions.
+        idle: Duration::from_millis(cfg.gateway.idle_timeout_ms),
         ..d
     }
 }
@@ -520,6 +522,7 @@ impl Server {
         *send_errors += replies.deliver(orders, tcp_out);
         // The TCP thread writes out what it holds (End of Session last)
         // before it closes the connections.
+        tcp_out.hand_over_all(Duration::from_secs(1));
         self.tcp_stop.set();
         tcp_out.wake_now();
         stop.set();

@@ -607,8 +607,9 @@ impl Gateway {
         }
     }
 
-    /// Sends heartbeats to idle bound sessions and logs out silent ones.
-    /// Timeouts are journaled so a replay unbinds at the same point.
+    /// Sends heartbeats to idle bound sessions and logs out silent ones
+    /// (closing a TCP one's connection). Timeouts are journaled so a replay
+    /// unbinds at the same point.
     pub fn on_timer(&mut self, now: Nanos, journal: &mut impl JournalSink, out: &mut impl Outbox) {
         let hb = self.cfg.heartbeat_ms * 1_000_000;
         let idle = self.cfg.idle_timeout_ms * 1_000_000;
@@ -619,6 +620,7 @@ impl Gateway {
             };
             if now.0.saturating_sub(self.sessions[i].last_rx) > idle {
                 self.unbind_journaled(now, i, journal);
+                out.close(peer);
                 continue;
             }
             if now.0.saturating_sub(self.sessions[i].last_tx) >= hb {

@@ -27,6 +27,12 @@ pub trait Outbox {
             self.send(peer, &pkt[..len + n]);
         }
     }
+
+    /// Ends `peer`'s connection once what was sent to it is out (a TCP
+    /// session the gateway timed out: the client must learn that its
+    /// session is gone, not have its next orders dropped in silence). UDP
+    /// has no connection: nothing to do.
+    fn close(&mut self, peer: Peer);
 }
 
 /// The longest Sequenced Data packet the gateway sends (header included;
@@ -37,6 +43,13 @@ pub const MAX_SEQUENCED_PACKET: usize = 128;
 impl Outbox for Vec<(Peer, Vec<u8>)> {
     fn send(&mut self, peer: Peer, bytes: &[u8]) {
         self.push((peer, bytes.to_vec()));
+    }
+
+    /// An empty reply to a TCP peer stands for the close.
+    fn close(&mut self, peer: Peer) {
+        if let Peer::Tcp(_) = peer {
+            self.push((peer, Vec::new()));
+        }
     }
 }
 
@@ -102,4 +115,5 @@ pub struct Discard;
 
 impl Outbox for Discard {
     fn send(&mut self, _peer: Peer, _bytes: &[u8]) {}
+    fn close(&mut self, _peer: Peer) {}
 }

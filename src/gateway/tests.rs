@@ -335,6 +335,22 @@ fn idle_sessions_get_heartbeats_then_time_out() {
 }
 
 #[test]
+fn a_tcp_session_timed_out_has_its_connection_closed_a_udp_one_is_sent_nothing() {
+    let mut r = Rig::new(GatewayConfig {
+        heartbeat_ms: 10,
+        idle_timeout_ms: 100,
+        ..GatewayConfig::default()
+    });
+    let tcp = Peer::Tcp(1);
+    r.login(tcp, "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    r.out.clear();
+    r.gw.on_timer(Nanos(r.now + 200_000_000), &mut r.journal, &mut r.out);
+    // Only the close, as an empty reply (the Vec outbox's stand-in for it).
+    assert_eq!(r.out, vec![(tcp, Vec::new())]);
+}
+
+#[test]
 fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);

@@ -9,8 +9,18 @@
 //! thread through a socket pair after a batch of replies. A connection that
 //! closes is reported as a Logout Request so its session is released at
 //! once.
+//!
+//! Neither thread ever waits for the other in both directions at once: the
+//! engine never waits for room in the reply ring (replies it has no room
+//! for wait in order on the engine's side, see [`TcpReplies`]), so the TCP
+//! thread's wait for room in the inbound ring always ends. One connection
+//! cannot hold the thread: it reads at most [`READ_BUDGET`] bytes from each
+//! connection per turn. Connections are bounded in number (in all and per
+//! host) and in time: one that sends nothing for the idle limit (a client
+//! stalled in the middle of a packet, or one that never logs in) is
+//! closed, and the engine closes one whose session it timed out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -24,7 +34,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::runtime::{Handoff, Stop};
 use crate::wire::soupbin::{self, Reassembler};
 
-/// A packet to a TCP connection (by its number).
+/// A packet to a TCP connection (by its number); an empty packet closes
+/// the connection once what it holds is written (see [`TcpReplies::close`]).
 pub type TcpPacket = (u32, Vec<u8>);
 
 /// A packet from a TCP connection: its number, the client's host (for the
@@ -34,11 +45,18 @@ pub type TcpInbound = (u32, Ipv4Addr, Vec<u8>);
 /// Largest packet accepted from a client (the longest OUCH message is 49 bytes).
 const MAX_PACKET: usize = 1024;
 
+/// Most bytes read from one connection in one turn of the thread.
+const READ_BUDGET: usize = 64 << 10;
+
 struct Conn {
     stream: TcpStream,
     host: Ipv4Addr,
     rx: Reassembler,
     tx: Vec<u8>,
+    /// When the connection last sent a byte (or was accepted).
+    last_rx: Instant,
+    /// The engine asked for it to be closed once `tx` is written.
+    closing: bool,
 }
 
 impl Conn {
@@ -62,24 +80,58 @@ impl Conn {
 
 /// The engine's side of the reply ring: replies are pushed, then one
 /// [`TcpReplies::wake`] per batch rouses the TCP thread.
+///
+/// The engine never waits here: when the ring is full (the TCP thread is
+/// busy, or itself waiting for the engine to take client packets) a reply
+/// waits in `overflow`, and every later one behind it, so that a
+/// connection's replies stay in order; each `wake` (every batch, and the
+/// engine's millisecond timer) moves what fits into the ring. The overflow
+/// holds at most the replies to what the TCP thread handed over before it
+/// drains the ring again: replies answer client packets, and the thread
+/// drains the ring every turn.
 pub struct TcpReplies {
     ring: Arc<Handoff<TcpPacket>>,
     waker: UnixStream,
     pushed: bool,
+    overflow: VecDeque<TcpPacket>,
 }
 
 impl TcpReplies {
-    /// Queues a reply; waits for room rather than drop it (the TCP thread
-    /// drains the ring whenever it is woken).
+    /// Queues a reply (never dropped, never waited for).
     pub fn push(&mut self, item: TcpPacket) {
-        let mut item = item;
-        while let Err(back) = self.ring.push(item) {
-            item = back;
-            self.pushed = true;
-            self.wake();
-            std::hint::spin_loop();
-        }
         self.pushed = true;
+        let item = if self.overflow.is_empty() {
+            match self.ring.push(item) {
+                Ok(()) => return,
+                Err(back) => back,
+            }
+        } else {
+            item
+        };
+        self.overflow.push_back(item);
+    }
+
+    /// Closes connection `id` once the replies queued for it are written
+    /// (the engine timed its session out).
+    pub fn close(&mut self, id: u32) {
+        self.push((id, Vec::new()));
+    }
+
+    /// Replies waiting for room in the ring.
+    pub fn overflowing(&self) -> usize {
+        self.overflow.len()
+    }
+
+    /// At shutdown, before the TCP thread is stopped: hands it every reply
+    /// still waiting, for at most `limit` (the thread drains the ring as
+    /// it is woken).
+    pub fn hand_over_all(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.wake();
+        while !self.overflow.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            self.wake();
+        }
     }
 
     /// Wakes the TCP thread whether or not anything was pushed (to see a
@@ -89,12 +141,21 @@ impl TcpReplies {
         self.wake();
     }
 
-    /// Wakes the TCP thread if anything was pushed since the last wake: one
-    /// non-blocking byte (a full socket means a wake is already pending).
+    /// Moves what fits of the overflow into the ring, and wakes the TCP
+    /// thread if anything was pushed since the last wake: one non-blocking
+    /// byte (a full socket means a wake is already pending). While replies
+    /// still wait, the next call wakes it again.
     pub fn wake(&mut self) {
+        while let Some(item) = self.overflow.pop_front() {
+            if let Err(back) = self.ring.push(item) {
+                self.overflow.push_front(back);
+                break;
+            }
+        }
         if std::mem::take(&mut self.pushed) {
             let _ = (&self.waker).write(&[1]);
         }
+        self.pushed = !self.overflow.is_empty();
     }
 }
 
@@ -102,21 +163,27 @@ impl TcpReplies {
 const POLL_MS: u16 = 50;
 
 /// What the TCP port holds at most, so that clients cannot exhaust the
-/// exchange's memory: connections beyond `connections` are closed as they
-/// are accepted, and a connection whose unsent replies (a client that does
-/// not read) pass `pending_bytes` is closed, its session logged out (it
-/// logs in again and re-requests by sequence number).
+/// exchange's memory or its connections: connections beyond `connections`,
+/// or beyond `per_host` from one host, are closed as they are accepted; a
+/// connection whose unsent replies (a client that does not read) pass
+/// `pending_bytes` is closed, its session logged out (it logs in again and
+/// re-requests by sequence number); so is one that sends nothing for
+/// `idle` (a logged-in client heartbeats every second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpLimits {
     pub connections: usize,
+    pub per_host: usize,
     pub pending_bytes: usize,
+    pub idle: Duration,
 }
 
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
             connections: 256,
+            per_host: 32,
             pending_bytes: 4 << 20,
+            idle: Duration::from_secs(15),
         }
     }
 }
@@ -160,6 +227,7 @@ pub fn spawn_with(
         ring: outbound.clone(),
         waker,
         pushed: false,
+        overflow: VecDeque::new(),
     };
     let thread = TcpThread {
         listener,
@@ -208,6 +276,7 @@ impl TcpThread {
             self.read();
             self.take_replies();
             self.write();
+            self.expire();
             self.close();
         }
         write_out(&mut self.conns, &self.outbound, FINAL_WRITE);
@@ -234,17 +303,19 @@ impl TcpThread {
         while matches!((&self.wakee).read(&mut drain), Ok(n) if n > 0) {}
     }
 
-    /// Takes the new connections, up to the limit (past it a connection is
-    /// closed at once: the client sees EOF).
+    /// Takes the new connections, up to the limits (past one a connection
+    /// is closed at once: the client sees EOF).
     fn accept(&mut self) {
         while let Ok((stream, from)) = self.listener.accept() {
-            if self.conns.len() >= self.limits.connections {
-                continue;
-            }
             let host = match from.ip() {
                 IpAddr::V4(h) => h,
                 IpAddr::V6(h) => h.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
             };
+            if self.conns.len() >= self.limits.connections
+                || self.conns.values().filter(|c| c.host == host).count() >= self.limits.per_host
+            {
+                continue;
+            }
             let _ = stream.set_nonblocking(true);
             let _ = stream.set_nodelay(true);
             self.conns.insert(
@@ -254,20 +325,25 @@ impl TcpThread {
                     host,
                     rx: Reassembler::new(1 << 16, MAX_PACKET),
                     tx: Vec::new(),
+                    last_rx: Instant::now(),
+                    closing: false,
                 },
             );
             self.next_id = self.next_id.wrapping_add(1).max(1);
         }
     }
 
-    /// Reads every connection dry and hands its whole packets to the
-    /// engine; a connection that ended, failed or sent an impossible
-    /// length (the stream cannot be resynchronised) is to be closed.
+    /// Reads every connection, up to [`READ_BUDGET`] bytes each, and hands
+    /// its whole packets to the engine; a connection that ended, failed or
+    /// sent an impossible length (the stream cannot be resynchronised) is
+    /// to be closed.
     fn read(&mut self) {
         let mut buf = [0u8; 4096];
+        let now = Instant::now();
         for (&id, c) in self.conns.iter_mut() {
-            loop {
-                let n = match c.stream.read(&mut buf) {
+            let mut budget = READ_BUDGET;
+            while budget > 0 {
+                let n = match c.stream.read(&mut buf[..budget.min(4096)]) {
                     Ok(0) => {
                         self.closed.push(id);
                         break;
@@ -279,6 +355,8 @@ impl TcpThread {
                         break;
                     }
                 };
+                budget -= n;
+                c.last_rx = now;
                 if c.rx.extend(&buf[..n]).is_err() {
                     self.closed.push(id);
                     break;
@@ -305,6 +383,7 @@ impl TcpThread {
     fn take_replies(&mut self) {
         while let Some((id, bytes)) = self.outbound.pop() {
             if let Some(c) = self.conns.get_mut(&id) {
+                c.closing |= bytes.is_empty();
                 c.tx.extend_from_slice(&bytes);
                 if c.tx.len() > self.limits.pending_bytes {
                     self.closed.push(id);
@@ -313,17 +392,31 @@ impl TcpThread {
         }
     }
 
-    /// Writes what each connection can take now.
+    /// Writes what each connection can take now; one the engine asked to
+    /// close is closed once written.
     fn write(&mut self) {
         for (&id, c) in self.conns.iter_mut() {
-            if c.write_pending().is_err() {
+            match c.write_pending() {
+                Ok(all) if all && c.closing => self.closed.push(id),
+                Ok(_) => {}
+                Err(_) => self.closed.push(id),
+            }
+        }
+    }
+
+    /// Marks the connections silent for longer than the idle limit.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        for (&id, c) in &self.conns {
+            if now.duration_since(c.last_rx) > self.limits.idle {
                 self.closed.push(id);
             }
         }
     }
 
     /// Closes the connections marked this turn; each one's session gets a
-    /// Logout Request from the engine's point of view.
+    /// Logout Request from the engine's point of view (unless the engine
+    /// asked for the close: it has ended the session already).
     fn close(&mut self) {
         if self.closed.is_empty() {
             return;
@@ -331,7 +424,7 @@ impl TcpThread {
         let mut logout = [0u8; 8];
         let n = soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
         for id in std::mem::take(&mut self.closed) {
-            if let Some(c) = self.conns.remove(&id) {
+            if let Some(c) = self.conns.remove(&id).filter(|c| !c.closing) {
                 hand_over(
                     &self.inbound,
                     &self.stop,
@@ -513,6 +606,164 @@ mod tests {
             Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec()))
         );
         stop.set();
+        thread.join().unwrap();
+    }
+
+    /// Whether the server closed `c` within `limit` (EOF or reset).
+    fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
+        c.set_read_timeout(Some(limit)).unwrap();
+        let mut b = [0u8; 64];
+        loop {
+            match c.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == ErrorKind::ConnectionReset,
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_larger_than_both_rings_is_answered_in_full_and_wedges_neither_thread() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        // The exchange's ring sizes, and a stand-in for its engine loop:
+        // up to 64 packets a batch, one reply each, a wake per batch and
+        // per timer tick.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Stop::new();
+        let inbound: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(1 << 14);
+        let (thread, mut replies) =
+            spawn(listener, stop.clone(), inbound.clone(), 1 << 14).unwrap();
+        const N: usize = 4 << 14;
+        let handled = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let engine = {
+            let (inbound, handled, done) = (inbound.clone(), handled.clone(), done.clone());
+            std::thread::spawn(move || {
+                let rejected = vec![0u8, 2, soupbin::kind::LOGIN_REJECTED, b'A'];
+                while !done.load(Ordering::Relaxed) {
+                    let mut n = 0;
+                    while n < 64 {
+                        let Some((id, _, _)) = inbound.pop() else {
+                            break;
+                        };
+                        replies.push((id, rejected.clone()));
+                        n += 1;
+                    }
+                    replies.wake();
+                    handled.fetch_add(n, Ordering::Relaxed);
+                    if n == 0 {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                replies
+            })
+        };
+        let client = TcpStream::connect(addr).unwrap();
+        let mut rd = client.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut b, mut got) = (vec![0u8; 1 << 16], 0usize);
+            while got < 4 * N {
+                match rd.read(&mut b) {
+                    Ok(n) if n > 0 => got += n,
+                    _ => break,
+                }
+            }
+            got
+        });
+        let mut login = [0u8; 64];
+        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
+        let burst = login[..n].repeat(N);
+        let mut wr = client.try_clone().unwrap();
+        std::thread::spawn(move || wr.write_all(&burst));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while handled.load(Ordering::Relaxed) < N && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let got = handled.load(Ordering::Relaxed);
+        assert_eq!(got, N, "the engine took {got} of {N} packets, then stopped");
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        assert_eq!(
+            reader.join().unwrap(),
+            4 * N,
+            "every reply reached the client"
+        );
+        done.store(true, Ordering::Relaxed);
+        let mut replies = engine.join().unwrap();
+        stop.set();
+        replies.wake_now();
+        assert!(joined_within(thread, Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_connection_silent_for_the_idle_limit_is_closed_and_its_session_logged_out() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            idle: Duration::from_millis(300),
+            ..TcpLimits::default()
+        });
+        // Half a packet header, then nothing.
+        let mut stalled = TcpStream::connect(addr).unwrap();
+        stalled.write_all(&[0]).unwrap();
+        let t0 = Instant::now();
+        assert!(closed_within(&mut stalled, Duration::from_secs(5)));
+        assert!(
+            t0.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((
+                1,
+                Ipv4Addr::LOCALHOST,
+                vec![0, 1, soupbin::kind::LOGOUT_REQUEST]
+            ))
+        );
+        stop.set();
+        replies.wake_now();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn connections_beyond_the_per_host_limit_are_closed_as_they_are_accepted() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            per_host: 2,
+            ..TcpLimits::default()
+        });
+        let mut kept: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for c in &mut kept {
+            c.write_all(&HEARTBEAT).unwrap();
+        }
+        assert!(next_inbound(&inbound).is_some() && next_inbound(&inbound).is_some());
+        let mut third = TcpStream::connect(addr).unwrap();
+        assert!(closed_within(&mut third, Duration::from_secs(5)));
+        stop.set();
+        replies.wake_now();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn the_engine_closes_a_connection_after_the_replies_queued_before_the_close() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits::default());
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(&HEARTBEAT).unwrap();
+        assert!(next_inbound(&inbound).is_some());
+        replies.push((1, b"last words".to_vec()));
+        replies.close(1);
+        replies.wake();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last words");
+        // The engine ended the session itself: no Logout comes back.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(inbound.pop(), None);
+        stop.set();
+        replies.wake_now();
         thread.join().unwrap();
     }
 

@@ -100,12 +100,21 @@ impl<'a> UdpFrame<'a> {
         if checksum(&rest[..ihl], 0) != 0 {
             return Err(DecodeError::BadField("IP header checksum"));
         }
+        // A source no host sends from, which the kernel drops as martian:
+        // an answer would go to a group, to everyone, or nowhere.
+        let src = Ipv4Addr::from(ip.src);
+        if src.is_unspecified() || src.is_loopback() || src.is_multicast() || src.is_broadcast() {
+            return Err(DecodeError::BadField("IP source"));
+        }
         let total = usize::from(ip.total_len.get());
         if total < ihl + UDP_LEN || total > rest.len() {
             return Err(DecodeError::BadLength(total));
         }
         let (udp, _) = UdpHeader::ref_from_prefix(&rest[ihl..])
             .map_err(|_| DecodeError::BadLength(frame.len()))?;
+        if udp.src_port.get() == 0 {
+            return Err(DecodeError::BadField("UDP source port"));
+        }
         let ulen = usize::from(udp.len.get());
         if ulen < UDP_LEN || ihl + ulen > total {
             return Err(DecodeError::BadLength(ulen));
@@ -271,6 +280,29 @@ mod tests {
             src: "198.18.0.2:40000".parse().unwrap(),
             dst: "198.18.0.1:9000".parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn frames_from_sources_no_host_sends_from_are_refused() {
+        for src in [
+            "239.198.0.1:9100",
+            "255.255.255.255:9000",
+            "0.0.0.0:40000",
+            "127.0.0.1:40000",
+            "198.18.0.2:0",
+        ] {
+            let mut e = ep();
+            e.src = src.parse().unwrap();
+            let mut frame = [0u8; 128];
+            let n = write_udp_headers(&mut frame, &e, 64, 7, 0).unwrap();
+            assert!(
+                matches!(UdpFrame::parse(&frame[..n]), Err(DecodeError::BadField(_))),
+                "accepted a frame from {src}"
+            );
+        }
+        let mut frame = [0u8; 128];
+        let n = write_udp_headers(&mut frame, &ep(), 64, 7, 0).unwrap();
+        assert!(UdpFrame::parse(&frame[..n]).is_ok());
     }
 
     #[test]
