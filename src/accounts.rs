@@ -12,11 +12,13 @@
 //! position would be if every open buy order (or every open sell order)
 //! of the account in that contract filled, the new order included. Margin
 //! per contract is `worst × margin price × lot × margin rate`, where the
-//! margin price is the price of the latest order that raised the worst
-//! case (the reference price before any); the account's total over all
-//! contracts must stay within its credit limit. Orders that do not raise
-//! the worst case (e.g. a sell against a long position) always pass, so an
-//! account over its limit can still reduce. Amounts in different quote
+//! margin price is the highest price of the orders that added to the worst
+//! case since the position was last flat (the reference price before any):
+//! a cheap order does not re-price lots bought dearer, and a replace to a
+//! higher price is checked like a new order at that price. The account's
+//! total over all contracts must stay within its credit limit. Orders that
+//! neither raise the worst case nor its price (e.g. a sell against a long
+//! position) always pass, so an account over its limit can still reduce. Amounts in different quote
 //! currencies are added at par: the credit limit is one number.
 //!
 //! Accounts start the day flat. An account that was never registered is
@@ -195,6 +197,21 @@ impl Position {
 }
 
 #[inline]
+/// The margin price once an order at `price` is part of the position:
+/// `without` and `with` are the worst cases without the order and with it.
+/// An order that adds to the worst case raises the margin price to its own
+/// price if that is higher, or sets it if the position was flat without
+/// it; one that does not add leaves it.
+fn margin_price_with(margin_price: u32, price: u32, without: u64, with: u64) -> u32 {
+    if with <= without {
+        margin_price
+    } else if without == 0 {
+        price
+    } else {
+        margin_price.max(price)
+    }
+}
+
 fn worst(net: i64, open_buy: u64, open_sell: u64) -> u64 {
     let long = i128::from(net) + i128::from(open_buy);
     let short = i128::from(net) - i128::from(open_sell);
@@ -416,18 +433,25 @@ impl Accounts {
         let old = u64::from(replacing.unwrap_or(0));
         let (mut ob, mut os) = (pos.open_buy, pos.open_sell);
         match side {
-            Side::Buy => ob = ob - old + u64::from(qty),
-            Side::Sell => os = os - old + u64::from(qty),
+            Side::Buy => ob -= old,
+            Side::Sell => os -= old,
+        }
+        let without = worst(pos.net, ob, os);
+        match side {
+            Side::Buy => ob += u64::from(qty),
+            Side::Sell => os += u64::from(qty),
         }
         let after = worst(pos.net, ob, os);
-        if after <= pos.worst() {
+        let margin_price = margin_price_with(pos.margin_price, price.raw(), without, after);
+        let before = pos.worst();
+        if after <= before && margin_price <= pos.margin_price {
             return Ok(());
         }
-        if spec.position_limit > 0 && after > spec.position_limit {
+        if after > before && spec.position_limit > 0 && after > spec.position_limit {
             return Err(RejectReason::PositionLimit);
         }
         if let Some(credit) = a.limits.credit {
-            let needed = a.margin - pos.margin + Self::margin_of(spec, after, price.raw());
+            let needed = a.margin - pos.margin + Self::margin_of(spec, after, margin_price);
             if needed > credit.0 {
                 return Err(RejectReason::RiskLimit);
             }
@@ -465,15 +489,13 @@ impl Accounts {
             Side::Buy => pos.open_buy += u64::from(qty),
             Side::Sell => pos.open_sell += u64::from(qty),
         }
-        if pos.worst() > before {
-            pos.margin_price = price.raw();
-        }
+        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), before, pos.worst());
         self.remargin(account, i, instrument);
     }
 
-    /// A live order's open size changed from `old` to `new` lots (cancel
-    /// to size, replace); a replace that raises the worst case moves the
-    /// margin price to `price`.
+    /// A live order's open size changed from `old` to `new` lots at `price`
+    /// (cancel to size, replace); the margin price moves as for an order
+    /// admitted at `price` (see the module documentation).
     #[inline]
     pub fn on_resize(
         &mut self,
@@ -488,15 +510,18 @@ impl Accounts {
             return;
         };
         let pos = &mut self.positions[i];
-        let before = pos.worst();
         let open = match side {
             Side::Buy => &mut pos.open_buy,
             Side::Sell => &mut pos.open_sell,
         };
-        *open = *open - u64::from(old) + u64::from(new);
-        if pos.worst() > before {
-            pos.margin_price = price.raw();
-        }
+        *open -= u64::from(old);
+        let without = pos.worst();
+        let open = match side {
+            Side::Buy => &mut pos.open_buy,
+            Side::Sell => &mut pos.open_sell,
+        };
+        *open += u64::from(new);
+        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), without, pos.worst());
         self.remargin(account, i, instrument);
     }
 

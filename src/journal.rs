@@ -7,7 +7,7 @@
 //! (the exchange journals every accepted inbound message before its ack
 //! leaves, and replays them through the deterministic engine on restart).
 //!
-//! Format, version 3 (all integers big-endian):
+//! Format, version 4 (all integers big-endian):
 //! ```text
 //! file   = header record*
 //! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
@@ -22,8 +22,13 @@
 //! and with version 3 (2026-12-02: a logged-in peer's logins take rate
 //! tokens, login failures are forgotten only after a quiet spell, a
 //! no-op cancel is answered when timers fire with it, no engine event is
-//! dropped from a large batch). An older journal is refused, with what
-//! to do, rather than replayed to a state its own run never had.
+//! dropped from a large batch) and with version 4 (2026-12-02: the engine's
+//! margin price is the highest of the orders that added to the worst case,
+//! a replace to a higher price is checked against the credit, a breaker
+//! trip keeps self-trade prevention and leaves no 0-lot order, a call
+//! halted before its uncross is uncrossed when trading resumes). An older
+//! journal is refused, with what to do, rather than replayed to a state
+//! its own run never had.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -34,7 +39,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).

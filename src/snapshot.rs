@@ -71,8 +71,9 @@ const MAGIC: &[u8; 8] = b"TOKEXSNP";
 /// 2: request fingerprints computed eight bytes a step. 3: the sessions'
 /// rate buckets carry a debt (TCP re-sends), and the journal they cover is
 /// of version 2. 4: login failures carry their last time, and the journal
-/// is of version 3.
-const VERSION: u32 = 4;
+/// is of version 3. 5: the journal is of version 4 (the engine's rules
+/// changed; the state's layout did not).
+const VERSION: u32 = 5;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
 /// Snapshots kept by default (the newest and the one before it).

@@ -279,16 +279,22 @@ fn margin_check_rejects_an_order_whose_worst_case_margin_exceeds_credit() {
         order(&mut r, TK, 1, Side::Buy, 1, "6.500"),
         rejected(RejectReason::RiskLimit)
     );
-    // At a lower price one more lot fits: 16 × 6.000 × 1,000 = 96,000.
-    order(&mut r, TK, 1, Side::Buy, 1, "6.000").id();
-    assert_eq!(acc(&r), Money::from_units(96_000));
-    // Selling 10 does not raise the worst case (max(16, 10)): accepted.
+    // Nor at a lower price: the 15 lots stay margined at the 6.500 they
+    // were bought at (16 × 6.500 × 1,000 = 104,000), a cheap lot does not
+    // re-price them.
+    assert_eq!(
+        order(&mut r, TK, 1, Side::Buy, 1, "6.000"),
+        rejected(RejectReason::RiskLimit)
+    );
+    assert_eq!(acc(&r), Money::from_units(97_500));
+    // Selling 10 does not raise the worst case (max(15, 10)): accepted.
     order(&mut r, TK, 1, Side::Sell, 10, "6.600").id();
-    // Cancelling the 15-lot buy frees margin: worst case max(1, 10) = 10.
+    // Cancelling the 15-lot buy frees margin: worst case max(0, 10) = 10,
+    // still at the margin price 6.500.
     r.ev.clear();
     r.e.cancel(Nanos(r.now + 1), AccountId(1), big, Qty::ZERO, 5, &mut r.ev);
-    assert_eq!(acc(&r), Money::from_units(60_000));
-    assert_eq!(r.e.accounts().live_orders(AccountId(1)), Some(2));
+    assert_eq!(acc(&r), Money::from_units(65_000));
+    assert_eq!(r.e.accounts().live_orders(AccountId(1)), Some(1));
 }
 
 #[test]

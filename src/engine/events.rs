@@ -201,12 +201,6 @@ impl Phase {
         matches!(self, Phase::Open)
     }
 
-    /// Whether orders rest without matching, so the book may be crossed
-    /// and must be uncrossed before continuous trading.
-    pub const fn collects(self) -> bool {
-        matches!(self, Phase::PreOpen | Phase::Auction)
-    }
-
     /// Whether an order with this time in force is accepted: IOC and FOK
     /// only in continuous trading.
     pub const fn accepts_tif(self, tif: Tif) -> bool {

@@ -133,7 +133,12 @@ impl Engine {
         let market = &mut self.markets[m];
         let from = market.phase;
         let instrument = market.book.instrument;
-        if from.collects() && phase == Phase::Open {
+        // Into continuous trading the book must not be crossed. Orders rest
+        // unmatched only while collecting (pre-open, a call), but a halt or
+        // a break may come between the call and the open: uncross whenever
+        // trading resumes (a book that does not cross has no uncross price,
+        // and nothing happens).
+        if phase == Phase::Open && from != Phase::Open {
             self.uncross(now, m, sink);
         }
         let market = &mut self.markets[m];
@@ -267,24 +272,14 @@ impl Engine {
         }
     }
 
-    /// The circuit breaker tripped on the order in `slot` (with `open` lots
-    /// left, not in the book): what is left of it is handled by its time in
-    /// force as usual, then the contract halts until `halt_s` has passed
-    /// and reopens through a call auction.
-    pub(super) fn trip(
-        &mut self,
-        now: Nanos,
-        m: usize,
-        slot: u32,
-        open: u32,
-        sink: &mut impl EventSink,
-    ) {
+    /// The circuit breaker tripped on a trade (the taker is done with
+    /// already, as without a trip): the contract halts until `halt_s` has
+    /// passed and reopens through a call auction.
+    pub(super) fn trip(&mut self, now: Nanos, m: usize, sink: &mut impl EventSink) {
         let market = &mut self.markets[m];
         market.breaker.clear();
         market.stage = BreakerStage::Halted;
         market.breaker_due = now.0.saturating_add(market.halt_ns);
-        // The taker's remainder rests (DAY) or is cancelled as without a trip.
-        self.rest_or_cancel(slot, open, false, sink);
         self.transition(now, m, Phase::Halt, sink);
         self.rearm();
     }

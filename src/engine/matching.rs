@@ -431,20 +431,23 @@ impl Engine {
                     finish(&mut self.arena, &mut self.accounts, mslot, 0);
                 }
             }
-            if open < taker.open {
-                market.band.reanchor(market.last);
-                if market.breaker.tripped(now.0) {
-                    self.trip(now, usize::from(instrument.0), slot, open, sink);
-                    return;
-                }
-            }
         }
-
+        let traded = open < taker.open;
+        if traded {
+            market.band.reanchor(market.last);
+        }
+        let tripped = traded && market.breaker.tripped(now.0);
+        // The taker is done with first, tripped or not: a taker filled in
+        // full leaves nothing behind, and what is left rests (DAY) or is
+        // cancelled (IOC, FOK, self-trade) before any halt.
         if open == 0 {
             finish(&mut self.arena, &mut self.accounts, slot, 0);
-            return;
+        } else {
+            self.rest_or_cancel(slot, open, stp_cancel, sink);
         }
-        self.rest_or_cancel(slot, open, stp_cancel, sink);
+        if tripped {
+            self.trip(now, usize::from(instrument.0), sink);
+        }
     }
 
     /// Rests (DAY) or cancels (IOC, FOK, self-trade) the `open` lots left

@@ -53,8 +53,13 @@ impl T {
     }
 
     fn with_stp(stp: &str) -> T {
+        T::with_contracts(&contracts(stp))
+    }
+
+    /// Orders go to the first contract of `set`.
+    fn with_contracts(set: &ContractSet) -> T {
         T {
-            e: Engine::new(&contracts(stp), EngineConfig { max_orders: 64 }),
+            e: Engine::new(set, EngineConfig { max_orders: 64 }),
             ev: Vec::new(),
             tag: 0,
         }
@@ -497,4 +502,185 @@ fn best_prices_follow_adds_fills_and_cancels() {
     t.order(C, Side::Buy, 1, "6.600", Tif::Ioc);
     assert_eq!(t.e.best(TK), (Some(px("6.3")), None));
     assert_eq!(t.e.level_qty(TK, Side::Buy, px("6.3")), 1);
+}
+
+/// A GH-style contract alone: a 1 % circuit breaker over 60 s, a wide band,
+/// a 120 s halt and a 30 s reopening call.
+fn breaker_contract(stp: &str) -> ContractSet {
+    let mut set = ContractSet::default();
+    set.add_toml(
+        Path::new("breaker.toml"),
+        &format!(
+            r#"
+[[contract]]
+symbol = "GH2612"
+reference_price = "2.150"
+tick = "0.001"
+limit_pct = 20
+max_order_qty = 500
+stp = "{stp}"
+protection = "dynamic-band"
+band_pct = 50
+breaker_pct = 1
+breaker_window_s = 60
+halt_s = 120
+reopen_auction_s = 30
+"#
+        ),
+    )
+    .unwrap();
+    set
+}
+
+/// Past the halt and the reopening call of [`breaker_contract`].
+const AFTER_REOPENING: Nanos = Nanos(200_000_000_000);
+
+fn crossed(t: &T) -> bool {
+    matches!(t.e.best(TK), (Some(b), Some(a)) if b >= a)
+}
+
+#[test]
+fn an_aggressor_filled_in_full_that_trips_the_breaker_leaves_nothing_behind() {
+    for tif in [Tif::Day, Tif::Ioc] {
+        let mut t = T::with_contracts(&breaker_contract("cancel-resting"));
+        t.day(A, Side::Sell, 1, "2.100");
+        t.day(B, Side::Sell, 1, "2.200");
+        let id = t.order(C, Side::Buy, 2, "2.200", tif).unwrap();
+        assert_eq!(t.e.phase(TK), Some(Phase::Halt), "the breaker tripped");
+        assert_eq!(t.fills().len(), 2);
+        // No 0-lot order in the book, no 0-lot cancel.
+        let leftovers: Vec<_> =
+            t.ev.iter()
+                .filter(|e| matches!(e, Event::BookAdd { .. } | Event::Canceled { .. }))
+                .collect();
+        assert!(leftovers.is_empty(), "{tif:?}: {leftovers:?}");
+        assert_eq!(t.e.order(id), None);
+        assert_eq!(t.e.live_orders(), 0);
+        assert_eq!(t.e.accounts().position(C, TK).map_or(0, |p| p.open_buy), 0);
+    }
+}
+
+#[test]
+fn an_aggressor_that_trips_the_breaker_still_obeys_self_trade_prevention() {
+    let mut t = T::with_contracts(&breaker_contract("cancel-incoming"));
+    t.day(B, Side::Sell, 1, "2.000");
+    t.day(C, Side::Sell, 1, "2.100");
+    t.day(A, Side::Sell, 1, "2.200");
+    t.day(A, Side::Buy, 5, "2.200");
+    assert_eq!(t.e.phase(TK), Some(Phase::Halt), "the breaker tripped");
+    assert!(
+        t.ev.iter().any(|e| matches!(
+            e,
+            Event::Canceled {
+                reason: CancelReason::SelfTrade,
+                ..
+            }
+        )),
+        "{:?}",
+        t.ev
+    );
+    assert!(!crossed(&t), "{:?}", t.e.best(TK));
+    // Nor does the reopening cross trade the account with itself.
+    t.ev.clear();
+    t.e.advance(AFTER_REOPENING, &mut t.ev);
+    assert_eq!(t.e.phase(TK), Some(Phase::Open));
+    assert!(
+        t.fills().iter().all(|&(_, _, taker, maker)| taker != maker),
+        "{:?}",
+        t.fills()
+    );
+}
+
+#[test]
+fn a_call_halted_before_its_uncross_is_uncrossed_when_trading_resumes() {
+    let mut t = T::new();
+    t.e.set_phase(Nanos(1), None, Phase::Auction, &mut t.ev);
+    t.day(A, Side::Buy, 5, "6.600");
+    t.day(B, Side::Sell, 5, "6.400");
+    for via in [Phase::Halt, Phase::Break] {
+        t.e.set_phase(Nanos(10), None, via, &mut t.ev);
+    }
+    t.ev.clear();
+    t.e.set_phase(Nanos(20), None, Phase::Open, &mut t.ev);
+    assert_eq!(t.fills().len(), 1, "{:?}", t.ev);
+    assert!(!crossed(&t));
+    assert!(t
+        .ev
+        .iter()
+        .any(|e| matches!(e, Event::Cross { qty: 5, .. })));
+}
+
+#[test]
+fn a_halt_after_continuous_trading_resumes_without_a_cross() {
+    let mut t = T::new();
+    t.e.set_phase(Nanos(1), None, Phase::Open, &mut t.ev);
+    t.day(A, Side::Buy, 5, "6.400");
+    t.day(B, Side::Sell, 5, "6.600");
+    t.e.set_phase(Nanos(10), None, Phase::Halt, &mut t.ev);
+    t.ev.clear();
+    t.e.set_phase(Nanos(20), None, Phase::Open, &mut t.ev);
+    assert!(
+        t.ev.iter().all(|e| matches!(e, Event::PhaseChanged { .. })),
+        "only the phase changes: {:?}",
+        t.ev
+    );
+    assert_eq!(t.book(Side::Buy).len() + t.book(Side::Sell).len(), 2);
+}
+
+/// TK2612 here: lot 1, margin 10 %; 1,000 lots at 5.980 need 5,980,000 raw.
+fn with_credit(raw: i128) -> T {
+    let mut t = T::new();
+    let limits = crate::accounts::AccountLimits {
+        credit: Some(crate::accounts::Money::from_raw(raw)),
+        max_live_orders: 0,
+    };
+    t.e.accounts_mut().register(A, limits);
+    t
+}
+
+#[test]
+fn a_replace_to_a_higher_price_is_checked_against_the_credit_like_a_new_order() {
+    let mut t = with_credit(5_980_000);
+    assert_eq!(t.order(A, Side::Buy, 1000, "7.020", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::RiskLimit));
+    t.day(B, Side::Sell, 1000, "7.020");
+    let id = t.day(A, Side::Buy, 1000, "5.980");
+    t.ev.clear();
+    t.e.replace(
+        Nanos(100),
+        A,
+        id,
+        99,
+        px("7.020"),
+        Qty::new(1000),
+        &mut t.ev,
+    );
+    assert_eq!(t.reject(), Some(RejectReason::RiskLimit));
+    assert!(t.fills().is_empty());
+    // Smaller passes: less margin, not more.
+    t.ev.clear();
+    t.e.replace(
+        Nanos(101),
+        A,
+        id,
+        100,
+        px("5.980"),
+        Qty::new(900),
+        &mut t.ev,
+    );
+    assert_eq!(t.reject(), None);
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 5_382_000);
+}
+
+#[test]
+fn a_cheaper_order_does_not_re_price_lots_bought_dearer() {
+    let mut t = with_credit(6_318_000);
+    t.day(B, Side::Sell, 900, "7.020");
+    t.day(A, Side::Buy, 900, "7.020");
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 6_318_000);
+    assert_eq!(t.order(A, Side::Buy, 100, "5.980", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::RiskLimit));
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 6_318_000);
+    // Reducing always passes.
+    t.day(A, Side::Sell, 100, "7.000");
 }
