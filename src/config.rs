@@ -375,7 +375,10 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+    /// Checks every value against what the exchange can run with; `file`
+    /// names the source in errors. [`Config::parse`] calls it; call it
+    /// again after changing a parsed config (command-line overrides).
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let bad = |key: &'static str, reason: String| ConfigError::Invalid {
             file: file.to_string(),
             key,
@@ -407,10 +410,18 @@ impl Config {
                 "must be exactly 10 ASCII characters".into(),
             ));
         }
-        let ports = [n.order_port, n.tcp_port, n.md_port, n.retransmit_port];
-        for (i, p) in ports.iter().enumerate() {
-            if *p == 0 || ports[..i].contains(p) {
-                return Err(bad("network", format!("port {p} is zero or used twice")));
+        let ports = [
+            ("network.order_port", n.order_port),
+            ("network.tcp_port", n.tcp_port),
+            ("network.md_port", n.md_port),
+            ("network.retransmit_port", n.retransmit_port),
+        ];
+        for (i, &(key, p)) in ports.iter().enumerate() {
+            if p == 0 {
+                return Err(bad(key, "port 0".into()));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|&&(_, q)| q == p) {
+                return Err(bad(key, format!("port {p} is {other} already")));
             }
         }
         let x = &self.xdp;
@@ -428,8 +439,39 @@ impl Config {
         if x.frame_size != 2048 && x.frame_size != 4096 {
             return Err(bad("xdp.frame_size", "must be 2048 or 4096".into()));
         }
-        if self.runtime.batch == 0 || self.runtime.batch > 256 {
-            return Err(bad("runtime.batch", "must be between 1 and 256".into()));
+        // The UMEM's frames: `fill_ring` for receiving, the rest for
+        // transmitting; every ring must hold the frames that can be in it.
+        if x.frame_count <= x.fill_ring {
+            return Err(bad(
+                "xdp.frame_count",
+                format!(
+                    "{} must exceed fill_ring ({}): the frames beyond it transmit",
+                    x.frame_count, x.fill_ring
+                ),
+            ));
+        }
+        let tx_frames = x.frame_count - x.fill_ring;
+        for (key, v, need) in [
+            ("xdp.rx_ring", x.rx_ring, x.fill_ring),
+            ("xdp.tx_ring", x.tx_ring, tx_frames),
+            ("xdp.completion_ring", x.completion_ring, tx_frames),
+        ] {
+            if v < need {
+                return Err(bad(
+                    key,
+                    format!("{v} cannot hold the {need} frames that may be in it (frame_count - fill_ring transmit, fill_ring receive)"),
+                ));
+            }
+        }
+        if self.runtime.batch == 0 || self.runtime.batch > crate::net::udp::BATCH {
+            return Err(bad(
+                "runtime.batch",
+                format!(
+                    "{}: between 1 and {} (datagrams per receive call)",
+                    self.runtime.batch,
+                    crate::net::udp::BATCH
+                ),
+            ));
         }
         let rt = &self.runtime;
         if rt.topology == Topology::Pipelined && rt.rx_busy_poll && rt.rx_core == rt.engine_core {
@@ -465,6 +507,30 @@ impl Config {
             return Err(bad(
                 "gateway.heartbeat_ms",
                 format!("{hb}: between 1 and 1000 (SoupBinTCP clients expect a heartbeat every second when idle)"),
+            ));
+        }
+        // A client that heartbeats every second must not be timed out
+        // between two of them (the client library takes three missed
+        // server heartbeats for a lost session; the server waits as long).
+        let min_idle =
+            crate::client::MISSED_HEARTBEATS * crate::client::SERVER_HEARTBEAT_NS / 1_000_000;
+        let idle = self.gateway.idle_timeout_ms;
+        if idle < min_idle.max(hb + 1) {
+            return Err(bad(
+                "gateway.idle_timeout_ms",
+                format!("{idle}: at least {min_idle} (three of a client's one-second heartbeats) and more than heartbeat_ms"),
+            ));
+        }
+        if self.journal.snapshots_keep == 0 {
+            return Err(bad(
+                "journal.snapshots_keep",
+                "at least 1 (the newest snapshot)".into(),
+            ));
+        }
+        if self.latency.interval_ms == 0 {
+            return Err(bad(
+                "latency.interval_ms",
+                "the interval log needs an interval of at least 1 ms".into(),
             ));
         }
         if self.gateway.max_tokens_per_session == 0 {
@@ -564,6 +630,43 @@ mod tests {
         let err = Config::parse("t.toml", "[gateway]\nheartbeat_ms = 5000\n").unwrap_err();
         assert!(err.to_string().contains("gateway.heartbeat_ms"), "{err}");
         assert!(Config::parse("t.toml", "[gateway]\nheartbeat_ms = 500\n").is_ok());
+    }
+
+    /// The key an invalid `text` is refused for (the test fails if it
+    /// parses).
+    fn refused_key(text: &str) -> String {
+        match Config::parse("t.toml", text) {
+            Err(ConfigError::Invalid { key, .. }) => key.to_string(),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_the_exchange_cannot_run_with_are_refused_by_key() {
+        for (text, key) in [
+            (
+                "[gateway]\nidle_timeout_ms = 0\n",
+                "gateway.idle_timeout_ms",
+            ),
+            (
+                "[gateway]\nidle_timeout_ms = 2999\n",
+                "gateway.idle_timeout_ms",
+            ),
+            ("[xdp]\nfill_ring = 4096\n", "xdp.frame_count"),
+            ("[xdp]\nrx_ring = 256\n", "xdp.rx_ring"),
+            ("[xdp]\ncompletion_ring = 256\n", "xdp.completion_ring"),
+            ("[runtime]\nbatch = 65\n", "runtime.batch"),
+            ("[journal]\nsnapshots_keep = 0\n", "journal.snapshots_keep"),
+            ("[latency]\ninterval_ms = 0\n", "latency.interval_ms"),
+            ("[network]\ntcp_port = 9000\n", "network.tcp_port"),
+            ("[network]\nmd_port = 0\n", "network.md_port"),
+        ] {
+            assert_eq!(refused_key(text), key, "{text:?}");
+        }
+        let err = Config::parse("t.toml", "[network]\nretransmit_port = 9100\n").unwrap_err();
+        assert!(err.to_string().contains("network.md_port already"), "{err}");
+        assert!(Config::parse("t.toml", "[gateway]\nidle_timeout_ms = 3000\n").is_ok());
+        assert!(Config::parse("t.toml", "[runtime]\nbatch = 64\n").is_ok());
     }
 
     #[test]

@@ -68,12 +68,17 @@ pub struct DemoArgs {
     pub lossy_feed: u8,
 }
 
-/// Installs an nftables rule in the client namespace that drops `pct` % of
-/// UDP datagrams to the market-data port (the kernel here has no netem).
+/// Sets the nftables rule in the client namespace that drops `pct` % of
+/// UDP datagrams to the market-data port (the kernel here has no netem),
+/// replacing any earlier one (a kept lab keeps its rules); 0 removes it.
 fn feed_loss(pct: u8, port: u16) -> anyhow::Result<()> {
-    let rules = format!(
-        "table inet tokex_loss {{\n  chain input {{\n    type filter hook input priority 0;\n    udp dport {port} numgen random mod 100 < {pct} counter drop\n  }}\n}}\n"
-    );
+    // Declaring the table first makes the delete succeed when it is absent.
+    let mut rules = String::from("table inet tokex_loss {}\ndelete table inet tokex_loss\n");
+    if pct > 0 {
+        rules += &format!(
+            "table inet tokex_loss {{\n  chain input {{\n    type filter hook input priority 0;\n    udp dport {port} numgen random mod 100 < {pct} counter drop\n  }}\n}}\n"
+        );
+    }
     let status = Command::new("ip")
         .args(["netns", "exec", CLIENT_NS, "nft", "-f", "-"])
         .stdin(Stdio::piped())
@@ -119,8 +124,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let _lab = LabGuard {
         keep: args.keep_lab,
     };
+    let md_port = Config::load(&args.config)?.network.md_port;
+    feed_loss(args.feed_loss, md_port)?;
     if args.feed_loss > 0 {
-        feed_loss(args.feed_loss, 9100)?;
         println!(
             "== loss: {} % of market-data datagrams dropped in {CLIENT_NS} (nftables)",
             args.feed_loss
@@ -128,7 +134,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let mut exchange = start_exchange(args, &stop)?;
     let feeds = start_feeds(args, &stop)?;
-    let label = run_load(args)?;
+    let label = run_load(args, &stop)?;
     run_probe(out)?;
 
     println!("== stopping the exchange (SIGINT): End of Session on the feed");
@@ -274,7 +280,7 @@ fn start_feeds(args: &DemoArgs, stop: &Stop) -> anyhow::Result<Vec<Feed>> {
 }
 
 /// Runs the load generator to its end; returns the label of its files.
-fn run_load(args: &DemoArgs) -> anyhow::Result<String> {
+fn run_load(args: &DemoArgs, stop: &Stop) -> anyhow::Result<String> {
     let out = &args.out;
     println!(
         "== load: ip netns exec {CLIENT_NS} tokex load --rate {} --duration {} --core {}",
@@ -304,7 +310,7 @@ fn run_load(args: &DemoArgs) -> anyhow::Result<String> {
         ],
         &out.join("load.log"),
     )?;
-    let status = load.wait(Duration::from_secs(args.duration + 60))?;
+    let status = load.wait_unless(stop, Duration::from_secs(args.duration + 60))?;
     print_log_tail("load generator", &out.join("load.log"), 40);
     if !status.success() {
         bail!("the load generator failed ({status})");

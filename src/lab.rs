@@ -90,17 +90,33 @@ impl Proc {
     /// Sends SIGINT and waits up to `grace` for a clean exit.
     pub fn interrupt(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
         // `ip netns exec` execs the program, so the pid is tokex's own.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        interrupt(self.child.id());
         self.wait(grace)
     }
 
     pub fn wait(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        self.wait_until(limit, || false)
+    }
+
+    /// As [`Proc::wait`], but gives up ("interrupted") as soon as `stop` is
+    /// set (SIGINT or SIGTERM to the demo): the process is then interrupted
+    /// when dropped, and the lab torn down by its guard.
+    pub fn wait_unless(&mut self, stop: &Stop, limit: Duration) -> anyhow::Result<ExitStatus> {
+        self.wait_until(limit, || stop.is_set())
+    }
+
+    fn wait_until(
+        &mut self,
+        limit: Duration,
+        stopped: impl Fn() -> bool,
+    ) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
+            }
+            if stopped() {
+                bail!("interrupted");
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
@@ -175,5 +191,13 @@ pub fn print_log_tail(title: &str, path: &Path, lines: usize) {
         for l in &all[all.len().saturating_sub(lines)..] {
             println!("{l}");
         }
+    }
+}
+
+/// Sends SIGINT to process `pid` (a system call: no `kill` program needed).
+pub fn interrupt(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGINT);
     }
 }

@@ -83,6 +83,12 @@ fn core_id(core: usize) -> Result<(CoreId, Vec<CoreId>), PinError> {
     }
 }
 
+/// Whether `core` (an index, as for [`pin_current_thread`]) is one this
+/// process may run on.
+pub fn check_core(core: usize) -> Result<(), PinError> {
+    core_id(core).map(|_| ())
+}
+
 /// Lets the calling thread run on every core the process may run on but
 /// `core` (an index, as for [`pin_current_thread`]): for helper threads
 /// that must not take a busy-spinning thread's core from it. The

@@ -31,10 +31,6 @@ use zerocopy::IntoBytes;
 
 const SERVER: &str = "198.18.0.1:9000";
 
-/// One exchange at a time: each busy-polls a core, and the machine may
-/// have only two.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// What came back for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reply {
@@ -272,7 +268,7 @@ fn lost_datagrams_both_ways_over_kernel_udp_are_recovered_by_the_client_library(
 }
 
 fn lost_datagrams(transport: &str, prefix: &'static str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::exclusive();
     {
         let lab = Lab::up(prefix);
         let (dir, config) = scratch(&format!("loss-{transport}"));
@@ -334,7 +330,7 @@ fn lost_datagrams(transport: &str, prefix: &'static str) {
 }
 
 fn hostile_clients(transport: &str, prefix: &'static str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::exclusive();
     let lab = Lab::up(prefix);
     let (dir, config) = scratch(&format!("hostile-{transport}"));
     // A low per-session rate limit so that a flood from one client trips it.

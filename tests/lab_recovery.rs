@@ -48,6 +48,7 @@ fn start_load(ns: &str, dir: &Path, rate: u64, seconds: u64, drain_ms: u64) -> R
 
 #[test]
 fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
+    let _one = common::exclusive();
     let lab = Lab::up(PREFIX);
     let (dir, config) = scratch("recovery");
     let cfg = config.to_str().unwrap();
@@ -158,6 +159,7 @@ fn killed_exchange_recovers_every_acknowledged_order_from_its_journal() {
 
 #[test]
 fn repeated_kills_under_load_keep_the_feed_contiguous_and_its_book_equal_to_the_engine() {
+    let _one = common::exclusive();
     let lab = Lab::up("tkrk");
     let (dir, config) = scratch("kills");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -55,6 +55,7 @@ fn small_load(ns: &str, dir: &Path, label: &str, extra: &[&str]) -> String {
 
 #[test]
 fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_kill() {
+    let _one = common::exclusive();
     let lab = Lab::up("tkxdp");
     let (dir, config) = scratch("xdp");
     let cfg = config.to_str().unwrap();
@@ -153,6 +154,7 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
 
 #[test]
 fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport() {
+    let _one = common::exclusive();
     let lab = Lab::up("tkxdpcl");
     let (dir, config) = scratch("xdp-client");
     let (cl_ns, cl_if) = (lab.client_ns(), lab.client_if());
@@ -201,6 +203,7 @@ fn load_generator_over_af_xdp_gets_every_answer_from_either_exchange_transport()
 
 #[test]
 fn datagrams_with_partial_udp_checksums_are_dropped_and_the_report_says_why() {
+    let _one = common::exclusive();
     let lab = Lab::up("tkxdpck");
     let (dir, config) = scratch("xdp-checksum");
     let (cl_ns, cl_if) = (lab.client_ns(), lab.client_if());
@@ -260,6 +263,7 @@ fn datagrams_with_partial_udp_checksums_are_dropped_and_the_report_says_why() {
 
 #[test]
 fn pipelined_topology_hands_every_datagram_to_the_engine_thread_over_either_transport() {
+    let _one = common::exclusive();
     let lab = Lab::up("tkxdppl");
     let (dir, config) = scratch("xdp-pipelined");
     let (ex_ns, cl_ns, ex_if) = (lab.exchange_ns(), lab.client_ns(), lab.exchange_if());

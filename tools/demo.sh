@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 
 bash tools/install-deps.sh
 cargo build --release
-exec target/release/tokex demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tokex" demo "$@"

@@ -6,8 +6,9 @@ set -euo pipefail
 PKGS=(
   # xsk-rs builds libbpf/libxdp from source through libxdp-sys
   libelf-dev zlib1g-dev clang llvm pkg-config m4 libpcap-dev build-essential
-  # the lab network and packet-loss injection
-  iproute2 nftables iputils-ping ethtool
+  # the lab network and packet-loss injection (procps: sysctl in the
+  # namespaces)
+  iproute2 nftables iputils-ping ethtool procps
   # conformance tests decode our pcaps with Wireshark's dissectors
   tshark tcpdump
   # instruction counts for hot-path changes
@@ -30,4 +31,12 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "tokex: system packages already installed"
+fi
+
+# The test command checks formatting and lints: a toolchain installed with
+# rustup's minimal profile has neither component.
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
 fi

@@ -51,12 +51,19 @@ up() {
   # inter-processor interrupt per packet: in a VM whose interrupt register
   # write exits to the hypervisor (the AMD VM of 2026-12-02) that doubled
   # the engine core's busy share at 10,000 orders/s (README, Performance).
-  ip netns exec "$cl_ns" sh -c \
-    "echo ${LAB_CLIENT_CPUS:-0} > /sys/class/net/$cl_if/queues/rx-0/rps_cpus" || true
-  # AF_XDP and libxdp need a bpffs in the namespace's mount view.
-  mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+  local cpus="${LAB_CLIENT_CPUS:-0}"
+  if ! [[ "$cpus" =~ ^[0-9a-fA-F]+$ ]]; then
+    echo "lab.sh: LAB_CLIENT_CPUS=$cpus is not a hex CPU mask" >&2
+    exit 2
+  fi
   local rps="RPS off: $cl_ns's receive runs on the sending core"
-  [ "${LAB_CLIENT_CPUS:-0}" = 0 ] || rps="RPS to CPU mask ${LAB_CLIENT_CPUS} for $cl_ns's receive"
+  if ! ip netns exec "$cl_ns" sh -c "echo $cpus > /sys/class/net/$cl_if/queues/rx-0/rps_cpus"; then
+    rps="RPS not set (rps_cpus not writable): $cl_ns's receive runs on the sending core"
+  elif [ "$cpus" != 0 ]; then
+    rps="RPS to CPU mask $cpus for $cl_ns's receive"
+  fi
+  # tokex loads its XDP program without pinning anything in a bpffs
+  # (src/net/xdp_prog.rs), so no mount is needed inside `ip netns exec`.
   echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2); $rps"
 }
 

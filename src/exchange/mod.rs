@@ -98,6 +98,20 @@ fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
     if let Some(i) = &args.interface {
         cfg.network.interface = i.clone();
     }
+    // The overrides are checked as the file was (a pipelined topology asked
+    // for on the command line meets the same rule on spinning threads).
+    let source = format!(
+        "{} with the command line's overrides",
+        args.config.display()
+    );
+    cfg.validate(&source)?;
+    // A thread that busy-polls must get the core it was given, not
+    // whichever the scheduler picks (it could be the load generator's).
+    let rt = &cfg.runtime;
+    crate::runtime::check_core(rt.engine_core).context("runtime.engine_core")?;
+    if rt.topology == Topology::Pipelined {
+        crate::runtime::check_core(rt.rx_core).context("runtime.rx_core")?;
+    }
     Ok(cfg)
 }
 

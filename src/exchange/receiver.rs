@@ -63,6 +63,9 @@ pub(super) struct RxThreadStats {
     pub ring_full: u64,
     /// Kernel socket: datagrams longer than a buffer, dropped.
     pub truncated: u64,
+    /// Datagrams dropped because the ring was full when the exchange
+    /// stopped (the engine no longer takes them).
+    pub dropped_at_stop: u64,
     /// AF_XDP: the receive half's counters.
     pub xdp: Option<XdpStats>,
 }
@@ -92,6 +95,7 @@ impl Receiver {
         let mut out = Output {
             ring: ring.clone(),
             spare: spare.clone(),
+            stop: stop.clone(),
             stats: RxThreadStats::default(),
         };
         let thread = std::thread::Builder::new()
@@ -141,13 +145,16 @@ impl Receiver {
 struct Output {
     ring: Arc<Handoff<RxItem>>,
     spare: Arc<Handoff<Vec<u8>>>,
+    stop: Stop,
     stats: RxThreadStats,
 }
 
 impl Output {
     /// Copies one datagram into a spare buffer and hands it over, waiting
     /// while the ring is full (the engine thread is behind: dropping here
-    /// would lose a datagram the kernel already took).
+    /// would lose a datagram the kernel already took), unless the exchange
+    /// is stopping: then the engine no longer takes any, and the datagram
+    /// is counted and dropped (its client re-sends it to the next run).
     fn push(&mut self, src: SocketAddrV4, mac: Option<[u8; 6]>, t_rx: u64, payload: &[u8]) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.extend_from_slice(payload);
@@ -162,6 +169,10 @@ impl Output {
             item = back;
             if spins == 0 {
                 self.stats.ring_full += 1;
+            }
+            if self.stop.is_set() {
+                self.stats.dropped_at_stop += 1;
+                return;
             }
             spins += 1;
             if spins < 1_000 {
@@ -314,5 +325,26 @@ mod tests {
             (300, 0, 0)
         );
         assert!(stats.xdp.is_none());
+    }
+
+    #[test]
+    fn a_stopping_receive_thread_drops_what_a_full_ring_cannot_take_instead_of_waiting() {
+        let stop = Stop::new();
+        let mut out = Output {
+            ring: Handoff::with_capacity(4),
+            spare: Handoff::with_capacity(4),
+            stop: stop.clone(),
+            stats: RxThreadStats::default(),
+        };
+        let src = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
+        for _ in 0..4 {
+            out.push(src, None, 0, b"x");
+        }
+        stop.set();
+        let t0 = Instant::now();
+        out.push(src, None, 0, b"late");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(out.stats.dropped_at_stop, 1);
+        assert_eq!(out.stats.datagrams, 4);
     }
 }

@@ -154,7 +154,8 @@ impl Server {
                 },
                 cfg.runtime.engine_core
             ),
-            Err(e) => println!("runtime: not pinned ({e})"),
+            // The core exists (checked with the config): the OS refused.
+            Err(e) => bail!("runtime.engine_core: {e}"),
         }
         // From the engine thread's core, after recovery has filled what it
         // restores.
@@ -549,8 +550,8 @@ impl Server {
         println!("{}", self.orders.report());
         if let Some(s) = &self.receiver_stats {
             println!(
-                "receive thread: {} datagrams handed to the engine thread, ring full {} times, {} oversized datagrams dropped",
-                s.datagrams, s.ring_full, s.truncated
+                "receive thread: {} datagrams handed to the engine thread, ring full {} times, {} oversized datagrams dropped, {} dropped at the stop (ring full)",
+                s.datagrams, s.ring_full, s.truncated, s.dropped_at_stop
             );
         }
         println!(

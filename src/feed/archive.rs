@@ -4,8 +4,9 @@
 //!
 //! Owns one file of length-prefixed messages (u16 big-endian length, then
 //! the message, as in `itch.bin`) starting at sequence 1, and a sparse
-//! in-memory index: the file offset of every 1,024th message
-//! ([`ArchiveLayout`]). The exchange copies newly sequenced messages from
+//! in-memory index: the file offset of every 1,024th message and a CRC-32
+//! of each 1,024-message stride's bytes ([`ArchiveLayout`]). A stride is
+//! served only if its bytes still have that checksum. The exchange copies newly sequenced messages from
 //! the publisher's store into it once a millisecond (and after every
 //! replayed journal record at start-up), buffering writes; reading flushes
 //! first. A full replay rebuilds the file from scratch ([`MdArchive::create`]);
@@ -40,6 +41,11 @@ pub struct ArchiveLayout {
     pub len: u64,
     /// File offset of message `1 + k * STRIDE`.
     pub index: Vec<u64>,
+    /// CRC-32 of the bytes of stride `k` (length prefixes included), for
+    /// every whole stride.
+    pub sums: Vec<u32>,
+    /// CRC-32 of the bytes of the stride being filled so far.
+    pub open_sum: u32,
 }
 
 impl Default for ArchiveLayout {
@@ -48,18 +54,50 @@ impl Default for ArchiveLayout {
             next: 1,
             len: 0,
             index: Vec::new(),
+            sums: Vec::new(),
+            open_sum: 0,
         }
     }
 }
 
 impl ArchiveLayout {
+    /// Counts a message of `msg_len` bytes; whether it completed a stride
+    /// (its bytes, and any before it in the stride not yet summed, must
+    /// be [`ArchiveLayout::sum`]med before the next message is appended).
     #[inline]
-    fn append(&mut self, msg_len: usize) {
+    fn append(&mut self, msg_len: usize) -> bool {
         if (self.next - 1).is_multiple_of(STRIDE) {
             self.index.push(self.len);
         }
         self.len += 2 + msg_len as u64;
         self.next += 1;
+        (self.next - 1).is_multiple_of(STRIDE)
+    }
+
+    /// Adds `bytes` of the open stride to its checksum (continuing the
+    /// CRC over calls: sums are computed a sync's run of bytes at a time,
+    /// not a message at a time).
+    #[inline]
+    fn sum(&mut self, bytes: &[u8]) {
+        let mut h = crc32fast::Hasher::new_with_initial(self.open_sum);
+        h.update(bytes);
+        self.open_sum = h.finalize();
+    }
+
+    /// The open stride is whole: its checksum is kept, the next starts.
+    #[inline]
+    fn close_stride(&mut self) {
+        self.sums.push(std::mem::take(&mut self.open_sum));
+    }
+
+    /// The checksum stride `k` must have: a whole stride's, or the open
+    /// one's so far.
+    fn sum_of(&self, k: u64) -> Option<u32> {
+        match self.sums.get(k as usize) {
+            Some(&c) => Some(c),
+            None if k == self.sums.len() as u64 => Some(self.open_sum),
+            None => None,
+        }
     }
 
     /// Follows the messages the store has sequenced since the last call
@@ -73,7 +111,11 @@ impl ArchiveLayout {
             let Some(m) = store.get(self.next) else {
                 break;
             };
-            self.append(m.len());
+            self.sum(&(m.len() as u16).to_be_bytes());
+            self.sum(m);
+            if self.append(m.len()) {
+                self.close_stride();
+            }
         }
         Ok(())
     }
@@ -138,7 +180,8 @@ impl MdArchive {
             });
         }
         let strides = (layout.next - 1).div_ceil(STRIDE);
-        if layout.index.len() as u64 != strides {
+        let whole = (layout.next - 1) / STRIDE;
+        if layout.index.len() as u64 != strides || layout.sums.len() as u64 != whole {
             return Err(ArchiveError::Mismatch("index length"));
         }
         if let Some(&start) = layout.index.last() {
@@ -157,6 +200,9 @@ impl MdArchive {
             }
             if n != want || !rest.is_empty() {
                 return Err(ArchiveError::Mismatch("message count"));
+            }
+            if Some(crc32fast::hash(&chunk)) != layout.sum_of(strides - 1) {
+                return Err(ArchiveError::Mismatch("checksum"));
             }
         }
         file.set_len(layout.len)?;
@@ -211,14 +257,21 @@ impl MdArchive {
                 self.layout.next
             )));
         }
+        // Bytes from `summed` on are not in the open stride's checksum yet.
+        let mut summed = self.buf.len();
         while self.layout.next < end {
             let Some(m) = store.get(self.layout.next) else {
                 break;
             };
             self.buf.extend_from_slice(&(m.len() as u16).to_be_bytes());
             self.buf.extend_from_slice(m);
-            self.layout.append(m.len());
+            if self.layout.append(m.len()) {
+                self.layout.sum(&self.buf[summed..]);
+                self.layout.close_stride();
+                summed = self.buf.len();
+            }
         }
+        self.layout.sum(&self.buf[summed..]);
         if self.buf.len() >= FLUSH_AT || (self.write_through && !self.buf.is_empty()) {
             self.flush()?;
         }
@@ -268,12 +321,11 @@ impl Archive for MdArchive {
     }
 
     /// Serves messages `first ..` (at most `count`) a whole index stride
-    /// at a time, each checked before any of it is served: its records
-    /// (none empty) must end exactly where the next stride starts, and
-    /// number a stride. Damage there (a zeroed page, which always hits a
-    /// length prefix) ends the answer before the stride, not with wrong
-    /// bytes under real sequence numbers. A changed byte inside a message
-    /// is not caught (there is no checksum per record).
+    /// at a time, each checked before any of it is served: its bytes must
+    /// have the stride's CRC-32, and its records (none empty) must end
+    /// exactly where the next stride starts and number a stride. Damage
+    /// (a zeroed page, a changed byte) ends the answer before the stride,
+    /// never wrong bytes under real sequence numbers.
     fn read(&mut self, first: u64, count: u64, out: &mut dyn FnMut(&[u8])) {
         let next = self.layout.next;
         if first == 0 || first >= next || count == 0 || self.flush().is_err() {
@@ -305,6 +357,9 @@ impl Archive for MdArchive {
             let Some(stride) = chunk.get((a - start) as usize..(b - start) as usize) else {
                 return;
             };
+            if Some(crc32fast::hash(stride)) != self.layout.sum_of(k) {
+                return;
+            }
             let seq0 = 1 + k * STRIDE;
             let messages = (next - seq0).min(STRIDE);
             let mut records = Vec::with_capacity(messages as usize);
@@ -368,6 +423,59 @@ mod tests {
         let mut none = Vec::new();
         archive.read(1_500, 10, &mut |m| none.push(m.to_vec()));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_changed_byte_inside_a_message_ends_the_answer_before_its_stride() {
+        let dir = TempDir::new("archive-flipped");
+        let mut archive = MdArchive::create(&dir.join("md")).unwrap();
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
+        for i in 1..=3000u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        archive.flush().unwrap();
+        // One bit of a message body in the second stride (not a length:
+        // the records still frame exactly).
+        let at = archive.layout().index[1] + 2 + 5;
+        let mut b = [0u8; 1];
+        archive.file.read_exact_at(&mut b, at).unwrap();
+        archive.file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+        let mut got = Vec::new();
+        archive.read(1, 3000, &mut |m| got.push(m.to_vec()));
+        assert_eq!(got, (1..=1024).map(message).collect::<Vec<_>>());
+        // The open (third, partial) stride is checked too, and serves.
+        let mut tail = Vec::new();
+        archive.read(2_049, 3000, &mut |m| tail.push(m.to_vec()));
+        assert_eq!(tail, (2_049..=3000).map(message).collect::<Vec<_>>());
+        let at = archive.layout().index[2] + 2 + 5;
+        archive.file.read_exact_at(&mut b, at).unwrap();
+        archive.file.write_all_at(&[b[0] ^ 0x01], at).unwrap();
+        let mut none = Vec::new();
+        archive.read(2_049, 3000, &mut |m| none.push(m.to_vec()));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn stride_checksums_do_not_depend_on_how_syncs_split_the_messages() {
+        let dir = TempDir::new("archive-split");
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
+        let mut piecewise = MdArchive::create(&dir.join("a")).unwrap();
+        for i in 1..=2500u64 {
+            p.publish_message(&message(i));
+            if i % 7 == 0 || i == 1024 {
+                piecewise.sync(p.store()).unwrap();
+            }
+        }
+        piecewise.sync(p.store()).unwrap();
+        let mut whole = MdArchive::create(&dir.join("b")).unwrap();
+        whole.sync(p.store()).unwrap();
+        let mut follower = ArchiveLayout::default();
+        follower.follow(p.store()).unwrap();
+        assert_eq!(piecewise.layout(), whole.layout());
+        assert_eq!(&follower, whole.layout());
+        assert_eq!(whole.layout().sums.len(), 2);
+        assert_eq!(read_all(&mut piecewise).len(), 2500);
     }
 
     #[test]

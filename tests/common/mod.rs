@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+/// Tests of one file that run an exchange and a load generator hold this
+/// while they run: each busy-polls a core, and two of each on a 2-core
+/// machine would break the one-spinning-thread-per-core rule (and time
+/// each other out).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits until no other test of this file holds the machine's cores.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A lab network of the test's own; `tools/lab.sh down` on drop.
 pub struct Lab {
     prefix: &'static str,
@@ -215,9 +226,7 @@ pub fn wait_for(path: &Path, child: &mut Child, what: &str) {
 /// SIGINT (`ip netns exec` execs the program, so the pid is its own), then
 /// wait (at most 30 s) for the process to end; its exit status.
 pub fn stop(child: &mut Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    tokex::lab::interrupt(child.id());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
