@@ -72,7 +72,7 @@ const MAGIC: &[u8; 8] = b"TOKEXSNP";
 /// rate buckets carry a debt (TCP re-sends), and the journal they cover is
 /// of version 2. 4: login failures carry their last time, and the journal
 /// is of version 3. 5: the journal is of version 4 (the engine's rules
-/// changed; the state's layout did not).
+/// changed), and the archive's layout carries a checksum per stride.
 const VERSION: u32 = 5;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
