@@ -338,6 +338,7 @@ impl Engine {
         let opp_side = taker.side.opposite();
         let mut open = taker.open;
         let mut stp_cancel = false;
+        let mut tripped = false;
 
         if market.phase.matches() {
             if taker.tif == Tif::Fok && !Self::fok_fillable(&self.arena, market, &taker) {
@@ -431,12 +432,11 @@ impl Engine {
                     finish(&mut self.arena, &mut self.accounts, mslot, 0);
                 }
             }
+            if open < taker.open {
+                market.band.reanchor(market.last);
+                tripped = market.breaker.tripped(now.0);
+            }
         }
-        let traded = open < taker.open;
-        if traded {
-            market.band.reanchor(market.last);
-        }
-        let tripped = traded && market.breaker.tripped(now.0);
         // The taker is done with first, tripped or not: a taker filled in
         // full leaves nothing behind, and what is left rests (DAY) or is
         // cancelled (IOC, FOK, self-trade) before any halt.
