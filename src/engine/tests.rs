@@ -10,12 +10,27 @@ const B: AccountId = AccountId(2);
 const C: AccountId = AccountId(3);
 const TK: InstrumentId = InstrumentId(0);
 
-fn contracts(stp: &str) -> ContractSet {
+/// The contracts of a contract file's text.
+fn contract_set(toml: &str) -> ContractSet {
     let mut set = ContractSet::default();
-    set.add_toml(
-        Path::new("test.toml"),
-        &format!(
-            r#"
+    set.add_toml(Path::new("test.toml"), toml).unwrap();
+    set
+}
+
+/// A plain GH2612 contract table.
+const GH2612: &str = r#"
+[[contract]]
+symbol = "GH2612"
+reference_price = "2.150"
+tick = "0.001"
+limit_pct = 20
+max_order_qty = 500
+"#;
+
+/// TK2612 with self-trade prevention `stp`, and a plain GH2612.
+fn contracts(stp: &str) -> ContractSet {
+    contract_set(&format!(
+        r#"
 [[contract]]
 symbol = "TK2612"
 reference_price = "6.500"
@@ -23,18 +38,8 @@ tick = "0.001"
 limit_pct = 8
 max_order_qty = 1000
 stp = "{stp}"
-
-[[contract]]
-symbol = "GH2612"
-reference_price = "2.150"
-tick = "0.001"
-limit_pct = 20
-max_order_qty = 500
-"#
-        ),
-    )
-    .unwrap();
-    set
+{GH2612}"#
+    ))
 }
 
 struct T {
@@ -507,18 +512,8 @@ fn best_prices_follow_adds_fills_and_cancels() {
 /// A GH-style contract alone: a 1 % circuit breaker over 60 s, a wide band,
 /// a 120 s halt and a 30 s reopening call.
 fn breaker_contract(stp: &str) -> ContractSet {
-    let mut set = ContractSet::default();
-    set.add_toml(
-        Path::new("breaker.toml"),
-        &format!(
-            r#"
-[[contract]]
-symbol = "GH2612"
-reference_price = "2.150"
-tick = "0.001"
-limit_pct = 20
-max_order_qty = 500
-stp = "{stp}"
+    contract_set(&format!(
+        r#"{GH2612}stp = "{stp}"
 protection = "dynamic-band"
 band_pct = 50
 breaker_pct = 1
@@ -526,10 +521,7 @@ breaker_window_s = 60
 halt_s = 120
 reopen_auction_s = 30
 "#
-        ),
-    )
-    .unwrap();
-    set
+    ))
 }
 
 /// Past the halt and the reopening call of [`breaker_contract`].

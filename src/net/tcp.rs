@@ -519,6 +519,22 @@ mod tests {
 
     const HEARTBEAT: [u8; 3] = [0, 1, soupbin::kind::CLIENT_HEARTBEAT];
 
+    /// The Logout Request the thread hands over for a closed connection.
+    fn logout_of(id: u32) -> TcpInbound {
+        (
+            id,
+            Ipv4Addr::LOCALHOST,
+            vec![0, 1, soupbin::kind::LOGOUT_REQUEST],
+        )
+    }
+
+    /// Stops the thread (woken at once) and waits for it.
+    fn shut_down(stop: Stop, mut replies: TcpReplies, thread: JoinHandle<()>) {
+        stop.set();
+        replies.wake_now();
+        thread.join().unwrap();
+    }
+
     #[test]
     fn a_stopping_tcp_thread_is_not_stuck_behind_a_full_inbound_ring() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -713,17 +729,8 @@ mod tests {
             "{:?}",
             t0.elapsed()
         );
-        assert_eq!(
-            next_inbound(&inbound),
-            Some((
-                1,
-                Ipv4Addr::LOCALHOST,
-                vec![0, 1, soupbin::kind::LOGOUT_REQUEST]
-            ))
-        );
-        stop.set();
-        replies.wake_now();
-        thread.join().unwrap();
+        assert_eq!(next_inbound(&inbound), Some(logout_of(1)));
+        shut_down(stop, replies, thread);
     }
 
     #[test]
@@ -739,9 +746,7 @@ mod tests {
         assert!(next_inbound(&inbound).is_some() && next_inbound(&inbound).is_some());
         let mut third = TcpStream::connect(addr).unwrap();
         assert!(closed_within(&mut third, Duration::from_secs(5)));
-        stop.set();
-        replies.wake_now();
-        thread.join().unwrap();
+        shut_down(stop, replies, thread);
     }
 
     #[test]
@@ -762,9 +767,7 @@ mod tests {
         // The engine ended the session itself: no Logout comes back.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(inbound.pop(), None);
-        stop.set();
-        replies.wake_now();
-        thread.join().unwrap();
+        shut_down(stop, replies, thread);
     }
 
     #[test]
@@ -792,16 +795,7 @@ mod tests {
             }
         }
         let logged_out = logged_out.or_else(|| next_inbound(&inbound));
-        assert_eq!(
-            logged_out,
-            Some((
-                1,
-                Ipv4Addr::LOCALHOST,
-                vec![0, 1, soupbin::kind::LOGOUT_REQUEST]
-            ))
-        );
-        stop.set();
-        replies.wake_now();
-        thread.join().unwrap();
+        assert_eq!(logged_out, Some(logout_of(1)));
+        shut_down(stop, replies, thread);
     }
 }
