@@ -715,7 +715,7 @@ mod tests {
 
     #[test]
     fn a_connection_silent_for_the_idle_limit_is_closed_and_its_session_logged_out() {
-        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+        let (stop, thread, replies, inbound, addr) = port(TcpLimits {
             idle: Duration::from_millis(300),
             ..TcpLimits::default()
         });
@@ -735,7 +735,7 @@ mod tests {
 
     #[test]
     fn connections_beyond_the_per_host_limit_are_closed_as_they_are_accepted() {
-        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+        let (stop, thread, replies, inbound, addr) = port(TcpLimits {
             per_host: 2,
             ..TcpLimits::default()
         });
