@@ -16,7 +16,7 @@
 //! thread's wait for room in the inbound ring always ends. One connection
 //! cannot hold the thread: it reads at most [`READ_BUDGET`] bytes from each
 //! connection per turn. Connections are bounded in number (in all and per
-//! host) and in time: one that sends nothing for the idle limit (a client
+//! host), in unsent bytes (each, and all together) and in time: one that sends nothing for the idle limit (a client
 //! stalled in the middle of a packet, or one that never logs in) is
 //! closed, and the engine closes one whose session it timed out.
 
@@ -168,12 +168,15 @@ const POLL_MS: u16 = 50;
 /// connection whose unsent replies (a client that does not read) pass
 /// `pending_bytes` is closed, its session logged out (it logs in again and
 /// re-requests by sequence number); so is one that sends nothing for
-/// `idle` (a logged-in client heartbeats every second).
+/// `idle` (a logged-in client heartbeats every second). While all the
+/// connections' unsent replies together pass `total_pending_bytes`, the one
+/// holding the most is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpLimits {
     pub connections: usize,
     pub per_host: usize,
     pub pending_bytes: usize,
+    pub total_pending_bytes: usize,
     pub idle: Duration,
 }
 
@@ -183,6 +186,7 @@ impl Default for TcpLimits {
             connections: 256,
             per_host: 32,
             pending_bytes: 4 << 20,
+            total_pending_bytes: 256 << 20,
             idle: Duration::from_secs(15),
         }
     }
@@ -276,6 +280,7 @@ impl TcpThread {
             self.read();
             self.take_replies();
             self.write();
+            self.bound_total();
             self.expire();
             self.close();
         }
@@ -389,6 +394,24 @@ impl TcpThread {
                     self.closed.push(id);
                 }
             }
+        }
+    }
+
+    /// While the connections' unsent replies together pass the limit,
+    /// marks the one holding the most (after this turn's writes).
+    fn bound_total(&mut self) {
+        let mut total: usize = self.conns.values().map(|c| c.tx.len()).sum();
+        let mut by_size: Vec<(usize, u32)> = Vec::new();
+        if total > self.limits.total_pending_bytes {
+            by_size = self.conns.iter().map(|(&id, c)| (c.tx.len(), id)).collect();
+            by_size.sort_unstable();
+        }
+        while total > self.limits.total_pending_bytes {
+            let Some((bytes, id)) = by_size.pop() else {
+                break;
+            };
+            self.closed.push(id);
+            total -= bytes;
         }
     }
 
@@ -746,6 +769,35 @@ mod tests {
         assert!(next_inbound(&inbound).is_some() && next_inbound(&inbound).is_some());
         let mut third = TcpStream::connect(addr).unwrap();
         assert!(closed_within(&mut third, Duration::from_secs(5)));
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn past_the_total_unsent_limit_the_connection_holding_the_most_is_closed() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            total_pending_bytes: 20 << 20,
+            pending_bytes: 64 << 20,
+            ..TcpLimits::default()
+        });
+        // Two clients that never read: 4 MB for the first, 40 MB for the
+        // second, of which the kernel's buffers take a few MB at most.
+        let mut clients: Vec<TcpStream> =
+            (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for c in &mut clients {
+            c.write_all(&HEARTBEAT).unwrap();
+            assert!(next_inbound(&inbound).is_some());
+        }
+        let chunk = vec![7u8; 64 << 10];
+        for i in 0..640 {
+            if i < 64 {
+                replies.push((1, chunk.clone()));
+            }
+            replies.push((2, chunk.clone()));
+        }
+        replies.wake();
+        assert_eq!(next_inbound(&inbound), Some(logout_of(2)));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(inbound.pop(), None, "the first is kept");
         shut_down(stop, replies, thread);
     }
 
