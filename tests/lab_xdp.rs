@@ -125,6 +125,14 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
     //    AF_XDP counters account for every datagram.
     let mut ex = exchange("r2", "ex2.log");
     wait_for(&dir.join("r2"), &mut ex, "restarted exchange");
+    // On AF_XDP again, not fallen back to kernel UDP: the dead process's
+    // socket may still hold the queue for a moment, and the exchange waits
+    // for it (it says so when it has to).
+    let log = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
+    assert!(log.contains("transport: AF_XDP on"), "{log}");
+    if log.contains("AF_XDP socket not created yet") {
+        println!("the restart waited for the queue:\n{log}");
+    }
     let second = load("second");
     assert_eq!(number_after(&second, "answered", "lost"), 0, "{second}");
     // A datagram to the order port at another address of the interface is

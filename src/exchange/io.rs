@@ -3,7 +3,7 @@
 //! hook and the clock.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -13,7 +13,7 @@ use crate::gateway::{udp_label, JournalSink, Outbox, Peer};
 use crate::journal::JournalWriter;
 use crate::net::tcp::TcpReplies;
 use crate::net::udp::{OrderPort, UdpPort};
-use crate::net::xdp::XdpPort;
+use crate::net::xdp::{XdpError, XdpPort};
 
 use crate::types::Nanos;
 use crate::wire::soupbin;
@@ -272,16 +272,35 @@ impl MarketDataOut {
 
 /// The order-entry port the config asks for: AF_XDP, or the kernel UDP
 /// path (also when AF_XDP cannot start, with the reason).
+/// How long the exchange keeps trying to create its AF_XDP socket before
+/// it falls back to kernel UDP.
+const XDP_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
 pub(super) fn open_order_port(cfg: &Config) -> anyhow::Result<OrderPort> {
     let local = SocketAddrV4::new(cfg.network.address, cfg.network.order_port);
     if cfg.network.transport == TransportKind::Xdp {
-        match XdpPort::open(&cfg.network.interface, local, &cfg.xdp) {
-            Ok(port) => {
-                println!("transport: {}", port.describe());
-                return Ok(OrderPort::Xdp(port));
-            }
-            Err(e) => {
-                println!("transport: AF_XDP unavailable ({e}); falling back to the kernel UDP path")
+        // A restart right after a crash can find the queue still held: the
+        // kernel releases a dead process's AF_XDP socket a little later.
+        let deadline = Instant::now() + XDP_QUEUE_WAIT;
+        let mut said = false;
+        loop {
+            match XdpPort::open(&cfg.network.interface, local, &cfg.xdp) {
+                Ok(port) => {
+                    println!("transport: {}", port.describe());
+                    return Ok(OrderPort::Xdp(port));
+                }
+                Err(XdpError::Socket(e)) if Instant::now() < deadline => {
+                    if !std::mem::replace(&mut said, true) {
+                        println!("transport: AF_XDP socket not created yet ({e}); the queue's previous socket may still be being released: trying again for up to {XDP_QUEUE_WAIT:?}");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    println!(
+                        "transport: AF_XDP unavailable ({e}); falling back to the kernel UDP path"
+                    );
+                    break;
+                }
             }
         }
     }

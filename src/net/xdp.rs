@@ -320,7 +320,9 @@ impl XdpPort {
             let (tx, rx, rings) = match created {
                 Ok(v) => v,
                 Err(e) => {
-                    last_err = e.to_string();
+                    // libxdp returns the errno, which xsk-rs's error drops;
+                    // the OS error says it (EBUSY: the queue is taken).
+                    last_err = format!("{e} ({})", std::io::Error::last_os_error());
                     continue;
                 }
             };
