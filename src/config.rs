@@ -489,8 +489,25 @@ impl Config {
                 "a SCHED_FIFO priority runs from 1 to 99 (0: normal scheduling)".into(),
             ));
         }
-        if self.engine.max_orders == 0 {
-            return Err(bad("engine.max_orders", "must be positive".into()));
+        if self.engine.max_orders == 0 || self.engine.max_orders > MAX_ORDERS_LIMIT {
+            return Err(bad(
+                "engine.max_orders",
+                format!(
+                    "{}: between 1 and {MAX_ORDERS_LIMIT} (an arena of {} GiB)",
+                    self.engine.max_orders,
+                    crate::engine::book::Arena::bytes_for(MAX_ORDERS_LIMIT) >> 30
+                ),
+            ));
+        }
+        let window = self.gateway.resend_window;
+        if window == 0 || window > RESEND_WINDOW_LIMIT {
+            return Err(bad(
+                "gateway.resend_window",
+                format!(
+                    "{window}: between 1 and {RESEND_WINDOW_LIMIT} ({} MiB a session)",
+                    crate::gateway::OutboundStore::bytes_for(RESEND_WINDOW_LIMIT as usize) >> 20
+                ),
+            ));
         }
         if self.gateway.rate_per_sec == 0 || self.gateway.rate_burst == 0 {
             return Err(bad(
@@ -565,6 +582,12 @@ impl Config {
         Ok(())
     }
 }
+
+/// The most live orders `engine.max_orders` may ask for (the arena's slot
+/// numbers are u32; start-up also checks the arena fits the machine).
+pub const MAX_ORDERS_LIMIT: u32 = 1 << 28;
+/// The largest `gateway.resend_window` (messages kept per session).
+pub const RESEND_WINDOW_LIMIT: u32 = 1 << 24;
 
 /// Whether `a` is in the lab's unicast range, 198.18.0.0/24.
 pub fn is_lab_unicast(a: Ipv4Addr) -> bool {
@@ -660,6 +683,13 @@ mod tests {
             ("[latency]\ninterval_ms = 0\n", "latency.interval_ms"),
             ("[network]\ntcp_port = 9000\n", "network.tcp_port"),
             ("[network]\nmd_port = 0\n", "network.md_port"),
+            ("[engine]\nmax_orders = 0\n", "engine.max_orders"),
+            ("[engine]\nmax_orders = 268435457\n", "engine.max_orders"),
+            ("[gateway]\nresend_window = 0\n", "gateway.resend_window"),
+            (
+                "[gateway]\nresend_window = 16777217\n",
+                "gateway.resend_window",
+            ),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }
@@ -667,6 +697,8 @@ mod tests {
         assert!(err.to_string().contains("network.md_port already"), "{err}");
         assert!(Config::parse("t.toml", "[gateway]\nidle_timeout_ms = 3000\n").is_ok());
         assert!(Config::parse("t.toml", "[runtime]\nbatch = 64\n").is_ok());
+        assert!(Config::parse("t.toml", "[engine]\nmax_orders = 268435456\n").is_ok());
+        assert!(Config::parse("t.toml", "[gateway]\nresend_window = 16777216\n").is_ok());
     }
 
     #[test]

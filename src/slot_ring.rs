@@ -42,6 +42,11 @@ impl<const SLOT: usize> SlotRing<SLOT> {
         self.capacity
     }
 
+    /// The bytes a ring of `capacity` slots holds when full.
+    pub fn bytes_for(capacity: usize) -> u64 {
+        capacity.max(1) as u64 * std::mem::size_of::<([u8; SLOT], u8)>() as u64
+    }
+
     /// Makes the whole ring's memory resident now (see
     /// [`crate::runtime::touch_spare_capacity`]); what it holds and answers
     /// is unchanged. Returns the bytes touched.

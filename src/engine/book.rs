@@ -97,6 +97,11 @@ impl Arena {
         self.nodes.len()
     }
 
+    /// The bytes an arena of `n` orders allocates (nodes and free list).
+    pub fn bytes_for(n: u32) -> u64 {
+        u64::from(n) * (std::mem::size_of::<OrderNode>() + std::mem::size_of::<u32>()) as u64
+    }
+
     pub fn live(&self) -> usize {
         self.nodes.len() - self.free.len()
     }

@@ -12,6 +12,7 @@
 //! `requesters.rs` the retransmission server's per-host limits.
 
 mod io;
+mod memory;
 mod receiver;
 mod recovery;
 mod requesters;
@@ -112,6 +113,9 @@ fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
     if rt.topology == Topology::Pipelined {
         crate::runtime::check_core(rt.rx_core).context("runtime.rx_core")?;
     }
+    memory::Stores::of(&cfg, recovery::STORE_CAPACITY)
+        .check(memory::available()?)
+        .with_context(|| format!("{}: memory for its capacities", args.config.display()))?;
     Ok(cfg)
 }
 

@@ -34,7 +34,7 @@ use crate::snapshot::{self, Replica};
 use crate::types::Nanos;
 
 /// Messages the publisher keeps in memory for retransmission.
-const STORE_CAPACITY: usize = 1 << 22;
+pub(super) const STORE_CAPACITY: usize = 1 << 22;
 /// Of those, how many a restart from a snapshot reads back from the
 /// archive (older requests are answered from the archive itself).
 const REFILL: u64 = 1 << 16;

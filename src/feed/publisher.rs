@@ -27,6 +27,11 @@ impl RetransmitStore {
         RetransmitStore(SlotRing::new(capacity))
     }
 
+    /// The bytes a full store of `capacity` messages holds.
+    pub fn bytes_for(capacity: usize) -> u64 {
+        SlotRing::<SLOT>::bytes_for(capacity)
+    }
+
     /// Continues the numbering at `next` (a restart from a snapshot),
     /// holding `held`, the messages just before `next` (oldest first, at
     /// most the capacity; fewer is fine: older requests go to the archive).

@@ -104,6 +104,11 @@ impl OutboundStore {
         OutboundStore(SlotRing::new(window))
     }
 
+    /// The bytes a full store of `window` messages holds.
+    pub fn bytes_for(window: usize) -> u64 {
+        SlotRing::<SLOT>::bytes_for(window)
+    }
+
     #[inline]
     pub fn push(&mut self, msg: &[u8]) {
         self.0.push(msg);

@@ -1,0 +1,149 @@
+//! The memory the config's capacities commit the exchange to, checked at
+//! start-up against what the machine has available, before any of it is
+//! allocated: a mistyped `engine.max_orders` or `gateway.resend_window` is
+//! an error that names the key, not an allocation failure or, once the
+//! stores are made resident, the kernel's out-of-memory killer.
+
+use std::fmt;
+
+use anyhow::{bail, Context};
+
+use crate::config::{Config, TransportKind};
+use crate::engine::book::Arena;
+use crate::feed::publisher::RetransmitStore;
+use crate::gateway::OutboundStore;
+
+/// The bytes of the stores sized by the config (the largest allocations;
+/// the rest of the process is a few tens of MB more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stores {
+    /// The order arena: `engine.max_orders`.
+    pub arena: u64,
+    /// Every session's re-request window: `gateway.resend_window`.
+    pub resend: u64,
+    /// The market-data retransmission store.
+    pub md_store: u64,
+    /// The AF_XDP UMEM (`xdp.frame_count` × `xdp.frame_size`), when order
+    /// entry is on AF_XDP.
+    pub umem: u64,
+}
+
+impl Stores {
+    pub fn of(cfg: &Config, md_store_capacity: usize) -> Stores {
+        let x = &cfg.xdp;
+        Stores {
+            arena: Arena::bytes_for(cfg.engine.max_orders),
+            resend: cfg.sessions.len() as u64
+                * OutboundStore::bytes_for(cfg.gateway.resend_window as usize),
+            md_store: RetransmitStore::bytes_for(md_store_capacity),
+            umem: match cfg.network.transport {
+                TransportKind::Xdp => u64::from(x.frame_count) * u64::from(x.frame_size),
+                TransportKind::Udp => 0,
+            },
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.arena + self.resend + self.md_store + self.umem
+    }
+
+    /// Refuses stores that need more than `available` bytes.
+    pub fn check(&self, available: u64) -> anyhow::Result<()> {
+        if self.total() <= available {
+            return Ok(());
+        }
+        bail!(
+            "the config's stores need {} but this machine has {} available (MemAvailable): {self}; \
+             lower engine.max_orders or gateway.resend_window",
+            mib(self.total()),
+            mib(available),
+        )
+    }
+}
+
+impl fmt::Display for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "order arena (engine.max_orders) {}, re-request windows (gateway.resend_window, every session) {}, \
+             market-data store {}, AF_XDP UMEM {}",
+            mib(self.arena),
+            mib(self.resend),
+            mib(self.md_store),
+            mib(self.umem)
+        )
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes.div_ceil(1 << 20))
+}
+
+/// The memory available for new allocations (`MemAvailable` in
+/// /proc/meminfo: free memory plus what the kernel can reclaim).
+pub(super) fn available() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    parse_available(&text).context("no MemAvailable line in /proc/meminfo")
+}
+
+fn parse_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kb: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn stores(toml: &str) -> Stores {
+        Stores::of(&Config::parse("t.toml", toml).unwrap(), 1 << 22)
+    }
+
+    #[test]
+    fn the_default_config_needs_a_few_hundred_mib() {
+        let s = stores("");
+        assert_eq!(s.arena, (1 << 20) * 68);
+        assert_eq!(s.resend, 8 * (1 << 16) * 81);
+        assert_eq!(s.md_store, (1 << 22) * 51);
+        assert_eq!(s.umem, 4096 * 2048);
+        assert!(s.total() < GIB / 2, "{s}");
+        s.check(GIB).unwrap();
+    }
+
+    #[test]
+    fn the_umem_counts_only_with_order_entry_on_af_xdp() {
+        assert_eq!(stores("[network]\ntransport = \"udp\"\n").umem, 0);
+    }
+
+    #[test]
+    fn too_many_orders_for_the_machine_is_an_error_naming_the_key() {
+        let s = stores("[engine]\nmax_orders = 100000000\n");
+        assert_eq!(s.arena, 6_800_000_000);
+        let e = s.check(4 * GIB).unwrap_err().to_string();
+        assert!(e.contains("need 6"), "{e}");
+        assert!(e.contains("4096 MiB available"), "{e}");
+        assert!(e.contains("engine.max_orders"), "{e}");
+        s.check(8 * GIB).unwrap();
+    }
+
+    #[test]
+    fn a_huge_resend_window_counts_once_per_session() {
+        let s = stores("[gateway]\nresend_window = 10000000\n");
+        assert_eq!(s.resend, 8 * 10_000_000 * 81);
+        assert!(s.check(4 * GIB).is_err());
+    }
+
+    #[test]
+    fn mem_available_is_read_in_kib() {
+        let text =
+            "MemTotal:       24578048 kB\nMemFree:        1000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(parse_available(text), Some(20_000_000 * 1024));
+        assert_eq!(parse_available("MemTotal: 5 kB\n"), None);
+        assert_eq!(parse_available("MemAvailable: x kB\n"), None);
+        assert!(available().unwrap() > 0);
+    }
+}
