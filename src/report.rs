@@ -61,7 +61,9 @@ pub fn parse_hgrm(label: &str, text: &str) -> anyhow::Result<Run> {
         ) else {
             continue;
         };
-        points.push((p, v * 1000.0));
+        // Microseconds with three decimals: whole nanoseconds (1.001 us
+        // is 1,001 ns; a bare `* 1000.0` gives 1000.999... and truncates).
+        points.push((p, (v * 1000.0).round()));
         count = n;
     }
     if points.is_empty() {
@@ -266,6 +268,38 @@ mod tests {
         let p50 = run.at(0.5);
         assert!((4_990_000.0..=5_010_000.0).contains(&p50), "{p50}");
         assert!(run.at(1.0) >= 9_990_000.0);
+    }
+
+    #[test]
+    fn hgrm_lines_at_the_summary_levels_read_back_exactly_as_the_summary() {
+        // A heavy tail of 40,000 values (the size of a `--quick` run):
+        // between HdrHistogram's own levels the value jumps.
+        let mut h = LatencyHistogram::new();
+        for i in 0..40_000u64 {
+            h.record(if i % 97 == 0 {
+                1_000_000 + i * 500
+            } else {
+                10_000 + i
+            });
+        }
+        let mut buf = Vec::new();
+        h.write_hgrm(&mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let run = parse_hgrm("x", &text).unwrap();
+        let s = h.summary(0.0);
+        let got = [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0].map(|p| run.at(p) as u64);
+        assert_eq!(
+            got,
+            [s.p50_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.p9999_ns, s.max_ns],
+            "{text}"
+        );
+        // Still in order for HdrHistogram's plotters.
+        let bad: Vec<_> = run
+            .points
+            .windows(2)
+            .filter(|w| !(w[0].0 < w[1].0 && w[0].1 <= w[1].1))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?}");
     }
 
     #[test]

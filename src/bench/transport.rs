@@ -100,12 +100,14 @@ impl Variant {
             ClientTransport::Udp => "",
             ClientTransport::Xdp => "-xdp-client",
         };
-        format!(
-            "{}-{}-{}k{batch}{client}",
-            self.transport,
-            self.topology,
-            rate / 1000
-        )
+        // 5000 -> "5k"; a rate that is no multiple of 1,000 in full (500
+        // and 800 shared "0k", and so one output directory).
+        let rate = if rate % 1000 == 0 {
+            format!("{}k", rate / 1000)
+        } else {
+            rate.to_string()
+        };
+        format!("{}-{}-{rate}{batch}{client}", self.transport, self.topology)
     }
 }
 
@@ -520,6 +522,19 @@ pub fn throughput_table(runs: &[Measured]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rate_gets_its_own_run_directory() {
+        let shape = Shape {
+            batch: 1,
+            sessions: 4,
+        };
+        let v = Variant::XDP;
+        assert_eq!(v.label(20_000, shape), v.label(20_000, shape));
+        assert!(v.label(20_000, shape).contains("-20k"));
+        assert_ne!(v.label(500, shape), v.label(800, shape));
+        assert_ne!(v.label(1_000, shape), v.label(1_500, shape));
+    }
 
     fn flat(label: &str, ns: f64) -> Run {
         Run {

@@ -85,10 +85,10 @@ enum BenchCommand {
     /// at the same rates on the lab network (root; brings the lab up and down).
     Transport {
         /// Orders per second, comma-separated; every variant runs at each.
-        #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+        #[arg(long, value_delimiter = ',', default_value = "5000,20000", value_parser = rate_parser())]
         rates: Vec<u64>,
-        /// Seconds of load per run.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds of load per run (at most an hour).
+        #[arg(long, default_value_t = 10, value_parser = seconds_parser())]
         seconds: u64,
         /// Variants: xdp, xdp-md (market data on AF_XDP TX too), udp,
         /// udp-pipelined, xdp-pipelined (the first is the ratios' baseline).
@@ -121,11 +121,12 @@ enum BenchCommand {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "250000,500000,1000000,1500000"
+            default_value = "250000,500000,1000000,1500000",
+            value_parser = rate_parser()
         )]
         rates: Vec<u64>,
-        /// Seconds of load per run.
-        #[arg(long, default_value_t = 3)]
+        /// Seconds of load per run (at most an hour).
+        #[arg(long, default_value_t = 3, value_parser = seconds_parser())]
         seconds: u64,
         /// xdp, xdp-md (market data on AF_XDP TX too), udp, udp-pipelined,
         /// xdp-pipelined (the first is the ratios' baseline).
@@ -149,8 +150,9 @@ enum BenchCommand {
     /// (one write per batch) and reply packing, as `tokex exchange` runs a
     /// batch. Times the second half of the flow (the first warms up).
     Gateway {
-        /// Orders timed (as many again run first, untimed).
-        #[arg(long, default_value_t = 200_000)]
+        /// Orders timed (as many again run first, untimed; at most 10
+        /// million).
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         orders: u64,
         /// Orders per datagram.
         #[arg(long, default_value_t = 16)]
@@ -205,6 +207,16 @@ enum BenchCommand {
         #[arg(long, default_value = "out/bench")]
         out: std::path::PathBuf,
     },
+}
+
+/// Orders per second of a bench run: 1 to `tokex load`'s highest rate.
+fn rate_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=tokex::load::MAX_RATE)
+}
+
+/// Seconds of load of a bench run: 1 to an hour.
+fn seconds_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=3600)
 }
 
 fn main() -> anyhow::Result<()> {

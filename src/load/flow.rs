@@ -1,6 +1,7 @@
 //! What the load generator sends and when: the engine benchmark's mixed
-//! flow on the first two contracts, mapped onto client requests, and the
-//! open-loop schedule of intended send times.
+//! flow on the first two contracts, mapped onto client requests, the
+//! open-loop schedule of intended send times, and the pacer that decides,
+//! from the intended times alone, what is sent and when sending ends.
 
 use super::tracking::LiveOrders;
 use super::LoadArgs;
@@ -21,12 +22,16 @@ impl Flow {
     pub(super) fn new(args: &LoadArgs) -> anyhow::Result<Flow> {
         let all = ContractSet::load_dir(&args.contracts)?;
         let contracts: Vec<Contract> = all.iter().take(2).cloned().collect();
+        // Sized by the orders the run plans, not by `--count` alone (a
+        // count of 10^9 at 50,000/s for 10 s built 16 GB of flow); the flow
+        // is taken modulo its length anyway.
+        let planned = planned(args) as usize;
         let ops = contracts
             .iter()
             .enumerate()
             .map(|(k, c)| {
                 mixed_flow_with(
-                    args.count as usize / contracts.len() + 1,
+                    planned / contracts.len() + 1,
                     args.seed + k as u64,
                     c,
                     args.mix,
@@ -87,6 +92,12 @@ impl Flow {
     }
 }
 
+/// The orders a run plans: `--count`, or fewer when `--rate` × `--duration`
+/// is less.
+pub(super) fn planned(args: &LoadArgs) -> u64 {
+    args.count.min(args.rate.saturating_mul(args.duration))
+}
+
 /// Intended send times, ns after the start: a constant interval, or
 /// exponential gaps with the same mean (Poisson arrivals), kept whether or
 /// not the generator keeps up (open loop).
@@ -133,6 +144,96 @@ impl Schedule {
     }
 }
 
+/// What the sending loop does next (see [`Pacer::turn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Send `orders` orders now, all with intended time `due` (ns after
+    /// the start).
+    Send { due: u64, orders: u64 },
+    /// The next send is not due yet.
+    Wait,
+    /// Sending is over: every order due before the end went out (or
+    /// `--count` did), or the deadline passed first.
+    Done,
+}
+
+/// Decides, from the intended send times alone, what the loop sends and
+/// when it stops sending. An order is sent if its intended time is before
+/// the run's end, however late the loop gets to it (a stall near the end
+/// delays those orders, and their latency shows it, instead of dropping
+/// them unseen); a generator more than the drain time behind stops at
+/// the deadline and counts what it never sent ([`Pacer::unsent`]).
+pub(super) struct Pacer {
+    schedule: Schedule,
+    count: u64,
+    batch: u64,
+    sent: u64,
+    /// Orders due before this are sent (ns after the start).
+    end: u64,
+    /// No send after this (ns after the start).
+    deadline: u64,
+    /// Whether sending stopped at the deadline.
+    cut: bool,
+}
+
+impl Pacer {
+    pub(super) fn new(args: &LoadArgs) -> Pacer {
+        let end = args.duration.saturating_mul(1_000_000_000);
+        Pacer {
+            schedule: Schedule::new(args),
+            count: args.count,
+            batch: args.batch,
+            sent: 0,
+            end,
+            deadline: end.saturating_add(args.drain_ms.saturating_mul(1_000_000)),
+            cut: false,
+        }
+    }
+
+    /// What to do at `t` ns after the start.
+    #[inline]
+    pub(super) fn turn(&mut self, t: u64) -> Turn {
+        let due = self.schedule.next_due();
+        if self.sent >= self.count || due >= self.end || self.cut {
+            return Turn::Done;
+        }
+        if t >= self.deadline {
+            self.cut = true;
+            return Turn::Done;
+        }
+        if t < due {
+            return Turn::Wait;
+        }
+        Turn::Send {
+            due,
+            orders: self.batch.min(self.count - self.sent),
+        }
+    }
+
+    /// The send [`Pacer::turn`] asked for went out.
+    #[inline]
+    pub(super) fn sent(&mut self, orders: u64) {
+        self.sent += orders;
+        self.schedule.advance(orders);
+    }
+
+    /// Orders due before the end that were never sent: the generator was
+    /// still behind at the deadline (0 otherwise). For Poisson arrivals
+    /// the mean count.
+    pub(super) fn unsent(&self, planned: u64) -> u64 {
+        if self.cut {
+            planned.saturating_sub(self.sent)
+        } else {
+            0
+        }
+    }
+
+    /// The schedule's span, seconds (see [`Schedule::seconds`]).
+    pub(super) fn seconds(&self) -> f64 {
+        self.schedule.seconds()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +248,65 @@ mod tests {
         let mut a = Cli::parse_from(["load"]).load;
         (a.rate, a.poisson) = (rate, poisson);
         a
+    }
+
+    /// Runs a pacer at 1,000 orders/s for 1 s with a 500 ms drain, the loop
+    /// waking every 100 us except between `stall` (ms); returns the sends'
+    /// (intended, actual) times in us and the orders never sent.
+    fn paced(stall: std::ops::Range<u64>, mut a: LoadArgs) -> (Vec<(u64, u64)>, u64) {
+        (a.rate, a.duration, a.drain_ms, a.count) = (1_000, 1, 500, 1_000_000);
+        let mut p = Pacer::new(&a);
+        let mut sends = Vec::new();
+        let mut t = 0;
+        loop {
+            if stall.contains(&(t / 1_000_000)) {
+                t = stall.end * 1_000_000;
+            }
+            match p.turn(t) {
+                Turn::Send { due, orders } => {
+                    sends.push((due / 1_000, t / 1_000));
+                    p.sent(orders);
+                }
+                Turn::Wait => t += 100_000,
+                Turn::Done => break,
+            }
+        }
+        (sends, p.unsent(planned(&a)))
+    }
+
+    #[test]
+    fn a_stall_at_the_end_delays_the_orders_due_in_it_and_drops_none() {
+        // Stalled from 980 ms to 1,200 ms, past the run's end.
+        let (sends, unsent) = paced(980..1_200, args(1_000, false));
+        assert_eq!((sends.len(), unsent), (1_000, 0));
+        let last = *sends.last().unwrap();
+        assert_eq!(last, (999_000, 1_200_000), "sent late, timed from 999 ms");
+        // The stalled orders keep their intended times.
+        assert_eq!(
+            sends.iter().filter(|(due, at)| at - due >= 200_000).count(),
+            20
+        );
+    }
+
+    #[test]
+    fn a_generator_behind_past_the_deadline_counts_what_it_never_sent() {
+        // Stalled from 500 ms to 2 s: the deadline (1.5 s) passes first.
+        let (sends, unsent) = paced(500..2_000, args(1_000, false));
+        assert_eq!(sends.len(), 500);
+        assert_eq!(unsent, 500);
+        // Without a stall every order goes out on time.
+        let (sends, unsent) = paced(5_000..5_001, args(1_000, false));
+        assert_eq!((sends.len(), unsent), (1_000, 0));
+        assert!(sends.iter().all(|(due, at)| at - due < 100));
+    }
+
+    #[test]
+    fn the_flow_is_sized_by_the_planned_orders_not_the_count() {
+        let mut a = args(50_000, false);
+        (a.count, a.duration) = (1_000_000_000, 10);
+        assert_eq!(planned(&a), 500_000);
+        a.count = 7;
+        assert_eq!(planned(&a), 7);
     }
 
     #[test]

@@ -25,8 +25,13 @@ use crate::bench::engine::Mix;
 use crate::client::{ClientEvent, ClientSession};
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
 use clients::Clients;
-use flow::{Flow, Schedule};
+use flow::{planned, Flow, Pacer, Turn};
 use tally::{Interval, Tally};
+
+/// The highest `--rate`.
+pub const MAX_RATE: u64 = 100_000_000;
+/// The longest `--duration`, seconds.
+pub const MAX_SECONDS: u64 = 86_400;
 
 /// Histograms made before a run for its per-second intervals (213 KB
 /// each): a run of up to this many seconds makes none while it sends.
@@ -37,17 +42,17 @@ pub struct LoadArgs {
     /// Order-entry address of the exchange (lab only).
     #[arg(long, default_value = "198.18.0.1:9000")]
     pub target: SocketAddrV4,
-    /// Orders per second (open loop).
-    #[arg(long, default_value_t = 50_000)]
+    /// Orders per second (open loop; at most 100 million).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=MAX_RATE))]
     pub rate: u64,
     /// At most this many orders.
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// At most this many seconds of sending.
-    #[arg(long, default_value_t = 10)]
+    /// At most this many seconds of sending (at most a day).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub duration: u64,
     /// Sessions (demo01 .. demoNN, password = username).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
     pub sessions: usize,
     #[arg(long, default_value = "contracts")]
     pub contracts: PathBuf,
@@ -62,8 +67,10 @@ pub struct LoadArgs {
     /// it holds for up to ~80 us on a terminal).
     #[arg(long)]
     pub no_progress: bool,
-    /// How long to wait for the last answers, milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    /// How long to wait for the last answers, milliseconds (at most a
+    /// minute); a generator still behind this long after the end stops
+    /// sending.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub drain_ms: u64,
     /// The order-flow mix, percentages summing to 100.
     #[arg(long, default_value = "add=55,cancel=30,replace=8,aggressive=7")]
@@ -118,7 +125,16 @@ impl ClientTransport {
 pub struct LoadReport {
     pub label: String,
     pub intended_rate: u64,
+    /// Orders the run planned (`--count`, or `--rate` × `--duration` if
+    /// fewer; for Poisson arrivals the mean).
+    pub planned: u64,
     pub sent: u64,
+    /// Orders due before the end that were never sent: the generator was
+    /// still behind them a drain time after the end.
+    pub unsent: u64,
+    /// Round trips longer than the histogram tracks, recorded as its
+    /// longest ([`crate::latency::MAX_TRACKABLE_NS`]).
+    pub beyond_range: u64,
     pub answered: u64,
     pub lost: u64,
     pub accepted: u64,
@@ -151,9 +167,31 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "sent {}, answered {}, lost {}, resent {}, accepted {}, executions {}",
-            self.sent, self.answered, self.lost, self.resent, self.accepted, self.executions
+            "sent {} of {} planned, answered {}, lost {}, resent {}, accepted {}, executions {}",
+            self.sent,
+            self.planned,
+            self.answered,
+            self.lost,
+            self.resent,
+            self.accepted,
+            self.executions
         )?;
+        if self.unsent > 0 {
+            writeln!(
+                f,
+                "NOT SENT: {} orders due before the end were still unsent a drain time after it (the generator fell behind; they are in no percentile)",
+                self.unsent
+            )?;
+        }
+        if self.beyond_range > 0 {
+            writeln!(
+                f,
+                "{} round trips were longer than the histogram's {} s and are recorded as {} s",
+                self.beyond_range,
+                crate::latency::MAX_TRACKABLE_NS / 1_000_000_000,
+                crate::latency::MAX_TRACKABLE_NS / 1_000_000_000
+            )?;
+        }
         let mut rj: Vec<String> = self
             .rejected
             .iter()
@@ -205,9 +243,6 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             args.target
         );
     }
-    if args.rate == 0 || args.sessions == 0 || args.sessions > 8 {
-        bail!("--rate must be positive and --sessions between 1 and 8");
-    }
     let flow = Flow::new(args)?;
     println!(
         "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
@@ -244,10 +279,12 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
 
     std::fs::create_dir_all(&args.out)?;
     let started_wall = SystemTime::now();
-    let seconds = args.duration + args.drain_ms / 1000 + 2;
+    // Sending may run a drain time past the end (orders due before it,
+    // sent late), then answers are awaited a drain time more.
+    let seconds = args.duration + 2 * args.drain_ms.div_ceil(1000) + 2;
     // Orders per session in the run (Poisson arrivals may send a little
     // more than the mean): the intended times of all of them are kept.
-    let planned = args.count.min(args.rate.saturating_mul(args.duration));
+    let planned = planned(args);
     let per_session = planned / args.sessions as u64;
     let per_session = per_session + per_session / 4 + args.batch;
     let mut tally = Tally::new(
@@ -263,40 +300,36 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     } else {
         indicatif::ProgressBar::new(args.count)
     };
-    let mut schedule = Schedule::new(args);
+    let mut pacer = Pacer::new(args);
+    let drain = args.drain_ms * 1_000_000;
     let usage = crate::runtime::ThreadUsage::current();
     let start = ns();
-    let end = start + args.duration * 1_000_000_000;
     let (mut last_timer, mut last_interval, mut last_send) = (start, start, start);
     let mut i = 0u64;
     loop {
         let t = ns();
-        if i < args.count && t < end {
-            let due = start + schedule.next_due();
-            if t >= due {
-                // One session's burst of `--batch` orders, in one datagram.
+        match pacer.turn(t - start) {
+            Turn::Send { due, orders } => {
+                // One session's burst of `--batch` orders, in one datagram,
+                // timed from its intended time however late it goes out.
+                let due = start + due;
                 let s = ((i / args.batch) % args.sessions as u64) as usize;
-                let burst = args.batch.min(args.count - i);
-                for _ in 0..burst {
+                for _ in 0..orders {
                     let token = flow.next_order(i, t, clients.session(s), &mut tally.live[s]);
                     tally.sent(s, &token, due);
                     i += 1;
                 }
                 clients.flush(s)?;
-                tally.report.sent += burst;
+                tally.report.sent += orders;
                 last_send = t;
-                schedule.advance(burst);
+                pacer.sent(orders);
             }
-        } else {
-            // Answers are awaited for the drain time after the last send
-            // when the count ran out, after the run's end otherwise.
-            let sent_all = if i >= args.count {
-                last_send
-            } else {
-                end.max(start + schedule.next_due())
-            };
-            if tally.intended.is_empty() || t >= sent_all + args.drain_ms * 1_000_000 {
-                break;
+            Turn::Wait => {}
+            // Answers are awaited for the drain time after the last send.
+            Turn::Done => {
+                if tally.intended.is_empty() || t >= last_send + drain {
+                    break;
+                }
             }
         }
         // The answers are timed when they are read, after this turn's
@@ -345,7 +378,10 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     // (the schedule's span when the generator kept up, longer when it fell
     // behind).
     let took = last_send.saturating_sub(start) as f64 / 1e9;
-    report.seconds = schedule.seconds().max(took).max(1e-9);
+    report.seconds = pacer.seconds().max(took).max(1e-9);
+    report.planned = planned;
+    report.unsent = pacer.unsent(planned);
+    report.beyond_range = hist.beyond_range();
     report.lost = lost;
     report.lost_overwritten = lost_overwritten;
     report.resent = resent;
@@ -390,10 +426,16 @@ fn write_outputs(
     write_interval_log(&hlog_path, &args.label, started, intervals)?;
     hist.save_hgrm(&args.out.join(format!("{}.hgrm", args.label)))?;
     let json = report.summary.to_json_line();
+    // The summary's percentiles are of the answered orders: what was sent,
+    // lost and never sent is beside them.
     let json = format!(
-        "{{\"label\":\"{}\",\"intended_rate\":{},{}",
+        "{{\"label\":\"{}\",\"intended_rate\":{},\"planned\":{},\"sent\":{},\"lost\":{},\"unsent\":{},{}",
         args.label,
         args.rate,
+        report.planned,
+        report.sent,
+        report.lost,
+        report.unsent,
         &json[1..]
     );
     std::fs::write(

@@ -59,7 +59,10 @@ impl Tally {
         let report = LoadReport {
             label: label.to_string(),
             intended_rate: rate,
+            planned: 0,
             sent: 0,
+            unsent: 0,
+            beyond_range: 0,
             answered: 0,
             lost: 0,
             accepted: 0,
