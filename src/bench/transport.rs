@@ -102,7 +102,7 @@ impl Variant {
         };
         // 5000 -> "5k"; a rate that is no multiple of 1,000 in full (500
         // and 800 shared "0k", and so one output directory).
-        let rate = if rate % 1000 == 0 {
+        let rate = if rate.is_multiple_of(1000) {
             format!("{}k", rate / 1000)
         } else {
             rate.to_string()
