@@ -332,11 +332,14 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
                 }
             }
         }
-        // The answers are timed when they are read, after this turn's
-        // send: a send on veth runs the receiving side, during which
-        // answers arrive that `t` would date too early.
+        // Each answer is timed when it is handed over, not at the start of
+        // the poll: a poll may read up to 16 batches of datagrams (a
+        // backlog after a stall), and a send on veth runs the receiving
+        // side, during which answers arrive that `t` would date too early.
+        // A clock read is some 20 ns against about a microsecond to receive
+        // and decode a datagram.
         let t = ns();
-        clients.poll(t, &mut |s, e| tally.on_event(t, s, e))?;
+        clients.poll(t, &mut |s, e| tally.on_event(ns(), s, e))?;
         if t - last_timer >= 1_000_000 {
             last_timer = t;
             for s in 0..args.sessions {
