@@ -219,6 +219,7 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
     let mut next = 1;
     let mut messages = 0;
     let mut ended = false;
+    let mut ends = 0;
     for (i, &(seq, count)) in packets.iter().enumerate() {
         let at = || {
             format!(
@@ -231,7 +232,10 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         match count {
             0 => assert!(!ended, "heartbeat after End of Session: {}", at()),
             // The exchange repeats End of Session; nothing else follows it.
-            0xFFFF => ended = true,
+            0xFFFF => {
+                ended = true;
+                ends += 1;
+            }
             n => {
                 assert!(!ended, "data after End of Session: {}", at());
                 next += u64::from(n);
@@ -240,6 +244,9 @@ fn captured_market_data_decodes_contiguously_and_rebuilds_the_exchange_book() {
         }
     }
     assert!(ended, "the capture ends with End of Session");
+    // Three at once, then again every second of the exchange's 2 s linger
+    // in place of heartbeats.
+    assert!(ends >= 4, "End of Session sent {ends} times");
     assert!(messages > 1000, "{messages} messages");
 
     // tokex feed --pcap rebuilds the exchange's book from the capture alone.

@@ -29,6 +29,11 @@ use crate::net::tcp::{self, TcpInbound, TcpLimits, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop, ThreadUsage};
 
+/// The market-data heartbeat when idle, and End of Session's repeat while
+/// the exchange lingers at shutdown (MoldUDP64: End of Session is sent in
+/// place of heartbeats for a while).
+const MD_HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Timers, heartbeats and retransmission requests run this often (ns).
 const TIMER_EVERY_NS: u64 = 1_000_000;
 
@@ -435,7 +440,8 @@ impl Server {
         journal.0.commit().context("journal write")?;
         *send_errors += replies.deliver(orders, tcp_out);
         publisher.flush(&mut |p| md.send(orders, p));
-        publisher.heartbeat_if_idle(1_000_000_000, &mut |p| md.send(orders, p));
+        let interval = MD_HEARTBEAT.as_nanos() as u64;
+        publisher.heartbeat_if_idle(interval, &mut |p| md.send(orders, p));
         md.finish(orders);
         if let Err(e) = archive.sync(publisher.store()) {
             if archive.missed > 0 {
@@ -491,7 +497,9 @@ impl Server {
         md.finish(orders);
         // End of Session three times (it is idempotent) so one lost datagram
         // does not leave a feed handler waiting; then keep answering
-        // retransmission requests until none came for 2 s (at most 10 s).
+        // retransmission requests until none came for 2 s (at most 10 s),
+        // with End of Session again every heartbeat interval in place of
+        // heartbeats (a handler that lost the first three hears it then).
         for _ in 0..3 {
             publisher.end_of_session(&mut |p| md.send(orders, p));
             md.finish(orders);
@@ -503,8 +511,14 @@ impl Server {
         let lingering = Instant::now();
         let linger_until = lingering + Duration::from_secs(10);
         let mut last_request = Instant::now();
+        let mut last_end = Instant::now();
         let mut req = [0u8; 64];
         while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
+            if last_end.elapsed() >= MD_HEARTBEAT {
+                publisher.end_of_session(&mut |p| md.send(orders, p));
+                md.finish(orders);
+                last_end = Instant::now();
+            }
             // Orders that came over TCP after the stop are not taken (the
             // TCP thread must not wait for room in its ring).
             while tcp_in.pop().is_some() {}

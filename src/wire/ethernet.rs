@@ -93,8 +93,13 @@ impl<'a> UdpFrame<'a> {
         if ip.protocol != PROTO_UDP {
             return Err(DecodeError::BadField("IP protocol"));
         }
+        let flags_fragment = ip.flags_fragment.get();
+        // RFC 791: the first flag bit is reserved, zero.
+        if flags_fragment & 0x8000 != 0 {
+            return Err(DecodeError::BadField("IP reserved flag"));
+        }
         // More-fragments flag or a fragment offset: tokex never fragments.
-        if ip.flags_fragment.get() & 0x3fff != 0 {
+        if flags_fragment & 0x3fff != 0 {
             return Err(DecodeError::BadField("IP fragment"));
         }
         if checksum(&rest[..ihl], 0) != 0 {
@@ -223,15 +228,24 @@ pub fn write_udp_headers(
     ident: u16,
     payload_len: usize,
 ) -> Result<usize, EncodeError> {
-    let total = HEADERS_LEN + payload_len;
+    // The IP total length first: it bounds every sum below (a payload
+    // length near usize::MAX wrapped `total` past the room check).
+    let ip_total = IPV4_LEN
+        .checked_add(UDP_LEN)
+        .and_then(|h| h.checked_add(payload_len))
+        .and_then(|t| u16::try_from(t).ok())
+        .ok_or(EncodeError::FieldOverflow("IP total length"))?;
+    // RFC 1122 3.2.1.7: a host never sends a datagram with TTL 0.
+    if ttl == 0 {
+        return Err(EncodeError::FieldOverflow("TTL (0 is never sent)"));
+    }
+    let total = ETH_LEN + usize::from(ip_total);
     if frame.len() < total {
         return Err(EncodeError::BufferTooSmall {
             needed: total,
             got: frame.len(),
         });
     }
-    let ip_total = u16::try_from(IPV4_LEN + UDP_LEN + payload_len)
-        .map_err(|_| EncodeError::FieldOverflow("IP total length"))?;
     let eth = EthernetHeader {
         dst: ep.dst_mac,
         src: ep.src_mac,
@@ -372,28 +386,93 @@ mod tests {
         assert!(!UdpFrame::parse(&partial[..n]).unwrap().checksum_ok());
     }
 
+    /// Recomputes the IP header checksum of a frame after a test changed
+    /// its header, so that only the change itself is refused.
+    fn reseal(frame: &mut [u8]) {
+        frame[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum(&frame[14..34], 0);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+
     #[test]
-    fn corrupt_headers_are_refused() {
+    fn corrupt_headers_are_refused_each_for_its_own_reason() {
         let mut frame = [0u8; 64];
         let n = write_udp_headers(&mut frame, &ep(), 64, 1, 0).unwrap();
-        let mut bad = frame;
-        bad[12] = 0x86; // IPv6 EtherType
+        let refused = |change: &dyn Fn(&mut [u8; 64]), seal: bool| {
+            let mut bad = frame;
+            change(&mut bad);
+            if seal {
+                reseal(&mut bad);
+            }
+            UdpFrame::parse(&bad[..n]).err()
+        };
+        let field = |f| Some(DecodeError::BadField(f));
+        assert_eq!(refused(&|b| b[12] = 0x86, false), field("EtherType"));
+        assert_eq!(refused(&|b| b[14] = 0x65, true), field("IP version"));
+        assert_eq!(refused(&|b| b[14] = 0x44, true), field("IHL"));
+        // IHL 15: 60 bytes of header the 42-byte frame does not have.
+        assert!(matches!(
+            refused(&|b| b[14] = 0x4f, false),
+            Some(DecodeError::TooShort { .. })
+        ));
+        assert_eq!(refused(&|b| b[23] = 6, true), field("IP protocol"));
+        assert_eq!(refused(&|b| b[20] = 0x20, true), field("IP fragment"));
+        assert_eq!(refused(&|b| b[21] = 1, true), field("IP fragment"));
+        assert_eq!(refused(&|b| b[20] = 0xc0, true), field("IP reserved flag"));
+        // TTL changed, checksum left: the checksum no longer matches.
+        assert_eq!(refused(&|b| b[22] ^= 1, false), field("IP header checksum"));
+        // IP total length below IP + UDP headers, and beyond the frame.
         assert_eq!(
-            UdpFrame::parse(&bad[..n]).err(),
-            Some(DecodeError::BadField("EtherType"))
+            refused(&|b| b[16..18].copy_from_slice(&27u16.to_be_bytes()), true),
+            Some(DecodeError::BadLength(27))
         );
-        let mut bad = frame;
-        bad[22] ^= 1; // TTL changed: checksum no longer matches
         assert_eq!(
-            UdpFrame::parse(&bad[..n]).err(),
-            Some(DecodeError::BadField("IP header checksum"))
+            refused(&|b| b[16..18].copy_from_slice(&29u16.to_be_bytes()), true),
+            Some(DecodeError::BadLength(29))
         );
-        let mut bad = frame;
-        bad[23] = 6; // TCP
-        assert!(UdpFrame::parse(&bad[..n]).is_err());
+        // UDP length below its header, and beyond the IP total.
+        assert_eq!(
+            refused(&|b| b[38..40].copy_from_slice(&7u16.to_be_bytes()), false),
+            Some(DecodeError::BadLength(7))
+        );
+        assert_eq!(
+            refused(&|b| b[38..40].copy_from_slice(&9u16.to_be_bytes()), false),
+            Some(DecodeError::BadLength(9))
+        );
         assert!(matches!(
             UdpFrame::parse(&frame[..30]),
             Err(DecodeError::TooShort { .. })
         ));
+        // Unchanged, or changed and resealed with nothing else: accepted.
+        assert_eq!(refused(&|_| {}, true), None);
+    }
+
+    #[test]
+    fn a_udp_checksum_computed_as_zero_is_sent_as_all_ones() {
+        // The payload word that makes the one's-complement sum 0xFFFF is
+        // the checksum computed over a zero payload of the same length.
+        let mut frame = [0u8; 64];
+        let n = write_udp_headers(&mut frame, &ep(), 64, 1, 2).unwrap();
+        let zero_payload_checksum = [frame[40], frame[41]];
+        frame[HEADERS_LEN..HEADERS_LEN + 2].copy_from_slice(&zero_payload_checksum);
+        write_udp_headers(&mut frame, &ep(), 64, 1, 2).unwrap();
+        assert_eq!(frame[40..42], [0xff, 0xff]);
+        assert!(UdpFrame::parse(&frame[..n]).unwrap().checksum_ok());
+    }
+
+    #[test]
+    fn builders_refuse_lengths_that_overflow_and_ttl_zero() {
+        let mut frame = [0u8; 64];
+        for len in [usize::MAX - 27, usize::MAX, 65_536 - 28] {
+            assert_eq!(
+                write_udp_headers(&mut frame, &ep(), 64, 1, len),
+                Err(EncodeError::FieldOverflow("IP total length"))
+            );
+        }
+        assert!(matches!(
+            write_udp_headers(&mut frame, &ep(), 64, 1, 65_535 - 28),
+            Err(EncodeError::BufferTooSmall { .. })
+        ));
+        assert!(write_udp_headers(&mut frame, &ep(), 0, 1, 0).is_err());
     }
 }

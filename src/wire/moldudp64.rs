@@ -250,7 +250,18 @@ mod tests {
         }
         assert_eq!(n, (MAX_PACKET - HEADER_LEN) / 36);
         assert!(b.bytes().len() <= MAX_PACKET);
+        assert_eq!(b.push(&msg), Err(PushError::Full));
         assert_eq!(b.push(&[0u8; 1500]), Err(PushError::TooLarge));
+        // Exactly 1,472 bytes: the header and one 1,450-byte message.
+        let mut one = PacketBuilder::new(S, 1, MAX_PACKET);
+        one.push(&[1u8; MAX_PACKET - HEADER_LEN - 2]).unwrap();
+        assert_eq!(one.bytes().len(), MAX_PACKET);
+        assert_eq!(one.push(&[]), Err(PushError::Full));
+        let mut one = PacketBuilder::new(S, 1, MAX_PACKET);
+        assert_eq!(
+            one.push(&[1u8; MAX_PACKET - HEADER_LEN - 1]),
+            Err(PushError::TooLarge)
+        );
         b.reset(1 + n as u64);
         assert!(b.is_empty());
         assert_eq!(b.first_sequence(), 1 + n as u64);

@@ -113,8 +113,10 @@ fn parse_numeric(f: &[u8], name: &'static str) -> Result<u64, DecodeError> {
     Ok(v)
 }
 
-/// A decimal number left padded with spaces to N bytes.
+/// A decimal number left padded with spaces to N bytes (N holds every u64:
+/// at least 20).
 pub fn numeric_left<const N: usize>(v: u64) -> [u8; N] {
+    const { assert!(N >= 20, "a u64 has up to 20 digits") };
     let mut out = [b' '; N];
     let mut v = v;
     let mut i = N;
@@ -254,8 +256,10 @@ pub fn packets(mut buf: &[u8]) -> impl Iterator<Item = Result<Packet<'_>, Decode
 /// stall; see `exchange::io::Replies`).
 #[inline]
 pub fn header(kind: u8, payload_len: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
-    let len =
-        u16::try_from(payload_len + 1).map_err(|_| EncodeError::FieldOverflow("packet length"))?;
+    let len = payload_len
+        .checked_add(1)
+        .and_then(|l| u16::try_from(l).ok())
+        .ok_or(EncodeError::FieldOverflow("packet length"))?;
     let [hi, lo] = len.to_be_bytes();
     Ok([hi, lo, kind])
 }
@@ -502,21 +506,26 @@ mod tests {
     }
 
     #[test]
-    fn reassembler_returns_packets_split_across_reads() {
+    fn reassembler_returns_packets_split_across_reads_at_every_byte() {
         let mut stream = [0u8; 128];
         let mut n = write_login_accepted(&mut stream, b"TOKEX00001", 1).unwrap();
         n += write_packet(&mut stream[n..], kind::SEQUENCED_DATA, b"hello").unwrap();
-        let mut r = Reassembler::new(256, 64);
-        let mut got = Vec::new();
-        for chunk in stream[..n].chunks(3) {
-            r.extend(chunk).unwrap();
-            while let Some(p) = r.next_packet().unwrap() {
-                got.push(p.to_vec());
+        // Every read size from one byte up: a length prefix split in two,
+        // a header alone, a packet and a half.
+        for size in 1..=n {
+            let mut r = Reassembler::new(256, 64);
+            let mut got = Vec::new();
+            for chunk in stream[..n].chunks(size) {
+                r.extend(chunk).unwrap();
+                while let Some(p) = r.next_packet().unwrap() {
+                    got.push(p.to_vec());
+                }
             }
+            assert_eq!(got.len(), 2, "reads of {size}");
+            assert_eq!(&got[0][..], &stream[..33], "reads of {size}");
+            assert_eq!(&got[1][3..], b"hello", "reads of {size}");
+            assert_eq!(r.pending(), 0, "reads of {size}");
         }
-        assert_eq!(got.len(), 2);
-        assert_eq!(&got[1][3..], b"hello");
-        assert_eq!(r.pending(), 0);
     }
 
     #[test]
@@ -543,7 +552,8 @@ mod tests {
 
     #[test]
     fn numeric_fields_are_left_padded() {
-        assert_eq!(&numeric_left::<5>(0), b"    0");
-        assert_eq!(&numeric_left::<5>(12345), b"12345");
+        assert_eq!(&numeric_left::<20>(0), b"                   0");
+        assert_eq!(&numeric_left::<20>(12345), b"               12345");
+        assert_eq!(&numeric_left::<20>(u64::MAX), b"18446744073709551615");
     }
 }
