@@ -32,6 +32,26 @@ pub struct Run {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub count: u64,
+    /// What became of the orders, when the load's `.json` sits beside the
+    /// `.hgrm` (the percentiles are of the answered ones only).
+    pub outcome: Option<Outcome>,
+}
+
+/// Orders sent, lost (never answered) and never sent, from a load run's
+/// one-line JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct Outcome {
+    pub sent: u64,
+    pub lost: u64,
+    pub unsent: u64,
+}
+
+impl Outcome {
+    /// Reads the outcome from a load run's JSON (`None` for JSON without
+    /// it: the exchange's stages, or runs from before it was written).
+    pub fn from_json(text: &str) -> Option<Outcome> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 impl Run {
@@ -73,6 +93,7 @@ pub fn parse_hgrm(label: &str, text: &str) -> anyhow::Result<Run> {
         label: label.to_string(),
         points,
         count,
+        outcome: None,
     })
 }
 
@@ -98,18 +119,25 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
             let label = f
                 .file_stem()
                 .map_or("run".into(), |s| s.to_string_lossy().to_string());
-            parse_hgrm(&label, &text)
+            let mut run = parse_hgrm(&label, &text)?;
+            run.outcome = std::fs::read_to_string(f.with_extension("json"))
+                .ok()
+                .and_then(|j| Outcome::from_json(&j));
+            Ok(run)
         })
         .collect()
 }
 
 /// The markdown table of the runs.
 pub fn markdown(runs: &[Run]) -> String {
-    let mut s = String::from("| run | count | p50 | p90 | p99 | p99.9 | p99.99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut s = String::from("| run | count | sent | lost | not sent | p50 | p90 | p99 | p99.9 | p99.99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs {
         let f = |p: f64| fmt_ns(r.at(p) as u64);
+        let (sent, lost, unsent) = r.outcome.map_or(("-".into(), "-".into(), "-".into()), |o| {
+            (o.sent.to_string(), o.lost.to_string(), o.unsent.to_string())
+        });
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {sent} | {lost} | {unsent} | {} | {} | {} | {} | {} | {} |\n",
             r.label,
             r.count,
             f(0.5),
@@ -204,7 +232,13 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
                 r.points.iter().map(|&(p, v)| (x_of(p, cap), v.max(ymin))),
                 c.stroke_width(2),
             ))?
-            .label(format!("{} (n={})", r.label, r.count))
+            .label(match r.outcome {
+                Some(o) if o.lost + o.unsent > 0 => format!(
+                    "{} (n={}; {} lost, {} not sent: not in the curve)",
+                    r.label, r.count, o.lost, o.unsent
+                ),
+                _ => format!("{} (n={})", r.label, r.count),
+            })
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     chart
@@ -306,7 +340,45 @@ mod tests {
     fn markdown_has_a_row_per_run() {
         let t = markdown(&[sample(7), sample(13)]);
         assert_eq!(t.lines().count(), 4);
-        assert!(t.lines().nth(2).unwrap().starts_with("| t | 100000 |"));
+        assert!(t
+            .lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("| t | 100000 | - | - | - |"));
+    }
+
+    #[test]
+    fn a_load_runs_lost_and_unsent_orders_are_read_from_its_json_beside_the_hgrm() {
+        let dir = crate::test_dir::TempDir::new("report-outcome");
+        let mut h = LatencyHistogram::new();
+        h.record(5_000);
+        h.save_hgrm(&dir.join("load.hgrm")).unwrap();
+        h.save_hgrm(&dir.join("end_to_end.hgrm")).unwrap();
+        std::fs::write(
+            dir.join("load.json"),
+            r#"{"label":"load","intended_rate":1000,"planned":1000,"sent":990,"lost":20,"unsent":10,"p50_ns":5000,"p90_ns":5000,"p99_ns":5000,"p999_ns":5000,"p9999_ns":5000,"max_ns":5000,"count":970,"rate":990.0}"#,
+        )
+        .unwrap();
+        let runs = collect(&[dir.join("")]).unwrap();
+        assert_eq!(runs.len(), 2);
+        let load = runs.iter().find(|r| r.label == "load").unwrap();
+        assert_eq!(
+            load.outcome,
+            Some(Outcome {
+                sent: 990,
+                lost: 20,
+                unsent: 10
+            })
+        );
+        assert_eq!(
+            runs.iter()
+                .find(|r| r.label == "end_to_end")
+                .unwrap()
+                .outcome,
+            None
+        );
+        let t = markdown(&runs);
+        assert!(t.contains("| load | 1 | 990 | 20 | 10 |"), "{t}");
     }
 
     #[test]

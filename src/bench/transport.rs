@@ -541,6 +541,7 @@ mod tests {
             label: label.into(),
             points: vec![(0.5, ns), (0.99, ns * 2.0), (1.0, ns * 4.0)],
             count: 100,
+            outcome: None,
         }
     }
 
