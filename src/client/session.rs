@@ -592,7 +592,9 @@ impl ClientSession {
     /// SRTT + 4 RTTVAR, at least `resend_after`, at most 8 times that (a
     /// request that was really lost is not left for seconds).
     pub fn resend_timeout(&self) -> u64 {
-        (self.srtt + 4 * self.rttvar).clamp(self.resend_after, self.resend_after * MAX_RTO)
+        self.srtt
+            .saturating_add(self.rttvar.saturating_mul(4))
+            .clamp(self.resend_after, self.resend_after.saturating_mul(MAX_RTO))
     }
 
     fn close_first_deadline(&mut self, id: u64) {
@@ -690,7 +692,7 @@ impl ClientSession {
                     let retry = self.synced && code == soupbin::reject::SESSION_NOT_AVAILABLE;
                     self.login_sent_at = retry.then_some(now);
                     if retry {
-                        self.login_wait = (self.login_wait * 2).min(MAX_LOGIN_RETRY_NS);
+                        self.login_wait = self.login_wait.saturating_mul(2).min(MAX_LOGIN_RETRY_NS);
                     }
                     f(ClientEvent::LoginRejected { code });
                 }
@@ -889,8 +891,23 @@ impl ClientSession {
         .into_iter()
         .flatten()
         .min();
-        let heartbeat = (self.last_tx + HEARTBEAT_NS).min(self.last_rx + self.silence_timeout);
-        Some(resend.map_or(heartbeat, |r| r.min(heartbeat)))
+        // A re-request is repeated after the wait, and a silence with
+        // re-sent requests unanswered is asked about after it (see
+        // `on_timer`): a driver that wakes only here must not wait for a
+        // backed-off re-send or the heartbeat instead.
+        let recovery = match self.recovery_sent_at {
+            Some(t) => Some(t.saturating_add(self.resend_after)),
+            None => (self.resent_pending > 0)
+                .then(|| self.last_delivered_at.saturating_add(self.resend_after)),
+        };
+        let heartbeat = self
+            .last_tx
+            .saturating_add(HEARTBEAT_NS)
+            .min(self.last_rx.saturating_add(self.silence_timeout));
+        [resend, recovery, Some(heartbeat)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next datagram to send, written to `buf`: as many queued packets
@@ -1014,6 +1031,8 @@ mod tests {
         // Message 3 arrives before 1 and 2: the session asks from 1.
         s.on_datagram(10, &sequenced(3, 1), &mut |_| {});
         assert_eq!(sent_login(&mut s, 10), Some(1));
+        // A driver that sleeps until `poll_timeout` wakes for the repeat.
+        assert!(s.poll_timeout().unwrap() <= 110, "{:?}", s.poll_timeout());
         // Nothing answers; within the wait nothing is asked again.
         s.on_timer(60);
         assert_eq!(sent_login(&mut s, 60), None);
@@ -1160,7 +1179,18 @@ mod tests {
         assert_eq!(resends, vec![100, 300, 700, 1500]);
         assert_eq!(s.stats().resent, 4);
         assert_eq!(s.outstanding(), 1);
-        assert!(s.poll_timeout().unwrap() >= 1500 + 1600);
+        // The next re-send is 1,600 later; until then the session only asks
+        // for the stream again (a silence with a request unanswered).
+        for now in (1_610..1_500 + 1_600).step_by(10) {
+            s.on_timer(now);
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                if let Ok((Packet::UnsequencedData(m), _)) = Packet::parse(&out[..n]) {
+                    assert!(ouch::Inbound::parse(m).is_err(), "re-sent at {now}");
+                }
+            }
+        }
+        s.on_timer(3_100);
+        assert_eq!(s.stats().resent, 5);
     }
 
     #[test]

@@ -258,7 +258,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let clock = quanta::Clock::new();
     let epoch = clock.now();
     let ns = || clock.now().duration_since(epoch).as_nanos() as u64;
-    let prefixes: Vec<String> = (1..=args.sessions).map(|i| format!("L{i}")).collect();
+    let prefixes = token_prefixes(args.sessions, SystemTime::now());
     let sessions = prefixes
         .iter()
         .enumerate()
@@ -393,6 +393,25 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
+/// The sessions' token prefixes: `L`, the session's number, and the run's
+/// start in seconds (base 36, four characters: it repeats after 19 days).
+/// The exchange remembers a session's tokens for the day, also across its
+/// restarts, so a second run with the tokens of the first had its orders
+/// dropped as re-sent copies or rejected as duplicates. Runs started in
+/// the same second share them.
+fn token_prefixes(sessions: usize, now: SystemTime) -> Vec<String> {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let run: String = (0..4)
+        .rev()
+        .map(|i| DIGITS[(secs / 36u64.pow(i) % 36) as usize] as char)
+        .collect();
+    (1..=sessions).map(|i| format!("L{i}{run}")).collect()
+}
+
 /// Logs every session in; a login whose answer has not come back is sent
 /// again by `drive`. Fails after 3 s.
 fn log_in(clients: &mut Clients, args: &LoadArgs, ns: &impl Fn() -> u64) -> anyhow::Result<()> {
@@ -462,4 +481,28 @@ fn write_interval_log(
     }
     hlog.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_a_second_apart_use_other_tokens_and_sessions_never_share_a_prefix() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_727_000);
+        let a = token_prefixes(8, t);
+        let b = token_prefixes(8, t + Duration::from_secs(1));
+        assert_eq!(a[0], "L1".to_string() + &a[0][2..]);
+        assert!(a.iter().all(|p| p.len() == crate::client::MAX_TOKEN_PREFIX));
+        assert!(a.iter().zip(&b).all(|(x, y)| x != y));
+        let mut all = a.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 8);
+        assert_eq!(
+            a,
+            token_prefixes(8, t),
+            "the same second, the same prefixes"
+        );
+    }
 }
