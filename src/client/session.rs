@@ -133,6 +133,10 @@ struct Pending {
     tries: u32,
     /// Its packet's slot in [`ClientSession::packets`].
     packet: u32,
+    /// Answers still owed to earlier requests under the same key that this
+    /// one superseded unanswered (a second cancel of one token: the
+    /// exchange answers each in order, so the first answers are theirs).
+    earlier: u32,
 }
 
 /// A request's key: its token as one integer ([`ouch::token_key`]) and its
@@ -467,8 +471,9 @@ impl ClientSession {
         let due =
             (now + self.resend_timeout()).max(self.first_deadlines.back().map_or(0, |d| d.0 .0));
         let k = key(&token, kind);
-        // A request superseded unanswered is no round-trip sample.
-        self.forget(&k);
+        // A request superseded unanswered is no round-trip sample; its
+        // answer, when it comes, is not this one's.
+        let earlier = self.forget(&k).map_or(0, |p| p.earlier.saturating_add(1));
         self.pending.insert(
             k,
             Pending {
@@ -477,6 +482,7 @@ impl ClientSession {
                 sent_at: now,
                 tries: 0,
                 packet: slot,
+                earlier,
             },
         );
         self.first_deadlines
@@ -536,6 +542,15 @@ impl ClientSession {
         self.queue_login(self.next_sequence);
         self.recovery_sent_at = Some(now);
         self.stats.recoveries += 1;
+    }
+
+    /// An answer to the request under `k` came: it settles the request,
+    /// unless it is owed to an earlier one the request superseded.
+    fn answer(&mut self, k: &Key) {
+        match self.pending.get_mut(k) {
+            Some(p) if p.earlier > 0 => p.earlier -= 1,
+            _ => self.settle(k),
+        }
     }
 
     /// The request under `k` was answered: it is forgotten, and its round
@@ -621,7 +636,7 @@ impl ClientSession {
         }
         match best {
             Some((_, kind)) => {
-                self.settle(&key(&token, kind));
+                self.answer(&key(&token, kind));
                 kind
             }
             None => 0,
@@ -765,7 +780,7 @@ impl ClientSession {
                 }
             }
             ouch::Outbound::Canceled(c) => {
-                self.settle(&key(&c.token, ouch::kind::CANCEL));
+                self.answer(&key(&c.token, ouch::kind::CANCEL));
                 ClientEvent::Canceled {
                     token: c.token,
                     decrement: Qty::new(c.decrement.get()),
@@ -1127,6 +1142,55 @@ mod tests {
             order_reference: 1,
             live: true,
         })
+    }
+
+    /// A datagram labelled `seq` holding a Canceled of `lots` for `token`.
+    fn canceled_at(seq: u64, token: Token, lots: u32) -> Vec<u8> {
+        let c = ouch::Canceled::new(0, token, Qty::new(lots), b'U');
+        let mut d = [0u8; 256];
+        let mut len = udp_label::write(&mut d, seq);
+        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, c.as_bytes())
+            .unwrap();
+        d[..len].to_vec()
+    }
+
+    #[test]
+    fn the_first_cancels_answer_does_not_settle_a_second_cancel_of_the_same_order() {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let t = s.enter(
+            0,
+            symbol,
+            Side::Buy,
+            Qty::new(10),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        s.on_datagram(5, &accepted_at(1, t, symbol), &mut |_| {});
+        s.cancel(10, t, Qty::new(5));
+        s.cancel(11, t, Qty::ZERO);
+        let mut out = [0u8; 1400];
+        while s.poll_transmit(11, &mut out).is_some() {}
+        assert_eq!(s.outstanding(), 1);
+        // The first cancel's answer: the second (to 0, say lost) still waits.
+        s.on_datagram(20, &canceled_at(2, t, 5), &mut |_| {});
+        assert_eq!(s.outstanding(), 1, "the second cancel is still unanswered");
+        let mut resent = 0;
+        for now in (30..=400).step_by(10) {
+            s.on_timer(now);
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                if let Ok((Packet::UnsequencedData(m), _)) = Packet::parse(&out[..n]) {
+                    if let Ok(ouch::Inbound::Cancel(c)) = ouch::Inbound::parse(m) {
+                        assert_eq!(c.qty(), Qty::ZERO, "the newest cancel is the one re-sent");
+                        resent += 1;
+                    }
+                }
+            }
+        }
+        assert!(resent >= 1);
+        // Its answer settles it.
+        s.on_datagram(410, &canceled_at(3, t, 5), &mut |_| {});
+        assert_eq!(s.outstanding(), 0);
     }
 
     #[test]
