@@ -324,3 +324,73 @@ fn pipelined_topology_hands_every_datagram_to_the_engine_thread_over_either_tran
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const BURST_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(239, 198, 0, 77);
+
+/// Run by `one_flush_sends_a_burst_larger_than_a_copy_mode_kick` inside the
+/// exchange namespace (`ip netns exec` gives it that namespace's /sys,
+/// where the port reads its MAC address): 100 frames to the group, one
+/// flush, then nothing for half a second with the port open.
+#[test]
+#[ignore = "run by one_flush_sends_a_burst_larger_than_a_copy_mode_kick"]
+fn burst_sender() {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use tokex::config::XdpConfig;
+    use tokex::net::xdp::XdpPort;
+
+    let interface = std::env::var("TOKEX_BURST_INTERFACE").unwrap();
+    let cfg = XdpConfig {
+        zero_copy: false,
+        ..XdpConfig::default()
+    };
+    let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 9176);
+    let mut port = XdpPort::open(&interface, local, &cfg).unwrap();
+    for i in 0..100u32 {
+        assert!(port.send_multicast(SocketAddrV4::new(BURST_GROUP, 9177), 9176, &i.to_be_bytes()));
+    }
+    port.flush();
+    println!("flushed {}", port.stats().tx_frames);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
+#[test]
+fn one_flush_sends_a_burst_larger_than_a_copy_mode_kick() {
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    let _one = common::exclusive();
+    let lab = Lab::up("tkburst");
+    // The receiver: a socket in the client namespace, joined to the group.
+    let rx = {
+        let _ns = common::enter_ns(&lab.client_ns());
+        let s = UdpSocket::bind(SocketAddrV4::new(BURST_GROUP, 9177)).unwrap();
+        s.join_multicast_v4(&BURST_GROUP, &Ipv4Addr::new(198, 18, 0, 2))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s
+    };
+    // On veth (copy mode) one kick sends 32 frames; the other 68 waited
+    // for a next flush, which the sender never makes.
+    let mut sender = Command::new("ip")
+        .args(["netns", "exec", &lab.exchange_ns()])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "burst_sender", "--nocapture"])
+        .env("TOKEX_BURST_INTERFACE", lab.exchange_if())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 64];
+    let until = Instant::now() + Duration::from_millis(2_000);
+    while Instant::now() < until && got < 100 {
+        if rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+    }
+    let out = sender.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("flushed 100"), "{stdout}");
+    assert_eq!(got, 100, "received after one flush");
+    drop(lab);
+}

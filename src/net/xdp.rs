@@ -201,6 +201,13 @@ struct XdpSender {
     local_mac: [u8; 6],
     neighbours: Neighbours,
     ident: u16,
+    /// Slots of the TX ring.
+    tx_ring: u32,
+    /// Kicks one flush may make: in copy mode the kernel sends at most 32
+    /// frames a kick (its `TX_BATCH_SIZE`) and leaves the rest on the ring,
+    /// so a full ring takes `tx_ring / 32` of them; a zero-copy driver
+    /// sends on its own after one.
+    max_kicks: u32,
     /// Only the transmit counters are kept here.
     stats: XdpStats,
 }
@@ -214,6 +221,10 @@ const _: () = {
     send::<XdpPort>();
     send::<XdpReceiver>();
 };
+
+/// The frames the kernel sends per kick in copy mode (`TX_BATCH_SIZE` in
+/// net/xdp/xsk.c), after which it leaves the rest on the TX ring.
+const COPY_MODE_TX_BATCH: u32 = 32;
 
 fn queue_size(n: u32, what: &str) -> Result<QueueSize, XdpError> {
     QueueSize::new(n).map_err(|e| XdpError::Config(format!("{what} = {n}: {e}")))
@@ -364,6 +375,12 @@ impl XdpPort {
                     local_mac,
                     neighbours: Neighbours::default(),
                     ident: 0,
+                    tx_ring: cfg.tx_ring,
+                    max_kicks: if zero_copy {
+                        1
+                    } else {
+                        cfg.tx_ring.div_ceil(COPY_MODE_TX_BATCH) + 1
+                    },
                     stats: XdpStats::default(),
                 },
                 prog,
@@ -659,15 +676,31 @@ impl XdpSender {
             }
         }
         // A kick only while frames wait on the TX ring (just produced, or
-        // left by an earlier kick: copy mode sends a limited batch per
-        // call), not on every flush.
+        // left by an earlier kick), not on every flush. Copy mode sends 32
+        // frames a kick: it is kicked again while the ring holds any, or
+        // the rest of a burst would wait for the next flush (the 1 ms
+        // timer when the exchange is idle).
         self.reclaim();
-        let in_flight = self.done.len() - self.free.len() - self.pending.len();
-        if in_flight > 0 && self.tx.needs_wakeup() {
+        let mut kicks = 0;
+        let mut free = self.tx.nb_free_exact();
+        while self.in_flight() > 0 && kicks < self.max_kicks && self.tx.needs_wakeup() {
             self.stats.tx_wakeups += 1;
             let _ = self.tx.wakeup();
             self.reclaim();
+            kicks += 1;
+            // Stop when the ring is empty, or when a kick took nothing from
+            // it (the device busy: the next flush tries again).
+            let now_free = self.tx.nb_free_exact();
+            if now_free >= self.tx_ring || now_free == free {
+                break;
+            }
+            free = now_free;
         }
+    }
+
+    /// Frames handed to the kernel and not yet back from it.
+    fn in_flight(&self) -> usize {
+        self.done.len() - self.free.len() - self.pending.len()
     }
 
     /// Takes back the frames the kernel has finished sending.
