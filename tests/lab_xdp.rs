@@ -371,7 +371,7 @@ fn one_flush_sends_a_burst_larger_than_a_copy_mode_kick() {
     };
     // On veth (copy mode) one kick sends 32 frames; the other 68 waited
     // for a next flush, which the sender never makes.
-    let mut sender = Command::new("ip")
+    let sender = Command::new("ip")
         .args(["netns", "exec", &lab.exchange_ns()])
         .arg(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "burst_sender", "--nocapture"])
