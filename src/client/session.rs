@@ -1121,11 +1121,15 @@ mod tests {
     /// A datagram labelled `seq` holding the exchange's Accepted for a
     /// one-lot day buy at 1.
     fn accepted_at(seq: u64, token: Token, symbol: Symbol) -> Vec<u8> {
-        let a = accepted_one_lot(token, symbol);
+        labelled(seq, accepted_one_lot(token, symbol).as_bytes())
+    }
+
+    /// A datagram labelled `seq` holding one sequenced OUCH message.
+    fn labelled(seq: u64, message: &[u8]) -> Vec<u8> {
         let mut d = [0u8; 256];
         let mut len = udp_label::write(&mut d, seq);
-        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, a.as_bytes())
-            .unwrap();
+        len +=
+            soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, message).unwrap();
         d[..len].to_vec()
     }
 
@@ -1146,12 +1150,10 @@ mod tests {
 
     /// A datagram labelled `seq` holding a Canceled of `lots` for `token`.
     fn canceled_at(seq: u64, token: Token, lots: u32) -> Vec<u8> {
-        let c = ouch::Canceled::new(0, token, Qty::new(lots), b'U');
-        let mut d = [0u8; 256];
-        let mut len = udp_label::write(&mut d, seq);
-        len += soupbin::write_packet(&mut d[len..], soupbin::kind::SEQUENCED_DATA, c.as_bytes())
-            .unwrap();
-        d[..len].to_vec()
+        labelled(
+            seq,
+            ouch::Canceled::new(0, token, Qty::new(lots), b'U').as_bytes(),
+        )
     }
 
     #[test]
