@@ -136,12 +136,8 @@ impl LatencyHistogram {
         }
         if !self.hist.is_empty() {
             for level in SUMMARY_LEVELS {
-                let line = (
-                    level,
-                    self.hist.value_at_quantile(level),
-                    self.hist
-                        .count_between(0, self.hist.value_at_quantile(level)),
-                );
+                let value = self.hist.value_at_quantile(level);
+                let line = (level, value, self.hist.count_between(0, value));
                 // A level of HdrHistogram's own may be this one give or
                 // take a rounding (0.900...01): it is replaced.
                 let same = |q: f64| (q - level).abs() < 1e-9;

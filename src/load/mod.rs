@@ -48,7 +48,9 @@ pub struct LoadArgs {
     /// At most this many orders.
     #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// At most this many seconds of sending (at most a day).
+    /// Orders are due for this many seconds (at most a day); one that is
+    /// due is sent even if the generator gets to it late, up to
+    /// `--drain-ms` after the end.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub duration: u64,
     /// Sessions (demo01 .. demoNN, password = username).
