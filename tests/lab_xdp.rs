@@ -348,8 +348,12 @@ fn burst_sender() {
     for i in 0..100u32 {
         assert!(port.send_multicast(SocketAddrV4::new(BURST_GROUP, 9177), 9176, &i.to_be_bytes()));
     }
+    // A payload no frame holds is refused and counted as such, not as a
+    // lack of free frames.
+    assert!(!port.send_multicast(SocketAddrV4::new(BURST_GROUP, 9177), 9176, &[0; 3000]));
     port.flush();
     println!("flushed {}", port.stats().tx_frames);
+    println!("{}", port.stats());
     std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
@@ -391,6 +395,10 @@ fn one_flush_sends_a_burst_larger_than_a_copy_mode_kick() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("flushed 100"), "{stdout}");
+    assert!(
+        stdout.contains("no-frame drops 0, too-large drops 1,"),
+        "{stdout}"
+    );
     assert_eq!(got, 100, "received after one flush");
     drop(lab);
 }

@@ -70,6 +70,8 @@ pub struct XdpStats {
     pub tx_frames: u64,
     /// Replies dropped: no transmit frame was free.
     pub tx_full: u64,
+    /// Replies dropped: too large for one frame (or for an IPv4 datagram).
+    pub tx_too_large: u64,
     /// Replies dropped: the peer's MAC address was never seen.
     pub tx_no_neighbour: u64,
     pub rx_wakeups: u64,
@@ -89,12 +91,13 @@ impl fmt::Display for XdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx frames {}, bad {}, bad UDP checksum {}, tx frames {}, no-frame drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}, fill-ring waits {}, tx-ring waits {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
+            "rx frames {}, bad {}, bad UDP checksum {}, tx frames {}, no-frame drops {}, too-large drops {}, unknown-peer drops {}, rx wakeups {}, tx wakeups {}, fill-ring waits {}, tx-ring waits {}; kernel: rx dropped {}, rx ring full {}, fill ring empty {}; XDP program: redirected {}, passed {}",
             self.rx_frames,
             self.rx_bad,
             self.rx_bad_checksum,
             self.tx_frames,
             self.tx_full,
+            self.tx_too_large,
             self.tx_no_neighbour,
             self.rx_wakeups,
             self.tx_wakeups,
@@ -642,14 +645,14 @@ impl XdpSender {
         };
         if !fits {
             self.free.push(desc);
-            self.stats.tx_full += 1;
+            self.stats.tx_too_large += 1;
             return false;
         }
         let buf = data.contents_mut();
         buf[HEADERS_LEN..total].copy_from_slice(payload);
         if write_udp_headers(buf, ep, ttl, self.ident, payload.len()).is_err() {
             self.free.push(desc);
-            self.stats.tx_full += 1;
+            self.stats.tx_too_large += 1;
             return false;
         }
         self.pending.push(desc);
