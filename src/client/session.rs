@@ -653,6 +653,9 @@ impl ClientSession {
         // The sequence number of the next sequenced message in this datagram,
         // when the datagram is labelled.
         let mut label: Option<u64> = None;
+        // Whether a sequenced message of this datagram was past a gap: the
+        // later ones are too (asked for once), its other packets still count.
+        let mut past_gap = false;
         for p in soupbin::packets(bytes) {
             let Ok(p) = p else {
                 self.stats.malformed += 1;
@@ -721,10 +724,12 @@ impl ClientSession {
                         continue;
                     }
                     if seq > self.next_sequence {
-                        self.stats.gaps += 1;
-                        self.recover(now);
-                        // The rest of this datagram is past the gap too.
-                        return;
+                        if !past_gap {
+                            self.stats.gaps += 1;
+                            self.recover(now);
+                        }
+                        past_gap = true;
+                        continue;
                     }
                     self.next_sequence = self.next_sequence.saturating_add(1);
                     self.last_delivered_at = now;
@@ -1038,6 +1043,20 @@ mod tests {
             Packet::LoginRequest(r) => assert_eq!(r.requested_sequence().unwrap(), 5),
             p => panic!("{p:?}"),
         }
+    }
+
+    #[test]
+    fn an_end_of_session_after_messages_past_a_gap_in_one_datagram_still_ends_the_session() {
+        let mut s = logged_in(100);
+        let mut d = sequenced(3, 2);
+        let mut z = [0u8; 8];
+        let n = soupbin::write_empty(&mut z, soupbin::kind::END_OF_SESSION).unwrap();
+        d.extend_from_slice(&z[..n]);
+        let mut ended = false;
+        s.on_datagram(10, &d, &mut |e| ended |= e == ClientEvent::EndOfSession);
+        assert!(ended, "End of Session after the gap's messages");
+        assert_eq!(s.stats().gaps, 1, "one gap, asked for once");
+        assert_eq!(s.next_sequence(), 1);
     }
 
     #[test]
