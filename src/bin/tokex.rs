@@ -85,7 +85,7 @@ enum BenchCommand {
     /// at the same rates on the lab network (root; brings the lab up and down).
     Transport {
         /// Orders per second, comma-separated; every variant runs at each.
-        #[arg(long, value_delimiter = ',', default_value = "5000,20000", value_parser = rate_parser())]
+        #[arg(long, value_delimiter = ',', default_value = "5000,20000", value_parser = tokex::load::rate_parser())]
         rates: Vec<u64>,
         /// Seconds of load per run (at most an hour).
         #[arg(long, default_value_t = 10, value_parser = seconds_parser())]
@@ -122,7 +122,7 @@ enum BenchCommand {
             long,
             value_delimiter = ',',
             default_value = "250000,500000,1000000,1500000",
-            value_parser = rate_parser()
+            value_parser = tokex::load::rate_parser()
         )]
         rates: Vec<u64>,
         /// Seconds of load per run (at most an hour).
@@ -207,11 +207,6 @@ enum BenchCommand {
         #[arg(long, default_value = "out/bench")]
         out: std::path::PathBuf,
     },
-}
-
-/// Orders per second of a bench run: 1 to `tokex load`'s highest rate.
-fn rate_parser() -> clap::builder::RangedU64ValueParser {
-    clap::value_parser!(u64).range(1..=tokex::load::MAX_RATE)
 }
 
 /// Seconds of load of a bench run: 1 to an hour.

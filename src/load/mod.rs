@@ -33,6 +33,12 @@ pub const MAX_RATE: u64 = 100_000_000;
 /// The longest `--duration`, seconds.
 pub const MAX_SECONDS: u64 = 86_400;
 
+/// Parses an orders-per-second rate: 1 to [`MAX_RATE`] (`--rate`, and the
+/// benches' `--rates`).
+pub fn rate_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=MAX_RATE)
+}
+
 /// Histograms made before a run for its per-second intervals (213 KB
 /// each): a run of up to this many seconds makes none while it sends.
 const SPARE_INTERVALS_AT_MOST: u64 = 256;
@@ -43,7 +49,7 @@ pub struct LoadArgs {
     #[arg(long, default_value = "198.18.0.1:9000")]
     pub target: SocketAddrV4,
     /// Orders per second (open loop; at most 100 million).
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=MAX_RATE))]
+    #[arg(long, default_value_t = 50_000, value_parser = rate_parser())]
     pub rate: u64,
     /// At most this many orders.
     #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
