@@ -1,6 +1,7 @@
 //! Codec throughput in ns/message: decode + dispatch of a realistic ITCH
 //! mix (the engine's own output on the mixed flow), side by side with the
-//! `itchy` crate parsing the same buffer; OUCH Enter/Cancel inside
+//! `itchy` crate parsing the same buffer (`tokex` is the dispatch by
+//! groups of four messages, `tokex_stream` the one-message iterator); OUCH Enter/Cancel inside
 //! SoupBinTCP; encoding the publisher's mix into MoldUDP64 packets; and
 //! the AF_XDP receive path's frame check of a datagram of 16 orders, with
 //! and without verifying its UDP checksum.
@@ -40,6 +41,10 @@ fn itch_decode<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, pass
     g.throughput(Throughput::Elements((n * passes) as u64));
     g.bench_function("tokex", |b| {
         b.iter(|| run(&|| codec::decode_tokex(black_box(&buf))))
+    });
+    // tokex's plain iterator, one jump per message.
+    g.bench_function("tokex_stream", |b| {
+        b.iter(|| run(&|| codec::decode_tokex_stream(black_box(&buf))))
     });
     g.bench_function("itchy", |b| {
         b.iter(|| run(&|| codec::decode_itchy(black_box(&buf))))

@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use tokex::types::{Price, Qty, Side, Symbol, Tif};
 use tokex::wire::ethernet::UdpFrame;
-use tokex::wire::{itch, moldudp64, ouch, soupbin};
+use tokex::wire::{itch, itch_dispatch, moldudp64, ouch, soupbin};
 use zerocopy::IntoBytes;
 
 fn cases() -> u32 {
@@ -91,6 +91,9 @@ fn decode_all(b: &[u8]) {
     for m in itch::stream(b) {
         let _ = m.map(|m| m.header());
     }
+    itch_dispatch::for_each(b, |m| {
+        let _ = m.map(|m| m.header());
+    });
     if let Ok(p) = moldudp64::Packet::parse(b) {
         for (_, m) in p.messages() {
             let _ = itch::Message::parse(m);
@@ -689,5 +692,78 @@ proptest! {
         }
         prop_assert_eq!(itch::stream(&b).collect::<Vec<_>>(), stream_reference(&b));
         prop_assert_eq!(itch::stream(&noise).collect::<Vec<_>>(), stream_reference(&noise));
+    }
+
+    // The dispatch that jumps once per four messages hands over what the
+    // stream yields, in the same order, on the same inputs.
+    #[test]
+    fn dispatch_by_groups_of_four_hands_over_what_the_stream_yields(
+        start in any::<prop::sample::Index>(),
+        len in 0usize..4_000,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        noise in bytes(),
+    ) {
+        let base = engine_itch();
+        let from = start.index(base.len());
+        let mut b = base[from..(from + len).min(base.len())].to_vec();
+        for (at, v) in flips {
+            if !b.is_empty() {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+        }
+        for input in [&b, &noise] {
+            let mut got = Vec::new();
+            itch_dispatch::for_each(input, |m| got.push(m));
+            prop_assert_eq!(got, stream_reference(input));
+        }
+    }
+}
+
+/// Each way a group of four can hold something other than three book
+/// types at their published lengths: an unknown type (skipped over), a
+/// known type at a wrong length and an empty message (the last item), a
+/// truncated tail; each at every position of a group.
+#[test]
+fn dispatch_by_groups_of_four_handles_odd_messages_at_every_position_of_a_group() {
+    use tokex::wire::itch::{AddOrder, Header, OrderDelete, OrderExecuted};
+    let h = Header {
+        stock_locate: 1,
+        tracking_number: 0,
+        timestamp: 1,
+    };
+    let sym = Symbol::new("TK2612").unwrap();
+    let add = AddOrder::new(h, 7, Side::Buy, Qty::new(3), sym, Price::from_raw(65_000));
+    let good: [Vec<u8>; 3] = [
+        add.as_bytes().to_vec(),
+        OrderExecuted::new(h, 7, Qty::new(1), 9).as_bytes().to_vec(),
+        OrderDelete::new(h, 7).as_bytes().to_vec(),
+    ];
+    let mut long_add = add.as_bytes().to_vec();
+    long_add.push(0);
+    let odd: [Vec<u8>; 4] = [b"Y_unknown".to_vec(), long_add, Vec::new(), b"Z".to_vec()];
+    let frame = |msgs: &[&Vec<u8>]| {
+        let mut b = Vec::new();
+        for m in msgs {
+            b.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            b.extend_from_slice(m);
+        }
+        b
+    };
+    for o in &odd {
+        for at in 0..9 {
+            let mut msgs: Vec<&Vec<u8>> = (0..9).map(|i| &good[i % 3]).collect();
+            msgs[at] = o;
+            let b = frame(&msgs);
+            for cut in [b.len(), b.len() - 1, b.len() - 20] {
+                let mut got = Vec::new();
+                itch_dispatch::for_each(&b[..cut], |m| got.push(m));
+                assert_eq!(
+                    got,
+                    stream_reference(&b[..cut]),
+                    "odd {o:?} at {at}, cut at {cut}"
+                );
+            }
+        }
     }
 }

@@ -254,6 +254,10 @@ fn main() -> anyhow::Result<()> {
                 f.itchy_decode_ns / f.tokex_decode_ns
             );
             println!(
+                "    (one jump per message, itch::stream: {:.1} ns/msg)",
+                f.tokex_stream_decode_ns
+            );
+            println!(
                 "  feed book rebuild  {:.1} ns/msg ({:.1} M msg/s)",
                 f.rebuild_ns,
                 1e3 / f.rebuild_ns

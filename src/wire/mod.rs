@@ -48,6 +48,7 @@ macro_rules! wire_struct {
 
 pub mod ethernet;
 pub mod itch;
+pub mod itch_dispatch;
 pub mod moldudp64;
 pub mod ouch;
 pub mod soupbin;
