@@ -32,15 +32,6 @@ const CLASSES: usize = 4;
 const GROUPS: usize = 256;
 const _: () = assert!(CLASSES.pow(K as u32) == GROUPS);
 
-/// Each class's message length: a message of a class's type but another
-/// length is classed as other, whose decoding reports the error.
-const LENGTHS: [usize; CLASSES] = [
-    AddOrder::LEN,
-    OrderExecuted::LEN,
-    OrderDelete::LEN,
-    usize::MAX,
-];
-
 /// A type byte's class.
 static CLASS: [u8; 256] = {
     let mut c = [OTHER as u8; 256];
@@ -50,15 +41,12 @@ static CLASS: [u8; 256] = {
     c
 };
 
-/// The class of one message (an empty one is other).
+/// The class of one message, by its type byte (an empty message is
+/// other). The length is checked when the message is decoded as its class,
+/// with the same error as [`Message::parse`] gives.
 #[inline(always)]
 fn class(m: &[u8]) -> usize {
-    let c = usize::from(CLASS[usize::from(m.first().copied().unwrap_or(0))]);
-    if LENGTHS[c] == m.len() {
-        c
-    } else {
-        OTHER
-    }
+    usize::from(CLASS[usize::from(m.first().copied().unwrap_or(0))])
 }
 
 /// One arm per group index; the last literal is `GROUPS - 2`, the wildcard
@@ -156,8 +144,7 @@ fn group<'a, const N: usize>(
 /// arm is left) and hands it to `f`; false when the stream ends there.
 #[inline(always)]
 fn one<'a>(c: usize, m: &'a [u8], f: &mut impl FnMut(Result<Message<'a>, DecodeError>)) -> bool {
-    // For the first three classes `class` checked the length: those views
-    // cannot fail.
+    // A view checks the length as `Message::parse` would, with its error.
     let r = match c {
         ADD => AddOrder::view(m).map(Message::AddOrder),
         EXECUTED => OrderExecuted::view(m).map(Message::OrderExecuted),
