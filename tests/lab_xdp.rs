@@ -4,9 +4,12 @@
 //! With tokex's XDP program attached, order datagrams go to the AF_XDP
 //! socket and are answered from UMEM frames, while ARP, ICMP and the TCP
 //! compatibility port still reach the kernel. A killed exchange leaves the
-//! namespace working, a restart takes the interface back, and a clean stop
-//! detaches the program. The load generator can run over AF_XDP too, against
-//! either exchange transport.
+//! namespace working and no program attached, a restart takes the interface
+//! back, and a clean stop detaches the program. An XDP program already on
+//! the interface (another tool's, or a live exchange's on another queue) is
+//! neither replaced nor removed, and nothing replaces the exchange's while
+//! it runs. The load generator can run over AF_XDP too, against either
+//! exchange transport.
 
 mod common;
 
@@ -115,13 +118,15 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
         String::from_utf8_lossy(&probe.stdout)
     );
 
-    // 3. SIGKILL: the program stays attached without a socket, and the
+    // 3. SIGKILL: the kernel detaches the program with the dead process's
+    //    link (nothing stale is left for the restart to replace), and the
     //    namespace keeps answering pings.
     ex.kill().unwrap();
     ex.wait().unwrap();
+    assert!(!xdp_attached(&ex_ns, &ex_if));
     assert!(in_ns(&cl_ns, &["ping", "-c", "1", "-W", "2", "198.18.0.1"]));
 
-    // 4. A restart replaces the old program and serves orders again; the
+    // 4. A restart attaches the program again and serves orders; the
     //    AF_XDP counters account for every datagram.
     let mut ex = exchange("r2", "ex2.log");
     wait_for(&dir.join("r2"), &mut ex, "restarted exchange");
@@ -401,4 +406,189 @@ fn one_flush_sends_a_burst_larger_than_a_copy_mode_kick() {
     );
     assert_eq!(got, 100, "received after one flush");
     drop(lab);
+}
+
+/// The id of the XDP program attached to `interface` in `ns`, if any
+/// (`ip -details` shows "prog/xdp id N").
+fn xdp_prog_id(ns: &str, interface: &str) -> Option<u32> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-details", "link", "show", interface])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, rest) = text.split_once("prog/xdp id ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// An XDP program that is not tokex's (it passes everything), compiled
+/// with clang (which the build needs anyway) into `dir`.
+fn foreign_xdp_object(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("foreign.c");
+    std::fs::write(
+        &src,
+        "#include <linux/bpf.h>\n\
+         __attribute__((section(\"xdp\"), used)) int foreign_pass(struct xdp_md *ctx) { return XDP_PASS; }\n\
+         char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
+    )
+    .unwrap();
+    let obj = dir.join("foreign.o");
+    let ok = Command::new(std::env::var("CLANG").unwrap_or_else(|_| "clang".into()))
+        .args(["-O2", "-g", "-target", "bpf"])
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "clang could not build the foreign XDP program");
+    obj
+}
+
+#[test]
+fn a_foreign_xdp_program_is_neither_replaced_nor_removed_and_cannot_replace_the_exchanges() {
+    let _one = common::exclusive();
+    let lab = Lab::up("tkxdpfo");
+    let (dir, config) = scratch("xdp-foreign");
+    let (ex_ns, ex_if) = (lab.exchange_ns(), lab.exchange_if());
+    let cfg = config.to_str().unwrap();
+    let obj = foreign_xdp_object(&dir);
+    let obj = obj.to_str().unwrap();
+    let args = ["--transport", "xdp", "--interface", &ex_if];
+
+    // 1. Another program is on the interface first: the exchange leaves it
+    //    there, says so (interface and program id), runs on kernel UDP,
+    //    and leaves it there when it stops.
+    assert!(in_ns(
+        &ex_ns,
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &ex_if,
+            "xdpgeneric",
+            "obj",
+            obj,
+            "sec",
+            "xdp"
+        ]
+    ));
+    let foreign = xdp_prog_id(&ex_ns, &ex_if).expect("the foreign program is attached");
+    let mut ex = common::start_exchange(&ex_ns, cfg, &dir, 0, &args, true);
+    let log = std::fs::read_to_string(dir.join("ex0.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "{ex_if} already has XDP program id {foreign} (\"foreign_pass\")"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("falling back to the kernel UDP path"), "{log}");
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), Some(foreign));
+    assert!(stop(&mut ex).success());
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), Some(foreign));
+
+    // 2. On a free interface the exchange attaches its program, which
+    //    nothing else can replace or remove while it runs; its clean stop
+    //    removes it.
+    assert!(in_ns(
+        &ex_ns,
+        &["ip", "link", "set", "dev", &ex_if, "xdpgeneric", "off"]
+    ));
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), None);
+    let mut ex = common::start_exchange(&ex_ns, cfg, &dir, 1, &args, true);
+    let log = std::fs::read_to_string(dir.join("ex1.log")).unwrap();
+    assert!(log.contains("transport: AF_XDP on"), "{log}");
+    let ours = xdp_prog_id(&ex_ns, &ex_if).expect("the exchange's program is attached");
+    let mode = if log.contains("native XDP") {
+        "xdpdrv"
+    } else {
+        "xdpgeneric"
+    };
+    assert!(!in_ns(
+        &ex_ns,
+        &["ip", "-force", "link", "set", "dev", &ex_if, mode, "obj", obj, "sec", "xdp"]
+    ));
+    assert!(!in_ns(
+        &ex_ns,
+        &["ip", "link", "set", "dev", &ex_if, mode, "off"]
+    ));
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), Some(ours));
+    assert!(stop(&mut ex).success());
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run by `a_second_tokex_on_another_queue_leaves_the_live_program_alone`
+/// inside the exchange namespace: an AF_XDP port on queue 1 of the
+/// interface whose queue 0 a live exchange serves. Its socket binds (the
+/// queue is free); its program must not replace the exchange's.
+#[test]
+#[ignore = "run by a_second_tokex_on_another_queue_leaves_the_live_program_alone"]
+fn second_port_on_queue_1() {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use tokex::config::XdpConfig;
+    use tokex::net::xdp::XdpPort;
+
+    let interface = std::env::var("TOKEX_SECOND_INTERFACE").unwrap();
+    let cfg = XdpConfig {
+        zero_copy: false,
+        queue: 1,
+        ..XdpConfig::default()
+    };
+    let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 9000);
+    match XdpPort::open(&interface, local, &cfg) {
+        Ok(port) => panic!("opened beside a live exchange: {}", port.describe()),
+        Err(e) => println!("refused: {e}"),
+    }
+}
+
+#[test]
+fn a_second_tokex_on_another_queue_leaves_the_live_program_alone() {
+    let _one = common::exclusive();
+    let lab = Lab::up("tkxdp2q");
+    let (dir, config) = scratch("xdp-second-queue");
+    let (ex_ns, cl_ns, ex_if) = (lab.exchange_ns(), lab.client_ns(), lab.exchange_if());
+    // Two receive queues on the exchange's side; the client's veth sends
+    // on its one queue, which arrives on queue 0.
+    assert!(in_ns(
+        &ex_ns,
+        &["ethtool", "-L", &ex_if, "rx", "2", "tx", "2"]
+    ));
+    let args = ["--transport", "xdp", "--interface", &ex_if];
+    let mut ex = common::start_exchange(&ex_ns, config.to_str().unwrap(), &dir, 0, &args, true);
+    let live = xdp_prog_id(&ex_ns, &ex_if).expect("the exchange's program is attached");
+
+    let second = Command::new("ip")
+        .args(["netns", "exec", &ex_ns])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "second_port_on_queue_1",
+            "--nocapture",
+        ])
+        .env("TOKEX_SECOND_INTERFACE", &ex_if)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{ex_if} already has tokex's XDP program (id {live})"
+        )),
+        "{stdout}"
+    );
+    // The live exchange keeps its program, and its orders.
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), Some(live));
+    let log = small_load(&cl_ns, &dir, "after-second", &[]);
+    assert_eq!(number_after(&log, "answered", "sent"), 2000, "{log}");
+    assert_eq!(number_after(&log, "answered", "lost"), 0, "{log}");
+    assert!(stop(&mut ex).success());
+    assert_eq!(xdp_prog_id(&ex_ns, &ex_if), None);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,16 +9,28 @@
 //! `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD` and inserted into this program's
 //! XSKMAP instead. It is attached without a bpffs pin (no libxdp
 //! dispatcher), so `ip netns exec`'s private mount view does not matter.
-//! Dropping [`XdpProgram`] detaches it. If the process dies without
-//! detaching, the map loses its socket with the process and order datagrams
-//! fall through to the kernel (`XDP_PASS` is the redirect's default).
+//!
+//! It is attached through a BPF link (`bpf_link_create`, `BPF_XDP`), not
+//! by netlink, and the link is the test of what is ours: the kernel refuses
+//! to create it while any program is attached to the interface (it never
+//! replaces someone else's: an exchange or load generator on another queue
+//! of the NIC, or another tool's), lets no one else replace or remove a
+//! program a link holds (netlink answers EBUSY, even with `-force`), and
+//! detaches exactly that program when the link's descriptor closes:
+//! dropping [`XdpProgram`], or the kernel itself when the process dies, so a
+//! killed exchange leaves nothing attached for its restart to replace. A
+//! program found on the interface is named in the error by id and by its
+//! kernel name: `tokex_xdp` is tokex's (another live tokex process's, or
+//! one a tokex from before links left behind), anything else is foreign.
+//! Either is left in place; the exchange then falls back to kernel UDP.
 //!
 //! With `src/net/xdp.rs` this is the only place in tokex with `unsafe`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 
 use libbpf_sys as bpf;
@@ -67,8 +79,28 @@ pub enum XdpProgError {
     Missing(&'static str),
     #[error("attaching the XDP program in {mode} mode: {err}")]
     Attach { mode: &'static str, err: io::Error },
+    #[error("{}", occupied(.interface, .id, .name))]
+    Occupied {
+        interface: String,
+        id: u32,
+        name: String,
+    },
     #[error("updating the {map} map: {err}")]
     Map { map: &'static str, err: io::Error },
+}
+
+/// The kernel name of tokex's program (`bpf_prog_info.name`: the C
+/// function's name, cut to 15 bytes).
+const PROGRAM_NAME: &str = "tokex_xdp";
+
+fn occupied(interface: &str, id: &u32, name: &str) -> String {
+    if name == PROGRAM_NAME {
+        format!("{interface} already has tokex's XDP program (id {id}), held by another tokex process on this interface (another queue), or left by a tokex that attached without a link (`ip link set dev {interface} xdp off` removes it then): left in place")
+    } else {
+        format!(
+            "{interface} already has XDP program id {id} ({name:?}), not tokex's: left in place"
+        )
+    }
 }
 
 /// Packets the program has seen since it was attached.
@@ -83,9 +115,11 @@ pub struct ProgCounters {
 /// The loaded and attached program. Detached on drop.
 pub struct XdpProgram {
     obj: NonNull<bpf::bpf_object>,
+    interface: String,
     ifindex: i32,
     mode: AttachMode,
-    attached: bool,
+    /// The link holding the program on the interface, once attached.
+    link: Option<OwnedFd>,
     xsks: RawFd,
     stats: RawFd,
 }
@@ -126,9 +160,10 @@ impl XdpProgram {
         // From here on `prog` owns the object: an early return closes it.
         let mut prog = XdpProgram {
             obj,
+            interface: interface.into(),
             ifindex,
             mode: AttachMode::Generic,
-            attached: false,
+            link: None,
             xsks: -1,
             stats: -1,
         };
@@ -151,12 +186,11 @@ impl XdpProgram {
     }
 
     /// Attaches the loaded program to its interface: native mode first when
-    /// `mode` is `Auto`, generic if the driver refuses. A program already
-    /// attached there is replaced: one a killed exchange left behind (a
-    /// live exchange's socket keeps the queue, so a second one fails to
-    /// bind its socket before it gets here).
+    /// `mode` is `Auto`, generic if the driver refuses. Fails, touching
+    /// nothing, if a program is attached there already (module docs).
     pub fn attach(&mut self, mode: XdpMode) -> Result<(), XdpProgError> {
         let prog_fd = self.program_fd()?;
+        self.check_free()?;
         let modes: &[AttachMode] = match mode {
             XdpMode::Auto => &[AttachMode::Native, AttachMode::Generic],
             XdpMode::Native => &[AttachMode::Native],
@@ -164,21 +198,56 @@ impl XdpProgram {
         };
         let mut last = None;
         for &m in modes {
-            // SAFETY: valid interface index and program fd; null options.
-            // Without XDP_FLAGS_UPDATE_IF_NOEXIST this replaces a program
-            // left behind by a killed exchange.
-            let ret = unsafe { bpf::bpf_xdp_attach(self.ifindex, prog_fd, m.flags(), ptr::null()) };
-            if ret == 0 {
+            let opts = bpf::bpf_link_create_opts {
+                sz: size_of::<bpf::bpf_link_create_opts>() as _,
+                flags: m.flags(),
+                ..Default::default()
+            };
+            // SAFETY: valid program fd and interface index (an XDP link's
+            // target); `opts` is sized and zero beyond the mode flags.
+            let fd = unsafe { bpf::bpf_link_create(prog_fd, self.ifindex, bpf::BPF_XDP, &opts) };
+            if fd >= 0 {
+                // SAFETY: `fd` is the new link's descriptor, owned by nothing else.
+                self.link = Some(unsafe { OwnedFd::from_raw_fd(fd) });
                 self.mode = m;
-                self.attached = true;
                 return Ok(());
             }
+            // A program attached since the check makes the kernel refuse
+            // (EBUSY, or EEXIST in the other mode): say whose.
+            self.check_free()?;
             last = Some(XdpProgError::Attach {
                 mode: m.name(),
-                err: errno(ret),
+                err: errno(fd),
             });
         }
         Err(last.expect("at least one mode was tried"))
+    }
+
+    /// Ok if no program is attached to the interface in native or generic
+    /// mode; otherwise which one is.
+    fn check_free(&self) -> Result<(), XdpProgError> {
+        let mut query = bpf::bpf_xdp_query_opts {
+            sz: size_of::<bpf::bpf_xdp_query_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: valid interface index; `query` is sized and writable.
+        let ret = unsafe { bpf::bpf_xdp_query(self.ifindex, 0, &mut query) };
+        // A failed query says nothing: the attach that follows is refused
+        // by the kernel anyway if the interface is taken.
+        if ret != 0 {
+            return Ok(());
+        }
+        match [query.drv_prog_id, query.skb_prog_id]
+            .into_iter()
+            .find(|&id| id != 0)
+        {
+            None => Ok(()),
+            Some(id) => Err(XdpProgError::Occupied {
+                interface: self.interface.clone(),
+                id,
+                name: program_name(id),
+            }),
+        }
     }
 
     fn program_fd(&self) -> Result<RawFd, XdpProgError> {
@@ -251,6 +320,32 @@ impl XdpProgram {
     }
 }
 
+/// The kernel name of the loaded program `id` (empty if it cannot be read).
+fn program_name(id: u32) -> String {
+    // SAFETY: a plain syscall; a negative return is an error.
+    let fd = unsafe { bpf::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return String::new();
+    }
+    // SAFETY: `fd` was just returned for this call alone; closed on drop.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = bpf::bpf_prog_info::default();
+    let mut len = size_of::<bpf::bpf_prog_info>() as u32;
+    // SAFETY: `info` is `len` bytes and zeroed: the kernel fills what fits
+    // and follows no pointer field (all null, with their counts 0).
+    let ret = unsafe { bpf::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret != 0 {
+        return String::new();
+    }
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&name).into_owned()
+}
+
 fn update(map: RawFd, key: u32, value: &u32, name: &'static str) -> Result<(), XdpProgError> {
     // SAFETY: key and value point to u32s, the sizes the map was declared with.
     let ret = unsafe {
@@ -272,13 +367,11 @@ fn update(map: RawFd, key: u32, value: &u32, name: &'static str) -> Result<(), X
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        // SAFETY: detaching by interface and mode; the object was opened
-        // by `attach` and is closed exactly once, here.
-        unsafe {
-            if self.attached {
-                bpf::bpf_xdp_detach(self.ifindex, self.mode.flags(), ptr::null());
-            }
-            bpf::bpf_object__close(self.obj.as_ptr());
-        }
+        // Closing the link detaches the program it holds, ours: nothing
+        // else can have replaced it while the link existed.
+        self.link = None;
+        // SAFETY: the object was opened by `load` and is closed exactly
+        // once, here.
+        unsafe { bpf::bpf_object__close(self.obj.as_ptr()) };
     }
 }
