@@ -1,5 +1,7 @@
 //! ITCH 5.0 messages and length-prefixed streams on arbitrary bytes, applied
-//! to the feed handler's books (which must count, never panic on, nonsense).
+//! to the feed handler's books (which must count, never panic on, nonsense);
+//! the dispatch by groups of four must hand over exactly what the stream
+//! yields.
 //! Two symbols have price ladders, so directories naming them (at several
 //! locates, renamed, emptied) exercise the ladders' hand-over too; run with
 //! `-dict=itch.dict` to find them sooner.
@@ -7,10 +9,13 @@
 use libfuzzer_sys::fuzz_target;
 use tokex::feed::book::{FeedBooks, PriceGrid};
 use tokex::types::{Price, Symbol};
-use tokex::wire::itch;
+use tokex::wire::{itch, itch_dispatch};
 
 fuzz_target!(|data: &[u8]| {
     let _ = itch::Message::parse(data).map(|m| m.header());
+    let mut grouped = Vec::new();
+    itch_dispatch::for_each(data, |m| grouped.push(m));
+    assert!(grouped.into_iter().eq(itch::stream(data)));
     let grid = |lower, upper, tick| PriceGrid {
         lower: Price::from_raw(lower),
         upper: Price::from_raw(upper),

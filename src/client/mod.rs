@@ -30,7 +30,9 @@
 //! the first, whether after a loss, a logout or an End of Session, asks for
 //! the stream from the client's next expected number, so fills that
 //! happened meanwhile are delivered; what the exchange no longer has is
-//! counted in [`ClientStats::unrecoverable`]. A session belongs to one
+//! counted in [`ClientStats::unrecoverable`], and the requests then waiting
+//! are given up ([`ClientEvent::Unanswered`]) once the exchange, heard from
+//! after two of their re-sends, has answered neither. A session belongs to one
 //! stream: when the exchange's stream begins again (a new day, or a
 //! restart with `durability = "none"`), make a new [`ClientSession`]. A
 //! Login Accepted below the next expected number is not taken as a new

@@ -61,6 +61,22 @@ pub enum ClientEvent {
     /// lost and the client logs in again, asking for every sequenced
     /// message from its next expected number.
     ConnectionLost,
+    /// The session gave up this request and no longer re-sends it: it was
+    /// waiting when sequenced messages were lost for good (the exchange no
+    /// longer had them when asked, [`ClientStats::unrecoverable`]), so its
+    /// answer may have been among them, and the exchange, heard from after
+    /// each of two re-sends, answered neither (it ignores a re-sent copy of
+    /// a token it already used). Its outcome is unknown to the client: the
+    /// request may have been accepted, executed, replaced, canceled or
+    /// rejected, as the lost messages said; find out by other means before
+    /// relying on it either way. An answer that does come later is still
+    /// delivered as usual.
+    Unanswered {
+        token: Token,
+        /// The OUCH type of the request ('O' enter, 'U' replace, 'X'
+        /// cancel), as in [`ClientEvent::Rejected`].
+        request: u8,
+    },
 }
 
 impl ClientEvent {
@@ -71,7 +87,8 @@ impl ClientEvent {
             | ClientEvent::Replaced { token, .. }
             | ClientEvent::Canceled { token, .. }
             | ClientEvent::Executed { token, .. }
-            | ClientEvent::Rejected { token, .. } => Some(token),
+            | ClientEvent::Rejected { token, .. }
+            | ClientEvent::Unanswered { token, .. } => Some(token),
             _ => None,
         }
     }
@@ -94,6 +111,8 @@ pub struct ClientStats {
     pub sequenced: u64,
     /// Messages the exchange no longer had when asked (older than its window).
     pub unrecoverable: u64,
+    /// Requests given up, each reported as [`ClientEvent::Unanswered`].
+    pub unanswered: u64,
     /// Datagrams that did not parse (the rest of such a datagram is ignored).
     pub malformed: u64,
 }
@@ -137,6 +156,14 @@ struct Pending {
     /// one superseded unanswered (a second cancel of one token: the
     /// exchange answers each in order, so the first answers are theirs).
     earlier: u32,
+    /// Set when sequenced messages were lost for good while it waited (its
+    /// answer may have been one): how many of its re-sends since were
+    /// followed by a datagram from the exchange (see
+    /// [`HEARD_RESENDS_TO_GIVE_UP`]). `None` for the others.
+    lost_answer: Option<u8>,
+    /// When it was last re-sent after `lost_answer` was set; `u64::MAX`
+    /// when not since (no datagram comes after it).
+    resent_at: u64,
 }
 
 /// A request's key: its token as one integer ([`ouch::token_key`]) and its
@@ -147,8 +174,29 @@ fn key(token: &Token, kind: u8) -> Key {
     (ouch::token_key(token), kind)
 }
 
+/// The token of a key (the inverse of [`ouch::token_key`]).
+fn token_of(k: &Key) -> Token {
+    let mut t = [0u8; 14];
+    t.copy_from_slice(&k.0.to_be_bytes()[..14]);
+    t
+}
+
 /// A re-send deadline: (due, request id, key).
 type Deadline = (u64, u64, Key);
+
+/// Re-sends of a request whose answer may have been lost for good, each
+/// followed by a datagram from the exchange, after which it is given up
+/// ([`ClientEvent::Unanswered`]). The exchange ignores a copy of a request
+/// it already answered, so such a request would be re-sent forever; but it
+/// answers one it has not seen, so a request is given up only once the
+/// exchange was alive after its re-sends (a datagram came after each, and
+/// the answer had the whole wait to come): during a silence (a restart
+/// takes seconds) it is re-sent as before, and a re-send not yet followed
+/// by a datagram when the session is lost does not count, since the
+/// exchange heard next may be a restarted one that never received it. Two,
+/// not one: a single re-send lost on the way is not taken for an ignored
+/// one.
+const HEARD_RESENDS_TO_GIVE_UP: u8 = 2;
 
 /// The longest first wait before a re-send, as a multiple of the shortest.
 const MAX_RTO: u64 = 8;
@@ -483,6 +531,8 @@ impl ClientSession {
                 tries: 0,
                 packet: slot,
                 earlier,
+                lost_answer: None,
+                resent_at: u64::MAX,
             },
         );
         self.first_deadlines
@@ -563,8 +613,8 @@ impl ClientSession {
         }
     }
 
-    /// Drops the request under `k` (answered, or superseded by a new one on
-    /// the same key): frees its packet's slot and closes its first
+    /// Drops the request under `k` (answered, superseded by a new one on
+    /// the same key, or given up): frees its packet's slot and closes its first
     /// deadline.
     fn forget(&mut self, k: &Key) -> Option<Pending> {
         let p = self.pending.remove(k)?;
@@ -588,6 +638,21 @@ impl ClientSession {
             if p.tries > 0 && p.due > due {
                 p.due = due;
                 self.deadlines.push(Reverse((due, p.id, *k)));
+            }
+        }
+    }
+
+    /// `n` sequenced messages were lost for good (the exchange no longer had
+    /// them when asked): every request waiting now may have had its answer
+    /// among them, and is given up once the exchange has been heard after
+    /// enough of its re-sends ([`HEARD_RESENDS_TO_GIVE_UP`]). Requests sent
+    /// later are answered after these messages, so they are not marked.
+    fn lost_for_good(&mut self, n: u64) {
+        self.stats.unrecoverable += n;
+        for p in self.pending.values_mut() {
+            if p.lost_answer.is_none() {
+                p.lost_answer = Some(0);
+                p.resent_at = u64::MAX;
             }
         }
     }
@@ -680,7 +745,7 @@ impl ClientSession {
                         if !self.synced {
                             self.next_sequence = seq;
                         } else if seq > self.next_sequence {
-                            self.stats.unrecoverable += seq - self.next_sequence;
+                            self.lost_for_good(seq - self.next_sequence);
                             self.next_sequence = seq;
                         }
                         self.synced = true;
@@ -689,7 +754,7 @@ impl ClientSession {
                         // The answer to a re-request: what follows starts at `seq`.
                         self.recovery_sent_at = None;
                         if seq > self.next_sequence {
-                            self.stats.unrecoverable += seq - self.next_sequence;
+                            self.lost_for_good(seq - self.next_sequence);
                             self.next_sequence = seq;
                         }
                     } else if seq > self.next_sequence {
@@ -812,13 +877,16 @@ impl ClientSession {
     /// Re-sends requests (and a lost login) that waited too long, asks for
     /// the missed sequenced messages when it re-sends and nothing has come
     /// in for a timeout (the answer may be what was lost), and sends a
-    /// Client Heartbeat when idle.
+    /// Client Heartbeat when idle. Its events are dropped: a caller that
+    /// wants [`ClientEvent::ConnectionLost`] and
+    /// [`ClientEvent::Unanswered`] uses [`ClientSession::on_timer_with`].
     pub fn on_timer(&mut self, now: u64) {
         self.on_timer_with(now, &mut |_| {});
     }
 
     /// [`ClientSession::on_timer`], reporting [`ClientEvent::ConnectionLost`]
-    /// when the exchange has been silent for the silence timeout.
+    /// when the exchange has been silent for the silence timeout, and
+    /// [`ClientEvent::Unanswered`] for each request it gives up.
     pub fn on_timer_with(&mut self, now: u64, f: &mut impl FnMut(ClientEvent)) {
         self.tick(now);
         if self.logged_in && now.saturating_sub(self.last_rx) >= self.silence_timeout {
@@ -829,6 +897,12 @@ impl ClientSession {
             self.recovery_sent_at = None;
             self.queue_login(self.login_sequence());
             self.login_sent_at = Some(now);
+            // The exchange heard from next may have restarted without
+            // receiving the re-sends so far: they no longer count towards
+            // giving a request up.
+            for p in self.pending.values_mut() {
+                p.resent_at = u64::MAX;
+            }
             f(ClientEvent::ConnectionLost);
             return;
         }
@@ -848,6 +922,20 @@ impl ClientSession {
             };
             if p.id != id || p.due != due {
                 continue; // a newer request on the key, or re-scheduled
+            }
+            if let Some(heard) = p.lost_answer {
+                let heard = heard + u8::from(self.last_rx > p.resent_at);
+                if heard >= HEARD_RESENDS_TO_GIVE_UP {
+                    self.forget(&key);
+                    self.stats.unanswered += 1;
+                    f(ClientEvent::Unanswered {
+                        token: token_of(&key),
+                        request: key.1,
+                    });
+                    continue;
+                }
+                p.lost_answer = Some(heard);
+                p.resent_at = now;
             }
             p.tries += 1;
             let first_resend = p.tries == 1;
@@ -1567,6 +1655,199 @@ mod tests {
         s.on_datagram(1004, &sequenced(1, 1), &mut |_| {});
         assert_eq!(s.next_sequence(), 2);
         assert_eq!(s.stats().unrecoverable, 0);
+    }
+
+    /// A labelled Server Heartbeat: the exchange's next number is `next`.
+    fn heartbeat(next: u64) -> Vec<u8> {
+        let mut b = [0u8; 64];
+        let mut len = udp_label::write(&mut b, next);
+        len += soupbin::write_empty(&mut b[len..], soupbin::kind::SERVER_HEARTBEAT).unwrap();
+        b[..len].to_vec()
+    }
+
+    /// A session with three requests waiting (two Enter Orders and a
+    /// Cancel) whose answers, messages 2 to 4, the exchange no longer had
+    /// when the session asked for them: the Login Accepted answering the
+    /// re-request says 5. At time 10; returns the requests' tokens.
+    fn answers_lost_for_good() -> (ClientSession, [Token; 3]) {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let enter = |s: &mut ClientSession| {
+            s.enter(
+                0,
+                symbol,
+                Side::Buy,
+                Qty::new(1),
+                Price::from_raw(1),
+                Tif::Day,
+            )
+        };
+        let resting = enter(&mut s);
+        s.on_datagram(0, &accepted_at(1, resting, symbol), &mut |_| {});
+        let (a, b) = (enter(&mut s), enter(&mut s));
+        s.cancel(0, resting, Qty::ZERO);
+        while s.poll_transmit(0, &mut [0u8; 1400]).is_some() {}
+        s.on_datagram(10, &heartbeat(5), &mut |_| {});
+        assert_eq!(sent_login(&mut s, 10), Some(2));
+        s.on_datagram(10, &login_accepted(5), &mut |_| {});
+        assert_eq!(s.stats().unrecoverable, 3);
+        assert_eq!(s.outstanding(), 3);
+        (s, [a, b, resting])
+    }
+
+    /// What a session sent and reported.
+    #[derive(Default)]
+    struct Exchanged {
+        /// (time, OUCH type) of every request sent.
+        requests: Vec<(u64, u8)>,
+        logins: usize,
+        events: Vec<ClientEvent>,
+    }
+
+    /// Runs the session's timer every 10 from `from` to `to` against an
+    /// exchange that answers no request (it used their tokens already)
+    /// and, while `alive`, answers each Login Request with a Login Accepted
+    /// at `next` and sends a heartbeat labelled `next` every 50.
+    fn against_exchange(
+        s: &mut ClientSession,
+        from: u64,
+        to: u64,
+        alive: bool,
+        next: u64,
+    ) -> Exchanged {
+        let mut x = Exchanged::default();
+        let mut out = [0u8; 1400];
+        for now in (from..=to).step_by(10) {
+            s.on_timer_with(now, &mut |e| x.events.push(e));
+            let mut logins = 0;
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                for p in soupbin::packets(&out[..n]).flatten() {
+                    match p {
+                        Packet::UnsequencedData(m) => x.requests.push((now, m[0])),
+                        Packet::LoginRequest(_) => logins += 1,
+                        _ => {}
+                    }
+                }
+            }
+            x.logins += logins;
+            if alive {
+                for _ in 0..logins {
+                    s.on_datagram(now, &login_accepted(next), &mut |e| x.events.push(e));
+                }
+                if now % 50 == 0 {
+                    s.on_datagram(now, &heartbeat(next), &mut |e| x.events.push(e));
+                }
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn requests_answered_in_an_unrecoverable_range_are_given_up_after_two_heard_re_sends() {
+        let (mut s, [a, b, resting]) = answers_lost_for_good();
+        let x = against_exchange(&mut s, 10, 20_000, true, 5);
+        // Re-sent at 100 and 300, each followed by heartbeats (150, 350):
+        // at the next deadline (700) each is given up, once.
+        assert_eq!(
+            x.requests,
+            [100, 100, 100, 300, 300, 300]
+                .into_iter()
+                .zip([b'O', b'O', b'X', b'O', b'O', b'X'])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            x.events,
+            [
+                ClientEvent::Unanswered {
+                    token: a,
+                    request: b'O'
+                },
+                ClientEvent::Unanswered {
+                    token: b,
+                    request: b'O'
+                },
+                ClientEvent::Unanswered {
+                    token: resting,
+                    request: b'X'
+                },
+            ]
+        );
+        assert_eq!(x.events[0].token(), Some(a));
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 3);
+        assert_eq!(s.stats().resent, 6);
+        // Nothing is sent any more: no request, and no re-request for them.
+        let later = against_exchange(&mut s, 1_000, 100_000, true, 5);
+        assert!(later.requests.is_empty() && later.events.is_empty());
+        assert_eq!(later.logins, 0);
+    }
+
+    #[test]
+    fn requests_whose_answers_were_lost_keep_being_re_sent_while_the_exchange_is_silent() {
+        let (mut s, [a, b, resting]) = answers_lost_for_good();
+        s.set_server_heartbeat(1_000, 3);
+        let symbol = Symbol::new("TK2612").unwrap();
+        // The exchange restarts: silent until 10,000, the session lost at
+        // 3,010; until then each request is re-sent at 100, 300, 700, 1500.
+        let down = against_exchange(&mut s, 10, 9_990, false, 5);
+        assert_eq!(down.requests.len(), 12);
+        assert_eq!(down.events, [ClientEvent::ConnectionLost]);
+        // Back: logged in again at 10,010 and heard from, but the first
+        // re-send after it (10,020) is lost on the way; the re-sends before
+        // the silence do not count, so the next one (11,620) still goes.
+        let up = against_exchange(&mut s, 10_000, 11_690, true, 5);
+        assert!(up
+            .events
+            .contains(&ClientEvent::LoggedIn { next_sequence: 5 }));
+        assert!(
+            !up.events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Unanswered { .. })),
+            "{:?}",
+            up.events
+        );
+        let times: Vec<u64> = up.requests.iter().map(|r| r.0).collect();
+        assert_eq!(times, [10_020, 10_020, 10_020, 11_620, 11_620, 11_620]);
+        // Answered: settled as usual.
+        let mut events = Vec::new();
+        for answer in [
+            accepted_at(5, a, symbol),
+            accepted_at(6, b, symbol),
+            canceled_at(7, resting, 1),
+        ] {
+            s.on_datagram(11_700, &answer, &mut |e| events.push(e));
+        }
+        let tokens: Vec<_> = events.iter().map(|e| e.token()).collect();
+        assert_eq!(tokens, [Some(a), Some(b), Some(resting)]);
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 0);
+        let after = against_exchange(&mut s, 11_710, 40_000, true, 8);
+        assert!(after.requests.is_empty() && after.events.is_empty());
+    }
+
+    #[test]
+    fn a_request_sent_after_answers_were_lost_is_not_given_up_for_them() {
+        let (mut s, _) = answers_lost_for_good();
+        let symbol = Symbol::new("TK2612").unwrap();
+        let later = s.enter(
+            20,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        let x = against_exchange(&mut s, 20, 20_000, true, 5);
+        let given_up: Vec<_> = x.events.iter().filter_map(|e| e.token()).collect();
+        assert_eq!(given_up.len(), 3);
+        assert!(!given_up.contains(&later));
+        // Still waiting, and still re-sent (the exchange has not answered).
+        assert_eq!(s.outstanding(), 1);
+        let resends = x.requests.iter().filter(|r| r.0 > 1_000).count();
+        assert!(resends >= 3, "{:?}", x.requests);
+        s.on_datagram(20_010, &accepted_at(5, later, symbol), &mut |_| {});
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 3);
     }
 
     #[test]

@@ -154,6 +154,10 @@ pub struct LoadReport {
     /// Of the lost, orders whose answer had not come when a ring's worth
     /// of later orders of their session were sent (see `tracking`).
     pub lost_overwritten: u64,
+    /// Orders whose session gave up waiting for their answer
+    /// ([`ClientEvent::Unanswered`]: it may have been among sequenced
+    /// messages the exchange no longer had); not in `lost` or `answered`.
+    pub given_up: u64,
     /// Sessions taken as lost after the exchange's silence (each then
     /// logged in again by itself).
     pub connections_lost: u64,
@@ -220,6 +224,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "rejected after an earlier answer to the same cancel (the exchange canceled the order first, or a re-sent copy): {}",
                 self.late_rejects
+            )?;
+        }
+        if self.given_up > 0 {
+            writeln!(
+                f,
+                "given up after lost answers: {} (the session stopped re-sending them; their outcome is unknown)",
+                self.given_up
             )?;
         }
         if self.connections_lost > 0 {
@@ -459,12 +470,13 @@ fn write_outputs(
     // The summary's percentiles are of the answered orders: what was sent,
     // lost and never sent is beside them.
     let json = format!(
-        "{{\"label\":\"{}\",\"intended_rate\":{},\"planned\":{},\"sent\":{},\"lost\":{},\"unsent\":{},{}",
+        "{{\"label\":\"{}\",\"intended_rate\":{},\"planned\":{},\"sent\":{},\"lost\":{},\"given_up\":{},\"unsent\":{},{}",
         args.label,
         args.rate,
         report.planned,
         report.sent,
         report.lost,
+        report.given_up,
         report.unsent,
         &json[1..]
     );

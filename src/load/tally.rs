@@ -69,6 +69,7 @@ impl Tally {
             rejected: HashMap::new(),
             late_rejects: 0,
             lost_overwritten: 0,
+            given_up: 0,
             connections_lost: 0,
             executions: 0,
             resent: 0,
@@ -110,6 +111,15 @@ impl Tally {
             }
             ClientEvent::Canceled { token, .. } => live.remove(token),
             ClientEvent::ConnectionLost => self.report.connections_lost += 1,
+            ClientEvent::Unanswered { token, .. } => {
+                // Its outcome is unknown: neither answered (no round trip)
+                // nor lost (the session stopped waiting for it).
+                let number = token_number(self.prefixes[session].as_bytes(), &token);
+                if number.is_some_and(|n| self.intended.remove(session, n).is_some()) {
+                    self.report.given_up += 1;
+                }
+                return;
+            }
             ClientEvent::Accepted {
                 token, qty, tif, ..
             }
@@ -167,5 +177,49 @@ impl Tally {
         self.intervals
             .push((self.interval_start, end, self.interval));
         (self.report, self.hist, self.intervals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Price, Qty, Side};
+
+    #[test]
+    fn an_order_given_up_after_lost_answers_is_counted_apart_from_answered_and_lost() {
+        let mut tally = Tally::new(vec!["L1".into()], 16, "t", 1_000, 1, SystemTime::UNIX_EPOCH);
+        let (given_up, waiting) = (*b"L1000000000001", *b"L1000000000002");
+        tally.sent(0, &given_up, 100);
+        tally.sent(0, &waiting, 100);
+        let unanswered = ClientEvent::Unanswered {
+            token: given_up,
+            request: b'O',
+        };
+        tally.on_event(500, 0, unanswered);
+        // Reported once by the session; a second report, or an answer that
+        // still comes, counts nothing more.
+        tally.on_event(600, 0, unanswered);
+        tally.on_event(
+            700,
+            0,
+            ClientEvent::Accepted {
+                token: given_up,
+                order_reference: 1,
+                side: Side::Buy,
+                qty: Qty::new(1),
+                price: Price::from_raw(1),
+                tif: Tif::Ioc,
+            },
+        );
+        assert_eq!(tally.intended.lost(), 1, "only the one still waiting");
+        let (mut report, hist, _) = tally.finish(SystemTime::UNIX_EPOCH);
+        assert_eq!((report.given_up, report.answered), (1, 0));
+        assert_eq!(hist.len(), 0, "no round trip");
+        assert!(report
+            .to_string()
+            .lines()
+            .any(|l| l.starts_with("given up after lost answers: 1 ")));
+        report.given_up = 0;
+        assert!(!report.to_string().contains("given up"));
     }
 }
