@@ -667,6 +667,25 @@ fn engine_itch() -> &'static [u8] {
     })
 }
 
+/// `len` bytes of the engine's ITCH stream from `start` (so the framing
+/// is often garbage), with bytes changed at `flips`.
+fn mangled_engine_itch(
+    start: prop::sample::Index,
+    len: usize,
+    flips: Vec<(prop::sample::Index, u8)>,
+) -> Vec<u8> {
+    let base = engine_itch();
+    let from = start.index(base.len());
+    let mut b = base[from..(from + len).min(base.len())].to_vec();
+    for (at, v) in flips {
+        if !b.is_empty() {
+            let i = at.index(b.len());
+            b[i] = v;
+        }
+    }
+    b
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
 
@@ -681,15 +700,7 @@ proptest! {
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
         noise in bytes(),
     ) {
-        let base = engine_itch();
-        let from = start.index(base.len());
-        let mut b = base[from..(from + len).min(base.len())].to_vec();
-        for (at, v) in flips {
-            if !b.is_empty() {
-                let i = at.index(b.len());
-                b[i] = v;
-            }
-        }
+        let b = mangled_engine_itch(start, len, flips);
         prop_assert_eq!(itch::stream(&b).collect::<Vec<_>>(), stream_reference(&b));
         prop_assert_eq!(itch::stream(&noise).collect::<Vec<_>>(), stream_reference(&noise));
     }
@@ -703,15 +714,7 @@ proptest! {
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
         noise in bytes(),
     ) {
-        let base = engine_itch();
-        let from = start.index(base.len());
-        let mut b = base[from..(from + len).min(base.len())].to_vec();
-        for (at, v) in flips {
-            if !b.is_empty() {
-                let i = at.index(b.len());
-                b[i] = v;
-            }
-        }
+        let b = mangled_engine_itch(start, len, flips);
         for input in [&b, &noise] {
             let mut got = Vec::new();
             itch_dispatch::for_each(input, |m| got.push(m));

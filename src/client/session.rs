@@ -1217,6 +1217,18 @@ mod tests {
         }
     }
 
+    /// Enters a one-lot TK2612 buy at time 0; its token.
+    fn one_lot_at_0(s: &mut ClientSession) -> Token {
+        s.enter(
+            0,
+            Symbol::new("TK2612").unwrap(),
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        )
+    }
+
     fn logged_in(resend_after: u64) -> ClientSession {
         let mut s = ClientSession::new("demo01", "demo01", "AB", resend_after);
         let mut b = [0u8; 64];
@@ -1371,17 +1383,7 @@ mod tests {
     {
         let mut s = logged_in(100);
         let symbol = Symbol::new("TK2612").unwrap();
-        let enter = |s: &mut ClientSession| {
-            s.enter(
-                0,
-                symbol,
-                Side::Buy,
-                Qty::new(1),
-                Price::from_raw(1),
-                Tif::Day,
-            )
-        };
-        let (first, second) = (enter(&mut s), enter(&mut s));
+        let (first, second) = (one_lot_at_0(&mut s), one_lot_at_0(&mut s));
         let mut out = [0u8; 1400];
         while s.poll_transmit(0, &mut out).is_some() {}
         // The times Enter Orders are re-sent between `from` and `to`.
@@ -1672,19 +1674,9 @@ mod tests {
     fn answers_lost_for_good() -> (ClientSession, [Token; 3]) {
         let mut s = logged_in(100);
         let symbol = Symbol::new("TK2612").unwrap();
-        let enter = |s: &mut ClientSession| {
-            s.enter(
-                0,
-                symbol,
-                Side::Buy,
-                Qty::new(1),
-                Price::from_raw(1),
-                Tif::Day,
-            )
-        };
-        let resting = enter(&mut s);
+        let resting = one_lot_at_0(&mut s);
         s.on_datagram(0, &accepted_at(1, resting, symbol), &mut |_| {});
-        let (a, b) = (enter(&mut s), enter(&mut s));
+        let (a, b) = (one_lot_at_0(&mut s), one_lot_at_0(&mut s));
         s.cancel(0, resting, Qty::ZERO);
         while s.poll_transmit(0, &mut [0u8; 1400]).is_some() {}
         s.on_datagram(10, &heartbeat(5), &mut |_| {});
