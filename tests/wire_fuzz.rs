@@ -91,9 +91,9 @@ fn decode_all(b: &[u8]) {
     for m in itch::stream(b) {
         let _ = m.map(|m| m.header());
     }
-    itch_dispatch::for_each(b, |m| {
+    for m in dispatched(b) {
         let _ = m.map(|m| m.header());
-    });
+    }
     if let Ok(p) = moldudp64::Packet::parse(b) {
         for (_, m) in p.messages() {
             let _ = itch::Message::parse(m);
@@ -667,6 +667,14 @@ fn engine_itch() -> &'static [u8] {
     })
 }
 
+/// What [`itch_dispatch::for_each`] hands over, in order (one instance of
+/// it for the whole file: each is large to compile).
+fn dispatched(b: &[u8]) -> Vec<Result<itch::Message<'_>, tokex::wire::DecodeError>> {
+    let mut got = Vec::new();
+    itch_dispatch::for_each(b, |m| got.push(m));
+    got
+}
+
 /// `len` bytes of the engine's ITCH stream from `start` (so the framing
 /// is often garbage), with bytes changed at `flips`.
 fn mangled_engine_itch(
@@ -716,9 +724,7 @@ proptest! {
     ) {
         let b = mangled_engine_itch(start, len, flips);
         for input in [&b, &noise] {
-            let mut got = Vec::new();
-            itch_dispatch::for_each(input, |m| got.push(m));
-            prop_assert_eq!(got, stream_reference(input));
+            prop_assert_eq!(dispatched(input), stream_reference(input));
         }
     }
 }
@@ -759,10 +765,8 @@ fn dispatch_by_groups_of_four_handles_odd_messages_at_every_position_of_a_group(
             msgs[at] = o;
             let b = frame(&msgs);
             for cut in [b.len(), b.len() - 1, b.len() - 20] {
-                let mut got = Vec::new();
-                itch_dispatch::for_each(&b[..cut], |m| got.push(m));
                 assert_eq!(
-                    got,
+                    dispatched(&b[..cut]),
                     stream_reference(&b[..cut]),
                     "odd {o:?} at {at}, cut at {cut}"
                 );
