@@ -12,9 +12,9 @@
 //! known: a jump per four messages instead of one per message. A group of
 //! four mispredicts more often than one message does, but not four times
 //! as often, so there are fewer mispredictions per message (measured in
-//! README, Performance, Codecs). The price is code size: the handler is
-//! inlined 1,024 times, so this suits a handler of a few instructions per
-//! type. The feed book's is larger, and rebuilds no faster through this
+//! README, Performance, Codecs). The price is code size: the handler's
+//! arm for each of the three classes is inlined in every group (768
+//! places), so this suits a handler of a few instructions per type. The feed book's is larger, and rebuilds no faster through this
 //! (README, Codecs): it uses [`super::itch::stream`], the plain iterator.
 
 use super::itch::{self, AddOrder, Message, OrderDelete, OrderExecuted};
