@@ -119,9 +119,7 @@ impl Conn {
 }
 
 pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
-    if !crate::config::is_lab_unicast(*args.tcp.ip()) && !args.tcp.ip().is_loopback() {
-        bail!("{} is not a lab address", args.tcp);
-    }
+    crate::net::lab_route::lab_source(*args.tcp.ip())?;
     let stream = TcpStream::connect_timeout(&SocketAddr::V4(args.tcp), Duration::from_secs(3))
         .with_context(|| format!("connecting to {}", args.tcp))?;
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;

@@ -22,9 +22,11 @@ pub struct UdpClient {
 const RECV_BATCH: usize = 16;
 
 impl UdpClient {
-    /// Binds an ephemeral port and targets `server`.
+    /// Binds an ephemeral port and targets `server`. Refused (before
+    /// anything is sent) unless `server` is a lab address reached through a
+    /// lab interface, or loopback ([`crate::net::lab_route`]).
     pub fn new(session: ClientSession, server: SocketAddrV4) -> std::io::Result<UdpClient> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        let socket = crate::net::lab_route::lab_socket(*server.ip())?;
         // Answers to a burst of orders arrive together: the port's deep
         // receive buffer keeps them from being dropped (then recovered by
         // sequence) while the caller is busy.

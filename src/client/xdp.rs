@@ -47,7 +47,7 @@ impl XdpClients {
         let mut ports = Vec::with_capacity(sessions.len());
         let mut local_ip = None;
         for _ in &sessions {
-            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            let socket = crate::net::lab_route::lab_socket(*server.ip())?;
             socket.connect(server)?;
             socket.set_nonblocking(true)?;
             let SocketAddr::V4(local) = socket.local_addr()? else {

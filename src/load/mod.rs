@@ -256,12 +256,9 @@ impl fmt::Display for LoadReport {
 
 /// Runs the load against the exchange at `args.target`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
-    if !(crate::config::is_lab_unicast(*args.target.ip()) || args.target.ip().is_loopback()) {
-        bail!(
-            "{} is not a lab address (198.18.0.0/24) or loopback: tokex load only targets the lab",
-            args.target
-        );
-    }
+    // Before anything is sent: the target is in the lab, and so is the
+    // route to it (not the default namespace's way out).
+    crate::net::lab_route::lab_source(*args.target.ip())?;
     let flow = Flow::new(args)?;
     println!(
         "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
