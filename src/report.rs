@@ -111,19 +111,49 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
             files.push(i.clone());
         }
     }
+    if files.is_empty() {
+        bail!(
+            "no .hgrm files in {}: a bench keeps each run in a directory of its own (pass those, e.g. DIR/*/roundtrip.hgrm)",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     files
         .iter()
-        .map(|f| {
+        .zip(labels(&files))
+        .map(|(f, label)| {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            let label = f
-                .file_stem()
-                .map_or("run".into(), |s| s.to_string_lossy().to_string());
             let mut run = parse_hgrm(&label, &text)?;
             run.outcome = std::fs::read_to_string(f.with_extension("json"))
                 .ok()
                 .and_then(|j| Outcome::from_json(&j));
             Ok(run)
+        })
+        .collect()
+}
+
+/// A label per file: its name without `.hgrm`, or, where two files share a
+/// name (every bench run writes `roundtrip.hgrm` in its own directory),
+/// `directory/name` for those.
+fn labels(files: &[PathBuf]) -> Vec<String> {
+    let stem = |f: &PathBuf| {
+        f.file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy().to_string())
+    };
+    let stems: Vec<String> = files.iter().map(stem).collect();
+    files
+        .iter()
+        .zip(&stems)
+        .map(|(f, s)| {
+            let shared = stems.iter().filter(|o| *o == s).count() > 1;
+            match f.parent().and_then(|d| d.file_name()) {
+                Some(dir) if shared => format!("{}/{s}", dir.to_string_lossy()),
+                _ => s.clone(),
+            }
         })
         .collect()
 }
@@ -190,6 +220,8 @@ pub fn plot(runs: &[Run], png: &Path, title: &str) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 28))
         .margin(20)
+        // Room on the right for the last percentile's label (99.9999%).
+        .margin_right(50)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d((1.0..cap).log_scale(), (ymin..ymax).log_scale())?;
@@ -334,6 +366,29 @@ mod tests {
             .filter(|w| !(w[0].0 < w[1].0 && w[0].1 <= w[1].1))
             .collect();
         assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn files_of_the_same_name_are_labelled_by_their_directories() {
+        let files: Vec<PathBuf> = [
+            "out/xdp-10k/roundtrip.hgrm",
+            "out/udp-10k/roundtrip.hgrm",
+            "out/load.hgrm",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            labels(&files),
+            ["xdp-10k/roundtrip", "udp-10k/roundtrip", "load"]
+        );
+    }
+
+    #[test]
+    fn a_directory_without_hgrm_files_is_an_error_that_says_where_runs_are() {
+        let dir = crate::test_dir::TempDir::new("report-empty");
+        let e = collect(&[dir.join("")]).unwrap_err().to_string();
+        assert!(e.contains("no .hgrm files"), "{e}");
     }
 
     #[test]
