@@ -363,12 +363,7 @@ fn live(
             Ok(_) => foreign += 1,
             Err(_) => {}
         }
-        // Answers count only from the retransmission server asked.
-        while let Ok((n, from)) = req.recv_from(&mut buf) {
-            if from == SocketAddr::V4(args.retransmit) {
-                h.on_packet_with(now(), &buf[..n], seen);
-            }
-        }
+        read_answers(&req, args.retransmit, &mut buf, h, seen);
         if let Some(r) = h.poll_request(now()) {
             let _ = req.send_to(&r, args.retransmit);
         }
@@ -385,6 +380,36 @@ fn live(
         crate::runtime::ThreadUsage::current().since(&usage)
     );
     Ok(foreign)
+}
+
+/// Datagrams read from the request socket per turn of the live loop at
+/// most: anyone can send to it, and a flood read until it stopped held the
+/// loop away from the feed and the deadline for as long as it lasted. A
+/// whole answer to one request (2,048 messages, about 75 packets at most)
+/// fits in one turn.
+const MAX_ANSWERS_PER_TURN: usize = 128;
+
+/// Reads what waits on the (non-blocking) request socket, at most
+/// [`MAX_ANSWERS_PER_TURN`] datagrams, and hands those from the
+/// retransmission server asked to the handler; returns how many it read.
+fn read_answers(
+    req: &UdpSocket,
+    server: SocketAddrV4,
+    buf: &mut [u8],
+    h: &mut FeedHandler,
+    seen: &mut impl FnMut(u64, &Message<'_>),
+) -> usize {
+    let mut read = 0;
+    while read < MAX_ANSWERS_PER_TURN {
+        let Ok((n, from)) = req.recv_from(buf) else {
+            break;
+        };
+        read += 1;
+        if from == SocketAddr::V4(server) {
+            h.on_packet_with(now(), &buf[..n], seen);
+        }
+    }
+    read
 }
 
 /// Top of book per contract.
@@ -427,6 +452,37 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         feed: FeedArgs,
+    }
+
+    #[test]
+    fn a_flood_on_the_request_socket_is_read_a_bounded_number_a_turn() {
+        use super::{read_answers, FeedHandler, MAX_ANSWERS_PER_TURN};
+        use std::net::UdpSocket;
+        use std::time::{Duration, Instant};
+        let req = UdpSocket::bind("127.0.0.1:0").unwrap();
+        req.set_nonblocking(true).unwrap();
+        let to = req.local_addr().unwrap();
+        // Anyone's datagrams, for as long as the reader keeps reading.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let end = Instant::now() + Duration::from_secs(2);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                    let _ = s.send_to(&[0u8; 20], to);
+                }
+            })
+        };
+        // Let a few hundred queue up.
+        std::thread::sleep(Duration::from_millis(50));
+        let server = "127.0.0.1:9".parse().unwrap();
+        let mut h = FeedHandler::new();
+        let read = read_answers(&req, server, &mut [0u8; 2048], &mut h, &mut |_, _| {});
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flood.join().unwrap();
+        assert!(read > 0 && read <= MAX_ANSWERS_PER_TURN, "{read}");
+        assert_eq!(h.stats().packets, 0, "none was the server's");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Owns the expected sequence number. Packets ahead of it are buffered
 //! (bounded) while the missing range is requested from the retransmission
 //! server, again after a timeout that doubles; duplicates are dropped; a
-//! late joiner requests everything from sequence 1.
+//! late joiner requests everything from sequence 1. A packet whose
+//! numbering would run past 2^64 is a bad packet (wrapped, it would number
+//! its messages as the day's first).
 //!
 //! Follows one MoldUDP64 session: the one it is told to
 //! ([`FeedHandler::follow_session`]), or else the first one it hears.
@@ -27,11 +29,18 @@ const MAX_BACKOFF: u64 = 200_000_000;
 /// whole and the handler can tell one still arriving from one lost.
 const REQUEST_CHUNK: u64 = 2_048;
 
-/// Most messages held while a gap is open. Only messages that decode are
-/// held (at most 50 bytes each: ITCH 5.0's longest), so this bounds the
-/// memory too; one that does not decode is left to be re-requested and
-/// counted when it comes in order.
+/// Most messages held while a gap is open. Only messages of at most
+/// [`MAX_HELD_LEN`] bytes are held, so this bounds the memory too; a longer
+/// one (no ITCH 5.0 message) is left to be re-requested and counted when it
+/// comes in order.
 const MAX_BUFFERED: usize = 1 << 20;
+
+/// ITCH 5.0's longest message (NOII, 50 bytes). Held by length, not by
+/// whether tokex decodes it: a type tokex does not decode (Reg SHO, LULD,
+/// ... in another producer's feed) still takes its sequence number, and
+/// left out of the buffer it stopped the gap's closing there (for good in
+/// a capture, which holds no answer to a request nobody made).
+const MAX_HELD_LEN: usize = 50;
 
 /// Counts of the feed handler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,14 +189,22 @@ impl FeedHandler {
             self.stats.other_session += 1;
             return;
         }
-        self.stats.packets += 1;
         let first = p.header.sequence();
         if p.is_heartbeat() || p.is_end_of_session() {
+            self.stats.packets += 1;
             self.horizon = self.horizon.max(first);
             self.ended |= p.is_end_of_session();
             self.note_gap();
             return;
         }
+        // Numbering that would run past 2^64 (only a hostile or broken
+        // header: the handler never gets there) wraps back to the start of
+        // the day, where its messages would be taken for the real ones.
+        if first.checked_add(u64::from(p.header.count())).is_none() {
+            self.stats.bad_packets += 1;
+            return;
+        }
+        self.stats.packets += 1;
         for (seq, msg) in p.messages() {
             self.horizon = self.horizon.max(seq.saturating_add(1));
             if seq < self.next || self.buffered.contains_key(&seq) {
@@ -197,7 +214,7 @@ impl FeedHandler {
                     self.stats.recovered += 1;
                 }
                 self.apply(now, msg, self.in_gap, seen);
-            } else if self.buffered.len() < MAX_BUFFERED && Message::parse(msg).is_ok() {
+            } else if self.buffered.len() < MAX_BUFFERED && msg.len() <= MAX_HELD_LEN {
                 self.buffered.insert(seq, msg.to_vec());
             }
         }
@@ -288,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn only_messages_that_decode_are_held_in_a_gap_so_its_memory_is_bounded() {
+    fn only_messages_no_longer_than_itch_allows_are_held_in_a_gap_so_its_memory_is_bounded() {
         let mut h = FeedHandler::new();
         // Far-ahead packets of one 1,400-byte message each: not held.
         for seq in 0..1_000u64 {
@@ -311,6 +328,76 @@ mod tests {
         let mut h = FeedHandler::new();
         h.on_packet(Nanos(1), ahead.bytes());
         assert_eq!(h.buffered.len(), first.messages().count());
+    }
+
+    /// A packet of `msgs` numbered from `first`, in session TOKEX00001.
+    fn packet_of(first: u64, msgs: &[&[u8]]) -> Vec<u8> {
+        let mut b = PacketBuilder::new(*b"TOKEX00001", first, moldudp64::MAX_PACKET);
+        for m in msgs {
+            b.push(m).unwrap();
+        }
+        b.bytes().to_vec()
+    }
+
+    #[test]
+    fn a_packet_whose_numbering_would_wrap_past_the_top_is_a_bad_packet_and_applies_nothing() {
+        use crate::wire::itch::{event, Header, SystemEvent};
+        use zerocopy::IntoBytes;
+        let h = Header {
+            stock_locate: 0,
+            tracking_number: 0,
+            timestamp: 1,
+        };
+        let start = SystemEvent::new(h, event::START_OF_MESSAGES);
+        let other = SystemEvent::new(h, event::START_OF_SYSTEM_HOURS);
+        let mut seq = Vec::new();
+        let mut f = FeedHandler::new().follow_session(*b"TOKEX00001");
+        // Numbered u64::MAX, then (wrapping) 0 and 1: the third would be
+        // taken for the day's first message.
+        let hostile = packet_of(
+            u64::MAX,
+            &[other.as_bytes(), other.as_bytes(), other.as_bytes()],
+        );
+        f.on_packet_with(Nanos(1), &hostile, &mut |s, m| {
+            seq.push((s, m.bytes().to_vec()))
+        });
+        assert_eq!((f.stats().messages, f.next_sequence()), (0, 1));
+        assert_eq!(f.stats().bad_packets, 1);
+        assert!(f.poll_request(Nanos(2)).is_none(), "and no gap up to 2^64");
+        // The real first message is applied, not dropped as a duplicate.
+        f.on_packet_with(Nanos(3), &packet_of(1, &[start.as_bytes()]), &mut |s, m| {
+            seq.push((s, m.bytes().to_vec()))
+        });
+        assert_eq!(seq, [(1, start.as_bytes().to_vec())]);
+        assert_eq!(f.stats().duplicates, 0);
+    }
+
+    #[test]
+    fn a_message_of_a_type_tokex_does_not_decode_is_held_in_a_gap_and_the_gap_closes_past_it() {
+        use crate::wire::itch::{event, Header, SystemEvent};
+        use zerocopy::IntoBytes;
+        let h = Header {
+            stock_locate: 1,
+            tracking_number: 0,
+            timestamp: 1,
+        };
+        let s = SystemEvent::new(h, event::START_OF_MESSAGES);
+        // ITCH 5.0 Reg SHO Restriction `Y` (20 bytes), as another
+        // producer's feed has them.
+        let mut reg_sho = vec![b'Y', 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        reg_sho.extend_from_slice(b"TK2612  0");
+        // The packet of 3..=5 before the one of 1..=2 (reordered, as a
+        // capture can hold it): nothing is requested in a capture.
+        let mut f = FeedHandler::new().follow_session(*b"TOKEX00001");
+        let ahead = packet_of(3, &[s.as_bytes(), reg_sho.as_slice(), s.as_bytes()]);
+        f.on_packet(Nanos(1), &ahead);
+        f.on_packet(Nanos(2), &packet_of(1, &[s.as_bytes(), s.as_bytes()]));
+        assert_eq!(f.next_sequence(), 6, "past the Reg SHO message");
+        assert!(
+            f.poll_request(Nanos(3)).is_none(),
+            "nothing left to ask for"
+        );
+        assert_eq!((f.stats().messages, f.stats().gaps), (5, 1));
     }
 
     #[test]

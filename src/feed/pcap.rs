@@ -5,9 +5,12 @@
 //! the IPv4/UDP datagrams of the market data in them (to the multicast
 //! group and port, or retransmission answers from the retransmission
 //! server), and accounting for which MoldUDP64 sequence numbers the capture
-//! holds, so that what it misses is reported rather than hidden. The
-//! datagrams go, in capture order, with their capture time, to the same
-//! sans-IO [`FeedHandler`] the live feed uses; nothing here opens a socket.
+//! holds, so that what it misses is reported rather than hidden (a file
+//! that ends inside a record, as a capture killed mid-write does, is read
+//! up to it and reported as cut short). The datagrams go, in capture
+//! order, with their capture time (pcapng's per-interface timestamp unit
+//! applied), to the same sans-IO [`FeedHandler`] the live feed uses;
+//! nothing here opens a socket.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +20,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use zerocopy::FromBytes;
@@ -93,6 +99,64 @@ impl Link {
             DataLink::RAW | DataLink::IPV4 => Ok(Link::RawIp),
             other => Err(CaptureError::UnsupportedLink(u32::from(other))),
         }
+    }
+}
+
+/// How a capture file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// After its last record.
+    #[default]
+    Whole,
+    /// Inside a record (a capture killed while writing, a copy of one
+    /// still being written): the records before it were read.
+    CutShort,
+}
+
+/// The clock of a pcapng interface: its timestamp unit (`if_tsresol`:
+/// 10^-n s, or 2^-n s with the top bit set; 10^-6 s when absent) and
+/// offset (`if_tsoffset`, seconds). pcap-file hands over an Enhanced
+/// Packet's timestamp units as that many nanoseconds whatever the unit: a
+/// capture in microseconds (pcapng's default) was dated 1,000 times
+/// nearer the epoch, and every feed latency of it was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InterfaceClock {
+    resolution: u8,
+    offset_secs: i64,
+}
+
+impl InterfaceClock {
+    fn of(i: &InterfaceDescriptionBlock<'_>) -> InterfaceClock {
+        let mut c = InterfaceClock {
+            resolution: 6,
+            offset_secs: 0,
+        };
+        for o in &i.options {
+            match *o {
+                InterfaceDescriptionOption::IfTsResol(r) => c.resolution = r,
+                InterfaceDescriptionOption::IfTsOffset(s) => c.offset_secs = s as i64,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// The time since the epoch of a timestamp of `units` of this clock.
+    fn time(self, units: u64) -> Duration {
+        const NS: u128 = 1_000_000_000;
+        let n = u32::from(self.resolution & 0x7f);
+        let per_second = if self.resolution & 0x80 == 0 {
+            10u128.checked_pow(n)
+        } else {
+            2u128.checked_pow(n)
+        };
+        // A unit finer than 10^-38 s is no clock: time 0.
+        let ns = per_second.map_or(0, |d| u128::from(units) * NS / d);
+        let secs = u64::try_from(ns / NS)
+            .unwrap_or(u64::MAX)
+            .checked_add_signed(self.offset_secs)
+            .unwrap_or(0);
+        Duration::new(secs, (ns % NS) as u32)
     }
 }
 
@@ -213,7 +277,10 @@ impl Coverage {
             self.end_of_session |= p.is_end_of_session();
             return;
         }
-        let end = first.saturating_add(u64::from(p.header.count()));
+        // Numbering past 2^64 is a bad packet to the handler too.
+        let Some(end) = first.checked_add(u64::from(p.header.count())) else {
+            return;
+        };
         self.horizon = self.horizon.max(end);
         self.insert(first, end);
     }
@@ -287,6 +354,8 @@ pub struct CaptureReport {
     /// The followed session's packets (another session's are skipped by
     /// the handler and not counted here).
     pub coverage: Coverage,
+    /// Whether the file ended inside a record.
+    pub ending: Ending,
 }
 
 impl CaptureReport {
@@ -329,6 +398,12 @@ impl fmt::Display for CaptureReport {
         if !self.coverage.end_of_session() {
             write!(f, "; no End of Session")?;
         }
+        if self.ending == Ending::CutShort {
+            write!(
+                f,
+                "; the file ends inside a record (cut short), read up to it"
+            )?;
+        }
         Ok(())
     }
 }
@@ -346,12 +421,24 @@ pub struct Filter {
     pub session: [u8; 10],
 }
 
+/// A record that the file ends inside is the end of the capture, not an
+/// error: the records before it stand.
+fn cut_short(e: pcap_file::PcapError) -> Result<Ending, CaptureError> {
+    match e {
+        pcap_file::PcapError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Ok(Ending::CutShort)
+        }
+        e => Err(e.into()),
+    }
+}
+
 /// Calls `frame(time since the epoch, link, bytes)` for every packet of a
-/// pcap or pcapng file, in file order.
+/// pcap or pcapng file, in file order; says whether the file ended inside
+/// a record.
 pub fn read_frames(
     path: &Path,
     frame: &mut impl FnMut(Duration, Link, &[u8]),
-) -> Result<(), CaptureError> {
+) -> Result<Ending, CaptureError> {
     let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut magic = [0u8; 4];
     file.read_exact(&mut magic)?;
@@ -359,13 +446,19 @@ pub fn read_frames(
     match magic {
         [0x0a, 0x0d, 0x0d, 0x0a] => {
             let mut r = PcapNgReader::new(file)?;
-            let mut links: Vec<Result<Link, CaptureError>> = Vec::new();
+            let mut links: Vec<Result<(Link, InterfaceClock), CaptureError>> = Vec::new();
             while let Some(block) = r.next_block() {
-                match block? {
+                let block = match block {
+                    Ok(b) => b,
+                    Err(e) => return cut_short(e),
+                };
+                match block {
                     Block::SectionHeader(_) => links.clear(),
-                    Block::InterfaceDescription(i) => links.push(Link::of(i.linktype)),
+                    Block::InterfaceDescription(i) => {
+                        links.push(Link::of(i.linktype).map(|l| (l, InterfaceClock::of(&i))))
+                    }
                     Block::EnhancedPacket(p) => {
-                        let link = match links.get(p.interface_id as usize) {
+                        let (link, clock) = match links.get(p.interface_id as usize) {
                             Some(Ok(l)) => *l,
                             Some(Err(CaptureError::UnsupportedLink(l))) => {
                                 return Err(CaptureError::UnsupportedLink(*l))
@@ -377,11 +470,13 @@ pub fn read_frames(
                                 )))
                             }
                         };
-                        frame(p.timestamp, link, &p.data);
+                        // pcap-file's "nanoseconds" are the raw units.
+                        let units = u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                        frame(clock.time(units), link, &p.data);
                     }
                     Block::SimplePacket(p) => {
                         let link = match links.first() {
-                            Some(Ok(l)) => *l,
+                            Some(Ok((l, _))) => *l,
                             _ => {
                                 return Err(CaptureError::Format(
                                     "simple packet without an interface".into(),
@@ -401,13 +496,16 @@ pub fn read_frames(
             let mut r = PcapReader::new(file)?;
             let link = Link::of(r.header().datalink)?;
             while let Some(p) = r.next_packet() {
-                let p = p?;
+                let p = match p {
+                    Ok(p) => p,
+                    Err(e) => return cut_short(e),
+                };
                 frame(p.timestamp, link, &p.data);
             }
         }
         other => return Err(CaptureError::NotACapture(other)),
     }
-    Ok(())
+    Ok(Ending::Whole)
 }
 
 /// Feeds the market data of a capture to `handler`, in capture order and
@@ -420,7 +518,7 @@ pub fn replay(
     seen: &mut impl FnMut(u64, &Message<'_>),
 ) -> Result<CaptureReport, CaptureError> {
     let mut report = CaptureReport::default();
-    read_frames(path, &mut |time, link, bytes| {
+    let ending = read_frames(path, &mut |time, link, bytes| {
         report.frames += 1;
         let d = match datagram(link, bytes) {
             Ok(d) => d,
@@ -450,6 +548,7 @@ pub fn replay(
         }
         handler.on_packet_with(Nanos(time.as_nanos() as u64), d.payload, seen);
     })?;
+    report.ending = ending;
     Ok(report)
 }
 
@@ -472,6 +571,156 @@ mod tests {
             c.packet(&moldudp64::Packet::parse(&bytes).unwrap());
         }
         c
+    }
+
+    /// An Ethernet frame of `payload` from the exchange to the feed group.
+    fn feed_frame(payload: &[u8]) -> Vec<u8> {
+        use crate::wire::ethernet::{write_udp_headers, Endpoints, HEADERS_LEN};
+        let ep = Endpoints {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [1, 0, 0x5e, 0x46, 0, 1],
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "239.198.0.1:9100".parse().unwrap(),
+        };
+        let mut f = vec![0u8; HEADERS_LEN + payload.len()];
+        f[HEADERS_LEN..].copy_from_slice(payload);
+        write_udp_headers(&mut f, &ep, 1, 1, payload.len()).unwrap();
+        f
+    }
+
+    fn filter() -> Filter {
+        Filter {
+            feed: "239.198.0.1:9100".parse().unwrap(),
+            source: "198.18.0.1".parse().unwrap(),
+            retransmit: "198.18.0.1:9101".parse().unwrap(),
+            session: *b"TOKEX00001",
+        }
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("tokex-pcap-unit-{name}-{}", std::process::id()))
+    }
+
+    /// pcap and pcapng files of the packets of 1..=30 (ten each), as
+    /// Ethernet frames.
+    fn captures(name: &str) -> [(std::path::PathBuf, usize); 2] {
+        use pcap_file::pcap::{PcapPacket, PcapWriter};
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        let frames: Vec<Vec<u8>> = [1, 11, 21]
+            .iter()
+            .map(|&s| feed_frame(&packet(s, 10)))
+            .collect();
+        let pcap = tmp(&format!("{name}.pcap"));
+        let mut w = PcapWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+        for f in &frames {
+            w.write_packet(&PcapPacket::new(Duration::from_secs(1), f.len() as u32, f))
+                .unwrap();
+        }
+        drop(w);
+        let pcapng = tmp(&format!("{name}.pcapng"));
+        let mut w = PcapNgWriter::new(std::fs::File::create(&pcapng).unwrap()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0xffff))
+            .unwrap();
+        for f in &frames {
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_secs(1),
+                original_len: f.len() as u32,
+                data: std::borrow::Cow::Borrowed(f),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        drop(w);
+        // The last record's header and part of its frame.
+        let cut = frames[2].len() / 2;
+        [(pcap, cut), (pcapng, cut)]
+    }
+
+    #[test]
+    fn a_capture_cut_short_inside_a_record_is_read_up_to_it_and_reported_as_cut_short() {
+        for (path, cut) in captures("cut") {
+            let whole = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &whole[..whole.len() - cut]).unwrap();
+            let mut h = FeedHandler::new().follow_session(*b"TOKEX00001");
+            let report = replay(&path, filter(), &mut h, &mut |_, _| {});
+            let _ = std::fs::remove_file(&path);
+            let report = report.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(report.ending, Ending::CutShort, "{}", path.display());
+            assert_eq!((report.frames, report.datagrams), (2, 2));
+            assert_eq!(h.next_sequence(), 21, "the records before the cut");
+            assert!(report.to_string().contains("cut short"), "{report}");
+        }
+    }
+
+    #[test]
+    fn a_whole_capture_is_not_reported_as_cut_short() {
+        for (path, _) in captures("whole") {
+            let mut h = FeedHandler::new().follow_session(*b"TOKEX00001");
+            let report = replay(&path, filter(), &mut h, &mut |_, _| {}).unwrap();
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(report.ending, Ending::Whole);
+            assert_eq!(h.next_sequence(), 31);
+            assert!(!report.to_string().contains("cut short"), "{report}");
+        }
+    }
+
+    #[test]
+    fn pcapng_timestamps_are_read_in_their_interfaces_unit_microseconds_when_unsaid() {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        // 2023-11-14 22:13:20.123456789 UTC.
+        let at = Duration::new(1_700_000_000, 123_456_789);
+        let path = tmp("tsresol.pcapng");
+        let mut w = PcapNgWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        // Interfaces: no if_tsresol (microseconds), nanoseconds, 2^-10 s
+        // with an offset of 100 s.
+        let options = [
+            vec![],
+            vec![InterfaceDescriptionOption::IfTsResol(9)],
+            vec![
+                InterfaceDescriptionOption::IfTsResol(0x80 | 10),
+                InterfaceDescriptionOption::IfTsOffset(100),
+            ],
+        ];
+        for o in options {
+            let mut i = InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0xffff);
+            i.options = o;
+            w.write_pcapng_block(i).unwrap();
+        }
+        let units = [
+            at.as_micros() as u64,
+            at.as_nanos() as u64,
+            ((at.as_nanos() - 100_000_000_000) * 1024 / 1_000_000_000) as u64,
+        ];
+        let f = feed_frame(&packet(1, 1));
+        for (interface, u) in units.into_iter().enumerate() {
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: interface as u32,
+                // pcap-file writes a Duration's nanoseconds as the units.
+                timestamp: Duration::from_nanos(u),
+                original_len: f.len() as u32,
+                data: std::borrow::Cow::Borrowed(&f),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        drop(w);
+        let mut times = Vec::new();
+        let read = read_frames(&path, &mut |t, _, _| times.push(t));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read.unwrap(), Ending::Whole);
+        assert_eq!(
+            times,
+            [
+                Duration::new(1_700_000_000, 123_456_000),
+                at,
+                // 1,699,999,900 s and 126/1024 s in 2^-10 s units, then
+                // the 100 s offset.
+                Duration::new(1_700_000_000, 123_046_875),
+            ]
+        );
     }
 
     #[test]
