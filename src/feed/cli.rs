@@ -8,7 +8,7 @@
 //! ([`super::pcap`]), with the same outputs, and reports what the capture
 //! misses.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,7 +46,11 @@ pub struct FeedArgs {
     /// dropped.
     #[arg(long, default_value = "TOKEX00001", value_parser = session_name)]
     pub session: [u8; 10],
-    /// Stop after this many seconds even without End of Session.
+    /// Stop after this many seconds even without End of Session (0: no
+    /// limit, until End of Session or Ctrl-C). A stop before a complete
+    /// End of Session, by the limit or by Ctrl-C, still prints the
+    /// statistics and writes the files asked for, then exits with status
+    /// 1: the books are not known to be complete.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
     /// No live view, statistics only.
@@ -180,6 +184,30 @@ fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
     Ok(s)
 }
 
+/// Refuses addresses that would take the handler's traffic (its group
+/// membership reports, its retransmission requests) out of the lab: the
+/// group must be a lab group (239.198.0.0/16), and the retransmission
+/// server a lab address reached from `--interface-addr`
+/// ([`crate::net::lab_route`]). Loopback is allowed for tests.
+fn stays_in_the_lab(args: &FeedArgs) -> anyhow::Result<()> {
+    let [a, b, _, _] = args.group.octets();
+    if (a, b) != (239, 198) {
+        anyhow::bail!(
+            "{} is not a lab multicast group (239.198.0.0/16): tokex feed only joins the lab's",
+            args.group
+        );
+    }
+    let from = crate::net::lab_route::lab_source(*args.retransmit.ip())?;
+    if from != args.interface_addr && !from.is_loopback() {
+        anyhow::bail!(
+            "--interface-addr {} is not the lab address the retransmission server {} is reached from ({from})",
+            args.interface_addr,
+            args.retransmit
+        );
+    }
+    Ok(())
+}
+
 /// A classic BPF socket filter that drops `pct` % of datagrams at random:
 /// load the kernel's per-packet random number (the `SKF_AD_RANDOM`
 /// ancillary load), accept when it is at or above the threshold.
@@ -210,6 +238,9 @@ fn random_drop(pct: u8) -> [libc::sock_filter; 4] {
 /// duration, or over a capture with `--pcap`.
 pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     let contracts = ContractSet::load_dir(&args.contracts)?;
+    // Ctrl-C or SIGTERM ends the live loop; what was rebuilt is still
+    // reported (a second one ends the process at once).
+    let stopped = crate::runtime::Stop::on_signals()?;
     let mut csv = match &args.csv {
         Some(p) => {
             let mut f = std::io::BufWriter::new(
@@ -246,7 +277,7 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             let foreign = report.foreign;
             (Some(report), foreign)
         }
-        None => (None, live(args, &mut h, &mut seen, &contracts)?),
+        None => (None, live(args, &stopped, &mut h, &mut seen, &contracts)?),
     };
     if let Some(e) = csv_error {
         return Err(e).context("writing the CSV");
@@ -277,16 +308,14 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     } else {
         "receive"
     };
-    println!(
-        "feed latency (ITCH timestamp to {to}), messages applied as they arrived:\n{}\n{}",
-        Summary::table_header(),
-        h.latency.summary(0.0)
+    print_latency(
+        &format!("feed latency (ITCH timestamp to {to}), messages applied as they arrived"),
+        &h.latency,
     );
     if !h.gap_latency.is_empty() {
-        println!(
-            "feed latency (ITCH timestamp to {to}), messages that waited for a gap (a late join or a loss) to close:\n{}\n{}",
-            Summary::table_header(),
-            h.gap_latency.summary(0.0)
+        print_latency(
+            &format!("feed latency (ITCH timestamp to {to}), messages that waited for a gap (a late join or a loss) to close"),
+            &h.gap_latency,
         );
     }
     if let Some(path) = &args.hgrm {
@@ -321,11 +350,35 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
         }
     } else if !h.is_complete() {
         anyhow::bail!(
-            "the feed did not reach a complete end of session within {} s",
-            args.duration
+            "the feed stopped before a complete end of session ({}); the books are rebuilt up to sequence {}",
+            if stopped.is_set() {
+                "interrupted".to_string()
+            } else {
+                format!("--duration {} s reached", args.duration)
+            },
+            h.next_sequence().saturating_sub(1)
         );
     }
     Ok(s)
+}
+
+/// Prints one latency table, saying so when it is empty and how many
+/// values it holds at its 60 s ceiling (a late joiner's recovered
+/// messages are hours old).
+fn print_latency(title: &str, h: &crate::latency::LatencyHistogram) {
+    if h.is_empty() {
+        println!("{title}: none");
+        return;
+    }
+    println!("{title}:\n{}\n{}", Summary::table_header(), h.summary(0.0));
+    if h.beyond_range() > 0 {
+        println!(
+            "  ({} of them above {} s, counted as {} s: the histogram's ceiling)",
+            h.beyond_range(),
+            crate::latency::MAX_TRACKABLE_NS / 1_000_000_000,
+            crate::latency::MAX_TRACKABLE_NS / 1_000_000_000
+        );
+    }
 }
 
 /// The live loop: the group and the retransmission server, until End of
@@ -333,6 +386,7 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
 /// datagrams to the group came from a source other than the exchange.
 fn live(
     args: &FeedArgs,
+    stopped: &crate::runtime::Stop,
     h: &mut FeedHandler,
     seen: &mut impl FnMut(u64, &Message<'_>),
     contracts: &ContractSet,
@@ -346,6 +400,7 @@ fn live(
             .context("making the feed handler real-time")?;
         println!("runtime: feed handler under SCHED_FIFO, priority {priority}");
     }
+    stays_in_the_lab(args)?;
     let sock = join(args)?;
     let req = UdpSocket::bind(SocketAddrV4::new(args.interface_addr, 0))?;
     req.set_nonblocking(true)?;
@@ -354,10 +409,13 @@ fn live(
     }
     let mut buf = vec![0u8; 2048];
     let usage = crate::runtime::ThreadUsage::current();
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
+    // The live view redraws the terminal; written to a file or a pipe it
+    // is printed once, at the end.
+    let redraw = !args.quiet && std::io::stdout().is_terminal();
     let mut last_view = Instant::now();
     let mut foreign = 0;
-    while Instant::now() < deadline && !h.is_complete() {
+    while deadline.is_none_or(|d| Instant::now() < d) && !h.is_complete() && !stopped.is_set() {
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from.ip() == args.source => h.on_packet_with(now(), &buf[..n], seen),
             Ok(_) => foreign += 1,
@@ -367,13 +425,15 @@ fn live(
         if let Some(r) = h.poll_request(now()) {
             let _ = req.send_to(&r, args.retransmit);
         }
-        if !args.quiet && last_view.elapsed() >= Duration::from_millis(250) {
+        if redraw && last_view.elapsed() >= Duration::from_millis(250) {
             last_view = Instant::now();
             print!("\x1b[2J\x1b[H{}", view(h, contracts));
         }
     }
-    if !args.quiet {
+    if redraw {
         print!("\x1b[2J\x1b[H{}", view(h, contracts));
+    } else if !args.quiet {
+        print!("{}", view(h, contracts));
     }
     println!(
         "runtime: feed handler thread while receiving: {}",
