@@ -13,13 +13,21 @@
 //! of the account in that contract filled, the new order included. Margin
 //! per contract is `worst × margin price × lot × margin rate`, where the
 //! margin price is the highest price of the orders that added to the worst
-//! case since the position was last flat (the reference price before any):
-//! a cheap order does not re-price lots bought dearer, and a replace to a
+//! case, and of the fills that opened lots, since the position was last
+//! flat (the reference price before any): a cheap order does not re-price
+//! lots bought dearer, lots sold above a sell's limit or opened by a flip
+//! through zero are margined at their trade price, and a replace to a
 //! higher price is checked like a new order at that price. The account's
-//! total over all contracts must stay within its credit limit. Orders that
-//! neither raise the worst case nor its price (e.g. a sell against a long
-//! position) always pass, so an account over its limit can still reduce. Amounts in different quote
-//! currencies are added at par: the credit limit is one number.
+//! total over all contracts must stay within its credit limit. An order is
+//! checked at the highest price it can trade at (the engine passes the
+//! best bid for a sell that crosses the book), and one that can open lots
+//! (add to the position on its side, or take it through zero) is checked
+//! at its price even when it does not raise the worst case. Orders that
+//! neither raise the worst case nor its price (e.g. a sell that, with the
+//! other open sells, does not exceed a long position) always pass, so an
+//! account over its limit can still reduce. Amounts in different quote
+//! currencies are added at par: the credit limit is one number. Margins
+//! are rounded up to the money unit (1/10,000), never down.
 //!
 //! Accounts start the day flat. An account that was never registered is
 //! neither tracked nor checked, unless [`Accounts::require_registration`]
@@ -382,21 +390,25 @@ impl Accounts {
         (k < n).then_some(account.0 as usize * n + k)
     }
 
+    /// Rounded up to the money unit: margin held is never less than the
+    /// rate of the notional (`x` is never negative).
     #[inline]
     fn margin_of(spec: &Spec, worst: u64, price: u32) -> i128 {
         let x = i128::from(worst) * i128::from(price) * spec.lot * spec.margin_pct;
         // Dividing an i128 is a library call (about 60 instructions, two or
-        // three times per order); real orders' figures fit an i64, where
+        // three times per order); real orders' figures fit a u64, where
         // dividing by a constant is a multiply.
-        match i64::try_from(x) {
-            Ok(v) => i128::from(v / 100),
-            Err(_) => x / 100,
+        match u64::try_from(x) {
+            Ok(v) => i128::from(v.div_ceil(100)),
+            Err(_) => (x + 99) / 100,
         }
     }
 
-    /// The pre-trade check of an order of `qty` lots at `price`. A replace
-    /// passes the open size of the order it replaces as `replacing` (and is
-    /// not counted as a new live order).
+    /// The pre-trade check of an order of `qty` lots at `price`, the
+    /// highest price it can trade at (its limit, or for a sell that crosses
+    /// the book the best bid: its lots would be margined at their fill
+    /// price). A replace passes the open size of the order it replaces as
+    /// `replacing` (and is not counted as a new live order).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn check(
@@ -442,7 +454,18 @@ impl Accounts {
             Side::Sell => os += u64::from(qty),
         }
         let after = worst(pos.net, ob, os);
-        let margin_price = margin_price_with(pos.margin_price, price.raw(), without, after);
+        let mut margin_price = margin_price_with(pos.margin_price, price.raw(), without, after);
+        // An order that can open lots (add to the position on its side, or
+        // take it through zero) raises the margin price when they fill (see
+        // `on_fill`), whether or not it raises the worst case: checked here
+        // at that price, so a flip cannot pass over the credit.
+        let opens = match side {
+            Side::Buy => i128::from(pos.net) + i128::from(ob) > 0,
+            Side::Sell => i128::from(pos.net) - i128::from(os) < 0,
+        };
+        if opens {
+            margin_price = margin_price.max(price.raw());
+        }
         let before = pos.worst();
         if after <= before && margin_price <= pos.margin_price {
             return Ok(());
@@ -540,15 +563,24 @@ impl Accounts {
         };
         let pos = &mut self.positions[i];
         let q = i64::from(qty);
-        match side {
+        let opened = match side {
             Side::Buy => {
                 pos.open_buy -= u64::from(qty);
                 pos.fill(q, price.raw());
+                pos.net > 0
             }
             Side::Sell => {
                 pos.open_sell -= u64::from(qty);
                 pos.fill(-q, price.raw());
+                pos.net < 0
             }
+        };
+        // Lots this fill opened (the position grew, or went through zero)
+        // are margined at least at the price they traded at: a sell trades
+        // at or above its limit, and an order that did not add to the worst
+        // case when admitted (a flip) never set the margin price.
+        if opened {
+            pos.margin_price = pos.margin_price.max(price.raw());
         }
         self.remargin(account, i, instrument);
     }
@@ -620,6 +652,34 @@ mod tests {
         assert_eq!(worst(10, 5, 30), 20);
         assert_eq!(worst(-10, 5, 0), 10);
         assert_eq!(worst(0, 7, 3), 7);
+    }
+
+    #[test]
+    fn initial_margin_is_rounded_up_never_down() {
+        // 1 lot at 2.151 with a 7 % margin rate is 0.15057: 1,505.7 raw
+        // units, so 1,506 are held and a credit of 1,505 does not cover it.
+        let mut set = ContractSet::default();
+        set.add_toml(
+            std::path::Path::new("t.toml"),
+            "[[contract]]\nsymbol = \"GH2612\"\nreference_price = \"2.150\"\n\
+             tick = \"0.001\"\nlimit_pct = 20\nmax_order_qty = 500\nmargin_pct = 7\n",
+        )
+        .unwrap();
+        let mut acc = Accounts::new(&set);
+        let (a, gh, price) = (AccountId(0), InstrumentId(0), Price::from_raw(p("2.151")));
+        let limits = |raw| AccountLimits {
+            credit: Some(Money::from_raw(raw)),
+            max_live_orders: 0,
+        };
+        acc.register(a, limits(1_505));
+        assert_eq!(
+            acc.check(a, gh, Side::Buy, price, 1, None),
+            Err(RejectReason::RiskLimit)
+        );
+        acc.register(a, limits(1_506));
+        assert_eq!(acc.check(a, gh, Side::Buy, price, 1, None), Ok(()));
+        acc.on_admit(a, gh, Side::Buy, price, 1);
+        assert_eq!(acc.margin(a), Some(Money::from_raw(1_506)));
     }
 
     #[test]

@@ -342,6 +342,31 @@ impl ContractSet {
             c.limit_pct
         };
         let (lower_limit, upper_limit) = daily_limits(reference_price, tick, limit_pct);
+        if upper_limit <= reference_price {
+            // The limits round inwards to the tick: less than a tick each
+            // way leaves the reference as the only price that can trade.
+            return Err(bad(
+                "limit_pct",
+                format!(
+                    "{limit_pct}% of the reference price {reference_price} is less than \
+                     the tick {tick}: no price but the reference would be inside the limits"
+                ),
+            ));
+        }
+        if c.protection == Protection::DynamicBand
+            && u64::from(lower_limit.raw()) * u64::from(c.band_pct) < u64::from(tick.raw()) * 100
+        {
+            // A band under a tick each way around its anchor refuses every
+            // aggressive order at another price: the price could never move.
+            return Err(bad(
+                "band_pct",
+                format!(
+                    "{}% of the lower limit {lower_limit} is less than the tick {tick}: \
+                     the band would hold the price where it is",
+                    c.band_pct
+                ),
+            ));
+        }
         let levels = (upper_limit.raw() - lower_limit.raw()) / tick.raw() + 1;
         // The ladder is a dense array; keep one book within a sane memory budget.
         const MAX_LEVELS: u32 = 1 << 20;
@@ -526,6 +551,36 @@ stp = "cancel-resting"
         assert!(err.to_string().contains("schedule"), "{err}");
         let err = load(&format!("{TK}breaker_pct = 5\nhalt_s = 0\n")).unwrap_err();
         assert!(err.to_string().contains("breaker_window_s"), "{err}");
+    }
+
+    #[test]
+    fn daily_limits_narrower_than_one_tick_are_refused() {
+        // 8 % of 0.010 is 0.0008, under the 0.001 tick: both limits would
+        // round to the reference, and no other price could ever trade.
+        let err = load(&TK.replace("\"6.500\"", "\"0.010\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("limit_pct"), "{msg}");
+        // Doubled on a listing day, 0.0016 is a tick each way: accepted.
+        let set = load(&format!(
+            "{}listing_day = true\n",
+            TK.replace("\"6.500\"", "\"0.010\"")
+        ))
+        .unwrap();
+        let c = set.get(InstrumentId(0)).unwrap();
+        assert_eq!((c.lower_limit.raw(), c.upper_limit.raw()), (90, 110));
+    }
+
+    #[test]
+    fn a_dynamic_band_narrower_than_one_tick_is_refused() {
+        // 1 % of 0.040 (the lower limit of 0.050 ± 20 %) is 0.0004, under
+        // the 0.001 tick: around a trade there, a buy one tick higher and a
+        // sell one tick lower are both outside the band.
+        let gh = "[[contract]]\nsymbol = \"GH2612\"\nreference_price = \"0.050\"\n\
+                  tick = \"0.001\"\nlimit_pct = 20\nmax_order_qty = 500\n\
+                  protection = \"dynamic-band\"\n";
+        let err = load(&format!("{gh}band_pct = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("band_pct"), "{err}");
+        load(&format!("{gh}band_pct = 3\n")).unwrap();
     }
 
     #[test]

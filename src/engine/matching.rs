@@ -60,9 +60,31 @@ impl Engine {
             .get(usize::from(o.instrument.0))
             .ok_or(RejectReason::UnknownInstrument)?;
         market.check(o.side, o.price, o.qty, o.tif)?;
-        self.accounts
-            .check(o.account, o.instrument, o.side, o.price, o.qty.lots(), None)?;
+        self.accounts.check(
+            o.account,
+            o.instrument,
+            o.side,
+            Self::highest_fill_price(market, o.side, o.price),
+            o.qty.lots(),
+            None,
+        )?;
         self.arena.alloc().ok_or(RejectReason::CapacityExhausted)
+    }
+
+    /// The highest price an order at `price` can trade at now, which its
+    /// margin is checked at: a buy trades at or below its limit, a sell at
+    /// or above it, up to the best bid while it crosses. (In a call the
+    /// uncross price is not known yet: the limit; its fills re-price the
+    /// position, see `Accounts::on_fill`.)
+    #[inline]
+    fn highest_fill_price(market: &Market, side: Side, price: Price) -> Price {
+        match side {
+            Side::Sell if market.phase.matches() => market
+                .book
+                .best_price(Side::Buy)
+                .map_or(price, |bid| bid.max(price)),
+            _ => price,
+        }
     }
 
     /// Cancels to size: the order's open size becomes `min(open, new_qty)`;
@@ -168,7 +190,7 @@ impl Engine {
                     account,
                     n.instrument,
                     n.side,
-                    price,
+                    Self::highest_fill_price(market, n.side, price),
                     qty.lots(),
                     Some(n.open),
                 )?;

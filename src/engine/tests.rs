@@ -676,3 +676,66 @@ fn a_cheaper_order_does_not_re_price_lots_bought_dearer() {
     // Reducing always passes.
     t.day(A, Side::Sell, 100, "7.000");
 }
+
+#[test]
+fn a_sell_into_higher_bids_is_checked_against_the_credit_at_the_bids_price() {
+    // 1,000 lots at 5.980 fit this credit, but a sell at 5.980 into a bid
+    // at 7.020 trades at 7.020: a short of 1,000 there needs 7,020,000,
+    // which a buy of 1,000 at 7.020 is refused for.
+    let mut t = with_credit(5_980_000);
+    let bid = t.day(B, Side::Buy, 1000, "7.020");
+    assert_eq!(t.order(A, Side::Sell, 1000, "5.980", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::RiskLimit));
+    assert!(t.fills().is_empty());
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 0);
+    // With no bid above it, the same sell rests at its own price and fits.
+    t.e.cancel(Nanos(100), B, bid, Qty::ZERO, 0, &mut t.ev);
+    t.day(A, Side::Sell, 1000, "5.980");
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 5_980_000);
+}
+
+#[test]
+fn lots_sold_above_the_sells_limit_are_margined_at_the_price_they_traded_at() {
+    let mut t = with_credit(1_000_000_000_000);
+    t.day(B, Side::Buy, 800, "7.020");
+    t.order(A, Side::Sell, 800, "5.980", Tif::Ioc);
+    assert_eq!(t.fills(), vec![(70_200, 800, A, B)]);
+    let pos = *t.e.accounts().position(A, TK).unwrap();
+    assert_eq!((pos.net, pos.open_sell), (-800, 0));
+    // 800 × 7.020 × 10 %, as for 800 lots bought at 7.020 (not at 5.980).
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 5_616_000);
+}
+
+#[test]
+fn lots_opened_by_a_fill_through_zero_are_margined_at_the_price_they_traded_at() {
+    let mut t = with_credit(1_000_000_000_000);
+    t.day(B, Side::Buy, 500, "5.980");
+    t.day(A, Side::Sell, 500, "5.980");
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 2_990_000);
+    // A buy of 1,000 leaves the worst case at 500 either way; once it
+    // fills, A is long 500 bought at 7.020, which need 500 × 7.020 × 10 %,
+    // not 500 × 5.980 × 10 %.
+    t.day(A, Side::Buy, 1000, "7.020");
+    t.day(C, Side::Sell, 1000, "7.020");
+    let pos = *t.e.accounts().position(A, TK).unwrap();
+    assert_eq!((pos.net, pos.open_buy), (500, 0));
+    assert_eq!(pos.avg_price(), Some(px("7.020")));
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 3_510_000);
+}
+
+#[test]
+fn an_order_that_takes_the_position_through_zero_is_checked_against_the_credit_at_its_price() {
+    // Short 500 at 5.980 uses the whole credit (2,990,000).
+    let mut t = with_credit(2_990_000);
+    t.day(B, Side::Buy, 500, "5.980");
+    t.day(A, Side::Sell, 500, "5.980");
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 2_990_000);
+    // Buying 1,000 at 7.020 leaves the worst case at 500, but filled it
+    // leaves A long 500 at 7.020 (3,510,000 of margin): refused, as a
+    // flat account's buy of 500 at 7.020 would be.
+    assert_eq!(t.order(A, Side::Buy, 1000, "7.020", Tif::Day), None);
+    assert_eq!(t.reject(), Some(RejectReason::RiskLimit));
+    // Closing the short, at any price, always passes.
+    t.day(A, Side::Buy, 500, "7.020");
+    assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 2_990_000);
+}
