@@ -8,7 +8,9 @@
 # usage: tools/lab.sh up|down|status
 # LAB_PREFIX=name changes the names (namespaces NAME-ex/NAME-cl, veths
 # NAME-ex/NAME-cl; interface names are cut to 15 characters) so tests can
-# run their own lab beside the demo's.
+# run their own lab beside the demo's. `down` first stops (SIGTERM, then
+# SIGKILL after LAB_STOP_GRACE seconds, 5) every process still running in
+# the namespaces, naming each.
 set -euo pipefail
 
 prefix=${LAB_PREFIX:-tokex}
@@ -67,7 +69,61 @@ up() {
   echo "lab up: $ex_ns ($ex_if 198.18.0.1) <-> $cl_ns ($cl_if 198.18.0.2); $rps"
 }
 
+# Whether process $1 is still running (a zombie has stopped: only its
+# parent's wait is missing).
+alive() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  # The state follows the command name, which is in brackets and may
+  # hold spaces.
+  stat=${stat##*) }
+  [[ ${stat:0:1} != [ZX] ]]
+}
+
+# Stops every process still running in the lab's namespaces: deleting a
+# namespace does not end them, it only hides them (an exchange left that
+# way spun on its core in a namespace nobody could see any more). SIGTERM
+# first (tokex exchange then ends the session, lingers about 2 s for late
+# retransmission requests and writes its report), then, after
+# LAB_STOP_GRACE seconds (5), SIGKILL.
+stop_processes() {
+  local ns pid cmd pids=() grace="${LAB_STOP_GRACE:-5}"
+  if ! [[ "$grace" =~ ^[0-9]+$ ]]; then
+    echo "lab.sh: LAB_STOP_GRACE=$grace is not a number of seconds" >&2
+    exit 2
+  fi
+  for ns in "$ex_ns" "$cl_ns"; do
+    [ -e "/run/netns/$ns" ] || continue
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+      alive "$pid" || continue
+      cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || true
+      echo "lab down: stopping pid $pid in $ns (SIGTERM): ${cmd% }"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    done
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  local until=$((SECONDS + grace)) left=()
+  while :; do
+    left=()
+    for pid in "${pids[@]}"; do
+      if alive "$pid"; then left+=("$pid"); fi
+    done
+    [ ${#left[@]} -gt 0 ] || break
+    if [ "$SECONDS" -ge "$until" ]; then
+      for pid in "${left[@]}"; do
+        echo "lab down: pid $pid still running after ${grace}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+      break
+    fi
+    sleep 0.1
+  done
+  echo "lab down: stopped ${#pids[@]} process(es) in the lab namespaces"
+}
+
 down() {
+  stop_processes
   ip netns del "$ex_ns" 2>/dev/null || true
   ip netns del "$cl_ns" 2>/dev/null || true
   echo "lab down: $ex_ns $cl_ns removed"

@@ -478,6 +478,8 @@ impl EngineBenchReport {
 /// Runs the flow through both engines: a warm-up, a timed pass for
 /// throughput, then a pass timing every operation.
 pub fn run(ops: usize, seed: u64) -> anyhow::Result<EngineBenchReport> {
+    // No operations, no rates: the ratio would be 0/0.
+    anyhow::ensure!(ops > 0, "--ops must be at least 1");
     let contracts = crate::contract::ContractSet::load_dir(std::path::Path::new("contracts"))?;
     let c = contracts
         .iter()
@@ -594,6 +596,12 @@ mod tests {
             "add=100,cancel=0,replace=0,aggressive=0".parse().unwrap(),
         );
         assert!(only_adds.iter().all(|op| op.kind() == 0));
+    }
+
+    #[test]
+    fn an_engine_bench_of_no_operations_is_refused_instead_of_printing_nan() {
+        let err = run(0, 42).expect_err("0 operations must be refused");
+        assert!(err.to_string().contains("--ops"), "{err}");
     }
 
     #[test]

@@ -15,13 +15,17 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::codec::itch_stream;
 use crate::config::Config;
 use crate::contract::ContractSet;
+use crate::feed::cli::FeedArgs;
 use crate::feed::publisher::Publisher;
-use crate::lab::{lab, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS, EXCHANGE_NS};
+use crate::lab::{
+    ensure_lab_idle, lab, parse_command, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS,
+    EXCHANGE_NS,
+};
 use crate::net::xdp::XdpPort;
 use crate::runtime::Stop;
 
@@ -84,10 +88,10 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
         }
         other => bail!("unknown transport {other:?} (kernel | xdp)"),
     };
-    let retrans = UdpSocket::bind(SocketAddrV4::new(
-        cfg.network.address,
-        cfg.network.retransmit_port,
-    ))?;
+    let retrans_addr = SocketAddrV4::new(cfg.network.address, cfg.network.retransmit_port);
+    let retrans = UdpSocket::bind(retrans_addr).with_context(|| {
+        format!("binding the retransmission port {retrans_addr} (is an exchange or another sender running in this namespace?)")
+    })?;
     retrans.set_nonblocking(true)?;
     let mut publisher = Publisher::new(&contracts, session, n + 1024);
     let mut errors = 0u64;
@@ -164,13 +168,81 @@ pub struct FeedRun {
     pub feed: String,
 }
 
+/// The transports the sender knows.
+pub const TRANSPORTS: [&str; 2] = ["kernel", "xdp"];
+
+/// Seconds the feed handler of a run waits for the sender's End of
+/// Session at most.
+const FEED_SECONDS: u64 = 90;
+
+/// The feed handler's command line for a run whose files go to `dir`.
+fn feed_command(dir: &Path) -> Vec<String> {
+    vec![
+        "feed".into(),
+        "--quiet".into(),
+        "--duration".into(),
+        FEED_SECONDS.to_string(),
+        "--ready-file".into(),
+        dir.join("feed.ready").display().to_string(),
+    ]
+}
+
+/// The sender's command line.
+fn sender_command(ops: usize, rate: u64, transport: &str) -> Vec<String> {
+    vec![
+        "bench".into(),
+        "feed-send".into(),
+        "--ops".into(),
+        ops.to_string(),
+        "--rate".into(),
+        rate.to_string(),
+        "--transport".into(),
+        transport.into(),
+    ]
+}
+
+/// A run's directory under `out`.
+fn run_dir(out: &Path, transport: &str, rate: u64) -> std::path::PathBuf {
+    out.join(format!("{transport}-{}", super::transport::rate_tag(rate)))
+}
+
+/// Checks the runs' flags and command lines without starting anything.
+pub fn check(ops: usize, rates: &[u64], transports: &[String], out: &Path) -> anyhow::Result<()> {
+    if ops == 0 {
+        bail!("--ops 0: no market data to publish");
+    }
+    if rates.is_empty() || transports.is_empty() {
+        bail!("no runs: give at least one rate and one transport");
+    }
+    if let Some(r) = rates.iter().find(|&&r| r == 0) {
+        bail!("a rate of {r} messages/s");
+    }
+    for t in transports {
+        if !TRANSPORTS.contains(&t.as_str()) {
+            bail!("unknown transport {t:?} ({})", TRANSPORTS.join(" | "));
+        }
+        for &rate in rates {
+            parse_command::<FeedArgs>(&feed_command(&run_dir(out, t, rate)))?;
+            // `bench feed-send` is a subcommand of `bench`: its own
+            // arguments are checked.
+            parse_command::<SendArgs>(&sender_command(ops, rate, t)[1..])?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the sender at every rate over every transport against `tokex feed`.
+/// Flags and command lines are checked ([`check`]), and the lab found
+/// idle, before the lab comes up; a run ends as soon as the sender or the
+/// feed handler fails.
 pub fn run(
     ops: usize,
     rates: &[u64],
     transports: &[String],
     out: &Path,
 ) -> anyhow::Result<Vec<FeedRun>> {
+    check(ops, rates, transports, out)?;
+    ensure_lab_idle("tokex bench feed")?;
     let stop = Stop::on_signals()?;
     std::fs::create_dir_all(out)?;
     lab("up")?;
@@ -181,47 +253,35 @@ pub fn run(
             if stop.is_set() {
                 bail!("interrupted");
             }
-            let dir = out.join(format!("{t}-{}k", rate / 1000));
+            let dir = run_dir(out, t, rate);
             std::fs::create_dir_all(&dir)?;
             let ready = dir.join("feed.ready");
             let _ = std::fs::remove_file(&ready);
             let mut feed = Proc::spawn(
                 "feed handler",
                 CLIENT_NS,
-                &[
-                    "feed".into(),
-                    "--quiet".into(),
-                    "--duration".into(),
-                    "90".into(),
-                    "--ready-file".into(),
-                    ready.display().to_string(),
-                ],
+                &feed_command(&dir),
                 &dir.join("feed.log"),
             )?;
             wait_ready(&mut feed, &ready, &stop, Duration::from_secs(10))?;
             let mut sender = Proc::spawn(
                 "sender",
                 EXCHANGE_NS,
-                &[
-                    "bench".into(),
-                    "feed-send".into(),
-                    "--ops".into(),
-                    ops.to_string(),
-                    "--rate".into(),
-                    rate.to_string(),
-                    "--transport".into(),
-                    t.clone(),
-                ],
+                &sender_command(ops, rate, t),
                 &dir.join("sender.log"),
             )?;
-            let s = sender.wait(Duration::from_secs(120))?;
-            let f = feed.wait(Duration::from_secs(100))?;
+            let s = sender.wait_watching(&mut [&mut feed], &stop, Duration::from_secs(120))?;
+            if !s.success() {
+                print_log_tail("sender", &dir.join("sender.log"), 10);
+                bail!("run {t} at {rate}/s failed: the sender failed ({s})");
+            }
+            let f = feed.wait_unless(&stop, Duration::from_secs(FEED_SECONDS + 10))?;
             let sender_log = std::fs::read_to_string(dir.join("sender.log"))?;
             let feed_log = std::fs::read_to_string(dir.join("feed.log"))?;
-            if !s.success() || !f.success() {
+            if !f.success() {
                 print_log_tail("sender", &dir.join("sender.log"), 10);
                 print_log_tail("feed", &dir.join("feed.log"), 10);
-                bail!("run {t} at {rate}/s failed");
+                bail!("run {t} at {rate}/s failed: the feed handler failed ({f})");
             }
             let line = |log: &str, prefix: &str| {
                 log.lines()
@@ -243,4 +303,31 @@ pub fn run(
         }
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_transport_or_a_zero_size_is_refused_before_the_lab_comes_up() {
+        let out = Path::new("out/bench/feed");
+        let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check(1_000, &[250_000], &t(&["kernel", "xdp"]), out).is_ok());
+        let err = check(1_000, &[250_000], &t(&["kernel", "foo"]), out).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown transport \"foo\""),
+            "{err}"
+        );
+        assert!(check(0, &[250_000], &t(&["kernel"]), out).is_err());
+        assert!(check(1_000, &[0], &t(&["kernel"]), out).is_err());
+        assert!(check(1_000, &[], &t(&["kernel"]), out).is_err());
+    }
+
+    #[test]
+    fn runs_at_rates_below_a_thousand_get_directories_of_their_own() {
+        let out = Path::new("out");
+        assert_ne!(run_dir(out, "kernel", 500), run_dir(out, "kernel", 800));
+        assert_eq!(run_dir(out, "xdp", 250_000), out.join("xdp-250k"));
+    }
 }

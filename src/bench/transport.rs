@@ -11,6 +11,12 @@
 //! histogram. Variants at the same rate run back to back, so that machine
 //! noise hits them alike. The round trips are also plotted side by side
 //! (`round-trip.png`).
+//!
+//! Every command line of the bench is built and checked against the
+//! subcommands' own argument definitions before the lab comes up, and the
+//! exchange runs on the bench's own config (`OUT/exchange.toml`: the
+//! shipped config with the journal under `OUT/journal/`), never on the
+//! operator's journal.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,9 +24,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::lab::{lab, print_log_tail, wait_ready, LabGuard, Proc, CLIENT_NS, EXCHANGE_NS};
+use crate::exchange::ExchangeArgs;
+use crate::lab::{
+    ensure_lab_idle, lab, parse_command, print_log_tail, run_config, wait_ready, LabGuard, Proc,
+    CLIENT_NS, EXCHANGE_NS,
+};
 use crate::latency::fmt_ns;
-use crate::load::ClientTransport;
+use crate::load::{ClientTransport, LoadArgs};
 use crate::report::{parse_hgrm, Run};
 use crate::runtime::Stop;
 
@@ -100,15 +110,103 @@ impl Variant {
             ClientTransport::Udp => "",
             ClientTransport::Xdp => "-xdp-client",
         };
-        // 5000 -> "5k"; a rate that is no multiple of 1,000 in full (500
-        // and 800 shared "0k", and so one output directory).
-        let rate = if rate.is_multiple_of(1000) {
-            format!("{}k", rate / 1000)
-        } else {
-            rate.to_string()
-        };
-        format!("{}-{}-{rate}{batch}{client}", self.transport, self.topology)
+        format!(
+            "{}-{}-{}{batch}{client}",
+            self.transport,
+            self.topology,
+            rate_tag(rate)
+        )
     }
+}
+
+/// A rate in a directory name: 5000 -> "5k"; a rate that is no multiple of
+/// 1,000 in full (500 and 800 shared "0k", and so one output directory).
+pub(crate) fn rate_tag(rate: u64) -> String {
+    if rate.is_multiple_of(1000) {
+        format!("{}k", rate / 1000)
+    } else {
+        rate.to_string()
+    }
+}
+
+/// The config a bench's exchange config is derived from: every run uses
+/// `OUT/exchange.toml`, this with the journal, its snapshots and archive
+/// under `OUT/journal/`, where each run starts a new day (`--fresh`).
+pub const BASE_CONFIG: &str = "config/tokex.toml";
+
+/// The exchange's command line for one run whose files go to `dir`.
+fn exchange_command(v: Variant, config: &Path, dir: &Path, seconds: u64) -> Vec<String> {
+    let path = |name: &str| -> String { dir.join(name).display().to_string() };
+    vec![
+        "exchange".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--transport".into(),
+        v.transport.into(),
+        "--topology".into(),
+        v.topology.into(),
+        "--md-transport".into(),
+        v.md.into(),
+        "--fresh".into(),
+        "--ready-file".into(),
+        path("exchange.ready"),
+        "--latency-dir".into(),
+        path("exchange-latency"),
+        "--max-seconds".into(),
+        (seconds + 60).to_string(),
+    ]
+}
+
+/// The load generator's command line for one run whose files go to `dir`.
+fn load_command(v: Variant, rate: u64, seconds: u64, shape: Shape, dir: &Path) -> Vec<String> {
+    vec![
+        "load".into(),
+        "--rate".into(),
+        rate.to_string(),
+        "--duration".into(),
+        seconds.to_string(),
+        "--count".into(),
+        rate.saturating_mul(seconds).to_string(),
+        "--out".into(),
+        dir.display().to_string(),
+        "--label".into(),
+        "roundtrip".into(),
+        "--no-progress".into(),
+        "--batch".into(),
+        shape.batch.to_string(),
+        "--sessions".into(),
+        shape.sessions.to_string(),
+        "--transport".into(),
+        v.client.arg().into(),
+    ]
+}
+
+/// Checks every run's command lines (the exchange's and the load
+/// generator's, with the subcommands' own argument definitions) without
+/// starting anything: a flag the load generator refuses (`--batch 0`)
+/// is refused here, before the lab comes up and an exchange starts.
+pub fn check(
+    variants: &[Variant],
+    rates: &[u64],
+    seconds: u64,
+    shape: Shape,
+    out: &Path,
+) -> anyhow::Result<()> {
+    if variants.is_empty() || rates.is_empty() {
+        bail!("no runs: give at least one variant and one rate");
+    }
+    let config = out.join(crate::lab::RUN_CONFIG);
+    for &rate in rates {
+        if rate == 0 {
+            bail!("a rate of 0 orders/s");
+        }
+        for &v in variants {
+            let dir = out.join(v.label(rate, shape));
+            parse_command::<ExchangeArgs>(&exchange_command(v, &config, &dir, seconds))?;
+            parse_command::<LoadArgs>(&load_command(v, rate, seconds, shape, &dir))?;
+        }
+    }
+    Ok(())
 }
 
 /// How the load generator sends: orders per datagram, and sessions.
@@ -158,8 +256,10 @@ const PCTS: [(f64, &str); 5] = [
 ];
 
 /// Runs every variant at every rate for `seconds` each; returns the
-/// measurements in run order. The lab comes up first and goes down at the
-/// end (also on error or Ctrl-C).
+/// measurements in run order. Refuses, before the lab is touched, command
+/// lines a child would refuse ([`check`]) and a lab with processes
+/// running in it; the lab comes up first and goes down at the end (also
+/// on error or Ctrl-C).
 pub fn run(
     variants: &[Variant],
     rates: &[u64],
@@ -167,8 +267,11 @@ pub fn run(
     shape: Shape,
     out: &Path,
 ) -> anyhow::Result<Vec<Measured>> {
+    check(variants, rates, seconds, shape, out)?;
+    ensure_lab_idle("tokex bench")?;
     let stop = Stop::on_signals()?;
     std::fs::create_dir_all(out)?;
+    let config = run_config(Path::new(BASE_CONFIG), out)?;
     lab("up")?;
     let _lab = LabGuard { keep: false };
     let mut all = Vec::new();
@@ -177,7 +280,7 @@ pub fn run(
             if stop.is_set() {
                 bail!("interrupted");
             }
-            let m = run_one(v, rate, seconds, shape, out, &stop)?;
+            let m = run_one(v, rate, seconds, shape, out, &config, &stop)?;
             println!(
                 "  {:<40} {:>7}/s  achieved {:>9.0}/s  round trip p50 {:>8}  p99 {:>8}  lost {}  engine core busy {:.0} %",
                 v.name(),
@@ -210,62 +313,33 @@ fn run_one(
     seconds: u64,
     shape: Shape,
     out: &Path,
+    config: &Path,
     stop: &Stop,
 ) -> anyhow::Result<Measured> {
     let label = v.label(rate, shape);
     let dir = out.join(&label);
     std::fs::create_dir_all(&dir)?;
-    let path = |name: &str| -> String { dir.join(name).display().to_string() };
     let ready = dir.join("exchange.ready");
     let _ = std::fs::remove_file(&ready);
     let mut exchange = Proc::spawn(
         "exchange",
         EXCHANGE_NS,
-        &[
-            "exchange".into(),
-            "--transport".into(),
-            v.transport.into(),
-            "--topology".into(),
-            v.topology.into(),
-            "--md-transport".into(),
-            v.md.into(),
-            "--fresh".into(),
-            "--ready-file".into(),
-            path("exchange.ready"),
-            "--latency-dir".into(),
-            path("exchange-latency"),
-            "--max-seconds".into(),
-            (seconds + 60).to_string(),
-        ],
+        &exchange_command(v, config, &dir, seconds),
         &dir.join("exchange.log"),
     )?;
     wait_ready(&mut exchange, &ready, stop, Duration::from_secs(20))?;
     let mut load = Proc::spawn(
         "load generator",
         CLIENT_NS,
-        &[
-            "load".into(),
-            "--rate".into(),
-            rate.to_string(),
-            "--duration".into(),
-            seconds.to_string(),
-            "--count".into(),
-            (rate * seconds).to_string(),
-            "--out".into(),
-            dir.display().to_string(),
-            "--label".into(),
-            "roundtrip".into(),
-            "--no-progress".into(),
-            "--batch".into(),
-            shape.batch.to_string(),
-            "--sessions".into(),
-            shape.sessions.to_string(),
-            "--transport".into(),
-            v.client.arg().into(),
-        ],
+        &load_command(v, rate, seconds, shape, &dir),
         &dir.join("load.log"),
     )?;
-    let status = load.wait(Duration::from_secs(seconds + 60))?;
+    // An exchange that fails under the load ends the run at once.
+    let status = load.wait_watching(
+        &mut [&mut exchange],
+        stop,
+        Duration::from_secs(seconds + 60),
+    )?;
     if !status.success() {
         print_log_tail("load log", &dir.join("load.log"), 20);
         bail!("the load generator failed ({status})");
@@ -543,6 +617,32 @@ mod tests {
             count: 100,
             outcome: None,
         }
+    }
+
+    #[test]
+    fn flags_the_load_generator_refuses_are_refused_before_the_lab_comes_up() {
+        let out = Path::new("out/bench/throughput");
+        let shape = |batch, sessions| Shape { batch, sessions };
+        let v = [Variant::XDP, Variant::UDP];
+        assert!(check(&v, &[250_000], 3, shape(16, 8), out).is_ok());
+        for (batch, sessions) in [(0, 8), (25, 8), (16, 0), (16, 9)] {
+            let err = check(&v, &[250_000], 3, shape(batch, sessions), out)
+                .expect_err("refused by tokex load");
+            assert!(err.to_string().contains("tokex load"), "{err}");
+        }
+        assert!(check(&v, &[], 3, shape(16, 8), out).is_err());
+        assert!(check(&[], &[1000], 3, shape(16, 8), out).is_err());
+    }
+
+    #[test]
+    fn every_run_starts_a_fresh_day_on_the_bench_s_own_config() {
+        let dir = Path::new("out/bench/transport/xdp-run-to-completion-5k");
+        let config = Path::new("out/bench/transport/exchange.toml");
+        let cmd = exchange_command(Variant::XDP, config, dir, 10);
+        let ex: ExchangeArgs = parse_command(&cmd).unwrap();
+        assert_eq!(ex.config, config);
+        assert!(ex.fresh);
+        assert_eq!(ex.latency_dir, Some(dir.join("exchange-latency")));
     }
 
     #[test]

@@ -51,8 +51,8 @@ enum Command {
 enum BenchCommand {
     /// The matching engine vs lobster on the same mixed order flow, one core.
     Engine {
-        /// Operations in the measured flow.
-        #[arg(long, default_value_t = 5_000_000)]
+        /// Operations in the measured flow (at least 1).
+        #[arg(long, default_value_t = 5_000_000, value_parser = at_least_one::<usize>)]
         ops: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -98,11 +98,12 @@ enum BenchCommand {
             default_value = "xdp,udp,udp-pipelined,xdp-pipelined"
         )]
         variants: Vec<String>,
-        /// Orders per datagram sent by the load generator.
-        #[arg(long, default_value_t = 1)]
+        /// Orders per datagram sent by the load generator (as `tokex load
+        /// --batch` takes it: 1 to 24).
+        #[arg(long, default_value_t = 1, value_parser = at_least_one::<u64>)]
         batch: u64,
-        /// Client sessions of the load generator.
-        #[arg(long, default_value_t = 4)]
+        /// Client sessions of the load generator (1 to 8).
+        #[arg(long, default_value_t = 4, value_parser = sessions_parser())]
         sessions: usize,
         /// The load generator's transports, comma-separated: udp (kernel
         /// sockets), xdp (AF_XDP); every variant runs with each.
@@ -132,11 +133,11 @@ enum BenchCommand {
         /// xdp-pipelined (the first is the ratios' baseline).
         #[arg(long, value_delimiter = ',', default_value = "xdp,udp")]
         variants: Vec<String>,
-        /// Orders per datagram.
-        #[arg(long, default_value_t = 16)]
+        /// Orders per datagram (as `tokex load --batch` takes it: 1 to 24).
+        #[arg(long, default_value_t = 16, value_parser = at_least_one::<u64>)]
         batch: u64,
-        /// Client sessions (each limited to the config's rate_per_sec).
-        #[arg(long, default_value_t = 8)]
+        /// Client sessions, 1 to 8 (each limited to the config's rate_per_sec).
+        #[arg(long, default_value_t = 8, value_parser = sessions_parser())]
         sessions: usize,
         /// The load generator's transports: udp, xdp (every variant runs
         /// with each).
@@ -169,13 +170,15 @@ enum BenchCommand {
     /// Journal recovery time: write a journal of N order messages, then time
     /// its replay (CRC checks, gateway, engine, publisher), as at start-up.
     Recovery {
-        #[arg(long, default_value_t = 10_000_000)]
+        /// Order messages in the journal (at least 1).
+        #[arg(long, default_value_t = 10_000_000, value_parser = at_least_one::<u64>)]
         messages: u64,
         #[arg(long, default_value = "out/bench/recovery.journal")]
         journal: std::path::PathBuf,
         #[arg(long, default_value = "contracts")]
         contracts: std::path::PathBuf,
-        /// Journal messages after the snapshot (replayed on restart).
+        /// Journal messages after the snapshot (replayed on restart); at
+        /// most --messages.
         #[arg(long, default_value_t = 100_000)]
         tail: u64,
     },
@@ -183,14 +186,14 @@ enum BenchCommand {
     /// ITCH stream at constant message rates (kernel socket or AF_XDP TX) to
     /// `tokex feed` (root; brings the lab up and down).
     Feed {
-        /// Engine operations whose ITCH output is published.
-        #[arg(long, default_value_t = 1_000_000)]
+        /// Engine operations whose ITCH output is published (at least 1).
+        #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one::<usize>)]
         ops: usize,
         /// Messages per second, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "250000,500000,1000000")]
+        #[arg(long, value_delimiter = ',', default_value = "250000,500000,1000000", value_parser = tokex::load::rate_parser())]
         rates: Vec<u64>,
         /// kernel, xdp (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "kernel,xdp")]
+        #[arg(long, value_delimiter = ',', default_value = "kernel,xdp", value_parser = tokex::bench::feed_net::TRANSPORTS)]
         transports: Vec<String>,
         #[arg(long, default_value = "out/bench/feed")]
         out: std::path::PathBuf,
@@ -201,7 +204,8 @@ enum BenchCommand {
     /// Every comparison above in one run, ending with one table of figures
     /// and ratios (root, for the lab network).
     All {
-        /// Smaller runs: about a minute in all.
+        /// Smaller runs: about 30 s in all (the full run takes about 2 min
+        /// 40 s; both measured on a 2-core VM).
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "out/bench")]
@@ -212,6 +216,24 @@ enum BenchCommand {
 /// Seconds of load of a bench run: 1 to an hour.
 fn seconds_parser() -> clap::builder::RangedU64ValueParser {
     clap::value_parser!(u64).range(1..=3600)
+}
+
+/// A count that must be at least 1 (0 operations, orders or messages
+/// measure nothing, and their ratios come out as NaN).
+fn at_least_one<T: std::str::FromStr + PartialEq + From<u8>>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Sessions of a bench's load generator: 1 to 8 (the config's demo logins).
+fn sessions_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -315,6 +337,7 @@ fn main() -> anyhow::Result<()> {
             contracts,
             tail,
         }) => {
+            tokex::bench::recovery::check_sizes(messages, tail)?;
             let set = tokex::contract::ContractSet::load_dir(&contracts)?;
             if let Some(dir) = journal.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -438,5 +461,40 @@ fn print_hiccups(cores: &[tokex::bench::hiccups::CoreHiccups]) {
             })
             .collect();
         println!("core {} longest: {}", c.core, worst.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["tokex"], args].concat())
+    }
+
+    #[test]
+    fn bench_flags_no_run_can_use_are_refused_by_the_parser() {
+        assert!(parse(&["bench", "engine", "--ops", "0"]).is_err());
+        assert!(parse(&["bench", "engine", "--ops", "1"]).is_ok());
+        assert!(parse(&["bench", "feed", "--transports", "kernel,foo"]).is_err());
+        assert!(parse(&["bench", "feed", "--rates", "0"]).is_err());
+        assert!(parse(&["bench", "feed", "--transports", "xdp"]).is_ok());
+        assert!(parse(&["bench", "throughput", "--batch", "0"]).is_err());
+        assert!(parse(&["bench", "transport", "--sessions", "9"]).is_err());
+        assert!(parse(&["bench", "recovery", "--messages", "0"]).is_err());
+    }
+
+    #[test]
+    fn bench_all_quick_help_gives_the_measured_durations() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let all = cmd
+            .find_subcommand_mut("bench")
+            .and_then(|b| b.find_subcommand_mut("all"))
+            .unwrap();
+        let help = all.render_long_help().to_string();
+        assert!(help.contains("about 30 s"), "{help}");
+        assert!(help.contains("2 min 40 s"), "{help}");
+        assert!(!help.contains("about a minute"), "{help}");
     }
 }
