@@ -149,3 +149,54 @@ fn a_cancel_to_the_open_size_is_answered_and_not_resent_for_ever() {
         a.session.stats().recoveries
     );
 }
+
+#[test]
+fn a_second_run_with_the_first_runs_token_prefix_has_its_order_given_up_without_flooding_the_exchange(
+) {
+    let mut x = exchange();
+    // The first run of a program with a fixed token prefix: an order,
+    // answered, then a logout.
+    let mut first = client("demo06", 1);
+    first.session.login(x.now);
+    x.run(&mut [&mut first], 5);
+    let px: Price = "6.400".parse().unwrap();
+    let used = first
+        .session
+        .enter(x.now, tk(), Side::Buy, Qty::new(1), px, Tif::Day);
+    x.run(&mut [&mut first], 5);
+    assert_eq!(first.session.outstanding(), 0);
+    first.session.logout(x.now);
+    x.run(&mut [&mut first], 5);
+    // The second run, the same prefix: its first order has the first run's
+    // token, which the exchange drops as a re-sent copy, and its answer is
+    // older than the new session's stream.
+    let mut second = client("demo06", 2);
+    second.session.login(x.now);
+    x.run(&mut [&mut second], 5);
+    assert!(second.session.is_logged_in());
+    let logins_before = x.gw.counters().logins;
+    let t = second
+        .session
+        .enter(x.now, tk(), Side::Buy, Qty::new(1), px, Tif::Day);
+    assert_eq!(t, used);
+    x.run(&mut [&mut second], 5_000);
+    // Told within the 5 s, and given up: no longer re-sent.
+    assert!(
+        second.events.contains(&ClientEvent::Unanswered {
+            token: t,
+            request: b'O'
+        }),
+        "{:?}",
+        second.events
+    );
+    assert_eq!(second.session.outstanding(), 0);
+    // A handful of re-requests, not one per round trip (the exchange
+    // answers and journals every one).
+    let logins = x.gw.counters().logins - logins_before;
+    assert!(
+        logins <= 30,
+        "{logins} logins in 5 s; the client's stats: {:?}",
+        second.session.stats()
+    );
+    assert!(second.session.is_logged_in());
+}

@@ -20,7 +20,11 @@
 //! duplicate and is ignored; one above it reveals a gap, and the session
 //! asks for everything from the next expected number with a Login Request
 //! carrying it (valid mid-session). Unlabelled sequenced messages (a TCP
-//! stream) are numbered implicitly from the last Login Accepted.
+//! stream) are numbered implicitly from the last Login Accepted. Such
+//! re-requests go one at a time, and one that brought nothing is followed
+//! by the next only after a wait that doubles up to 250 ms: the exchange
+//! answers each (and journals it), so asking once per round trip would
+//! flood it.
 //!
 //! Losing the session: the exchange heartbeats a bound session, so when
 //! nothing at all arrives for three of its heartbeat intervals
@@ -32,19 +36,36 @@
 //! happened meanwhile are delivered; what the exchange no longer has is
 //! counted in [`ClientStats::unrecoverable`], and the requests then waiting
 //! are given up ([`ClientEvent::Unanswered`]) once the exchange, heard from
-//! after two of their re-sends, has answered neither. A session belongs to one
+//! after two of their re-sends, has answered neither. A request is also
+//! given up when the exchange answered what the session sent after each of
+//! three of its re-sends, every answer delivered, but never this one (a
+//! token used earlier today, whose re-sends the exchange drops): with the
+//! default waits, within seconds rather than never. A session belongs to one
 //! stream: when the exchange's stream begins again (a new day, or a
 //! restart with `durability = "none"`), make a new [`ClientSession`]. A
 //! Login Accepted below the next expected number is not taken as a new
 //! stream, because a late answer to an earlier login looks the same, and
 //! following it would deliver messages twice.
 //!
+//! Tokens: the exchange processes an order token once per session per day,
+//! and drops a byte-identical re-sent request for a token already used
+//! (the client is meant to recover the first answer by sequence number).
+//! A program's tokens are its token prefix and a counter from 1, so a
+//! program run twice on one day with a fixed prefix sends its first run's
+//! tokens again: every order of the second run is dropped and, after a few
+//! seconds, reported [`ClientEvent::Unanswered`]. Make the prefix unique
+//! per run, from the wall clock: [`run_token_prefix`].
+//!
 //! Example (sans-IO, the caller owns the transport and the clock):
 //!
 //! ```no_run
-//! use tokex::client::{ClientEvent, ClientSession};
+//! use std::time::SystemTime;
+//! use tokex::client::{run_token_prefix, ClientEvent, ClientSession};
 //! use tokex::types::{Price, Qty, Side, Symbol, Tif};
-//! let mut s = ClientSession::new("demo01", "demo01", "D1", 200_000_000);
+//! // Unique to this run: a token is used once per session per day, and a
+//! // request re-using one of an earlier run's is dropped by the exchange.
+//! let prefix = run_token_prefix("D1", SystemTime::now());
+//! let mut s = ClientSession::new("demo01", "demo01", &prefix, 200_000_000);
 //! s.login(0);
 //! let mut buf = [0u8; 1500];
 //! while let Some(n) = s.poll_transmit(0, &mut buf) { /* send buf[..n] */ let _ = n; }
@@ -60,8 +81,8 @@ mod udp;
 mod xdp;
 
 pub use session::{
-    token_number, token_space, ClientEvent, ClientSession, ClientStats, MAX_TOKEN_PREFIX,
-    MISSED_HEARTBEATS, SERVER_HEARTBEAT_NS,
+    run_token_prefix, token_number, token_space, ClientEvent, ClientSession, ClientStats,
+    MAX_TOKEN_PREFIX, MISSED_HEARTBEATS, SERVER_HEARTBEAT_NS,
 };
 pub use udp::{UdpClient, DEFAULT_SERVER};
 pub use xdp::XdpClients;

@@ -61,16 +61,22 @@ pub enum ClientEvent {
     /// lost and the client logs in again, asking for every sequenced
     /// message from its next expected number.
     ConnectionLost,
-    /// The session gave up this request and no longer re-sends it: it was
-    /// waiting when sequenced messages were lost for good (the exchange no
-    /// longer had them when asked, [`ClientStats::unrecoverable`]), so its
-    /// answer may have been among them, and the exchange, heard from after
-    /// each of two re-sends, answered neither (it ignores a re-sent copy of
-    /// a token it already used). Its outcome is unknown to the client: the
-    /// request may have been accepted, executed, replaced, canceled or
-    /// rejected, as the lost messages said; find out by other means before
-    /// relying on it either way. An answer that does come later is still
-    /// delivered as usual.
+    /// The session gave up this request and no longer re-sends it. Either
+    /// it was waiting when sequenced messages were lost for good (the
+    /// exchange no longer had them when asked,
+    /// [`ClientStats::unrecoverable`]), so its answer may have been among
+    /// them, and the exchange, heard from after each of two re-sends,
+    /// answered neither; or the exchange, answering everything sent after
+    /// each of three re-sends (other requests, or re-requests of the
+    /// stream), never answered it: it ignores a re-sent copy of a token the
+    /// session already used today, and the first answer is not in this
+    /// session's stream (a program run again with the token prefix of an
+    /// earlier run today; see [`run_token_prefix`]), or every copy was
+    /// lost on the way. Its outcome is unknown to the client: the request
+    /// may have been accepted, executed, replaced, canceled or rejected
+    /// (or, for a new token, never received); find out by other means
+    /// before relying on it either way. An answer that does come later is
+    /// still delivered as usual.
     Unanswered {
         token: Token,
         /// The OUCH type of the request ('O' enter, 'U' replace, 'X'
@@ -156,14 +162,21 @@ struct Pending {
     /// one superseded unanswered (a second cancel of one token: the
     /// exchange answers each in order, so the first answers are theirs).
     earlier: u32,
+    /// Its place in the order of what the session sent (the session's
+    /// `sent_ord`) when first sent.
+    sent_ord: u64,
     /// Set when sequenced messages were lost for good while it waited (its
-    /// answer may have been one): how many of its re-sends since were
-    /// followed by a datagram from the exchange (see
-    /// [`HEARD_RESENDS_TO_GIVE_UP`]). `None` for the others.
-    lost_answer: Option<u8>,
-    /// When it was last re-sent after `lost_answer` was set; `u64::MAX`
-    /// when not since (no datagram comes after it).
-    resent_at: u64,
+    /// answer may have been one).
+    lost_answer: bool,
+    /// How many of its re-sends were followed by the evidence that its
+    /// answer is not coming (see [`HEARD_RESENDS_TO_GIVE_UP`] and
+    /// [`IGNORED_RESENDS_TO_GIVE_UP`]); counted since `lost_answer` was set
+    /// for such a request.
+    heard: u8,
+    /// The place of its last re-send in the order of what the session
+    /// sent, while that re-send may still be followed by the evidence;
+    /// `u64::MAX` when none may.
+    resent_ord: u64,
 }
 
 /// A request's key: its token as one integer ([`ouch::token_key`]) and its
@@ -197,6 +210,28 @@ type Deadline = (u64, u64, Key);
 /// not one: a single re-send lost on the way is not taken for an ignored
 /// one.
 const HEARD_RESENDS_TO_GIVE_UP: u8 = 2;
+
+/// Re-sends of a request after each of which the exchange showed that it
+/// had dealt with everything the session sent up to that re-send (it
+/// answered a request or a re-request sent after it), with every answer
+/// delivered, yet this request's answer did not come: after that many it is
+/// given up ([`ClientEvent::Unanswered`]). The exchange drops a copy of a
+/// request whose token the session already used today without a word
+/// (the client is meant to recover the first answer by sequence number),
+/// so when that answer is older than the session's stream (a program run
+/// again with the tokens of an earlier run, or an answer older than the
+/// exchange's window) nothing would ever answer it; a request the exchange
+/// has not seen is answered at the first copy that arrives. Three, not
+/// one: a copy lost on the way is not taken for an ignored one; only four
+/// lost in a row (the first send and three re-sends) would be.
+const IGNORED_RESENDS_TO_GIVE_UP: u8 = 3;
+
+/// The longest wait between two re-requests that brought nothing new
+/// (no sequenced message was delivered in order since the first),
+/// nanoseconds, unless the shortest re-send wait is longer: a client
+/// whose missing answer never comes asks a few times a second, not once
+/// per round trip.
+const MAX_RECOVERY_WAIT_NS: u64 = 250_000_000;
 
 /// The longest first wait before a re-send, as a multiple of the shortest.
 const MAX_RTO: u64 = 8;
@@ -250,8 +285,38 @@ pub struct ClientSession {
     silence_timeout: u64,
     /// The next sequence number to deliver; everything below it was delivered.
     next_sequence: u64,
-    /// When the last re-request was sent (one at a time per timeout).
+    /// When the re-request now waiting for its answer was last sent (one
+    /// at a time: a new one only after the wait).
     recovery_sent_at: Option<u64>,
+    /// When the last re-request was sent, answered or not.
+    last_recovery_at: Option<u64>,
+    /// The wait after the last re-request before another one, unless a
+    /// sequenced message was delivered in order since: the shortest re-send
+    /// wait, doubled by every re-request that follows one without such a
+    /// delivery, up to [`MAX_RECOVERY_WAIT_NS`].
+    recovery_wait: u64,
+    /// Whether a sequenced message was delivered in order since the last
+    /// re-request (it brought something, or the stream moves on: a new gap
+    /// may be asked about at once).
+    delivered_since_recovery: bool,
+    /// A gap was seen while a re-request could not be sent yet: the timer
+    /// sends it once it may.
+    recovery_deferred: bool,
+    /// The place, in the order of what the session sent, of the first send
+    /// of the re-request now waiting: its answer shows that the exchange
+    /// dealt with everything sent before it.
+    recovery_ord: u64,
+    /// How many packets the session has queued (requests, their re-sends,
+    /// logins): the order they reach the exchange in, which deals with a
+    /// client's datagrams in the order they come.
+    sent_ord: u64,
+    /// The place, in that order, of the latest packet the exchange has
+    /// shown it dealt with, every answer to what came before it having
+    /// been delivered (or lost for good): an answered request, an answered
+    /// re-request.
+    caught_up_ord: u64,
+    /// The number of packets queued when the last datagram arrived.
+    rx_ord: u64,
     /// When the last sequenced message was delivered in order.
     last_delivered_at: u64,
     /// Requests not answered yet, by token and message type (foldhash with
@@ -291,6 +356,29 @@ pub struct ClientSession {
 /// characters, at least 8.
 pub const MAX_TOKEN_PREFIX: usize = 6;
 
+/// A token prefix unique to a run started at `now` (the wall clock):
+/// `tag` (its first two characters at most, which should be unique to the
+/// program) and the time in tenths of a second, four base-36 characters
+/// (`0-9A-Z`) that repeat only after 46 hours, so runs of a program on one
+/// session on one day never share tokens (unless started within the same
+/// tenth of a second). The exchange processes a token once per session per
+/// day: a run that re-used an earlier run's tokens would have its orders
+/// dropped as re-sent copies (see [`ClientSession::new`]).
+pub fn run_token_prefix(tag: &str, now: std::time::SystemTime) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let tenths = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        / 100;
+    let tag: String = tag.chars().take(MAX_TOKEN_PREFIX - 4).collect();
+    let clock: String = (0..4u32)
+        .rev()
+        .map(|i| DIGITS[(tenths / 36u128.pow(i) % 36) as usize] as char)
+        .collect();
+    tag + &clock
+}
+
 /// How many tokens a session with a `prefix_len`-character prefix can make:
 /// 36^(14 − prefix_len), at least 36^8 ≈ 2.8·10^12 (32 days at a million
 /// orders a second; tokens need only be unique for a day); `u64::MAX` for
@@ -328,9 +416,17 @@ pub fn token_number(prefix: &[u8], token: &Token) -> Option<u64> {
 
 impl ClientSession {
     /// `prefix` (at most [`MAX_TOKEN_PREFIX`] bytes; more are cut off)
-    /// makes this session's tokens unique across its runs; `resend_after_ns` is the shortest a request waits
-    /// for its answer before it is re-sent (the wait follows the measured
-    /// round trip above that).
+    /// starts every token of this session, followed by a counter from 1:
+    /// it must differ from the prefix of every earlier run on this session
+    /// today (make it with [`run_token_prefix`]). The exchange processes a
+    /// token once per session per day and drops a byte-identical re-sent
+    /// request for a token already used without an answer (the client is
+    /// meant to recover the first answer by sequence number), so a second
+    /// run with the same prefix would have its orders dropped, each
+    /// reported as [`ClientEvent::Unanswered`] after a few seconds.
+    /// `resend_after_ns` is the shortest a request waits for its answer
+    /// before it is re-sent (the wait follows the measured round trip above
+    /// that).
     ///
     /// # Panics
     ///
@@ -364,6 +460,14 @@ impl ClientSession {
             silence_timeout: MISSED_HEARTBEATS * SERVER_HEARTBEAT_NS,
             next_sequence: 1,
             recovery_sent_at: None,
+            last_recovery_at: None,
+            recovery_wait: resend_after_ns.max(1),
+            delivered_since_recovery: false,
+            recovery_deferred: false,
+            recovery_ord: 0,
+            sent_ord: 0,
+            caught_up_ord: 0,
+            rx_ord: 0,
             last_delivered_at: 0,
             pending: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
             packets: Vec::with_capacity(1 << 12),
@@ -418,6 +522,7 @@ impl ClientSession {
     }
 
     fn queue_login(&mut self, sequence: u64) {
+        self.sent_ord += 1;
         let mut b = [0u8; PACKET];
         if let Ok(n) = soupbin::write_login_request(
             &mut b,
@@ -504,6 +609,7 @@ impl ClientSession {
         };
         let packet = Bytes::new(&b[..n]);
         self.outbox.push_back(packet);
+        self.sent_ord += 1;
         let slot = match self.free_packets.pop() {
             Some(slot) => {
                 self.packets[slot as usize] = packet;
@@ -531,8 +637,10 @@ impl ClientSession {
                 tries: 0,
                 packet: slot,
                 earlier,
-                lost_answer: None,
-                resent_at: u64::MAX,
+                sent_ord: self.sent_ord,
+                lost_answer: false,
+                heard: 0,
+                resent_ord: u64::MAX,
             },
         );
         self.first_deadlines
@@ -579,19 +687,69 @@ impl ClientSession {
     }
 
     /// Asks the exchange for everything from the next expected sequence
-    /// number, unless a re-request is already under way.
+    /// number, unless a re-request is under way or the last one is too
+    /// recent ([`ClientSession::recovery_allowed_at`]).
     fn recover(&mut self, now: u64) {
         if !self.logged_in {
             return;
         }
-        if let Some(t) = self.recovery_sent_at {
-            if now.saturating_sub(t) < self.resend_after {
-                return;
-            }
+        if now < self.recovery_allowed_at() {
+            self.recovery_deferred = true;
+            return;
+        }
+        if self.last_recovery_at.is_some() {
+            // One that brought nothing makes the next wait longer.
+            self.recovery_wait = if self.delivered_since_recovery {
+                self.resend_after
+            } else {
+                self.recovery_wait
+                    .saturating_mul(2)
+                    .min(MAX_RECOVERY_WAIT_NS.max(self.resend_after))
+            };
         }
         self.queue_login(self.next_sequence);
+        if self.recovery_sent_at.is_none() {
+            self.recovery_ord = self.sent_ord;
+        }
         self.recovery_sent_at = Some(now);
+        self.last_recovery_at = Some(now);
+        self.delivered_since_recovery = false;
+        self.recovery_deferred = false;
         self.stats.recoveries += 1;
+    }
+
+    /// The earliest a re-request may be sent: at once when none was, or
+    /// when the last one was answered and a sequenced message was
+    /// delivered in order since (a new gap); otherwise the wait after the
+    /// last one (one waiting for its answer is repeated after the shortest
+    /// re-send wait, one that brought nothing after a wait that grows).
+    fn recovery_allowed_at(&self) -> u64 {
+        let Some(last) = self.last_recovery_at else {
+            return 0;
+        };
+        if self.delivered_since_recovery {
+            if self.recovery_sent_at.is_none() {
+                return 0;
+            }
+            return last.saturating_add(self.resend_after);
+        }
+        last.saturating_add(self.recovery_wait)
+    }
+
+    /// When the timer asks for the stream again (see `on_timer_with`):
+    /// while a re-request waits for its answer or one for a gap was put
+    /// off, and while re-sent requests wait and nothing was delivered for
+    /// the shortest re-send wait; never before
+    /// [`ClientSession::recovery_allowed_at`].
+    fn recovery_due(&self) -> Option<u64> {
+        let wanted = if self.recovery_sent_at.is_some() || self.recovery_deferred {
+            0
+        } else if self.resent_pending > 0 {
+            self.last_delivered_at.saturating_add(self.resend_after)
+        } else {
+            return None;
+        };
+        Some(wanted.max(self.recovery_allowed_at()))
     }
 
     /// An answer to the request under `k` came: it settles the request,
@@ -607,6 +765,9 @@ impl ClientSession {
     /// trip is a sample if it was sent once (Karn's rule).
     fn settle(&mut self, k: &Key) {
         if let Some(p) = self.forget(k) {
+            // Answers come in order: the exchange dealt with all that was
+            // sent before this request, and their answers were delivered.
+            self.caught_up_ord = self.caught_up_ord.max(p.sent_ord);
             if p.tries == 0 {
                 self.sample_rtt(self.last_now.saturating_sub(p.sent_at));
             }
@@ -650,9 +811,10 @@ impl ClientSession {
     fn lost_for_good(&mut self, n: u64) {
         self.stats.unrecoverable += n;
         for p in self.pending.values_mut() {
-            if p.lost_answer.is_none() {
-                p.lost_answer = Some(0);
-                p.resent_at = u64::MAX;
+            if !p.lost_answer {
+                p.lost_answer = true;
+                p.heard = 0;
+                p.resent_ord = u64::MAX;
             }
         }
     }
@@ -715,6 +877,7 @@ impl ClientSession {
             self.restart_back_off(now);
         }
         self.last_rx = self.last_rx.max(now);
+        self.rx_ord = self.sent_ord;
         // The sequence number of the next sequenced message in this datagram,
         // when the datagram is labelled.
         let mut label: Option<u64> = None;
@@ -739,6 +902,9 @@ impl ClientSession {
                         self.login_sent_at = None;
                         self.login_wait = self.resend_after;
                         self.recovery_sent_at = None;
+                        self.last_recovery_at = None;
+                        self.recovery_wait = self.resend_after;
+                        self.recovery_deferred = false;
                         // A first login starts from the exchange's current
                         // number. A re-login asked from ours: an answer past
                         // it means the exchange no longer had what we missed.
@@ -751,8 +917,11 @@ impl ClientSession {
                         self.synced = true;
                         f(ClientEvent::LoggedIn { next_sequence: seq });
                     } else if self.recovery_sent_at.is_some() {
-                        // The answer to a re-request: what follows starts at `seq`.
+                        // The answer to a re-request: what follows starts at
+                        // `seq`, and the exchange dealt with everything sent
+                        // before the re-request (its replay follows at once).
                         self.recovery_sent_at = None;
+                        self.caught_up_ord = self.caught_up_ord.max(self.recovery_ord);
                         if seq > self.next_sequence {
                             self.lost_for_good(seq - self.next_sequence);
                             self.next_sequence = seq;
@@ -798,6 +967,7 @@ impl ClientSession {
                     }
                     self.next_sequence = self.next_sequence.saturating_add(1);
                     self.last_delivered_at = now;
+                    self.delivered_since_recovery = true;
                     self.stats.sequenced += 1;
                     if let Some(e) = self.decode(m) {
                         f(e);
@@ -901,7 +1071,7 @@ impl ClientSession {
             // receiving the re-sends so far: they no longer count towards
             // giving a request up.
             for p in self.pending.values_mut() {
-                p.resent_at = u64::MAX;
+                p.resent_ord = u64::MAX;
             }
             f(ClientEvent::ConnectionLost);
             return;
@@ -923,20 +1093,29 @@ impl ClientSession {
             if p.id != id || p.due != due {
                 continue; // a newer request on the key, or re-scheduled
             }
-            if let Some(heard) = p.lost_answer {
-                let heard = heard + u8::from(self.last_rx > p.resent_at);
-                if heard >= HEARD_RESENDS_TO_GIVE_UP {
-                    self.forget(&key);
-                    self.stats.unanswered += 1;
-                    f(ClientEvent::Unanswered {
-                        token: token_of(&key),
-                        request: key.1,
-                    });
-                    continue;
-                }
-                p.lost_answer = Some(heard);
-                p.resent_at = now;
+            // Was its last re-send followed by the evidence? For a request
+            // whose answer may have been lost for good, any datagram from
+            // the exchange; for the others, the exchange dealing with
+            // something sent after it, all answers delivered, and no gap
+            // being asked about now.
+            let (evidence, needed) = if p.lost_answer {
+                (self.rx_ord, HEARD_RESENDS_TO_GIVE_UP)
+            } else {
+                (self.caught_up_ord, IGNORED_RESENDS_TO_GIVE_UP)
+            };
+            let heard = p.heard + u8::from(p.resent_ord != u64::MAX && evidence >= p.resent_ord);
+            if heard >= needed && (p.lost_answer || self.recovery_sent_at.is_none()) {
+                self.forget(&key);
+                self.stats.unanswered += 1;
+                f(ClientEvent::Unanswered {
+                    token: token_of(&key),
+                    request: key.1,
+                });
+                continue;
             }
+            p.heard = heard;
+            self.sent_ord += 1;
+            p.resent_ord = self.sent_ord;
             p.tries += 1;
             let first_resend = p.tries == 1;
             p.due = now + rto * (1u64 << p.tries.min(4)).min(MAX_BACKOFF);
@@ -954,8 +1133,7 @@ impl ClientSession {
         // backed-off re-send falls due. Asking while answers still flow in
         // order would only make the exchange send them twice. A re-request
         // made for a gap and not answered within the wait is repeated too.
-        let silent = now.saturating_sub(self.last_delivered_at) >= self.resend_after;
-        if (self.resent_pending > 0 && silent) || self.recovery_sent_at.is_some() {
+        if self.recovery_due().is_some_and(|t| t <= now) {
             self.recover(now);
         }
         if self.outbox.is_empty() && now.saturating_sub(self.last_tx) >= HEARTBEAT_NS {
@@ -1003,11 +1181,7 @@ impl ClientSession {
         // re-sent requests unanswered is asked about after it (see
         // `on_timer`): a driver that wakes only here must not wait for a
         // backed-off re-send or the heartbeat instead.
-        let recovery = match self.recovery_sent_at {
-            Some(t) => Some(t.saturating_add(self.resend_after)),
-            None => (self.resent_pending > 0)
-                .then(|| self.last_delivered_at.saturating_add(self.resend_after)),
-        };
+        let recovery = self.recovery_due();
         let heartbeat = self
             .last_tx
             .saturating_add(HEARTBEAT_NS)
@@ -1095,6 +1269,34 @@ mod tests {
         );
         assert_eq!(&long.new_token(), b"ABCDEFZZZZZZZZ");
         assert!(long.tokens_exhausted);
+    }
+
+    #[test]
+    fn run_token_prefixes_differ_between_runs_a_tenth_of_a_second_apart_all_day() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let start = UNIX_EPOCH + Duration::from_secs(1_796_284_800); // 2026-12-03
+        let first = run_token_prefix("UX", start);
+        assert!(
+            first.starts_with("UX") && first.len() == MAX_TOKEN_PREFIX,
+            "{first}"
+        );
+        assert_ne!(
+            first,
+            run_token_prefix("UX", start + Duration::from_millis(100))
+        );
+        // Every tenth of a second of a day has its own prefix.
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..864_000u64 {
+            assert!(seen.insert(run_token_prefix(
+                "UX",
+                start + Duration::from_millis(100 * k)
+            )));
+        }
+        // A longer tag is cut to leave the clock whole; the tokens fit.
+        let p = run_token_prefix("LONGTAG", start);
+        assert_eq!(&p[..2], "LO");
+        let mut s = ClientSession::new("demo06", "demo06", &p, 1);
+        assert_eq!(token_number(p.as_bytes(), &s.new_token()), Some(1));
     }
 
     #[test]
@@ -1202,14 +1404,18 @@ mod tests {
         s.on_timer(100);
         assert_eq!(logins(&mut s, 100), [1]);
         // The re-request is answered, but the answer it replays is lost:
-        // asked again once the wait since the last delivery has passed,
-        // before the backed-off re-send (due at 300).
+        // asked again once the wait since the last re-request has passed
+        // (not at once, so that an answer that never comes is not asked
+        // for once per round trip), before the backed-off re-send (due at
+        // 300).
         s.on_datagram(110, &login_accepted(1), &mut |_| {});
         s.on_timer(150);
-        assert_eq!(logins(&mut s, 150), [1]);
+        assert!(logins(&mut s, 150).is_empty());
+        s.on_timer(200);
+        assert_eq!(logins(&mut s, 200), [1]);
         // Answered, and this time the answer arrives: nothing more is asked.
-        s.on_datagram(158, &login_accepted(1), &mut |_| {});
-        s.on_datagram(160, &accepted_at(1, token, symbol), &mut |_| {});
+        s.on_datagram(208, &login_accepted(1), &mut |_| {});
+        s.on_datagram(210, &accepted_at(1, token, symbol), &mut |_| {});
         assert_eq!(s.outstanding(), 0);
         for now in [300, 400, 1_000] {
             s.on_timer(now);
@@ -1819,27 +2025,49 @@ mod tests {
 
     #[test]
     fn a_request_sent_after_answers_were_lost_is_not_given_up_for_them() {
-        let (mut s, _) = answers_lost_for_good();
         let symbol = Symbol::new("TK2612").unwrap();
-        let later = s.enter(
-            20,
-            symbol,
-            Side::Buy,
-            Qty::new(1),
-            Price::from_raw(1),
-            Tif::Day,
-        );
-        let x = against_exchange(&mut s, 20, 20_000, true, 5);
+        let with_a_later_request = || {
+            let (mut s, _) = answers_lost_for_good();
+            let later = s.enter(
+                20,
+                symbol,
+                Side::Buy,
+                Qty::new(1),
+                Price::from_raw(1),
+                Tif::Day,
+            );
+            (s, later)
+        };
+        let (mut s, later) = with_a_later_request();
+        let x = against_exchange(&mut s, 20, 1_500, true, 5);
         let given_up: Vec<_> = x.events.iter().filter_map(|e| e.token()).collect();
         assert_eq!(given_up.len(), 3);
         assert!(!given_up.contains(&later));
         // Still waiting, and still re-sent (the exchange has not answered).
         assert_eq!(s.outstanding(), 1);
-        let resends = x.requests.iter().filter(|r| r.0 > 1_000).count();
-        assert!(resends >= 3, "{:?}", x.requests);
-        s.on_datagram(20_010, &accepted_at(5, later, symbol), &mut |_| {});
+        let resends = x.requests.iter().filter(|r| r.0 > 700).count();
+        assert!(resends >= 1, "{:?}", x.requests);
+        s.on_datagram(1_510, &accepted_at(5, later, symbol), &mut |_| {});
         assert_eq!(s.outstanding(), 0);
         assert_eq!(s.stats().unanswered, 3);
+        // Its answer never comes although the exchange answers every
+        // re-request asked after its re-sends: it is given up too, on its
+        // own count, after the others (re-sent at 120, 320 and 720, each
+        // followed by an answered re-request: given up at 1,520).
+        let (mut s, later) = with_a_later_request();
+        let x = against_exchange(&mut s, 20, 20_000, true, 5);
+        let given_up: Vec<_> = x.events.iter().filter_map(|e| e.token()).collect();
+        assert_eq!(given_up.len(), 4);
+        assert_eq!(given_up[3], later);
+        let its_resends: Vec<u64> = x
+            .requests
+            .iter()
+            .map(|r| r.0)
+            .filter(|&t| t > 700)
+            .collect();
+        assert_eq!(its_resends, [720]);
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 4);
     }
 
     #[test]
@@ -1860,5 +2088,153 @@ mod tests {
             events[..],
             [ClientEvent::Canceled { decrement, .. }] if decrement == Qty::ZERO
         ));
+    }
+
+    /// What a session driven by a shell that sleeps until `poll_timeout`
+    /// sent and reported.
+    #[derive(Default)]
+    struct Driven {
+        /// When each Login Request went out.
+        logins: Vec<u64>,
+        /// When each request (first send or re-send) went out.
+        requests: Vec<u64>,
+        /// Events, with when they were reported.
+        events: Vec<(u64, ClientEvent)>,
+        /// Turns of the driving loop.
+        turns: usize,
+    }
+
+    /// Drives `s` from `from` to `to` (ns) the way `UdpClient::drive` is
+    /// driven by a program that sleeps until `poll_timeout`, against an
+    /// exchange `rtt` away whose next sequence number is `next`: it
+    /// answers every Login Request with a Login Accepted at `next`, sends
+    /// a labelled heartbeat after a second without sending, and never
+    /// answers an order (their tokens were used by an earlier run today,
+    /// so it takes every one as a re-sent copy and drops it). At most
+    /// 200,000 turns.
+    fn against_an_exchange_that_used_the_tokens(
+        s: &mut ClientSession,
+        from: u64,
+        to: u64,
+        rtt: u64,
+        next: u64,
+    ) -> Driven {
+        let mut d = Driven::default();
+        let mut answers: VecDeque<u64> = VecDeque::new();
+        let mut exchange_sent = from;
+        let mut now = from;
+        let mut out = [0u8; 1400];
+        while now <= to && d.turns < 200_000 {
+            d.turns += 1;
+            while answers.front().is_some_and(|&t| t <= now) {
+                answers.pop_front();
+                exchange_sent = now;
+                s.on_datagram(now, &login_accepted(next), &mut |e| d.events.push((now, e)));
+            }
+            if now >= exchange_sent + 1_000_000_000 {
+                exchange_sent = now;
+                s.on_datagram(now, &heartbeat(next), &mut |e| d.events.push((now, e)));
+            }
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.on_timer_with(now, &mut |e| d.events.push((now, e)));
+            }
+            while let Some(n) = s.poll_transmit(now, &mut out) {
+                for p in soupbin::packets(&out[..n]).flatten() {
+                    match p {
+                        Packet::LoginRequest(_) => {
+                            d.logins.push(now);
+                            answers.push_back(now + rtt);
+                        }
+                        Packet::UnsequencedData(_) => d.requests.push(now),
+                        _ => {}
+                    }
+                }
+            }
+            // Sleep until the session's timer, the next answer or the
+            // exchange's heartbeat, whichever is first.
+            let wake = [
+                s.poll_timeout().filter(|&t| t > now),
+                answers.front().copied(),
+                Some(exchange_sent + 1_000_000_000),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+            now = wake.max(now + 1);
+        }
+        d
+    }
+
+    /// A new session of a program run a second time today with the token
+    /// prefix of its first run: logged in (at the most recent message, 40)
+    /// and its first order sent at 1 ms; that order's token was used by
+    /// the first run, so the exchange drops it. Resend wait 200 ms, round
+    /// trip 50 us.
+    fn a_second_run_with_the_first_runs_tokens() -> (ClientSession, Token) {
+        let mut s = ClientSession::new("demo06", "demo06", "UX", 200_000_000);
+        s.login(0);
+        while s.poll_transmit(0, &mut [0u8; 256]).is_some() {}
+        s.on_datagram(50_000, &login_accepted(40), &mut |_| {});
+        let token = s.enter(
+            1_000_000,
+            Symbol::new("TK2612").unwrap(),
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(65_000),
+            Tif::Day,
+        );
+        (s, token)
+    }
+
+    #[test]
+    fn re_requests_go_one_at_a_time_with_growing_waits_so_a_client_never_floods_the_exchange() {
+        let (mut s, _) = a_second_run_with_the_first_runs_tokens();
+        let d =
+            against_an_exchange_that_used_the_tokens(&mut s, 1_000_000, 3_000_000_000, 50_000, 40);
+        // Three seconds of a request that is never answered: a handful of
+        // re-requests, not one per round trip.
+        assert!(d.logins.len() <= 16, "{} logins in 3 s", d.logins.len());
+        assert_eq!(s.stats().recoveries, d.logins.len() as u64);
+        // Never sooner than the resend wait after the previous one, and the
+        // waits grow up to a few hundred milliseconds.
+        let gaps: Vec<u64> = d.logins.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g >= 200_000_000), "{gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= 500_000_000), "{gaps:?}");
+        assert!(d.turns < 1_000, "the driver slept: {} turns", d.turns);
+    }
+
+    #[test]
+    fn a_request_never_answered_while_the_exchange_answers_re_requests_is_given_up_within_seconds()
+    {
+        let (mut s, token) = a_second_run_with_the_first_runs_tokens();
+        let d =
+            against_an_exchange_that_used_the_tokens(&mut s, 1_000_000, 10_000_000_000, 50_000, 40);
+        let given_up: Vec<(u64, ClientEvent)> = d
+            .events
+            .iter()
+            .copied()
+            .filter(|(_, e)| matches!(e, ClientEvent::Unanswered { .. }))
+            .collect();
+        assert_eq!(given_up.len(), 1, "{:?}", d.events);
+        let (at, e) = given_up[0];
+        assert_eq!(
+            e,
+            ClientEvent::Unanswered {
+                token,
+                request: b'O'
+            }
+        );
+        assert!(at <= 4_000_000_000, "given up at {at}");
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 1);
+        // Then nothing more is re-sent or asked for, and the session stays.
+        assert!(d.requests.iter().all(|&t| t < at), "{:?}", d.requests);
+        assert!(d.logins.iter().all(|&t| t < at), "{:?}", d.logins);
+        assert!(s.is_logged_in());
+        assert!(!d
+            .events
+            .iter()
+            .any(|(_, e)| *e == ClientEvent::ConnectionLost));
     }
 }

@@ -174,6 +174,8 @@ pub(super) struct Pacer {
     deadline: u64,
     /// Whether sending stopped at the deadline.
     cut: bool,
+    /// Whether sending was stopped early (SIGINT or SIGTERM).
+    interrupted: bool,
 }
 
 impl Pacer {
@@ -187,6 +189,7 @@ impl Pacer {
             end,
             deadline: end.saturating_add(args.drain_ms.saturating_mul(1_000_000)),
             cut: false,
+            interrupted: false,
         }
     }
 
@@ -194,7 +197,7 @@ impl Pacer {
     #[inline]
     pub(super) fn turn(&mut self, t: u64) -> Turn {
         let due = self.schedule.next_due();
-        if self.sent >= self.count || due >= self.end || self.cut {
+        if self.sent >= self.count || due >= self.end || self.cut || self.interrupted {
             return Turn::Done;
         }
         if t >= self.deadline {
@@ -208,6 +211,13 @@ impl Pacer {
             due,
             orders: self.batch.min(self.count - self.sent),
         }
+    }
+
+    /// Sending stops now (SIGINT or SIGTERM): every turn is
+    /// [`Turn::Done`], and what was not sent is not counted unsent (the
+    /// run was cut short, not behind).
+    pub(super) fn interrupt(&mut self) {
+        self.interrupted = true;
     }
 
     /// The send [`Pacer::turn`] asked for went out.
@@ -298,6 +308,20 @@ mod tests {
         let (sends, unsent) = paced(5_000..5_001, args(1_000, false));
         assert_eq!((sends.len(), unsent), (1_000, 0));
         assert!(sends.iter().all(|(due, at)| at - due < 100));
+    }
+
+    #[test]
+    fn an_interrupted_pacer_sends_nothing_more_and_counts_nothing_unsent() {
+        let mut a = args(1_000, false);
+        (a.duration, a.drain_ms) = (1, 500);
+        let mut p = Pacer::new(&a);
+        assert!(matches!(p.turn(0), Turn::Send { .. }));
+        p.sent(1);
+        p.interrupt();
+        for t in [1_000_000, 500_000_000, 2_000_000_000] {
+            assert_eq!(p.turn(t), Turn::Done, "at {t}");
+        }
+        assert_eq!(p.unsent(planned(&a)), 0);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! sessions, and the report: percentiles, achieved vs intended rate,
 //! rejects, losses, and the `.hgrm`, `.hlog` (written after the run) and
 //! one-line JSON files.
-//! Bounded by count and by duration; it always stops by itself.
+//! Bounded by count and by duration; it always stops by itself. SIGINT or
+//! SIGTERM (Ctrl-C) ends it early as if the run were over: sending stops,
+//! answers are awaited briefly, the sessions log out (so the next run finds
+//! them free), and the report and files are written, saying it was
+//! interrupted; a second signal ends the process at once.
 
 mod clients;
 mod flow;
@@ -24,6 +28,8 @@ use anyhow::bail;
 use crate::bench::engine::Mix;
 use crate::client::{ClientEvent, ClientSession};
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
+use crate::runtime::Stop;
+use crate::wire::{ouch, soupbin};
 use clients::Clients;
 use flow::{planned, Flow, Pacer, Turn};
 use tally::{Interval, Tally};
@@ -38,6 +44,10 @@ pub const MAX_SECONDS: u64 = 86_400;
 pub fn rate_parser() -> clap::builder::RangedU64ValueParser {
     clap::value_parser!(u64).range(1..=MAX_RATE)
 }
+
+/// How long an interrupted run waits for the answers to what it sent
+/// (at most; `--drain-ms` if shorter), ms.
+const INTERRUPTED_DRAIN_MS: u64 = 300;
 
 /// Histograms made before a run for its per-second intervals (213 KB
 /// each): a run of up to this many seconds makes none while it sends.
@@ -156,7 +166,9 @@ pub struct LoadReport {
     pub lost_overwritten: u64,
     /// Orders whose session gave up waiting for their answer
     /// ([`ClientEvent::Unanswered`]: it may have been among sequenced
-    /// messages the exchange no longer had); not in `lost` or `answered`.
+    /// messages the exchange no longer had, or the exchange answered what
+    /// was sent after each of their re-sends but never them); not in `lost`
+    /// or `answered`.
     pub given_up: u64,
     /// Sessions taken as lost after the exchange's silence (each then
     /// logged in again by itself).
@@ -164,19 +176,76 @@ pub struct LoadReport {
     pub executions: u64,
     pub resent: u64,
     pub seconds: f64,
+    /// Whether SIGINT or SIGTERM ended the run before its end.
+    pub interrupted: bool,
     pub summary: Summary,
+}
+
+/// A name for an OUCH 4.2 Rejected reason code (`wire::ouch::reject`).
+pub fn reject_name(code: u8) -> &'static str {
+    use ouch::reject::*;
+    match code {
+        TEST_MODE => "test-mode",
+        HALTED => "halted",
+        SHARES_EXCEED_THRESHOLD => "shares-exceed-threshold",
+        INVALID_STOCK => "invalid-stock",
+        INVALID_DISPLAY => "invalid-display",
+        EXCHANGE_CLOSED => "exchange-closed",
+        NOT_ALLOWED_NOW => "not-allowed-now",
+        INVALID_PRICE => "invalid-price",
+        INVALID_MIN_QTY => "invalid-min-qty",
+        OTHER => "other",
+        EXCEEDED_SHARES_LIMIT => "exceeded-shares-limit",
+        EXCEEDED_DOLLAR_VALUE_LIMIT => "exceeded-dollar-value-limit",
+        FLOW_CONTROL => "flow-control",
+        PROCESSING_ERROR => "processing-error",
+        _ => "unknown",
+    }
+}
+
+/// `n` and the noun, singular for one: `1 order`, `2 orders`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What a refused login of session `user` means, for the log: a session
+/// not available is one still bound to an earlier client (a run that did
+/// not log out), which the exchange frees only after its idle timeout.
+fn login_refusal(user: &str, code: u8) -> String {
+    match code {
+        soupbin::reject::SESSION_NOT_AVAILABLE => format!(
+            "login of {user} rejected (S): session {user} is still bound to an earlier client; it frees after the exchange's idle timeout (gateway.idle_timeout_ms, 15 s by default)"
+        ),
+        soupbin::reject::NOT_AUTHORIZED => format!(
+            "login of {user} rejected (A): the exchange does not know user {user} with password {user}"
+        ),
+        c => format!("login of {user} rejected ({})", c as char),
+    }
 }
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `load:` for the default label, not `load load:`.
+        let name = if self.label == "load" {
+            "load:".to_string()
+        } else {
+            format!("load {}:", self.label)
+        };
         writeln!(
             f,
-            "load {}: intended {} orders/s, achieved {:.0}/s over {:.2} s",
-            self.label,
+            "{name} intended {} orders/s, sent {:.0}/s, answered {:.0}/s over {:.2} s",
             self.intended_rate,
             self.sent as f64 / self.seconds,
+            self.answered as f64 / self.seconds,
             self.seconds
         )?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "INTERRUPTED (SIGINT/SIGTERM) after {:.2} s: sending stopped early and the sessions logged out; the figures cover what was sent",
+                self.seconds
+            )?;
+        }
         writeln!(
             f,
             "sent {} of {} planned, answered {}, lost {}, resent {}, accepted {}, executions {}",
@@ -191,15 +260,21 @@ impl fmt::Display for LoadReport {
         if self.unsent > 0 {
             writeln!(
                 f,
-                "NOT SENT: {} orders due before the end were still unsent a drain time after it (the generator fell behind; they are in no percentile)",
-                self.unsent
+                "NOT SENT: {} due before the end {} still unsent a drain time after it (the generator fell behind; {} in no percentile)",
+                count(self.unsent, "order", "orders"),
+                if self.unsent == 1 { "was" } else { "were" },
+                if self.unsent == 1 { "it is" } else { "they are" }
             )?;
         }
         if self.beyond_range > 0 {
             writeln!(
                 f,
-                "{} round trips were longer than the histogram's {} s and are recorded as {} s",
-                self.beyond_range,
+                "{} longer than the histogram's {} s and recorded as {} s",
+                if self.beyond_range == 1 {
+                    "1 round trip was".to_string()
+                } else {
+                    format!("{} round trips were", self.beyond_range)
+                },
                 crate::latency::MAX_TRACKABLE_NS / 1_000_000_000,
                 crate::latency::MAX_TRACKABLE_NS / 1_000_000_000
             )?;
@@ -207,7 +282,7 @@ impl fmt::Display for LoadReport {
         let mut rj: Vec<String> = self
             .rejected
             .iter()
-            .map(|(c, n)| format!("'{}'={n}", *c as char))
+            .map(|(c, n)| format!("'{}' {}={n}", *c as char, reject_name(*c)))
             .collect();
         rj.sort();
         writeln!(
@@ -229,8 +304,10 @@ impl fmt::Display for LoadReport {
         if self.given_up > 0 {
             writeln!(
                 f,
-                "given up after lost answers: {} (the session stopped re-sending them; their outcome is unknown)",
-                self.given_up
+                "given up unanswered: {} (answers lost for good, or re-sends the exchange ignored; the session stopped re-sending {}; {} unknown)",
+                self.given_up,
+                if self.given_up == 1 { "it" } else { "them" },
+                if self.given_up == 1 { "its outcome is" } else { "their outcomes are" }
             )?;
         }
         if self.connections_lost > 0 {
@@ -243,13 +320,28 @@ impl fmt::Display for LoadReport {
         if self.lost_overwritten > 0 {
             writeln!(
                 f,
-                "of the lost, {} were still unanswered when later orders of their session needed their slot (answers after that are not counted)",
-                self.lost_overwritten
+                "of the lost, {} still unanswered when later orders of their session needed their slot (answers after that are not counted)",
+                if self.lost_overwritten == 1 {
+                    "1 was".to_string()
+                } else {
+                    format!("{} were", self.lost_overwritten)
+                }
             )?;
         }
         writeln!(f, "round trip from intended send time to first answer:")?;
-        writeln!(f, "{}", Summary::table_header())?;
-        writeln!(f, "{}", self.summary)?;
+        // The row's count is of the answered orders, and so is its rate:
+        // the intended (or sent) rate beside a third of it answered read as
+        // if all had been.
+        let header = Summary::table_header();
+        let header = header
+            .strip_suffix(&format!("{:>12}", "rate/s"))
+            .map_or(header.clone(), |h| format!("{h}{:>12}", "answered/s"));
+        writeln!(f, "{header}")?;
+        let row = Summary {
+            rate: self.answered as f64 / self.seconds,
+            ..self.summary
+        };
+        writeln!(f, "{row}")?;
         write!(f, "{}", self.summary.to_json_line())
     }
 }
@@ -259,6 +351,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     // Before anything is sent: the target is in the lab, and so is the
     // route to it (not the default namespace's way out).
     crate::net::lab_route::lab_source(*args.target.ip())?;
+    // Ctrl-C ends the run as its end would (see the module docs).
+    let stop = Stop::on_signals()?;
     let flow = Flow::new(args)?;
     println!(
         "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
@@ -291,7 +385,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             Err(e) => println!("load: not pinned ({e})"),
         }
     }
-    log_in(&mut clients, args, &ns)?;
+    log_in(&mut clients, args, &ns, &stop)?;
 
     std::fs::create_dir_all(&args.out)?;
     let started_wall = SystemTime::now();
@@ -321,9 +415,23 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let usage = crate::runtime::ThreadUsage::current();
     let start = ns();
     let (mut last_timer, mut last_interval, mut last_send) = (start, start, start);
+    // When SIGINT or SIGTERM came, if it did.
+    let mut interrupted: Option<u64> = None;
     let mut i = 0u64;
     loop {
         let t = ns();
+        if interrupted.is_none() && stop.is_set() {
+            interrupted = Some(t);
+            pacer.interrupt();
+            println!(
+                "load: interrupted: sending stopped, awaiting answers briefly, then logging out"
+            );
+        }
+        if interrupted
+            .is_some_and(|at| t >= at + INTERRUPTED_DRAIN_MS.min(args.drain_ms) * 1_000_000)
+        {
+            break;
+        }
         match pacer.turn(t - start) {
             Turn::Send { due, orders } => {
                 // One session's burst of `--batch` orders, in one datagram,
@@ -375,11 +483,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         }
     }
     bar.finish_and_clear();
-    let t = ns();
-    for s in 0..args.sessions {
-        clients.session(s).logout(t);
-        clients.flush(s)?;
-    }
+    log_out(&mut clients, ns())?;
     if let Some(stats) = clients.xdp_stats() {
         println!("load: client AF_XDP: {stats}");
     }
@@ -404,6 +508,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     report.lost = lost;
     report.lost_overwritten = lost_overwritten;
     report.resent = resent;
+    report.interrupted = interrupted.is_some();
     report.summary = hist.summary(report.sent as f64 / report.seconds);
     write_outputs(args, &report, &hist, started_wall, &intervals)?;
     Ok(report)
@@ -428,28 +533,75 @@ fn token_prefixes(sessions: usize, now: SystemTime) -> Vec<String> {
     (1..=sessions).map(|i| format!("L{i}{run}")).collect()
 }
 
+/// Logs every session out (a SoupBinTCP Logout Request each), so that the
+/// exchange frees them at once rather than after its idle timeout.
+fn log_out(clients: &mut Clients, t: u64) -> anyhow::Result<()> {
+    for s in 0..clients.sessions().count() {
+        if clients.session(s).is_logged_in() {
+            clients.session(s).logout(t);
+            clients.flush(s)?;
+        }
+    }
+    Ok(())
+}
+
 /// Logs every session in; a login whose answer has not come back is sent
-/// again by `drive`. Fails after 3 s.
-fn log_in(clients: &mut Clients, args: &LoadArgs, ns: &impl Fn() -> u64) -> anyhow::Result<()> {
+/// again by `drive`. Fails after 3 s, at once when every session not
+/// logged in was refused (a first login refused is not retried), or on
+/// SIGINT/SIGTERM; the sessions that did log in log out again first.
+fn log_in(
+    clients: &mut Clients,
+    args: &LoadArgs,
+    ns: &impl Fn() -> u64,
+    stop: &Stop,
+) -> anyhow::Result<()> {
     for s in 0..args.sessions {
         clients.session(s).login(ns());
         clients.flush(s)?;
     }
+    let user = |s: usize| format!("demo{:02}", s + 1);
+    let mut refused: Vec<Option<u8>> = vec![None; args.sessions];
     let deadline = Instant::now() + Duration::from_secs(3);
-    while clients.sessions().any(|c| !c.is_logged_in()) {
-        if Instant::now() > deadline {
-            bail!(
-                "not every session logged in within 3 s: is the exchange running at {}?",
-                args.target
-            );
+    loop {
+        let waiting: Vec<usize> = (0..args.sessions)
+            .filter(|&s| !clients.session(s).is_logged_in())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
         }
-        clients.drive(ns(), &mut |_, e| {
+        let failure = if stop.is_set() {
+            Some("interrupted while logging in".to_string())
+        } else if waiting.iter().all(|&s| refused[s].is_some()) {
+            let why: Vec<String> = waiting
+                .iter()
+                .map(|&s| login_refusal(&user(s), refused[s].unwrap_or(0)))
+                .collect();
+            Some(format!("not every session logged in: {}", why.join("; ")))
+        } else if Instant::now() > deadline {
+            let silent: Vec<String> = waiting
+                .iter()
+                .filter(|&&s| refused[s].is_none())
+                .map(|&s| user(s))
+                .collect();
+            Some(format!(
+                "not every session logged in within 3 s: no answer for {}: is the exchange running at {}?",
+                silent.join(", "),
+                args.target
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = failure {
+            log_out(clients, ns())?;
+            bail!(why);
+        }
+        clients.drive(ns(), &mut |s, e| {
             if let ClientEvent::LoginRejected { code } = e {
-                eprintln!("login rejected ({})", code as char);
+                eprintln!("load: {}", login_refusal(&user(s), code));
+                refused[s] = Some(code);
             }
         })?;
     }
-    Ok(())
 }
 
 /// Writes the run's `.hlog`, `.hgrm` and one-line `.json` into `--out`.
@@ -503,6 +655,83 @@ fn write_interval_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run labelled `label` that sent 300 orders over 10 s at an intended
+    /// 30/s, of which 100 were answered (24 rejected as 'O', 1 as 'X').
+    fn a_third_answered(label: &str) -> LoadReport {
+        let mut hist = LatencyHistogram::new();
+        for _ in 0..100 {
+            hist.record(5_000);
+        }
+        LoadReport {
+            label: label.into(),
+            intended_rate: 30,
+            planned: 300,
+            sent: 300,
+            unsent: 0,
+            beyond_range: 1,
+            answered: 100,
+            lost: 200,
+            accepted: 75,
+            rejected: HashMap::from([(b'O', 24), (b'X', 1)]),
+            late_rejects: 0,
+            lost_overwritten: 0,
+            given_up: 0,
+            connections_lost: 0,
+            executions: 0,
+            resent: 1,
+            seconds: 10.0,
+            interrupted: false,
+            summary: hist.summary(30.0),
+        }
+    }
+
+    #[test]
+    fn the_report_names_reject_reasons_says_its_label_once_and_rates_the_answered_orders() {
+        let text = a_third_answered("load").to_string();
+        assert!(
+            text.contains("rejected by OUCH reason: 'O' other=24 'X' invalid-price=1"),
+            "{text}"
+        );
+        assert!(text.starts_with("load: intended 30 orders/s"), "{text}");
+        assert!(a_third_answered("udp-50k")
+            .to_string()
+            .starts_with("load udp-50k: intended 30 orders/s"));
+        // The table's rate is the answered orders' (10/s), not the
+        // intended or sent rate (30/s), and its column says so.
+        let mut lines = text.lines().skip_while(|l| !l.starts_with("round trip"));
+        let (header, row) = (lines.nth(1).unwrap(), lines.next().unwrap());
+        assert!(header.ends_with("answered/s"), "{header}");
+        assert!(row.ends_with(" 10"), "{row}");
+        // One of a kind is said in the singular.
+        assert!(text.contains("1 round trip was longer"), "{text}");
+        assert!(!text.contains("INTERRUPTED"));
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_in_its_report() {
+        let mut r = a_third_answered("load");
+        r.interrupted = true;
+        let text = r.to_string();
+        assert_eq!(
+            text.lines()
+                .nth(1)
+                .map(|l| l.starts_with("INTERRUPTED (SIGINT/SIGTERM) after 10.00 s")),
+            Some(true),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_login_refused_as_session_not_available_names_the_bound_session_and_the_idle_timeout() {
+        let why = login_refusal("demo03", b'S');
+        assert!(
+            why.contains("session demo03 is still bound to an earlier client; it frees after the exchange's idle timeout (gateway.idle_timeout_ms"),
+            "{why}"
+        );
+        assert!(!why.contains("running"));
+        assert!(login_refusal("demo03", b'A').contains("password"));
+    }
 
     #[test]
     fn runs_a_second_apart_use_other_tokens_and_sessions_never_share_a_prefix() {

@@ -74,6 +74,7 @@ impl Tally {
             executions: 0,
             resent: 0,
             seconds: 0.0,
+            interrupted: false,
             summary: hist.summary(0.0),
         };
         Tally {
@@ -218,7 +219,7 @@ mod tests {
         assert!(report
             .to_string()
             .lines()
-            .any(|l| l.starts_with("given up after lost answers: 1 ")));
+            .any(|l| l.starts_with("given up unanswered: 1 ")));
         report.given_up = 0;
         assert!(!report.to_string().contains("given up"));
     }
