@@ -7,7 +7,7 @@
 //! (the exchange journals every accepted inbound message before its ack
 //! leaves, and replays them through the deterministic engine on restart).
 //!
-//! Format, version 4 (all integers big-endian):
+//! Format, version 5 (all integers big-endian):
 //! ```text
 //! file   = header record*
 //! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
@@ -26,7 +26,11 @@
 //! margin price is the highest of the orders that added to the worst case,
 //! a replace to a higher price is checked against the credit, a breaker
 //! trip keeps self-trade prevention and leaves no 0-lot order, a call
-//! halted before its uncross is uncrossed when trading resumes). An older
+//! halted before its uncross is uncrossed when trading resumes) and with
+//! version 5 (2026-12-03: a crossing sell is checked at the bid it trades
+//! at, lots opened above the margin price are margined at the fill, an
+//! order through zero is checked, margin rounds up; a TCP Logout Request
+//! closes its connection). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had.
 
@@ -39,7 +43,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).
@@ -71,10 +75,20 @@ pub enum JournalError {
     UnsupportedVersion(u32),
     #[error("record payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     RecordTooLarge(usize),
-    #[error("the journal is in use: another tokex exchange holds {0} (one exchange writes a journal at a time)")]
-    InUse(std::path::PathBuf),
-    #[error("the journal is damaged at byte {at}, and good records follow from byte {resumes_at}: not the torn tail a crash leaves, and cutting it there would lose every record after the damage, acknowledged orders among them. Restore the journal from a copy, or accept the loss with --cut-damaged-journal (the bytes from the damage on are then kept in <journal>.cut-at-{at})")]
-    Damaged { at: u64, resumes_at: u64 },
+    /// Another exchange holds the journal's lock (`lock`); `pid` is the
+    /// holder's process when it wrote it there and is still running.
+    #[error("{}", in_use(.lock, *.pid))]
+    InUse {
+        lock: std::path::PathBuf,
+        pid: Option<u32>,
+    },
+    #[error("the journal is damaged at byte {at}, and good records follow from byte {resumes_at}: not the torn tail a crash leaves, and cutting it there would lose every record after the damage, acknowledged orders among them. Restore the journal from a copy, or accept the loss with --cut-damaged-journal (the bytes from the damage on are then kept in {})", .kept.display())]
+    Damaged {
+        at: u64,
+        resumes_at: u64,
+        /// Where `--cut-damaged-journal` would keep the bytes cut ([`cut_path`]).
+        kept: std::path::PathBuf,
+    },
 }
 
 /// What opening a journal does with damage that good records follow (a
@@ -97,18 +111,51 @@ pub enum OnDamage {
 #[derive(Debug)]
 pub struct JournalLock(#[expect(dead_code, reason = "held, never read")] File);
 
-/// Takes the lock of the journal at `path` (its directory must exist).
+/// Takes the lock of the journal at `path` (its directory must exist),
+/// and writes this process's id into the lock file, so that an exchange
+/// refused can say which one holds it.
 pub fn lock(path: &Path) -> Result<JournalLock, JournalError> {
     let p = beside(path, ".lock");
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&p)?;
     match f.try_lock() {
-        Ok(()) => Ok(JournalLock(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse(p)),
+        Ok(()) => {
+            // Only the holder writes it (the file outlives its holders: what
+            // it says is read only while its lock is held).
+            f.set_len(0)?;
+            f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            Ok(JournalLock(f))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = f
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse::<u32>().ok())
+                // The holder may not have written its own yet (an older
+                // holder's, of a process gone, would name the wrong one).
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            Err(JournalError::InUse { lock: p, pid })
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// [`JournalError::InUse`]'s message.
+fn in_use(lock: &Path, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!(
+            "another exchange (pid {pid}) is using this journal: the journal is in use (its lock {} is held; one exchange writes a journal at a time)",
+            lock.display()
+        ),
+        None => format!(
+            "the journal is in use: another tokex exchange holds {} (one exchange writes a journal at a time)",
+            lock.display()
+        ),
     }
 }
 
@@ -253,6 +300,28 @@ pub fn scan_from(
     }
     report.cut_bytes = file_len - report.valid_len;
     Ok(report)
+}
+
+/// Whether the journal at `path`, read from `from` on, has damage that
+/// good records follow: the [`JournalError::Damaged`] that opening it
+/// with [`OnDamage::Refuse`] would return, found without replaying or
+/// changing anything (a start checks it before it touches the other files
+/// of the day). A torn tail is not damage.
+pub fn check_damage(path: &Path, from: Position) -> Result<(), JournalError> {
+    let report = scan_from(path, from, |_| {})?;
+    if report.cut_bytes == 0 || report.valid_len < HEADER_LEN as u64 {
+        return Ok(());
+    }
+    let file = File::open(path)?;
+    let end = report.valid_len + report.cut_bytes;
+    match good_record_after(&file, report.valid_len, end)? {
+        Some(resumes_at) => Err(JournalError::Damaged {
+            at: report.valid_len,
+            resumes_at,
+            kept: cut_path(path, report.valid_len),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The next good record of `r` (its payload in `payload`, which holds
@@ -474,6 +543,7 @@ impl JournalWriter {
                 return Err(JournalError::Damaged {
                     at: report.valid_len,
                     resumes_at,
+                    kept: cut_path(path, report.valid_len),
                 });
             }
             // Kept before the cut: after damage they are all there is of
@@ -573,6 +643,36 @@ mod tests {
             }
         }
         w.commit().unwrap();
+    }
+
+    #[test]
+    fn a_refused_lock_names_the_holders_pid_and_else_only_that_the_journal_is_in_use() {
+        let d = TempDir::new("journal-lock-pid");
+        let path = d.join("day.journal");
+        let held = lock(&path).unwrap();
+        let me = std::process::id();
+        assert_eq!(
+            std::fs::read_to_string(beside(&path, ".lock")).unwrap(),
+            format!("{me}\n")
+        );
+        let Err(err) = lock(&path) else {
+            panic!("locked twice");
+        };
+        assert!(
+            err.to_string().contains(&format!(
+                "another exchange (pid {me}) is using this journal"
+            )),
+            "{err}"
+        );
+        // What the file says is not a running process: no pid is named.
+        std::fs::write(beside(&path, ".lock"), "4294967295\n").unwrap();
+        let Err(err) = lock(&path) else {
+            panic!("locked twice");
+        };
+        let why = err.to_string();
+        assert!(why.contains("in use") && !why.contains("(pid"), "{why}");
+        drop(held);
+        assert!(lock(&path).is_ok());
     }
 
     fn read_back(path: &Path) -> (Vec<(u8, u64, Vec<u8>)>, ScanReport) {
@@ -723,8 +823,13 @@ mod tests {
             )
         };
         match open(OnDamage::Refuse, &mut seen) {
-            Err(JournalError::Damaged { at, resumes_at }) => {
+            Err(JournalError::Damaged {
+                at,
+                resumes_at,
+                kept,
+            }) => {
                 assert_eq!((at, resumes_at), (third as u64, fourth as u64));
+                assert_eq!(kept, cut_path(&path, at));
             }
             other => panic!("{:?}", other.map(|(_, r)| r)),
         }

@@ -73,7 +73,8 @@ const MAGIC: &[u8; 8] = b"TOKEXSNP";
 /// of version 2. 4: login failures carry their last time, and the journal
 /// is of version 3. 5: the journal is of version 4 (the engine's rules
 /// changed), and the archive's layout carries a checksum per stride.
-const VERSION: u32 = 5;
+/// 6: the journal is of version 5 (the risk checks changed, 2026-12-03).
+const VERSION: u32 = 6;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
 /// Snapshots kept by default (the newest and the one before it).

@@ -20,6 +20,8 @@ mod server;
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -119,10 +121,47 @@ fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// SIGINT and SIGTERM, counted: the first stops serving (End of Session
+/// and its linger follow, about 2 s), the next cuts that wait short (the
+/// exit report still comes), a third ends the process at once (a shutdown
+/// stuck elsewhere can still be interrupted).
+struct Signals {
+    stop: Stop,
+    count: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    fn watch() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Stop::new();
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let (flag, seen) = (stop.clone(), count.clone());
+        std::thread::Builder::new()
+            .name("tokex-signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+                    flag.set();
+                    if n >= 3 {
+                        eprintln!("exchange: stopped at once (third signal), without End of Session or report");
+                        std::process::exit(130);
+                    }
+                }
+            })?;
+        Ok(Signals { stop, count })
+    }
+
+    fn received(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 /// Runs the exchange until SIGINT/SIGTERM (or `--max-seconds`).
 pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     let cfg = settings(args)?;
-    let stop = Stop::on_signals()?;
+    let signals = Signals::watch()?;
+    let stop = signals.stop.clone();
     let ready = format!(
         "ready: order entry on {}:{}",
         cfg.network.address, cfg.network.order_port
@@ -142,7 +181,21 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
         let _ = server.report(args);
         return Err(e);
     }
-    server.shut_down(&stop)?;
+    // Said at once: the End of Session linger takes about 2 s, and a second
+    // Ctrl-C (which cuts it short) still gets the report.
+    // The stop flag is set only by a signal here: one counts even if its
+    // count is not seen yet (the first must not cut its own wait short).
+    let before = signals.received().max(usize::from(stop.is_set()));
+    println!(
+        "stopping: sending End of Session (Ctrl-C {}to stop at once)",
+        if before > 0 { "again " } else { "" }
+    );
+    let hurry = || signals.received() > before;
+    let shut = server.shut_down(&stop, &hurry);
+    if hurry() {
+        println!("stopping at once: End of Session cut short");
+    }
+    shut?;
     server.report(args)
 }
 

@@ -46,29 +46,48 @@ pub(super) struct Recovered {
     pub publisher: Publisher,
     pub archive: MdArchive,
     pub journal: Journal,
+    /// Journal records replayed (after the snapshot, if one was loaded).
+    pub replayed: u64,
 }
 
-/// Opens the journal and brings the state back (see the module docs).
+/// Takes the journal's lock and brings the state back (see the module
+/// docs); the exchange takes the lock itself first ([`lock_journal`],
+/// then [`recover_locked`]).
+#[cfg(test)]
 pub(super) fn recover(
     cfg: &Config,
     args: &ExchangeArgs,
     contracts: &ContractSet,
     now: Nanos,
 ) -> anyhow::Result<Recovered> {
-    recover_from(cfg, args, contracts, now).map(|(r, _)| r)
+    let lock = lock_journal(cfg)?;
+    recover_from(cfg, args, contracts, now, lock).map(|(r, _)| r)
 }
 
-/// As [`recover`], also saying how many journal records the snapshot it
-/// loaded covers (none: full replay).
+/// Brings the state back (see the module docs) under the journal's
+/// `lock`, taken by [`lock_journal`] before anything else of the start.
+pub(super) fn recover_locked(
+    cfg: &Config,
+    args: &ExchangeArgs,
+    contracts: &ContractSet,
+    now: Nanos,
+    lock: Option<JournalLock>,
+) -> anyhow::Result<Recovered> {
+    recover_from(cfg, args, contracts, now, lock).map(|(r, _)| r)
+}
+
+/// As [`recover_locked`], also saying how many journal records the
+/// snapshot it loaded covers (none: full replay).
 fn recover_from(
     cfg: &Config,
     args: &ExchangeArgs,
     contracts: &ContractSet,
     now: Nanos,
+    lock: Option<JournalLock>,
 ) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
-    let lock = prepare_day(cfg, args.fresh)?;
+    prepare_day(cfg, args.fresh)?;
     let t0 = Instant::now();
     // The configuration's fingerprint: snapshots must match it, and a new
     // journal begins with it.
@@ -86,10 +105,16 @@ fn recover_from(
     }
     let use_snapshots = cfg.journal.durability != Durability::None && journal_path.exists();
     let resumed = if use_snapshots {
-        newest_usable_snapshot(cfg, contracts, fp, &archive_path, t0)
+        newest_usable_snapshot(cfg, contracts, fp, &archive_path, t0, args)?
     } else {
         None
     };
+    // A start refused (damage in the journal) must leave every file of the
+    // day as it was: a rebuilt archive is written beside the day's and
+    // takes its name only once the journal has been read (a resumed one
+    // is cut only after the journal's tail was checked, see
+    // `newest_usable_snapshot`).
+    let mut rebuilding = None;
     let (mut replica, mut archive, from) = match resumed {
         Some((r, a, h)) => (r, a, Some(h.journal)),
         None => {
@@ -97,8 +122,10 @@ fn recover_from(
             // messages again, from the start of day at the first record's
             // time (below, a new day's starts now).
             let r = Replica::new(cfg, contracts, STORE_CAPACITY);
-            let a = MdArchive::create(&archive_path)
-                .with_context(|| format!("creating {}", archive_path.display()))?;
+            let new = Rebuilt(Some(journal::beside(&archive_path, ".rebuild")));
+            let a = MdArchive::create(new.path())
+                .with_context(|| format!("creating {}", new.path().display()))?;
+            rebuilding = Some(new);
             (r, a, None)
         }
     };
@@ -122,6 +149,9 @@ fn recover_from(
             }
         },
     )?;
+    if let Some(new) = rebuilding.as_mut() {
+        new.becomes(&archive_path)?;
+    }
     if let Some(lock) = lock {
         writer.hold(lock);
     }
@@ -204,28 +234,35 @@ fn recover_from(
             publisher,
             archive,
             journal: Journal(writer, 0),
+            replayed,
         },
         from.map(|p| p.records),
     ))
 }
 
 /// Makes the journal's directory and takes the journal's lock (none with
-/// `durability = "none"`), before anything else: with `fresh` removes the
-/// journal; with no journal (a new day) removes the snapshots of an
-/// earlier one, which must not be matched against the new journal.
-/// Returns the lock, to be held as long as the journal is written.
-fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<Option<JournalLock>> {
+/// `durability = "none"`): the first thing an exchange does at start-up,
+/// before it opens a port or touches a file of the day, since another
+/// exchange may be writing this journal (its ports are then taken too,
+/// and a refusal for them would hide the reason). Returns the lock, to be
+/// held as long as the journal is written.
+pub(super) fn lock_journal(cfg: &Config) -> anyhow::Result<Option<JournalLock>> {
     let journal_path = &cfg.journal.path;
     let fsync = cfg.journal.durability == Durability::Fsync;
     let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
     create_dirs(journal_dir, fsync)
         .with_context(|| format!("creating {}", journal_dir.display()))?;
-    // Before anything of the day is touched: another exchange may be
-    // writing this journal.
-    let lock = match cfg.journal.durability {
+    Ok(match cfg.journal.durability {
         Durability::None => None,
         _ => Some(journal::lock(journal_path)?),
-    };
+    })
+}
+
+/// Under the journal's lock: with `fresh` removes the journal; with no
+/// journal (a new day) removes the snapshots of an earlier one, which must
+/// not be matched against the new journal.
+fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<()> {
+    let journal_path = &cfg.journal.path;
     if fresh && journal_path.exists() {
         // Durable with Fsync once the new journal is created: that syncs
         // this directory, the removals with it (see JournalWriter::open).
@@ -237,31 +274,74 @@ fn prepare_day(cfg: &Config, fresh: bool) -> anyhow::Result<Option<JournalLock>>
             println!("recovery: no journal: removed {n} snapshots of an earlier one");
         }
     }
-    Ok(lock)
+    Ok(())
+}
+
+/// An archive being rebuilt under a name of its own: removed if the start
+/// fails before it takes the day's archive's name.
+struct Rebuilt(Option<std::path::PathBuf>);
+
+impl Rebuilt {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Takes the name `to` (the open archive writes on under it).
+    fn becomes(&mut self, to: &Path) -> anyhow::Result<()> {
+        if let Some(from) = self.0.take() {
+            fs::rename(&from, to)
+                .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Drop for Rebuilt {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 /// The newest snapshot that loads, matches this configuration (its
 /// fingerprint `fp`) and journal, and whose market data the archive at `archive_path` still
 /// holds: the state it restores, the archive cut to its point and its
 /// header. Each one skipped is said with why; `None` when none is usable.
+/// Refused (the archive untouched) when the journal after the snapshot is
+/// damaged and `args` do not say to cut it.
 fn newest_usable_snapshot(
     cfg: &Config,
     contracts: &ContractSet,
     fp: u64,
     archive_path: &Path,
     t0: Instant,
-) -> Option<(Replica, MdArchive, snapshot::Header)> {
+    args: &ExchangeArgs,
+) -> anyhow::Result<Option<(Replica, MdArchive, snapshot::Header)>> {
     let journal_path = &cfg.journal.path;
     for (_, path) in snapshot::list(journal_path) {
-        let attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
+        let mut damaged = None;
+        let mut attempt = || -> anyhow::Result<(Replica, MdArchive, snapshot::Header)> {
             let snap = snapshot::load(&path, fp, journal_path)?;
+            // Resuming cuts the archive to the snapshot's point: not for a
+            // start the journal's damage will refuse.
+            if !args.cut_damaged_journal {
+                if let Err(e) = journal::check_damage(journal_path, snap.header.journal) {
+                    damaged = Some(e);
+                    bail!("the journal after it is damaged");
+                }
+            }
             let mut archive = MdArchive::resume(archive_path, &snap.state.archive)?;
             let held = archive.recent(REFILL);
             let mut replica = Replica::new(cfg, contracts, STORE_CAPACITY);
             replica.restore(&snap.state, &held)?;
             Ok((replica, archive, snap.header))
         };
-        match attempt() {
+        let attempt = attempt();
+        if let Some(e) = damaged {
+            return Err(e.into());
+        }
+        match attempt {
             Ok(r) => {
                 println!(
                     "recovery: loaded snapshot {} ({} journal records, market data at sequence {}) in {:.1} ms",
@@ -270,12 +350,12 @@ fn newest_usable_snapshot(
                     r.2.md_next,
                     t0.elapsed().as_secs_f64() * 1e3
                 );
-                return Some(r);
+                return Ok(Some(r));
             }
             Err(e) => println!("recovery: skipping snapshot {}: {e:#}", path.display()),
         }
     }
-    None
+    Ok(None)
 }
 
 /// Creates `dir` and its missing parents. With `sync`, each new directory's
@@ -491,6 +571,67 @@ mod tests {
         assert_eq!(kept, bytes[at..]);
     }
 
+    /// Every file of the day's directory but the lock, by name.
+    fn day_files(cfg: &Config) -> std::collections::BTreeMap<String, Vec<u8>> {
+        fs::read_dir(cfg.journal.path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().ends_with(".lock"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, fs::read(&p).unwrap())
+            })
+            .collect()
+    }
+
+    /// Flips a byte in the record `back` records before the journal's end.
+    fn damage_record(cfg: &Config, back: usize) -> u64 {
+        let mut bytes = fs::read(&cfg.journal.path).unwrap();
+        let mut starts = vec![journal::HEADER_LEN];
+        while let Some(&at) = starts.last().filter(|&&at| at < bytes.len()) {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            starts.push(at + journal::RECORD_HEADER_LEN + len);
+        }
+        let at = starts[starts.len() - 1 - back];
+        bytes[at + journal::RECORD_HEADER_LEN] ^= 0x20;
+        fs::write(&cfg.journal.path, &bytes).unwrap();
+        at as u64
+    }
+
+    #[test]
+    fn a_start_refused_for_a_damaged_journal_changes_no_file_of_the_day() {
+        // Without a snapshot (the archive would be rebuilt), and with one
+        // whose journal tail is damaged (the archive would be cut to it).
+        for (orders, every) in [(40, 1_000), (900, 400)] {
+            let (_d, cfg, contracts) = setup(&format!("refused-{orders}"));
+            day(&cfg, &contracts, orders, every);
+            assert_eq!(snapshot::list(&cfg.journal.path).is_empty(), every > orders);
+            let at = damage_record(&cfg, 20);
+            let before = day_files(&cfg);
+            assert!(before.contains_key("day.md"), "{:?}", before.keys());
+            let Err(err) = recover(&cfg, &args(false), &contracts, Nanos(6)) else {
+                panic!("an exchange started on a damaged journal");
+            };
+            let why = format!("{err:#}");
+            assert!(why.contains(&format!("damaged at byte {at}")), "{why}");
+            // The real path the bytes would be kept in, not a placeholder.
+            let kept = journal::cut_path(&cfg.journal.path, at);
+            assert!(why.contains(&kept.display().to_string()), "{why}");
+            assert!(!why.contains("<journal>"), "{why}");
+            let after = day_files(&cfg);
+            assert_eq!(
+                after.keys().collect::<Vec<_>>(),
+                before.keys().collect::<Vec<_>>()
+            );
+            for (name, bytes) in &before {
+                assert!(
+                    after[name] == *bytes,
+                    "{name} was changed ({orders} orders)"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_second_exchange_on_a_journal_in_use_is_refused_before_it_touches_the_day() {
         let (_d, cfg, contracts) = setup("in-use");
@@ -540,7 +681,9 @@ mod tests {
             fs::rename(hidden.join(p.file_name().unwrap()), p).unwrap();
         }
         let check = |expect_from: Option<u64>| {
-            let (mut r, from) = recover_from(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+            let lock = lock_journal(&cfg).unwrap();
+            let (mut r, from) =
+                recover_from(&cfg, &args(false), &contracts, Nanos(5), lock).unwrap();
             assert_eq!(from, expect_from);
             let state = (r.engine.state(), r.gateway.state(), r.publisher.state());
             assert_eq!(state, full_state);

@@ -15,7 +15,7 @@ use super::io::{
     multicast_sender, open_order_port, udp_socket, Clock, Journal, MarketDataOut, Replies,
 };
 use super::receiver::{Receiver, RxSource, RxThreadConfig, RxThreadStats};
-use super::recovery::{recover, Recovered};
+use super::recovery::{lock_journal, recover_locked, Recovered};
 use super::requesters::{Requesters, TickBudget, MESSAGES_PER_REQUEST};
 use super::{write_book, ExchangeArgs};
 use crate::config::{Config, Topology, TransportKind};
@@ -23,7 +23,7 @@ use crate::contract::ContractSet;
 use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
 use crate::feed::publisher::Publisher;
-use crate::gateway::{Drop, Gateway, Peer};
+use crate::gateway::{Counters, Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
 use crate::net::tcp::{self, TcpInbound, TcpLimits, TcpReplies};
 use crate::net::udp::OrderPort;
@@ -78,6 +78,10 @@ pub(super) struct Server {
     send_errors: u64,
     retrans_limited: u64,
     latency_log_errors: u64,
+    /// Journal records replayed at start-up, and the gateway's counters
+    /// once they were: the exit report counts this run's traffic.
+    replayed: u64,
+    at_start: Counters,
     /// Stops the TCP thread: set once End of Session has been handed to
     /// it, not by the signal (which would close the connections first).
     tcp_stop: Stop,
@@ -101,6 +105,10 @@ impl Server {
     /// Opens the ports, recovers from the journal, starts the TCP (and
     /// receive) threads, pins this thread and publishes the start of day.
     pub fn start(cfg: Config, args: &ExchangeArgs, stop: &Stop) -> anyhow::Result<Server> {
+        // First of all: a second exchange on this journal is refused here,
+        // before it binds a port (the first holds them: the refusal would
+        // name a port, not the journal) or touches a file of the day.
+        let lock = lock_journal(&cfg)?;
         let contracts = ContractSet::load_dir(&cfg.contracts)?;
         let mut orders = open_order_port(&cfg)?;
         let retrans = udp_socket(SocketAddrV4::new(
@@ -146,7 +154,8 @@ impl Server {
             mut publisher,
             archive,
             journal,
-        } = recover(&cfg, args, &contracts, clock.now())?;
+            replayed,
+        } = recover_locked(&cfg, args, &contracts, clock.now(), lock)?;
 
         let receiver = spawn_receiver(&cfg, &mut orders, stop, &clock)?;
         match pin_current_thread(cfg.runtime.engine_core) {
@@ -211,6 +220,8 @@ impl Server {
             send_errors: 0,
             retrans_limited: 0,
             latency_log_errors: 0,
+            replayed,
+            at_start: Counters::default(),
             tcp_stop,
         };
         // Start-of-day market data goes out before the first order is read.
@@ -246,6 +257,7 @@ impl Server {
         }
         publisher.flush(&mut |p| md.send(orders, p));
         md.finish(orders);
+        server.at_start = server.gateway.counters().clone();
         Ok(server)
     }
 
@@ -474,8 +486,9 @@ impl Server {
     }
 
     /// End of Session on both channels, a linger for late retransmission
-    /// requests, then the threads stop and the journal is flushed.
-    pub fn shut_down(&mut self, stop: &Stop) -> anyhow::Result<()> {
+    /// requests, then the threads stop and the journal is flushed. Once
+    /// `hurry` says so (a second Ctrl-C), the waits are cut short.
+    pub fn shut_down(&mut self, stop: &Stop, hurry: &dyn Fn() -> bool) -> anyhow::Result<()> {
         let now = self.clock.now();
         let Server {
             gateway,
@@ -513,7 +526,10 @@ impl Server {
         let mut last_request = Instant::now();
         let mut last_end = Instant::now();
         let mut req = [0u8; 64];
-        while Instant::now() < linger_until && last_request.elapsed() < Duration::from_secs(2) {
+        while Instant::now() < linger_until
+            && last_request.elapsed() < Duration::from_secs(2)
+            && !hurry()
+        {
             if last_end.elapsed() >= MD_HEARTBEAT {
                 publisher.end_of_session(&mut |p| md.send(orders, p));
                 md.finish(orders);
@@ -537,7 +553,12 @@ impl Server {
         *send_errors += replies.deliver(orders, tcp_out);
         // The TCP thread writes out what it holds (End of Session last)
         // before it closes the connections.
-        tcp_out.hand_over_all(Duration::from_secs(1));
+        let hand_over = if hurry() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
+        tcp_out.hand_over_all(hand_over);
         self.tcp_stop.set();
         tcp_out.wake_now();
         stop.set();
@@ -559,7 +580,8 @@ impl Server {
     /// The exit report: counters, per-stage latency, `.hgrm` files, and the
     /// book if asked for.
     pub fn report(&mut self, args: &ExchangeArgs) -> anyhow::Result<()> {
-        let c = self.gateway.counters();
+        // This run's traffic: the journal's replay is said apart.
+        let c = &self.gateway.counters().since(&self.at_start);
         println!("\n== exchange counters");
         println!("{}", self.orders.report());
         if let Some(s) = &self.receiver_stats {
@@ -572,16 +594,16 @@ impl Server {
             "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}",
             self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors
         );
-        // Capacity of the one engine core: how much of the serving time it
-        // spent on batches that had work, and the OUCH messages it handled
-        // per second of that busy time (idle spinning excluded).
-        let busy = self.busy_ns as f64 / 1e9;
+        if self.replayed > 0 {
+            let r = &self.at_start;
+            println!(
+                "replayed {} journal records at start-up (not counted here): {} SoupBinTCP packets, {} OUCH messages, {} logins",
+                self.replayed, r.packets, r.orders, r.logins
+            );
+        }
         println!(
-            "engine core: busy {:.2} s of {:.2} s serving ({:.1} %), {:.0} OUCH messages per busy second",
-            busy,
-            self.serving_ns as f64 / 1e9,
-            100.0 * busy / (self.serving_ns as f64 / 1e9).max(1e-9),
-            c.orders as f64 / busy.max(1e-9)
+            "{}",
+            engine_core_line(self.busy_ns, self.serving_ns, c.orders)
         );
         println!("engine thread while serving: {}", self.serving_usage);
         println!(
@@ -648,6 +670,27 @@ fn answer_retransmission(
     })
 }
 
+/// Capacity of the one engine core: how much of the serving time it spent
+/// on batches that had work, and the OUCH messages it handled per second
+/// of that busy time (idle spinning excluded); "-" when it was never busy.
+/// `tokex bench` reads this line.
+fn engine_core_line(busy_ns: u64, serving_ns: u64, orders: u64) -> String {
+    let (busy, serving) = (busy_ns as f64 / 1e9, serving_ns as f64 / 1e9);
+    let pct = if serving_ns == 0 {
+        0.0
+    } else {
+        100.0 * busy / serving
+    };
+    let rate = if busy_ns == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.0}", orders as f64 / busy)
+    };
+    format!(
+        "engine core: busy {busy:.2} s of {serving:.2} s serving ({pct:.1} %), {rate} OUCH messages per busy second"
+    )
+}
+
 fn none_or(items: Vec<String>) -> String {
     if items.is_empty() {
         "none".into()
@@ -697,4 +740,75 @@ fn spawn_receiver(
             rx.engine_core
         );
     Ok(Some(receiver))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::path::Path;
+
+    use super::*;
+    use crate::journal;
+    use crate::test_dir::TempDir;
+
+    fn args(fresh: bool) -> ExchangeArgs {
+        ExchangeArgs {
+            config: PathBuf::new(),
+            transport: None,
+            fresh,
+            ready_file: None,
+            book_out: None,
+            latency_dir: None,
+            max_seconds: None,
+            topology: None,
+            interface: None,
+            md_transport: None,
+            cut_damaged_journal: false,
+        }
+    }
+
+    #[test]
+    fn the_engine_core_line_says_dash_for_no_busy_time_and_keeps_its_format_otherwise() {
+        assert_eq!(
+            engine_core_line(0, 0, 0),
+            "engine core: busy 0.00 s of 0.00 s serving (0.0 %), - OUCH messages per busy second"
+        );
+        assert_eq!(
+            engine_core_line(520_000_000, 3_000_000_000, 1_000_000),
+            "engine core: busy 0.52 s of 3.00 s serving (17.3 %), 1923077 OUCH messages per busy second"
+        );
+    }
+
+    #[test]
+    fn a_second_exchange_is_refused_for_the_journal_lock_before_it_binds_any_port() {
+        let dir = TempDir::new("server-lock-first");
+        let mut cfg = Config {
+            contracts: Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
+            ..Config::default()
+        };
+        cfg.journal.path = dir.join("j").join("day.journal");
+        cfg.network.transport = TransportKind::Udp;
+        cfg.network.address = Ipv4Addr::LOCALHOST;
+        // The first exchange: it holds the journal's lock and its ports
+        // (a port taken here, so that binding it fails as it would).
+        std::fs::create_dir_all(dir.join("j")).unwrap();
+        let _first = journal::lock(&cfg.journal.path).unwrap();
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        cfg.network.order_port = taken.local_addr().unwrap().port();
+        cfg.network.retransmit_port = cfg.network.order_port;
+        for fresh in [false, true] {
+            let Err(err) = Server::start(cfg.clone(), &args(fresh), &Stop::new()) else {
+                panic!("a second exchange started (fresh: {fresh})");
+            };
+            let why = format!("{err:#}");
+            assert!(
+                why.contains(&format!(
+                    "another exchange (pid {}) is using this journal",
+                    std::process::id()
+                )),
+                "{why}"
+            );
+            assert!(!why.contains("binding"), "{why}");
+        }
+    }
 }

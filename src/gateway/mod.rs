@@ -265,6 +265,29 @@ impl Counters {
         *self.rejects.entry(r).or_default() += 1;
     }
 
+    /// What was counted since `before` (an earlier copy of these): a
+    /// restarted exchange's own traffic, without its journal's replay.
+    pub fn since(&self, before: &Counters) -> Counters {
+        let minus = |now: u64, then: u64| now.saturating_sub(then);
+        Counters {
+            packets: minus(self.packets, before.packets),
+            orders: minus(self.orders, before.orders),
+            logins: minus(self.logins, before.logins),
+            drops: self
+                .drops
+                .iter()
+                .map(|(d, &n)| (*d, minus(n, before.dropped(*d))))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            rejects: self
+                .rejects
+                .iter()
+                .map(|(r, &n)| (*r, minus(n, before.rejected(*r))))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
     /// How many packets or messages were dropped or refused for `d`.
     pub fn dropped(&self, d: Drop) -> u64 {
         self.drops.get(&d).copied().unwrap_or(0)
@@ -443,6 +466,10 @@ impl Gateway {
                     self.journal_packet(now, peer, raw, journal);
                     self.unbind(s);
                 }
+                // SoupBinTCP: the server ends the connection after a
+                // Logout Request (once what was sent before it is out),
+                // which frees its slot on the TCP port.
+                out.close(peer);
                 return None;
             }
             _ => self.counters.drop(Drop::Unexpected),
@@ -585,7 +612,7 @@ impl Gateway {
         let events = std::mem::take(&mut self.events);
         for e in events.as_slice() {
             md.event(e);
-            self.acknowledge(now, e, None, out);
+            self.acknowledge(now, e, &orders::Answering::default(), out);
         }
         self.events = events;
     }

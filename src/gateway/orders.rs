@@ -76,12 +76,16 @@ fn untag(tag: u64) -> (usize, u32) {
 
 /// How the engine's events for one request are answered.
 #[derive(Default, Clone, Copy)]
-struct Answering {
+pub(super) struct Answering {
     /// The token a Replace Order names (its Replaced says which it was).
     previous: Option<Token>,
     /// The side of the order a Modify Order names: the cancel it makes is
     /// answered by Order Modified, not Order Canceled.
     modified: Option<Side>,
+    /// An Enter Order's tag and the fields its Accepted echoes. The engine
+    /// accepts an order only while it is entered, so the request is at
+    /// hand: nothing is kept per order for it.
+    accepting: Option<(u64, ouch::Echo)>,
 }
 
 impl Gateway {
@@ -150,7 +154,7 @@ impl Gateway {
                         ..
                     },
                 ) => self.report_modified(now, tag, side, remaining, out),
-                _ => self.acknowledge(now, e, answering.previous, out),
+                _ => self.acknowledge(now, e, &answering, out),
             }
         }
         self.events = events;
@@ -191,7 +195,10 @@ impl Gateway {
             tif: e.tif(),
         };
         engine.enter(now, &o, &mut self.events);
-        Some(Answering::default())
+        Some(Answering {
+            accepting: Some((o.tag, e.echo())),
+            ..Answering::default()
+        })
     }
 
     /// Replace Order: the session's live order under a new token, price
@@ -230,7 +237,7 @@ impl Gateway {
         );
         Some(Answering {
             previous: Some(r.existing_token),
-            modified: None,
+            ..Answering::default()
         })
     }
 
@@ -288,8 +295,8 @@ impl Gateway {
             self.send_sequenced(now, s, m.as_bytes(), out);
         }
         Some(Answering {
-            previous: None,
             modified: Some(resting.side),
+            ..Answering::default()
         })
     }
 
@@ -442,11 +449,13 @@ impl Gateway {
         }
     }
 
+    /// Answers engine event `e` to the session it concerns, `answering`
+    /// the request it came from (default: none, a timer's).
     pub(super) fn acknowledge(
         &mut self,
         now: Nanos,
         e: &Event,
-        previous: Option<Token>,
+        answering: &Answering,
         out: &mut impl Outbox,
     ) {
         let ts = now.since_midnight();
@@ -474,7 +483,12 @@ impl Gateway {
                     order_reference: order.0,
                     live: true,
                 };
-                self.send_sequenced(now, s, ouch::Accepted::new(&f).as_bytes(), out);
+                let echo = match answering.accepting {
+                    Some((entered, echo)) if entered == tag => echo,
+                    _ => ouch::Echo::default(),
+                };
+                let m = ouch::Accepted::echoing(&f, echo);
+                self.send_sequenced(now, s, m.as_bytes(), out);
             }
             Event::Rejected { tag, reason, .. } => {
                 *self.counters.rejects.entry(reason).or_default() += 1;
@@ -493,7 +507,7 @@ impl Gateway {
             } => {
                 let (s, t) = untag(tag);
                 let token = self.sessions[s].set_order(t, order);
-                let prev = previous.unwrap_or(token);
+                let prev = answering.previous.unwrap_or(token);
                 self.sessions[s].forget(&prev);
                 let f = ouch::OrderFields {
                     timestamp: ts,

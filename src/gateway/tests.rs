@@ -1261,3 +1261,80 @@ fn a_tcp_re_send_goes_whole_in_debt_so_the_streams_numbering_holds() {
     assert_eq!(r.replies(tcp3), vec![(b'A', "LIVE".to_string())]);
     assert_eq!(r.gw.next_sequence("demo01"), Some(152));
 }
+
+#[test]
+fn a_tcp_logout_request_closes_the_connection_after_the_replies_before_it() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let tcp = Peer::Tcp(7);
+    r.login(tcp, "demo01", "demo01", 0);
+    // An order and the Logout Request in one read: the Accepted first,
+    // then the close (the Vec outbox's empty reply).
+    let m = ouch::EnterOrder::new(
+        ouch::token(b"T1").unwrap(),
+        Side::Buy,
+        Qty::new(1),
+        Symbol::new("TK2612").unwrap(),
+        "6.400".parse::<Price>().unwrap(),
+        Tif::Day,
+    );
+    let mut d = vec![0u8; 128];
+    let n = soupbin::write_packet(&mut d, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
+    d.truncate(n);
+    d.extend_from_slice(&[0, 1, soupbin::kind::LOGOUT_REQUEST]);
+    r.send(tcp, &d);
+    assert_eq!(r.replies(tcp), vec![(b'A', "T1".into())]);
+    assert_eq!(r.out.last(), Some(&(tcp, Vec::new())), "{:?}", r.out);
+    assert_eq!(r.out.iter().filter(|(_, b)| b.is_empty()).count(), 1);
+    // A UDP peer has no connection: nothing to close.
+    r.login(peer(1), "demo02", "demo02", 0);
+    r.send(peer(1), &[0, 1, soupbin::kind::LOGOUT_REQUEST]);
+    assert!(r.out.is_empty(), "{:?}", r.out);
+}
+
+#[test]
+fn an_accepted_echoes_the_enter_orders_firm_and_capacity() {
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    let mut m = ouch::EnterOrder::new(
+        ouch::token(b"T1").unwrap(),
+        Side::Buy,
+        Qty::new(1),
+        Symbol::new("TK2612").unwrap(),
+        "6.400".parse::<Price>().unwrap(),
+        Tif::Day,
+    );
+    m.firm = *b"FIRM";
+    m.capacity = b'P';
+    r.unseq(peer(1), m.as_bytes());
+    let accepted: Vec<([u8; 4], u8)> = outbound(&r)
+        .iter()
+        .filter_map(|b| match ouch::Outbound::parse(b) {
+            Ok(ouch::Outbound::Accepted(a)) => Some((a.firm, a.capacity)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, vec![(*b"FIRM", b'P')]);
+}
+
+#[test]
+fn counters_since_a_journal_replay_count_only_the_traffic_after_it() {
+    let mut before = Rig::new(GatewayConfig::default());
+    before.login(peer(1), "demo01", "demo01", 0);
+    before.login(peer(2), "demo02", "wrong", 0);
+    before.enter(peer(1), "S1", Side::Sell, 5, "6.500");
+    before.enter(peer(1), "S2", Side::Sell, 0, "6.500");
+    // A restart: the journal replayed into a new gateway.
+    let mut r = Rig::new(GatewayConfig::default());
+    for (kind, now, payload) in &before.journal {
+        r.gw.replay(*kind, *now, payload, &mut r.engine, &mut r.md);
+    }
+    let replayed = r.gw.counters().clone();
+    assert_eq!((replayed.packets, replayed.orders), (4, 2));
+    r.now = before.now;
+    r.enter(peer(1), "S3", Side::Sell, 0, "6.500");
+    let run = r.gw.counters().since(&replayed);
+    assert_eq!((run.packets, run.orders, run.logins), (1, 1, 0));
+    assert_eq!(run.rejected(RejectReason::InvalidQty), 1);
+    assert_eq!(run.rejects.len(), 1, "{:?}", run.rejects);
+    assert!(run.drops.is_empty(), "{:?}", run.drops);
+}

@@ -8,7 +8,8 @@
 //! back through another ring ([`TcpReplies`]), whose producer wakes the
 //! thread through a socket pair after a batch of replies. A connection that
 //! closes is reported as a Logout Request so its session is released at
-//! once.
+//! once; a client's own Logout Request is the last packet read from its
+//! connection, which the engine then closes (SoupBinTCP 3.0).
 //!
 //! Neither thread ever waits for the other in both directions at once: the
 //! engine never waits for room in the reply ring (replies it has no room
@@ -57,6 +58,10 @@ struct Conn {
     last_rx: Instant,
     /// The engine asked for it to be closed once `tx` is written.
     closing: bool,
+    /// The client sent a Logout Request: nothing after it is read (the
+    /// engine answers it by closing the connection, see
+    /// [`TcpReplies::close`]).
+    logged_out: bool,
 }
 
 impl Conn {
@@ -332,6 +337,7 @@ impl TcpThread {
                     tx: Vec::new(),
                     last_rx: Instant::now(),
                     closing: false,
+                    logged_out: false,
                 },
             );
             self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -347,7 +353,7 @@ impl TcpThread {
         let now = Instant::now();
         for (&id, c) in self.conns.iter_mut() {
             let mut budget = READ_BUDGET;
-            while budget > 0 {
+            while budget > 0 && !c.logged_out {
                 let n = match c.stream.read(&mut buf[..budget.min(4096)]) {
                     Ok(0) => {
                         self.closed.push(id);
@@ -366,9 +372,10 @@ impl TcpThread {
                     self.closed.push(id);
                     break;
                 }
-                loop {
+                while !c.logged_out {
                     match c.rx.next_packet() {
                         Ok(Some(p)) => {
+                            c.logged_out = p.get(2) == Some(&soupbin::kind::LOGOUT_REQUEST);
                             hand_over(&self.inbound, &self.stop, (id, c.host, p.to_vec()))
                         }
                         Ok(None) => break,
@@ -819,6 +826,34 @@ mod tests {
         // The engine ended the session itself: no Logout comes back.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(inbound.pop(), None);
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn nothing_after_a_logout_request_is_read_and_the_engines_close_ends_the_connection() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits::default());
+        let mut client = TcpStream::connect(addr).unwrap();
+        let logout = [0u8, 1, soupbin::kind::LOGOUT_REQUEST];
+        client
+            .write_all(&[&HEARTBEAT[..], &logout, &HEARTBEAT].concat())
+            .unwrap();
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec()))
+        );
+        assert_eq!(next_inbound(&inbound), Some(logout_of(1)));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(inbound.pop(), None, "a packet after the logout was read");
+        // The engine's answer to the logout.
+        replies.close(1);
+        replies.wake();
+        assert!(closed_within(&mut client, Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            inbound.pop(),
+            None,
+            "the engine closed it: no second logout"
+        );
         shut_down(stop, replies, thread);
     }
 

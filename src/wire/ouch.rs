@@ -477,8 +477,50 @@ pub struct OrderFields {
     pub live: bool,
 }
 
+/// What an Accepted echoes of its Enter Order as the client sent it:
+/// the fields OUCH 4.2 echoes that tokex takes no meaning from (Firm,
+/// Capacity). The echoed fields tokex acts on carry what it applied, as
+/// the specification allows ("the accepted values may differ from the
+/// entered values"): Time In Force and Minimum Quantity as the order's
+/// [`Tif`], Display `Y` (every order is displayed on the feed),
+/// Intermarket Sweep `N` and Cross Type `N` (continuous trading; the
+/// engine's calls take every order). Customer Type is not in an Accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    pub firm: [u8; 4],
+    pub capacity: u8,
+}
+
+impl Default for Echo {
+    /// What [`EnterOrder::new`] sends: no firm, capacity Agency.
+    fn default() -> Echo {
+        Echo {
+            firm: *b"    ",
+            capacity: b'A',
+        }
+    }
+}
+
+impl EnterOrder {
+    /// The fields its Accepted echoes.
+    #[inline]
+    pub fn echo(&self) -> Echo {
+        Echo {
+            firm: self.firm,
+            capacity: self.capacity,
+        }
+    }
+}
+
 impl Accepted {
+    /// An Accepted with the Firm and Capacity of [`Echo::default`].
     pub fn new(f: &OrderFields) -> Accepted {
+        Accepted::echoing(f, Echo::default())
+    }
+
+    /// An Accepted echoing `echo`, its Enter Order's Firm and Capacity.
+    #[inline]
+    pub fn echoing(f: &OrderFields, echo: Echo) -> Accepted {
         let (time_in_force, min) = tif_fields(f.tif, f.qty.lots());
         Accepted {
             msg_type: kind::ACCEPTED,
@@ -489,10 +531,10 @@ impl Accepted {
             stock: *f.symbol.wire(),
             price: U32::new(f.price.raw()),
             time_in_force: U32::new(time_in_force),
-            firm: *b"    ",
+            firm: echo.firm,
             display: b'Y',
             order_reference: U64::new(f.order_reference),
-            capacity: b'A',
+            capacity: echo.capacity,
             intermarket_sweep: b'N',
             minimum_quantity: U32::new(min),
             cross_type: b'N',
@@ -502,6 +544,13 @@ impl Accepted {
     }
     pub fn token(&self) -> &[u8] {
         trim(&self.token)
+    }
+    /// Its Firm and Capacity.
+    pub fn echo(&self) -> Echo {
+        Echo {
+            firm: self.firm,
+            capacity: self.capacity,
+        }
     }
 }
 
@@ -529,6 +578,9 @@ wire_struct!(
 });
 
 impl Replaced {
+    /// A Replaced with the Firm and Capacity of [`Echo::default`]: a
+    /// Replace Order carries neither, and tokex does not keep the
+    /// replaced order's (see `gateway::orders`).
     pub fn new(f: &OrderFields, previous: Token) -> Replaced {
         let a = Accepted::new(f);
         Replaced {
@@ -836,6 +888,38 @@ mod tests {
         assert_eq!(b[24..28], 3u32.to_be_bytes());
         assert_eq!(Outbound::parse(b), Ok(Outbound::Modified(&m)));
         assert!(Outbound::parse(&b[..27]).is_err());
+    }
+
+    #[test]
+    fn an_accepted_echoes_its_enter_orders_firm_and_capacity() {
+        let mut o = EnterOrder::new(
+            token(b"T1").unwrap(),
+            Side::Buy,
+            Qty::new(7),
+            sym(),
+            Price::from_raw(65_120),
+            Tif::Day,
+        );
+        o.firm = *b"FIRM";
+        o.capacity = b'P';
+        let f = OrderFields {
+            timestamp: 1,
+            token: o.token,
+            side: Side::Buy,
+            qty: o.qty(),
+            symbol: o.symbol(),
+            price: o.price(),
+            tif: o.tif(),
+            order_reference: 9,
+            live: true,
+        };
+        let a = Accepted::echoing(&f, o.echo());
+        let b = a.as_bytes();
+        // Firm at 44..48, Capacity at 57 (OUCH 4.2's offsets).
+        assert_eq!(&b[44..48], b"FIRM");
+        assert_eq!(b[57], b'P');
+        assert_eq!(a.echo(), o.echo());
+        assert_eq!(a.fields(), Ok(f));
     }
 
     #[test]
