@@ -77,6 +77,26 @@ pub struct ExchangeArgs {
     pub cut_damaged_journal: bool,
 }
 
+#[cfg(test)]
+impl ExchangeArgs {
+    /// No config file and nothing overridden (the tests set the config).
+    pub(crate) fn for_tests(fresh: bool) -> ExchangeArgs {
+        ExchangeArgs {
+            config: PathBuf::new(),
+            transport: None,
+            fresh,
+            ready_file: None,
+            book_out: None,
+            latency_dir: None,
+            max_seconds: None,
+            topology: None,
+            interface: None,
+            md_transport: None,
+            cut_damaged_journal: false,
+        }
+    }
+}
+
 /// The config file with the command line's overrides applied.
 fn settings(args: &ExchangeArgs) -> anyhow::Result<Config> {
     let mut cfg = Config::load(&args.config)?;

@@ -379,7 +379,7 @@ fn create_dirs(dir: &Path, sync: bool) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, SocketAddrV4};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use zerocopy::IntoBytes;
 
@@ -399,19 +399,7 @@ mod tests {
     }
 
     fn args(fresh: bool) -> ExchangeArgs {
-        ExchangeArgs {
-            config: PathBuf::new(),
-            transport: None,
-            fresh,
-            ready_file: None,
-            book_out: None,
-            latency_dir: None,
-            max_seconds: None,
-            topology: None,
-            interface: None,
-            md_transport: None,
-            cut_damaged_journal: false,
-        }
+        ExchangeArgs::for_tests(fresh)
     }
 
     fn setup(name: &str) -> (TempDir, Config, ContractSet) {

@@ -752,19 +752,7 @@ mod tests {
     use crate::test_dir::TempDir;
 
     fn args(fresh: bool) -> ExchangeArgs {
-        ExchangeArgs {
-            config: PathBuf::new(),
-            transport: None,
-            fresh,
-            ready_file: None,
-            book_out: None,
-            latency_dir: None,
-            max_seconds: None,
-            topology: None,
-            interface: None,
-            md_transport: None,
-            cut_damaged_journal: false,
-        }
+        ExchangeArgs::for_tests(fresh)
     }
 
     #[test]
