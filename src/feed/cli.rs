@@ -186,9 +186,10 @@ fn join(args: &FeedArgs) -> anyhow::Result<UdpSocket> {
 
 /// Refuses addresses that would take the handler's traffic (its group
 /// membership reports, its retransmission requests) out of the lab: the
-/// group must be a lab group (239.198.0.0/16), and the retransmission
-/// server a lab address reached from `--interface-addr`
-/// ([`crate::net::lab_route`]). Loopback is allowed for tests.
+/// group must be a lab group (239.198.0.0/16), `--interface-addr` a lab
+/// address, and the retransmission server a lab address whose route
+/// leaves through a lab interface ([`crate::net::lab_route`]). Loopback
+/// is allowed for tests.
 fn stays_in_the_lab(args: &FeedArgs) -> anyhow::Result<()> {
     let [a, b, _, _] = args.group.octets();
     if (a, b) != (239, 198) {
@@ -198,11 +199,11 @@ fn stays_in_the_lab(args: &FeedArgs) -> anyhow::Result<()> {
         );
     }
     let from = crate::net::lab_route::lab_source(*args.retransmit.ip())?;
-    if from != args.interface_addr && !from.is_loopback() {
+    let a = args.interface_addr;
+    let lab = crate::config::is_lab_unicast(a) || (a.is_loopback() && from.is_loopback());
+    if !lab {
         anyhow::bail!(
-            "--interface-addr {} is not the lab address the retransmission server {} is reached from ({from})",
-            args.interface_addr,
-            args.retransmit
+            "--interface-addr {a} is not a lab address (198.18.0.0/24): tokex feed joins and asks only in the lab"
         );
     }
     Ok(())
