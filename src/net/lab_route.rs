@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn a_lab_target_routed_out_through_another_interface_is_refused() {
         // The default namespace: 198.18.0.1 goes by the default route.
-        let e = classify(EXCHANGE, Ipv4Addr::new(10, 0, 0, 5).into()).unwrap_err();
+        let e = classify(EXCHANGE, Ipv4Addr::new(192, 0, 2, 2).into()).unwrap_err();
         assert!(matches!(e, RouteError::LeavesTheLab { .. }));
         assert!(e.to_string().contains("ip netns exec tokex-cl"), "{e}");
     }
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn targets_outside_the_lab_are_refused_whatever_the_route() {
         let e = classify(
-            Ipv4Addr::new(8, 8, 8, 8),
+            Ipv4Addr::new(203, 0, 113, 9),
             Ipv4Addr::new(198, 18, 0, 2).into(),
         );
         assert!(matches!(e, Err(RouteError::NotLabTarget(_))));
