@@ -111,6 +111,9 @@ impl AccountLimits {
 struct Spec {
     lot: i128,
     margin_pct: i128,
+    /// `lot × margin_pct` when it fits a u64 (every real contract): the
+    /// margin's fast path multiplies in u64.
+    lot_margin_pct: Option<u64>,
     position_limit: u64,
     reference: u32,
 }
@@ -221,9 +224,12 @@ fn margin_price_with(margin_price: u32, price: u32, without: u64, with: u64) -> 
 }
 
 fn worst(net: i64, open_buy: u64, open_sell: u64) -> u64 {
-    let long = i128::from(net) + i128::from(open_buy);
-    let short = i128::from(net) - i128::from(open_sell);
-    long.unsigned_abs().max(short.unsigned_abs()) as u64
+    // In i64 (i128 costs twice the instructions, and this runs several
+    // times per order): no account reaches 2^63 lots, and one that did
+    // would saturate into a margin no credit covers.
+    let long = net.saturating_add_unsigned(open_buy);
+    let short = net.saturating_sub_unsigned(open_sell);
+    long.unsigned_abs().max(short.unsigned_abs())
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +281,7 @@ impl Accounts {
                 .map(|c| Spec {
                     lot: i128::from(c.lot_size),
                     margin_pct: i128::from(c.margin_pct),
+                    lot_margin_pct: c.lot_size.checked_mul(u64::from(c.margin_pct)),
                     position_limit: u64::from(c.position_limit),
                     reference: c.reference_price.raw(),
                 })
@@ -391,16 +398,28 @@ impl Accounts {
     }
 
     /// Rounded up to the money unit: margin held is never less than the
-    /// rate of the notional (`x` is never negative).
+    /// rate of the notional. Past i128 (no real position) it saturates, so
+    /// the credit check refuses it.
     #[inline]
     fn margin_of(spec: &Spec, worst: u64, price: u32) -> i128 {
-        let x = i128::from(worst) * i128::from(price) * spec.lot * spec.margin_pct;
-        // Dividing an i128 is a library call (about 60 instructions, two or
-        // three times per order); real orders' figures fit a u64, where
-        // dividing by a constant is a multiply.
-        match u64::try_from(x) {
-            Ok(v) => i128::from(v.div_ceil(100)),
-            Err(_) => (x + 99) / 100,
+        // i128 multiplies and divides cost several times their u64 kind
+        // (a divide is a library call of about 60 instructions), and this
+        // runs two or three times per order; real orders' figures fit a
+        // u64, where dividing by a constant is a multiply.
+        let fast = spec.lot_margin_pct.and_then(|lot_pct| {
+            worst
+                .checked_mul(u64::from(price))
+                .and_then(|x| x.checked_mul(lot_pct))
+        });
+        match fast {
+            Some(v) => i128::from(v.div_ceil(100)),
+            None => {
+                let x = i128::from(worst)
+                    .saturating_mul(i128::from(price))
+                    .saturating_mul(spec.lot)
+                    .saturating_mul(spec.margin_pct);
+                x.saturating_add(99) / 100
+            }
         }
     }
 
@@ -442,52 +461,60 @@ impl Accounts {
         };
         let pos = &self.positions[i];
         let spec = &self.specs[usize::from(instrument.0)];
-        let old = u64::from(replacing.unwrap_or(0));
+        let before = pos.worst();
         let (mut ob, mut os) = (pos.open_buy, pos.open_sell);
-        match side {
-            Side::Buy => ob -= old,
-            Side::Sell => os -= old,
-        }
-        let without = worst(pos.net, ob, os);
+        let without = match replacing {
+            None => before,
+            Some(old) => {
+                match side {
+                    Side::Buy => ob -= u64::from(old),
+                    Side::Sell => os -= u64::from(old),
+                }
+                worst(pos.net, ob, os)
+            }
+        };
         match side {
             Side::Buy => ob += u64::from(qty),
             Side::Sell => os += u64::from(qty),
         }
         let after = worst(pos.net, ob, os);
+        // An order that does not raise the worst case never exceeds the
+        // position limit (an account over it can still reduce).
+        if after > before && spec.position_limit > 0 && after > spec.position_limit {
+            return Err(RejectReason::PositionLimit);
+        }
+        let Some(credit) = a.limits.credit else {
+            return Ok(());
+        };
         let mut margin_price = margin_price_with(pos.margin_price, price.raw(), without, after);
         // An order that can open lots (add to the position on its side, or
         // take it through zero) raises the margin price when they fill (see
         // `on_fill`), whether or not it raises the worst case: checked here
         // at that price, so a flip cannot pass over the credit.
         let opens = match side {
-            Side::Buy => i128::from(pos.net) + i128::from(ob) > 0,
-            Side::Sell => i128::from(pos.net) - i128::from(os) < 0,
+            Side::Buy => pos.net.saturating_add_unsigned(ob) > 0,
+            Side::Sell => pos.net.saturating_sub_unsigned(os) < 0,
         };
         if opens {
             margin_price = margin_price.max(price.raw());
         }
-        let before = pos.worst();
         if after <= before && margin_price <= pos.margin_price {
             return Ok(());
         }
-        if after > before && spec.position_limit > 0 && after > spec.position_limit {
-            return Err(RejectReason::PositionLimit);
-        }
-        if let Some(credit) = a.limits.credit {
-            let needed = a.margin - pos.margin + Self::margin_of(spec, after, margin_price);
-            if needed > credit.0 {
-                return Err(RejectReason::RiskLimit);
-            }
+        let needed = a.margin - pos.margin + Self::margin_of(spec, after, margin_price);
+        if needed > credit.0 {
+            return Err(RejectReason::RiskLimit);
         }
         Ok(())
     }
 
-    /// Recomputes a position's margin and the account total.
+    /// Recomputes a position's margin, given its worst case, and the
+    /// account total.
     #[inline]
-    fn remargin(&mut self, account: AccountId, i: usize, instrument: InstrumentId) {
+    fn remargin(&mut self, account: AccountId, i: usize, instrument: InstrumentId, worst: u64) {
         let spec = &self.specs[usize::from(instrument.0)];
         let pos = &mut self.positions[i];
-        let m = Self::margin_of(spec, pos.worst(), pos.margin_price);
+        let m = Self::margin_of(spec, worst, pos.margin_price);
         self.accounts[account.0 as usize].margin += m - pos.margin;
         pos.margin = m;
     }
@@ -512,8 +539,9 @@ impl Accounts {
             Side::Buy => pos.open_buy += u64::from(qty),
             Side::Sell => pos.open_sell += u64::from(qty),
         }
-        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), before, pos.worst());
-        self.remargin(account, i, instrument);
+        let after = pos.worst();
+        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), before, after);
+        self.remargin(account, i, instrument, after);
     }
 
     /// A live order's open size changed from `old` to `new` lots at `price`
@@ -544,8 +572,9 @@ impl Accounts {
             Side::Sell => &mut pos.open_sell,
         };
         *open += u64::from(new);
-        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), without, pos.worst());
-        self.remargin(account, i, instrument);
+        let with = pos.worst();
+        pos.margin_price = margin_price_with(pos.margin_price, price.raw(), without, with);
+        self.remargin(account, i, instrument, with);
     }
 
     /// `qty` lots of a live order filled at `price`.
@@ -582,7 +611,8 @@ impl Accounts {
         if opened {
             pos.margin_price = pos.margin_price.max(price.raw());
         }
-        self.remargin(account, i, instrument);
+        let worst = pos.worst();
+        self.remargin(account, i, instrument, worst);
     }
 
     /// A live order finished (filled, cancelled, expired) with `remaining`
@@ -606,7 +636,8 @@ impl Accounts {
                 Side::Buy => pos.open_buy -= u64::from(remaining),
                 Side::Sell => pos.open_sell -= u64::from(remaining),
             }
-            self.remargin(account, i, instrument);
+            let worst = pos.worst();
+            self.remargin(account, i, instrument, worst);
         }
     }
 }
@@ -680,6 +711,51 @@ mod tests {
         assert_eq!(acc.check(a, gh, Side::Buy, price, 1, None), Ok(()));
         acc.on_admit(a, gh, Side::Buy, price, 1);
         assert_eq!(acc.margin(a), Some(Money::from_raw(1_506)));
+    }
+
+    fn spec(lot: u64, margin_pct: u32) -> Spec {
+        Spec {
+            lot: i128::from(lot),
+            margin_pct: i128::from(margin_pct),
+            lot_margin_pct: lot.checked_mul(u64::from(margin_pct)),
+            position_limit: 0,
+            reference: 0,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn margin_is_the_same_through_the_u64_fast_path_and_the_i128_one(
+            worst in 0u64..=u64::from(u32::MAX) * 4,
+            price in proptest::prelude::any::<u32>(),
+            lot in 1u64..=1_000_000,
+            pct in 0u32..=100,
+        ) {
+            let fast = spec(lot, pct);
+            let slow = Spec { lot_margin_pct: None, ..fast };
+            let exact = (i128::from(worst) * i128::from(price) * i128::from(lot) * i128::from(pct) + 99) / 100;
+            proptest::prop_assert_eq!(Accounts::margin_of(&fast, worst, price), exact);
+            proptest::prop_assert_eq!(Accounts::margin_of(&slow, worst, price), exact);
+        }
+    }
+
+    #[test]
+    fn a_margin_past_i128_saturates_instead_of_wrapping() {
+        let huge = spec(u64::MAX, u32::MAX);
+        assert_eq!(huge.lot_margin_pct, None);
+        let m = Accounts::margin_of(&huge, u64::MAX, u32::MAX);
+        assert_eq!(m, i128::MAX / 100);
+        assert!(
+            m > 0,
+            "a wrapped margin would be negative and pass any credit"
+        );
+    }
+
+    #[test]
+    fn the_worst_case_saturates_at_i64_for_absurd_open_sizes() {
+        assert_eq!(worst(i64::MAX, u64::MAX, 0), i64::MAX as u64);
+        assert_eq!(worst(i64::MIN, 0, u64::MAX), 1u64 << 63);
+        assert_eq!(worst(-3, 10, 2), 7);
     }
 
     #[test]
