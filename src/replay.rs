@@ -557,11 +557,16 @@ fn apply(
                 .0
                 .tokens
                 .account(&account, engine.accounts_mut(), limits);
-            let Some(order) = sink.0.tokens.live_order(account, &old) else {
-                return sink.0.reject(account, &new, RejectReason::UnknownOrder);
-            };
+            // As the exchange's gateway does: the order replaced is looked
+            // up first (a replace naming its own new token is unknown), then
+            // the new token is claimed, so a replace of an unknown order
+            // uses its new token up like any other rejected request.
+            let order = sink.0.tokens.live_order(account, &old);
             let Some(tag) = sink.0.tokens.claim(account, &new) else {
                 return sink.0.reject(account, &new, RejectReason::DuplicateToken);
+            };
+            let Some(order) = order else {
+                return sink.0.reject(account, &new, RejectReason::UnknownOrder);
             };
             engine.replace(now, account, order, tag, price, qty, sink);
             let tokens = &mut sink.0.tokens;
@@ -635,5 +640,102 @@ mod tests {
         assert!(e("a,Q,t,TK2612,B,10,6.5,DAY").contains("action"));
         assert!(e("a,R,t1,,,5,6.5,").contains("old>new"));
         assert!(e(",P,lunch,,,,,").contains("phase"));
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use crate::test_dir::TempDir;
+    use crate::wire::itch::{self, Message};
+
+    /// Replays `csv` over the shipped contracts; returns the scratch dir.
+    fn replay(name: &str, csv: &str) -> TempDir {
+        let dir = TempDir::new(name);
+        let orders = dir.join("orders.csv");
+        std::fs::write(&orders, csv).unwrap();
+        run(&ReplayArgs {
+            orders,
+            out: dir.join("out"),
+            contracts: Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
+            config: None,
+        })
+        .unwrap();
+        dir
+    }
+
+    fn read(dir: &TempDir, f: &str) -> String {
+        std::fs::read_to_string(dir.join("out").join(f)).unwrap()
+    }
+
+    #[test]
+    fn a_replay_reopens_a_tripped_contract_through_a_reopening_call_at_the_last_trade() {
+        // GH2612 (reference 2.150, band 5 %, breaker 10 % over 300 s)
+        // trades 2.150, 2.250, 2.360, then 2.370 (10.2 % over 2.150): the
+        // breaker halts it. The replay clock (1 us a row) never reaches
+        // the end of the 120 s halt, so phase rows reopen it through a
+        // call: bid 2.400 x 1, ask 2.300 x 1 pair one lot with no
+        // imbalance at every price between; the reopening's reference is
+        // the last trade, 2.370.
+        let dir = replay(
+            "replay-reopening",
+            "account,action,token,symbol,side,qty,price,tif\n\
+             s,N,s1,GH2612,S,1,2.150,DAY\n\
+             b,N,b1,GH2612,B,1,2.150,DAY\n\
+             s,N,s2,GH2612,S,1,2.250,DAY\n\
+             b,N,b2,GH2612,B,1,2.250,DAY\n\
+             s,N,s3,GH2612,S,1,2.360,DAY\n\
+             b,N,b3,GH2612,B,1,2.360,DAY\n\
+             s,N,s4,GH2612,S,1,2.370,DAY\n\
+             b,N,b4,GH2612,B,1,2.370,DAY\n\
+             s,N,s5,GH2612,S,1,2.370,DAY\n\
+             ,P,auction,GH2612,,,,\n\
+             b,N,b6,GH2612,B,1,2.400,DAY\n\
+             s,N,s6,GH2612,S,1,2.300,DAY\n\
+             ,P,open,GH2612,,,,\n",
+        );
+        // The halt held: s5 was refused.
+        assert_eq!(
+            read(&dir, "rejects.csv"),
+            "account,token,reason\ns,s5,market-not-open\n"
+        );
+        let trades = read(&dir, "trades.csv");
+        let last = trades.lines().last().unwrap();
+        assert_eq!(last, "5,GH2612,2.370,1,s,s6,b,b6", "{trades}");
+        let bin = std::fs::read(dir.join("out").join("itch.bin")).unwrap();
+        let kinds: Vec<u8> = itch::stream(&bin)
+            .map(Result::unwrap)
+            .filter_map(|m| match m {
+                Message::CrossTrade(c) => Some(c.cross_type),
+                Message::Noii(n) => Some(n.imbalance().cross_type),
+                _ => None,
+            })
+            .collect();
+        assert!(!kinds.is_empty());
+        assert!(kinds.iter().all(|&k| k == b'H'), "cross types {kinds:?}");
+    }
+
+    #[test]
+    fn a_replace_of_an_unknown_order_uses_its_new_token_as_every_other_reject_does() {
+        // A rejected Enter uses its token (t1 again is a duplicate), and
+        // so does the exchange's gateway for a Replace naming an unknown
+        // order (it claims the replacement token first): t2 again is a
+        // duplicate too.
+        let dir = replay(
+            "replay-replace-token",
+            "account,action,token,symbol,side,qty,price,tif\n\
+             alpha,N,t1,NOSUCH,B,5,6.500,DAY\n\
+             alpha,N,t1,TK2612,B,5,6.500,DAY\n\
+             alpha,R,ghost>t2,,,5,6.500,\n\
+             alpha,N,t2,TK2612,B,5,6.500,DAY\n",
+        );
+        assert_eq!(
+            read(&dir, "rejects.csv"),
+            "account,token,reason\n\
+             alpha,t1,unknown-symbol\n\
+             alpha,t1,duplicate-token\n\
+             alpha,t2,unknown-order\n\
+             alpha,t2,duplicate-token\n"
+        );
     }
 }

@@ -4,8 +4,12 @@
 //! Owns the settlement rule of DESIGN.md: the volume-weighted average price
 //! of the whole day (contracts with `settlement_window_s = 0`, TK) or of
 //! the closing window, the last `settlement_window_s` seconds up to the
-//! close (GH/GB); when nothing traded (in the window), the reference price
-//! (previous settlement). The average is rounded to the nearest tick,
+//! close (GH/GB); when the contract traded that day but not in its closing
+//! window, the last trade before the close (a quiet last ten minutes do not
+//! mark every position back to yesterday's price); when nothing traded all
+//! day, the reference price (previous settlement). DESIGN.md does not say
+//! what an empty window settles at: this is the common practice of futures
+//! exchanges. The average is rounded to the nearest tick,
 //! halves up. Cross fills count, each once (the `Cross` print is their sum
 //! and is not counted again). Variation margin is what an account's day
 //! is worth at the settlement price: accounts start the day flat, so it is
@@ -31,7 +35,10 @@ pub enum Basis {
     DayVwap,
     /// VWAP of the trades of the closing window.
     WindowVwap,
-    /// Nothing traded (in the window): the reference price.
+    /// Nothing traded in the closing window, but earlier in the day: the
+    /// last trade before the close.
+    LastTrade,
+    /// Nothing traded all day: the reference price.
     Reference,
 }
 
@@ -40,6 +47,7 @@ impl Basis {
         match self {
             Basis::DayVwap => "day-vwap",
             Basis::WindowVwap => "window-vwap",
+            Basis::LastTrade => "last-trade",
             Basis::Reference => "reference",
         }
     }
@@ -51,9 +59,10 @@ pub struct SettlementPrice {
     pub instrument: InstrumentId,
     pub price: Price,
     pub basis: Basis,
-    /// Lots the price was averaged over (0 for `Reference`).
+    /// Lots the price was averaged over (the last trade's for `LastTrade`,
+    /// 0 for `Reference`).
     pub volume: u64,
-    /// Lots traded in the whole day.
+    /// Lots traded in the day up to the close.
     pub day_volume: u64,
 }
 
@@ -108,7 +117,12 @@ impl Settlement {
     /// The settlement price of a contract whose trading closed at `close`.
     pub fn price(&self, instrument: InstrumentId, close: Nanos) -> Option<SettlementPrice> {
         let t = self.tapes.get(usize::from(instrument.0))?;
-        let day_volume = t.trades.iter().map(|&(_, _, q)| u64::from(q)).sum();
+        let day_volume = t
+            .trades
+            .iter()
+            .filter(|&&(at, _, _)| at <= close.0)
+            .map(|&(_, _, q)| u64::from(q))
+            .sum();
         let from = if t.window_ns == 0 {
             0
         } else {
@@ -121,8 +135,13 @@ impl Settlement {
             .fold((0u128, 0u64), |(v, n), &(_, p, q)| {
                 (v + u128::from(p) * u128::from(q), n + u64::from(q))
             });
-        let (price, basis) = if volume == 0 {
-            (t.reference, Basis::Reference)
+        // The tape is in time order: the last trade at or before the close.
+        let last = t.trades.iter().rev().find(|&&(at, _, _)| at <= close.0);
+        let (price, basis, volume) = if volume == 0 {
+            match last {
+                Some(&(_, p, q)) => (Price::from_raw(p), Basis::LastTrade, u64::from(q)),
+                None => (t.reference, Basis::Reference, 0),
+            }
         } else {
             let tick = u128::from(t.tick);
             let d = u128::from(volume);
@@ -132,13 +151,13 @@ impl Settlement {
             } else {
                 Basis::WindowVwap
             };
-            (Price::from_raw((ticks * tick) as u32), basis)
+            (Price::from_raw((ticks * tick) as u32), basis, volume)
         };
         Some(SettlementPrice {
             instrument,
             price,
             basis,
-            volume: if basis == Basis::Reference { 0 } else { volume },
+            volume,
             day_volume,
         })
     }

@@ -102,7 +102,11 @@ fn moving_from_the_call_to_open_uncrosses_in_trades_csv_and_itch_bin() {
         (12, 3, b'B', b'O')
     );
     assert_eq!(noii[1].near.to_string(), "6.51");
-    assert_eq!(noii[1].reference.to_string(), "6.5");
+    // ITCH 5.0's Current Reference Price is the price the paired and
+    // imbalance shares are calculated at: the indicative price, not the
+    // tie-break reference (6.500).
+    assert_eq!(noii[1].reference.to_string(), "6.51");
+    assert_eq!(noii[1].far.to_string(), "6.51");
     let cross_fills: Vec<(u32, u64, bool)> = msgs
         .iter()
         .filter_map(|m| match m {

@@ -441,9 +441,20 @@ fn settlement_of_a_known_day() {
         (listing.price, listing.basis),
         (px("6.050"), Basis::Reference)
     );
-    // Nothing in the window: the reference too.
+    // Nothing in the window but trades earlier in the day: the last trade
+    // before the close (not yesterday's price, which would mark every
+    // position back by the day's move).
     let late = s.price(InstrumentId(GH), Nanos(23 * H)).unwrap();
-    assert_eq!((late.price, late.basis), (px("2.150"), Basis::Reference));
+    assert_eq!(
+        (late.price, late.basis, late.volume, late.day_volume),
+        (px("2.170"), Basis::LastTrade, 3, 6)
+    );
+    // A close before the day's first GH trade: nothing traded by then.
+    let early = s.price(InstrumentId(GH), Nanos(19 * H)).unwrap();
+    assert_eq!(
+        (early.price, early.basis, early.volume, early.day_volume),
+        (px("2.150"), Basis::Reference, 0, 0)
+    );
 
     // Variation margin at 6.499 (TK lot 10,000):
     //   1: +10 @ 6.501, -5 @ 6.490: -65.010 + 32.450 + 5 × 6.499 = -0.065 -> -650

@@ -118,11 +118,19 @@ impl Engine {
         };
         for m in range {
             let market = &mut self.markets[m];
+            if phase == Phase::Auction && market.phase != Phase::Auction {
+                // A call out of a halt (the operator's, or one ending a
+                // breaker's halt early) is a reopening: its reference is
+                // the last trade, as the breaker's own reopening call's.
+                let halted = market.phase == Phase::Halt || market.stage != BreakerStage::None;
+                market.cross_kind = if halted && market.last != 0 {
+                    CrossKind::Reopening
+                } else {
+                    CrossKind::Opening
+                };
+            }
             market.stage = BreakerStage::None;
             market.breaker_due = NEVER;
-            if phase == Phase::Auction && market.phase != Phase::Auction {
-                market.cross_kind = CrossKind::Opening;
-            }
             self.transition(now, m, phase, sink);
         }
         self.rearm();

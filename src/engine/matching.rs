@@ -456,7 +456,8 @@ impl Engine {
             }
             if open < taker.open {
                 market.band.reanchor(market.last);
-                tripped = market.breaker.tripped(now.0);
+                // A sweep's last fill is its furthest from where it began.
+                tripped = market.breaker.tripped(now.0, market.last);
             }
         }
         // The taker is done with first, tripped or not: a taker filled in

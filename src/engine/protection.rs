@@ -8,9 +8,11 @@
 //!   fine: the band stops aggressive fat fingers, it does not thin the book.
 //! - [`Breaker`]: remembers the lowest and highest trade price of the last
 //!   window in a ring of time buckets (the window is `window` long, measured
-//!   to bucket granularity, `window / BUCKETS`); it trips when the spread of
-//!   those prices exceeds `pct` of the lowest. What a trip does (halt,
-//!   reopening call) is the engine's business.
+//!   to bucket granularity, `window / BUCKETS`); it trips on a trade more
+//!   than `pct` away from any trade of the window: above the lowest by
+//!   more than `pct` of it, or below the highest by more than `pct` of
+//!   it, so a rise and a fall of the same percentage trip alike. What a
+//!   trip does (halt, reopening call) is the engine's business.
 
 use serde::{Deserialize, Serialize};
 
@@ -131,11 +133,17 @@ impl Breaker {
         out
     }
 
-    /// Whether the window's trades spread more than `pct` of the lowest.
-    pub fn tripped(&self, now: u64) -> bool {
+    /// Whether a trade at raw `price` (recorded) is more than `pct` away
+    /// from a trade of the window ending at `now`: measured from the
+    /// extreme it moved away from, the lowest for a rise and the highest
+    /// for a fall.
+    pub fn tripped(&self, now: u64, price: u32) -> bool {
+        let pct = u64::from(self.pct);
+        let p = u64::from(price);
         self.enabled()
             && self.range(now).is_some_and(|(lo, hi)| {
-                u64::from(hi - lo) * 100 > u64::from(lo) * u64::from(self.pct)
+                let (lo, hi) = (u64::from(lo), u64::from(hi));
+                p.saturating_sub(lo) * 100 > lo * pct || hi.saturating_sub(p) * 100 > hi * pct
             })
     }
 
@@ -169,13 +177,34 @@ mod tests {
         let mut br = Breaker::new(10, 160 * s); // 10 s buckets
         br.record(0, 20_000);
         br.record(25 * s, 21_000);
-        assert!(!br.tripped(25 * s));
+        assert!(!br.tripped(25 * s, 21_000));
         br.record(100 * s, 22_100); // 10.5% above 20,000
-        assert!(br.tripped(100 * s));
+        assert!(br.tripped(100 * s, 22_100));
         // 170 s later the 20,000 trade's bucket is out of the window.
         assert_eq!(br.range(170 * s), Some((21_000, 22_100)));
-        assert!(!br.tripped(170 * s));
+        assert!(!br.tripped(170 * s, 22_100));
         br.clear();
         assert_eq!(br.range(170 * s), None);
+    }
+
+    #[test]
+    fn a_fall_and_a_rise_of_the_same_percentage_trip_alike() {
+        let s = 1_000_000_000u64;
+        // +9.5 %: 2.000 -> 2.190.
+        let mut up = Breaker::new(10, 300 * s);
+        up.record(0, 20_000);
+        up.record(s, 21_900);
+        assert!(!up.tripped(s, 21_900));
+        // -9.5 %: 2.190 -> 1.982 (0.208 below 2.190; 10.49 % of 1.982).
+        let mut down = Breaker::new(10, 300 * s);
+        down.record(0, 21_900);
+        down.record(s, 19_820);
+        assert!(
+            !down.tripped(s, 19_820),
+            "a 9.5 % fall trips a 10 % breaker"
+        );
+        // -10.5 %: 2.190 -> 1.960 trips.
+        down.record(2 * s, 19_600);
+        assert!(down.tripped(2 * s, 19_600));
     }
 }

@@ -739,3 +739,127 @@ fn an_order_that_takes_the_position_through_zero_is_checked_against_the_credit_a
     t.day(A, Side::Buy, 500, "7.020");
     assert_eq!(t.e.accounts().margin(A).unwrap().raw(), 2_990_000);
 }
+
+/// The price of the `Cross` print in `t.ev`, and its kind.
+fn cross_print(t: &T) -> Option<(u32, CrossKind)> {
+    t.ev.iter().find_map(|e| match *e {
+        Event::Cross { price, kind, .. } => Some((price.raw(), kind)),
+        _ => None,
+    })
+}
+
+/// Trips [`breaker_contract`]'s breaker: 2.150 then 2.200 (+2.3 %), so the
+/// last trade before the halt is 2.200 (the reference is 2.150).
+fn tripped_at_2_200() -> T {
+    let mut t = T::with_contracts(&breaker_contract("cancel-resting"));
+    t.day(A, Side::Sell, 1, "2.150");
+    t.day(B, Side::Buy, 1, "2.150");
+    t.day(A, Side::Sell, 1, "2.200");
+    t.day(C, Side::Buy, 1, "2.200");
+    assert_eq!(t.e.phase(TK), Some(Phase::Halt), "the breaker tripped");
+    t
+}
+
+#[test]
+fn an_operator_call_that_ends_a_breaker_halt_is_a_reopening_at_the_last_trade() {
+    // The same reopening call (bid 2.210, ask 2.140, 1 lot each: 1 lot
+    // paired with no imbalance at every price between), started by the
+    // breaker's timer and by the operator, uncrosses alike: at the last
+    // trade before the halt, 2.200, as a reopening cross.
+    let mut by_timer = tripped_at_2_200();
+    by_timer.e.advance(Nanos(130_000_000_000), &mut by_timer.ev);
+    assert_eq!(by_timer.e.phase(TK), Some(Phase::Auction));
+    by_timer.day(B, Side::Buy, 1, "2.210");
+    by_timer.day(C, Side::Sell, 1, "2.140");
+    by_timer.ev.clear();
+    by_timer.e.advance(AFTER_REOPENING, &mut by_timer.ev);
+    assert_eq!(cross_print(&by_timer), Some((22_000, CrossKind::Reopening)));
+
+    let mut by_operator = tripped_at_2_200();
+    by_operator
+        .e
+        .set_phase(Nanos(100), Some(TK), Phase::Auction, &mut by_operator.ev);
+    by_operator.day(B, Side::Buy, 1, "2.210");
+    by_operator.day(C, Side::Sell, 1, "2.140");
+    by_operator.ev.clear();
+    by_operator
+        .e
+        .set_phase(Nanos(200), Some(TK), Phase::Open, &mut by_operator.ev);
+    assert_eq!(
+        cross_print(&by_operator),
+        Some((22_000, CrossKind::Reopening)),
+        "the operator's reopening crossed at the previous settlement instead"
+    );
+}
+
+#[test]
+fn a_call_after_an_operator_halt_is_a_reopening_at_the_last_trade() {
+    // TK trades at 6.600 (reference 6.500); the operator halts it, then
+    // reopens it through a call: bid 6.650 x 1, ask 6.550 x 1. Every price
+    // 6.550-6.650 pairs 1 lot with no imbalance: the last trade before
+    // the halt (6.600) is the reference of a reopening.
+    let mut t = T::new();
+    t.day(A, Side::Sell, 1, "6.600");
+    t.day(B, Side::Buy, 1, "6.600");
+    t.e.set_phase(Nanos(100), Some(TK), Phase::Halt, &mut t.ev);
+    t.e.set_phase(Nanos(101), Some(TK), Phase::Auction, &mut t.ev);
+    t.day(B, Side::Buy, 1, "6.650");
+    t.day(C, Side::Sell, 1, "6.550");
+    t.ev.clear();
+    t.e.set_phase(Nanos(200), Some(TK), Phase::Open, &mut t.ev);
+    assert_eq!(cross_print(&t), Some((66_000, CrossKind::Reopening)));
+}
+
+#[test]
+fn a_call_started_before_any_trade_is_an_opening_at_the_reference() {
+    // Nothing traded yet: a call out of pre-open is the day's opening,
+    // whose reference is the previous settlement (6.500).
+    let mut t = T::new();
+    t.e.set_phase(Nanos(100), Some(TK), Phase::Auction, &mut t.ev);
+    t.day(B, Side::Buy, 1, "6.600");
+    t.day(C, Side::Sell, 1, "6.400");
+    t.ev.clear();
+    t.e.set_phase(Nanos(200), Some(TK), Phase::Open, &mut t.ev);
+    assert_eq!(cross_print(&t), Some((65_000, CrossKind::Opening)));
+}
+
+/// GH2612 with a 10 % breaker over 300 s and a band too wide to matter.
+fn ten_percent_breaker() -> ContractSet {
+    contract_set(&format!(
+        r#"{GH2612}protection = "dynamic-band"
+band_pct = 50
+breaker_pct = 10
+breaker_window_s = 300
+halt_s = 120
+reopen_auction_s = 30
+"#
+    ))
+}
+
+#[test]
+fn the_breaker_trips_alike_on_a_rise_and_a_fall_of_the_same_size() {
+    // "A trade more than 10 % away from any trade of the window halts":
+    // 2.000 -> 2.190 is +9.50 % and 2.190 -> 1.982 is -9.50 % (0.208 off
+    // 2.190). Neither is more than 10 % away from the earlier trade.
+    let mut up = T::with_contracts(&ten_percent_breaker());
+    up.day(A, Side::Sell, 1, "2.000");
+    up.day(B, Side::Buy, 1, "2.000");
+    up.day(A, Side::Sell, 1, "2.190");
+    up.day(B, Side::Buy, 1, "2.190");
+    assert_eq!(up.e.phase(TK), Some(Phase::Open), "+9.5 %: trading on");
+
+    let mut down = T::with_contracts(&ten_percent_breaker());
+    down.day(A, Side::Sell, 1, "2.190");
+    down.day(B, Side::Buy, 1, "2.190");
+    down.day(A, Side::Sell, 1, "1.982");
+    down.day(B, Side::Buy, 1, "1.982");
+    assert_eq!(
+        down.e.phase(TK),
+        Some(Phase::Open),
+        "-9.5 %: halted (the spread was measured against the new, lower trade: 10.49 %)"
+    );
+    // -10.5 % from 2.190 (1.960) halts.
+    down.day(A, Side::Sell, 1, "1.960");
+    down.day(B, Side::Buy, 1, "1.960");
+    assert_eq!(down.e.phase(TK), Some(Phase::Halt));
+}

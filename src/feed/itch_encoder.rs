@@ -165,8 +165,8 @@ impl ItchEncoder {
             Event::Imbalance {
                 instrument,
                 indicative,
-                reference,
                 kind,
+                ..
             } => {
                 let h = Self::header(instrument, now);
                 let price = indicative.price.unwrap_or(Price::ZERO);
@@ -179,9 +179,14 @@ impl ItchEncoder {
                         (Some(_), Some(Side::Sell)) => b'S',
                         (Some(_), None) => b'N',
                     },
+                    // ITCH 5.0: Current Reference Price is "the price at
+                    // which the NOII shares are being calculated", the
+                    // indicative price (0 when none; the engine's tie-break
+                    // reference is not it). Far and near are the same: a
+                    // call holds only cross orders.
                     far: price,
                     near: price,
-                    reference,
+                    reference: price,
                     cross_type: cross_type(kind),
                 };
                 out(itch::Noii::new(h, self.symbol(instrument), &i).as_bytes());
