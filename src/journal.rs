@@ -2,6 +2,14 @@
 //! recovery that cuts a torn tail and refuses to cut damage that good
 //! records follow (unless told to).
 //!
+//! A torn tail is what a killed process leaves: its first bad record runs
+//! past the end of the file, and is cut without looking further (its
+//! payload may be a client's bytes, which can hold a record's image with
+//! the CRC right). Only a bad record that fits inside the file is damage
+//! that later good records, found by trying every byte after it as a
+//! record's start, can show. The bytes cut are kept in a new file beside
+//! the journal, never over an earlier cut's.
+//!
 //! Owns the on-disk format and nothing else: records are opaque `(kind, time,
 //! payload)` triples; what a kind means is decided by the layer that writes it
 //! (the exchange journals every accepted inbound message before its ack
@@ -30,9 +38,13 @@
 //! version 5 (2026-12-03: a crossing sell is checked at the bid it trades
 //! at, lots opened above the margin price are margined at the fill, an
 //! order through zero is checked, margin rounds up; a TCP Logout Request
-//! closes its connection). An older
+//! closes its connection) and with version 6 (2026-12-03: the circuit
+//! breaker measures a trade from the window's extreme it moved away from,
+//! an operator's call out of a halt is a reopening at the last trade). An
+//! older
 //! journal is refused, with what to do, rather than replayed to a state
-//! its own run never had.
+//! its own run never had; a newer one too, named as a newer tokex's
+//! (whose day a new one started here would delete).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -43,7 +55,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).
@@ -71,8 +83,13 @@ pub enum JournalError {
     Io(#[from] io::Error),
     #[error("not a tokex journal (bad magic)")]
     BadMagic,
+    /// An older tokex's journal (its rules are not this build's).
     #[error("journal version {0} is not supported: this build reads version {VERSION} (a journal of an older tokex replays only with the tokex that wrote it: finish its day with that one, or start a new day with --fresh)")]
     UnsupportedVersion(u32),
+    /// A newer tokex's journal: its day is that tokex's to continue
+    /// (starting a new day here would delete it).
+    #[error("the journal was written by a newer tokex (journal version {0}; this one reads version {VERSION}): continue its day with that tokex, which can replay it; this one cannot, and starting a new day with it would delete that day")]
+    NewerVersion(u32),
     #[error("record payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     RecordTooLarge(usize),
     /// Another exchange holds the journal's lock (`lock`); `pid` is the
@@ -86,7 +103,8 @@ pub enum JournalError {
     Damaged {
         at: u64,
         resumes_at: u64,
-        /// Where `--cut-damaged-journal` would keep the bytes cut ([`cut_path`]).
+        /// Where `--cut-damaged-journal` would keep the bytes cut ([`cut_path`],
+        /// or the next [`numbered_cut_path`] when an earlier cut has it).
         kept: std::path::PathBuf,
     },
 }
@@ -98,7 +116,8 @@ pub enum OnDamage {
     /// Refuse to open it ([`JournalError::Damaged`]); nothing is changed.
     #[default]
     Refuse,
-    /// Cut from the damage, keeping the bytes in [`cut_path`]: the records
+    /// Cut from the damage, keeping the bytes in a new file
+    /// ([`JournalWriter::kept`]): the records
     /// after it are lost to the replay.
     Cut,
 }
@@ -314,11 +333,11 @@ pub fn check_damage(path: &Path, from: Position) -> Result<(), JournalError> {
     }
     let file = File::open(path)?;
     let end = report.valid_len + report.cut_bytes;
-    match good_record_after(&file, report.valid_len, end)? {
+    match resumes_after(&file, report.valid_len, end)? {
         Some(resumes_at) => Err(JournalError::Damaged {
             at: report.valid_len,
             resumes_at,
-            kept: cut_path(path, report.valid_len),
+            kept: free_cut_path(path, report.valid_len),
         }),
         None => Ok(()),
     }
@@ -358,12 +377,41 @@ fn next_record<'p>(
     )))
 }
 
+/// Where good records start again after the bad record at byte `at` of
+/// `file` (the first one a scan could not read; the file ends at `end`),
+/// when it is damage; `None` when it is a torn tail.
+///
+/// A killed process's last write leaves a prefix of what it wrote, so
+/// the record it tore runs past the end of the file: its header is cut
+/// short, or its length (one tokex could have written) reaches past
+/// `end`. That is a torn tail, cut without a search: the bytes after its
+/// header are its payload, which for an order is a client's bytes as
+/// sent, and a client can send a record's image with its CRC right (a
+/// search would take it for a good record and refuse the start). Only a
+/// bad record that fits inside the file is searched after. (A length
+/// field damaged within the last 64 KiB so that it reaches past the end
+/// looks like a tear too, and is cut.)
+fn resumes_after(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
+    if end.saturating_sub(at) < RECORD_HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut len = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut len, at)?;
+    let len = u64::from(u32::from_be_bytes(len));
+    if len <= MAX_PAYLOAD as u64 && at + RECORD_HEADER_LEN as u64 + len > end {
+        return Ok(None);
+    }
+    good_record_after(file, at, end)
+}
+
 /// Where the first good record after byte `at` of `file` starts (one that
-/// fits before `end` with its CRC right), if any. A torn tail has none: a
-/// crash tears only what was being written last. Read in windows of a MiB
-/// plus the longest record, trying every byte as a record's start (a
-/// false match needs a 32-bit CRC to agree by chance, and would only
-/// refuse).
+/// fits before `end` with its CRC right), if any. Read in windows of a MiB
+/// plus the longest record, trying every byte as a record's start. A
+/// match is not only chance (a 32-bit CRC agreeing) when the damaged
+/// record's payload holds a client's bytes: a client can send a record's
+/// image, which then refuses a start that only damage inside the file
+/// brought here (the operator's `--cut-damaged-journal` decides), never
+/// a torn tail's ([`resumes_after`]).
 fn good_record_after(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
     const STARTS: usize = 1 << 20;
     let mut window = vec![0u8; STARTS + RECORD_HEADER_LEN + MAX_PAYLOAD];
@@ -388,15 +436,38 @@ fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
         return Err(JournalError::BadMagic);
     }
     let version = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    if version > VERSION {
+        return Err(JournalError::NewerVersion(version));
+    }
     if version != VERSION {
         return Err(JournalError::UnsupportedVersion(version));
     }
     Ok(())
 }
 
-/// Where the bytes cut from the journal at `path` at byte `at` are kept.
+/// Where the bytes cut from the journal at `path` at byte `at` are kept
+/// (by the first cut there: a later one at the same offset takes the
+/// first of [`numbered_cut_path`]`(path, at, 1, 2, ...)` not taken).
 pub fn cut_path(path: &Path, at: u64) -> std::path::PathBuf {
-    beside(path, &format!(".cut-at-{at}"))
+    numbered_cut_path(path, at, 0)
+}
+
+/// The `n`th name for the bytes cut at `at`: [`cut_path`], then
+/// `<journal>.cut-at-<at>.<n>`.
+pub fn numbered_cut_path(path: &Path, at: u64, n: u32) -> std::path::PathBuf {
+    match n {
+        0 => beside(path, &format!(".cut-at-{at}")),
+        n => beside(path, &format!(".cut-at-{at}.{n}")),
+    }
+}
+
+/// The name a cut at `at` would keep its bytes under now: the first of
+/// the [`numbered_cut_path`]s no file has.
+fn free_cut_path(path: &Path, at: u64) -> std::path::PathBuf {
+    (0..)
+        .map(|n| numbered_cut_path(path, at, n))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| cut_path(path, at))
 }
 
 /// The file next to `path` named after it with `suffix` appended (the
@@ -407,14 +478,27 @@ pub fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
     p.into()
 }
 
-/// Copies the journal's bytes from `at` to its end into [`cut_path`]
-/// (made durable) before they are cut off.
-fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<()> {
-    let mut out = File::create(cut_path(path, at))?;
+/// Copies the journal's bytes from `at` to its end into a new file (made
+/// durable) before they are cut off, and returns its name: the first of
+/// the [`numbered_cut_path`]s not taken. Never an existing file: an
+/// earlier cut at the same offset (a damage cut, then the torn tail of
+/// the records written after it) kept what may be the only copy of the
+/// records after a damage.
+fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<std::path::PathBuf> {
+    let mut n = 0;
+    let (mut out, kept) = loop {
+        let p = numbered_cut_path(path, at, n);
+        match OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(f) => break (f, p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
     file.seek(SeekFrom::Start(at))?;
     io::copy(file, &mut out)?;
     out.sync_all()?;
-    sync_dir(path.parent().unwrap_or(Path::new("")))
+    sync_dir(path.parent().unwrap_or(Path::new("")))?;
+    Ok(kept)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -458,6 +542,8 @@ pub struct JournalWriter {
     bytes: u64,
     /// The journal's lock, held as long as the writer ([`JournalWriter::hold`]).
     lock: Option<JournalLock>,
+    /// Where opening kept the bytes it cut, if it cut any.
+    kept: Option<std::path::PathBuf>,
 }
 
 impl JournalWriter {
@@ -504,6 +590,7 @@ impl JournalWriter {
             records: 0,
             bytes: 0,
             lock: None,
+            kept: None,
         };
         if durability == Durability::None {
             return Ok((writer, ScanReport::default()));
@@ -538,17 +625,17 @@ impl JournalWriter {
             // records after the damage mean a fault in the middle, and
             // cutting would take every later record with it.
             let end = report.valid_len + report.cut_bytes;
-            report.resumes_at = good_record_after(&file, report.valid_len, end)?;
+            report.resumes_at = resumes_after(&file, report.valid_len, end)?;
             if let (Some(resumes_at), OnDamage::Refuse) = (report.resumes_at, on_damage) {
                 return Err(JournalError::Damaged {
                     at: report.valid_len,
                     resumes_at,
-                    kept: cut_path(path, report.valid_len),
+                    kept: free_cut_path(path, report.valid_len),
                 });
             }
             // Kept before the cut: after damage they are all there is of
             // the records that followed it.
-            save_cut(path, &mut file, report.valid_len)?;
+            writer.kept = Some(save_cut(path, &mut file, report.valid_len)?);
             file.set_len(report.valid_len)?;
             file.sync_all()?;
         }
@@ -557,6 +644,12 @@ impl JournalWriter {
         writer.bytes = file.stream_position()?;
         writer.file = Some(file);
         Ok((writer, report))
+    }
+
+    /// The file opening kept the bytes it cut in (a torn tail, or damage
+    /// with [`OnDamage::Cut`]); `None` when nothing was cut.
+    pub fn kept(&self) -> Option<&Path> {
+        self.kept.as_deref()
     }
 
     /// Keeps the journal's lock for as long as this writer lives.
@@ -870,6 +963,51 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_last_record_whose_payload_holds_a_record_image_is_cut_not_refused() {
+        let d = TempDir::new("journal-forged");
+        let path = d.join("j");
+        write_records(&path, 4);
+        // A payload as a client may send it: a whole record's image, CRC
+        // right, then padding; the record holding it torn by a kill.
+        let mut image = 0u32.to_be_bytes().to_vec();
+        let body = [&[3u8][..], &7u64.to_be_bytes()].concat();
+        image.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        image.extend_from_slice(&body);
+        let payload = [&b"O"[..], &image, &[b' '; 24]].concat();
+        let (mut w, _) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        w.append(1, Nanos(9), &payload).unwrap();
+        w.commit().unwrap();
+        drop(w);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let torn = len - 10;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(torn)
+            .unwrap();
+        let good = torn - (RECORD_HEADER_LEN + payload.len() - 10) as u64;
+        assert!(check_damage(&path, Position::START).is_ok(), "not damage");
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!((w.records(), report.resumes_at), (4, None));
+        assert_eq!(report.valid_len, good);
+        // The same record whole but damaged (it fits in the file): the
+        // image in it is taken for a good record, and the start refused.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut last = (payload.len() as u32).to_be_bytes().to_vec();
+        last.extend_from_slice(&[0; 4]);
+        last.push(1);
+        last.extend_from_slice(&9u64.to_be_bytes());
+        last.extend_from_slice(&payload);
+        bytes.extend_from_slice(&last);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            check_damage(&path, Position::START),
+            Err(JournalError::Damaged { .. })
+        ));
+    }
+
+    #[test]
     fn absurd_length_is_treated_as_corruption() {
         let d = TempDir::new("journal-len");
         let path = d.join("j");
@@ -896,6 +1034,72 @@ mod tests {
         assert!(matches!(err, JournalError::UnsupportedVersion(2)), "{err}");
         assert!(err.to_string().contains("--fresh"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), header);
+    }
+
+    #[test]
+    fn a_journal_of_a_newer_version_is_not_called_older_nor_fresh_suggested() {
+        let d = TempDir::new("journal-v6");
+        let path = d.join("j");
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&(VERSION + 1).to_be_bytes());
+        header.extend_from_slice(&0u32.to_be_bytes());
+        std::fs::write(&path, &header).unwrap();
+        let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
+            .err()
+            .unwrap();
+        let why = err.to_string();
+        assert!(
+            !why.contains("older tokex") && !why.contains("--fresh"),
+            "{why}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), header);
+    }
+
+    #[test]
+    fn a_torn_tail_cut_where_a_damage_cut_was_made_keeps_the_damage_cuts_bytes() {
+        let d = TempDir::new("journal-cut-twice");
+        let path = d.join("j");
+        write_records(&path, 6);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let third = HEADER_LEN + 2 * (RECORD_HEADER_LEN + 4);
+        bytes[third + RECORD_HEADER_LEN + 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut w, _) = JournalWriter::open_from(
+            &path,
+            Durability::Write,
+            4096,
+            Position::START,
+            OnDamage::Cut,
+            |_| {},
+        )
+        .unwrap();
+        let kept = std::fs::read(cut_path(&path, third as u64)).unwrap();
+        assert_eq!(kept, bytes[third..]);
+        assert_eq!(w.kept(), Some(cut_path(&path, third as u64).as_path()));
+        w.append(1, Nanos(100), b"the first order after the cut")
+            .unwrap();
+        w.commit().unwrap();
+        drop(w);
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let torn = std::fs::read(&path).unwrap()[third..].to_vec();
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!(report.valid_len, third as u64);
+        assert_eq!(
+            std::fs::read(cut_path(&path, third as u64)).unwrap(),
+            kept,
+            "the damage cut's bytes were overwritten by the torn tail's"
+        );
+        // The torn tail's bytes went to the next name, which the writer
+        // says (the start-up line names it).
+        let second = numbered_cut_path(&path, third as u64, 1);
+        assert_eq!(w.kept(), Some(second.as_path()));
+        assert_eq!(std::fs::read(&second).unwrap(), torn);
     }
 
     #[test]

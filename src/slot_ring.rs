@@ -103,11 +103,36 @@ impl<const SLOT: usize> SlotRing<SLOT> {
     /// Empties the ring and continues the numbering after `count`, holding
     /// `held`: the messages just before `count + 1`, oldest first (the
     /// newest `capacity` of them are kept, each cut to `SLOT` bytes).
-    /// Older messages are gone ([`SlotRing::oldest`] says so).
+    /// Older messages are gone ([`SlotRing::oldest`] says so). The caller
+    /// vouches that `held` ends at `count`: nothing here can tell, and a
+    /// run that ends earlier is numbered as if it did not
+    /// ([`SlotRing::refill_from`] checks it).
     pub fn refill<M: AsRef<[u8]>>(&mut self, count: u64, held: &[M]) {
-        let held = &held[held.len().saturating_sub(self.capacity)..];
         let held = &held[held.len().saturating_sub(count as usize)..];
-        let first = count + 1 - held.len() as u64;
+        let refilled = self.refill_from(count + 1 - held.len() as u64, count + 1, held);
+        debug_assert!(refilled.is_ok(), "numbered here: {refilled:?}");
+    }
+
+    /// As [`SlotRing::refill`], continuing the numbering at `next` with
+    /// `held` numbered from `first`: refused, the ring unchanged, unless
+    /// they end just before `next` (a run that ends earlier, a damaged
+    /// archive's, would be served under the newest sequence numbers).
+    pub fn refill_from<M: AsRef<[u8]>>(
+        &mut self,
+        first: u64,
+        next: u64,
+        held: &[M],
+    ) -> Result<(), NotJustBefore> {
+        if first == 0 || first.checked_add(held.len() as u64) != Some(next) {
+            return Err(NotJustBefore {
+                first,
+                held: held.len() as u64,
+                next,
+            });
+        }
+        let count = next - 1;
+        let held = &held[held.len().saturating_sub(self.capacity)..];
+        let first = next - held.len() as u64;
         let cap = self.capacity as u64;
         // Slot by slot, the newest message at most `count` that lives
         // there (an empty slot where it is not held).
@@ -126,12 +151,23 @@ impl<const SLOT: usize> SlotRing<SLOT> {
         self.count = count;
         self.floor = first;
         self.head = self.index(count + 1);
+        Ok(())
     }
 
     /// Where message `seq` (from 1) is or will be.
     fn index(&self, seq: u64) -> usize {
         ((seq - 1) % self.capacity as u64) as usize
     }
+}
+
+/// Why [`SlotRing::refill_from`] refused: the messages given do not end
+/// just before the sequence number the ring was to continue at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{held} messages from sequence {first} do not end just before sequence {next}")]
+pub struct NotJustBefore {
+    pub first: u64,
+    pub held: u64,
+    pub next: u64,
 }
 
 /// A slot holding `msg` (cut to `SLOT` bytes).
@@ -217,6 +253,34 @@ mod tests {
         );
         r.push(&[7]);
         assert_eq!((r.oldest(), r.get(21)), (19, Some(&[7u8][..])));
+    }
+
+    #[test]
+    fn a_refill_whose_messages_do_not_end_just_before_next_is_refused_unchanged() {
+        let mut r = SlotRing::<1>::new(8);
+        for i in 1..=5u8 {
+            r.push(&[i]);
+        }
+        // Messages 17 and 18, for a ring to continue at 21: a gap.
+        assert_eq!(
+            r.refill_from(17, 21, &[[17u8], [18]]),
+            Err(NotJustBefore {
+                first: 17,
+                held: 2,
+                next: 21
+            })
+        );
+        assert_eq!((r.oldest(), r.count(), r.get(5)), (1, 5, Some(&[5u8][..])));
+        assert!(r.refill_from(0, 2, &[[1u8], [2]]).is_err());
+        // Ending just before: held, and numbered from `first`.
+        r.refill_from(19, 21, &[[19u8], [20]]).unwrap();
+        assert_eq!(
+            (r.oldest(), r.get(18), r.get(19), r.get(20)),
+            (19, None, Some(&[19u8][..]), Some(&[20u8][..]))
+        );
+        // Nothing held: the numbering continues, nothing is answered.
+        r.refill_from::<[u8; 1]>(40, 40, &[]).unwrap();
+        assert_eq!((r.oldest(), r.next_sequence(), r.get(39)), (40, 40, None));
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! archive on disk that holds every message before the snapshot's
 //! sequence), and the first that passes is loaded: the archive is cut to
 //! the snapshot's point and kept, the publisher's retransmission store is
-//! refilled from it, and only the journal's tail is replayed. A snapshot
-//! that fails is skipped with a log line saying why. Without one, the
-//! whole journal is replayed and the archive rebuilt (the start-of-day
+//! refilled from it (the unbroken run of its newest messages: a damaged
+//! stride ends the run, never misnumbers it), and only the journal's tail
+//! is replayed. A snapshot that fails is skipped with a log line saying
+//! why. Without one, the whole journal is replayed and the archive
+//! rebuilt (the start-of-day
 //! messages are published first, as on the day's first start). A day's
 //! journal begins with the fingerprint of its configuration; a restart
-//! under another one is refused (see `gateway::record::CONFIG`).
+//! under another one is refused (see `gateway::record::CONFIG`). All of
+//! it runs under the journal's lock, taken whatever the durability.
 
 use std::fs;
 use std::path::Path;
@@ -71,7 +74,7 @@ pub(super) fn recover_locked(
     args: &ExchangeArgs,
     contracts: &ContractSet,
     now: Nanos,
-    lock: Option<JournalLock>,
+    lock: JournalLock,
 ) -> anyhow::Result<Recovered> {
     recover_from(cfg, args, contracts, now, lock).map(|(r, _)| r)
 }
@@ -83,7 +86,7 @@ fn recover_from(
     args: &ExchangeArgs,
     contracts: &ContractSet,
     now: Nanos,
-    lock: Option<JournalLock>,
+    lock: JournalLock,
 ) -> anyhow::Result<(Recovered, Option<u64>)> {
     let journal_path = &cfg.journal.path;
     let archive_path = journal_path.with_extension("md");
@@ -152,9 +155,7 @@ fn recover_from(
     if let Some(new) = rebuilding.as_mut() {
         new.becomes(&archive_path)?;
     }
-    if let Some(lock) = lock {
-        writer.hold(lock);
-    }
+    writer.hold(lock);
     if !replica.day_started() {
         // A new day (no record to replay): its first market data, and its
         // journal's first record, the configuration it is written under,
@@ -203,7 +204,12 @@ fn recover_from(
             publisher.next_sequence()
         );
     }
-    let kept = journal::cut_path(journal_path, report.valid_len);
+    // The file opening kept the cut bytes in (a new one when an earlier
+    // cut at the same offset kept its own under the first name).
+    let kept = writer
+        .kept()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| journal::cut_path(journal_path, report.valid_len));
     match report.resumes_at {
         _ if report.cut_bytes == 0 => {}
         None => println!(
@@ -240,22 +246,23 @@ fn recover_from(
     ))
 }
 
-/// Makes the journal's directory and takes the journal's lock (none with
-/// `durability = "none"`): the first thing an exchange does at start-up,
-/// before it opens a port or touches a file of the day, since another
-/// exchange may be writing this journal (its ports are then taken too,
-/// and a refusal for them would hide the reason). Returns the lock, to be
-/// held as long as the journal is written.
-pub(super) fn lock_journal(cfg: &Config) -> anyhow::Result<Option<JournalLock>> {
+/// Makes the journal's directory and takes the journal's lock: the first
+/// thing an exchange does at start-up, before it opens a port or touches a
+/// file of the day, since another exchange may be writing this journal
+/// (its ports are then taken too, and a refusal for them would hide the
+/// reason). Taken with every durability: one with `durability = "none"`
+/// writes no journal, but its start still touches the day's files (its
+/// `--fresh` removes the journal and snapshots, its archive takes the
+/// name `<journal>.md`), and a benchmark config pointing at a live
+/// exchange's journal must not destroy that day. Returns the lock, to be
+/// held as long as the exchange runs.
+pub(super) fn lock_journal(cfg: &Config) -> anyhow::Result<JournalLock> {
     let journal_path = &cfg.journal.path;
     let fsync = cfg.journal.durability == Durability::Fsync;
     let journal_dir = journal_path.parent().unwrap_or(Path::new(""));
     create_dirs(journal_dir, fsync)
         .with_context(|| format!("creating {}", journal_dir.display()))?;
-    Ok(match cfg.journal.durability {
-        Durability::None => None,
-        _ => Some(journal::lock(journal_path)?),
-    })
+    Ok(journal::lock(journal_path)?)
 }
 
 /// Under the journal's lock: with `fresh` removes the journal; with no
@@ -332,7 +339,26 @@ fn newest_usable_snapshot(
                 }
             }
             let mut archive = MdArchive::resume(archive_path, &snap.state.archive)?;
-            let held = archive.recent(REFILL);
+            let next = snap.state.publisher.next_sequence;
+            let (first, held) = archive.recent(REFILL);
+            // The store numbers what it is given as the messages just
+            // before `next`: a run that does not end there would serve
+            // old messages under the newest sequence numbers.
+            if first + held.len() as u64 != next {
+                bail!(
+                    "the market-data archive {} gave {} messages from sequence {first} to hold, not ending just before the snapshot's sequence {next}",
+                    archive_path.display(),
+                    held.len()
+                );
+            }
+            let wanted = next.saturating_sub(REFILL).max(1);
+            if first > wanted {
+                println!(
+                    "recovery: the market-data archive {} is damaged before sequence {first} (a stride fails its checksum): the retransmission store holds messages {first} to {} only, and requests for a damaged stride's messages go unanswered",
+                    archive_path.display(),
+                    next - 1
+                );
+            }
             let mut replica = Replica::new(cfg, contracts, STORE_CAPACITY);
             replica.restore(&snap.state, &held)?;
             Ok((replica, archive, snap.header))
@@ -388,7 +414,7 @@ mod tests {
     use crate::gateway::{JournalSink, Peer};
     use crate::test_dir::TempDir;
     use crate::types::{Price, Qty, Side, Symbol, Tif};
-    use crate::wire::{ouch, soupbin};
+    use crate::wire::{moldudp64, ouch, soupbin};
 
     struct Writer(JournalWriter);
 
@@ -639,6 +665,294 @@ mod tests {
         // The lock goes with the exchange (and with its process).
         drop(live);
         assert!(recover(&cfg, &args(false), &contracts, Nanos(7)).is_ok());
+    }
+
+    #[test]
+    fn a_durability_none_start_leaves_a_live_exchanges_journal_alone() {
+        let (_d, cfg, contracts) = setup("none-fresh");
+        day(&cfg, &contracts, 30, 10);
+        let live = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let journal = fs::read(&cfg.journal.path).unwrap();
+        let snaps = snapshot::list(&cfg.journal.path);
+        assert!(!snaps.is_empty());
+        let mut bench = cfg.clone();
+        bench.journal.durability = Durability::None;
+        let second = recover(&bench, &args(true), &contracts, Nanos(6));
+        let refused = second.is_err();
+        if let Err(e) = &second {
+            assert!(e.to_string().contains("in use"), "{e:#}");
+        }
+        drop(second);
+        assert!(
+            cfg.journal.path.exists(),
+            "the live exchange's journal was deleted (second start refused: {refused})"
+        );
+        assert_eq!(fs::read(&cfg.journal.path).unwrap(), journal);
+        assert_eq!(snapshot::list(&cfg.journal.path), snaps);
+        drop(live);
+    }
+
+    #[test]
+    fn a_damaged_archive_stride_before_the_last_does_not_misnumber_the_restored_store() {
+        let (_d, cfg, contracts) = setup("archive-stride");
+        day(&cfg, &contracts, 4000, 4000);
+        let snaps = snapshot::list(&cfg.journal.path);
+        assert_eq!(snaps.len(), 1);
+        let md = cfg.journal.path.with_extension("md");
+        let hidden = cfg.journal.path.parent().unwrap().join("hidden.snap");
+        fs::rename(&snaps[0].1, &hidden).unwrap();
+        let mut full = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let full_md = archived(&mut full);
+        drop(full);
+        fs::rename(&hidden, &snaps[0].1).unwrap();
+        let layout = snapshot::decode(&fs::read(&snaps[0].1).unwrap())
+            .unwrap()
+            .state
+            .archive;
+        assert!(layout.index.len() >= 3, "{} strides", layout.index.len());
+        let mut bytes = fs::read(&md).unwrap();
+        bytes[layout.index[1] as usize + 10] ^= 0x01;
+        fs::write(&md, &bytes).unwrap();
+        let lock = lock_journal(&cfg).unwrap();
+        let (mut r, from) = recover_from(&cfg, &args(false), &contracts, Nanos(5), lock).unwrap();
+        assert_eq!(from, Some(snaps[0].0), "restarted from the snapshot");
+        let store = r.publisher.store();
+        let oldest = store.oldest();
+        assert_eq!(oldest, 2049, "the run after the damaged stride is held");
+        for seq in store.oldest()..store.next_sequence() {
+            assert_eq!(
+                store.get(seq),
+                Some(&full_md[seq as usize - 1][..]),
+                "message {seq} (store holds {}..{})",
+                store.oldest(),
+                store.next_sequence()
+            );
+        }
+        // What the store lacks is answered from the archive up to the
+        // damaged stride (messages 1025..=2048), whose messages go
+        // unanswered: never with other messages' bytes.
+        let session = cfg.network.md_session_name();
+        let mut ask = |first: u64, count: u16| {
+            let mut req = [0u8; 20];
+            moldudp64::Header::new(session, first, count)
+                .write(&mut req)
+                .unwrap();
+            let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
+            r.publisher
+                .retransmit_from(&req, 4096, &mut r.archive, &mut |b| {
+                    let pkt = moldudp64::Packet::parse(b).unwrap();
+                    got.extend(pkt.messages().map(|(s, m)| (s, m.to_vec())));
+                });
+            for (k, (seq, m)) in got.iter().enumerate() {
+                assert_eq!(*seq, first + k as u64);
+                assert_eq!(*m, full_md[*seq as usize - 1], "message {seq}");
+            }
+            got.len()
+        };
+        assert_eq!(ask(1000, 100), 25, "up to the damaged stride");
+        assert_eq!(ask(1500, 10), 0, "inside it");
+        assert_eq!(ask(2040, 20), 0, "from inside it into the store");
+        assert_eq!(ask(2049, 10), 10, "after it, from the store");
+    }
+
+    #[test]
+    fn a_torn_tail_holding_a_clients_bytes_is_cut_not_refused_as_damage() {
+        let (_d, cfg, contracts) = setup("forged");
+        day(&cfg, &contracts, 20, 1_000);
+        let mut r = recover(&cfg, &args(false), &contracts, Nanos(5)).unwrap();
+        let mut j = Writer(r.journal.0);
+        // A record image as the journal lays one out (len:u32 crc:u32
+        // kind:u8 time:u64 payload[len]) with its CRC right, inside an
+        // order a client sends: the gateway journals it as it came.
+        let (kind, time) = (record::CLOCK, 12_345u64);
+        let mut body = vec![kind];
+        body.extend_from_slice(&time.to_be_bytes());
+        let mut image = 0u32.to_be_bytes().to_vec();
+        image.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        image.extend_from_slice(&body);
+        let mut msg = b"O".to_vec();
+        msg.extend_from_slice(&image);
+        msg.extend_from_slice(&[b' '; 24]);
+        let mut b = [0u8; 256];
+        let n = soupbin::write_unsequenced(&mut b, &msg).unwrap();
+        let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();
+        r.gateway.on_datagram(
+            Nanos(900_000),
+            Peer::Udp(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 4000)),
+            &b[..n],
+            &mut r.engine,
+            &mut r.publisher,
+            &mut j,
+            &mut out,
+        );
+        j.0.commit().unwrap();
+        drop(j);
+        let Recovered { archive, .. } = r;
+        drop(archive);
+        // The last record torn by a kill, the image still whole in it.
+        let len = fs::metadata(&cfg.journal.path).unwrap().len();
+        let tail = fs::read(&cfg.journal.path).unwrap();
+        assert!(
+            tail.windows(image.len()).any(|w| w == image),
+            "the client's bytes are in the journal"
+        );
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&cfg.journal.path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        match recover(&cfg, &args(false), &contracts, Nanos(6)) {
+            Ok(r) => assert!(r.journal.0.records() > 0),
+            Err(e) => panic!("a torn tail was refused: {e:#}"),
+        }
+    }
+
+    #[test]
+    fn snapshot_plus_tail_equals_full_replay_with_credit_and_order_limits_in_play() {
+        use crate::engine::RejectReason;
+        let (_d, mut cfg, contracts) = setup("risk-diff");
+        for (i, s) in cfg.sessions.iter_mut().enumerate() {
+            s.credit = 15_000 + 10_000 * i as u64;
+        }
+        cfg.risk.max_live_orders = 6;
+        fs::create_dir_all(cfg.journal.path.parent().unwrap()).unwrap();
+        let t0 = 1_000_000u64;
+        let mut live = Replica::new(&cfg, &contracts, 1 << 16);
+        live.start_of_day(Nanos(t0));
+        let (w, _) =
+            JournalWriter::open(&cfg.journal.path, Durability::Write, 1 << 16, |_| {}).unwrap();
+        let mut j = Writer(w);
+        j.record(
+            record::CONFIG,
+            Nanos(t0),
+            &snapshot::fingerprint(&cfg, &contracts).to_be_bytes(),
+        );
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let peer = |s: u64| {
+            Peer::Udp(SocketAddrV4::new(
+                Ipv4Addr::new(198, 18, 0, 2),
+                4000 + s as u16,
+            ))
+        };
+        let mut steps: Vec<(u64, Peer, Vec<u8>)> = Vec::new();
+        let mut b = [0u8; 128];
+        let mut tokens: Vec<Vec<ouch::Token>> = vec![Vec::new(); 4];
+        for s in 0..4u64 {
+            let name = format!("demo{:02}", s + 1);
+            let n = soupbin::write_login_request(&mut b, name.as_bytes(), name.as_bytes(), b"", 0)
+                .unwrap();
+            steps.push((t0 + 1_000, peer(s), b[..n].to_vec()));
+        }
+        let symbols = [("TK2612", 6500u32), ("TK2701", 6320)];
+        for i in 0..1_600u64 {
+            let now = t0 + 10_000 + i * 1_000_000;
+            let s = rnd() % 4;
+            let k = rnd() % 10;
+            let (sym, reference) = symbols[(rnd() % 2) as usize];
+            let price = Price::from_raw((reference - 15 + (rnd() % 31) as u32) * 10);
+            let q = Qty::new(1 + (rnd() % 4) as u32);
+            let t = &mut tokens[s as usize];
+            let n = if k < 2 && !t.is_empty() {
+                let old = t[(rnd() as usize) % t.len()];
+                soupbin::write_unsequenced(
+                    &mut b,
+                    ouch::CancelOrder::new(old, Qty::new(0)).as_bytes(),
+                )
+                .unwrap()
+            } else if k < 4 && !t.is_empty() {
+                let old = t[(rnd() as usize) % t.len()];
+                let new = ouch::token(format!("R{s}x{i}").as_bytes()).unwrap();
+                t.push(new);
+                soupbin::write_unsequenced(
+                    &mut b,
+                    ouch::ReplaceOrder::new(old, new, q, price).as_bytes(),
+                )
+                .unwrap()
+            } else {
+                let new = ouch::token(format!("N{s}x{i}").as_bytes()).unwrap();
+                t.push(new);
+                let side = if rnd() & 1 == 0 {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let tif = if rnd() % 8 == 0 { Tif::Ioc } else { Tif::Day };
+                let m = ouch::EnterOrder::new(new, side, q, Symbol::new(sym).unwrap(), price, tif);
+                soupbin::write_unsequenced(&mut b, m.as_bytes()).unwrap()
+            };
+            steps.push((now, peer(s), b[..n].to_vec()));
+        }
+        let (day, more) = steps.split_at(steps.len() - 200);
+        let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();
+        for (k, (now, p, bytes)) in day.iter().enumerate() {
+            live.publisher.set_time(Nanos(*now));
+            live.gateway.on_datagram(
+                Nanos(*now),
+                *p,
+                bytes,
+                &mut live.engine,
+                &mut live.publisher,
+                &mut j,
+                &mut out,
+            );
+            live.publisher.discard_pending();
+            j.0.commit().unwrap();
+            if k % 333 == 332 {
+                snapshot::take(&cfg, &contracts, 3).unwrap();
+            }
+        }
+        let risk = live.gateway.counters().rejected(RejectReason::RiskLimit);
+        let many = live
+            .gateway
+            .counters()
+            .rejected(RejectReason::TooManyOrders);
+        assert!(
+            risk > 20 && many > 0,
+            "risk rejects {risk}, too many orders {many}"
+        );
+        let mut full = Replica::new(&cfg, &contracts, 1 << 16);
+        journal::scan(&cfg.journal.path, |rec| full.apply(rec)).unwrap();
+        let mut skipped = Vec::new();
+        let (mut rec, base) = snapshot::resume_replica(&cfg, &contracts, 1 << 16, &mut skipped);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let from = base.expect("a snapshot").1.journal;
+        journal::scan_from(&cfg.journal.path, from, |r| rec.apply(r)).unwrap();
+        let state = |r: &Replica| bincode::serialize(&r.state().unwrap()).unwrap();
+        assert!(
+            state(&full) == state(&rec),
+            "snapshot + tail differs from full replay"
+        );
+        assert!(
+            (live.engine.state(), live.gateway.state())
+                == (full.engine.state(), full.gateway.state()),
+            "full replay differs from the live run"
+        );
+        // What comes next is answered alike by both.
+        let mut answers = Vec::new();
+        for r in [&mut full, &mut rec] {
+            let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();
+            for (now, p, bytes) in more {
+                r.publisher.set_time(Nanos(*now));
+                r.gateway.on_datagram(
+                    Nanos(*now),
+                    *p,
+                    bytes,
+                    &mut r.engine,
+                    &mut r.publisher,
+                    &mut (),
+                    &mut out,
+                );
+            }
+            answers.push(out);
+        }
+        assert_eq!(answers[0], answers[1]);
     }
 
     #[test]

@@ -227,23 +227,32 @@ impl MdArchive {
         self.write_through = on;
     }
 
-    /// The last `count` messages (fewer when the archive holds fewer),
-    /// oldest first: what a restart from a snapshot puts back into the
-    /// publisher's store.
-    pub fn recent(&mut self, count: u64) -> Vec<Vec<u8>> {
+    /// The last `count` messages as an unbroken run ending at the newest
+    /// (fewer when the archive holds fewer, or a stride among them fails
+    /// its checksum): the first one's sequence number, and the messages
+    /// oldest first. What a restart from a snapshot puts back into the
+    /// publisher's store, which numbers them as the messages just before
+    /// [`ArchiveLayout::next`]: read a stride at a time from the newest,
+    /// and ended by a damaged one, so that no message older than the
+    /// damage is returned as if it followed on (it would be served under
+    /// a newer message's sequence number).
+    pub fn recent(&mut self, count: u64) -> (u64, Vec<Vec<u8>>) {
         let end = self.layout.next;
-        let mut seq = end.saturating_sub(count).max(1);
-        let mut out = Vec::with_capacity((end - seq) as usize);
-        while seq < end {
-            let n = (end - seq).min(4096);
-            let before = out.len();
-            self.read(seq, n, &mut |m| out.push(m.to_vec()));
-            if out.len() == before {
+        let start = end.saturating_sub(count).max(1);
+        let mut strides: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut first = end;
+        while first > start {
+            // From the start of the stride holding message `first - 1`.
+            let from = (((first - 2) / STRIDE) * STRIDE + 1).max(start);
+            let mut got = Vec::with_capacity((first - from) as usize);
+            self.read(from, first - from, &mut |m| got.push(m.to_vec()));
+            if got.len() as u64 != first - from {
                 break;
             }
-            seq += (out.len() - before) as u64;
+            strides.push(got);
+            first = from;
         }
-        out
+        (first, strides.into_iter().rev().flatten().collect())
     }
 
     /// Appends the messages the store has sequenced since the last call.
@@ -556,7 +565,8 @@ mod tests {
         drop(archive);
         let mut kept = MdArchive::resume(&path, &layout).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), layout.len);
-        let recent = kept.recent(5);
+        let (first, recent) = kept.recent(5);
+        assert_eq!(first, 2996);
         assert_eq!(recent, (2996..=3000).map(message).collect::<Vec<_>>());
         // A publisher resumed at 3,001 with the recent messages appends
         // after them; old requests are answered from the file.
@@ -593,6 +603,44 @@ mod tests {
             MdArchive::resume(&path, &bigger),
             Err(ArchiveError::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn recent_messages_end_at_a_damaged_stride_and_are_all_newer_than_it() {
+        let dir = TempDir::new("archive-recent");
+        let mut archive = MdArchive::create(&dir.join("md")).unwrap();
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 10_000);
+        for i in 1..=5000u64 {
+            p.publish_message(&message(i));
+        }
+        archive.sync(p.store()).unwrap();
+        archive.flush().unwrap();
+        // Undamaged: the last 3,000, across strides.
+        assert_eq!(
+            archive.recent(3000),
+            (2001, (2001..=5000).map(message).collect::<Vec<_>>())
+        );
+        // One bit of the second stride (messages 1025..=2048) changed:
+        // only the run after it, however many were asked for.
+        let at = archive.layout().index[1] + 2 + 5;
+        let mut b = [0u8; 1];
+        archive.file.read_exact_at(&mut b, at).unwrap();
+        archive.file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+        for count in [4000, 10_000] {
+            assert_eq!(
+                archive.recent(count),
+                (2049, (2049..=5000).map(message).collect::<Vec<_>>())
+            );
+        }
+        assert_eq!(
+            archive.recent(100),
+            (4901, (4901..=5000).map(message).collect::<Vec<_>>())
+        );
+        // The newest stride damaged: nothing to hold.
+        let at = archive.layout().index[4] + 2 + 5;
+        archive.file.read_exact_at(&mut b, at).unwrap();
+        archive.file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+        assert_eq!(archive.recent(100), (5001, Vec::new()));
     }
 
     /// An archive holding messages 1..=`n` in its buffer, none written.
