@@ -61,7 +61,10 @@ pub enum TransportKind {
 pub struct NetworkConfig {
     pub transport: TransportKind,
     /// How market data leaves: the kernel multicast socket (`udp`) or AF_XDP
-    /// TX on the order port (`xdp`, only when order entry runs on AF_XDP).
+    /// TX on the order port (`xdp`). `xdp` needs `transport = "xdp"` (with
+    /// `udp` it is refused); if AF_XDP order entry then cannot start and
+    /// falls back to kernel UDP, market data falls back to the kernel
+    /// socket too, and the exchange says so.
     pub md_transport: TransportKind,
     /// Namespace the exchange runs in (informational; `tokex demo` starts it there).
     pub namespace: String,
@@ -283,6 +286,17 @@ impl Default for JournalConfig {
     }
 }
 
+/// `durability = "write"`: the journal's durability as the config file
+/// spells it, for the exchange's start-up line.
+pub fn durability_setting(d: Durability) -> String {
+    let value = match d {
+        Durability::None => "none",
+        Durability::Write => "write",
+        Durability::Fsync => "fsync",
+    };
+    format!("durability = \"{value}\"")
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LatencyConfig {
@@ -408,6 +422,12 @@ impl Config {
             return Err(bad(
                 "network.md_session",
                 "must be exactly 10 ASCII characters".into(),
+            ));
+        }
+        if n.md_transport == TransportKind::Xdp && n.transport == TransportKind::Udp {
+            return Err(bad(
+                "network.md_transport",
+                "\"xdp\" needs transport = \"xdp\": market data on AF_XDP leaves through the AF_XDP order port's socket, and transport = \"udp\" (kernel UDP order entry) opens none. Set md_transport = \"udp\" (the kernel multicast socket) or transport = \"xdp\" (on the command line: --md-transport udp or --transport xdp)".into(),
             ));
         }
         let ports = [
@@ -717,6 +737,52 @@ mod tests {
         // A blocking receive thread may share the engine's core.
         let block = spin.replace("rx_busy_poll = true", "rx_busy_poll = false");
         assert!(Config::parse("t.toml", &block).is_ok());
+    }
+
+    #[test]
+    fn the_durability_is_printed_as_the_config_file_spells_it() {
+        assert_eq!(
+            durability_setting(Durability::Write),
+            "durability = \"write\""
+        );
+        // What is printed reads back as the same setting.
+        for d in [Durability::None, Durability::Write, Durability::Fsync] {
+            let text = format!("[journal]\n{}\n", durability_setting(d));
+            assert_eq!(
+                Config::parse("t.toml", &text).unwrap().journal.durability,
+                d
+            );
+        }
+    }
+
+    #[test]
+    fn market_data_on_af_xdp_with_kernel_udp_order_entry_is_refused() {
+        let both = "[network]\ntransport = \"udp\"\nmd_transport = \"xdp\"\n";
+        let err = Config::parse("t.toml", both).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "network.md_transport",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let why = err.to_string();
+        assert!(why.contains("needs transport = \"xdp\""), "{why}");
+        assert!(
+            why.contains("--md-transport udp or --transport xdp"),
+            "{why}"
+        );
+        // AF_XDP for both, or the kernel for both, or AF_XDP orders only.
+        for ok in [
+            "[network]\ntransport = \"xdp\"\nmd_transport = \"xdp\"\n",
+            "[network]\ntransport = \"udp\"\nmd_transport = \"udp\"\n",
+            "[network]\ntransport = \"xdp\"\nmd_transport = \"udp\"\n",
+        ] {
+            assert!(Config::parse("t.toml", ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

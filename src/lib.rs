@@ -30,6 +30,7 @@
 //! - [`schedule`]: trading schedules (phase by time of day) of the contract files.
 //! - [`accounts`]: positions, P&L, margin and limits per account (sans-IO, called by the engine).
 //! - [`settlement`]: the daily settlement price and each account's variation margin.
+//! - [`text`]: counts with their nouns for the sentences the commands print (`1 gap`, `2 gaps`).
 //!
 //! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
 
@@ -59,5 +60,6 @@ pub mod slot_ring;
 pub mod snapshot;
 #[cfg(test)]
 mod test_dir;
+pub mod text;
 pub mod types;
 pub mod wire;

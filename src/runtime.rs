@@ -51,7 +51,7 @@ impl Stop {
 /// Why a thread could not be pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PinError {
-    #[error("core {core} does not exist (this machine has {available})")]
+    #[error("core {core} does not exist here ({})", cores_available(*available))]
     NoSuchCore { core: usize, available: usize },
     #[error("the OS refused to pin this thread to core {0}")]
     Refused(usize),
@@ -87,6 +87,26 @@ fn core_id(core: usize) -> Result<(CoreId, Vec<CoreId>), PinError> {
 /// process may run on.
 pub fn check_core(core: usize) -> Result<(), PinError> {
     core_id(core).map(|_| ())
+}
+
+/// The cores a process may run on, `available` of them, in words.
+fn cores_available(available: usize) -> String {
+    match available {
+        0 => "this process may run on no core it can name".into(),
+        1 => "the only core available is 0".into(),
+        n => format!("the cores available are 0 to {}", n - 1),
+    }
+}
+
+/// A command-line core number (`--core N`): an index into the cores this
+/// process may run on; one that does not exist is refused by the parser,
+/// before anything starts, naming the cores there are.
+pub fn core_arg(s: &str) -> Result<usize, String> {
+    let core: usize = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a core number: {e}"))?;
+    check_core(core).map_err(|e| e.to_string())?;
+    Ok(core)
 }
 
 /// Lets the calling thread run on every core the process may run on but
@@ -208,8 +228,12 @@ impl std::fmt::Display for ThreadUsage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} page faults ({} major), {} involuntary and {} voluntary context switches",
-            self.minor_faults + self.major_faults,
+            "{} ({} major), {} involuntary and {} voluntary context switches",
+            crate::text::plural(
+                self.minor_faults + self.major_faults,
+                "page fault",
+                "page faults"
+            ),
             self.major_faults,
             self.involuntary_switches,
             self.voluntary_switches
@@ -350,6 +374,14 @@ mod tests {
             d.to_string(),
             "3 page faults (0 major), 7 involuntary and 0 voluntary context switches"
         );
+        let one = ThreadUsage {
+            minor_faults: 1,
+            ..ThreadUsage::default()
+        };
+        assert!(
+            one.to_string().starts_with("1 page fault (0 major)"),
+            "{one}"
+        );
     }
 
     #[test]
@@ -426,6 +458,37 @@ mod tests {
                 available: n
             })
         );
+    }
+
+    #[test]
+    fn a_missing_core_is_named_with_the_cores_there_are() {
+        let e = PinError::NoSuchCore {
+            core: 7,
+            available: 2,
+        };
+        assert_eq!(
+            e.to_string(),
+            "core 7 does not exist here (the cores available are 0 to 1)"
+        );
+        let one = PinError::NoSuchCore {
+            core: 3,
+            available: 1,
+        };
+        assert_eq!(
+            one.to_string(),
+            "core 3 does not exist here (the only core available is 0)"
+        );
+    }
+
+    #[test]
+    fn a_core_argument_must_be_a_core_this_process_may_run_on() {
+        let n = available_cores();
+        assert_eq!(core_arg("0"), Ok(0));
+        assert_eq!(core_arg(&(n - 1).to_string()), Ok(n - 1));
+        let e = core_arg(&n.to_string()).unwrap_err();
+        assert!(e.contains(&format!("core {n} does not exist here")), "{e}");
+        assert!(core_arg("one").is_err());
+        assert!(core_arg("-1").is_err());
     }
 
     #[test]

@@ -65,6 +65,7 @@ use crate::feed::archive::ArchiveLayout;
 use crate::feed::publisher::{Publisher, PublisherState};
 use crate::gateway::{record, Gateway, GatewayState, GatewayStateError};
 use crate::journal::{self, JournalError, Position, Record, RecordMark};
+use crate::text::plural;
 use crate::types::{AccountId, Nanos};
 
 const MAGIC: &[u8; 8] = b"TOKEXSNP";
@@ -506,17 +507,19 @@ impl std::fmt::Display for Taken {
             )?,
             None => write!(f, "snapshot: from the start of the journal, ")?,
         }
+        let records = |n: u64| plural(n, "record", "records");
         write!(
             f,
-            "replayed {} records in {:.2} s; ",
-            self.replayed, self.replay_seconds
+            "replayed {} in {:.2} s; ",
+            records(self.replayed),
+            self.replay_seconds
         )?;
         match &self.written {
             Some(p) => write!(
                 f,
-                "wrote {} ({} records, {:.1} MB, market data at sequence {}) in {:.2} s; removed {} older",
+                "wrote {} ({}, {:.1} MB, market data at sequence {}) in {:.2} s; removed {} older",
                 p.display(),
-                self.journal.records,
+                records(self.journal.records),
                 self.bytes as f64 / 1e6,
                 self.md_next,
                 self.write_seconds,
@@ -524,8 +527,8 @@ impl std::fmt::Display for Taken {
             ),
             None => write!(
                 f,
-                "the newest snapshot already covers the journal ({} records)",
-                self.journal.records
+                "the newest snapshot already covers the journal ({})",
+                records(self.journal.records)
             ),
         }
     }
@@ -648,9 +651,22 @@ pub struct SnapshotArgs {
     /// Keep taking one every this many seconds until SIGINT/SIGTERM.
     #[arg(long)]
     pub every: Option<u64>,
-    /// Snapshots to keep (default: the config's `journal.snapshots_keep`).
-    #[arg(long)]
+    /// Snapshots to keep, at least 1 (default: the config's
+    /// `journal.snapshots_keep`). Recovery needs only the newest (each is
+    /// written atomically; one that cannot be used falls back to an older
+    /// one, then to replaying the whole journal), so 1 is safe; keeping 2
+    /// saves that full replay if the newest is damaged.
+    #[arg(long, value_parser = keep_arg)]
     pub keep: Option<usize>,
+}
+
+/// `--keep N`: at least 1 (0 would remove the snapshot just written).
+fn keep_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("at least 1 (the snapshot just written is kept)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs `tokex snapshot` once, or every `--every` seconds.
@@ -675,4 +691,63 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        snapshot: SnapshotArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SnapshotArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from([&["snapshot"], args].concat()).map(|c| c.snapshot)
+    }
+
+    #[test]
+    fn keeping_no_snapshot_is_refused_by_the_parser_and_one_is_enough() {
+        let e = parse(&["--keep", "0"]).expect_err("--keep 0 refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        assert!(parse(&["--keep", "-1"]).is_err());
+        assert_eq!(parse(&["--keep", "1"]).unwrap().keep, Some(1));
+        assert_eq!(parse(&[]).unwrap().keep, None);
+    }
+
+    #[test]
+    fn one_record_is_said_in_the_singular() {
+        let taken = Taken {
+            base: None,
+            skipped: Vec::new(),
+            replayed: 1,
+            journal: Position {
+                records: 1,
+                offset: 100,
+            },
+            written: Some(PathBuf::from("j.0000000000000001.snap")),
+            bytes: 2_000_000,
+            md_next: 3,
+            load_seconds: 0.0,
+            replay_seconds: 0.0,
+            write_seconds: 0.0,
+            pruned: 0,
+        };
+        let text = taken.to_string();
+        assert!(text.contains("replayed 1 record in"), "{text}");
+        assert!(text.contains("(1 record, 2.0 MB,"), "{text}");
+        let none = Taken {
+            written: None,
+            replayed: 0,
+            ..taken
+        };
+        assert!(
+            none.to_string()
+                .ends_with("the newest snapshot already covers the journal (1 record)"),
+            "{none}"
+        );
+    }
 }

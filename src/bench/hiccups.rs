@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::latency::LatencyHistogram;
-use crate::runtime::pin_current_thread;
+use crate::runtime::{check_core, pin_current_thread};
+use crate::text::plural;
 
 /// Gaps at least this long are counted as hiccups (a loop iteration takes
 /// tens of nanoseconds; a gap of a few microseconds is an interrupt).
@@ -26,11 +27,16 @@ pub struct CoreHiccups {
 }
 
 /// Measures `cores` (all at once, a pinned thread each) for `seconds`.
+/// A core that does not exist is refused before any thread starts (the
+/// others would otherwise measure for the whole time first).
 pub fn run(cores: &[usize], seconds: f64) -> anyhow::Result<Vec<CoreHiccups>> {
     anyhow::ensure!(
         seconds.is_finite() && seconds > 0.0,
         "--seconds must be a positive number, not {seconds}"
     );
+    for &core in cores {
+        check_core(core)?;
+    }
     let length = Duration::from_secs_f64(seconds.clamp(0.01, 600.0));
     let threads: Vec<_> = cores
         .iter()
@@ -95,8 +101,8 @@ impl CoreHiccups {
     /// `N gaps >= 1 ms in S s, max M, P % of the time lost`.
     pub fn brief(&self) -> String {
         format!(
-            "{} gaps >= 1 ms in {:.1} s, max {}, {:.2} % of the time lost",
-            self.count_at_least(1_000_000),
+            "{} >= 1 ms in {:.1} s, max {}, {:.2} % of the time lost",
+            plural(self.count_at_least(1_000_000), "gap", "gaps"),
             self.ran.as_secs_f64(),
             crate::latency::fmt_ns(self.gaps.max()),
             self.lost_pct()
@@ -123,9 +129,9 @@ impl std::fmt::Display for CoreHiccups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "core {}: {} gaps >= {}, {} >= 100 us; {}",
+            "core {}: {} >= {}, {} >= 100 us; {}",
             self.core,
-            self.gaps.len(),
+            plural(self.gaps.len(), "gap", "gaps"),
             crate::latency::fmt_ns(HICCUP_NS),
             self.count_at_least(100_000),
             self.brief()
@@ -167,5 +173,36 @@ mod tests {
         assert!(run(&[0], f64::NAN).is_err());
         assert!(run(&[0], 0.0).is_err());
         assert!(run(&[usize::MAX], 0.01).is_err(), "no such core");
+    }
+
+    #[test]
+    fn a_missing_core_is_refused_before_the_others_are_measured() {
+        let t = Instant::now();
+        let e = run(&[0, 4096], 2.0).err().expect("core 4096 refused");
+        assert!(e.to_string().contains("core 4096 does not exist"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "core 0 was measured first"
+        );
+    }
+
+    #[test]
+    fn one_gap_is_said_in_the_singular() {
+        let mut gaps = LatencyHistogram::new();
+        gaps.record(2_000_000);
+        let c = CoreHiccups {
+            core: 1,
+            gaps,
+            lost: Duration::from_millis(2),
+            worst: Vec::new(),
+            ran: Duration::from_secs(1),
+        };
+        let text = c.to_string();
+        assert!(text.starts_with("core 1: 1 gap >= "), "{text}");
+        assert!(
+            c.brief().starts_with("1 gap >= 1 ms in 1.0 s"),
+            "{}",
+            c.brief()
+        );
     }
 }

@@ -56,8 +56,8 @@ enum BenchCommand {
         ops: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Pin to this core.
-        #[arg(long)]
+        /// Pin to this core (one that does not exist is refused).
+        #[arg(long, value_parser = tokex::runtime::core_arg)]
         core: Option<usize>,
     },
     /// The platform's own stalls, the floor under every tail figure: a
@@ -67,8 +67,9 @@ enum BenchCommand {
         /// Seconds to measure (at most 600).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        /// Cores to measure, all at once (default: every core).
-        #[arg(long, value_delimiter = ',')]
+        /// Cores to measure, all at once (default: every core; one that
+        /// does not exist is refused).
+        #[arg(long, value_delimiter = ',', value_parser = tokex::runtime::core_arg)]
         cores: Vec<usize>,
     },
     /// ITCH decode + dispatch (tokex vs itchy) and feed book rebuilding, on
@@ -248,7 +249,17 @@ fn main() -> anyhow::Result<()> {
         Command::Exchange(args) => tokex::exchange::run(&args)?,
         Command::Snapshot(args) => tokex::snapshot::run(&args)?,
         Command::Lab { action } => tokex::lab::lab(&action)?,
-        Command::Load(args) => println!("{}", tokex::load::run(&args)?),
+        Command::Load(args) => {
+            let report = tokex::load::run(&args)?;
+            println!("{report}");
+            // Interrupted (Ctrl-C, SIGTERM): the report and files are
+            // written, and the status says the run was cut short.
+            if let Some(code) = report.exit_code() {
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                std::process::exit(code);
+            }
+        }
         Command::Demo(args) => tokex::demo::run(&args)?,
         Command::Feed(args) => {
             tokex::feed::cli::run(&args)?;
@@ -265,9 +276,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Codecs { ops, rounds }) => {
             let f = tokex::bench::codec::run(ops, rounds)?;
+            use tokex::text::plural;
             println!(
-                "codecs: {} ITCH messages from {ops} engine operations, best of {rounds} passes",
-                f.messages
+                "codecs: {} from {}, best of {}",
+                plural(f.messages, "ITCH message", "ITCH messages"),
+                plural(ops, "engine operation", "engine operations"),
+                plural(rounds, "pass", "passes")
             );
             println!(
                 "  decode + dispatch  tokex {:.1} ns/msg, itchy {:.1} ns/msg, ratio {:.1}x",
@@ -482,6 +496,36 @@ mod tests {
         assert!(parse(&["bench", "throughput", "--batch", "0"]).is_err());
         assert!(parse(&["bench", "transport", "--sessions", "9"]).is_err());
         assert!(parse(&["bench", "recovery", "--messages", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_core_that_does_not_exist_is_refused_by_the_parser() {
+        let n = tokex::runtime::available_cores().to_string();
+        for args in [
+            &["bench", "engine", "--core", &n][..],
+            &["bench", "hiccups", "--cores", &format!("0,{n}")],
+            &["feed", "--core", &n],
+        ] {
+            let Err(e) = parse(args) else {
+                panic!("{args:?} accepted");
+            };
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("core {n} does not exist here")),
+                "{text}"
+            );
+        }
+        assert!(parse(&["bench", "engine", "--core", "0"]).is_ok());
+        assert!(parse(&["bench", "hiccups", "--cores", "0"]).is_ok());
+    }
+
+    #[test]
+    fn keep_below_one_and_a_drop_share_over_100_are_refused_by_the_parser() {
+        assert!(parse(&["snapshot", "--keep", "0"]).is_err());
+        assert!(parse(&["snapshot", "--keep", "1"]).is_ok());
+        assert!(parse(&["feed", "--drop-pct", "150"]).is_err());
+        assert!(parse(&["feed", "--drop-pct", "101"]).is_err());
+        assert!(parse(&["feed", "--drop-pct", "100"]).is_ok());
     }
 
     #[test]

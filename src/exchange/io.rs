@@ -270,6 +270,27 @@ impl MarketDataOut {
     }
 }
 
+/// Whether market data leaves through AF_XDP TX, given the config's
+/// `md_transport` and whether the order port opened on AF_XDP (market data
+/// on AF_XDP goes out through that port's socket), and the line that says
+/// so when `md_transport = "xdp"` could not be had. Kernel UDP order entry
+/// asked for together with AF_XDP market data is refused with the config
+/// (`Config::validate`); here the order port fell back to kernel UDP
+/// because AF_XDP could not start.
+pub(super) fn market_data_route(md: TransportKind, orders_on_xdp: bool) -> (bool, Option<String>) {
+    match (md, orders_on_xdp) {
+        (TransportKind::Xdp, true) => (true, None),
+        (TransportKind::Udp, _) => (false, None),
+        (TransportKind::Xdp, false) => (
+            false,
+            Some(
+                "market data: falling back to the kernel socket too: md_transport = \"xdp\" sends through the AF_XDP order port, and AF_XDP did not start for order entry (see the transport line above)"
+                    .into(),
+            ),
+        ),
+    }
+}
+
 /// The order-entry port the config asks for: AF_XDP, or the kernel UDP
 /// path (also when AF_XDP cannot start, with the reason).
 /// How long the exchange keeps trying to create its AF_XDP socket before
@@ -378,6 +399,21 @@ mod tests {
 
     use std::io::Read;
     use std::time::Duration;
+
+    #[test]
+    fn market_data_on_af_xdp_falls_back_with_a_line_when_order_entry_did() {
+        assert_eq!(market_data_route(TransportKind::Xdp, true), (true, None));
+        assert_eq!(market_data_route(TransportKind::Udp, true), (false, None));
+        assert_eq!(market_data_route(TransportKind::Udp, false), (false, None));
+        let (xdp, note) = market_data_route(TransportKind::Xdp, false);
+        assert!(!xdp);
+        let note = note.expect("the fallback is said");
+        assert!(
+            note.starts_with("market data: falling back to the kernel socket too"),
+            "{note}"
+        );
+        assert!(note.contains("md_transport = \"xdp\""), "{note}");
+    }
 
     #[test]
     fn timestamps_are_read_from_the_wall_clock_feed_handlers_compare_with() {

@@ -48,7 +48,12 @@ pub struct ExchangeArgs {
     /// Touch this file once the exchange is ready for orders.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// Write the final book (book.csv format) here at shutdown.
+    /// Write the final book here at shutdown: CSV `symbol,side,price,qty,order`
+    /// (order: the ITCH order reference number), per symbol bids best first
+    /// then asks best first, time priority within a level. The format `tokex
+    /// feed --book-out` writes, so the two compare byte for byte; not
+    /// DESIGN.md's book.csv of `tokex replay` (account and token columns,
+    /// which the feed does not carry).
     #[arg(long)]
     pub book_out: Option<PathBuf>,
     /// Where per-stage latency files go (default: the config's latency.dir).
@@ -63,7 +68,10 @@ pub struct ExchangeArgs {
     /// Override the config's exchange interface (the one AF_XDP attaches to).
     #[arg(long)]
     pub interface: Option<String>,
-    /// Override how market data leaves: udp (kernel socket) | xdp (AF_XDP TX).
+    /// Override how market data leaves: udp (kernel socket) | xdp (AF_XDP TX,
+    /// through the AF_XDP order port: refused with kernel UDP order entry;
+    /// if AF_XDP cannot start, market data falls back to the kernel socket
+    /// with it, and says so).
     #[arg(long)]
     pub md_transport: Option<String>,
     /// Recover from a journal damaged in the middle by cutting it at the
@@ -219,27 +227,97 @@ pub fn run(args: &ExchangeArgs) -> anyhow::Result<()> {
     server.report(args)
 }
 
-/// The engine's resting orders in `tokex replay`'s book.csv layout (order
-/// reference numbers in place of accounts and tokens, which the feed does not carry).
+/// The engine's resting orders in the feed handler's book format
+/// ([`crate::feed::cli::BOOK_OUT_HEADER`]: `tokex replay`'s book.csv order,
+/// with order reference numbers in place of accounts and tokens, which the
+/// feed does not carry), so that `tokex demo` compares the two files.
 pub fn write_book(
     engine: &Engine,
     contracts: &ContractSet,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let mut out = String::from("symbol,side,price,qty,order\n");
+    fs::write(path, book_text(engine, contracts))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn book_text(engine: &Engine, contracts: &ContractSet) -> String {
+    use crate::feed::cli::{book_out_row, BOOK_OUT_HEADER};
+    let mut out = format!("{BOOK_OUT_HEADER}\n");
     for c in contracts.iter() {
         for side in [Side::Buy, Side::Sell] {
             for o in engine.resting(c.id, side) {
-                out += &format!(
-                    "{},{},{},{},{}\n",
-                    c.symbol,
-                    if side == Side::Buy { 'B' } else { 'S' },
-                    o.price.to_string_decimals(c.price_decimals()),
-                    o.qty,
-                    o.order.0
-                );
+                let price = o.price.to_string_decimals(c.price_decimals());
+                out += &book_out_row(c.symbol, side, &price, o.qty, o.order.0);
+                out.push('\n');
             }
         }
     }
-    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_dir::TempDir;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        exchange: ExchangeArgs,
+    }
+
+    #[test]
+    fn the_book_out_help_names_the_columns_it_writes_and_not_design_s_book_csv() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let header = crate::feed::cli::BOOK_OUT_HEADER;
+        assert!(help.contains(&format!("CSV `{header}`")), "{help}");
+        assert!(help.contains("tokex feed --book-out"), "{help}");
+        assert!(!help.contains("(book.csv format)"), "{help}");
+        // And the file starts with those columns.
+        let contracts = ContractSet::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
+        )
+        .unwrap();
+        let engine = Engine::new(&contracts, crate::engine::EngineConfig { max_orders: 1024 });
+        assert_eq!(book_text(&engine, &contracts), format!("{header}\n"));
+    }
+
+    #[test]
+    fn kernel_udp_orders_with_af_xdp_market_data_are_refused_before_any_port_is_bound() {
+        let dir = TempDir::new("exchange-md-xdp");
+        let config = dir.join("tokex.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "contracts = {:?}\n[network]\naddress = \"127.0.0.1\"\n[runtime]\nengine_core = 0\n",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts")
+            ),
+        )
+        .unwrap();
+        let args = ExchangeArgs {
+            config: config.clone(),
+            transport: Some("udp".into()),
+            md_transport: Some("xdp".into()),
+            ..ExchangeArgs::for_tests(true)
+        };
+        // `settings` runs before `Server::start` opens anything.
+        let why = format!("{:#}", settings(&args).unwrap_err());
+        assert!(why.contains("network.md_transport"), "{why}");
+        assert!(
+            why.contains("--md-transport udp or --transport xdp"),
+            "{why}"
+        );
+        // The kernel for both, or AF_XDP for both, is fine.
+        for (t, md) in [("udp", "udp"), ("xdp", "xdp")] {
+            let args = ExchangeArgs {
+                config: config.clone(),
+                transport: Some(t.into()),
+                md_transport: Some(md.into()),
+                ..ExchangeArgs::for_tests(true)
+            };
+            settings(&args).unwrap();
+        }
+    }
 }

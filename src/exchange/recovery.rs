@@ -225,12 +225,12 @@ fn recover_from(
         ),
     }
     if cfg.journal.durability == Durability::None {
-        println!("journal: DISABLED (durability = none): acknowledged orders are lost on a crash, and a restart begins market data at sequence 1 again under the same session (feed handlers must restart too); benchmarks only");
+        println!("journal: DISABLED (durability = \"none\"): acknowledged orders are lost on a crash, and a restart begins market data at sequence 1 again under the same session (feed handlers must restart too); benchmarks only");
     } else {
         println!(
-            "journal: {} (durability = {:?})",
+            "journal: {} ({})",
             journal_path.display(),
-            cfg.journal.durability
+            crate::config::durability_setting(cfg.journal.durability)
         );
     }
     Ok((

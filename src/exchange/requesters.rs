@@ -1,10 +1,12 @@
 //! Who may ask the retransmission server for market data, how often, and
 //! how much it answers per tick (sans-IO): a token bucket per requesting
-//! host, in a table of bounded size that a sender of forged addresses
-//! cannot empty, and a budget of requests and messages per engine tick.
+//! host (its IPv4 address, whatever its source port: a host that asked
+//! from many ports would otherwise get a burst for each), in a table of
+//! bounded size that a sender of forged addresses cannot empty, and a
+//! budget of requests and messages per engine tick.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::gateway::TokenBucket;
 
@@ -68,14 +70,16 @@ impl Requesters {
         }
     }
 
-    /// Whether `host` may have a request answered now (and takes its
-    /// token). A new host finding the table full takes the place of a host
+    /// Whether a request from `src` may be answered now (and takes a token
+    /// from its host's bucket: every source port of one address draws on
+    /// the same one). A new host finding the table full takes the place of a host
     /// whose bucket has filled up again (it has not asked for a while, and
     /// a full bucket is what it would start with anyway); if every host is
     /// still drawing on its bucket, the new one is refused. The table is
     /// never emptied: requests from thousands of forged addresses must not
     /// give a busy host its burst back.
-    pub(crate) fn admit(&mut self, host: Ipv4Addr, now_ns: u64) -> bool {
+    pub(crate) fn admit(&mut self, src: SocketAddrV4, now_ns: u64) -> bool {
+        let host = *src.ip();
         if !self.buckets.contains_key(&host)
             && self.buckets.len() >= self.capacity
             && !self.make_room(now_ns)
@@ -132,14 +136,40 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// A request from `host`, port 40000.
+    fn from(host: Ipv4Addr) -> SocketAddrV4 {
+        SocketAddrV4::new(host, 40_000)
+    }
+
     #[test]
     fn a_host_gets_its_burst_then_its_rate() {
         let mut r = Requesters::new(16);
         let h = Ipv4Addr::new(198, 18, 0, 2);
         let t = 1_000 * MS;
-        assert_eq!((0..300).filter(|_| r.admit(h, t)).count(), BURST as usize);
+        assert_eq!(
+            (0..300).filter(|_| r.admit(from(h), t)).count(),
+            BURST as usize
+        );
         // 10 ms later: 10 more at 1,000 a second.
-        assert_eq!((0..300).filter(|_| r.admit(h, t + 10 * MS)).count(), 10);
+        assert_eq!(
+            (0..300).filter(|_| r.admit(from(h), t + 10 * MS)).count(),
+            10
+        );
+    }
+
+    #[test]
+    fn a_host_asking_from_many_source_ports_shares_one_bucket() {
+        let mut r = Requesters::new(16);
+        let h = Ipv4Addr::new(198, 18, 0, 2);
+        let t = 1_000 * MS;
+        // A new source port for every request: still one burst in all.
+        let admitted = (0..1_000u16)
+            .filter(|&i| r.admit(SocketAddrV4::new(h, 20_000 + i), t))
+            .count();
+        assert_eq!(admitted, BURST as usize);
+        assert_eq!(r.hosts(), 1);
+        // Another host has a bucket of its own.
+        assert!(r.admit(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 20_000), t));
     }
 
     #[test]
@@ -147,12 +177,12 @@ mod tests {
         let mut r = Requesters::new(64);
         let busy = Ipv4Addr::new(198, 18, 0, 2);
         let t = 1_000 * MS;
-        while r.admit(busy, t) {}
+        while r.admit(from(busy), t) {}
         for i in 0..10_000u32 {
-            r.admit(Ipv4Addr::from(0x0a00_0000 + i), t);
+            r.admit(from(Ipv4Addr::from(0x0a00_0000 + i)), t);
         }
         assert!(r.hosts() <= 64);
-        assert!(!r.admit(busy, t), "still empty");
+        assert!(!r.admit(from(busy), t), "still empty");
     }
 
     #[test]
@@ -160,10 +190,10 @@ mod tests {
         let mut r = Requesters::new(1);
         let (a, b) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3));
         let t = 1_000 * MS;
-        assert!(r.admit(a, t));
-        assert!(!r.admit(b, t), "a is still drawing on its bucket");
+        assert!(r.admit(from(a), t));
+        assert!(!r.admit(from(b), t), "a is still drawing on its bucket");
         // After a second a's bucket is full again: b takes its place.
-        assert!(r.admit(b, t + 1_000 * MS));
+        assert!(r.admit(from(b), t + 1_000 * MS));
         assert_eq!(r.hosts(), 1);
     }
 }

@@ -12,22 +12,25 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 
 use super::io::{
-    multicast_sender, open_order_port, udp_socket, Clock, Journal, MarketDataOut, Replies,
+    market_data_route, multicast_sender, open_order_port, udp_socket, Clock, Journal,
+    MarketDataOut, Replies,
 };
+use super::memory;
 use super::receiver::{Receiver, RxSource, RxThreadConfig, RxThreadStats};
 use super::recovery::{lock_journal, recover_locked, Recovered};
 use super::requesters::{Requesters, TickBudget, MESSAGES_PER_REQUEST};
 use super::{write_book, ExchangeArgs};
-use crate::config::{Config, Topology, TransportKind};
+use crate::config::{Config, Topology};
 use crate::contract::ContractSet;
 use crate::engine::Engine;
 use crate::feed::archive::MdArchive;
-use crate::feed::publisher::Publisher;
+use crate::feed::publisher::{Publisher, PublisherStats};
 use crate::gateway::{Counters, Drop, Gateway, Peer};
 use crate::latency::{Stage, StageHistograms, StageLog};
 use crate::net::tcp::{self, TcpInbound, TcpLimits, TcpReplies};
 use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop, ThreadUsage};
+use crate::text::plural;
 
 /// The market-data heartbeat when idle, and End of Session's repeat while
 /// the exchange lingers at shutdown (MoldUDP64: End of Session is sent in
@@ -116,12 +119,13 @@ impl Server {
             cfg.network.retransmit_port,
         ))?;
         let md_group = SocketAddrV4::new(cfg.network.md_group, cfg.network.md_port);
+        let (md_on_xdp, md_fallback) = market_data_route(
+            cfg.network.md_transport,
+            matches!(orders, OrderPort::Xdp(_)),
+        );
         let md = MarketDataOut {
             kernel: multicast_sender(&cfg)?,
-            xdp: match (&orders, cfg.network.md_transport) {
-                (OrderPort::Xdp(_), TransportKind::Xdp) => Some((md_group, cfg.network.md_port)),
-                _ => None,
-            },
+            xdp: md_on_xdp.then_some((md_group, cfg.network.md_port)),
             errors: 0,
         };
         let tcp_in: Arc<Handoff<TcpInbound>> = Handoff::with_capacity(1 << 14);
@@ -144,6 +148,9 @@ impl Server {
             cfg.network.md_session,
             cfg.network.retransmit_port
         );
+        if let Some(line) = md_fallback {
+            println!("{line}");
+        }
 
         let clock = Clock::new();
         // The newest usable snapshot and the journal after it, or the
@@ -177,9 +184,8 @@ impl Server {
             let t = Instant::now();
             let bytes = gateway.prefault() + publisher.prefault();
             println!(
-                "memory: {} MB of session and market-data stores made resident in {} ms",
-                bytes >> 20,
-                t.elapsed().as_millis()
+                "{}",
+                memory::resident_line(bytes as u64, t.elapsed().as_millis())
             );
         }
 
@@ -244,7 +250,14 @@ impl Server {
         let released = gateway.after_restart(clock.now(), journal);
         if released > 0 {
             journal.0.commit().context("journal write")?;
-            println!("sessions: {released} bound to TCP connections before the restart must log in again");
+            println!(
+                "sessions: {} must log in again",
+                plural(
+                    released,
+                    "session bound to a TCP connection before the restart",
+                    "sessions bound to TCP connections before the restart"
+                )
+            );
         }
         if cfg.runtime.follow_schedules && !gateway.follows_schedules() {
             let now = clock.now();
@@ -387,7 +400,10 @@ impl Server {
         // today: every input is far below the record limit) stops the
         // exchange before anything of the batch is sent.
         if journal.1 > 0 {
-            bail!("{} journal records could not be appended", journal.1);
+            bail!(
+                "{} could not be appended",
+                plural(journal.1, "journal record", "journal records")
+            );
         }
         let tj = clock.raw();
         journal.0.commit().context("journal write")?;
@@ -469,7 +485,7 @@ impl Server {
             let Ok((n, SocketAddr::V4(src))) = retrans.recv_from(&mut req) else {
                 break;
             };
-            if !retrans_limits.admit(*src.ip(), now.0) {
+            if !retrans_limits.admit(src, now.0) {
                 *retrans_limited += 1;
                 continue;
             }
@@ -543,7 +559,7 @@ impl Server {
                 // The per-host limit holds here too: a stopping exchange
                 // must not answer a flood (or a forged address) unbounded.
                 let t = now.0 + last_request.duration_since(lingering).as_nanos() as u64;
-                if retrans_limits.admit(*src.ip(), t) {
+                if retrans_limits.admit(src, t) {
                     let cap = MESSAGES_PER_REQUEST;
                     answer_retransmission(publisher, archive, retrans, &req[..n], src, cap);
                 }
@@ -585,21 +601,14 @@ impl Server {
         println!("\n== exchange counters");
         println!("{}", self.orders.report());
         if let Some(s) = &self.receiver_stats {
-            println!(
-                "receive thread: {} datagrams handed to the engine thread, ring full {} times, {} oversized datagrams dropped, {} dropped at the stop (ring full)",
-                s.datagrams, s.ring_full, s.truncated, s.dropped_at_stop
-            );
+            println!("{}", receive_thread_line(s));
         }
         println!(
             "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}",
             self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors
         );
         if self.replayed > 0 {
-            let r = &self.at_start;
-            println!(
-                "replayed {} journal records at start-up (not counted here): {} SoupBinTCP packets, {} OUCH messages, {} logins",
-                self.replayed, r.packets, r.orders, r.logins
-            );
+            println!("{}", replayed_line(self.replayed, &self.at_start));
         }
         println!(
             "{}",
@@ -620,17 +629,13 @@ impl Server {
         let mut rejects: Vec<_> = c.rejects.iter().map(|(r, n)| format!("{r}={n}")).collect();
         rejects.sort();
         println!("rejected: {}", none_or(rejects));
-        let p = self.publisher.stats();
         println!(
-            "market data: {} messages in {} packets, {} heartbeats, next sequence {}, retransmission requests {} ({} messages resent, {} unanswerable, {} over the per-requester limit)",
-            p.messages,
-            p.packets,
-            p.heartbeats,
-            self.publisher.next_sequence(),
-            p.retransmit_requests,
-            p.retransmitted,
-            p.retransmit_unanswerable,
-            self.retrans_limited
+            "{}",
+            market_data_line(
+                &self.publisher.stats(),
+                self.publisher.next_sequence(),
+                self.retrans_limited
+            )
         );
         let stages = self
             .stage_log
@@ -650,6 +655,44 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The pipelined receive thread's counters. The lab tests read the number
+/// after `receive thread:`.
+fn receive_thread_line(s: &RxThreadStats) -> String {
+    format!(
+        "receive thread: {} handed to the engine thread, ring full {}, {} dropped, {} dropped at the stop (ring full)",
+        plural(s.datagrams, "datagram", "datagrams"),
+        plural(s.ring_full, "time", "times"),
+        plural(s.truncated, "oversized datagram", "oversized datagrams"),
+        s.dropped_at_stop
+    )
+}
+
+/// What the journal's replay at start-up held (left out of the counters).
+/// `replayed N journal records at start-up` stays plural for one: the
+/// exit tests (tests/exchange_exit.rs) read that prefix as it is.
+fn replayed_line(replayed: u64, r: &Counters) -> String {
+    format!(
+        "replayed {replayed} journal records at start-up (not counted here): {}, {}, {}",
+        plural(r.packets, "SoupBinTCP packet", "SoupBinTCP packets"),
+        plural(r.orders, "OUCH message", "OUCH messages"),
+        plural(r.logins, "login", "logins")
+    )
+}
+
+/// The market-data counters at exit. The lab tests read the number before
+/// `over` (requests over the per-requester limit).
+fn market_data_line(p: &PublisherStats, next_sequence: u64, limited: u64) -> String {
+    format!(
+        "market data: {} in {}, {}, next sequence {next_sequence}, retransmission requests {} ({} resent, {} unanswerable, {limited} over the per-requester limit)",
+        plural(p.messages, "message", "messages"),
+        plural(p.packets, "packet", "packets"),
+        plural(p.heartbeats, "heartbeat", "heartbeats"),
+        p.retransmit_requests,
+        plural(p.retransmitted, "message", "messages"),
+        p.retransmit_unanswerable,
+    )
 }
 
 /// Hosts the retransmission server keeps a request bucket for.
@@ -748,6 +791,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::TransportKind;
     use crate::journal;
     use crate::test_dir::TempDir;
 
@@ -765,6 +809,47 @@ mod tests {
             engine_core_line(520_000_000, 3_000_000_000, 1_000_000),
             "engine core: busy 0.52 s of 3.00 s serving (17.3 %), 1923077 OUCH messages per busy second"
         );
+    }
+
+    #[test]
+    fn counts_of_one_in_the_exit_report_are_said_in_the_singular() {
+        let p = PublisherStats {
+            messages: 1,
+            packets: 1,
+            heartbeats: 0,
+            retransmit_requests: 1,
+            retransmitted: 1,
+            retransmit_unanswerable: 0,
+        };
+        assert_eq!(
+            market_data_line(&p, 2, 1),
+            "market data: 1 message in 1 packet, 0 heartbeats, next sequence 2, retransmission requests 1 (1 message resent, 0 unanswerable, 1 over the per-requester limit)"
+        );
+        let rx = RxThreadStats {
+            datagrams: 1,
+            ring_full: 1,
+            truncated: 1,
+            dropped_at_stop: 0,
+            xdp: None,
+        };
+        assert_eq!(
+            receive_thread_line(&rx),
+            "receive thread: 1 datagram handed to the engine thread, ring full 1 time, 1 oversized datagram dropped, 0 dropped at the stop (ring full)"
+        );
+        let r = Counters {
+            packets: 1,
+            orders: 1,
+            logins: 1,
+            ..Counters::default()
+        };
+        assert_eq!(
+            replayed_line(1, &r),
+            "replayed 1 journal records at start-up (not counted here): 1 SoupBinTCP packet, 1 OUCH message, 1 login"
+        );
+        // Several stay plural, and the words the lab tests read stay put.
+        let many = market_data_line(&PublisherStats::default(), 1, 12);
+        assert!(many.starts_with("market data: 0 messages in 0 packets, 0 heartbeats"));
+        assert!(many.contains(" 12 over the per-requester limit)"), "{many}");
     }
 
     #[test]

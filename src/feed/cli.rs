@@ -21,6 +21,7 @@ use super::handler::{FeedHandler, FeedStats};
 use super::pcap;
 use crate::contract::ContractSet;
 use crate::latency::Summary;
+use crate::text::plural;
 use crate::types::{Nanos, Side};
 use crate::wire::itch::Message;
 
@@ -59,7 +60,12 @@ pub struct FeedArgs {
     /// Touch this file once joined.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// Write the rebuilt book here at the end (symbol,side,price,qty,order).
+    /// Write the rebuilt book here at the end: CSV `symbol,side,price,qty,order`
+    /// (order: the ITCH order reference number), per symbol bids best first
+    /// then asks best first, time priority within a level. `tokex exchange
+    /// --book-out` writes the same format, so the two files compare byte
+    /// for byte (DESIGN.md's book.csv has account and token columns, which
+    /// the feed does not carry).
     #[arg(long)]
     pub book_out: Option<PathBuf>,
     #[arg(long, default_value = "contracts")]
@@ -73,8 +79,9 @@ pub struct FeedArgs {
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
     /// Pin the feed handler to this core (an index into the cores it may
-    /// run on); by default the scheduler places it. Live only.
-    #[arg(long, conflicts_with = "pcap")]
+    /// run on; one that does not exist is refused); by default the
+    /// scheduler places it. Live only.
+    #[arg(long, conflicts_with = "pcap", value_parser = crate::runtime::core_arg)]
     pub core: Option<usize>,
     /// Run under SCHED_FIFO at this priority (1-99), so that a packet wakes
     /// the handler at once even on a core a busy-polling thread shares (the
@@ -91,8 +98,8 @@ pub struct FeedArgs {
     /// Drop this percentage of the feed's datagrams at random before the
     /// handler sees them (a kernel socket filter, as a lossy link would),
     /// to exercise gap recovery beside a lossless handler. Retransmission
-    /// answers are not dropped.
-    #[arg(long, default_value_t = 0)]
+    /// answers are not dropped. 0 to 100.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub drop_pct: u8,
 }
 
@@ -105,6 +112,47 @@ fn session_name(s: &str) -> Result<[u8; 10], String> {
             "{s:?} is not a MoldUDP64 session name (exactly 10 ASCII characters)"
         )),
     }
+}
+
+/// The header of the book file `--book-out` writes, and `tokex exchange
+/// --book-out` too: the feed's comparison format (order reference numbers,
+/// which both ends know, in place of DESIGN.md's account and token).
+pub const BOOK_OUT_HEADER: &str = "symbol,side,price,qty,order";
+
+/// One line of a `--book-out` file (without its newline).
+pub fn book_out_row(
+    symbol: impl std::fmt::Display,
+    side: Side,
+    price: &str,
+    qty: impl std::fmt::Display,
+    order: u64,
+) -> String {
+    let side = if side == Side::Buy { 'B' } else { 'S' };
+    format!("{symbol},{side},{price},{qty},{order}")
+}
+
+/// The `feed:` statistics line. `tokex demo`'s readers and the lab tests
+/// read its `N gaps` and `N messages recovered` (a count of one is said in
+/// the singular; they look for several) and `1 of other sessions`.
+fn stats_line(s: &FeedStats, foreign: u64, complete: bool) -> String {
+    format!(
+        "feed: {}, {}, {}, {} recovered by {}, {}, {}, {} of other sessions, {} from other sources, {}; {}",
+        plural(s.packets, "packet", "packets"),
+        plural(s.messages, "message", "messages"),
+        plural(s.gaps, "gap", "gaps"),
+        plural(s.recovered, "message", "messages"),
+        plural(s.requests, "request", "requests"),
+        plural(s.duplicates, "duplicate", "duplicates"),
+        plural(s.bad_packets, "bad packet", "bad packets"),
+        s.other_session,
+        foreign,
+        plural(s.book_errors, "book error", "book errors"),
+        if complete {
+            "end of session, complete"
+        } else {
+            "stopped before a complete end of session"
+        }
+    )
 }
 
 /// One CSV row for a message.
@@ -290,20 +338,7 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     if let Some(report) = &capture {
         println!("{report}");
     }
-    println!(
-        "feed: {} packets, {} messages, {} gaps, {} messages recovered by {} requests, {} duplicates, {} bad packets, {} of other sessions, {} from other sources, {} book errors; {}",
-        s.packets,
-        s.messages,
-        s.gaps,
-        s.recovered,
-        s.requests,
-        s.duplicates,
-        s.bad_packets,
-        s.other_session,
-        foreign,
-        s.book_errors,
-        if h.is_complete() { "end of session, complete" } else { "stopped before a complete end of session" }
-    );
+    println!("{}", stats_line(&s, foreign, h.is_complete()));
     let to = if capture.is_some() {
         "capture"
     } else {
@@ -325,17 +360,12 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.book_out {
-        let mut out = String::from("symbol,side,price,qty,order\n");
+        let mut out = format!("{BOOK_OUT_HEADER}\n");
         for c in contracts.iter() {
             for o in h.books.orders(c.id.0 + 1) {
-                out += &format!(
-                    "{},{},{},{},{}\n",
-                    c.symbol,
-                    if o.side == Side::Buy { 'B' } else { 'S' },
-                    o.price.to_string_decimals(c.price_decimals()),
-                    o.qty,
-                    o.order_reference
-                );
+                let price = o.price.to_string_decimals(c.price_decimals());
+                out += &book_out_row(c.symbol, o.side, &price, o.qty, o.order_reference);
+                out.push('\n');
             }
         }
         std::fs::write(path, out)?;
@@ -343,8 +373,8 @@ pub fn run(args: &FeedArgs) -> anyhow::Result<FeedStats> {
     if let Some(report) = &capture {
         if report.missing_messages() > 0 || !h.is_complete() {
             anyhow::bail!(
-                "the capture does not hold a complete session: {} messages missing, {}; the books are rebuilt up to sequence {}",
-                report.missing_messages(),
+                "the capture does not hold a complete session: {} missing, {}; the books are rebuilt up to sequence {}",
+                plural(report.missing_messages(), "message", "messages"),
                 if report.coverage.end_of_session() { "End of Session seen" } else { "no End of Session" },
                 h.next_sequence().saturating_sub(1)
             );
@@ -554,6 +584,80 @@ mod tests {
         assert!(parse(&["--pcap", "x.pcap", "--realtime", "10"]).is_err());
         assert!(parse(&["--pcap", "x.pcap", "--core", "0"]).is_err());
         assert!(parse(&["--pcap", "x.pcap"]).is_ok());
+    }
+
+    #[test]
+    fn a_count_of_one_is_said_in_the_singular_on_the_feed_line() {
+        use super::{stats_line, FeedStats};
+        let one = FeedStats {
+            packets: 1,
+            messages: 1,
+            duplicates: 1,
+            gaps: 1,
+            recovered: 1,
+            requests: 1,
+            bad_packets: 1,
+            other_session: 1,
+            book_errors: 1,
+        };
+        assert_eq!(
+            stats_line(&one, 1, true),
+            "feed: 1 packet, 1 message, 1 gap, 1 message recovered by 1 request, 1 duplicate, 1 bad packet, 1 of other sessions, 1 from other sources, 1 book error; end of session, complete"
+        );
+        let none = stats_line(&FeedStats::default(), 0, false);
+        assert_eq!(
+            none,
+            "feed: 0 packets, 0 messages, 0 gaps, 0 messages recovered by 0 requests, 0 duplicates, 0 bad packets, 0 of other sessions, 0 from other sources, 0 book errors; stopped before a complete end of session"
+        );
+        // What the lab tests read: the number before "gaps", two words
+        // before "recovered".
+        let many = FeedStats {
+            gaps: 3,
+            recovered: 40,
+            ..FeedStats::default()
+        };
+        let line = stats_line(&many, 0, true);
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(','))
+            .collect();
+        let at = |w: &str| words.iter().position(|x| *x == w).unwrap();
+        assert_eq!(words[at("gaps") - 1], "3");
+        assert_eq!(words[at("recovered") - 2], "40");
+    }
+
+    #[test]
+    fn a_drop_share_over_100_percent_is_refused_by_the_parser() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["feed"], args].concat());
+        for bad in ["150", "101", "-1"] {
+            assert!(parse(&["--drop-pct", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(parse(&["--drop-pct", "100"]).unwrap().feed.drop_pct, 100);
+        assert_eq!(parse(&[]).unwrap().feed.drop_pct, 0);
+    }
+
+    #[test]
+    fn a_core_that_does_not_exist_is_refused_by_the_parser() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["feed"], args].concat());
+        let n = crate::runtime::available_cores().to_string();
+        let e = parse(&["--core", &n]).err().expect("refused").to_string();
+        assert!(e.contains(&format!("core {n} does not exist here")), "{e}");
+        assert_eq!(parse(&["--core", "0"]).unwrap().feed.core, Some(0));
+    }
+
+    #[test]
+    fn the_book_out_help_names_the_columns_it_writes() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            help.contains(&format!("CSV `{}`", super::BOOK_OUT_HEADER)),
+            "{help}"
+        );
+        assert_eq!(
+            super::book_out_row("TK2612", crate::types::Side::Sell, "6.512", 10, 7),
+            "TK2612,S,6.512,10,7"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::{ClientTransport, LoadArgs};
 use crate::client::{ClientEvent, ClientSession, UdpClient, XdpClients};
 use crate::config::XdpConfig;
+use crate::text::plural;
 
 /// The generator's sessions and how their datagrams travel.
 pub(super) enum Clients {
@@ -44,8 +45,12 @@ impl Clients {
 
     pub(super) fn describe(&self) -> String {
         match self {
-            Clients::Kernel(c, _) => format!("{} kernel UDP sockets", c.len()),
-            Clients::Xdp(x) => format!("{} sessions over {}", x.len(), x.describe()),
+            Clients::Kernel(c, _) => plural(c.len(), "kernel UDP socket", "kernel UDP sockets"),
+            Clients::Xdp(x) => format!(
+                "{} over {}",
+                plural(x.len(), "session", "sessions"),
+                x.describe()
+            ),
         }
     }
 

@@ -10,7 +10,8 @@
 //! SIGTERM (Ctrl-C) ends it early as if the run were over: sending stops,
 //! answers are awaited briefly, the sessions log out (so the next run finds
 //! them free), and the report and files are written, saying it was
-//! interrupted; a second signal ends the process at once.
+//! interrupted (`tokex load` then exits with status 130,
+//! [`LoadReport::exit_code`]); a second signal ends the process at once.
 
 mod clients;
 mod flow;
@@ -29,6 +30,7 @@ use crate::bench::engine::Mix;
 use crate::client::{ClientEvent, ClientSession};
 use crate::latency::{IntervalLog, LatencyHistogram, Summary};
 use crate::runtime::Stop;
+use crate::text::plural;
 use crate::wire::{ouch, soupbin};
 use clients::Clients;
 use flow::{planned, Flow, Pacer, Turn};
@@ -113,7 +115,8 @@ pub struct LoadArgs {
     #[arg(long, default_value = "tkx-cl")]
     pub interface: String,
     /// The core the generator's loop is pinned to (it polls without
-    /// sleeping; the exchange's default engine core is 1).
+    /// sleeping; the exchange's default engine core is 1). One that does
+    /// not exist is refused before anything is sent (unless `--no-pin`).
     #[arg(long, default_value_t = 0)]
     pub core: usize,
     /// Leave the generator unpinned.
@@ -203,11 +206,6 @@ pub fn reject_name(code: u8) -> &'static str {
     }
 }
 
-/// `n` and the noun, singular for one: `1 order`, `2 orders`.
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 /// What a refused login of session `user` means, for the log: a session
 /// not available is one still bound to an earlier client (a run that did
 /// not log out), which the exchange frees only after its idle timeout.
@@ -262,7 +260,7 @@ impl fmt::Display for LoadReport {
             writeln!(
                 f,
                 "NOT SENT: {} due before the end {} still unsent a drain time after it (the generator fell behind; {} in no percentile)",
-                count(self.unsent, "order", "orders"),
+                plural(self.unsent, "order", "orders"),
                 if self.unsent == 1 { "was" } else { "were" },
                 if self.unsent == 1 { "it is" } else { "they are" }
             )?;
@@ -347,23 +345,53 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// The exit status of `tokex load` after an interrupted run (128 + SIGINT,
+/// as a shell reports a program Ctrl-C ended).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+impl LoadReport {
+    /// The status `tokex load` exits with once everything is written, if
+    /// not 0: [`INTERRUPTED_EXIT`] when SIGINT or SIGTERM cut the run short
+    /// (its figures cover only what was sent).
+    pub fn exit_code(&self) -> Option<i32> {
+        self.interrupted.then_some(INTERRUPTED_EXIT)
+    }
+}
+
+/// Refuses a `--core` that does not exist on this machine (unless
+/// `--no-pin` leaves the generator unpinned): a generator that went on
+/// unpinned would poll on whichever core the scheduler gave it, the
+/// exchange's engine core among them.
+fn check_pinning(args: &LoadArgs) -> anyhow::Result<()> {
+    if !args.no_pin {
+        crate::runtime::check_core(args.core)
+            .map_err(|e| anyhow::anyhow!("--core: {e}; --no-pin leaves the generator unpinned"))?;
+    }
+    Ok(())
+}
+
 /// Runs the load against the exchange at `args.target`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
-    // Before anything is sent: the target is in the lab, and so is the
-    // route to it (not the default namespace's way out).
+    // Before anything starts: the core exists, the target is in the lab,
+    // and so is the route to it (not the default namespace's way out).
+    check_pinning(args)?;
     crate::net::lab_route::lab_source(*args.target.ip())?;
     // Ctrl-C ends the run as its end would (see the module docs).
     let stop = Stop::on_signals()?;
     let flow = Flow::new(args)?;
     println!(
-        "load: {} orders/s open loop, at most {} orders or {} s, {} sessions, contracts {}; flow: {}; {} arrivals",
+        "load: {} orders/s open loop, at most {} or {} s, {}, contracts {}; flow: {}; {} arrivals",
         args.rate,
-        args.count,
+        plural(args.count, "order", "orders"),
         args.duration,
-        args.sessions,
+        plural(args.sessions, "session", "sessions"),
         flow.symbols(),
         args.mix,
-        if args.poisson { "Poisson" } else { "constant-interval" }
+        if args.poisson {
+            "Poisson"
+        } else {
+            "constant-interval"
+        }
     );
 
     let clock = quanta::Clock::new();
@@ -383,6 +411,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if !args.no_pin {
         match crate::runtime::pin_current_thread(args.core) {
             Ok(()) => println!("load: pinned to core {}", args.core),
+            // The core exists (checked first): the OS refused.
             Err(e) => println!("load: not pinned ({e})"),
         }
     }
@@ -707,6 +736,43 @@ mod tests {
         // One of a kind is said in the singular.
         assert!(text.contains("1 round trip was longer"), "{text}");
         assert!(!text.contains("INTERRUPTED"));
+    }
+
+    #[test]
+    fn an_interrupted_run_exits_130_and_a_finished_one_0() {
+        let mut r = a_third_answered("load");
+        assert_eq!(r.exit_code(), None);
+        r.interrupted = true;
+        assert_eq!(r.exit_code(), Some(130));
+    }
+
+    fn parse(args: &[&str]) -> LoadArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadArgs,
+        }
+        Cli::try_parse_from([&["load"], args].concat())
+            .unwrap()
+            .load
+    }
+
+    #[test]
+    fn a_core_that_does_not_exist_is_refused_unless_the_generator_is_not_pinned() {
+        let n = crate::runtime::available_cores().to_string();
+        let e = check_pinning(&parse(&["--core", &n]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("core {n} does not exist here")), "{e}");
+        assert!(e.contains("--no-pin"), "{e}");
+        // The whole run is refused before the lab route is even looked up.
+        let e = run(&parse(&["--core", &n, "--target", "203.0.113.1:9000"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist here"), "{e}");
+        check_pinning(&parse(&["--core", &n, "--no-pin"])).unwrap();
+        check_pinning(&parse(&[])).unwrap();
     }
 
     #[test]

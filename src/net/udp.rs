@@ -15,6 +15,7 @@ use nix::sys::socket::sockopt::{RcvBuf, RcvBufForce};
 use nix::sys::socket::{self, MsgFlags, MultiHeaders, SockaddrIn};
 
 use super::xdp::{XdpPort, XdpStats};
+use crate::text::plural;
 
 /// Datagrams read or written per system call at most.
 pub const BATCH: usize = 64;
@@ -272,8 +273,12 @@ impl OrderPort {
     pub fn report(&self) -> String {
         match self {
             OrderPort::Kernel(p) => format!(
-                "kernel UDP: {} recvmmsg calls, {} oversized datagrams dropped, {} datagrams sent in {} sendmmsg calls, {} send errors",
-                p.rx_calls, p.truncated, p.sent, p.tx_calls, p.send_errors
+                "kernel UDP: {}, {} dropped, {} sent in {}, {}",
+                plural(p.rx_calls, "recvmmsg call", "recvmmsg calls"),
+                plural(p.truncated, "oversized datagram", "oversized datagrams"),
+                plural(p.sent, "datagram", "datagrams"),
+                plural(p.tx_calls, "sendmmsg call", "sendmmsg calls"),
+                plural(p.send_errors, "send error", "send errors")
             ),
             OrderPort::Xdp(p) => format!("AF_XDP: {}", p.stats()),
         }
@@ -292,6 +297,23 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
+
+    #[test]
+    fn the_kernel_port_s_counters_say_one_in_the_singular() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut port = UdpPort::new(sock).unwrap();
+        (
+            port.rx_calls,
+            port.truncated,
+            port.sent,
+            port.tx_calls,
+            port.send_errors,
+        ) = (1, 0, 1, 1, 2);
+        assert_eq!(
+            OrderPort::Kernel(port).report(),
+            "kernel UDP: 1 recvmmsg call, 0 oversized datagrams dropped, 1 datagram sent in 1 sendmmsg call, 2 send errors"
+        );
+    }
 
     fn v4(sock: &UdpSocket) -> SocketAddrV4 {
         let SocketAddr::V4(a) = sock.local_addr().unwrap() else {

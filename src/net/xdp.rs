@@ -42,6 +42,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::xdp_prog::{AttachMode, ProgCounters, XdpProgError, XdpProgram};
 use crate::config::XdpConfig;
+use crate::text::plural;
 use crate::wire::ethernet::{write_udp_headers, Endpoints, UdpFrame, HEADERS_LEN};
 
 /// Why AF_XDP could not start.
@@ -286,8 +287,12 @@ impl XdpPort {
         }
         if cfg.rx_ring < rx_frames || cfg.tx_ring < tx_frames || cfg.completion_ring < tx_frames {
             return Err(XdpError::Config(format!(
-                "rx_ring ({}) must hold the {rx_frames} receive frames, tx_ring ({}) and completion_ring ({}) the {tx_frames} transmit frames",
-                cfg.rx_ring, cfg.tx_ring, cfg.completion_ring
+                "rx_ring ({}) must hold the {}, tx_ring ({}) and completion_ring ({}) the {}",
+                cfg.rx_ring,
+                plural(rx_frames, "receive frame", "receive frames"),
+                cfg.tx_ring,
+                cfg.completion_ring,
+                plural(tx_frames, "transmit frame", "transmit frames")
             )));
         }
         let local_mac = read_mac(interface)?;
@@ -349,8 +354,8 @@ impl XdpPort {
             let given = unsafe { fill.produce(rx_descs) };
             if given != rx_descs.len() {
                 return Err(XdpError::Socket(format!(
-                    "fill ring took {given} of {} frames",
-                    rx_descs.len()
+                    "fill ring took {given} of {}",
+                    plural(rx_descs.len(), "frame", "frames")
                 )));
             }
             prog.attach(cfg.mode)?;
@@ -401,7 +406,7 @@ impl XdpPort {
     /// One line for the start-up log: modes in use and sizes.
     pub fn describe(&self) -> String {
         format!(
-            "AF_XDP on {} queue {} ({}:{}): {} XDP, {} mode, need_wakeup on; {} receive + {} transmit frames",
+            "AF_XDP on {} queue {} ({}:{}): {} XDP, {} mode, need_wakeup on; {}",
             self.interface,
             self.queue,
             self.tx.local.ip(),
@@ -412,8 +417,7 @@ impl XdpPort {
                 .join(","),
             self.prog.mode().name(),
             if self.zero_copy { "zero-copy" } else { "copy" },
-            self.rx_frames,
-            self.tx.done.len(),
+            frames(self.rx_frames as usize, self.tx.done.len()),
         )
     }
 
@@ -715,9 +719,28 @@ impl XdpSender {
     }
 }
 
+/// The UMEM's split, for [`XdpPort::describe`]: `2048 receive frames +
+/// 2048 transmit frames`, a count of one in the singular.
+fn frames(rx: usize, tx: usize) -> String {
+    format!(
+        "{} + {}",
+        plural(rx, "receive frame", "receive frames"),
+        plural(tx, "transmit frame", "transmit frames")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_split_says_one_frame_in_the_singular() {
+        assert_eq!(
+            frames(2048, 2048),
+            "2048 receive frames + 2048 transmit frames"
+        );
+        assert_eq!(frames(1, 3), "1 receive frame + 3 transmit frames");
+    }
 
     #[test]
     fn multicast_groups_map_to_their_mac_addresses() {
