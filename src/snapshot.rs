@@ -633,13 +633,40 @@ pub fn take(cfg: &Config, contracts: &ContractSet, keep: usize) -> Result<Taken,
     write_atomic(&path, &bytes)?;
     taken.write_seconds = t2.elapsed().as_secs_f64();
     taken.bytes = bytes.len() as u64;
+    taken.pruned = prune(journal_path, &path, header.fingerprint, keep.max(1));
     taken.written = Some(path);
-    for (_, old) in list(journal_path).into_iter().skip(keep.max(1)) {
-        if fs::remove_file(&old).is_ok() {
-            taken.pruned += 1;
+    Ok(taken)
+}
+
+/// Removes the snapshots of `journal` that recovery no longer needs and
+/// returns how many: those of this journal beyond the newest `keep` (the
+/// one just `written` counts first and is never removed), and those that
+/// do not fit this journal at all (an older day's that landed after
+/// `--fresh` removed its siblings, one past a cut). Numbering alone would
+/// not do: a stale snapshot numbered past the journal would push out the
+/// usable ones, the one just written included. Snapshots that cannot be
+/// judged (another config's, another version's, unreadable) are left
+/// alone and not counted.
+fn prune(journal: &Path, written: &Path, fingerprint: u64, keep: usize) -> usize {
+    let mut usable = 1;
+    let mut pruned = 0;
+    for (_, old) in list(journal) {
+        if old == written {
+            continue;
+        }
+        let remove = match load(&old, fingerprint, journal) {
+            Ok(_) => {
+                usable += 1;
+                usable > keep
+            }
+            Err(SnapshotError::NotThisJournal { .. }) => true,
+            Err(_) => false,
+        };
+        if remove && fs::remove_file(&old).is_ok() {
+            pruned += 1;
         }
     }
-    Ok(taken)
+    pruned
 }
 
 /// `tokex snapshot`.

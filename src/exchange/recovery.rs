@@ -668,6 +668,34 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_snapshot_numbered_past_the_journal_does_not_make_take_delete_its_own() {
+        let (d, mut cfg, contracts) = setup("stale-snap");
+        day(&cfg, &contracts, 300, 100);
+        // `tokex snapshot --every N` was writing this one (of the old day)
+        // while the exchange started a new day with --fresh, which had
+        // removed the old day's snapshots: it lands after the removal.
+        let (_, newest) = snapshot::list(&cfg.journal.path)[0].clone();
+        let stale = d.join("stale");
+        fs::copy(&newest, &stale).unwrap();
+        day(&cfg, &contracts, 60, 1_000);
+        assert!(snapshot::list(&cfg.journal.path).is_empty());
+        fs::copy(&stale, &newest).unwrap();
+        cfg.journal.snapshots_keep = 1;
+        let t = snapshot::take(&cfg, &contracts, cfg.journal.snapshots_keep).unwrap();
+        let written = t.written.clone().expect("a snapshot of the new day");
+        assert!(
+            written.exists(),
+            "take said `{t}` but removed what it wrote; kept: {:?}",
+            snapshot::list(&cfg.journal.path)
+        );
+        // The stale one, which fits no record of this journal, is gone.
+        assert_eq!(
+            snapshot::list(&cfg.journal.path),
+            vec![(t.journal.records, written)]
+        );
+    }
+
+    #[test]
     fn a_durability_none_start_leaves_a_live_exchanges_journal_alone() {
         let (_d, cfg, contracts) = setup("none-fresh");
         day(&cfg, &contracts, 30, 10);
