@@ -74,7 +74,7 @@ pub struct DemoArgs {
     /// feed handlers share it under SCHED_FIFO (priority 10), so a packet
     /// preempts the generator's busy loop instead of waiting out a
     /// scheduler slice (that wait had put the feed's p99 at 2-3 ms).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::runtime::core_arg)]
     pub client_core: usize,
     /// Leave the lab network up at the end.
     #[arg(long)]
@@ -599,6 +599,19 @@ mod tests {
 
     fn demo(args: &[&str]) -> Result<DemoArgs, clap::Error> {
         Cli::try_parse_from([&["demo"], args].concat()).map(|c| c.demo)
+    }
+
+    #[test]
+    fn a_client_core_that_does_not_exist_is_refused_under_its_own_name() {
+        let n = crate::runtime::available_cores().to_string();
+        let err = demo(&["--client-core", &n]).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("--client-core"), "{text}");
+        assert!(
+            text.contains(&format!("core {n} does not exist here")),
+            "{text}"
+        );
+        assert!(demo(&["--client-core", "0"]).is_ok());
     }
 
     #[test]
