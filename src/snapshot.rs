@@ -65,6 +65,7 @@ use crate::feed::archive::ArchiveLayout;
 use crate::feed::publisher::{Publisher, PublisherState};
 use crate::gateway::{record, Gateway, GatewayState, GatewayStateError};
 use crate::journal::{self, JournalError, Position, Record, RecordMark};
+use crate::slot_ring::NotJustBefore;
 use crate::text::plural;
 use crate::types::{AccountId, Nanos};
 
@@ -116,6 +117,10 @@ pub enum SnapshotError {
     Gateway(#[from] GatewayStateError),
     #[error("market-data numbering lost {0} messages while following the replay")]
     MarketData(u64),
+    /// The market data given to hold does not end where the snapshot's
+    /// numbering continues (a damaged archive's run).
+    #[error("the market data to hold for retransmission: {0}")]
+    Held(#[from] NotJustBefore),
 }
 
 /// Everything journal replay rebuilds.
@@ -455,16 +460,22 @@ impl Replica {
         })
     }
 
-    /// Puts this fresh replica into `s`; `held` are the market-data
-    /// messages just before the snapshot's sequence (oldest first), put
-    /// back into the retransmission store. On error, build a new replica.
-    pub fn restore<M: AsRef<[u8]>>(&mut self, s: &State, held: &[M]) -> Result<(), SnapshotError> {
+    /// Puts this fresh replica into `s`; `held` are market-data messages
+    /// `first` on (oldest first), put back into the retransmission store,
+    /// and must end just before the snapshot's sequence. On error, build a
+    /// new replica.
+    pub fn restore<M: AsRef<[u8]>>(
+        &mut self,
+        s: &State,
+        first: u64,
+        held: &[M],
+    ) -> Result<(), SnapshotError> {
         if s.archive.next != s.publisher.next_sequence {
             return Err(SnapshotError::Inconsistent("market-data sequence"));
         }
+        self.publisher.resume(&s.publisher, first, held)?;
         self.engine.restore(&s.engine)?;
         self.gateway.restore(&s.gateway)?;
-        self.publisher.resume(&s.publisher, held);
         self.archive = s.archive.clone();
         self.day_started = true;
         Ok(())
@@ -553,7 +564,8 @@ pub fn resume_replica(
             }
         };
         let mut r = Replica::new(cfg, contracts, store_capacity);
-        match r.restore::<&[u8]>(&snap.state, &[]) {
+        let next = snap.state.publisher.next_sequence;
+        match r.restore::<&[u8]>(&snap.state, next, &[]) {
             Ok(()) => return (r, Some((path, snap.header))),
             Err(e) => skipped.push((path, e.to_string())),
         }

@@ -217,7 +217,8 @@ pub fn run(
     let snap = snapshot::load(&newest, snapshot::fingerprint(&cfg, contracts), path)?;
     let decode_seconds = t2.elapsed().as_secs_f64();
     let mut replica = Replica::new(&cfg, contracts, STORE_CAPACITY);
-    replica.restore::<&[u8]>(&snap.state, &[])?;
+    let next = snap.state.publisher.next_sequence;
+    replica.restore::<&[u8]>(&snap.state, next, &[])?;
     let from = snap.header.journal;
     drop(snap);
     let load_seconds = t2.elapsed().as_secs_f64();

@@ -576,8 +576,10 @@ mod tests {
                 next_sequence: 3001,
                 messages: 3000,
             },
+            first,
             &recent,
-        );
+        )
+        .unwrap();
         assert_eq!(q.store().oldest(), 2996);
         q.publish_message(&message(7777));
         kept.sync(q.store()).unwrap();

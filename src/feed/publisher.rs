@@ -10,7 +10,7 @@
 use super::itch_encoder::ItchEncoder;
 use crate::contract::ContractSet;
 use crate::engine::{Event, EventSink};
-use crate::slot_ring::SlotRing;
+use crate::slot_ring::{NotJustBefore, SlotRing};
 use crate::types::Nanos;
 use crate::wire::moldudp64::{self, PacketBuilder, PushError};
 
@@ -33,10 +33,17 @@ impl RetransmitStore {
     }
 
     /// Continues the numbering at `next` (a restart from a snapshot),
-    /// holding `held`, the messages just before `next` (oldest first, at
-    /// most the capacity; fewer is fine: older requests go to the archive).
-    pub fn resume<M: AsRef<[u8]>>(&mut self, next: u64, held: &[M]) {
-        self.0.refill(next.saturating_sub(1), held);
+    /// holding `held`, messages `first..next` (oldest first; more than the
+    /// capacity keeps the newest, fewer is fine: older requests go to the
+    /// archive). Refused, the store unchanged, unless they end just before
+    /// `next`: a shorter run would serve old messages under new numbers.
+    pub fn resume<M: AsRef<[u8]>>(
+        &mut self,
+        next: u64,
+        first: u64,
+        held: &[M],
+    ) -> Result<(), NotJustBefore> {
+        self.0.refill_from(first, next, held)
     }
 
     #[inline]
@@ -299,14 +306,22 @@ impl Publisher {
         }
     }
 
-    /// Continues from a snapshot's state, holding `held` (the messages just
-    /// before it, oldest first, from the archive) for retransmission.
-    /// Nothing may be pending.
-    pub fn resume<M: AsRef<[u8]>>(&mut self, s: &PublisherState, held: &[M]) {
+    /// Continues from a snapshot's state, holding `held` (messages `first`
+    /// on, oldest first, from the archive) for retransmission; refused,
+    /// nothing changed, unless they end just before the state's next
+    /// sequence number ([`RetransmitStore::resume`]). Nothing may be
+    /// pending.
+    pub fn resume<M: AsRef<[u8]>>(
+        &mut self,
+        s: &PublisherState,
+        first: u64,
+        held: &[M],
+    ) -> Result<(), NotJustBefore> {
+        self.store.resume(s.next_sequence, first, held)?;
         self.discard_pending();
-        self.store.resume(s.next_sequence, held);
         self.stats.messages = s.messages;
         self.builder.reset(self.store.next_sequence());
+        Ok(())
     }
 
     /// The retransmission store (the archive copies new messages from it).
@@ -429,6 +444,43 @@ mod tests {
             &mut |_| panic!(),
         );
         assert_eq!(p.stats().retransmit_unanswerable, 2);
+    }
+
+    #[test]
+    fn resuming_holds_only_a_run_that_ends_just_before_the_next_sequence() {
+        let state = PublisherState {
+            next_sequence: 101,
+            messages: 100,
+        };
+        let held: Vec<Vec<u8>> = (91..=100u8).map(|i| vec![b'X', i]).collect();
+        // A run that ends earlier (a damaged archive's) is refused: held
+        // as 91..=100 it would answer a request for 91 with message 81.
+        let mut p = publisher();
+        assert_eq!(
+            p.resume(&state, 81, &held),
+            Err(NotJustBefore {
+                first: 81,
+                held: 10,
+                next: 101
+            })
+        );
+        assert_eq!(p.next_sequence(), 1, "nothing changed");
+        // The run that ends at 100 is held under its own numbers.
+        p.resume(&state, 91, &held).unwrap();
+        assert_eq!((p.store().oldest(), p.next_sequence()), (91, 101));
+        let mut answers = Vec::new();
+        p.retransmit(
+            &PacketBuilder::control(*b"TOKEX00001", 91, 2),
+            1000,
+            &mut |b| answers.push(b.to_vec()),
+        );
+        let a = Packet::parse(&answers[0]).unwrap();
+        let got: Vec<_> = a.messages().map(|(s, m)| (s, m.to_vec())).collect();
+        assert_eq!(got, vec![(91, vec![b'X', 91]), (92, vec![b'X', 92])]);
+        // Nothing held: the run starts at the next sequence number.
+        let mut q = publisher();
+        q.resume::<&[u8]>(&state, 101, &[]).unwrap();
+        assert_eq!(q.next_sequence(), 101);
     }
 
     #[test]
