@@ -120,6 +120,18 @@ fn recover_from(
     let mut rebuilding = None;
     let (mut replica, mut archive, from) = match resumed {
         Some((r, a, h)) => (r, a, Some(h.journal)),
+        None if cfg.journal.durability == Durability::None => {
+            // Nothing of this run is kept, and the day's archive may be
+            // another exchange's (a bench config with the day's journal
+            // path): the archive is a file of its own, unlinked at once,
+            // that answers this run's old requests and goes with it.
+            let scratch = journal::beside(&archive_path, ".none");
+            let a = MdArchive::create(&scratch)
+                .with_context(|| format!("creating {}", scratch.display()))?;
+            fs::remove_file(&scratch)
+                .with_context(|| format!("unlinking {}", scratch.display()))?;
+            (Replica::new(cfg, contracts, STORE_CAPACITY), a, None)
+        }
         None => {
             // Rebuilt from scratch: journal replay sequences the day's
             // messages again, from the start of day at the first record's
@@ -712,6 +724,30 @@ mod tests {
         assert_eq!(fs::read(&cfg.journal.path).unwrap(), journal);
         assert_eq!(snapshot::list(&cfg.journal.path), snaps);
         drop(live);
+    }
+
+    #[test]
+    fn a_durability_none_start_on_an_idle_days_journal_changes_no_file_of_the_day() {
+        let (_d, cfg, contracts) = setup("none-idle");
+        day(&cfg, &contracts, 300, 100);
+        let before = day_files(&cfg);
+        assert!(before.contains_key("day.md"), "{:?}", before.keys());
+        let mut bench = cfg.clone();
+        bench.journal.durability = Durability::None;
+        let run = recover(&bench, &args(false), &contracts, Nanos(6)).unwrap();
+        drop(run);
+        let after = day_files(&cfg);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>()
+        );
+        for (name, bytes) in &before {
+            assert!(after[name] == *bytes, "{name} was changed");
+        }
+        // And the day goes on from its snapshot, not a full replay.
+        let lock = lock_journal(&cfg).unwrap();
+        let (_, from) = recover_from(&cfg, &args(false), &contracts, Nanos(7), lock).unwrap();
+        assert!(from.is_some(), "the day's snapshot was not usable");
     }
 
     #[test]
