@@ -217,7 +217,7 @@ fn a_restart_reports_its_replay_apart_and_a_second_exchange_names_the_first_ones
     assert!(
         replayed
             .as_deref()
-            .is_some_and(|l| l.starts_with("replayed 1 journal records at start-up")),
+            .is_some_and(|l| l.starts_with("replayed 1 journal record at start-up")),
         "{:?}",
         live.seen
     );

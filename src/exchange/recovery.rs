@@ -34,6 +34,7 @@ use crate::feed::publisher::Publisher;
 use crate::gateway::{record, Gateway};
 use crate::journal::{self, Durability, JournalLock, JournalWriter, OnDamage, Position};
 use crate::snapshot::{self, Replica};
+use crate::text::plural;
 use crate::types::Nanos;
 
 /// Messages the publisher keeps in memory for retransmission.
@@ -198,19 +199,22 @@ fn recover_from(
     let replayed = report.records - from.map_or(0, |p| p.records);
     if let Some(from) = from {
         println!(
-            "recovery: from snapshot at record {}: replayed {replayed} journal records after it in {:.1} ms ({:.1} ms in all); {accepted} orders accepted in that tail, {} resting, {} trades; market data continues at sequence {}",
+            "recovery: from snapshot at record {}: replayed {} after it in {:.1} ms ({:.1} ms in all); {} accepted in that tail, {} resting, {} trades; market data continues at sequence {}",
             from.records,
+            plural(replayed, "journal record", "journal records"),
             t1.elapsed().as_secs_f64() * 1e3,
             t0.elapsed().as_secs_f64() * 1e3,
+            plural(accepted, "order", "orders"),
             engine.live_orders(),
             engine.match_number(),
             publisher.next_sequence()
         );
     } else if report.records > 0 {
         println!(
-            "recovery: replayed {} journal records in {:.1} ms; {accepted} orders accepted before the restart, {} resting, {} trades; market data continues at sequence {}",
-            report.records,
+            "recovery: replayed {} in {:.1} ms; {} accepted before the restart, {} resting, {} trades; market data continues at sequence {}",
+            plural(report.records, "journal record", "journal records"),
             t0.elapsed().as_secs_f64() * 1e3,
+            plural(accepted, "order", "orders"),
             engine.live_orders(),
             engine.match_number(),
             publisher.next_sequence()

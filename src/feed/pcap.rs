@@ -28,6 +28,7 @@ use pcap_file::DataLink;
 use zerocopy::FromBytes;
 
 use super::handler::FeedHandler;
+use crate::text::plural;
 use crate::types::Nanos;
 use crate::wire::ethernet::{Ipv4Header, UdpHeader, IPV4_LEN, PROTO_UDP, UDP_LEN};
 use crate::wire::itch::Message;
@@ -384,9 +385,9 @@ impl fmt::Display for CaptureReport {
         } else {
             write!(
                 f,
-                ", {} messages missing in {} ranges:",
-                self.missing_messages(),
-                missing.len()
+                ", {} missing in {}:",
+                plural(self.missing_messages(), "message", "messages"),
+                plural(missing.len(), "range", "ranges")
             )?;
             for (s, e) in missing.iter().take(20) {
                 write!(f, " {s}-{}", e - 1)?;
