@@ -15,7 +15,7 @@
 //! (the exchange journals every accepted inbound message before its ack
 //! leaves, and replays them through the deterministic engine on restart).
 //!
-//! Format, version 5 (all integers big-endian):
+//! Format (all integers big-endian; the header carries `VERSION`):
 //! ```text
 //! file   = header record*
 //! header = "TOKEXJNL" version:u32 flags:u32                      (16 bytes)
@@ -40,8 +40,11 @@
 //! order through zero is checked, margin rounds up; a TCP Logout Request
 //! closes its connection) and with version 6 (2026-12-03: the circuit
 //! breaker measures a trade from the window's extreme it moved away from,
-//! an operator's call out of a halt is a reopening at the last trade). An
-//! older
+//! an operator's call out of a halt is a reopening at the last trade) and
+//! with version 7 (2026-12-03: a sweep's first fill is checked by the
+//! breaker too, a halt starts a fresh breaker window, the kind of a call
+//! is settled when continuous trading ends and kept through halts and
+//! breaks). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).
@@ -55,7 +58,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 6;
+const VERSION: u32 = 7;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).

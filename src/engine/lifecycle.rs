@@ -66,7 +66,6 @@ impl Engine {
             BreakerStage::Halted => {
                 market.stage = BreakerStage::Call;
                 market.breaker_due = at.0 + market.reopen_ns;
-                market.cross_kind = CrossKind::Reopening;
                 self.transition(at, m, Phase::Auction, sink);
             }
             BreakerStage::Call => {
@@ -88,7 +87,6 @@ impl Engine {
         }
         market.stage = BreakerStage::None;
         market.breaker_due = NEVER;
-        market.cross_kind = CrossKind::Opening;
         self.transition(at, m, phase, sink);
     }
 
@@ -118,17 +116,6 @@ impl Engine {
         };
         for m in range {
             let market = &mut self.markets[m];
-            if phase == Phase::Auction && market.phase != Phase::Auction {
-                // A call out of a halt (the operator's, or one ending a
-                // breaker's halt early) is a reopening: its reference is
-                // the last trade, as the breaker's own reopening call's.
-                let halted = market.phase == Phase::Halt || market.stage != BreakerStage::None;
-                market.cross_kind = if halted && market.last != 0 {
-                    CrossKind::Reopening
-                } else {
-                    CrossKind::Opening
-                };
-            }
             market.stage = BreakerStage::None;
             market.breaker_due = NEVER;
             self.transition(now, m, phase, sink);
@@ -141,6 +128,27 @@ impl Engine {
         let market = &mut self.markets[m];
         let from = market.phase;
         let instrument = market.book.instrument;
+        // The kind of the next uncross is settled when continuous trading
+        // ends: halted after a trade (by the operator or the breaker), it
+        // reopens at the last trade; ended any other way (a call, a break,
+        // the close), it opens at the reference. A halt or a break during
+        // a call keeps the call's kind, whoever ends it; a close ends the
+        // day's.
+        if from == Phase::Open && phase != Phase::Open {
+            market.cross_kind = if phase == Phase::Halt && market.last != 0 {
+                CrossKind::Reopening
+            } else {
+                CrossKind::Opening
+            };
+        }
+        if phase == Phase::Closed {
+            market.cross_kind = CrossKind::Opening;
+        }
+        if phase == Phase::Halt {
+            // A halt starts a fresh breaker window: the reopening's price
+            // is measured from itself on, not from the trades before.
+            market.breaker.clear();
+        }
         // Into continuous trading the book must not be crossed. Orders rest
         // unmatched only while collecting (pre-open, a call), but a halt or
         // a break may come between the call and the open: uncross whenever
@@ -285,7 +293,6 @@ impl Engine {
     /// passed and reopens through a call auction.
     pub(super) fn trip(&mut self, now: Nanos, m: usize, sink: &mut impl EventSink) {
         let market = &mut self.markets[m];
-        market.breaker.clear();
         market.stage = BreakerStage::Halted;
         market.breaker_due = now.0.saturating_add(market.halt_ns);
         self.transition(now, m, Phase::Halt, sink);

@@ -361,6 +361,8 @@ impl Engine {
         let mut open = taker.open;
         let mut stp_cancel = false;
         let mut tripped = false;
+        // The sweep's first fill: with its last, its lowest and highest.
+        let mut first_fill = None;
 
         if market.phase.matches() {
             if taker.tif == Tif::Fok && !Self::fok_fillable(&self.arena, market, &taker) {
@@ -423,6 +425,7 @@ impl Engine {
                 if market.breaker.enabled() {
                     market.breaker.record(now.0, level_price);
                 }
+                first_fill.get_or_insert(level_price);
                 market.last = level_price;
                 self.match_number += 1;
                 sink.event(&Event::Executed {
@@ -454,10 +457,13 @@ impl Engine {
                     finish(&mut self.arena, &mut self.accounts, mslot, 0);
                 }
             }
-            if open < taker.open {
+            if let Some(first) = first_fill {
                 market.band.reanchor(market.last);
-                // A sweep's last fill is its furthest from where it began.
-                tripped = market.breaker.tripped(now.0, market.last);
+                // A sweep's fills are monotone: its first and last are its
+                // extremes, and each may be the one too far from the
+                // window's (a buy sweep's first from a higher trade).
+                let (lowest, highest) = (first.min(market.last), first.max(market.last));
+                tripped = market.breaker.tripped(now.0, lowest, highest);
             }
         }
         // The taker is done with first, tripped or not: a taker filled in

@@ -133,17 +133,18 @@ impl Breaker {
         out
     }
 
-    /// Whether a trade at raw `price` (recorded) is more than `pct` away
-    /// from a trade of the window ending at `now`: measured from the
-    /// extreme it moved away from, the lowest for a rise and the highest
-    /// for a fall.
-    pub fn tripped(&self, now: u64, price: u32) -> bool {
+    /// Whether new trades at raw prices from `lowest` to `highest`
+    /// (recorded; a single trade gives its price twice, a sweep its first
+    /// and last fills) hold one more than `pct` away from a trade of the
+    /// window ending at `now`: measured from the extreme it moved away
+    /// from, the window's lowest for a rise and its highest for a fall.
+    pub fn tripped(&self, now: u64, lowest: u32, highest: u32) -> bool {
         let pct = u64::from(self.pct);
-        let p = u64::from(price);
+        let (low, high) = (u64::from(lowest), u64::from(highest));
         self.enabled()
             && self.range(now).is_some_and(|(lo, hi)| {
                 let (lo, hi) = (u64::from(lo), u64::from(hi));
-                p.saturating_sub(lo) * 100 > lo * pct || hi.saturating_sub(p) * 100 > hi * pct
+                high.saturating_sub(lo) * 100 > lo * pct || hi.saturating_sub(low) * 100 > hi * pct
             })
     }
 
@@ -177,12 +178,12 @@ mod tests {
         let mut br = Breaker::new(10, 160 * s); // 10 s buckets
         br.record(0, 20_000);
         br.record(25 * s, 21_000);
-        assert!(!br.tripped(25 * s, 21_000));
+        assert!(!br.tripped(25 * s, 21_000, 21_000));
         br.record(100 * s, 22_100); // 10.5% above 20,000
-        assert!(br.tripped(100 * s, 22_100));
+        assert!(br.tripped(100 * s, 22_100, 22_100));
         // 170 s later the 20,000 trade's bucket is out of the window.
         assert_eq!(br.range(170 * s), Some((21_000, 22_100)));
-        assert!(!br.tripped(170 * s, 22_100));
+        assert!(!br.tripped(170 * s, 22_100, 22_100));
         br.clear();
         assert_eq!(br.range(170 * s), None);
     }
@@ -194,17 +195,17 @@ mod tests {
         let mut up = Breaker::new(10, 300 * s);
         up.record(0, 20_000);
         up.record(s, 21_900);
-        assert!(!up.tripped(s, 21_900));
+        assert!(!up.tripped(s, 21_900, 21_900));
         // -9.5 %: 2.190 -> 1.982 (0.208 below 2.190; 10.49 % of 1.982).
         let mut down = Breaker::new(10, 300 * s);
         down.record(0, 21_900);
         down.record(s, 19_820);
         assert!(
-            !down.tripped(s, 19_820),
+            !down.tripped(s, 19_820, 19_820),
             "a 9.5 % fall trips a 10 % breaker"
         );
         // -10.5 %: 2.190 -> 1.960 trips.
         down.record(2 * s, 19_600);
-        assert!(down.tripped(2 * s, 19_600));
+        assert!(down.tripped(2 * s, 19_600, 19_600));
     }
 }

@@ -863,3 +863,124 @@ fn the_breaker_trips_alike_on_a_rise_and_a_fall_of_the_same_size() {
     down.day(B, Side::Buy, 1, "1.960");
     assert_eq!(down.e.phase(TK), Some(Phase::Halt));
 }
+
+#[test]
+fn a_sweep_whose_first_fill_is_more_than_the_breaker_pct_away_trips_it() {
+    // After a trade at 2.000, a sell of 2 lots sweeps bids at 2.210
+    // (10.5 % above it) and 2.150: its first fill is the one too far, as
+    // a lone 1-lot sell at 2.210 would be.
+    let mut down = T::with_contracts(&ten_percent_breaker());
+    down.day(A, Side::Sell, 1, "2.000");
+    down.day(B, Side::Buy, 1, "2.000");
+    down.day(B, Side::Buy, 1, "2.210");
+    down.day(C, Side::Buy, 1, "2.150");
+    down.day(A, Side::Sell, 2, "2.150");
+    assert_eq!(down.fills().len(), 2, "{:?}", down.ev);
+    assert_eq!(down.e.phase(TK), Some(Phase::Halt));
+    // The mirror: after 2.200, a buy sweeps asks at 1.970 (10.5 % below
+    // it) and 2.100.
+    let mut up = T::with_contracts(&ten_percent_breaker());
+    up.day(A, Side::Sell, 1, "2.200");
+    up.day(B, Side::Buy, 1, "2.200");
+    up.day(A, Side::Sell, 1, "1.970");
+    up.day(C, Side::Sell, 1, "2.100");
+    up.day(B, Side::Buy, 2, "2.100");
+    assert_eq!(up.fills().len(), 2, "{:?}", up.ev);
+    assert_eq!(up.e.phase(TK), Some(Phase::Halt));
+    // A sweep within the band of every trade trades on.
+    let mut calm = T::with_contracts(&ten_percent_breaker());
+    calm.day(A, Side::Sell, 1, "2.000");
+    calm.day(B, Side::Buy, 1, "2.000");
+    calm.day(B, Side::Buy, 1, "2.150");
+    calm.day(C, Side::Buy, 1, "2.100");
+    calm.day(A, Side::Sell, 2, "2.100");
+    assert_eq!(calm.fills().len(), 2, "{:?}", calm.ev);
+    assert_eq!(calm.e.phase(TK), Some(Phase::Open));
+}
+
+#[test]
+fn an_opening_call_interrupted_by_a_halt_stays_an_opening_at_the_reference() {
+    // The day session traded at 6.600 (reference 6.500); the night's
+    // opening call is halted and resumed: it still opens at the reference.
+    let mut t = T::new();
+    t.day(A, Side::Sell, 1, "6.600");
+    t.day(B, Side::Buy, 1, "6.600");
+    t.e.set_phase(Nanos(100), Some(TK), Phase::Closed, &mut t.ev);
+    t.e.set_phase(Nanos(101), Some(TK), Phase::Auction, &mut t.ev);
+    t.day(B, Side::Buy, 1, "6.650");
+    t.day(C, Side::Sell, 1, "6.450");
+    t.e.set_phase(Nanos(102), Some(TK), Phase::Halt, &mut t.ev);
+    t.e.set_phase(Nanos(103), Some(TK), Phase::Auction, &mut t.ev);
+    t.ev.clear();
+    t.e.set_phase(Nanos(200), Some(TK), Phase::Open, &mut t.ev);
+    assert_eq!(cross_print(&t), Some((65_000, CrossKind::Opening)));
+}
+
+#[test]
+fn an_operator_reopening_call_ended_by_the_schedule_uncrosses_at_the_last_trade() {
+    let set = contract_set(
+        r#"
+[[contract]]
+symbol = "TK2612"
+reference_price = "6.500"
+tick = "0.001"
+limit_pct = 8
+max_order_qty = 1000
+schedule = ["09:00 open", "10:15 break", "10:30 open", "15:00 close"]
+"#,
+    );
+    let at = |h: u64, m: u64| Nanos((h * 3600 + m * 60) * 1_000_000_000);
+    let mut t = T::with_contracts(&set);
+    t.e.follow_schedules(at(9, 1), &mut t.ev);
+    let mut enter = |t: &mut T, now: Nanos, acct, side, price: &str| {
+        t.tag += 1;
+        let o = NewOrder {
+            account: acct,
+            tag: t.tag,
+            instrument: TK,
+            side,
+            price: px(price),
+            qty: Qty::new(1),
+            tif: Tif::Day,
+        };
+        t.e.enter(now, &o, &mut t.ev);
+    };
+    enter(&mut t, at(9, 5), A, Side::Sell, "6.600");
+    enter(&mut t, at(9, 5), B, Side::Buy, "6.600");
+    t.e.set_phase(at(10, 0), Some(TK), Phase::Halt, &mut t.ev);
+    t.e.set_phase(at(10, 2), Some(TK), Phase::Auction, &mut t.ev);
+    // 1 lot paired with no imbalance at every price 6.450-6.650: the
+    // reference decides, the last trade for a reopening.
+    enter(&mut t, at(10, 3), B, Side::Buy, "6.650");
+    enter(&mut t, at(10, 3), C, Side::Sell, "6.450");
+    let published = t.ev.iter().rev().find_map(|e| match e {
+        Event::Imbalance {
+            reference, kind, ..
+        } => Some((reference.raw(), *kind)),
+        _ => None,
+    });
+    assert_eq!(published, Some((66_000, CrossKind::Reopening)));
+    // The schedule's break (10:15) and open (10:30) end the call.
+    t.ev.clear();
+    t.e.advance(at(10, 31), &mut t.ev);
+    assert_eq!(cross_print(&t), Some((66_000, CrossKind::Reopening)));
+}
+
+#[test]
+fn after_an_operator_halt_the_reopening_price_starts_a_fresh_breaker_window() {
+    let mut t = T::with_contracts(&ten_percent_breaker());
+    t.day(A, Side::Sell, 1, "2.000");
+    t.day(B, Side::Buy, 1, "2.000");
+    t.e.set_phase(Nanos(100), Some(TK), Phase::Halt, &mut t.ev);
+    t.e.set_phase(Nanos(101), Some(TK), Phase::Auction, &mut t.ev);
+    t.day(B, Side::Buy, 1, "2.250");
+    t.day(C, Side::Sell, 1, "2.250");
+    t.ev.clear();
+    t.e.set_phase(Nanos(200), Some(TK), Phase::Open, &mut t.ev);
+    assert_eq!(cross_print(&t), Some((22_500, CrossKind::Reopening)));
+    // A trade at the reopening's own price is no move at all.
+    t.day(A, Side::Sell, 1, "2.250");
+    t.day(C, Side::Buy, 1, "2.250");
+    assert_eq!(t.fills().len(), 1, "{:?}", t.ev);
+    assert_eq!(t.e.phase(TK), Some(Phase::Open));
+}
