@@ -275,7 +275,13 @@ pub fn scan_from(
     let file_len = file.metadata()?.len();
     let mut header = [0u8; HEADER_LEN];
     if file_len < HEADER_LEN as u64 {
-        // A journal torn before its header was complete holds nothing.
+        // A journal torn before its header was complete holds nothing;
+        // a short file that is not the start of one is not a journal.
+        let mut start = vec![0u8; file_len as usize];
+        file.read_exact(&mut start)?;
+        if start[..] != new_header()[..start.len()] {
+            return Err(JournalError::BadMagic);
+        }
         return Ok(ScanReport {
             records: 0,
             valid_len: 0,
@@ -432,6 +438,14 @@ fn good_record_after(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> 
         base += STARTS as u64;
     }
     Ok(None)
+}
+
+/// The header a new journal begins with.
+fn new_header() -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_be_bytes());
+    header
 }
 
 fn check_header(header: &[u8; HEADER_LEN]) -> Result<(), JournalError> {
@@ -612,10 +626,7 @@ impl JournalWriter {
             .open(path)?;
         if report.valid_len < HEADER_LEN as u64 {
             file.set_len(0)?;
-            let mut header = [0u8; HEADER_LEN];
-            header[0..8].copy_from_slice(MAGIC);
-            header[8..12].copy_from_slice(&VERSION.to_be_bytes());
-            file.write_all(&header)?;
+            file.write_all(&new_header())?;
             file.sync_all()?;
             if durability == Durability::Fsync {
                 // fsync of the file does not make its name durable: a new
@@ -1118,6 +1129,24 @@ mod tests {
             std::fs::read(&path).unwrap(),
             b"this is not a journal at all"
         );
+    }
+
+    #[test]
+    fn a_short_file_that_is_not_a_journal_header_is_refused_not_overwritten() {
+        let d = TempDir::new("journal-short");
+        let path = d.join("j");
+        std::fs::write(&path, b"4242\n").unwrap();
+        let err = JournalWriter::open(&path, Durability::Write, 4096, |_| {})
+            .err()
+            .unwrap();
+        assert!(matches!(err, JournalError::BadMagic), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"4242\n");
+        // A header torn short is the start of one: the journal begins again.
+        std::fs::write(&path, &MAGIC[..5]).unwrap();
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!((report.records, report.cut_bytes), (0, 5));
+        assert_eq!(w.kept(), None);
+        assert_eq!(std::fs::read(&path).unwrap(), new_header());
     }
 
     // A power loss cannot be staged in a test: these pin down that the

@@ -215,14 +215,17 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// A new day, its journal at `journal` (replaced).
+    /// A new day, its journal at `journal` (replaced; refused, untouched,
+    /// while an exchange holds it).
     pub fn new(contracts: &ContractSet, journal: &Path) -> anyhow::Result<Rig> {
         let cfg = config(journal);
+        let lock = crate::journal::lock(journal)?;
         let _ = std::fs::remove_file(journal);
         let mut replica = Replica::new(&cfg, contracts, 1 << 16);
         let now = 1_000_000_000;
         replica.start_of_day(Nanos(now));
-        let (writer, _) = JournalWriter::open(journal, Durability::Write, 1 << 20, |_| {})?;
+        let (mut writer, _) = JournalWriter::open(journal, Durability::Write, 1 << 20, |_| {})?;
+        writer.hold(lock);
         let mut rig = Rig {
             replica,
             journal: Journal(writer, 0),
@@ -376,6 +379,24 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bench_on_a_journal_in_use_is_refused_and_leaves_the_day_alone() {
+        let dir = crate::test_dir::TempDir::new("rig-in-use");
+        let journal = dir.join("day.journal");
+        std::fs::write(&journal, b"the live day").unwrap();
+        let live = crate::journal::lock(&journal).unwrap();
+        let set = ContractSet::shipped();
+        let err = Rig::new(&set, &journal).err().expect("refused");
+        assert!(err.to_string().contains("in use"), "{err:#}");
+        let err = crate::bench::recovery::run(10, 0, &set, &journal)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("in use"), "{err:#}");
+        assert_eq!(std::fs::read(&journal).unwrap(), b"the live day");
+        drop(live);
+        assert!(Rig::new(&set, &journal).is_ok());
+    }
 
     #[test]
     fn the_rig_runs_every_order_through_the_whole_path() {

@@ -120,6 +120,9 @@ pub fn run(
     path: &Path,
 ) -> anyhow::Result<RecoveryFigures> {
     check_sizes(messages, tail)?;
+    // Refused, before anything is removed, on a journal an exchange holds
+    // (the path may be a live day's).
+    let _lock = journal::lock(path)?;
     let _ = std::fs::remove_file(path);
     snapshot::remove_all(path)?;
     // The exchange config these figures stand for (what snapshots check).

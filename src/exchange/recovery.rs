@@ -228,6 +228,12 @@ fn recover_from(
         .unwrap_or_else(|| journal::cut_path(journal_path, report.valid_len));
     match report.resumes_at {
         _ if report.cut_bytes == 0 => {}
+        // Torn before its header was complete: the start of a header,
+        // nothing to keep.
+        None if writer.kept().is_none() => println!(
+            "recovery: the journal was torn in its {}-byte header: begun again",
+            report.cut_bytes
+        ),
         None => println!(
             "recovery: cut a torn journal tail of {} bytes (kept in {})",
             report.cut_bytes,
