@@ -471,9 +471,14 @@ impl Server {
         let interval = MD_HEARTBEAT.as_nanos() as u64;
         publisher.heartbeat_if_idle(interval, &mut |p| md.send(orders, p));
         md.finish(orders);
+        let (refused, behind) = (archive.write_errors > 0, archive.missed > 0);
         if let Err(e) = archive.sync(publisher.store()) {
-            if archive.missed > 0 {
-                println!("market data: {e}");
+            // Each said once: the first write the archive's file refused
+            // (retried every tick), and falling behind the store for good.
+            if archive.missed > 0 && !behind {
+                println!("market data: {e}: requests for messages older than the retransmission store's go unanswered from here on");
+            } else if archive.write_errors > 0 && !refused {
+                println!("market data: the archive cannot be written ({e}); retried every millisecond, old requests unanswered meanwhile");
             }
         }
         // Within the tick's budget of requests and messages, so a flood of
@@ -604,8 +609,8 @@ impl Server {
             println!("{}", receive_thread_line(s));
         }
         println!(
-            "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}",
-            self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors
+            "datagrams {}, SoupBinTCP packets {}, OUCH messages {}, logins {}, replies dropped {}, market-data send errors {}, journal errors {}, latency log write errors {}, archive write errors {}",
+            self.datagrams, c.packets, c.orders, c.logins, self.send_errors, self.md.errors, self.journal.1, self.latency_log_errors, self.archive.write_errors
         );
         if self.replayed > 0 {
             println!("{}", replayed_line(self.replayed, &self.at_start));

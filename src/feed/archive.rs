@@ -30,6 +30,10 @@ use super::publisher::{Archive, RetransmitStore};
 const STRIDE: u64 = 1024;
 /// Buffered bytes that trigger a write.
 const FLUSH_AT: usize = 1 << 16;
+/// Most bytes held in memory while the file cannot be written (a full
+/// disk): past it the archive takes nothing more until a write succeeds,
+/// and the messages the store drops meanwhile are `missed`.
+const HOLD_AT_MOST: usize = 64 << 20;
 
 /// Where the archive's messages are in its file: what a snapshot keeps so
 /// a restart can keep the file instead of rebuilding it.
@@ -144,8 +148,14 @@ pub struct MdArchive {
     layout: ArchiveLayout,
     /// Write what each sync appended at once.
     write_through: bool,
-    /// Messages the store had already dropped when they were due here.
+    /// Messages of the day the archive lacks for good: once the store has
+    /// dropped one before it was taken here, the archive (one unbroken run
+    /// from 1) ends before it, and every later message is missed too.
     pub missed: u64,
+    /// Writes to the file that failed (each retried by the next flush).
+    pub write_errors: u64,
+    /// [`HOLD_AT_MOST`] (a test's is smaller).
+    hold_at_most: usize,
 }
 
 impl MdArchive {
@@ -164,6 +174,8 @@ impl MdArchive {
             layout: ArchiveLayout::default(),
             write_through: false,
             missed: 0,
+            write_errors: 0,
+            hold_at_most: HOLD_AT_MOST,
         })
     }
 
@@ -213,6 +225,8 @@ impl MdArchive {
             layout: layout.clone(),
             write_through: false,
             missed: 0,
+            write_errors: 0,
+            hold_at_most: HOLD_AT_MOST,
         })
     }
 
@@ -259,12 +273,19 @@ impl MdArchive {
     pub fn sync(&mut self, store: &RetransmitStore) -> io::Result<()> {
         let end = store.next_sequence();
         if self.layout.next < store.oldest() {
-            // Not called often enough: those messages are gone.
-            self.missed += store.oldest() - self.layout.next;
+            // Not called often enough (or the file refused writes for
+            // too long): those messages are gone, and the run ends here.
+            self.missed = end - self.layout.next;
             return Err(io::Error::other(format!(
                 "market-data archive fell behind the store at sequence {}",
                 self.layout.next
             )));
+        }
+        if self.buf.len() >= self.hold_at_most {
+            // The file has refused writes for a while: try again, and take
+            // nothing more until it succeeds (the store holds the newest
+            // messages meanwhile; what it drops first is `missed`).
+            self.flush()?;
         }
         // Bytes from `summed` on are not in the open stride's checksum yet.
         let mut summed = self.buf.len();
@@ -308,6 +329,7 @@ impl MdArchive {
         }
         if let Err(e) = write(&self.file, &self.buf, self.on_disk) {
             let _ = self.file.set_len(self.on_disk);
+            self.write_errors += 1;
             return Err(e);
         }
         self.on_disk += self.buf.len() as u64;
@@ -715,6 +737,40 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_that_cannot_be_written_is_counted_and_holds_a_bounded_buffer() {
+        let dir = TempDir::new("archive-eio");
+        let path = dir.join("md");
+        let mut archive = MdArchive::create(&path).unwrap();
+        archive.set_write_through(true);
+        archive.hold_at_most = 4096;
+        let mut p = Publisher::new(&ContractSet::shipped(), *b"TOKEX00001", 1_000);
+        // The disk refuses every write (a handle that cannot write).
+        let writable = std::mem::replace(&mut archive.file, File::open(&path).unwrap());
+        let mut held = 0;
+        for i in 1..=800u64 {
+            p.publish_message(&message(i));
+            let _ = archive.sync(p.store());
+            held = held.max(archive.buf.len());
+        }
+        assert!(archive.write_errors >= 800, "{}", archive.write_errors);
+        assert!(held < 4096 + 64, "{held} bytes held");
+        // What it took is written once the disk is back; what the store
+        // dropped before the archive took it again is counted as missed.
+        archive.file = writable;
+        archive.flush().unwrap();
+        let taken = archive.layout().next - 1;
+        assert!(taken < 800, "{taken}");
+        let mut got = Vec::new();
+        archive.read(1, taken, &mut |m| got.push(m.to_vec()));
+        assert_eq!(got, (1..=taken).map(message).collect::<Vec<_>>());
+        for i in 801..=2_000u64 {
+            p.publish_message(&message(i));
+        }
+        assert!(archive.sync(p.store()).is_err());
+        assert!(archive.missed > 0);
+    }
+
+    #[test]
     fn an_archive_that_falls_behind_the_store_says_so() {
         let dir = TempDir::new("archive-b");
         let mut archive = MdArchive::create(&dir.join("md")).unwrap();
@@ -723,6 +779,11 @@ mod tests {
             p.publish_message(&message(i));
         }
         assert!(archive.sync(p.store()).is_err());
-        assert_eq!(archive.missed, 40);
+        assert_eq!(archive.missed, 50, "40 dropped, and the 10 after them");
+        // Counted once: later calls count only what was published since.
+        assert!(archive.sync(p.store()).is_err());
+        p.publish_message(&message(51));
+        assert!(archive.sync(p.store()).is_err());
+        assert_eq!(archive.missed, 51);
     }
 }
