@@ -137,7 +137,15 @@ pub struct JournalLock(#[expect(dead_code, reason = "held, never read")] File);
 /// and writes this process's id into the lock file, so that an exchange
 /// refused can say which one holds it.
 pub fn lock(path: &Path) -> Result<JournalLock, JournalError> {
-    let p = beside(path, ".lock");
+    // Beside the file itself: a journal reached through a symbolic link
+    // (or another spelling of its directory) has the one lock.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| {
+        match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+            (Some(Ok(dir)), Some(name)) => dir.join(name),
+            _ => path.to_path_buf(),
+        }
+    });
+    let p = beside(&real, ".lock");
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -511,10 +519,18 @@ fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<std::path::Path
             Err(e) => return Err(e),
         }
     };
-    file.seek(SeekFrom::Start(at))?;
-    io::copy(file, &mut out)?;
-    out.sync_all()?;
-    sync_dir(path.parent().unwrap_or(Path::new("")))?;
+    let copied = (|| {
+        file.seek(SeekFrom::Start(at))?;
+        io::copy(file, &mut out)?;
+        out.sync_all()?;
+        sync_dir(path.parent().unwrap_or(Path::new("")))
+    })();
+    if let Err(e) = copied {
+        // A partial copy is no copy: the start is refused, the journal
+        // uncut, and nothing may pass for the kept bytes.
+        let _ = std::fs::remove_file(&kept);
+        return Err(e);
+    }
     Ok(kept)
 }
 
@@ -1147,6 +1163,34 @@ mod tests {
         assert_eq!((report.records, report.cut_bytes), (0, 5));
         assert_eq!(w.kept(), None);
         assert_eq!(std::fs::read(&path).unwrap(), new_header());
+    }
+
+    #[test]
+    fn a_journal_reached_through_a_symbolic_link_has_the_one_lock() {
+        let d = TempDir::new("journal-link");
+        let path = d.join("day.journal");
+        write_records(&path, 1);
+        let link = d.join("link.journal");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let held = lock(&path).unwrap();
+        assert!(matches!(lock(&link), Err(JournalError::InUse { .. })));
+        assert!(matches!(
+            lock(&d.join(".").join("day.journal")),
+            Err(JournalError::InUse { .. })
+        ));
+        drop(held);
+        assert!(lock(&link).is_ok());
+    }
+
+    #[test]
+    fn a_cut_whose_copy_fails_leaves_no_file_to_pass_for_the_kept_bytes() {
+        let d = TempDir::new("journal-cut-fails");
+        let path = d.join("j");
+        write_records(&path, 5);
+        // A handle the bytes cannot be read through: the copy fails.
+        let mut unreadable = OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(save_cut(&path, &mut unreadable, HEADER_LEN as u64).is_err());
+        assert!(!cut_path(&path, HEADER_LEN as u64).exists());
     }
 
     // A power loss cannot be staged in a test: these pin down that the

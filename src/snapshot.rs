@@ -76,6 +76,8 @@ const MAGIC: &[u8; 8] = b"TOKEXSNP";
 /// is of version 3. 5: the journal is of version 4 (the engine's rules
 /// changed), and the archive's layout carries a checksum per stride.
 /// 6: the journal is of version 5 (the risk checks changed, 2026-12-03).
+/// Since then a snapshot follows the rules of the journal it covers: a
+/// journal of another version is refused before its snapshots are read.
 const VERSION: u32 = 6;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
