@@ -387,11 +387,13 @@ mod tests {
         std::fs::write(&journal, b"the live day").unwrap();
         let live = crate::journal::lock(&journal).unwrap();
         let set = ContractSet::shipped();
-        let err = Rig::new(&set, &journal).err().expect("refused");
+        let Err(err) = Rig::new(&set, &journal) else {
+            panic!("a bench rig was built on a journal in use");
+        };
         assert!(err.to_string().contains("in use"), "{err:#}");
-        let err = crate::bench::recovery::run(10, 0, &set, &journal)
-            .err()
-            .expect("refused");
+        let Err(err) = crate::bench::recovery::run(10, 0, &set, &journal) else {
+            panic!("bench recovery ran on a journal in use");
+        };
         assert!(err.to_string().contains("in use"), "{err:#}");
         assert_eq!(std::fs::read(&journal).unwrap(), b"the live day");
         drop(live);

@@ -932,7 +932,7 @@ schedule = ["09:00 open", "10:15 break", "10:30 open", "15:00 close"]
     let at = |h: u64, m: u64| Nanos((h * 3600 + m * 60) * 1_000_000_000);
     let mut t = T::with_contracts(&set);
     t.e.follow_schedules(at(9, 1), &mut t.ev);
-    let mut enter = |t: &mut T, now: Nanos, acct, side, price: &str| {
+    let enter = |t: &mut T, now: Nanos, acct, side, price: &str| {
         t.tag += 1;
         let o = NewOrder {
             account: acct,
