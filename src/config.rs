@@ -248,7 +248,9 @@ pub struct GatewayConfig {
     /// Sequenced outbound messages kept per session for re-request.
     pub resend_window: u32,
     /// Order tokens a session may use in a day (each is remembered for the
-    /// day, some 44 bytes; beyond it Enter and Replace are rejected).
+    /// day: 44 bytes in the order they are numbered, up to
+    /// `gateway::TOKEN_BYTES_AT_MOST` out of it, counted in the start-up
+    /// memory check; beyond it Enter and Replace are rejected).
     pub max_tokens_per_session: u32,
 }
 
@@ -262,7 +264,7 @@ impl Default for GatewayConfig {
             login_failures_before_backoff: 3,
             login_backoff_ms: 500,
             resend_window: 1 << 16,
-            max_tokens_per_session: 1 << 25,
+            max_tokens_per_session: 1 << 22,
         }
     }
 }

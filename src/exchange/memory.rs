@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use crate::config::{Config, TransportKind};
 use crate::engine::book::Arena;
 use crate::feed::publisher::RetransmitStore;
-use crate::gateway::OutboundStore;
+use crate::gateway::{OutboundStore, TOKEN_BYTES_AT_MOST};
 
 /// The bytes of the stores sized by the config (the largest allocations;
 /// the rest of the process is a few tens of MB more).
@@ -26,6 +26,10 @@ pub(super) struct Stores {
     /// The AF_XDP UMEM (`xdp.frame_count` × `xdp.frame_size`), when order
     /// entry is on AF_XDP.
     pub umem: u64,
+    /// Every session's tokens of the day at most
+    /// (`gateway.max_tokens_per_session`): they grow as clients use them,
+    /// and a client that uses them all must not take the machine's memory.
+    pub tokens: u64,
 }
 
 impl Stores {
@@ -40,11 +44,14 @@ impl Stores {
                 TransportKind::Xdp => u64::from(x.frame_count) * u64::from(x.frame_size),
                 TransportKind::Udp => 0,
             },
+            tokens: cfg.sessions.len() as u64
+                * u64::from(cfg.gateway.max_tokens_per_session)
+                * TOKEN_BYTES_AT_MOST,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.arena + self.resend + self.md_store + self.umem
+        self.arena + self.resend + self.md_store + self.umem + self.tokens
     }
 
     /// Refuses stores that need more than `available` bytes.
@@ -54,7 +61,7 @@ impl Stores {
         }
         bail!(
             "the config's stores need {} but this machine has {} available (MemAvailable): {self}; \
-             lower engine.max_orders or gateway.resend_window",
+             lower engine.max_orders, gateway.resend_window or gateway.max_tokens_per_session",
             mib(self.total()),
             mib(available),
         )
@@ -66,11 +73,12 @@ impl fmt::Display for Stores {
         write!(
             f,
             "order arena (engine.max_orders) {}, re-request windows (gateway.resend_window, every session) {}, \
-             market-data store {}, AF_XDP UMEM {}",
+             market-data store {}, AF_XDP UMEM {}, order tokens at most (gateway.max_tokens_per_session, every session) {}",
             mib(self.arena),
             mib(self.resend),
             mib(self.md_store),
-            mib(self.umem)
+            mib(self.umem),
+            mib(self.tokens)
         )
     }
 }
@@ -114,14 +122,24 @@ mod tests {
     }
 
     #[test]
-    fn the_default_config_needs_a_few_hundred_mib() {
+    fn the_default_config_needs_a_few_hundred_mib_and_its_tokens_at_most_a_few_gib() {
         let s = stores("");
         assert_eq!(s.arena, (1 << 20) * 68);
         assert_eq!(s.resend, 8 * (1 << 16) * 81);
         assert_eq!(s.md_store, (1 << 22) * 51);
         assert_eq!(s.umem, 4096 * 2048);
-        assert!(s.total() < GIB / 2, "{s}");
-        s.check(GIB).unwrap();
+        assert!(s.total() - s.tokens < GIB / 2, "{s}");
+        assert_eq!(s.tokens, 8 * (1 << 22) * TOKEN_BYTES_AT_MOST);
+        s.check(6 * GIB).unwrap();
+    }
+
+    #[test]
+    fn every_sessions_daily_tokens_count_at_their_most() {
+        // 2^25 tokens for each of 8 sessions, all out of order, would
+        // need 40 GiB: refused on a machine with 24.
+        let s = stores("[gateway]\nmax_tokens_per_session = 33554432\n");
+        let e = s.check(24 * GIB).unwrap_err().to_string();
+        assert!(e.contains("gateway.max_tokens_per_session"), "{e}");
     }
 
     #[test]
@@ -134,10 +152,10 @@ mod tests {
         let s = stores("[engine]\nmax_orders = 100000000\n");
         assert_eq!(s.arena, 6_800_000_000);
         let e = s.check(4 * GIB).unwrap_err().to_string();
-        assert!(e.contains("need 6"), "{e}");
+        assert!(e.contains(&format!("need {}", mib(s.total()))), "{e}");
         assert!(e.contains("4096 MiB available"), "{e}");
         assert!(e.contains("engine.max_orders"), "{e}");
-        s.check(8 * GIB).unwrap();
+        s.check(16 * GIB).unwrap();
     }
 
     #[test]

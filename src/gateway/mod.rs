@@ -90,7 +90,7 @@ pub use orders::{ouch_cancel_code, ouch_reject_code};
 use outbox::NoJournal;
 pub use outbox::{udp_label, Discard, JournalSink, Outbox, MAX_SEQUENCED_PACKET};
 use session::Session;
-pub use session::{OutboundState, OutboundStore, TokenBucket};
+pub use session::{OutboundState, OutboundStore, TokenBucket, TOKEN_BYTES_AT_MOST};
 
 /// The most bytes a TCP login's re-send of a whole `window` of sequenced
 /// messages takes (it goes out whole, see `Gateway::admit`): each the
