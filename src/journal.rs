@@ -44,7 +44,9 @@
 //! with version 7 (2026-12-03: a sweep's first fill is checked by the
 //! breaker too, a halt starts a fresh breaker window, the kind of a call
 //! is settled when continuous trading ends and kept through halts and
-//! breaks). An older
+//! breaks; a logged-in peer's bytes that are no OUCH request, and its
+//! requests dropped silently past the rate limit, are not journaled, and
+//! the former take no rate-limit token). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).

@@ -838,9 +838,11 @@ mod tests {
         let mut image = 0u32.to_be_bytes().to_vec();
         image.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
         image.extend_from_slice(&body);
+        // An Enter Order's length (journaled as a request: bytes that are
+        // no request are dropped before the journal).
         let mut msg = b"O".to_vec();
         msg.extend_from_slice(&image);
-        msg.extend_from_slice(&[b' '; 24]);
+        msg.resize(std::mem::size_of::<crate::wire::ouch::EnterOrder>(), b' ');
         let mut b = [0u8; 256];
         let n = soupbin::write_unsequenced(&mut b, &msg).unwrap();
         let mut out: Vec<(Peer, Vec<u8>)> = Vec::new();

@@ -448,12 +448,25 @@ impl Gateway {
                     self.counters.drop(Drop::NotLoggedIn);
                     return None;
                 };
-                self.journal_packet(now, peer, raw, journal);
                 self.sessions[s].last_rx = now.0;
+                // What changes nothing is counted and dropped before the
+                // journal, so that a logged-in client cannot fill the disk
+                // with it: bytes that are no OUCH request, and requests
+                // past the rate limit that go unanswered (a bucket's state
+                // is the same whether a refused take is replayed or not).
+                let Ok(request) = crate::wire::ouch::Inbound::parse(msg) else {
+                    self.counters.drop(Drop::BadMessage);
+                    return bound;
+                };
+                if !self.answers(now, s, request) {
+                    self.counters.drop(Drop::RateLimitedSilent);
+                    return bound;
+                }
+                self.journal_packet(now, peer, raw, journal);
                 if self.sessions[s].bucket.take(now.0) {
-                    self.order(now, s, msg, engine, md, out);
+                    self.order(now, s, request, engine, md, out);
                 } else {
-                    self.throttled(now, s, msg, out);
+                    self.throttled(now, s, request, out);
                 }
             }
             Packet::ClientHeartbeat => {

@@ -88,14 +88,36 @@ pub(super) struct Answering {
     accepting: Option<(u64, ouch::Echo)>,
 }
 
+/// The token a request claims: an Enter's, a Replace's new one.
+fn new_token(request: ouch::Inbound<'_>) -> Option<Token> {
+    match request {
+        ouch::Inbound::Enter(e) => Some(e.token),
+        ouch::Inbound::Replace(r) => Some(r.replacement_token),
+        _ => None,
+    }
+}
+
 impl Gateway {
+    /// Whether session `s` answers `request` at `now`: within its rate
+    /// limit, or past it with a reject ([`Gateway::throttled`]); a request
+    /// it would drop silently changes no state. Changes nothing.
+    pub(super) fn answers(&self, now: Nanos, s: usize, request: ouch::Inbound<'_>) -> bool {
+        let sess = &self.sessions[s];
+        sess.bucket.can_take(now.0)
+            || new_token(request)
+                .is_some_and(|t| !sess.used(&t) && sess.reject_bucket.can_take(now.0))
+    }
+
     /// A message over the session's rate limit (see the module docs).
-    pub(super) fn throttled(&mut self, now: Nanos, s: usize, msg: &[u8], out: &mut impl Outbox) {
-        let token = match ouch::Inbound::parse(msg) {
-            Ok(ouch::Inbound::Enter(e)) => Some(e.token),
-            Ok(ouch::Inbound::Replace(r)) => Some(r.replacement_token),
-            _ => None,
-        };
+    pub(super) fn throttled(
+        &mut self,
+        now: Nanos,
+        s: usize,
+        request: ouch::Inbound<'_>,
+        out: &mut impl Outbox,
+    ) {
+        let token = new_token(request);
+        let msg = request.bytes();
         let sess = &mut self.sessions[s];
         match token {
             // A used token names an earlier request: never reject it again.
@@ -120,15 +142,12 @@ impl Gateway {
         &mut self,
         now: Nanos,
         s: usize,
-        msg: &[u8],
+        inbound: ouch::Inbound<'_>,
         engine: &mut Engine,
         md: &mut impl EventSink,
         out: &mut impl Outbox,
     ) {
-        let inbound = match ouch::Inbound::parse(msg) {
-            Ok(m) => m,
-            Err(_) => return self.counters.drop(Drop::BadMessage),
-        };
+        let msg = inbound.bytes();
         self.counters.orders += 1;
         self.events.clear();
         let answering = match inbound {

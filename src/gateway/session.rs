@@ -78,6 +78,12 @@ impl TokenBucket {
         self.refilled(now_ns).0 >= self.cap
     }
 
+    /// Whether [`TokenBucket::take`] at `now_ns` would succeed (nothing
+    /// taken).
+    pub fn can_take(&self, now_ns: u64) -> bool {
+        self.refilled(now_ns).0 >= UNIT
+    }
+
     /// Takes one message's worth; false when the bucket is empty.
     #[inline]
     pub fn take(&mut self, now_ns: u64) -> bool {

@@ -262,6 +262,64 @@ fn the_rate_limit_rejects_what_exceeds_the_burst() {
 }
 
 #[test]
+fn junk_and_silently_dropped_requests_of_a_logged_in_peer_cost_the_journal_nothing() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 3,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    let logged_in = r.journal.len();
+    // Bytes that are no OUCH request, however many: counted, not journaled.
+    for _ in 0..100 {
+        r.unseq(peer(1), &[0u8; 100]);
+    }
+    assert_eq!(r.gw.counters().dropped(Drop::BadMessage), 100);
+    assert_eq!(r.journal.len(), logged_in);
+    // Within the burst (3), one Flow Control reject: journaled. Past them,
+    // silence: neither answered nor journaled.
+    for i in 0..50 {
+        r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
+    }
+    assert_eq!(r.engine.live_orders(), 3, "junk took no rate-limit token");
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimited), 1);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 46);
+    assert_eq!(r.journal.len(), logged_in + 4);
+    // Replayed, the journal reaches the same state: the dropped requests'
+    // refused takes were never needed.
+    let set = ContractSet::shipped();
+    let cfg = GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 3,
+        ..GatewayConfig::default()
+    };
+    let mut gw = Gateway::new(&cfg, &demo_sessions(), &set, SESSION);
+    let mut engine = Engine::new(&set, EngineConfig { max_orders: 1024 });
+    let mut md: Vec<Event> = Vec::new();
+    for (kind, now, payload) in &r.journal {
+        gw.replay(*kind, *now, payload, &mut engine, &mut md);
+    }
+    assert_eq!(md, r.md);
+    // A second later (one token back in each bucket) both answer the same
+    // requests alike: the first accepted, the second refused for the rate.
+    let mut replayed = Rig {
+        gw,
+        engine,
+        md,
+        journal: Vec::new(),
+        out: Vec::new(),
+        now: r.now,
+    };
+    for rig in [&mut r, &mut replayed] {
+        rig.now += 1_000_000_000;
+        rig.enter(peer(1), "T98", Side::Buy, 1, "6.400");
+        assert_eq!(rig.replies(peer(1)), vec![(b'A', "T98".into())]);
+        rig.enter(peer(1), "T99", Side::Buy, 1, "6.400");
+        assert_eq!(rig.replies(peer(1)), vec![(b'J', "T99".into())]);
+    }
+}
+
+#[test]
 fn a_session_is_bound_to_the_address_it_logged_in_from() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);
