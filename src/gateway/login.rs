@@ -257,21 +257,34 @@ impl Gateway {
         }
     }
 
-    /// Frees a slot of the full back-off table for a new source: the
-    /// entries not backing off now go first, else the one whose back-off
-    /// ends soonest. Never the whole table: a sender spraying failures
-    /// from forged addresses must not clear its own back-off.
+    /// Frees room in the full back-off table for a new source: first the
+    /// entries whose quiet spell is over (forgotten anyway), then a quarter
+    /// of the table at once (so that a spray of new sources does not scan
+    /// it for each), those that matter least first: not backing off before
+    /// backing off, then the fewest failures, then the oldest. Never the
+    /// whole table, and never a host's count for one failure of each of
+    /// many forged addresses: a sender spraying them must not reset a
+    /// back-off, running or doubling.
     fn make_room_for_a_failure(&mut self, now: Nanos) {
-        self.failures.retain(|_, f| f.until > now.0);
-        if self.failures.len() >= MAX_FAILURE_SOURCES {
-            let soonest = self
-                .failures
-                .iter()
-                .min_by_key(|(p, f)| (f.until, p.encode()))
-                .map(|(p, _)| *p);
-            if let Some(p) = soonest {
-                self.failures.remove(&p);
-            }
+        let quiet = self
+            .cfg
+            .login_backoff_ms
+            .saturating_mul(1_000_000)
+            .saturating_mul(1 << MAX_BACKOFF_DOUBLINGS);
+        self.failures
+            .retain(|_, f| f.until > now.0 || now.0.saturating_sub(f.last) <= quiet);
+        if self.failures.len() < MAX_FAILURE_SOURCES {
+            return;
+        }
+        let mut least: Vec<_> = self
+            .failures
+            .iter()
+            .map(|(p, f)| ((f.until > now.0, f.count, f.last, p.encode()), *p))
+            .collect();
+        let n = MAX_FAILURE_SOURCES / 4;
+        least.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
+        for (_, p) in &least[..n] {
+            self.failures.remove(p);
         }
     }
 }

@@ -1026,6 +1026,33 @@ fn failures_from_many_forged_sources_do_not_clear_a_back_off() {
     assert_eq!(r.gw.counters().dropped(Drop::LoginBackoff), 2);
 }
 
+#[test]
+fn a_spray_of_forged_failures_does_not_reset_a_hosts_doubling_back_off() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let attacker = stranger(1);
+    for _ in 0..3 {
+        r.login(attacker, "demo02", "guess", 0);
+    }
+    // Its first back-off (500 ms) ends; then one failure from each of
+    // 4,096 forged addresses fills the table.
+    r.now += 501_000_000;
+    for i in 0..4096u32 {
+        let ip = 0x0a00_0000 + i;
+        r.login(Peer::Udp(SocketAddrV4::new(ip.into(), 1)), "x", "y", 0);
+    }
+    // The host's count survived: one more guess is checked, and the next
+    // two wait for the doubled back-off.
+    let (checked, refused) = (
+        r.gw.counters().dropped(Drop::BadCredentials),
+        r.gw.counters().dropped(Drop::LoginBackoff),
+    );
+    for _ in 0..3 {
+        r.login(attacker, "demo02", "guess", 0);
+    }
+    assert_eq!(r.gw.counters().dropped(Drop::BadCredentials), checked + 1);
+    assert_eq!(r.gw.counters().dropped(Drop::LoginBackoff), refused + 2);
+}
+
 /// The sequenced OUCH messages sent in the last call.
 fn outbound(r: &Rig) -> Vec<Vec<u8>> {
     r.out
