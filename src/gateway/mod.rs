@@ -428,13 +428,16 @@ impl Gateway {
             Packet::LoginRequest(r) => {
                 if self.in_backoff(now, peer, r) {
                     self.refuse_for_backoff(peer, out);
-                } else if !self.login_token(now, peer) {
+                    return self.by_peer.get(&peer).copied();
+                }
+                let who = self.authenticate(r);
+                if !self.login_token(now, peer, who) {
                     self.counters.drop(Drop::RateLimitedSilent);
                 } else {
                     let login = Login {
                         peer,
                         source: self.source_of(peer),
-                        who: self.authenticate(r),
+                        who,
                         requested_session: r.requested_session,
                         requested: r.requested_sequence().unwrap_or(0),
                     };
@@ -490,13 +493,18 @@ impl Gateway {
         bound
     }
 
-    /// Takes a rate-limit token for a login from `peer` when it has a
-    /// session (true without one): a login is checked against every
-    /// session, journaled and answered, so a logged-in peer's logins cost
-    /// what its orders do. Taken again in replay, for the same record.
-    fn login_token(&mut self, now: Nanos, peer: Peer) -> bool {
-        match self.by_peer.get(&peer) {
-            Some(&s) => self.sessions[s].bucket.take(now.0),
+    /// Takes a rate-limit token for a login from `peer`: from its session
+    /// when it has one, else from the session its credentials name
+    /// (`who`) when another peer holds it (the login will be refused);
+    /// true otherwise (a failure is limited by the back-off, a session's
+    /// first login is free). A login is checked, journaled and answered,
+    /// so it costs what an order does: valid credentials sent again and
+    /// again from another address cannot outrun the session's rate limit.
+    /// Taken again in replay, for the same record.
+    fn login_token(&mut self, now: Nanos, peer: Peer, who: Option<usize>) -> bool {
+        let held = who.filter(|&s| self.sessions.get(s).is_some_and(|x| x.peer.is_some()));
+        match self.by_peer.get(&peer).copied().or(held) {
+            Some(s) => self.sessions[s].bucket.take(now.0),
             None => true,
         }
     }
@@ -552,7 +560,7 @@ impl Gateway {
             record::LOGIN => {
                 if let Some(login) = Login::decode(payload) {
                     self.counters.packets += 1;
-                    self.login_token(now, login.peer);
+                    self.login_token(now, login.peer, login.who);
                     self.admit(now, &login, &mut discard);
                 }
             }

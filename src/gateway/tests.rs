@@ -1027,6 +1027,30 @@ fn failures_from_many_forged_sources_do_not_clear_a_back_off() {
 }
 
 #[test]
+fn logins_to_a_session_another_peer_holds_take_its_rate_limit_tokens() {
+    let limited = || GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 1,
+        ..GatewayConfig::default()
+    };
+    // From another address while the session is bound: one refusal
+    // answered (and journaled), the rest dropped.
+    let mut r = Rig::new(limited());
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.now += 1_000_000_000;
+    let before = r.journal.len();
+    let mut b = [0u8; 64 * 28];
+    let mut n = 0;
+    for _ in 0..28 {
+        n += soupbin::write_login_request(&mut b[n..], b"demo01", b"demo01", b"", 0).unwrap();
+    }
+    r.send(peer(2), &b[..n]);
+    assert_eq!(r.replies(peer(2)), vec![(b'-', "S".into())]);
+    assert_eq!(r.journal.len(), before + 1);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 27);
+}
+
+#[test]
 fn a_spray_of_forged_failures_does_not_reset_a_hosts_doubling_back_off() {
     let mut r = Rig::new(GatewayConfig::default());
     let attacker = stranger(1);
