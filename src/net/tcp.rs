@@ -7,9 +7,14 @@
 //! through a bounded ring, tagged with the connection number; replies come
 //! back through another ring ([`TcpReplies`]), whose producer wakes the
 //! thread through a socket pair after a batch of replies. A connection that
-//! closes is reported as a Logout Request so its session is released at
-//! once; a client's own Logout Request is the last packet read from its
-//! connection, which the engine then closes (SoupBinTCP 3.0).
+//! closes, for whatever reason, is reported as a Logout Request so its
+//! session is released at once (the last packet the engine has from a
+//! connection is always a Logout Request); a client's own Logout Request
+//! (exactly that packet, with no payload) is the last packet handed over
+//! from its connection, which the engine then closes (SoupBinTCP 3.0).
+//! Nothing read from a connection after its Logout Request or the engine's
+//! close is handed over: it is read and dropped, so that the close does not
+//! reset the connection (which would drop the replies still in the kernel).
 //!
 //! Neither thread ever waits for the other in both directions at once: the
 //! engine never waits for room in the reply ring (replies it has no room
@@ -17,9 +22,11 @@
 //! thread's wait for room in the inbound ring always ends. One connection
 //! cannot hold the thread: it reads at most [`READ_BUDGET`] bytes from each
 //! connection per turn. Connections are bounded in number (in all and per
-//! host), in unsent bytes (each, and all together) and in time: one that sends nothing for the idle limit (a client
-//! stalled in the middle of a packet, or one that never logs in) is
-//! closed, and the engine closes one whose session it timed out.
+//! host), in unsent bytes (each, and all together) and in time: one that
+//! sends nothing for the idle limit (a client stalled in the middle of a
+//! packet), or that has sent no Login Request within the idle limit of its
+//! accept (whatever else it sends, heartbeats included), is closed, and
+//! the engine closes one whose session it timed out.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -49,19 +56,43 @@ const MAX_PACKET: usize = 1024;
 /// Most bytes read from one connection in one turn of the thread.
 const READ_BUDGET: usize = 64 << 10;
 
+/// A Logout Request: the only packet that ends a client's side of its
+/// connection (one with a payload is not a Logout Request; the engine
+/// counts it malformed).
+const LOGOUT: [u8; 3] = [0, 1, soupbin::kind::LOGOUT_REQUEST];
+
 struct Conn {
     stream: TcpStream,
     host: Ipv4Addr,
     rx: Reassembler,
     tx: Vec<u8>,
-    /// When the connection last sent a byte (or was accepted).
+    /// When the connection last sent a byte handed to the engine (or was
+    /// accepted).
     last_rx: Instant,
-    /// The engine asked for it to be closed once `tx` is written.
+    /// When it was accepted: it is closed if it has sent no Login Request
+    /// within the idle limit of this.
+    accepted: Instant,
+    /// The client sent a Login Request (accepted or not).
+    login_requested: bool,
+    /// The engine asked for it to be closed once `tx` is written: what the
+    /// client sends after is read and dropped.
     closing: bool,
-    /// The client sent a Logout Request: nothing after it is read (the
-    /// engine answers it by closing the connection, see
-    /// [`TcpReplies::close`]).
+    /// The client sent a Logout Request: what it sends after is read and
+    /// dropped (the engine answers it by closing the connection, see
+    /// [`TcpReplies::close`]), and no second Logout is handed for it.
     logged_out: bool,
+    /// The client ended its side (EOF) after its Logout Request or the
+    /// engine's close: it is no longer polled for input, and still gets
+    /// its replies until the engine's close.
+    ended: bool,
+}
+
+impl Conn {
+    /// Whether what the client sends now is dropped rather than handed to
+    /// the engine.
+    fn finished(&self) -> bool {
+        self.closing || self.logged_out
+    }
 }
 
 impl Conn {
@@ -117,7 +148,10 @@ impl TcpReplies {
     }
 
     /// Closes connection `id` once the replies queued for it are written
-    /// (the engine timed its session out).
+    /// (the engine timed its session out, or answers its Logout Request).
+    /// Nothing the client sends after the TCP thread takes the close is
+    /// handed over, and a Logout Request follows what was (unless the
+    /// client's own Logout Request was the last).
     pub fn close(&mut self, id: u32) {
         self.push((id, Vec::new()));
     }
@@ -248,6 +282,7 @@ pub fn spawn_with(
         stop,
         limits,
         closed: Vec::new(),
+        pollfds: Vec::new(),
     };
     std::thread::Builder::new()
         .name("tokex-tcp".into())
@@ -275,6 +310,17 @@ struct TcpThread {
     limits: TcpLimits,
     /// Connections to close at the end of this turn.
     closed: Vec<u32>,
+    /// The poll set's allocation, kept from turn to turn (empty between
+    /// turns, see [`reuse`]).
+    pollfds: Vec<PollFd<'static>>,
+}
+
+/// An empty vector with `v`'s allocation, for borrows of another lifetime
+/// (the standard library collects a `vec::IntoIter` mapped to a type of
+/// the same size in place; the closure never runs).
+fn reuse<'b>(mut v: Vec<PollFd<'_>>) -> Vec<PollFd<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
 }
 
 impl TcpThread {
@@ -294,21 +340,28 @@ impl TcpThread {
 
     /// Sleeps until a connection, data, a wake from the engine, or the
     /// timeout (for `stop`). Pending output means polling for writability
-    /// too.
+    /// too; a connection whose client ended its side is polled only for
+    /// that, and not at all when it has nothing to write (poll(2) reports a
+    /// hang-up whatever it is asked, and nothing would clear it: the
+    /// engine's close, which comes through the wake, ends it).
     fn wait(&mut self) {
-        {
-            let mut fds = Vec::with_capacity(self.conns.len() + 2);
-            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(self.wakee.as_fd(), PollFlags::POLLIN));
-            for c in self.conns.values() {
-                let mut flags = PollFlags::POLLIN;
-                if !c.tx.is_empty() {
-                    flags |= PollFlags::POLLOUT;
-                }
+        let mut fds = reuse(std::mem::take(&mut self.pollfds));
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.wakee.as_fd(), PollFlags::POLLIN));
+        for c in self.conns.values() {
+            let mut flags = PollFlags::empty();
+            if !c.ended {
+                flags |= PollFlags::POLLIN;
+            }
+            if !c.tx.is_empty() {
+                flags |= PollFlags::POLLOUT;
+            }
+            if !flags.is_empty() {
                 fds.push(PollFd::new(c.stream.as_fd(), flags));
             }
-            let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
         }
+        let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
+        self.pollfds = reuse(fds);
         let mut drain = [0u8; 64];
         while matches!((&self.wakee).read(&mut drain), Ok(n) if n > 0) {}
     }
@@ -336,8 +389,11 @@ impl TcpThread {
                     rx: Reassembler::new(1 << 16, MAX_PACKET),
                     tx: Vec::new(),
                     last_rx: Instant::now(),
+                    accepted: Instant::now(),
+                    login_requested: false,
                     closing: false,
                     logged_out: false,
+                    ended: false,
                 },
             );
             self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -347,14 +403,22 @@ impl TcpThread {
     /// Reads every connection, up to [`READ_BUDGET`] bytes each, and hands
     /// its whole packets to the engine; a connection that ended, failed or
     /// sent an impossible length (the stream cannot be resynchronised) is
-    /// to be closed.
+    /// to be closed. After a client's Logout Request or the engine's close,
+    /// what it sends is read (a close with unread input would reset the
+    /// connection, dropping the replies still in the kernel's buffer) and
+    /// dropped, and its end only stops the reading: the connection is
+    /// closed once its replies are written.
     fn read(&mut self) {
         let mut buf = [0u8; 4096];
         let now = Instant::now();
         for (&id, c) in self.conns.iter_mut() {
             let mut budget = READ_BUDGET;
-            while budget > 0 && !c.logged_out {
+            while budget > 0 && !c.ended {
                 let n = match c.stream.read(&mut buf[..budget.min(4096)]) {
+                    Ok(0) if c.finished() => {
+                        c.ended = true;
+                        break;
+                    }
                     Ok(0) => {
                         self.closed.push(id);
                         break;
@@ -367,6 +431,9 @@ impl TcpThread {
                     }
                 };
                 budget -= n;
+                if c.finished() {
+                    continue;
+                }
                 c.last_rx = now;
                 if c.rx.extend(&buf[..n]).is_err() {
                     self.closed.push(id);
@@ -375,7 +442,9 @@ impl TcpThread {
                 while !c.logged_out {
                     match c.rx.next_packet() {
                         Ok(Some(p)) => {
-                            c.logged_out = p.get(2) == Some(&soupbin::kind::LOGOUT_REQUEST);
+                            c.logged_out = p == LOGOUT;
+                            c.login_requested |=
+                                p.get(soupbin::field::TYPE) == Some(&soupbin::kind::LOGIN_REQUEST);
                             hand_over(&self.inbound, &self.stop, (id, c.host, p.to_vec()))
                         }
                         Ok(None) => break,
@@ -434,32 +503,33 @@ impl TcpThread {
         }
     }
 
-    /// Marks the connections silent for longer than the idle limit.
+    /// Marks the connections silent for longer than the idle limit, and
+    /// those that have sent no Login Request within the idle limit of their
+    /// accept (heartbeats alone do not keep a connection that never logs
+    /// in).
     fn expire(&mut self) {
         let now = Instant::now();
+        let idle = self.limits.idle;
         for (&id, c) in &self.conns {
-            if now.duration_since(c.last_rx) > self.limits.idle {
+            if now.duration_since(c.last_rx) > idle
+                || (!c.login_requested && now.duration_since(c.accepted) > idle)
+            {
                 self.closed.push(id);
             }
         }
     }
 
     /// Closes the connections marked this turn; each one's session gets a
-    /// Logout Request from the engine's point of view (unless the engine
-    /// asked for the close: it has ended the session already).
+    /// Logout Request from the engine's point of view, unless the client's
+    /// own was the last packet handed over. That holds for one the engine
+    /// asked to close too: a Login Request read before the thread took the
+    /// close may have bound a session to it after the engine ended the old
+    /// one, and this Logout releases it (for a connection with no session
+    /// the engine only answers with a close, of a connection gone).
     fn close(&mut self) {
-        if self.closed.is_empty() {
-            return;
-        }
-        let mut logout = [0u8; 8];
-        let n = soupbin::write_empty(&mut logout, soupbin::kind::LOGOUT_REQUEST).unwrap_or(0);
-        for id in std::mem::take(&mut self.closed) {
-            if let Some(c) = self.conns.remove(&id).filter(|c| !c.closing) {
-                hand_over(
-                    &self.inbound,
-                    &self.stop,
-                    (id, c.host, logout[..n].to_vec()),
-                );
+        for id in self.closed.drain(..) {
+            if let Some(c) = self.conns.remove(&id).filter(|c| !c.logged_out) {
+                hand_over(&self.inbound, &self.stop, (id, c.host, LOGOUT.to_vec()));
             }
         }
     }
@@ -823,7 +893,10 @@ mod tests {
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"last words");
-        // The engine ended the session itself: no Logout comes back.
+        // The engine ended the session itself, but a Login Request read
+        // before the close may have bound one to the connection since: a
+        // Logout comes back (and only one).
+        assert_eq!(next_inbound(&inbound), Some(logout_of(1)));
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(inbound.pop(), None);
         shut_down(stop, replies, thread);
@@ -883,6 +956,162 @@ mod tests {
         }
         let logged_out = logged_out.or_else(|| next_inbound(&inbound));
         assert_eq!(logged_out, Some(logout_of(1)));
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn a_connection_that_only_heartbeats_and_never_logs_in_is_closed_after_the_login_deadline() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (stop, thread, replies, inbound, addr) = port(TcpLimits {
+            idle: Duration::from_secs(1),
+            ..TcpLimits::default()
+        });
+        // Connection 1 only heartbeats; connection 2 sends a Login Request
+        // first, then heartbeats too. Both are never silent for the limit.
+        let mut anonymous = TcpStream::connect(addr).unwrap();
+        anonymous.write_all(&HEARTBEAT).unwrap();
+        assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(1));
+        let mut member = TcpStream::connect(addr).unwrap();
+        let mut login = [0u8; 64];
+        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
+        member.write_all(&login[..n]).unwrap();
+        assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(2));
+        let done = Arc::new(AtomicBool::new(false));
+        let heartbeats: Vec<_> = [&anonymous, &member]
+            .into_iter()
+            .map(|c| {
+                let (mut c, done) = (c.try_clone().unwrap(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) && c.write_all(&HEARTBEAT).is_ok() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+            })
+            .collect();
+        // The engine stand-in takes what comes until a logout (at most 5 s).
+        let logout = logout_of(0).2;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut logged_out = None;
+        while logged_out.is_none() && Instant::now() < deadline {
+            match inbound.pop() {
+                Some((id, _, p)) if p == logout => logged_out = Some(id),
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(logged_out, Some(1), "the connection that never logged in");
+        assert!(closed_within(&mut anonymous, Duration::from_secs(5)));
+        // The one that sent a Login Request is kept while it heartbeats.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            match inbound.pop() {
+                Some((id, _, p)) => assert!(p != logout, "connection {id} logged out"),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        for h in heartbeats {
+            h.join().unwrap();
+        }
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn a_logout_request_with_a_payload_is_handed_on_as_data_and_the_connection_is_still_read() {
+        let (stop, thread, replies, inbound, addr) = port(TcpLimits::default());
+        let mut client = TcpStream::connect(addr).unwrap();
+        let not_a_logout = [0u8, 2, soupbin::kind::LOGOUT_REQUEST, 0];
+        client
+            .write_all(&[&not_a_logout[..], &HEARTBEAT].concat())
+            .unwrap();
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, not_a_logout.to_vec()))
+        );
+        assert_eq!(
+            next_inbound(&inbound),
+            Some((1, Ipv4Addr::LOCALHOST, HEARTBEAT.to_vec())),
+            "the packet after it was not read"
+        );
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn bytes_sent_after_a_logout_request_do_not_turn_the_engines_close_into_a_reset() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits::default());
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .write_all(&[0u8, 1, soupbin::kind::LOGOUT_REQUEST])
+            .unwrap();
+        assert_eq!(next_inbound(&inbound), Some(logout_of(1)));
+        // Sent once the logout was read: it reaches the thread's socket
+        // before the engine's close does.
+        client.write_all(&HEARTBEAT).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        replies.push((1, b"last words".to_vec()));
+        replies.close(1);
+        replies.wake();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let end = client.read_to_end(&mut got);
+        assert!(end.is_ok(), "{end:?} after {got:?}");
+        assert_eq!(got, b"last words");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(inbound.pop(), None, "nothing after the logout is handed");
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn a_connection_the_engine_closed_reports_a_logout_so_a_login_in_flight_cannot_stay_bound() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits::default());
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(&HEARTBEAT).unwrap();
+        assert!(next_inbound(&inbound).is_some());
+        // The engine timed the session out (a Login Request from this
+        // connection may already be in the ring behind it).
+        replies.close(1);
+        replies.wake();
+        assert!(closed_within(&mut client, Duration::from_secs(5)));
+        assert_eq!(next_inbound(&inbound), Some(logout_of(1)));
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn packets_from_a_connection_the_engine_is_closing_are_not_handed_to_the_engine() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            pending_bytes: 1 << 30,
+            ..TcpLimits::default()
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(&HEARTBEAT).unwrap();
+        assert!(next_inbound(&inbound).is_some());
+        // 32 MB, more than the kernel's buffers hold, then the close: the
+        // connection stays open, closing, until the client reads it all.
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..512 {
+            replies.push((1, chunk.clone()));
+        }
+        replies.close(1);
+        replies.wake();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut first = [0u8; 1];
+        client.read_exact(&mut first).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        client.write_all(&HEARTBEAT).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut rest = Vec::new();
+        let end = client.read_to_end(&mut rest);
+        assert!(end.is_ok(), "{end:?}");
+        assert_eq!(1 + rest.len(), 512 * chunk.len());
+        assert_eq!(
+            next_inbound(&inbound),
+            Some(logout_of(1)),
+            "a packet read after the engine's close was handed over"
+        );
         shut_down(stop, replies, thread);
     }
 }
