@@ -28,6 +28,9 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(prefix: &'static str) -> Lab {
+        // The guard first: `up` can fail part-way (after `ip netns add`),
+        // and the panic below then still takes the namespaces down.
+        let lab = Lab { prefix };
         let ok = Command::new("bash")
             .args(["tools/lab.sh", "up"])
             .env("LAB_PREFIX", prefix)
@@ -36,7 +39,7 @@ impl Lab {
             .unwrap()
             .success();
         assert!(ok, "lab up failed (root needed)");
-        Lab { prefix }
+        lab
     }
 
     pub fn exchange_ns(&self) -> String {
