@@ -46,7 +46,9 @@
 //! is settled when continuous trading ends and kept through halts and
 //! breaks; a logged-in peer's bytes that are no OUCH request, and its
 //! requests dropped silently past the rate limit, are not journaled, and
-//! the former take no rate-limit token). An older
+//! the former take no rate-limit token; a login naming a session another
+//! peer holds takes that session's token; a full back-off table forgets
+//! the least important quarter). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).
