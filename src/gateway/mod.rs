@@ -461,15 +461,14 @@ impl Gateway {
                     self.counters.drop(Drop::BadMessage);
                     return bound;
                 };
-                if !self.answers(now, s, request) {
-                    self.counters.drop(Drop::RateLimitedSilent);
-                    return bound;
-                }
-                self.journal_packet(now, peer, raw, journal);
                 if self.sessions[s].bucket.take(now.0) {
+                    self.journal_packet(now, peer, raw, journal);
                     self.order(now, s, request, engine, md, out);
-                } else {
+                } else if self.throttle_answers(now, s, request) {
+                    self.journal_packet(now, peer, raw, journal);
                     self.throttled(now, s, request, out);
+                } else {
+                    self.counters.drop(Drop::RateLimitedSilent);
                 }
             }
             Packet::ClientHeartbeat => {

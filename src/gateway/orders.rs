@@ -98,14 +98,17 @@ fn new_token(request: ouch::Inbound<'_>) -> Option<Token> {
 }
 
 impl Gateway {
-    /// Whether session `s` answers `request` at `now`: within its rate
-    /// limit, or past it with a reject ([`Gateway::throttled`]); a request
-    /// it would drop silently changes no state. Changes nothing.
-    pub(super) fn answers(&self, now: Nanos, s: usize, request: ouch::Inbound<'_>) -> bool {
+    /// Whether [`Gateway::throttled`] answers `request` of session `s`
+    /// (past its rate limit) at `now` with a reject; one it drops silently
+    /// changes no state. Changes nothing.
+    pub(super) fn throttle_answers(
+        &self,
+        now: Nanos,
+        s: usize,
+        request: ouch::Inbound<'_>,
+    ) -> bool {
         let sess = &self.sessions[s];
-        sess.bucket.can_take(now.0)
-            || new_token(request)
-                .is_some_and(|t| !sess.used(&t) && sess.reject_bucket.can_take(now.0))
+        new_token(request).is_some_and(|t| !sess.used(&t) && sess.reject_bucket.can_take(now.0))
     }
 
     /// A message over the session's rate limit (see the module docs).
