@@ -24,8 +24,9 @@
 //! connection per turn. Connections are bounded in number (in all and per
 //! host), in unsent bytes (each, and all together) and in time: one that
 //! sends nothing for the idle limit (a client stalled in the middle of a
-//! packet), or that has sent no Login Request within the idle limit of its
-//! accept (whatever else it sends, heartbeats included), is closed, and
+//! packet), or on which no login was accepted within the idle limit of its
+//! accept (whatever else it sends, heartbeats and refused logins
+//! included), is closed, and
 //! the engine closes one whose session it timed out.
 
 use std::collections::{HashMap, VecDeque};
@@ -69,11 +70,11 @@ struct Conn {
     /// When the connection last sent a byte handed to the engine (or was
     /// accepted).
     last_rx: Instant,
-    /// When it was accepted: it is closed if it has sent no Login Request
+    /// When it was accepted: it is closed if no login was accepted on it
     /// within the idle limit of this.
     accepted: Instant,
-    /// The client sent a Login Request (accepted or not).
-    login_requested: bool,
+    /// The engine accepted a login on it (queued it a Login Accepted).
+    logged_in: bool,
     /// The engine asked for it to be closed once `tx` is written: what the
     /// client sends after is read and dropped.
     closing: bool,
@@ -390,7 +391,7 @@ impl TcpThread {
                     tx: Vec::new(),
                     last_rx: Instant::now(),
                     accepted: Instant::now(),
-                    login_requested: false,
+                    logged_in: false,
                     closing: false,
                     logged_out: false,
                     ended: false,
@@ -443,8 +444,6 @@ impl TcpThread {
                     match c.rx.next_packet() {
                         Ok(Some(p)) => {
                             c.logged_out = p == LOGOUT;
-                            c.login_requested |=
-                                p.get(soupbin::field::TYPE) == Some(&soupbin::kind::LOGIN_REQUEST);
                             hand_over(&self.inbound, &self.stop, (id, c.host, p.to_vec()))
                         }
                         Ok(None) => break,
@@ -465,6 +464,9 @@ impl TcpThread {
         while let Some((id, bytes)) = self.outbound.pop() {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.closing |= bytes.is_empty();
+                // Each reply is one packet.
+                c.logged_in |=
+                    bytes.get(soupbin::field::TYPE) == Some(&soupbin::kind::LOGIN_ACCEPTED);
                 c.tx.extend_from_slice(&bytes);
                 if c.tx.len() > self.limits.pending_bytes {
                     self.closed.push(id);
@@ -504,15 +506,15 @@ impl TcpThread {
     }
 
     /// Marks the connections silent for longer than the idle limit, and
-    /// those that have sent no Login Request within the idle limit of their
-    /// accept (heartbeats alone do not keep a connection that never logs
-    /// in).
+    /// those on which no login was accepted within the idle limit of their
+    /// accept (heartbeats alone, or after a refused login, do not keep a
+    /// connection that never logs in).
     fn expire(&mut self) {
         let now = Instant::now();
         let idle = self.limits.idle;
         for (&id, c) in &self.conns {
             if now.duration_since(c.last_rx) > idle
-                || (!c.login_requested && now.duration_since(c.accepted) > idle)
+                || (!c.logged_in && now.duration_since(c.accepted) > idle)
             {
                 self.closed.push(id);
             }
@@ -962,20 +964,25 @@ mod tests {
     #[test]
     fn a_connection_that_only_heartbeats_and_never_logs_in_is_closed_after_the_login_deadline() {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let (stop, thread, replies, inbound, addr) = port(TcpLimits {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
             idle: Duration::from_secs(1),
             ..TcpLimits::default()
         });
         // Connection 1 only heartbeats; connection 2 sends a Login Request
-        // first, then heartbeats too. Both are never silent for the limit.
+        // the engine accepts, then heartbeats too. Neither is ever silent
+        // for the limit.
         let mut anonymous = TcpStream::connect(addr).unwrap();
         anonymous.write_all(&HEARTBEAT).unwrap();
         assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(1));
         let mut member = TcpStream::connect(addr).unwrap();
         let mut login = [0u8; 64];
-        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
+        let n = soupbin::write_login_request(&mut login, b"demo01", b"demo01", b"", 0).unwrap();
         member.write_all(&login[..n]).unwrap();
         assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(2));
+        let mut accepted = [0u8; 64];
+        let n = soupbin::write_login_accepted(&mut accepted, b"TOKEX00001", 1).unwrap();
+        replies.push((2, accepted[..n].to_vec()));
+        replies.wake();
         let done = Arc::new(AtomicBool::new(false));
         let heartbeats: Vec<_> = [&anonymous, &member]
             .into_iter()
@@ -1001,7 +1008,7 @@ mod tests {
         }
         assert_eq!(logged_out, Some(1), "the connection that never logged in");
         assert!(closed_within(&mut anonymous, Duration::from_secs(5)));
-        // The one that sent a Login Request is kept while it heartbeats.
+        // The one logged in is kept while it heartbeats.
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
             match inbound.pop() {
@@ -1013,6 +1020,39 @@ mod tests {
         for h in heartbeats {
             h.join().unwrap();
         }
+        shut_down(stop, replies, thread);
+    }
+
+    #[test]
+    fn a_connection_whose_login_was_refused_is_closed_after_the_login_deadline() {
+        let (stop, thread, mut replies, inbound, addr) = port(TcpLimits {
+            idle: Duration::from_secs(1),
+            ..TcpLimits::default()
+        });
+        let mut client = TcpStream::connect(addr).unwrap();
+        let mut login = [0u8; 64];
+        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
+        client.write_all(&login[..n]).unwrap();
+        assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(1));
+        let mut rejected = [0u8; 8];
+        let n = soupbin::write_packet(
+            &mut rejected,
+            soupbin::kind::LOGIN_REJECTED,
+            &[soupbin::reject::NOT_AUTHORIZED],
+        )
+        .unwrap();
+        replies.push((1, rejected[..n].to_vec()));
+        replies.wake();
+        // Heartbeats every 100 ms: never silent, never logged in.
+        let mut hb = client.try_clone().unwrap();
+        let beat = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end && hb.write_all(&HEARTBEAT).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        assert!(closed_within(&mut client, Duration::from_secs(5)));
+        beat.join().unwrap();
         shut_down(stop, replies, thread);
     }
 
