@@ -420,6 +420,7 @@ fn create_dirs(dir: &Path, sync: bool) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::net::{Ipv4Addr, SocketAddrV4};
     use std::path::Path;
 
@@ -602,7 +603,7 @@ mod tests {
     }
 
     /// Every file of the day's directory but the lock, by name.
-    fn day_files(cfg: &Config) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn day_files(cfg: &Config) -> BTreeMap<String, Vec<u8>> {
         fs::read_dir(cfg.journal.path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -612,6 +613,19 @@ mod tests {
                 (name, fs::read(&p).unwrap())
             })
             .collect()
+    }
+
+    /// Asserts that the day's files are those of `before`, byte for byte
+    /// (`what` says which case failed).
+    fn assert_day_unchanged(cfg: &Config, before: &BTreeMap<String, Vec<u8>>, what: &str) {
+        let after = day_files(cfg);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>()
+        );
+        for (name, bytes) in before {
+            assert!(after[name] == *bytes, "{name} was changed ({what})");
+        }
     }
 
     /// Flips a byte in the record `back` records before the journal's end.
@@ -648,17 +662,7 @@ mod tests {
             let kept = journal::cut_path(&cfg.journal.path, at);
             assert!(why.contains(&kept.display().to_string()), "{why}");
             assert!(!why.contains("<journal>"), "{why}");
-            let after = day_files(&cfg);
-            assert_eq!(
-                after.keys().collect::<Vec<_>>(),
-                before.keys().collect::<Vec<_>>()
-            );
-            for (name, bytes) in &before {
-                assert!(
-                    after[name] == *bytes,
-                    "{name} was changed ({orders} orders)"
-                );
-            }
+            assert_day_unchanged(&cfg, &before, &format!("{orders} orders"));
         }
     }
 
@@ -746,14 +750,7 @@ mod tests {
         bench.journal.durability = Durability::None;
         let run = recover(&bench, &args(false), &contracts, Nanos(6)).unwrap();
         drop(run);
-        let after = day_files(&cfg);
-        assert_eq!(
-            after.keys().collect::<Vec<_>>(),
-            before.keys().collect::<Vec<_>>()
-        );
-        for (name, bytes) in &before {
-            assert!(after[name] == *bytes, "{name} was changed");
-        }
+        assert_day_unchanged(&cfg, &before, "durability none");
         // And the day goes on from its snapshot, not a full replay.
         let lock = lock_journal(&cfg).unwrap();
         let (_, from) = recover_from(&cfg, &args(false), &contracts, Nanos(7), lock).unwrap();
