@@ -663,10 +663,7 @@ mod tests {
         let mut client = TcpStream::connect(addr).unwrap();
         client.write_all(&HEARTBEAT).unwrap();
         assert!(next_inbound(&inbound).is_some());
-        let chunk = vec![7u8; 64 << 10];
-        for _ in 0..512 {
-            replies.push((1, chunk.clone()));
-        }
+        queue_32_mb(&mut replies, 1);
         replies.wake();
         std::thread::sleep(Duration::from_millis(300));
         // Reads 256 KB every 50 ms: 32 MB would take 6 s.
@@ -683,6 +680,16 @@ mod tests {
             FINAL_WRITE + Duration::from_millis(800)
         ));
         reader.join().unwrap();
+    }
+
+    /// Queues 32 MB of replies for connection `id` (not woken), more than
+    /// the kernel's buffers hold; returns the bytes queued.
+    fn queue_32_mb(replies: &mut TcpReplies, id: u32) -> usize {
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..512 {
+            replies.push((id, chunk.clone()));
+        }
+        512 * chunk.len()
     }
 
     /// Whether `thread` ends within `limit`.
@@ -1127,12 +1134,9 @@ mod tests {
         let mut client = TcpStream::connect(addr).unwrap();
         client.write_all(&HEARTBEAT).unwrap();
         assert!(next_inbound(&inbound).is_some());
-        // 32 MB, more than the kernel's buffers hold, then the close: the
-        // connection stays open, closing, until the client reads it all.
-        let chunk = vec![7u8; 64 << 10];
-        for _ in 0..512 {
-            replies.push((1, chunk.clone()));
-        }
+        // 32 MB, then the close: the connection stays open, closing, until
+        // the client reads it all.
+        let queued = queue_32_mb(&mut replies, 1);
         replies.close(1);
         replies.wake();
         client
@@ -1146,7 +1150,7 @@ mod tests {
         let mut rest = Vec::new();
         let end = client.read_to_end(&mut rest);
         assert!(end.is_ok(), "{end:?}");
-        assert_eq!(1 + rest.len(), 512 * chunk.len());
+        assert_eq!(1 + rest.len(), queued);
         assert_eq!(
             next_inbound(&inbound),
             Some(logout_of(1)),
