@@ -48,7 +48,9 @@
 //! requests dropped silently past the rate limit, are not journaled, and
 //! the former take no rate-limit token; a login naming a session another
 //! peer holds takes that session's token; a full back-off table forgets
-//! the least important quarter). An older
+//! the least important quarter) and with version 8 (2026-12-03: every
+//! login with a session's credentials, or from its bound peer, takes one
+//! of its rate-limit tokens, a session's first too). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).
@@ -62,7 +64,7 @@ use serde::Deserialize;
 use crate::types::Nanos;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 7;
+const VERSION: u32 = 8;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).

@@ -187,21 +187,15 @@ impl Gateway {
         };
         // A TCP stream has no sequence numbers: a re-send cut short would
         // misnumber every later message, so it goes whole, the session's
-        // bucket going into debt for it; while the debt lasts, a TCP login
-        // asking for a re-send is refused (Session not available: later).
+        // bucket going into debt for it; while the debt lasts, the
+        // session's logins find no rate-limit token (`login_token`) and go
+        // unanswered.
         let labelled = matches!(peer, Peer::Udp(_));
-        let in_debt = !labelled && from < next && self.sessions[s].bucket.owes(now.0);
-        if in_debt {
-            self.counters.drop(Drop::ResendRateLimited);
-        }
         if (!wanted.is_empty() && wanted != crate::wire::trim(&self.session_name))
             || bound_elsewhere
             || peer_has_another
-            || in_debt
         {
-            if !in_debt {
-                self.counters.drop(Drop::SessionInUse);
-            }
+            self.counters.drop(Drop::SessionInUse);
             return reject_login(peer, soupbin::reject::SESSION_NOT_AVAILABLE, out);
         }
         self.counters.logins += 1;

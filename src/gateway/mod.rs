@@ -36,8 +36,10 @@
 //!   ([`Drop::ResendRateLimited`] counts those not re-sent): to a UDP
 //!   peer the re-send stops when the bucket is empty (its labels show the
 //!   client where to ask again); to a TCP peer, whose stream has no
-//!   sequence numbers, it goes whole and the bucket goes into debt, and
-//!   a TCP login asking for a re-send waits until the debt is repaid.
+//!   sequence numbers, it goes whole and the bucket goes into debt. A
+//!   login takes a token too (from the session its credentials name, or
+//!   the one its peer is bound to), so it goes unanswered while the debt
+//!   lasts, and a Login and Logout loop is limited as orders are.
 //! - **Journal.** Only what can change state is journaled: logins not
 //!   refused for back-off, and order traffic and logouts from a peer with
 //!   a session. Anything else is counted and dropped without a disk write.
@@ -207,8 +209,7 @@ pub enum Drop {
     RateLimitedSilent,
     /// Re-requested messages not re-sent for want of rate-limit tokens (a
     /// re-sent message costs what an order does; a UDP client asks again
-    /// from where the replay stopped), and TCP logins asking for a re-send
-    /// refused while the session's bucket is in debt for the last one.
+    /// from where the replay stopped).
     ResendRateLimited,
 }
 
@@ -494,15 +495,15 @@ impl Gateway {
 
     /// Takes a rate-limit token for a login from `peer`: from its session
     /// when it has one, else from the session its credentials name
-    /// (`who`) when another peer holds it (the login will be refused);
-    /// true otherwise (a failure is limited by the back-off, a session's
-    /// first login is free). A login is checked, journaled and answered,
-    /// so it costs what an order does: valid credentials sent again and
-    /// again from another address cannot outrun the session's rate limit.
-    /// Taken again in replay, for the same record.
+    /// (`who`); true for credentials that name no session (a failure is
+    /// limited by the back-off instead). A login is checked, journaled and
+    /// answered, so it costs what an order does: neither valid credentials
+    /// sent again and again from another address nor a Login and Logout
+    /// loop from the session's own peer can outrun its rate limit. Taken
+    /// again in replay, for the same record.
     fn login_token(&mut self, now: Nanos, peer: Peer, who: Option<usize>) -> bool {
-        let held = who.filter(|&s| self.sessions.get(s).is_some_and(|x| x.peer.is_some()));
-        match self.by_peer.get(&peer).copied().or(held) {
+        let named = who.filter(|&s| s < self.sessions.len());
+        match self.by_peer.get(&peer).copied().or(named) {
             Some(s) => self.sessions[s].bucket.take(now.0),
             None => true,
         }

@@ -239,6 +239,7 @@ fn the_rate_limit_rejects_what_exceeds_the_burst() {
         ..GatewayConfig::default()
     });
     r.login(peer(1), "demo01", "demo01", 0);
+    r.now += 1_000_000_000; // the login took a token: a full bucket again
     for i in 0..5 {
         r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
     }
@@ -269,6 +270,7 @@ fn junk_and_silently_dropped_requests_of_a_logged_in_peer_cost_the_journal_nothi
         ..GatewayConfig::default()
     });
     r.login(peer(1), "demo01", "demo01", 0);
+    r.now += 1_000_000_000; // the login took a token: a full bucket again
     let logged_in = r.journal.len();
     // Bytes that are no OUCH request, however many: counted, not journaled.
     for _ in 0..100 {
@@ -904,8 +906,9 @@ fn re_sent_messages_and_logins_take_rate_limit_tokens_so_re_requests_cannot_floo
         rate_burst: 100,
         ..GatewayConfig::default()
     });
+    // The login takes one token, the orders 98.
     r.login(peer(1), "demo01", "demo01", 0);
-    for i in 0..99 {
+    for i in 0..98 {
         r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
     }
     // One token left: the first of 28 re-requests from sequence 1 in one
@@ -922,14 +925,14 @@ fn re_sent_messages_and_logins_take_rate_limit_tokens_so_re_requests_cannot_floo
     let accepted = |r: &Rig| r.replies(peer(1)).iter().filter(|x| x.0 == b'A').count();
     assert_eq!(accepted(&r), 0);
     assert_eq!(r.replies(peer(1)), [(b'+', String::new())]);
-    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 99);
+    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 98);
     assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 27);
     assert_eq!(r.journal.len(), journaled + 1);
     // A second later the bucket holds 100 tokens again: one for the
-    // login, 99 for the whole replay.
+    // login, 98 for the whole replay.
     r.now += 1_000_000_000;
     r.login(peer(1), "demo01", "demo01", 1);
-    assert_eq!(accepted(&r), 99);
+    assert_eq!(accepted(&r), 98);
     // Replayed, the journal takes the same tokens: the same state.
     let mut replayed = Rig::new(GatewayConfig {
         rate_per_sec: 100,
@@ -1048,6 +1051,48 @@ fn logins_to_a_session_another_peer_holds_take_its_rate_limit_tokens() {
     assert_eq!(r.replies(peer(2)), vec![(b'-', "S".into())]);
     assert_eq!(r.journal.len(), before + 1);
     assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 27);
+}
+
+#[test]
+fn a_login_and_logout_loop_from_the_sessions_own_peer_takes_a_token_per_login() {
+    let mut r = Rig::new(GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 1,
+        ..GatewayConfig::default()
+    });
+    r.login(peer(1), "demo01", "demo01", 0);
+    assert_eq!(r.replies(peer(1)), [(b'+', String::new())]);
+    // A second later the bucket holds one token: of 28 Login and Logout
+    // pairs in one datagram, the first login takes it (accepted, then
+    // logged out); the other logins are dropped unanswered and
+    // unjournaled, and so are the Logouts of a peer with no session.
+    r.now += 1_000_000_000;
+    let before = r.journal.len();
+    let mut d = Vec::new();
+    let mut b = [0u8; 64];
+    for _ in 0..28 {
+        let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 0).unwrap();
+        d.extend_from_slice(&b[..n]);
+        let n = soupbin::write_empty(&mut b, soupbin::kind::LOGOUT_REQUEST).unwrap();
+        d.extend_from_slice(&b[..n]);
+    }
+    r.send(peer(1), &d);
+    assert_eq!(r.replies(peer(1)), [(b'+', String::new())]);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 27);
+    assert_eq!(r.journal.len(), before + 2, "one login, one logout");
+    assert_eq!(r.gw.counters().logins, 2);
+    // Replayed, the journal takes the same tokens: the same state.
+    let mut replayed = Rig::new(GatewayConfig {
+        rate_per_sec: 1,
+        rate_burst: 1,
+        ..GatewayConfig::default()
+    });
+    for (kind, now, payload) in &r.journal {
+        replayed
+            .gw
+            .replay(*kind, *now, payload, &mut replayed.engine, &mut replayed.md);
+    }
+    assert_eq!(replayed.gw.sessions[0].bucket, r.gw.sessions[0].bucket);
 }
 
 #[test]
@@ -1184,6 +1229,7 @@ fn a_token_rejected_for_flow_control_is_used_and_its_re_send_gets_no_second_answ
         ..GatewayConfig::default()
     });
     r.login(peer(1), "demo01", "demo01", 0);
+    r.now += 1_000_000_000; // the login took a token: a full bucket again
     r.enter(peer(1), "T0", Side::Buy, 1, "6.400");
     r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
     let flow_control = (b'J', "T1".to_string());
@@ -1353,13 +1399,13 @@ fn a_tcp_re_send_goes_whole_in_debt_so_the_streams_numbering_holds() {
     r.login(tcp2, "demo01", "demo01", 1);
     let stream = r.replies(tcp2);
     assert_eq!(stream.len(), 151, "Login Accepted and all 150, in order");
-    // The bucket is 50 in debt: another TCP login asking for a re-send
-    // waits (Session not available) until it is repaid...
+    // The bucket is 51 in debt (the re-send and the login): another TCP
+    // login finds no token and goes unanswered until it is repaid...
     r.send(tcp2, &[0, 1, b'O']);
     let tcp3 = Peer::Tcp(3);
     r.login(tcp3, "demo01", "demo01", 140);
-    assert_eq!(r.replies(tcp3), vec![(b'-', "S".to_string())]);
-    assert_eq!(r.gw.counters().dropped(Drop::ResendRateLimited), 1);
+    assert_eq!(r.replies(tcp3), vec![]);
+    assert_eq!(r.gw.counters().dropped(Drop::RateLimitedSilent), 1);
     // ...half a second at 100 a second.
     r.now += 600_000_000;
     r.login(tcp3, "demo01", "demo01", 140);
