@@ -8,9 +8,12 @@
 //! session timers, market-data heartbeats and retransmission requests.
 //! Trading logic lives in `engine` and `gateway`; this module only moves
 //! bytes: `io.rs` has the ports and hooks, `server.rs` the loop,
+//! `intake.rs` how a batch is shared between the order port and the TCP
+//! port,
 //! `recovery.rs` the start from the newest snapshot and the journal,
 //! `requesters.rs` the retransmission server's per-host limits.
 
+mod intake;
 mod io;
 mod memory;
 mod receiver;

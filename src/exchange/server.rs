@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 
+use super::intake::Intake;
 use super::io::{
     market_data_route, multicast_sender, open_order_port, udp_socket, Clock, Journal,
     MarketDataOut, Replies,
@@ -63,6 +64,8 @@ pub(super) struct Server {
     /// has ended.
     receiver: Option<Receiver>,
     receiver_stats: Option<RxThreadStats>,
+    /// How each batch is shared between the order port and the TCP port.
+    intake: Intake,
     replies: Replies,
     /// Receive times (raw clock) of the batch's datagrams.
     per_datagram: Vec<u64>,
@@ -215,6 +218,7 @@ impl Server {
             tcp_thread: Some(tcp_thread),
             receiver,
             receiver_stats: None,
+            intake: Intake::default(),
             replies: Replies::new(),
             interval: StageHistograms::default(),
             stage_log,
@@ -331,6 +335,7 @@ impl Server {
             tcp_in,
             tcp_out,
             receiver,
+            intake,
             replies,
             per_datagram,
             interval,
@@ -343,7 +348,6 @@ impl Server {
         // empty turn of the loop reads no wall clock.
         let mut batch_time = None;
         let batch = cfg.runtime.batch;
-        let mut taken = 0usize;
         {
             let mut handle = |peer: Peer, tcp_host: Option<Ipv4Addr>, bytes: &[u8], t_rx: u64| {
                 let now = *batch_time.get_or_insert_with(|| {
@@ -358,39 +362,49 @@ impl Server {
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
             };
-            if let Some(rx) = receiver {
-                // Pipelined: the receive thread already read the datagrams.
-                while taken < batch {
-                    let Some(item) = rx.pop() else {
-                        break;
-                    };
-                    if let (Some(mac), OrderPort::Xdp(port)) = (item.mac, &mut *orders) {
-                        port.learn(*item.src.ip(), mac);
+            let tcp_waiting = tcp_in.len();
+            let taken = intake.take_batch(
+                batch,
+                tcp_waiting,
+                &mut handle,
+                |handle, max| {
+                    if let Some(rx) = receiver {
+                        // Pipelined: the receive thread already read the
+                        // datagrams.
+                        let mut taken = 0;
+                        while taken < max {
+                            let Some(item) = rx.pop() else {
+                                break;
+                            };
+                            if let (Some(mac), OrderPort::Xdp(port)) = (item.mac, &mut *orders) {
+                                port.learn(*item.src.ip(), mac);
+                            }
+                            handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
+                            rx.recycle(item.bytes);
+                            taken += 1;
+                        }
+                        return Ok(taken);
                     }
-                    handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
-                    rx.recycle(item.bytes);
-                    taken += 1;
-                }
-            } else {
-                // One batch from the port (one recvmmsg, or one pass over
-                // the AF_XDP RX ring). Every datagram of the batch is timed
-                // from the moment the batch was in memory.
-                let mut t_batch = None;
-                taken = orders
-                    .recv(batch, |src, bytes| {
-                        let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
-                        handle(Peer::Udp(src), None, bytes, t_rx);
-                    })
-                    .context("receiving orders")?;
-            }
-            *datagrams += taken as u64;
-            while taken < batch {
-                let Some((id, host, bytes)) = tcp_in.pop() else {
-                    break;
-                };
-                handle(Peer::Tcp(id), Some(host), &bytes, clock.raw());
-                taken += 1;
-            }
+                    // One batch from the port (one recvmmsg, or one pass over
+                    // the AF_XDP RX ring). Every datagram of the batch is timed
+                    // from the moment the batch was in memory.
+                    let mut t_batch = None;
+                    orders
+                        .recv(max, |src, bytes| {
+                            let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
+                            handle(Peer::Udp(src), None, bytes, t_rx);
+                        })
+                        .context("receiving orders")
+                },
+                |handle| {
+                    let Some((id, host, bytes)) = tcp_in.pop() else {
+                        return false;
+                    };
+                    handle(Peer::Tcp(id), Some(host), &bytes, clock.raw());
+                    true
+                },
+            )?;
+            *datagrams += taken.udp as u64;
         }
         let Some(now) = batch_time else {
             return Ok(false);
