@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{enter_ns, fresh_exchange, number_before, scratch, stop, tokex, Lab};
+use common::{enter_ns, fresh_exchange, in_ns, number_before, scratch, stop, tokex, Lab};
 use tokex::client::{ClientEvent, ClientSession, UdpClient, DEFAULT_SERVER};
 use tokex::types::{Price, Qty, Side, Symbol, Tif};
 use tokex::wire::moldudp64;
@@ -156,6 +156,25 @@ impl Raw {
         out
     }
 
+    /// Whether a Server Heartbeat comes (waiting at most
+    /// `ANSWERED_WITHIN`; other replies are read past).
+    fn hears_a_heartbeat(&self) -> bool {
+        let deadline = Instant::now() + ANSWERED_WITHIN;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                continue;
+            };
+            if soupbin::packets(&buf[..n])
+                .flatten()
+                .any(|p| matches!(p, Packet::ServerHeartbeat))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Enters one order and waits for its answer; the round trip, or None.
     fn round_trip(&mut self, price: u32) -> Option<Duration> {
         let t = self.token();
@@ -175,6 +194,20 @@ impl Raw {
         }
         None
     }
+}
+
+/// A MAC address no lab interface has.
+const FORGED_MAC: &str = "02:00:00:00:00:66";
+
+/// The MAC address of interface `dev` in namespace `ns`.
+fn interface_mac(ns: &str, dev: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat"])
+        .arg(format!("/sys/class/net/{dev}/address"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Accepts an OUCH message of type `kind` for `token`.
@@ -454,6 +487,27 @@ fn hostile_clients(transport: &str, prefix: &'static str) {
     assert!(
         a.round_trip(64_000).is_some(),
         "service continues after bad input"
+    );
+
+    // A frame claiming A's address from another MAC address (a forger on
+    // the segment: the client interface's address changed for one
+    // datagram) does not take A's replies: with nothing sent from the
+    // client host after it, A's next Server Heartbeat still goes to the
+    // address A logged in from.
+    let (ns, dev) = (lab.client_ns(), lab.client_if());
+    let mac = interface_mac(&ns, &dev);
+    let set_mac = |to: &str| {
+        assert!(in_ns(
+            &ns,
+            &["ip", "link", "set", "dev", &dev, "address", to]
+        ))
+    };
+    set_mac(FORGED_MAC);
+    a.send(&[0, 1, soupbin::kind::CLIENT_HEARTBEAT]);
+    set_mac(&mac);
+    assert!(
+        a.hears_a_heartbeat(),
+        "A is heard from after a forged frame claimed its address"
     );
 
     // A polite session, without and then during a flood from A.

@@ -124,14 +124,17 @@ impl XdpClients {
         let mut n = 0;
         for _ in 0..super::MAX_RECV_BATCHES {
             let (sessions, ports, server) = (&mut self.sessions, &self.ports, self.server);
+            // Frames from the exchange's address vouch for its MAC
+            // address; a stray frame cannot take the client's orders.
             let got = self.port.recv_at(RECV_BATCH, |src, to, bytes| {
                 if src != server {
-                    return;
+                    return false;
                 }
                 if let Some(s) = ports.iter().position(|&p| p == to) {
                     sessions[s].on_datagram(now, bytes, &mut |e| f(s, e));
                     n += 1;
                 }
+                true
             });
             if got < RECV_BATCH {
                 break;

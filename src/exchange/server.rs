@@ -358,9 +358,11 @@ impl Server {
                 if let (Peer::Tcp(id), Some(host)) = (peer, tcp_host) {
                     gateway.set_tcp_host(id, host);
                 }
-                gateway.on_datagram(now, peer, bytes, engine, publisher, journal, replies);
+                let vouched =
+                    gateway.on_datagram(now, peer, bytes, engine, publisher, journal, replies);
                 interval.record(Stage::RxToMatched, clock.between(t_rx, clock.raw()));
                 per_datagram.push(t_rx);
+                vouched
             };
             let tcp_waiting = tcp_in.len();
             let taken = intake.take_batch(
@@ -376,10 +378,10 @@ impl Server {
                             let Some(item) = rx.pop() else {
                                 break;
                             };
+                            let vouched = handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
                             if let (Some(mac), OrderPort::Xdp(port)) = (item.mac, &mut *orders) {
-                                port.learn(*item.src.ip(), mac);
+                                port.learn(*item.src.ip(), mac, vouched);
                             }
-                            handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
                             rx.recycle(item.bytes);
                             taken += 1;
                         }
@@ -392,7 +394,7 @@ impl Server {
                     orders
                         .recv(max, |src, bytes| {
                             let t_rx = *t_batch.get_or_insert_with(|| clock.raw());
-                            handle(Peer::Udp(src), None, bytes, t_rx);
+                            handle(Peer::Udp(src), None, bytes, t_rx)
                         })
                         .context("receiving orders")
                 },

@@ -373,6 +373,10 @@ impl Gateway {
     }
 
     /// Handles one datagram (one or more SoupBinTCP packets) from `peer`.
+    /// Returns whether a login from `peer` was accepted in it: the only
+    /// datagrams that vouch for the link-layer address they came from
+    /// (AF_XDP replies go to the address a session logged in from, not to
+    /// whatever frame last claimed its IP address).
     #[allow(clippy::too_many_arguments)]
     pub fn on_datagram(
         &mut self,
@@ -383,7 +387,9 @@ impl Gateway {
         md: &mut impl EventSink,
         journal: &mut impl JournalSink,
         out: &mut impl Outbox,
-    ) {
+    ) -> bool {
+        // `logins` counts exactly the logins accepted.
+        let logins = self.counters.logins;
         let mut rest = datagram;
         // The peer's session, looked up once per datagram (only a login or
         // a logout in it changes it).
@@ -393,7 +399,7 @@ impl Gateway {
                 Ok(v) => v,
                 Err(_) => {
                     self.counters.drop(Drop::Malformed);
-                    return;
+                    break;
                 }
             };
             let raw = &rest[..rest.len() - tail.len()];
@@ -401,6 +407,7 @@ impl Gateway {
             self.counters.packets += 1;
             bound = self.on_packet(now, peer, bound, packet, raw, engine, md, journal, out);
         }
+        self.counters.logins > logins
     }
 
     /// Handles one packet from `peer`, whose session is `bound`; returns

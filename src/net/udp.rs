@@ -234,11 +234,19 @@ pub enum OrderPort {
 }
 
 impl OrderPort {
-    /// Receives up to `max` datagrams, calling `f(source, payload)` for each.
+    /// Receives up to `max` datagrams, calling `f(source, payload)` for
+    /// each; `f` says whether it vouches for the sender's link-layer
+    /// address (AF_XDP learns it then: [`XdpPort::recv`]).
     #[inline]
-    pub fn recv(&mut self, max: usize, f: impl FnMut(SocketAddrV4, &[u8])) -> io::Result<usize> {
+    pub fn recv(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(SocketAddrV4, &[u8]) -> bool,
+    ) -> io::Result<usize> {
         match self {
-            OrderPort::Kernel(p) => p.recv(max, f),
+            OrderPort::Kernel(p) => p.recv(max, |src, payload| {
+                f(src, payload);
+            }),
             OrderPort::Xdp(p) => Ok(p.recv(max, f)),
         }
     }

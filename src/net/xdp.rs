@@ -18,8 +18,9 @@
 //! one.
 //!
 //! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
-//! sender's MAC address is learned for the reply, and the UDP payload goes
-//! to the caller (with the local port it came to: the load generator's
+//! sender's MAC address is learned for the reply (replaced only by a frame
+//! the caller vouches for: `Neighbours`), and the UDP payload goes to the
+//! caller (with the local port it came to: the load generator's
 //! sessions each have one); replies get rewritten Ethernet/IPv4/UDP headers with both
 //! checksums. Market data can leave the same way, to the multicast group's
 //! MAC address with TTL 1.
@@ -118,29 +119,49 @@ impl fmt::Display for XdpStats {
     }
 }
 
-/// Peers' MAC addresses, learned from the frames they send. A few dozen
-/// sessions at most: a linear scan beats hashing, and the table is cleared
-/// if something floods it with addresses.
+/// Peers' MAC addresses, learned from the frames they send. A frame the
+/// caller vouches for (at the exchange: one whose datagram logged a
+/// session in) sets its sender's address; any other only an address not
+/// known yet, or one nobody vouched for (a first contact: the Login
+/// Rejected it may get needs an address). So a forged frame claiming a
+/// logged-in client's IP address does not take its replies. A few dozen
+/// sessions at most: a linear scan beats hashing; when something floods
+/// the table, the addresses nobody vouched for are forgotten first.
 #[derive(Debug, Default)]
-struct Neighbours(Vec<(Ipv4Addr, [u8; 6])>);
+struct Neighbours(Vec<Neighbour>);
+
+#[derive(Debug, Clone, Copy)]
+struct Neighbour {
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    vouched: bool,
+}
 
 impl Neighbours {
     const MAX: usize = 1024;
 
-    fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
-        match self.0.iter_mut().find(|(a, _)| *a == ip) {
-            Some(entry) => entry.1 = mac,
+    fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6], vouched: bool) {
+        match self.0.iter_mut().find(|n| n.ip == ip) {
+            Some(n) => {
+                if vouched || !n.vouched {
+                    n.mac = mac;
+                    n.vouched |= vouched;
+                }
+            }
             None => {
                 if self.0.len() == Self::MAX {
-                    self.0.clear();
+                    self.0.retain(|n| n.vouched);
+                    if self.0.len() == Self::MAX {
+                        self.0.clear();
+                    }
                 }
-                self.0.push((ip, mac));
+                self.0.push(Neighbour { ip, mac, vouched });
             }
         }
     }
 
     fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        self.0.iter().find(|(a, _)| *a == ip).map(|&(_, m)| m)
+        self.0.iter().find(|n| n.ip == ip).map(|n| n.mac)
     }
 }
 
@@ -432,23 +453,29 @@ impl XdpPort {
     /// Receives up to `max` (at most 64) frames and calls `f(source,
     /// payload)` for each well-formed UDP datagram to our address; returns
     /// how many frames were taken. The frames go back to the fill ring
-    /// before returning.
-    pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, &[u8])) -> usize {
+    /// before returning. `f` says whether it vouches for the frame's
+    /// sender: only then does its MAC address replace one known for its
+    /// IP address ([`Neighbours`]).
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, &[u8]) -> bool) -> usize {
         self.recv_at(max, |src, _, payload| f(src, payload))
     }
 
     /// As [`XdpPort::recv`], also naming the local port each datagram came
     /// to: `f(source, local port, payload)`. Takes nothing once the
     /// receive half has been taken out.
-    pub fn recv_at(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, u16, &[u8])) -> usize {
+    pub fn recv_at(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(SocketAddrV4, u16, &[u8]) -> bool,
+    ) -> usize {
         let Some(rx) = &mut self.rx else {
             return 0;
         };
         let neighbours = &mut self.tx.neighbours;
         rx.recv_frames(max, |frame| {
             let src = frame.src();
-            neighbours.learn(*src.ip(), frame.eth.src);
-            f(src, frame.dst().port(), frame.payload);
+            let vouched = f(src, frame.dst().port(), frame.payload);
+            neighbours.learn(*src.ip(), frame.eth.src, vouched);
         })
     }
 
@@ -466,10 +493,11 @@ impl XdpPort {
     }
 
     /// Records the MAC address of the peer at `ip` (learned from its
-    /// frames by a receive half that was taken out).
+    /// frames by a receive half that was taken out), `vouched` for or not
+    /// as [`XdpPort::recv`] says.
     #[inline]
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
-        self.tx.neighbours.learn(ip, mac);
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6], vouched: bool) {
+        self.tx.neighbours.learn(ip, mac, vouched);
     }
 
     /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
@@ -756,16 +784,39 @@ mod tests {
     }
 
     #[test]
-    fn neighbours_learn_update_and_forget_when_flooded() {
+    fn a_frame_nobody_vouches_for_sets_only_an_address_not_vouched_for() {
         let mut n = Neighbours::default();
+        let (client, forger) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 66]);
         let a = Ipv4Addr::new(198, 18, 0, 2);
         assert_eq!(n.get(a), None);
-        n.learn(a, [2, 0, 0, 0, 0, 1]);
-        n.learn(a, [2, 0, 0, 0, 0, 9]);
+        // A first contact is learned (its Login Rejected needs it), and so
+        // is the next frame nobody vouched for.
+        n.learn(a, forger, false);
+        assert_eq!(n.get(a), Some(forger));
+        n.learn(a, client, false);
+        assert_eq!(n.get(a), Some(client));
+        // The login vouches for the client's address; a forged frame
+        // claiming its IP address changes nothing after that.
+        n.learn(a, forger, false);
+        n.learn(a, client, true);
+        assert_eq!(n.get(a), Some(client));
+        n.learn(a, forger, false);
+        assert_eq!(n.get(a), Some(client));
+        // A later login from another address (a new host at that IP
+        // address) moves it.
+        n.learn(a, [2, 0, 0, 0, 0, 9], true);
         assert_eq!(n.get(a), Some([2, 0, 0, 0, 0, 9]));
-        for i in 0..Neighbours::MAX as u32 {
-            n.learn(Ipv4Addr::from(0x0a00_0000 + i), [0; 6]);
+    }
+
+    #[test]
+    fn a_flood_of_first_contacts_forgets_them_before_the_vouched_addresses() {
+        let mut n = Neighbours::default();
+        let client = Ipv4Addr::new(198, 18, 0, 2);
+        n.learn(client, [2, 0, 0, 0, 0, 1], true);
+        for i in 0..3 * Neighbours::MAX as u32 {
+            n.learn(Ipv4Addr::from(0x0a00_0000 + i), [0; 6], false);
+            assert!(n.0.len() <= Neighbours::MAX);
         }
-        assert!(n.0.len() <= Neighbours::MAX);
+        assert_eq!(n.get(client), Some([2, 0, 0, 0, 0, 1]));
     }
 }
