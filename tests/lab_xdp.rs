@@ -13,13 +13,16 @@
 
 mod common;
 
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{
-    fresh_exchange, hlog_interval_counts, in_ns, number_after, number_before, scratch, stop, tokex,
-    wait_for, Lab,
+    enter_ns, fresh_exchange, hlog_interval_counts, in_ns, number_after, number_before, scratch,
+    start_exchange, stop, tokex, wait_for, Lab,
 };
+use tokex::wire::soupbin::{self, Packet};
 
 fn xdp_attached(ns: &str, interface: &str) -> bool {
     let out = Command::new("ip")
@@ -163,6 +166,78 @@ fn af_xdp_answers_orders_while_arp_icmp_and_tcp_reach_the_kernel_and_survives_a_
     // 5. A clean stop detaches the program.
     assert!(!xdp_attached(&ex_ns, &ex_if));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn after_a_restart_over_af_xdp_a_recovered_session_hears_heartbeats_before_its_client_sends() {
+    let _one = common::exclusive();
+    let lab = Lab::up("tkxhb");
+    let (dir, config) = scratch("xdp-heartbeat");
+    let cfg = config.to_str().unwrap();
+    let ex_if = lab.exchange_if();
+    let args = ["--transport", "xdp", "--interface", &ex_if];
+    let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 1, &args, true);
+    // A client logs in (a socket of the client namespace: it stays there).
+    let sock = {
+        let _in_client_ns = enter_ns(&lab.client_ns());
+        UdpSocket::bind("198.18.0.2:0").unwrap()
+    };
+    sock.connect("198.18.0.1:9000").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut b = [0u8; 64];
+    let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 0).unwrap();
+    sock.send(&b[..n]).unwrap();
+    assert!(
+        hears(&sock, |p| matches!(p, Packet::LoginAccepted(_))),
+        "logged in"
+    );
+    // Killed and restarted, the exchange recovers the session from its
+    // journal with no MAC address for its client: its heartbeats go
+    // through the kernel, which asks for it with ARP.
+    ex.kill().unwrap();
+    ex.wait().unwrap();
+    let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 2, &args, false);
+    assert!(
+        hears(&sock, |p| matches!(p, Packet::ServerHeartbeat)),
+        "a heartbeat to the recovered session, the client having sent nothing"
+    );
+    // Once the client sends, replies go through AF_XDP again.
+    sock.send(&[0, 1, soupbin::kind::CLIENT_HEARTBEAT]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(&mut ex);
+    let log = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
+    assert!(count_after(&log, "was not known: ") >= 1, "{log}");
+    assert_eq!(count_after(&log, "unknown-peer drops "), 0, "{log}");
+    assert!(count_after(&log, "tx frames ") >= 1, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number right after the first `label` in `log`.
+fn count_after(log: &str, label: &str) -> u64 {
+    let at = log
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in\n{log}"));
+    let digits: String = log[at + label.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Whether a packet `want` accepts comes on `sock` within 10 s (a
+/// liveness bound: it normally comes within a second).
+fn hears(sock: &UdpSocket, want: impl Fn(&Packet<'_>) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if soupbin::packets(&buf[..n]).flatten().any(|p| want(&p)) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[test]

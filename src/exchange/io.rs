@@ -252,7 +252,7 @@ pub(super) struct MarketDataOut {
 impl MarketDataOut {
     pub fn send(&mut self, orders: &mut OrderPort, packet: &[u8]) {
         let ok = match (self.xdp, orders) {
-            (Some((group, src_port)), OrderPort::Xdp(port)) => {
+            (Some((group, src_port)), OrderPort::Xdp(port, _)) => {
                 port.send_multicast(group, src_port, packet)
             }
             _ => self.kernel.send(packet).is_ok(),
@@ -308,7 +308,8 @@ pub(super) fn open_order_port(cfg: &Config) -> anyhow::Result<OrderPort> {
             match XdpPort::open(&cfg.network.interface, local, &cfg.xdp) {
                 Ok(port) => {
                     println!("transport: {}", port.describe());
-                    return Ok(OrderPort::Xdp(port));
+                    let kernel = UdpPort::new(udp_socket(local)?)?;
+                    return Ok(OrderPort::Xdp(port, Box::new(kernel)));
                 }
                 Err(XdpError::Socket(e)) if Instant::now() < deadline => {
                     if !std::mem::replace(&mut said, true) {

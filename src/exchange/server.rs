@@ -124,7 +124,7 @@ impl Server {
         let md_group = SocketAddrV4::new(cfg.network.md_group, cfg.network.md_port);
         let (md_on_xdp, md_fallback) = market_data_route(
             cfg.network.md_transport,
-            matches!(orders, OrderPort::Xdp(_)),
+            matches!(orders, OrderPort::Xdp(..)),
         );
         let md = MarketDataOut {
             kernel: multicast_sender(&cfg)?,
@@ -379,7 +379,7 @@ impl Server {
                                 break;
                             };
                             let vouched = handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
-                            if let (Some(mac), OrderPort::Xdp(port)) = (item.mac, &mut *orders) {
+                            if let (Some(mac), OrderPort::Xdp(port, _)) = (item.mac, &mut *orders) {
                                 port.learn(*item.src.ip(), mac, vouched);
                             }
                             rx.recycle(item.bytes);
@@ -604,7 +604,7 @@ impl Server {
         }
         if let Some(rx) = &mut self.receiver {
             self.receiver_stats = rx.join();
-            if let (Some(s), OrderPort::Xdp(port)) =
+            if let (Some(s), OrderPort::Xdp(port, _)) =
                 (self.receiver_stats.and_then(|s| s.xdp), &mut self.orders)
             {
                 port.absorb_receiver(s);
@@ -776,7 +776,7 @@ fn spawn_receiver(
     }
     let source = match orders {
         OrderPort::Kernel(port) => RxSource::Kernel(port.socket().try_clone()?),
-        OrderPort::Xdp(port) => RxSource::Xdp(
+        OrderPort::Xdp(port, _) => RxSource::Xdp(
             port.take_receiver()
                 .context("the AF_XDP port's receive half")?,
         ),

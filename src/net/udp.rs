@@ -230,7 +230,11 @@ impl SendFailure {
 #[allow(clippy::large_enum_variant)]
 pub enum OrderPort {
     Kernel(UdpPort),
-    Xdp(XdpPort),
+    /// AF_XDP, and a kernel socket on the same address for replies to
+    /// peers whose MAC address the AF_XDP port has not learned (sessions
+    /// recovered after a restart, before their clients send again): the
+    /// kernel resolves it with ARP, which the XDP program passes.
+    Xdp(XdpPort, Box<UdpPort>),
 }
 
 impl OrderPort {
@@ -247,7 +251,7 @@ impl OrderPort {
             OrderPort::Kernel(p) => p.recv(max, |src, payload| {
                 f(src, payload);
             }),
-            OrderPort::Xdp(p) => Ok(p.recv(max, f)),
+            OrderPort::Xdp(p, _) => Ok(p.recv(max, f)),
         }
     }
 
@@ -256,7 +260,10 @@ impl OrderPort {
     pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
         match self {
             OrderPort::Kernel(p) => p.send_to(dst, payload),
-            OrderPort::Xdp(p) => p.send_to(dst, payload),
+            OrderPort::Xdp(p, kernel) => match p.send_to_known(dst, payload) {
+                Some(sent) => sent,
+                None => kernel.send_to(dst, payload),
+            },
         }
     }
 
@@ -265,7 +272,10 @@ impl OrderPort {
     pub fn flush(&mut self) {
         match self {
             OrderPort::Kernel(p) => p.flush(),
-            OrderPort::Xdp(p) => p.flush(),
+            OrderPort::Xdp(p, kernel) => {
+                p.flush();
+                kernel.flush();
+            }
         }
     }
 
@@ -273,7 +283,7 @@ impl OrderPort {
     pub fn name(&self) -> &'static str {
         match self {
             OrderPort::Kernel(_) => "kernel UDP",
-            OrderPort::Xdp(_) => "AF_XDP",
+            OrderPort::Xdp(..) => "AF_XDP",
         }
     }
 
@@ -288,14 +298,19 @@ impl OrderPort {
                 plural(p.tx_calls, "sendmmsg call", "sendmmsg calls"),
                 plural(p.send_errors, "send error", "send errors")
             ),
-            OrderPort::Xdp(p) => format!("AF_XDP: {}", p.stats()),
+            OrderPort::Xdp(p, kernel) => format!(
+                "AF_XDP: {}; through the kernel to peers whose MAC address was not known: {} sent, {}",
+                p.stats(),
+                plural(kernel.sent, "datagram", "datagrams"),
+                plural(kernel.send_errors, "send error", "send errors")
+            ),
         }
     }
 
     pub fn xdp_stats(&self) -> Option<XdpStats> {
         match self {
             OrderPort::Kernel(_) => None,
-            OrderPort::Xdp(p) => Some(p.stats()),
+            OrderPort::Xdp(p, _) => Some(p.stats()),
         }
     }
 }

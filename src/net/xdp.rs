@@ -508,7 +508,19 @@ impl XdpPort {
 
     /// As [`XdpPort::send_to`], from another local port.
     pub fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
-        self.tx.send_from(src_port, dst, payload)
+        let sent = self.tx.send_known(src_port, dst, payload);
+        if sent.is_none() {
+            self.tx.stats.tx_no_neighbour += 1;
+        }
+        sent.unwrap_or(false)
+    }
+
+    /// As [`XdpPort::send_to`] when `dst`'s MAC address is known: `None`
+    /// (nothing queued, nothing counted) when no frame from its IP address
+    /// has been seen, for the caller to send it another way.
+    #[inline]
+    pub fn send_to_known(&mut self, dst: SocketAddrV4, payload: &[u8]) -> Option<bool> {
+        self.tx.send_known(self.tx.local.port(), dst, payload)
     }
 
     /// Whether a frame from `ip` has taught us its MAC address (nothing can
@@ -642,18 +654,15 @@ impl XdpReceiver {
 }
 
 impl XdpSender {
-    fn send_from(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> bool {
-        let Some(mac) = self.neighbours.get(*dst.ip()) else {
-            self.stats.tx_no_neighbour += 1;
-            return false;
-        };
+    fn send_known(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> Option<bool> {
+        let mac = self.neighbours.get(*dst.ip())?;
         let ep = Endpoints {
             src_mac: self.local_mac,
             dst_mac: mac,
             src: SocketAddrV4::new(*self.local.ip(), src_port),
             dst,
         };
-        self.queue_frame(&ep, 64, payload)
+        Some(self.queue_frame(&ep, 64, payload))
     }
 
     fn queue_frame(&mut self, ep: &Endpoints, ttl: u8, payload: &[u8]) -> bool {
