@@ -31,7 +31,7 @@
 //! skipped with a log line, falling back to older ones and then to full
 //! replay. `--fresh` removes the journal, its snapshots and the archive.
 //!
-//! Format, version 3. Header integers big-endian; the body is bincode 1.x
+//! Format, version 7. Header integers big-endian; the body is bincode 1.x
 //! (fixed-width little-endian integers, lengths as u64) of [`State`]:
 //! ```text
 //! file    = header body crc
@@ -78,7 +78,9 @@ const MAGIC: &[u8; 8] = b"TOKEXSNP";
 /// 6: the journal is of version 5 (the risk checks changed, 2026-12-03).
 /// Since then a snapshot follows the rules of the journal it covers: a
 /// journal of another version is refused before its snapshots are read.
-const VERSION: u32 = 6;
+/// 7: a live order's token keeps the Firm and Capacity of its Enter Order
+/// (its Replaced echoes them).
+const VERSION: u32 = 7;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 68;
 /// Snapshots kept by default (the newest and the one before it).

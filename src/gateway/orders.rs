@@ -493,7 +493,11 @@ impl Gateway {
                 ..
             } => {
                 let (s, t) = untag(tag);
-                let token = self.sessions[s].set_order(t, order);
+                let echo = match answering.accepting {
+                    Some((entered, echo)) if entered == tag => echo,
+                    _ => ouch::Echo::default(),
+                };
+                let token = self.sessions[s].set_order(t, order, echo);
                 let f = ouch::OrderFields {
                     timestamp: ts,
                     token,
@@ -504,10 +508,6 @@ impl Gateway {
                     tif,
                     order_reference: order.0,
                     live: true,
-                };
-                let echo = match answering.accepting {
-                    Some((entered, echo)) if entered == tag => echo,
-                    _ => ouch::Echo::default(),
                 };
                 let m = ouch::Accepted::echoing(&f, echo);
                 self.send_sequenced(now, s, m.as_bytes(), out);
@@ -528,7 +528,13 @@ impl Gateway {
                 ..
             } => {
                 let (s, t) = untag(tag);
-                let token = self.sessions[s].set_order(t, order);
+                // The replacement keeps the replaced order's Firm and
+                // Capacity (a Replace Order carries neither).
+                let echo = answering
+                    .previous
+                    .and_then(|p| self.sessions[s].echo(&p))
+                    .unwrap_or_default();
+                let token = self.sessions[s].set_order(t, order, echo);
                 let prev = answering.previous.unwrap_or(token);
                 self.sessions[s].forget(&prev);
                 let f = ouch::OrderFields {
@@ -542,7 +548,8 @@ impl Gateway {
                     order_reference: order.0,
                     live: true,
                 };
-                self.send_sequenced(now, s, ouch::Replaced::new(&f, prev).as_bytes(), out);
+                let m = ouch::Replaced::echoing(&f, prev, echo);
+                self.send_sequenced(now, s, m.as_bytes(), out);
             }
             Event::Canceled {
                 tag,

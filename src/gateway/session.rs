@@ -10,7 +10,7 @@ use super::Peer;
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::slot_ring::SlotRing;
 use crate::types::{AccountId, OrderId};
-use crate::wire::ouch::{token_key, Token};
+use crate::wire::ouch::{token_key, Echo, Token};
 
 /// A token bucket in integer nano-units: `rate` messages per second, at most
 /// `burst` at once. Time is passed in. It can be taken into debt
@@ -172,9 +172,9 @@ impl OutboundStore {
     }
 }
 
-/// One token's entry: the token, the live engine order it names, and the
-/// request's fingerprint.
-pub(super) type TokenEntry = (Token, Option<OrderId>, u64);
+/// One token's entry: the token, the live engine order it names (with the
+/// Firm and Capacity of its Enter Order), and the request's fingerprint.
+pub(super) type TokenEntry = (Token, Option<(OrderId, [u8; 4], u8)>, u64);
 
 pub(super) struct Session {
     pub username: [u8; 6],
@@ -194,12 +194,13 @@ pub(super) struct Session {
     /// claimed it (to tell a re-sent request from a different one reusing
     /// the token).
     orders: Vec<(Token, u64)>,
-    /// The tokens that name a live engine order (with their numbers): as
-    /// small as the session's resting orders, so cancels and replaces look
-    /// up a table that stays in cache. Keyed by the token as an integer
+    /// The tokens that name a live engine order (with their numbers, and
+    /// the Firm and Capacity its Replaced echoes): as small as the
+    /// session's resting orders, so cancels and replaces look up a table
+    /// that stays in cache. Keyed by the token as an integer
     /// (`ouch::token_key`): a 14-byte array key is hashed a byte slice at a
     /// time and compared by a call to `memcmp`.
-    live: HashMap<u128, (u32, OrderId), foldhash::fast::RandomState>,
+    live: HashMap<u128, (u32, OrderId, Echo), foldhash::fast::RandomState>,
 }
 
 /// Tokens a session has room for from the start (its token lists are made
@@ -266,9 +267,9 @@ impl Session {
             .iter()
             .map(|&(token, fingerprint)| (token, None, fingerprint))
             .collect();
-        for &(t, order) in self.live.values() {
+        for &(t, order, echo) in self.live.values() {
             if let Some(e) = entries.get_mut(t as usize) {
-                e.1 = Some(order);
+                e.1 = Some((order, echo.firm, echo.capacity));
             }
         }
         entries
@@ -283,8 +284,9 @@ impl Session {
         self.live.clear();
         for (t, e) in entries.iter().enumerate() {
             let _ = self.tokens.claim(&e.0, t as u32);
-            if let Some(order) = e.1 {
-                self.live.insert(token_key(&e.0), (t as u32, order));
+            if let Some((order, firm, capacity)) = e.1 {
+                let echo = Echo { firm, capacity };
+                self.live.insert(token_key(&e.0), (t as u32, order, echo));
             }
         }
     }
@@ -315,7 +317,14 @@ impl Session {
 
     /// The live order `token` names, with the token's number.
     pub fn live_order(&self, token: &Token) -> Option<(u32, OrderId)> {
-        self.live.get(&token_key(token)).copied()
+        self.live
+            .get(&token_key(token))
+            .map(|&(t, order, _)| (t, order))
+    }
+
+    /// The Firm and Capacity of the live order `token` names.
+    pub fn echo(&self, token: &Token) -> Option<Echo> {
+        self.live.get(&token_key(token)).map(|&(_, _, echo)| echo)
     }
 
     /// The token of number `t`.
@@ -323,11 +332,12 @@ impl Session {
         self.orders.get(t as usize).map_or([b' '; 14], |o| o.0)
     }
 
-    /// Token number `t` now names the live `order`; returns the token.
-    pub fn set_order(&mut self, t: u32, order: OrderId) -> Token {
+    /// Token number `t` now names the live `order`, whose Firm and
+    /// Capacity are `echo`; returns the token.
+    pub fn set_order(&mut self, t: u32, order: OrderId, echo: Echo) -> Token {
         let token = self.token(t);
         if self.orders.get(t as usize).is_some() {
-            self.live.insert(token_key(&token), (t, order));
+            self.live.insert(token_key(&token), (t, order, echo));
         }
         token
     }

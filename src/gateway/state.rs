@@ -14,8 +14,6 @@ use super::login::Failures;
 use super::session::{OutboundState, TokenBucket, TokenEntry};
 use super::{Drop, Gateway, Peer};
 use crate::engine::RejectReason;
-use crate::types::OrderId;
-use crate::wire::ouch::Token;
 
 /// One session's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +24,9 @@ pub struct SessionState {
     bucket: TokenBucket,
     reject_bucket: TokenBucket,
     store: OutboundState,
-    /// Per token number: token, live order, request fingerprint.
-    tokens: Vec<(Token, Option<OrderId>, u64)>,
+    /// Per token number: token, live order (with its Firm and Capacity),
+    /// request fingerprint.
+    tokens: Vec<TokenEntry>,
 }
 
 /// Everything journal replay rebuilds in the gateway.

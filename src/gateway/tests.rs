@@ -1295,6 +1295,56 @@ fn a_minimum_quantity_other_than_none_or_fill_or_kill_is_refused_not_ignored() {
 }
 
 #[test]
+fn a_replaced_echoes_the_firm_and_capacity_of_the_order_it_replaced_across_a_snapshot() {
+    let t = |s: &[u8]| ouch::token(s).unwrap();
+    let replaced = |r: &Rig| -> ouch::Echo {
+        let m = r
+            .out
+            .iter()
+            .flat_map(|(_, b)| soupbin::packets(b))
+            .find_map(|p| match p {
+                Ok(Packet::SequencedData(m)) if m[0] == ouch::kind::REPLACED => Some(m.to_vec()),
+                _ => None,
+            })
+            .expect("a Replaced");
+        let r = <ouch::Replaced as zerocopy::FromBytes>::ref_from_bytes(&m).unwrap();
+        ouch::Echo {
+            firm: r.firm,
+            capacity: r.capacity,
+        }
+    };
+    let mut r = Rig::new(GatewayConfig::default());
+    r.login(peer(1), "demo01", "demo01", 0);
+    let mut m = ouch::EnterOrder::new(
+        t(b"T1"),
+        Side::Buy,
+        Qty::new(5),
+        Symbol::new("TK2612").unwrap(),
+        "6.400".parse::<Price>().unwrap(),
+        Tif::Day,
+    );
+    m.firm = *b"FIRM";
+    m.capacity = b'P';
+    r.unseq(peer(1), m.as_bytes());
+    let firm = ouch::Echo {
+        firm: *b"FIRM",
+        capacity: b'P',
+    };
+    let replace = |from: &[u8], to: &[u8], price: &str| {
+        ouch::ReplaceOrder::new(t(from), t(to), Qty::new(5), price.parse().unwrap())
+    };
+    r.unseq(peer(1), replace(b"T1", b"T2", "6.410").as_bytes());
+    assert_eq!(replaced(&r), firm);
+    // A snapshot's gateway keeps it for the next replace in the chain.
+    let mut again = Rig::new(GatewayConfig::default());
+    again.engine.restore(&r.engine.state()).unwrap();
+    again.gw.restore(&r.gw.state()).unwrap();
+    again.now = r.now;
+    again.unseq(peer(1), replace(b"T2", b"T3", "6.420").as_bytes());
+    assert_eq!(replaced(&again), firm);
+}
+
+#[test]
 fn the_journal_holds_a_logins_outcome_never_its_password() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "s3cretpw", 0);

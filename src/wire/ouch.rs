@@ -578,11 +578,15 @@ wire_struct!(
 });
 
 impl Replaced {
-    /// A Replaced with the Firm and Capacity of [`Echo::default`]: a
-    /// Replace Order carries neither, and tokex does not keep the
-    /// replaced order's (see `gateway::orders`).
+    /// A Replaced with the Firm and Capacity of [`Echo::default`].
     pub fn new(f: &OrderFields, previous: Token) -> Replaced {
-        let a = Accepted::new(f);
+        Replaced::echoing(f, previous, Echo::default())
+    }
+
+    /// A Replaced echoing `echo`: a Replace Order carries no Firm or
+    /// Capacity, so these are the replaced order's, from its Enter Order.
+    pub fn echoing(f: &OrderFields, previous: Token, echo: Echo) -> Replaced {
+        let a = Accepted::echoing(f, echo);
         Replaced {
             msg_type: kind::REPLACED,
             timestamp: a.timestamp,
