@@ -200,3 +200,63 @@ fn a_second_run_with_the_first_runs_token_prefix_has_its_order_given_up_without_
     );
     assert!(second.session.is_logged_in());
 }
+
+#[test]
+fn a_client_of_an_exchange_restarted_without_a_journal_goes_on_with_the_new_stream_and_enters_no_old_order(
+) {
+    let (mut x, mut a, _b, px) = a_rests_a_sell();
+    assert_eq!(a.session.next_sequence(), 2, "A's order was accepted");
+    // An order the exchange never answers: it goes down as it is sent.
+    let old = a
+        .session
+        .enter(x.now, tk(), Side::Buy, Qty::new(1), px, Tif::Day);
+    x.step(&mut [&mut a], &mut (), |_| false, |_| true);
+    // The exchange comes back at once without a journal: a new stream, 1
+    // next, which knows neither A's session binding nor its orders.
+    let mut y = exchange();
+    y.now = x.now;
+    y.run(&mut [&mut a], 5_000);
+    assert!(a.session.is_logged_in());
+    assert_eq!(
+        a.session.stats().new_streams,
+        1,
+        "{:?} {:?}",
+        a.session.stats(),
+        a.events
+    );
+    let from = a
+        .events
+        .iter()
+        .position(|e| matches!(e, ClientEvent::NewStream { .. }))
+        .unwrap();
+    assert_eq!(
+        a.events[from..],
+        [
+            ClientEvent::NewStream {
+                next_sequence: 1,
+                previous: 2
+            },
+            ClientEvent::Unanswered {
+                token: old,
+                request: b'O'
+            }
+        ]
+    );
+    assert_eq!(y.gw.counters().orders, 0, "the old order was not entered");
+    // A new order is answered on the new stream and its answer delivered.
+    let new = a
+        .session
+        .enter(y.now, tk(), Side::Buy, Qty::new(1), px, Tif::Day);
+    y.run(&mut [&mut a], 5);
+    assert!(
+        matches!(a.events.last(), Some(ClientEvent::Accepted { token, .. }) if *token == new),
+        "{:?}",
+        a.events
+    );
+    assert_eq!(a.session.outstanding(), 0);
+    assert_eq!(a.session.stats().duplicates_dropped, 0);
+    assert_eq!(
+        a.session.next_sequence(),
+        y.gw.next_sequence("demo01").unwrap()
+    );
+}

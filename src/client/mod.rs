@@ -40,12 +40,28 @@
 //! given up when the exchange answered what the session sent after each of
 //! three of its re-sends, every answer delivered, but never this one (a
 //! token used earlier today, whose re-sends the exchange drops): with the
-//! default waits, within seconds rather than never. A session belongs to one
-//! stream: when the exchange's stream begins again (a new day, or a
-//! restart with `durability = "none"`), make a new [`ClientSession`]. A
-//! Login Accepted below the next expected number is not taken as a new
-//! stream, because a late answer to an earlier login looks the same, and
-//! following it would deliver messages twice.
+//! default waits, within seconds rather than never.
+//!
+//! A new stream: the SoupBinTCP session name is fixed, so when the
+//! exchange's stream begins again (a new day, or a restart with
+//! `durability = "none"`) only its numbers show it. The exchange answers a
+//! Login Request asking for N from N or later, unless its stream holds
+//! fewer than N − 1 messages; so a Login Accepted below the number asked
+//! for by every Login Request still waiting for its answer (sent within
+//! the silence timeout; the exchange answers them in the order they come)
+//! is taken as a new stream. Not one merely below the next expected
+//! number: a late answer to an earlier login, which asked for less, looks
+//! like that, and following it would deliver messages twice. The session
+//! reports [`ClientEvent::NewStream`], goes on from the new numbers, and
+//! gives up every request still waiting ([`ClientEvent::Unanswered`])
+//! rather than re-send it: on the new stream a re-sent Enter Order would
+//! be an order the caller did not ask for there, and a Cancel or Replace
+//! would name an order the exchange no longer knows. A heartbeat labelled
+//! below the next expected number makes the session ask for the stream,
+//! so that a new stream whose Login Accepted passed for a late answer is
+//! found by the next one. A new stream already as long as what the session
+//! had received when it logs in again (a session that received nothing, in
+//! particular) cannot be told from the old one.
 //!
 //! Tokens: the exchange processes an order token once per session per day,
 //! and drops a byte-identical re-sent request for a token already used

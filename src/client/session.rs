@@ -72,16 +72,56 @@ pub enum ClientEvent {
     /// session already used today, and the first answer is not in this
     /// session's stream (a program run again with the token prefix of an
     /// earlier run today; see [`run_token_prefix`]), or every copy was
-    /// lost on the way. Its outcome is unknown to the client: the request
-    /// may have been accepted, executed, replaced, canceled or rejected
-    /// (or, for a new token, never received); find out by other means
-    /// before relying on it either way. An answer that does come later is
-    /// still delivered as usual.
+    /// lost on the way; or it was waiting when the exchange's stream began
+    /// again ([`ClientEvent::NewStream`]). Its outcome is unknown to the
+    /// client: the request may have been accepted, executed, replaced,
+    /// canceled or rejected (or, for a new token, never received); find out
+    /// by other means before relying on it either way. An answer that does
+    /// come later is still delivered as usual.
     Unanswered {
         token: Token,
         /// The OUCH type of the request ('O' enter, 'U' replace, 'X'
         /// cancel), as in [`ClientEvent::Rejected`].
         request: u8,
+    },
+    /// The exchange's stream began again: a Login Accepted, answering a
+    /// re-login or a re-request, named a next sequence number below the one
+    /// asked for by every Login Request still waiting for its answer. (The
+    /// exchange answers a client's logins in the order they come; one sent
+    /// longer ago than the silence timeout is taken as unanswered for
+    /// good.) The exchange answers a login asking for N from N, or from
+    /// later when it no longer has N, never from earlier, unless its stream
+    /// holds fewer messages than the session has received: it is another
+    /// stream under the same session name (a new day, or a restart with
+    /// `durability = "none"`), or the exchange lost the stream's end (a
+    /// journal cut short at a restart). The session goes on from
+    /// `next_sequence`.
+    ///
+    /// Assume the exchange knows nothing of what the old stream told from
+    /// `next_sequence` on; for a new stream, which starts at 1, nothing at
+    /// all: none of its orders (all are day orders: a new day starts with
+    /// an empty book, a restart without a journal forgets them) and none of
+    /// its tokens. Every request still waiting is given up and never
+    /// re-sent, each reported as [`ClientEvent::Unanswered`] right after
+    /// this event (before [`ClientEvent::LoggedIn`], for a re-login): on
+    /// the new stream a re-sent Enter Order would be a new order the caller
+    /// did not ask for there (perhaps a day late), and a Cancel or Replace
+    /// would name an order the exchange does not know. Whatever the caller still wants, it
+    /// sends again, with new tokens. A request that did reach the new stream
+    /// (sent after the re-login) may still be answered: that answer is
+    /// delivered as usual.
+    ///
+    /// Not detected: a new stream that, when the session logs in again,
+    /// already holds at least as many messages as the session received from
+    /// the old one; in particular, for a session that received nothing
+    /// from the old stream, whose waiting requests are then re-sent into
+    /// the new one. Its numbers look like the old stream's, and only a
+    /// session name that changed with the stream could tell them apart.
+    NewStream {
+        /// The new stream's next sequence number, where the session goes on.
+        next_sequence: u64,
+        /// The next number the session expected on the old stream.
+        previous: u64,
     },
 }
 
@@ -119,6 +159,9 @@ pub struct ClientStats {
     pub unrecoverable: u64,
     /// Requests given up, each reported as [`ClientEvent::Unanswered`].
     pub unanswered: u64,
+    /// New streams of the exchange detected, each reported as
+    /// [`ClientEvent::NewStream`].
+    pub new_streams: u64,
     /// Datagrams that did not parse (the rest of such a datagram is ignored).
     pub malformed: u64,
 }
@@ -196,6 +239,20 @@ fn token_of(k: &Key) -> Token {
 
 /// A re-send deadline: (due, request id, key).
 type Deadline = (u64, u64, Key);
+
+/// The most entries of [`ClientSession::asked`]; past it a new number
+/// merges into the last entry, which keeps the lower number (a new stream
+/// may then be noticed later, never a late answer taken for one).
+const MAX_ASKED: usize = 16;
+
+/// Login Requests sent and not answered yet that asked for one sequence
+/// number: the number, how many, and when the last was sent.
+#[derive(Clone, Copy)]
+struct Asked {
+    sequence: u64,
+    count: u32,
+    at: u64,
+}
 
 /// Re-sends of a request whose answer may have been lost for good, each
 /// followed by a datagram from the exchange, after which it is given up
@@ -310,6 +367,13 @@ pub struct ClientSession {
     /// logins): the order they reach the exchange in, which deals with a
     /// client's datagrams in the order they come.
     sent_ord: u64,
+    /// The Login Requests that the exchange may still answer: sent within
+    /// the silence timeout and not answered yet, by the sequence number
+    /// they asked for, lowest (and oldest) first. A first login asks for 0,
+    /// which any answer fits (until the first answer says from where the
+    /// stream goes on). A Login Accepted below all of them answers none of
+    /// them on this stream ([`ClientEvent::NewStream`]).
+    asked: VecDeque<Asked>,
     /// The place, in that order, of the latest packet the exchange has
     /// shown it dealt with, every answer to what came before it having
     /// been delivered (or lost for good): an answered request, an answered
@@ -466,6 +530,7 @@ impl ClientSession {
             recovery_deferred: false,
             recovery_ord: 0,
             sent_ord: 0,
+            asked: VecDeque::with_capacity(MAX_ASKED),
             caught_up_ord: 0,
             rx_ord: 0,
             last_delivered_at: 0,
@@ -523,6 +588,7 @@ impl ClientSession {
 
     fn queue_login(&mut self, sequence: u64) {
         self.sent_ord += 1;
+        self.note_asked(sequence);
         let mut b = [0u8; PACKET];
         if let Ok(n) = soupbin::write_login_request(
             &mut b,
@@ -532,6 +598,91 @@ impl ClientSession {
             sequence,
         ) {
             self.outbox.push_back(Bytes::new(&b[..n]));
+        }
+    }
+
+    /// Notes that a Login Request asking for `sequence` is sent now.
+    fn note_asked(&mut self, sequence: u64) {
+        let at = self.last_now;
+        let full = self.asked.len() >= MAX_ASKED;
+        match self.asked.back_mut() {
+            // The numbers asked for only grow: one not above the last
+            // merges with it, and so does any once the list is full.
+            Some(last) if sequence <= last.sequence || full => {
+                last.sequence = last.sequence.min(sequence);
+                last.count = last.count.saturating_add(1);
+                last.at = at;
+            }
+            _ => self.asked.push_back(Asked {
+                sequence,
+                count: 1,
+                at,
+            }),
+        }
+    }
+
+    /// The lowest sequence number asked for by a Login Request that the
+    /// exchange may still answer: one not answered yet and sent within the
+    /// silence timeout (the exchange answers a login at once; one whose
+    /// answer is lost would otherwise count for ever).
+    fn lowest_asked(&mut self) -> Option<u64> {
+        let now = self.last_now;
+        while self
+            .asked
+            .front()
+            .is_some_and(|a| now.saturating_sub(a.at) > self.silence_timeout)
+        {
+            self.asked.pop_front();
+        }
+        self.asked.front().map(|a| a.sequence)
+    }
+
+    /// A Login Accepted or Rejected came: it answers the oldest Login
+    /// Request not answered yet, the exchange answering a client's packets
+    /// in the order they come. (When that one or its answer was lost, a
+    /// later one stays counted instead, asking for as much or more: the
+    /// lowest number counted can only be lower than the truth, so a new
+    /// stream may be noticed later, never a late answer taken for one.)
+    fn login_answered(&mut self) {
+        if let Some(first) = self.asked.front_mut() {
+            first.count -= 1;
+            if first.count == 0 {
+                self.asked.pop_front();
+            }
+        }
+    }
+
+    /// A Login Accepted at `seq` showed a new stream
+    /// ([`ClientEvent::NewStream`]): the session goes on from `seq` and
+    /// gives up every request still waiting, oldest first.
+    fn begin_new_stream(&mut self, seq: u64, f: &mut impl FnMut(ClientEvent)) {
+        let previous = self.next_sequence;
+        self.next_sequence = seq;
+        self.stats.new_streams += 1;
+        // The logins still waiting are answered by the new stream after
+        // this one, from `seq` at least, or from the number they asked for.
+        for a in &mut self.asked {
+            a.sequence = a.sequence.min(seq);
+        }
+        // A re-request still waiting asked for the old stream's numbers.
+        self.recovery_sent_at = None;
+        self.last_recovery_at = None;
+        self.recovery_wait = self.resend_after;
+        self.recovery_deferred = false;
+        self.delivered_since_recovery = false;
+        f(ClientEvent::NewStream {
+            next_sequence: seq,
+            previous,
+        });
+        let mut waiting: Vec<(u64, Key)> = self.pending.iter().map(|(k, p)| (p.id, *k)).collect();
+        waiting.sort_unstable();
+        for (_, k) in waiting {
+            self.forget(&k);
+            self.stats.unanswered += 1;
+            f(ClientEvent::Unanswered {
+                token: token_of(&k),
+                request: k.1,
+            });
         }
     }
 
@@ -897,6 +1048,15 @@ impl ClientSession {
                 }
                 Packet::LoginAccepted(a) => {
                     let seq = a.next_sequence().unwrap_or(1);
+                    // Below the next expected number, it may be a late
+                    // answer to a login that asked for less; below what
+                    // every login still waiting asked for, it answers none
+                    // of them.
+                    let asked = self.lowest_asked();
+                    self.login_answered();
+                    if self.synced && asked.is_some_and(|asked| seq < asked) {
+                        self.begin_new_stream(seq, f);
+                    }
                     if !self.logged_in {
                         self.logged_in = true;
                         self.login_sent_at = None;
@@ -910,6 +1070,11 @@ impl ClientSession {
                         // it means the exchange no longer had what we missed.
                         if !self.synced {
                             self.next_sequence = seq;
+                            // Copies of the first login still waiting are
+                            // answered later, from `seq` at least.
+                            for a in &mut self.asked {
+                                a.sequence = seq;
+                            }
                         } else if seq > self.next_sequence {
                             self.lost_for_good(seq - self.next_sequence);
                             self.next_sequence = seq;
@@ -936,6 +1101,7 @@ impl ClientSession {
                     }
                 }
                 Packet::LoginRejected(code) => {
+                    self.login_answered();
                     // A re-login refused because the session is not
                     // available (still bound to the lost link until the
                     // exchange's idle timeout unbinds it) is tried again,
@@ -975,6 +1141,15 @@ impl ClientSession {
                 }
                 Packet::ServerHeartbeat if label.is_some_and(|l| l > self.next_sequence) => {
                     self.stats.gaps += 1;
+                    self.recover(now);
+                }
+                // The exchange's stream is shorter than what was delivered:
+                // a new stream whose Login Accepted passed for a late answer
+                // to an earlier login, or a heartbeat overtaken by later
+                // messages. The answer to a re-request tells which.
+                Packet::ServerHeartbeat
+                    if self.synced && label.is_some_and(|l| l < self.next_sequence) =>
+                {
                     self.recover(now);
                 }
                 Packet::EndOfSession => {
@@ -2236,5 +2411,312 @@ mod tests {
             .events
             .iter()
             .any(|(_, e)| *e == ClientEvent::ConnectionLost));
+    }
+
+    /// A session that received messages 1 to 3 (its next number 4) and then
+    /// lost the exchange: its re-login, asking for 4, is sent. With the
+    /// time it was lost at.
+    fn lost_after_three_messages() -> (ClientSession, u64) {
+        let mut s = logged_in(1000);
+        s.on_datagram(10, &sequenced(1, 3), &mut |_| {});
+        let lost_at = 10 + s.silence_timeout();
+        s.on_timer_with(lost_at, &mut |_| {});
+        assert!(!s.is_logged_in());
+        assert_eq!(sent_login(&mut s, lost_at), Some(4));
+        (s, lost_at)
+    }
+
+    /// The Login Request packets, and the OUCH types of the requests, the
+    /// session sends at `now`.
+    fn sent_at(s: &mut ClientSession, now: u64) -> (Vec<u64>, Vec<u8>) {
+        let (mut logins, mut requests) = (Vec::new(), Vec::new());
+        let mut out = [0u8; 1400];
+        while let Some(n) = s.poll_transmit(now, &mut out) {
+            for p in soupbin::packets(&out[..n]).flatten() {
+                match p {
+                    Packet::LoginRequest(r) => logins.push(r.requested_sequence().unwrap()),
+                    Packet::UnsequencedData(m) => requests.push(m[0]),
+                    _ => {}
+                }
+            }
+        }
+        (logins, requests)
+    }
+
+    #[test]
+    fn a_re_login_answered_below_the_number_it_asked_for_is_a_new_stream_whose_messages_are_delivered(
+    ) {
+        let (mut s, lost_at) = lost_after_three_messages();
+        s.on_timer(lost_at + 1000);
+        assert_eq!(sent_login(&mut s, lost_at + 1000), Some(4), "sent again");
+        // The exchange restarted without its journal: its stream for the
+        // session begins again at 1.
+        let mut events = Vec::new();
+        s.on_datagram(lost_at + 1001, &login_accepted(1), &mut |e| events.push(e));
+        assert_eq!(
+            events,
+            [
+                ClientEvent::NewStream {
+                    next_sequence: 1,
+                    previous: 4
+                },
+                ClientEvent::LoggedIn { next_sequence: 1 },
+            ]
+        );
+        assert_eq!(s.stats().new_streams, 1);
+        assert_eq!(s.next_sequence(), 1);
+        // The new stream's messages are delivered, not dropped as
+        // duplicates of the old one's 1 to 3.
+        let symbol = Symbol::new("TK2612").unwrap();
+        let t = s.enter(
+            lost_at + 1002,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        events.clear();
+        s.on_datagram(lost_at + 1003, &accepted_at(1, t, symbol), &mut |e| {
+            events.push(e)
+        });
+        assert!(
+            matches!(events[..], [ClientEvent::Accepted { token, .. }] if token == t),
+            "{events:?}"
+        );
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().duplicates_dropped, 0);
+        // The answer to the re-login's second copy is no second new stream.
+        s.on_datagram(lost_at + 1004, &login_accepted(1), &mut |e| events.push(e));
+        assert_eq!(s.stats().new_streams, 1);
+        assert_eq!(s.next_sequence(), 2);
+    }
+
+    #[test]
+    fn requests_waiting_when_a_new_stream_begins_are_given_up_and_never_re_sent_into_it() {
+        let mut s = logged_in(1000);
+        let symbol = Symbol::new("TK2612").unwrap();
+        let resting = one_lot_at_0(&mut s);
+        s.on_datagram(5, &accepted_at(1, resting, symbol), &mut |_| {});
+        // Waiting when the exchange goes: an Enter, a Replace of the resting
+        // order and then a Cancel of it.
+        let entered = s.enter(
+            10,
+            symbol,
+            Side::Sell,
+            Qty::new(2),
+            Price::from_raw(9),
+            Tif::Day,
+        );
+        let replacement = s.replace(11, resting, Qty::new(1), Price::from_raw(2));
+        s.cancel(12, resting, Qty::ZERO);
+        while s.poll_transmit(12, &mut [0u8; 1400]).is_some() {}
+        let lost_at = 12 + s.silence_timeout();
+        s.on_timer_with(lost_at, &mut |_| {});
+        assert!(!s.is_logged_in());
+        while s.poll_transmit(lost_at, &mut [0u8; 1400]).is_some() {}
+        // The restarted exchange answers the re-login (which asked for 2)
+        // from 1.
+        let mut events = Vec::new();
+        s.on_datagram(lost_at + 1, &login_accepted(1), &mut |e| events.push(e));
+        assert_eq!(
+            events,
+            [
+                ClientEvent::NewStream {
+                    next_sequence: 1,
+                    previous: 2
+                },
+                ClientEvent::Unanswered {
+                    token: entered,
+                    request: b'O'
+                },
+                ClientEvent::Unanswered {
+                    token: replacement,
+                    request: b'U'
+                },
+                ClientEvent::Unanswered {
+                    token: resting,
+                    request: b'X'
+                },
+                ClientEvent::LoggedIn { next_sequence: 1 },
+            ]
+        );
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.stats().unanswered, 3);
+        // None of them is ever sent into the new stream, and nothing is
+        // asked for on their account.
+        for now in (lost_at + 10..lost_at + 100_000).step_by(10) {
+            s.on_timer(now);
+            let (logins, requests) = sent_at(&mut s, now);
+            assert!(requests.is_empty(), "{requests:?} sent at {now}");
+            assert!(logins.is_empty(), "{logins:?} asked for at {now}");
+        }
+        assert_eq!(s.stats().resent, 0);
+    }
+
+    #[test]
+    fn the_answer_to_a_re_request_below_the_number_it_asked_for_is_a_new_stream() {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        s.on_datagram(5, &sequenced(1, 3), &mut |_| {});
+        let t = s.enter(
+            10,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        while s.poll_transmit(10, &mut [0u8; 1400]).is_some() {}
+        // The exchange restarts within the silence timeout: the order is
+        // re-sent, unanswered, and the session asks for the stream from 4.
+        s.on_timer(110);
+        assert_eq!(sent_at(&mut s, 110), (vec![4], vec![b'O']));
+        let mut events = Vec::new();
+        s.on_datagram(120, &login_accepted(1), &mut |e| events.push(e));
+        assert_eq!(
+            events,
+            [
+                ClientEvent::NewStream {
+                    next_sequence: 1,
+                    previous: 4
+                },
+                ClientEvent::Unanswered {
+                    token: t,
+                    request: b'O'
+                },
+            ]
+        );
+        assert!(s.is_logged_in());
+        assert_eq!(s.next_sequence(), 1);
+        s.on_datagram(130, &sequenced(1, 2), &mut |_| {});
+        assert_eq!(s.next_sequence(), 3);
+        assert_eq!(s.stats().duplicates_dropped, 0);
+    }
+
+    #[test]
+    fn a_late_answer_to_a_login_that_asked_for_less_is_no_new_stream() {
+        let (mut s, lost_at) = lost_after_three_messages();
+        // The re-login goes again (its answer is slow), then the first
+        // answer comes with the messages from 4 to 9.
+        s.on_timer(lost_at + 1000);
+        assert_eq!(sent_login(&mut s, lost_at + 1000), Some(4));
+        let mut events = Vec::new();
+        s.on_datagram(lost_at + 1001, &login_accepted(4), &mut |e| events.push(e));
+        s.on_datagram(lost_at + 1002, &sequenced(4, 6), &mut |e| events.push(e));
+        assert_eq!(s.next_sequence(), 10);
+        // Message 11 arrives before 10: the session asks from 10.
+        s.on_datagram(lost_at + 1003, &sequenced(11, 1), &mut |_| {});
+        assert_eq!(sent_login(&mut s, lost_at + 1003), Some(10));
+        // The answer to the second re-login, from 4, below the next number
+        // but not below every number asked for: a late answer.
+        s.on_datagram(lost_at + 1004, &login_accepted(4), &mut |e| events.push(e));
+        s.on_datagram(lost_at + 1005, &sequenced(4, 6), &mut |e| events.push(e));
+        assert_eq!(s.next_sequence(), 10);
+        assert_eq!(s.stats().new_streams, 0);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::NewStream { .. })),
+            "{events:?}"
+        );
+        assert_eq!(s.stats().duplicates_dropped, 6, "nothing delivered twice");
+    }
+
+    #[test]
+    fn a_heartbeat_below_the_next_number_asks_for_the_stream_and_finds_a_new_stream_missed_before()
+    {
+        let mut s = ClientSession::new("demo01", "demo01", "AB", 100);
+        s.login(0);
+        assert_eq!(sent_login(&mut s, 0), Some(0));
+        // The answer is slow: the login goes again before it comes.
+        s.on_timer(100);
+        assert_eq!(sent_login(&mut s, 100), Some(0));
+        s.on_datagram(101, &login_accepted(1), &mut |_| {});
+        s.on_datagram(102, &sequenced(1, 3), &mut |_| {});
+        // The exchange restarts without its journal at once: a gap seen
+        // (message 6) is asked for from 4, and the restarted exchange
+        // answers from 1. The answer to the first login's copy, which
+        // asked for the most recent message, may still come and say 1: this
+        // one is not taken for a new stream.
+        s.on_datagram(105, &sequenced(6, 1), &mut |_| {});
+        assert_eq!(sent_login(&mut s, 105), Some(4));
+        let mut events = Vec::new();
+        s.on_datagram(110, &login_accepted(1), &mut |e| events.push(e));
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(s.next_sequence(), 4);
+        // The restarted exchange's heartbeat, labelled 1: behind what was
+        // delivered, so the session asks again, and now that every login
+        // waiting asked for 4, the answer from 1 is a new stream.
+        s.on_datagram(1_000, &heartbeat(1), &mut |e| events.push(e));
+        assert_eq!(sent_login(&mut s, 1_000), Some(4));
+        s.on_datagram(1_001, &login_accepted(1), &mut |e| events.push(e));
+        assert_eq!(
+            events,
+            [ClientEvent::NewStream {
+                next_sequence: 1,
+                previous: 4
+            }]
+        );
+        s.on_datagram(1_002, &sequenced(1, 1), &mut |_| {});
+        assert_eq!(s.next_sequence(), 2);
+        // Heartbeats at the new stream's number ask for nothing.
+        s.on_datagram(2_000, &heartbeat(2), &mut |_| {});
+        assert_eq!(sent_login(&mut s, 2_000), None);
+    }
+
+    /// A datagram labelled `seq` holding a Rejected of `token` for `reason`.
+    fn rejected_at(seq: u64, token: Token, reason: u8) -> Vec<u8> {
+        labelled(seq, ouch::Rejected::new(0, token, reason).as_bytes())
+    }
+
+    #[test]
+    fn a_rejected_for_a_token_with_a_cancel_also_waiting_answers_the_enter_or_replace_first() {
+        let mut s = logged_in(1000);
+        // An Enter, and a Cancel of it sent before its answer: the exchange
+        // deals with them in order, so the first Rejected answers the Enter
+        // and the second (the order is unknown) the Cancel.
+        let t = one_lot_at_0(&mut s);
+        s.cancel(1, t, Qty::ZERO);
+        let mut events = Vec::new();
+        s.on_datagram(
+            10,
+            &rejected_at(1, t, ouch::reject::INVALID_PRICE),
+            &mut |e| events.push(e),
+        );
+        s.on_datagram(11, &rejected_at(2, t, ouch::reject::OTHER), &mut |e| {
+            events.push(e)
+        });
+        let requests: Vec<u8> = events
+            .iter()
+            .map(|e| match e {
+                ClientEvent::Rejected { request, .. } => *request,
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(requests, [b'O', b'X']);
+        assert_eq!(s.outstanding(), 0);
+        // A Replace's Rejected carries its replacement token, which a
+        // Cancel sent before the Replace's answer names too.
+        let symbol = Symbol::new("TK2612").unwrap();
+        let resting = one_lot_at_0(&mut s);
+        s.on_datagram(20, &accepted_at(3, resting, symbol), &mut |_| {});
+        let replacement = s.replace(21, resting, Qty::new(1), Price::from_raw(2));
+        s.cancel(22, replacement, Qty::ZERO);
+        events.clear();
+        s.on_datagram(
+            30,
+            &rejected_at(4, replacement, ouch::reject::OTHER),
+            &mut |e| events.push(e),
+        );
+        assert_eq!(
+            events,
+            [ClientEvent::Rejected {
+                token: replacement,
+                reason: ouch::reject::OTHER,
+                request: b'U'
+            }]
+        );
+        assert_eq!(s.outstanding(), 1, "the Cancel still waits");
     }
 }

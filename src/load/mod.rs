@@ -176,6 +176,11 @@ pub struct LoadReport {
     /// Sessions taken as lost after the exchange's silence (each then
     /// logged in again by itself).
     pub connections_lost: u64,
+    /// Sessions that found the exchange's stream begun again
+    /// ([`ClientEvent::NewStream`]: a restart without a journal, or a new
+    /// day): their waiting orders were given up (counted in `given_up`)
+    /// and their live orders forgotten.
+    pub new_streams: u64,
     pub executions: u64,
     pub resent: u64,
     pub seconds: f64,
@@ -303,7 +308,7 @@ impl fmt::Display for LoadReport {
         if self.given_up > 0 {
             writeln!(
                 f,
-                "given up unanswered: {} (answers lost for good, or re-sends the exchange ignored; the session stopped re-sending {}; {} unknown)",
+                "given up unanswered: {} (answers lost for good, re-sends the exchange ignored, or waiting when its stream began again; the session stopped re-sending {}; {} unknown)",
                 self.given_up,
                 if self.given_up == 1 { "it" } else { "them" },
                 if self.given_up == 1 { "its outcome is" } else { "their outcomes are" }
@@ -314,6 +319,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "sessions lost to the exchange's silence and logged in again: {}",
                 self.connections_lost
+            )?;
+        }
+        if self.new_streams > 0 {
+            writeln!(
+                f,
+                "sessions that found the exchange's stream begun again (a restart without a journal, or a new day), their waiting orders given up and their live orders forgotten: {}",
+                self.new_streams
             )?;
         }
         if self.lost_overwritten > 0 {
@@ -708,6 +720,7 @@ mod tests {
             lost_overwritten: 0,
             given_up: 0,
             connections_lost: 0,
+            new_streams: 0,
             executions: 0,
             resent: 1,
             seconds: 10.0,

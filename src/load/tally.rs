@@ -71,6 +71,7 @@ impl Tally {
             lost_overwritten: 0,
             given_up: 0,
             connections_lost: 0,
+            new_streams: 0,
             executions: 0,
             resent: 0,
             seconds: 0.0,
@@ -112,6 +113,13 @@ impl Tally {
             }
             ClientEvent::Canceled { token, .. } => live.remove(token),
             ClientEvent::ConnectionLost => self.report.connections_lost += 1,
+            ClientEvent::NewStream { .. } => {
+                // The exchange no longer knows the session's orders: later
+                // cancels and replaces must not name them. (Its waiting
+                // requests come next, each as Unanswered.)
+                self.report.new_streams += 1;
+                live.clear();
+            }
             ClientEvent::Unanswered { token, .. } => {
                 // Its outcome is unknown: neither answered (no round trip)
                 // nor lost (the session stopped waiting for it).
@@ -222,5 +230,39 @@ mod tests {
             .any(|l| l.starts_with("given up unanswered: 1 ")));
         report.given_up = 0;
         assert!(!report.to_string().contains("given up"));
+    }
+
+    #[test]
+    fn a_new_stream_is_counted_and_the_sessions_live_orders_are_forgotten() {
+        let mut tally = Tally::new(vec!["L1".into()], 16, "t", 1_000, 1, SystemTime::UNIX_EPOCH);
+        let resting = *b"L1000000000001";
+        tally.sent(0, &resting, 100);
+        tally.on_event(
+            200,
+            0,
+            ClientEvent::Accepted {
+                token: resting,
+                order_reference: 1,
+                side: Side::Buy,
+                qty: Qty::new(1),
+                price: Price::from_raw(1),
+                tif: Tif::Day,
+            },
+        );
+        assert!(!tally.live[0].is_empty());
+        tally.on_event(
+            300,
+            0,
+            ClientEvent::NewStream {
+                next_sequence: 1,
+                previous: 2,
+            },
+        );
+        assert!(tally.live[0].is_empty(), "not named by a later cancel");
+        let (report, _, _) = tally.finish(SystemTime::UNIX_EPOCH);
+        assert_eq!((report.new_streams, report.answered), (1, 1));
+        assert!(report.to_string().lines().any(|l| l
+            .starts_with("sessions that found the exchange's stream begun again")
+            && l.ends_with(": 1")));
     }
 }

@@ -102,6 +102,13 @@ impl LiveOrders {
         self.list.is_empty()
     }
 
+    /// Forgets every order (the exchange no longer knows them).
+    pub(super) fn clear(&mut self) {
+        self.list.clear();
+        self.index.clear();
+        self.evict = 0;
+    }
+
     pub(super) fn insert(&mut self, token: Token, open: u64) {
         if self.index.contains_key(&token_key(&token)) {
             self.remove(token);
