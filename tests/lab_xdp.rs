@@ -193,8 +193,8 @@ fn after_a_restart_over_af_xdp_a_recovered_session_hears_heartbeats_before_its_c
         "logged in"
     );
     // Killed and restarted, the exchange recovers the session from its
-    // journal with no MAC address for its client: its heartbeats go
-    // through the kernel, which asks for it with ARP.
+    // journal with no MAC address for its client (only a login vouches
+    // for one): its heartbeats go through the kernel, whose ARP finds it.
     ex.kill().unwrap();
     ex.wait().unwrap();
     let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 2, &args, false);
@@ -202,14 +202,58 @@ fn after_a_restart_over_af_xdp_a_recovered_session_hears_heartbeats_before_its_c
         hears(&sock, |p| matches!(p, Packet::ServerHeartbeat)),
         "a heartbeat to the recovered session, the client having sent nothing"
     );
-    // Once the client sends, replies go through AF_XDP again.
-    sock.send(&[0, 1, soupbin::kind::CLIENT_HEARTBEAT]).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Once its client logs in again, its replies go through AF_XDP (the
+    // login vouches for its MAC address).
+    sock.send(&b[..n]).unwrap();
+    assert!(
+        hears(&sock, |p| matches!(p, Packet::LoginAccepted(_))),
+        "logged in again"
+    );
     stop(&mut ex);
     let log = std::fs::read_to_string(dir.join("ex2.log")).unwrap();
     assert!(count_after(&log, "was not known: ") >= 1, "{log}");
     assert_eq!(count_after(&log, "unknown-peer drops "), 0, "{log}");
     assert!(count_after(&log, "tx frames ") >= 1, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_fragmented_datagram_the_xdp_program_passes_to_the_kernel_is_answered() {
+    let _one = common::exclusive();
+    let lab = Lab::up("tkxfrag");
+    let (dir, config) = scratch("xdp-fragments");
+    let ex_if = lab.exchange_if();
+    let args = ["--transport", "xdp", "--interface", &ex_if];
+    let cfg = config.to_str().unwrap();
+    let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 1, &args, true);
+    let sock = {
+        let _in_client_ns = enter_ns(&lab.client_ns());
+        UdpSocket::bind("198.18.0.2:0").unwrap()
+    };
+    sock.connect("198.18.0.1:9000").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    // A Login Request and a 1,900-byte Debug packet: one datagram larger
+    // than the link's MTU (1,500), so it leaves in two IP fragments, which
+    // the XDP program passes to the kernel.
+    let mut d = vec![0u8; 64];
+    let n = soupbin::write_login_request(&mut d, b"demo01", b"demo01", b"", 0).unwrap();
+    d.truncate(n);
+    let mut debug = vec![0u8; 1_900 + soupbin::HEADER_LEN];
+    let m = soupbin::write_packet(&mut debug, soupbin::kind::DEBUG, &[b'.'; 1_900]).unwrap();
+    d.extend_from_slice(&debug[..m]);
+    assert!(d.len() > 1_500);
+    sock.send(&d).unwrap();
+    assert!(
+        hears(&sock, |p| matches!(p, Packet::LoginAccepted(_))),
+        "the fragmented login is answered"
+    );
+    stop(&mut ex);
+    let log = std::fs::read_to_string(dir.join("ex1.log")).unwrap();
+    assert!(
+        log.contains("1 datagram received of those the XDP program passed"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

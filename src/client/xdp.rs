@@ -99,7 +99,7 @@ impl XdpClients {
     /// Sends everything session `s` has queued: through AF_XDP once the
     /// exchange's MAC address is known, through the kernel before.
     pub fn flush(&mut self, s: usize) {
-        let direct = self.port.knows(*self.server.ip());
+        let direct = self.port.knows(self.server);
         let session = &mut self.sessions[s];
         let now = session.last_now();
         while let Some(n) = session.poll_transmit(now, &mut self.tx) {
@@ -124,8 +124,9 @@ impl XdpClients {
         let mut n = 0;
         for _ in 0..super::MAX_RECV_BATCHES {
             let (sessions, ports, server) = (&mut self.sessions, &self.ports, self.server);
-            // Frames from the exchange's address vouch for its MAC
-            // address; a stray frame cannot take the client's orders.
+            // Frames from the exchange's address and port vouch for its
+            // MAC address (a frame that forges them too would take the
+            // client's orders, as on any UDP link; other frames cannot).
             let got = self.port.recv_at(RECV_BATCH, |src, to, bytes| {
                 if src != server {
                     return false;

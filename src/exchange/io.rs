@@ -308,8 +308,17 @@ pub(super) fn open_order_port(cfg: &Config) -> anyhow::Result<OrderPort> {
             match XdpPort::open(&cfg.network.interface, local, &cfg.xdp) {
                 Ok(port) => {
                     println!("transport: {}", port.describe());
-                    let kernel = UdpPort::new(udp_socket(local)?)?;
-                    return Ok(OrderPort::Xdp(port, Box::new(kernel)));
+                    // Beside it, a kernel socket on the same address: for
+                    // replies to peers whose MAC address the port has not
+                    // learned, and what the XDP program passes.
+                    let kernel = match udp_socket(local).and_then(|s| Ok(UdpPort::new(s)?)) {
+                        Ok(k) => Some(Box::new(k)),
+                        Err(e) => {
+                            println!("transport: no kernel socket on {local} beside AF_XDP ({e:#}): replies to peers not logged in since the start are dropped");
+                            None
+                        }
+                    };
+                    return Ok(OrderPort::Xdp(port, kernel));
                 }
                 Err(XdpError::Socket(e)) if Instant::now() < deadline => {
                     if !std::mem::replace(&mut said, true) {

@@ -33,6 +33,14 @@ use crate::net::udp::OrderPort;
 use crate::runtime::{pin_current_thread, Handoff, Stop, ThreadUsage};
 use crate::text::plural;
 
+/// A UDP peer's session ended: its link address, learned from its login,
+/// is no longer trusted (AF_XDP).
+fn forget_link_address(orders: &mut OrderPort, peer: Peer) {
+    if let Peer::Udp(addr) = peer {
+        orders.forget_peer(addr);
+    }
+}
+
 /// The market-data heartbeat when idle, and End of Session's repeat while
 /// the exchange lingers at shutdown (MoldUDP64: End of Session is sent in
 /// place of heartbeats for a while).
@@ -248,6 +256,8 @@ impl Server {
             tcp_out,
             ..
         } = &mut server;
+        // Sessions that ended in the replay had no link address here.
+        gateway.take_unbound(|_| {});
         // TCP connections do not survive a restart: the sessions bound to
         // them log in again (journaled before any packet is read); UDP
         // sessions' idle clocks start again.
@@ -379,8 +389,10 @@ impl Server {
                                 break;
                             };
                             let vouched = handle(Peer::Udp(item.src), None, &item.bytes, item.t_rx);
-                            if let (Some(mac), OrderPort::Xdp(port, _)) = (item.mac, &mut *orders) {
-                                port.learn(*item.src.ip(), mac, vouched);
+                            if let (true, Some(mac), OrderPort::Xdp(port, _)) =
+                                (vouched, item.mac, &mut *orders)
+                            {
+                                port.learn(item.src, mac);
                             }
                             rx.recycle(item.bytes);
                             taken += 1;
@@ -429,6 +441,7 @@ impl Server {
             gateway.note_sent(peer, now);
         }
         *send_errors += replies.deliver(orders, tcp_out);
+        gateway.take_unbound(|p| forget_link_address(orders, p));
         let t_acked = clock.raw();
         let per = clock.between(ta, t_acked) / per_datagram.len() as u64;
         for &t_rx in per_datagram.iter() {
@@ -474,15 +487,33 @@ impl Server {
             tcp_out,
             replies,
             send_errors,
+            datagrams,
             ..
         } = self;
         publisher.set_time(now);
+        // What the XDP program passed to the kernel socket beside it
+        // (another queue's datagrams, fragments) is handled here, a
+        // millisecond late at most, rather than lost.
+        *datagrams += orders
+            .recv_passed(|src, bytes| {
+                gateway.on_datagram(
+                    now,
+                    Peer::Udp(src),
+                    bytes,
+                    engine,
+                    publisher,
+                    journal,
+                    replies,
+                );
+            })
+            .context("receiving orders")? as u64;
         // Engine timers (schedule changes, the end of a halt) run on time,
         // journaled like any input.
         gateway.on_clock(now, engine, publisher, journal, replies);
         gateway.on_timer(now, journal, replies);
         journal.0.commit().context("journal write")?;
         *send_errors += replies.deliver(orders, tcp_out);
+        gateway.take_unbound(|p| forget_link_address(orders, p));
         publisher.flush(&mut |p| md.send(orders, p));
         let interval = MD_HEARTBEAT.as_nanos() as u64;
         publisher.heartbeat_if_idle(interval, &mut |p| md.send(orders, p));

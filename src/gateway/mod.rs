@@ -325,7 +325,15 @@ pub struct Gateway {
     scratch: Vec<u8>,
     /// The TCP connection whose packets are being handled, and its host.
     tcp_host: (u32, Ipv4Addr),
+    /// Peers whose session ended since [`Gateway::take_unbound`] last
+    /// took them (at most `MAX_UNBOUND`: the I/O shell forgets their link
+    /// addresses).
+    unbound: Vec<Peer>,
 }
+
+/// Unbound peers kept for [`Gateway::take_unbound`]; a caller that never
+/// takes them (replay, the benches) loses the oldest.
+const MAX_UNBOUND: usize = 1024;
 
 impl Gateway {
     pub fn new(
@@ -359,6 +367,7 @@ impl Gateway {
             counters: Counters::default(),
             scratch: Vec::with_capacity(256),
             tcp_host: (0, Ipv4Addr::UNSPECIFIED),
+            unbound: Vec::new(),
         }
     }
 
@@ -658,7 +667,20 @@ impl Gateway {
                 if self.by_peer.get(&p) == Some(&s) {
                     self.by_peer.remove(&p);
                 }
+                if self.unbound.len() == MAX_UNBOUND {
+                    self.unbound.remove(0);
+                }
+                self.unbound.push(p);
             }
+        }
+    }
+
+    /// Hands `f` every peer whose session ended (logged out or timed out)
+    /// since the last call: the I/O shell stops trusting the link address
+    /// it learned from their login.
+    pub fn take_unbound(&mut self, mut f: impl FnMut(Peer)) {
+        for p in self.unbound.drain(..) {
+            f(p);
         }
     }
 

@@ -528,15 +528,15 @@ impl Gateway {
                 ..
             } => {
                 let (s, t) = untag(tag);
-                // The replacement keeps the replaced order's Firm and
-                // Capacity (a Replace Order carries neither).
+                // The replaced token names no live order any more; the
+                // replacement keeps its Firm and Capacity (a Replace Order
+                // carries neither).
                 let echo = answering
                     .previous
-                    .and_then(|p| self.sessions[s].echo(&p))
+                    .and_then(|p| self.sessions[s].forget(&p))
                     .unwrap_or_default();
                 let token = self.sessions[s].set_order(t, order, echo);
                 let prev = answering.previous.unwrap_or(token);
-                self.sessions[s].forget(&prev);
                 let f = ouch::OrderFields {
                     timestamp: ts,
                     token,

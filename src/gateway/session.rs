@@ -322,11 +322,6 @@ impl Session {
             .map(|&(t, order, _)| (t, order))
     }
 
-    /// The Firm and Capacity of the live order `token` names.
-    pub fn echo(&self, token: &Token) -> Option<Echo> {
-        self.live.get(&token_key(token)).map(|&(_, _, echo)| echo)
-    }
-
     /// The token of number `t`.
     pub fn token(&self, t: u32) -> Token {
         self.orders.get(t as usize).map_or([b' '; 14], |o| o.0)
@@ -342,9 +337,10 @@ impl Session {
         token
     }
 
-    /// The token no longer names a live order (it was replaced).
-    pub fn forget(&mut self, token: &Token) {
-        self.live.remove(&token_key(token));
+    /// The token no longer names a live order (it was replaced); the
+    /// Firm and Capacity it had, if it did.
+    pub fn forget(&mut self, token: &Token) -> Option<Echo> {
+        self.live.remove(&token_key(token)).map(|(_, _, echo)| echo)
     }
 
     /// The order behind token number `t` is finished (filled or cancelled).

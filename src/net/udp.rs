@@ -36,7 +36,9 @@ pub struct UdpPort {
     /// socket buffer.
     pub sent: u64,
     pub send_errors: u64,
-    /// Datagrams received longer than a buffer, dropped.
+    /// Datagrams received (handed on), and those longer than a buffer,
+    /// dropped.
+    pub received: u64,
     pub truncated: u64,
     /// recvmmsg / sendmmsg calls made.
     pub rx_calls: u64,
@@ -64,6 +66,7 @@ impl UdpPort {
             tx_headers: MultiHeaders::preallocate(BATCH, None),
             sent: 0,
             send_errors: 0,
+            received: 0,
             truncated: 0,
             rx_calls: 0,
             tx_calls: 0,
@@ -125,6 +128,7 @@ impl UdpPort {
         for &(i, src, len) in &got[..n] {
             f(src, &self.rx_bufs[i][..len]);
         }
+        self.received += n as u64;
         Ok(n)
     }
 
@@ -234,7 +238,7 @@ pub enum OrderPort {
     /// peers whose MAC address the AF_XDP port has not learned (sessions
     /// recovered after a restart, before their clients send again): the
     /// kernel resolves it with ARP, which the XDP program passes.
-    Xdp(XdpPort, Box<UdpPort>),
+    Xdp(XdpPort, Option<Box<UdpPort>>),
 }
 
 impl OrderPort {
@@ -260,10 +264,32 @@ impl OrderPort {
     pub fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
         match self {
             OrderPort::Kernel(p) => p.send_to(dst, payload),
-            OrderPort::Xdp(p, kernel) => match p.send_to_known(dst, payload) {
-                Some(sent) => sent,
-                None => kernel.send_to(dst, payload),
+            OrderPort::Xdp(p, kernel) => match (p.send_to_known(dst, payload), kernel) {
+                (Some(sent), _) => sent,
+                (None, Some(kernel)) => kernel.send_to(dst, payload),
+                // Counted by the AF_XDP port as an unknown peer.
+                (None, None) => p.send_to(dst, payload),
             },
+        }
+    }
+
+    /// Reads (at most a batch of) what reached the kernel socket beside an
+    /// AF_XDP port: datagrams to the order port that the XDP program passed
+    /// to the kernel (another receive queue's, IP fragments), so that they
+    /// are answered, late, rather than lost. Nothing on the kernel path.
+    pub fn recv_passed(&mut self, f: impl FnMut(SocketAddrV4, &[u8])) -> io::Result<usize> {
+        match self {
+            OrderPort::Xdp(_, Some(kernel)) => kernel.recv(BATCH, f),
+            _ => Ok(0),
+        }
+    }
+
+    /// Forgets the link address learned for `peer`, whose session ended
+    /// (AF_XDP: replies to it go through the kernel until it logs in
+    /// again).
+    pub fn forget_peer(&mut self, peer: SocketAddrV4) {
+        if let OrderPort::Xdp(p, _) = self {
+            p.forget(peer);
         }
     }
 
@@ -274,7 +300,9 @@ impl OrderPort {
             OrderPort::Kernel(p) => p.flush(),
             OrderPort::Xdp(p, kernel) => {
                 p.flush();
-                kernel.flush();
+                if let Some(k) = kernel {
+                    k.flush();
+                }
             }
         }
     }
@@ -298,11 +326,13 @@ impl OrderPort {
                 plural(p.tx_calls, "sendmmsg call", "sendmmsg calls"),
                 plural(p.send_errors, "send error", "send errors")
             ),
-            OrderPort::Xdp(p, kernel) => format!(
-                "AF_XDP: {}; through the kernel to peers whose MAC address was not known: {} sent, {}",
+            OrderPort::Xdp(p, None) => format!("AF_XDP: {}", p.stats()),
+            OrderPort::Xdp(p, Some(kernel)) => format!(
+                "AF_XDP: {}; through the kernel to peers whose MAC address was not known: {} sent, {}; {} the XDP program passed",
                 p.stats(),
                 plural(kernel.sent, "datagram", "datagrams"),
-                plural(kernel.send_errors, "send error", "send errors")
+                plural(kernel.send_errors, "send error", "send errors"),
+                plural(kernel.received, "datagram received of those", "datagrams received of those")
             ),
         }
     }

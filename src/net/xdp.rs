@@ -18,9 +18,8 @@
 //! one.
 //!
 //! Received frames are checked as Ethernet/IPv4/UDP (`wire::ethernet`), the
-//! sender's MAC address is learned for the reply (replaced only by a frame
-//! the caller vouches for: `Neighbours`), and the UDP payload goes to the
-//! caller (with the local port it came to: the load generator's
+//! sender's MAC address is learned for replies when the caller vouches for
+//! it (`Neighbours`), and the UDP payload goes to the caller (with the local port it came to: the load generator's
 //! sessions each have one); replies get rewritten Ethernet/IPv4/UDP headers with both
 //! checksums. Market data can leave the same way, to the multicast group's
 //! MAC address with TTL 1.
@@ -119,49 +118,40 @@ impl fmt::Display for XdpStats {
     }
 }
 
-/// Peers' MAC addresses, learned from the frames they send. A frame the
-/// caller vouches for (at the exchange: one whose datagram logged a
-/// session in) sets its sender's address; any other only an address not
-/// known yet, or one nobody vouched for (a first contact: the Login
-/// Rejected it may get needs an address). So a forged frame claiming a
-/// logged-in client's IP address does not take its replies. A few dozen
-/// sessions at most: a linear scan beats hashing; when something floods
-/// the table, the addresses nobody vouched for are forgotten first.
+/// The MAC addresses of the peers the caller vouches for, by address and
+/// port: at the exchange, those whose datagram logged a session in, until
+/// the session ends; at a client, the exchange. Nobody else's frames teach
+/// an address, so a forged frame claiming a logged-in client's address and
+/// port does not take its replies, nor one from another port of its host.
+/// Replies to a peer not known go another way (the exchange's kernel
+/// socket, whose ARP finds it). A few dozen sessions at most: a linear
+/// scan beats hashing; the table is cleared should it fill up all the
+/// same (its peers then get their replies through the kernel until they
+/// log in again).
 #[derive(Debug, Default)]
-struct Neighbours(Vec<Neighbour>);
-
-#[derive(Debug, Clone, Copy)]
-struct Neighbour {
-    ip: Ipv4Addr,
-    mac: [u8; 6],
-    vouched: bool,
-}
+struct Neighbours(Vec<(SocketAddrV4, [u8; 6])>);
 
 impl Neighbours {
     const MAX: usize = 1024;
 
-    fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6], vouched: bool) {
-        match self.0.iter_mut().find(|n| n.ip == ip) {
-            Some(n) => {
-                if vouched || !n.vouched {
-                    n.mac = mac;
-                    n.vouched |= vouched;
-                }
-            }
+    fn learn(&mut self, peer: SocketAddrV4, mac: [u8; 6]) {
+        match self.0.iter_mut().find(|(p, _)| *p == peer) {
+            Some(entry) => entry.1 = mac,
             None => {
                 if self.0.len() == Self::MAX {
-                    self.0.retain(|n| n.vouched);
-                    if self.0.len() == Self::MAX {
-                        self.0.clear();
-                    }
+                    self.0.clear();
                 }
-                self.0.push(Neighbour { ip, mac, vouched });
+                self.0.push((peer, mac));
             }
         }
     }
 
-    fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        self.0.iter().find(|n| n.ip == ip).map(|n| n.mac)
+    fn forget(&mut self, peer: SocketAddrV4) {
+        self.0.retain(|(p, _)| *p != peer);
+    }
+
+    fn get(&self, peer: SocketAddrV4) -> Option<[u8; 6]> {
+        self.0.iter().find(|(p, _)| *p == peer).map(|&(_, m)| m)
     }
 }
 
@@ -454,8 +444,8 @@ impl XdpPort {
     /// payload)` for each well-formed UDP datagram to our address; returns
     /// how many frames were taken. The frames go back to the fill ring
     /// before returning. `f` says whether it vouches for the frame's
-    /// sender: only then does its MAC address replace one known for its
-    /// IP address ([`Neighbours`]).
+    /// sender: only then is its MAC address learned for replies
+    /// ([`Neighbours`]).
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddrV4, &[u8]) -> bool) -> usize {
         self.recv_at(max, |src, _, payload| f(src, payload))
     }
@@ -474,8 +464,9 @@ impl XdpPort {
         let neighbours = &mut self.tx.neighbours;
         rx.recv_frames(max, |frame| {
             let src = frame.src();
-            let vouched = f(src, frame.dst().port(), frame.payload);
-            neighbours.learn(*src.ip(), frame.eth.src, vouched);
+            if f(src, frame.dst().port(), frame.payload) {
+                neighbours.learn(src, frame.eth.src);
+            }
         })
     }
 
@@ -492,12 +483,16 @@ impl XdpPort {
         self.rx_stats = stats;
     }
 
-    /// Records the MAC address of the peer at `ip` (learned from its
-    /// frames by a receive half that was taken out), `vouched` for or not
-    /// as [`XdpPort::recv`] says.
+    /// Records the MAC address of `peer`, vouched for (learned from its
+    /// frame by a receive half that was taken out; see [`XdpPort::recv`]).
     #[inline]
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6], vouched: bool) {
-        self.tx.neighbours.learn(ip, mac, vouched);
+    pub fn learn(&mut self, peer: SocketAddrV4, mac: [u8; 6]) {
+        self.tx.neighbours.learn(peer, mac);
+    }
+
+    /// Forgets the MAC address of `peer` (its session ended).
+    pub fn forget(&mut self, peer: SocketAddrV4) {
+        self.tx.neighbours.forget(peer);
     }
 
     /// Queues a reply datagram to `dst` (sent by [`XdpPort::flush`]).
@@ -525,8 +520,8 @@ impl XdpPort {
 
     /// Whether a frame from `ip` has taught us its MAC address (nothing can
     /// be sent to it before).
-    pub fn knows(&self, ip: Ipv4Addr) -> bool {
-        self.tx.neighbours.get(ip).is_some()
+    pub fn knows(&self, peer: SocketAddrV4) -> bool {
+        self.tx.neighbours.get(peer).is_some()
     }
 
     /// Queues a market-data datagram from `src_port` to a multicast
@@ -655,7 +650,7 @@ impl XdpReceiver {
 
 impl XdpSender {
     fn send_known(&mut self, src_port: u16, dst: SocketAddrV4, payload: &[u8]) -> Option<bool> {
-        let mac = self.neighbours.get(*dst.ip())?;
+        let mac = self.neighbours.get(dst)?;
         let ep = Endpoints {
             src_mac: self.local_mac,
             dst_mac: mac,
@@ -793,39 +788,36 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_nobody_vouches_for_sets_only_an_address_not_vouched_for() {
+    fn only_vouched_peers_are_known_each_by_address_and_port_until_forgotten() {
         let mut n = Neighbours::default();
         let (client, forger) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 66]);
-        let a = Ipv4Addr::new(198, 18, 0, 2);
+        let a = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 4000);
+        let same_host = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 4001);
         assert_eq!(n.get(a), None);
-        // A first contact is learned (its Login Rejected needs it), and so
-        // is the next frame nobody vouched for.
-        n.learn(a, forger, false);
-        assert_eq!(n.get(a), Some(forger));
-        n.learn(a, client, false);
+        n.learn(a, client);
+        // A login vouched for from another port of the host (the forger's
+        // own session) changes nothing for `a`.
+        n.learn(same_host, forger);
         assert_eq!(n.get(a), Some(client));
-        // The login vouches for the client's address; a forged frame
-        // claiming its IP address changes nothing after that.
-        n.learn(a, forger, false);
-        n.learn(a, client, true);
-        assert_eq!(n.get(a), Some(client));
-        n.learn(a, forger, false);
-        assert_eq!(n.get(a), Some(client));
-        // A later login from another address (a new host at that IP
-        // address) moves it.
-        n.learn(a, [2, 0, 0, 0, 0, 9], true);
+        assert_eq!(n.get(same_host), Some(forger));
+        // A later login of `a` from another address moves it.
+        n.learn(a, [2, 0, 0, 0, 0, 9]);
         assert_eq!(n.get(a), Some([2, 0, 0, 0, 0, 9]));
+        // Its session ends: forgotten, the other port's kept.
+        n.forget(a);
+        assert_eq!(n.get(a), None);
+        assert_eq!(n.get(same_host), Some(forger));
     }
 
     #[test]
-    fn a_flood_of_first_contacts_forgets_them_before_the_vouched_addresses() {
+    fn a_full_table_is_cleared_rather_than_grown() {
         let mut n = Neighbours::default();
-        let client = Ipv4Addr::new(198, 18, 0, 2);
-        n.learn(client, [2, 0, 0, 0, 0, 1], true);
         for i in 0..3 * Neighbours::MAX as u32 {
-            n.learn(Ipv4Addr::from(0x0a00_0000 + i), [0; 6], false);
+            n.learn(
+                SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 1),
+                [0; 6],
+            );
             assert!(n.0.len() <= Neighbours::MAX);
         }
-        assert_eq!(n.get(client), Some([2, 0, 0, 0, 0, 1]));
     }
 }
