@@ -111,6 +111,14 @@ pub enum ClientEvent {
     /// (sent after the re-login) may still be answered: that answer is
     /// delivered as usual.
     ///
+    /// Mistaken for one: a Login Accepted that the network duplicated, or
+    /// delayed past the answer to a later login of the session, can be
+    /// taken for the answer to that later login (answers are matched to
+    /// logins in order); the waiting requests are then given up, and the
+    /// messages from its number on delivered again. Neither happens on
+    /// the lab's link; a link that reorders or duplicates datagrams makes
+    /// it possible.
+    ///
     /// Not detected: a new stream that, when the session logs in again,
     /// already holds at least as many messages as the session received from
     /// the old one; in particular, for a session that received nothing
@@ -674,6 +682,9 @@ impl ClientSession {
             next_sequence: seq,
             previous,
         });
+        // Copies of requests queued and not sent yet go with them.
+        self.outbox
+            .retain(|p| p.as_slice().get(2) != Some(&soupbin::kind::UNSEQUENCED_DATA));
         let mut waiting: Vec<(u64, Key)> = self.pending.iter().map(|(k, p)| (p.id, *k)).collect();
         waiting.sort_unstable();
         for (_, k) in waiting {
@@ -2592,6 +2603,33 @@ mod tests {
         s.on_datagram(130, &sequenced(1, 2), &mut |_| {});
         assert_eq!(s.next_sequence(), 3);
         assert_eq!(s.stats().duplicates_dropped, 0);
+    }
+
+    #[test]
+    fn a_request_queued_and_not_sent_when_a_new_stream_begins_is_not_sent_into_it() {
+        let mut s = logged_in(100);
+        let symbol = Symbol::new("TK2612").unwrap();
+        s.on_datagram(5, &sequenced(1, 3), &mut |_| {});
+        let t = s.enter(
+            10,
+            symbol,
+            Side::Buy,
+            Qty::new(1),
+            Price::from_raw(1),
+            Tif::Day,
+        );
+        while s.poll_transmit(10, &mut [0u8; 1400]).is_some() {}
+        // Its re-send and the re-request are queued; the new stream's
+        // answer comes before the caller sends them.
+        s.on_timer(110);
+        let mut events = Vec::new();
+        s.on_datagram(120, &login_accepted(1), &mut |e| events.push(e));
+        assert!(events.contains(&ClientEvent::Unanswered {
+            token: t,
+            request: b'O'
+        }));
+        let (_, requests) = sent_at(&mut s, 120);
+        assert!(requests.is_empty(), "{requests:?}");
     }
 
     #[test]
