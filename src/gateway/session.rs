@@ -209,11 +209,11 @@ const RESERVED_TOKENS: usize = 1 << 16;
 
 /// The most memory one token of the day can take, in bytes, counted by
 /// the start-up memory check: its entry in `orders` (24 bytes, in a vector
-/// grown by doubling: up to 48) and, for a token out of order, its slot in
-/// the hash table of those (32 bytes and a control byte; buckets a power
-/// of two at most 7/8 full: up to 75.4 bytes, and 37.7 more for the old
-/// table while it grows). In order, 20 bytes in the sorted lists (up to
-/// 40) instead.
+/// grown by doubling: up to 48) and, for a token out of order, its share
+/// of a shard of the hash table of those (`tokens.rs`: 17 KiB for up to
+/// 448 tokens: about 56 bytes each at the 69 % an extendible hash table
+/// fills on average; 162 in all leaves room for shards 40 % full on
+/// average). In order, 20 bytes in the sorted lists (up to 40) instead.
 pub const TOKEN_BYTES_AT_MOST: u64 = 162;
 
 impl Session {

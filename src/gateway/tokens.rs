@@ -1,6 +1,8 @@
 //! The tokens one session used today, each with its number (the order in
 //! which they were claimed): answers "was this token used today, and as
-//! which number?" for every new order.
+//! which number?" for every new order. It owns the session's token lists
+//! and nothing else: what a number stands for (the request that claimed it)
+//! and the cap on tokens a day are the session's.
 //!
 //! The set grows all day, and a hash table of millions of tokens misses the
 //! cache (and the TLB) on every probe: that was the gateway's largest cost
@@ -11,10 +13,42 @@
 //! entry, which stays in cache. Any other token (out of order, or a re-sent
 //! request) is searched in that list and in a hash table of the out-of-order
 //! ones. The answers do not depend on the order the tokens come in.
+//!
+//! The hash table of out-of-order tokens grows by a bounded amount of work
+//! per claim, because claims run on the engine thread: no claim may do work
+//! in proportion to the tokens used. One hash table that doubles rehashes
+//! every token in one claim (0.16 to 0.27 s at 2^22 tokens, measured);
+//! copying into the doubled table a few entries per claim still allocates
+//! and frees a table of up to hundreds of MiB in one claim (measured: up
+//! to 5 ms to allocate, 10 to 60 ms to free). So the tokens are spread over
+//! shards: hash tables of [`SHARD_CAPACITY`] entries that never grow
+//! (extendible hashing). Bits of a token's hash pick its shard through a
+//! directory, and a full shard splits in two by one more bit. A claim moves
+//! at most one shard's entries into two new shard-sized tables (17 KiB
+//! each), and a few times a day doubles the directory (4 bytes per shard or
+//! so). Tokens in order never reach the shards.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use crate::wire::ouch::{token_key, Token};
+
+/// Entries of a shard: its `HashMap` has 512 buckets for them (it keeps
+/// 1/8 empty), 17 KiB. Splitting a full shard moves this many entries, the
+/// most work one claim does (microseconds); fewer would split more often
+/// and grow the directory.
+const SHARD_CAPACITY: usize = 448;
+
+/// A token's shard is picked by hash bits from this one up: a shard's
+/// `HashMap` (hashbrown's SwissTable) takes a bucket from the low bits of
+/// the same hash and a tag from the top seven, and both must vary among one
+/// shard's tokens.
+const DIRECTORY_SHIFT: u32 = 32;
+
+/// The most hash bits the directory uses (the ones between the bucket and
+/// the tag bits). A shard whose tokens share them all, which a random seed
+/// makes as good as impossible, grows in place instead of splitting.
+const MAX_DEPTH: u32 = 24;
 
 /// Today's tokens of one session.
 #[derive(Default)]
@@ -24,9 +58,8 @@ pub(super) struct TokenIndex {
     /// numbers. Its last key is the largest token used today.
     ascending: Vec<u128>,
     numbers: Vec<u32>,
-    /// Every other token. Hashed with a per-process random seed
-    /// (foldhash): a client cannot choose tokens that collide.
-    others: HashMap<u128, u32, foldhash::fast::RandomState>,
+    /// Every other token.
+    others: Others,
 }
 
 impl TokenIndex {
@@ -34,7 +67,7 @@ impl TokenIndex {
         TokenIndex {
             ascending: Vec::with_capacity(n),
             numbers: Vec::with_capacity(n),
-            others: HashMap::default(),
+            others: Others::default(),
         }
     }
 
@@ -51,13 +84,7 @@ impl TokenIndex {
         if let Some(t) = self.find_ascending(k) {
             return Err(t);
         }
-        match self.others.entry(k) {
-            Entry::Occupied(used) => Err(*used.get()),
-            Entry::Vacant(slot) => {
-                slot.insert(next);
-                Ok(())
-            }
-        }
+        self.others.claim(k, next)
     }
 
     /// The number `token` was claimed as today, if it was.
@@ -66,9 +93,7 @@ impl TokenIndex {
         match self.ascending.last() {
             Some(&last) if k > last => None,
             None => None,
-            Some(_) => self
-                .find_ascending(k)
-                .or_else(|| self.others.get(&k).copied()),
+            Some(_) => self.find_ascending(k).or_else(|| self.others.get(k)),
         }
     }
 
@@ -93,6 +118,140 @@ impl TokenIndex {
     }
 }
 
+/// The out-of-order tokens with their numbers, in shards (see the module
+/// doc). Empty, it holds no memory: most sessions never send a token out
+/// of order.
+struct Others {
+    /// A per-process random seed (foldhash): a client cannot choose tokens
+    /// that collide, or that fall into one shard.
+    hasher: Seed,
+    /// Indexed by the low `depth` bits of a token's directory bits: the
+    /// shard that holds it. Empty while `shards` is.
+    directory: Vec<u32>,
+    depth: u32,
+    shards: Vec<Shard>,
+    /// The entries a shard is made for: [`SHARD_CAPACITY`], but a few in
+    /// tests, so that they split shards often.
+    shard_capacity: usize,
+}
+
+type Seed = foldhash::fast::RandomState;
+
+struct Shard {
+    /// Hashed with `Others::hasher`.
+    table: HashMap<u128, u32, Seed>,
+    /// The low directory bits all its tokens share: it is named by the
+    /// `1 << (Others::depth - depth)` directory entries that end with them.
+    depth: u32,
+}
+
+impl Default for Others {
+    fn default() -> Others {
+        Others::with_shard_capacity(SHARD_CAPACITY)
+    }
+}
+
+/// The hash bits that pick a token's shard, from [`DIRECTORY_SHIFT`] up.
+fn directory_bits(h: u64) -> usize {
+    (h >> DIRECTORY_SHIFT) as usize
+}
+
+impl Others {
+    fn with_shard_capacity(shard_capacity: usize) -> Others {
+        Others {
+            hasher: Default::default(),
+            directory: Vec::new(),
+            depth: 0,
+            shards: Vec::new(),
+            shard_capacity,
+        }
+    }
+
+    fn shard_of(&self, h: u64) -> usize {
+        self.directory[directory_bits(h) & ((1 << self.depth) - 1)] as usize
+    }
+
+    fn get(&self, k: u128) -> Option<u32> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        let shard = &self.shards[self.shard_of(self.hasher.hash_one(k))];
+        shard.table.get(&k).copied()
+    }
+
+    fn claim(&mut self, k: u128, next: u32) -> Result<(), u32> {
+        if self.shards.is_empty() {
+            self.shards.push(Shard {
+                table: HashMap::with_capacity_and_hasher(self.shard_capacity, self.hasher),
+                depth: 0,
+            });
+            self.directory.push(0);
+        }
+        let h = self.hasher.hash_one(k);
+        let mut s = self.shard_of(h);
+        if let Some(&used) = self.shards[s].table.get(&k) {
+            return Err(used);
+        }
+        // A split leaves the token's half full only when every token of the
+        // shard went that way too (for a full shard of hundreds, never).
+        while self.is_full(s) && self.shards[s].depth < MAX_DEPTH {
+            self.split(s, h);
+            s = self.shard_of(h);
+        }
+        self.shards[s].table.insert(k, next);
+        Ok(())
+    }
+
+    fn is_full(&self, s: usize) -> bool {
+        let t = &self.shards[s].table;
+        t.len() == t.capacity()
+    }
+
+    /// Splits shard `s` (which holds hash `h`) in two by its next directory
+    /// bit: the tokens with that bit set move to a new shard, and the
+    /// directory entries that end with it name the new shard.
+    fn split(&mut self, s: usize, h: u64) {
+        let depth = self.shards[s].depth;
+        if depth == self.depth {
+            // Every entry names the same shard as its twin one bit up.
+            self.directory.extend_from_within(..);
+            self.depth += 1;
+        }
+        let bit = 1 << depth;
+        let fresh = || HashMap::with_capacity_and_hasher(self.shard_capacity, self.hasher);
+        let (mut low, mut high) = (fresh(), fresh());
+        let full = std::mem::replace(&mut self.shards[s].table, HashMap::with_hasher(self.hasher));
+        for (k, n) in full {
+            let h = self.hasher.hash_one(k);
+            let half = if directory_bits(h) & bit == 0 {
+                &mut low
+            } else {
+                &mut high
+            };
+            half.insert(k, n);
+        }
+        self.shards[s] = Shard {
+            table: low,
+            depth: depth + 1,
+        };
+        let upper = u32::try_from(self.shards.len()).expect("fewer shards than u32 token numbers");
+        self.shards.push(Shard {
+            table: high,
+            depth: depth + 1,
+        });
+        let first = (directory_bits(h) & (bit - 1)) | bit;
+        for i in (first..self.directory.len()).step_by(bit << 1) {
+            self.directory[i] = upper;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.shards.clear();
+        self.directory.clear();
+        self.depth = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +260,74 @@ mod tests {
 
     fn tok(s: &[u8]) -> Token {
         crate::wire::ouch::token(s).unwrap()
+    }
+
+    /// Tokens `T` + 13 digits of `v`: they order like `v`.
+    fn numbered(v: u64) -> Token {
+        tok(format!("T{v:013}").as_bytes())
+    }
+
+    /// An index whose shards hold `n` entries (a `HashMap` made for 3, 7,
+    /// 14, ... entries holds exactly that many before it would grow).
+    fn with_shards_of(n: usize) -> TokenIndex {
+        TokenIndex {
+            others: Others::with_shard_capacity(n),
+            ..TokenIndex::with_capacity(4)
+        }
+    }
+
+    /// Claims like [`TokenIndex::claim`], checking what the claim did to
+    /// the shards: no shard grew in place (each split moved at most one
+    /// shard's capacity) and the directory names each shard by the entries
+    /// its depth says. Returns the answer, the shards split, and the
+    /// entries moved (exact for one split).
+    fn claim_counted(ix: &mut TokenIndex, t: &Token, next: u32) -> (Result<(), u32>, usize, usize) {
+        let o = &ix.others;
+        let before: Vec<(u32, usize)> = o.shards.iter().map(|s| (s.depth, s.table.len())).collect();
+        let r = ix.claim(t, next);
+        let o = &ix.others;
+        let capacity =
+            HashMap::<u128, u32, Seed>::with_capacity_and_hasher(o.shard_capacity, o.hasher)
+                .capacity();
+        // Per shard: the directory entries naming it, and the first one.
+        let mut named = vec![(0usize, 0usize); o.shards.len()];
+        assert_eq!(
+            o.directory.len(),
+            (1 << o.depth) * usize::from(!o.shards.is_empty())
+        );
+        for (i, &s) in o.directory.iter().enumerate() {
+            let n = &mut named[s as usize];
+            if n.0 == 0 {
+                n.1 = i;
+            }
+            n.0 += 1;
+            // Entries naming one shard share its low bits.
+            let mask = (1 << o.shards[s as usize].depth) - 1;
+            assert_eq!(i & mask, n.1 & mask);
+        }
+        for (s, shard) in o.shards.iter().enumerate() {
+            assert_eq!(shard.table.capacity(), capacity, "shard {s} grew in place");
+            assert_eq!(named[s].0, 1 << (o.depth - shard.depth), "shard {s}");
+        }
+        // (The first shard is made, not split.)
+        let splits = o.shards.len().saturating_sub(before.len().max(1));
+        let moved = before
+            .iter()
+            .zip(&o.shards)
+            .filter(|(b, s)| b.0 != s.depth)
+            .map(|(b, _)| b.1)
+            .sum();
+        (r, splits, moved)
+    }
+
+    /// Every token of every shard is where the directory looks for it.
+    fn assert_findable(ix: &TokenIndex) {
+        let o = &ix.others;
+        for (s, shard) in o.shards.iter().enumerate() {
+            for &k in shard.table.keys() {
+                assert_eq!(o.shard_of(o.hasher.hash_one(k)), s);
+            }
+        }
     }
 
     #[test]
@@ -126,6 +353,253 @@ mod tests {
         // A shorter token is padded with spaces, which sort below digits.
         assert_eq!(ix.claim(&tok(b"B"), 3), Ok(()));
         assert_eq!(ix.get(&tok(b"B")), Some(3));
+    }
+
+    #[test]
+    fn tokens_in_order_never_reach_the_shards() {
+        let mut ix = TokenIndex::with_capacity(4);
+        for v in 0..1000 {
+            assert_eq!(ix.claim(&numbered(v), v as u32), Ok(()));
+        }
+        assert_eq!(ix.claim(&numbered(7), 1000), Err(7));
+        assert_eq!(ix.get(&numbered(7)), Some(7));
+        assert!(ix.others.shards.is_empty() && ix.others.directory.is_empty());
+    }
+
+    #[test]
+    fn a_claim_moves_at_most_one_shard() {
+        const N: u64 = 20_000;
+        let mut ix = TokenIndex::with_capacity(4);
+        assert_eq!(ix.claim(&tok(b"Z"), 0), Ok(()));
+        let mut splits = 0;
+        for i in 1..N {
+            let v = i.wrapping_mul(0x9E37_79B1) % N;
+            let (r, split, moved) = claim_counted(&mut ix, &numbered(v), i as u32);
+            assert_eq!(r, Ok(()));
+            assert!(split <= 1, "claim {i} split {split} shards");
+            // A shard splits when full, and only then.
+            assert_eq!(moved, split * SHARD_CAPACITY, "claim {i}");
+            splits += split;
+        }
+        assert_findable(&ix);
+        // At least 20_000 / 448 shards (about 64: extendible hashing fills
+        // shards to ln 2 on average).
+        assert!((44..90).contains(&splits), "{splits}");
+        assert!(ix.others.depth >= 6, "{}", ix.others.depth);
+    }
+
+    #[test]
+    fn tokens_are_found_after_every_claim_while_shards_split() {
+        const N: u64 = 1500;
+        let mut ix = with_shards_of(3);
+        assert_eq!(ix.claim(&tok(b"Z"), 0), Ok(()));
+        let order: Vec<u64> = (0..N).map(|i| i.wrapping_mul(0x9E37_79B1) % N).collect();
+        for (i, &v) in order.iter().enumerate() {
+            let n = i as u32 + 1;
+            assert_eq!(claim_counted(&mut ix, &numbered(v), n).0, Ok(()));
+            // A re-sent token, found wherever it is now.
+            let again = order[i / 2];
+            assert_eq!(ix.claim(&numbered(again), 0), Err(i as u32 / 2 + 1));
+            for (j, &w) in order.iter().enumerate() {
+                let want = (j <= i).then_some(j as u32 + 1);
+                assert_eq!(ix.get(&numbered(w)), want, "token {w} after claim {i}");
+            }
+        }
+        assert_findable(&ix);
+        assert!(ix.others.shards.len() > 300, "{}", ix.others.shards.len());
+    }
+
+    #[test]
+    fn clear_forgets_every_shard() {
+        let mut ix = with_shards_of(3);
+        assert_eq!(ix.claim(&tok(b"Z"), 0), Ok(()));
+        for v in 1..100 {
+            assert_eq!(ix.claim(&numbered(1000 - v), v as u32), Ok(()));
+        }
+        assert!(ix.others.depth > 2);
+        ix.clear();
+        let o = &ix.others;
+        assert!(o.shards.is_empty() && o.directory.is_empty() && o.depth == 0);
+        for v in 0..100 {
+            assert_eq!(ix.get(&numbered(1000 - v)), None);
+        }
+        assert_eq!(ix.get(&tok(b"Z")), None);
+        // And fills again as if new.
+        assert_eq!(ix.claim(&tok(b"Z"), 0), Ok(()));
+        for v in 1..100 {
+            assert_eq!(
+                claim_counted(&mut ix, &numbered(1000 - v), v as u32).0,
+                Ok(())
+            );
+        }
+        for v in 1..100 {
+            assert_eq!(ix.get(&numbered(1000 - v)), Some(v as u32));
+        }
+        assert_findable(&ix);
+    }
+
+    /// Claims `tokens` (numbered from 1) one at a time with `claim`, and
+    /// prints the worst claims with the page faults and involuntary context
+    /// switches during each (a switch is the machine, not the claim), and
+    /// the worst claims without them.
+    fn print_worst_claims(tokens: &[Token], mut claim: impl FnMut(&Token, u32) -> Result<(), u32>) {
+        use crate::runtime::ThreadUsage;
+        use std::time::Instant;
+        // (ns, claim, page faults, involuntary switches), made resident
+        // first so that writing it faults nowhere.
+        let mut times = vec![(0u64, 0usize, 0u64, 0u64); tokens.len()];
+        let mut before = ThreadUsage::current();
+        let all = Instant::now();
+        for (i, t) in tokens.iter().enumerate() {
+            let t0 = Instant::now();
+            let r = claim(t, i as u32 + 1);
+            let ns = t0.elapsed().as_nanos() as u64;
+            let after = ThreadUsage::current();
+            let u = after.since(&before);
+            before = after;
+            times[i] = (
+                ns,
+                i + 1,
+                u.minor_faults + u.major_faults,
+                u.involuntary_switches,
+            );
+            assert_eq!(r, Ok(()));
+        }
+        let all = all.elapsed();
+        let over = |ns: u64| times.iter().filter(|t| t.0 > ns).count();
+        println!(
+            "  {} claims: {:.1} ns mean (with the clock and getrusage reads), over 10 us: {}, over 100 us: {}, over 1 ms: {}",
+            times.len(),
+            all.as_nanos() as f64 / times.len() as f64,
+            over(10_000),
+            over(100_000),
+            over(1_000_000),
+        );
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        println!(
+            "  99.99th percentile {:.2} us, 99.999th {:.2} us",
+            times[times.len() / 10_000].0 as f64 / 1e3,
+            times[times.len() / 100_000].0 as f64 / 1e3
+        );
+        let show = |(ns, at, faults, switches): &(u64, usize, u64, u64)| {
+            println!(
+                "  {:>10.1} us at claim {at}: {faults} page faults, {switches} involuntary switches",
+                *ns as f64 / 1e3
+            )
+        };
+        times[..8].iter().for_each(show);
+        println!("  worst without a context switch:");
+        times.iter().filter(|t| t.3 == 0).take(3).for_each(show);
+        println!("  worst without a context switch or a page fault:");
+        times
+            .iter()
+            .filter(|t| t.2 + t.3 == 0)
+            .take(3)
+            .for_each(show);
+    }
+
+    /// The worst single claim while 2^22 tokens go out of order (every one
+    /// below the first), and the mean claim in order. Timings, so not part
+    /// of the suite: run it in release mode and read what it prints:
+    /// `cargo test --release --lib gateway::tokens::tests::claim_times -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn claim_times() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        const N: u64 = 1 << 22;
+        // A permutation of 0..N (an odd multiplier modulo a power of two).
+        let shuffled: Vec<Token> = (0..N - 1)
+            .map(|i| numbered(i.wrapping_mul(0x9E37_79B1) & (N - 1)))
+            .collect();
+        let mut ix = TokenIndex::with_capacity(1 << 16);
+        assert_eq!(ix.claim(&tok(b"Z"), 0), Ok(()));
+        println!("out of order, below the first token:");
+        print_worst_claims(&shuffled, |t, n| ix.claim(t, n));
+        println!(
+            "  {} shards, a directory of {}",
+            ix.others.shards.len(),
+            ix.others.directory.len()
+        );
+        // A lookup of every token answers like the map of what was claimed.
+        for (i, t) in shuffled.iter().enumerate() {
+            assert_eq!(ix.get(t), Some(i as u32 + 1));
+        }
+        drop(ix);
+
+        let ascending: Vec<Token> = (0..N).map(numbered).collect();
+        let mut worst = (0u128, 0usize);
+        let mut ix = TokenIndex::with_capacity(1 << 16);
+        for (i, t) in ascending.iter().enumerate() {
+            let t0 = Instant::now();
+            let r = ix.claim(t, i as u32);
+            worst = worst.max((t0.elapsed().as_nanos(), i));
+            assert_eq!(r, Ok(()));
+        }
+        println!(
+            "in order, {N} claims from 2^16 reserved: worst {:.1} us at claim {} (the sorted lists grow by doubling)",
+            worst.0 as f64 / 1e3,
+            worst.1
+        );
+        for reserved in [1 << 16, N as usize] {
+            let mut means = Vec::new();
+            for _ in 0..7 {
+                let mut ix = TokenIndex::with_capacity(reserved);
+                ix.prefault();
+                let t0 = Instant::now();
+                for (i, t) in ascending.iter().enumerate() {
+                    let _ = black_box(ix.claim(black_box(t), i as u32));
+                }
+                means.push(t0.elapsed().as_nanos() as f64 / N as f64);
+            }
+            means.sort_by(f64::total_cmp);
+            println!(
+                "in order, {N} claims, {reserved} reserved and prefaulted: mean per claim {:.2} ns (median of 7, min {:.2}, max {:.2})",
+                means[3], means[0], means[6]
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Claims and lookups of tokens mostly out of order, in shards of
+        /// a few entries so that they split many times (and the directory
+        /// doubles), answer like a plain map.
+        #[test]
+        fn answers_like_a_map_while_shards_split(
+            shard in prop_oneof![Just(3usize), Just(7), Just(14)],
+            picks in proptest::collection::vec((0u32..3000, 0u8..8), 1..2000),
+        ) {
+            let mut ix = with_shards_of(shard);
+            let mut model: Model<Token, u32> = Model::new();
+            let mut next = 0u32;
+            for (i, (p, what)) in picks.into_iter().enumerate() {
+                // Below the first token mostly; now and then above every
+                // token so far (into the sorted list).
+                let v = if what == 0 { 3000 + i as u32 } else { p };
+                let t = numbered(u64::from(v));
+                if what >= 5 {
+                    prop_assert_eq!(ix.get(&t), model.get(&t).copied());
+                    continue;
+                }
+                let want = match model.get(&t) {
+                    Some(&n) => Err(n),
+                    None => {
+                        model.insert(t, next);
+                        Ok(())
+                    }
+                };
+                prop_assert_eq!(claim_counted(&mut ix, &t, next).0, want);
+                if want.is_ok() {
+                    next += 1;
+                }
+            }
+            for (t, &n) in &model {
+                prop_assert_eq!(ix.get(t), Some(n));
+            }
+            assert_findable(&ix);
+        }
     }
 
     proptest! {
