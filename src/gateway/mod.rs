@@ -40,9 +40,10 @@
 //!   login takes a token too (from the session its credentials name, or
 //!   the one its peer is bound to), so it goes unanswered while the debt
 //!   lasts, and a Login and Logout loop is limited as orders are.
-//! - **Journal.** Only what can change state is journaled: logins not
-//!   refused for back-off, and order traffic and logouts from a peer with
-//!   a session. Anything else is counted and dropped without a disk write.
+//! - **Journal.** Only what can change state is journaled: logins that
+//!   got a rate-limit token and were not refused for back-off, and order
+//!   traffic and logouts from a peer with a session. Anything else is
+//!   counted and dropped without a disk write.
 //! - **Re-request window.** The last `resend_window` sequenced messages of
 //!   each session are kept. A Login Request asking for an older sequence
 //!   number is answered from the oldest message still kept (the Login
@@ -421,13 +422,13 @@ impl Gateway {
 
     /// Handles one packet from `peer`, whose session is `bound`; returns
     /// the peer's session after it. Only what can change state is
-    /// journaled, first: a login not refused for back-off (as its
-    /// outcome, never with the password), and order traffic and logouts
-    /// from a peer with a session (as the packet, `raw`). What anyone else
-    /// sends changes nothing (it is counted and dropped): journaling it
-    /// would let an unauthenticated sender fill the disk and force a
-    /// journal write per batch. Replay comes through here too, with a
-    /// journal that keeps nothing.
+    /// journaled, first: a login that got a rate-limit token and was not
+    /// refused for back-off (as its outcome, never with the password), and
+    /// order traffic and logouts from a peer with a session (as the
+    /// packet, `raw`). What anyone else sends changes nothing (it is
+    /// counted and dropped): journaling it would let an unauthenticated
+    /// sender fill the disk and force a journal write per batch. Replay
+    /// comes through here too, with a journal that keeps nothing.
     #[allow(clippy::too_many_arguments)]
     fn on_packet(
         &mut self,

@@ -68,6 +68,7 @@ impl TokenBucket {
     }
 
     /// Whether the bucket is still in debt at `now_ns`.
+    #[cfg(test)]
     pub fn owes(&self, now_ns: u64) -> bool {
         self.refilled(now_ns).1 > 0
     }
