@@ -177,14 +177,8 @@ fn after_a_restart_over_af_xdp_a_recovered_session_hears_heartbeats_before_its_c
     let ex_if = lab.exchange_if();
     let args = ["--transport", "xdp", "--interface", &ex_if];
     let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 1, &args, true);
-    // A client logs in (a socket of the client namespace: it stays there).
-    let sock = {
-        let _in_client_ns = enter_ns(&lab.client_ns());
-        UdpSocket::bind("198.18.0.2:0").unwrap()
-    };
-    sock.connect("198.18.0.1:9000").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
+    // A client logs in.
+    let sock = client_socket(&lab);
     let mut b = [0u8; 64];
     let n = soupbin::write_login_request(&mut b, b"demo01", b"demo01", b"", 0).unwrap();
     sock.send(&b[..n]).unwrap();
@@ -226,13 +220,7 @@ fn a_fragmented_datagram_the_xdp_program_passes_to_the_kernel_is_answered() {
     let args = ["--transport", "xdp", "--interface", &ex_if];
     let cfg = config.to_str().unwrap();
     let mut ex = start_exchange(&lab.exchange_ns(), cfg, &dir, 1, &args, true);
-    let sock = {
-        let _in_client_ns = enter_ns(&lab.client_ns());
-        UdpSocket::bind("198.18.0.2:0").unwrap()
-    };
-    sock.connect("198.18.0.1:9000").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
+    let sock = client_socket(&lab);
     // A Login Request and a 1,900-byte Debug packet: one datagram larger
     // than the link's MTU (1,500), so it leaves in two IP fragments, which
     // the XDP program passes to the kernel.
@@ -255,6 +243,19 @@ fn a_fragmented_datagram_the_xdp_program_passes_to_the_kernel_is_answered() {
         "{log}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A UDP socket of the client namespace (it stays there once made),
+/// connected to the exchange's order port.
+fn client_socket(lab: &Lab) -> UdpSocket {
+    let sock = {
+        let _in_client_ns = enter_ns(&lab.client_ns());
+        UdpSocket::bind("198.18.0.2:0").unwrap()
+    };
+    sock.connect("198.18.0.1:9000").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    sock
 }
 
 /// The number right after the first `label` in `log`.

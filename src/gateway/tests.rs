@@ -934,18 +934,27 @@ fn re_sent_messages_and_logins_take_rate_limit_tokens_so_re_requests_cannot_floo
     r.login(peer(1), "demo01", "demo01", 1);
     assert_eq!(accepted(&r), 98);
     // Replayed, the journal takes the same tokens: the same state.
-    let mut replayed = Rig::new(GatewayConfig {
-        rate_per_sec: 100,
-        rate_burst: 100,
-        ..GatewayConfig::default()
-    });
+    assert_replay_binds_and_takes_the_same(
+        &r,
+        GatewayConfig {
+            rate_per_sec: 100,
+            rate_burst: 100,
+            ..GatewayConfig::default()
+        },
+    );
+}
+
+/// Replays `r`'s journal into a gateway made with `cfg`: its first
+/// session's rate bucket and binding are `r`'s. (Its counters are not:
+/// what was dropped unjournaled is not replayed.)
+fn assert_replay_binds_and_takes_the_same(r: &Rig, cfg: GatewayConfig) {
+    let mut replayed = Rig::new(cfg);
     for (kind, now, payload) in &r.journal {
         replayed
             .gw
             .replay(*kind, *now, payload, &mut replayed.engine, &mut replayed.md);
     }
     assert_eq!(replayed.gw.sessions[0].bucket, r.gw.sessions[0].bucket);
-    // (The counters differ: what was dropped unjournaled is not replayed.)
     assert_eq!(replayed.gw.sessions[0].peer, r.gw.sessions[0].peer);
     assert_eq!(replayed.gw.by_peer, r.gw.by_peer);
 }
@@ -1085,20 +1094,14 @@ fn a_login_and_logout_loop_from_the_sessions_own_peer_takes_a_token_per_login() 
     assert_eq!(r.journal.len(), before + 2, "one login, one logout");
     assert_eq!(r.gw.counters().logins, 2);
     // Replayed, the journal takes the same tokens: the same state.
-    let mut replayed = Rig::new(GatewayConfig {
-        rate_per_sec: 1,
-        rate_burst: 1,
-        ..GatewayConfig::default()
-    });
-    for (kind, now, payload) in &r.journal {
-        replayed
-            .gw
-            .replay(*kind, *now, payload, &mut replayed.engine, &mut replayed.md);
-    }
-    assert_eq!(replayed.gw.sessions[0].bucket, r.gw.sessions[0].bucket);
-    // (The counters differ: what was dropped unjournaled is not replayed.)
-    assert_eq!(replayed.gw.sessions[0].peer, r.gw.sessions[0].peer);
-    assert_eq!(replayed.gw.by_peer, r.gw.by_peer);
+    assert_replay_binds_and_takes_the_same(
+        &r,
+        GatewayConfig {
+            rate_per_sec: 1,
+            rate_burst: 1,
+            ..GatewayConfig::default()
+        },
+    );
 }
 
 #[test]
