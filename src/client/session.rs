@@ -2565,8 +2565,9 @@ mod tests {
         assert_eq!(s.stats().resent, 0);
     }
 
-    #[test]
-    fn the_answer_to_a_re_request_below_the_number_it_asked_for_is_a_new_stream() {
+    /// A session that received messages 1 to 3 and sent an order (at 10),
+    /// not answered yet; with the order's token.
+    fn three_messages_and_an_order_sent() -> (ClientSession, Token) {
         let mut s = logged_in(100);
         let symbol = Symbol::new("TK2612").unwrap();
         s.on_datagram(5, &sequenced(1, 3), &mut |_| {});
@@ -2579,6 +2580,12 @@ mod tests {
             Tif::Day,
         );
         while s.poll_transmit(10, &mut [0u8; 1400]).is_some() {}
+        (s, t)
+    }
+
+    #[test]
+    fn the_answer_to_a_re_request_below_the_number_it_asked_for_is_a_new_stream() {
+        let (mut s, t) = three_messages_and_an_order_sent();
         // The exchange restarts within the silence timeout: the order is
         // re-sent, unanswered, and the session asks for the stream from 4.
         s.on_timer(110);
@@ -2607,18 +2614,7 @@ mod tests {
 
     #[test]
     fn a_request_queued_and_not_sent_when_a_new_stream_begins_is_not_sent_into_it() {
-        let mut s = logged_in(100);
-        let symbol = Symbol::new("TK2612").unwrap();
-        s.on_datagram(5, &sequenced(1, 3), &mut |_| {});
-        let t = s.enter(
-            10,
-            symbol,
-            Side::Buy,
-            Qty::new(1),
-            Price::from_raw(1),
-            Tif::Day,
-        );
-        while s.poll_transmit(10, &mut [0u8; 1400]).is_some() {}
+        let (mut s, t) = three_messages_and_an_order_sent();
         // Its re-send and the re-request are queued; the new stream's
         // answer comes before the caller sends them.
         s.on_timer(110);

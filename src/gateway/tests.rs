@@ -80,6 +80,21 @@ impl Rig {
         self.unseq(from, m.as_bytes());
     }
 
+    /// A buy of `qty` at 6.400 with Firm `FIRM` and Capacity `P`.
+    fn enter_as_firm(&mut self, from: Peer, token: &str, qty: u32) {
+        let mut m = ouch::EnterOrder::new(
+            ouch::token(token.as_bytes()).unwrap(),
+            Side::Buy,
+            Qty::new(qty),
+            Symbol::new("TK2612").unwrap(),
+            "6.400".parse::<Price>().unwrap(),
+            Tif::Day,
+        );
+        m.firm = *b"FIRM";
+        m.capacity = b'P';
+        self.unseq(from, m.as_bytes());
+    }
+
     /// The OUCH messages sent to `to` in the last call: (type byte, token).
     fn replies(&self, to: Peer) -> Vec<(u8, String)> {
         self.out
@@ -1324,17 +1339,7 @@ fn a_replaced_echoes_the_firm_and_capacity_of_the_order_it_replaced_across_a_sna
     };
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);
-    let mut m = ouch::EnterOrder::new(
-        t(b"T1"),
-        Side::Buy,
-        Qty::new(5),
-        Symbol::new("TK2612").unwrap(),
-        "6.400".parse::<Price>().unwrap(),
-        Tif::Day,
-    );
-    m.firm = *b"FIRM";
-    m.capacity = b'P';
-    r.unseq(peer(1), m.as_bytes());
+    r.enter_as_firm(peer(1), "T1", 5);
     let firm = ouch::Echo {
         firm: *b"FIRM",
         capacity: b'P',
@@ -1509,17 +1514,7 @@ fn a_tcp_logout_request_closes_the_connection_after_the_replies_before_it() {
 fn an_accepted_echoes_the_enter_orders_firm_and_capacity() {
     let mut r = Rig::new(GatewayConfig::default());
     r.login(peer(1), "demo01", "demo01", 0);
-    let mut m = ouch::EnterOrder::new(
-        ouch::token(b"T1").unwrap(),
-        Side::Buy,
-        Qty::new(1),
-        Symbol::new("TK2612").unwrap(),
-        "6.400".parse::<Price>().unwrap(),
-        Tif::Day,
-    );
-    m.firm = *b"FIRM";
-    m.capacity = b'P';
-    r.unseq(peer(1), m.as_bytes());
+    r.enter_as_firm(peer(1), "T1", 1);
     let accepted: Vec<([u8; 4], u8)> = outbound(&r)
         .iter()
         .filter_map(|b| match ouch::Outbound::parse(b) {
