@@ -80,6 +80,20 @@ impl Rig {
         self.unseq(from, m.as_bytes());
     }
 
+    /// A rig whose sessions may send one message a second in bursts of
+    /// `burst`, demo01 logged in from `from` a second ago (its login took
+    /// a token: the bucket is full again).
+    fn logged_in_at_one_a_second(from: Peer, burst: u32) -> Rig {
+        let mut r = Rig::new(GatewayConfig {
+            rate_per_sec: 1,
+            rate_burst: burst,
+            ..GatewayConfig::default()
+        });
+        r.login(from, "demo01", "demo01", 0);
+        r.now += 1_000_000_000;
+        r
+    }
+
     /// A buy of `qty` at 6.400 with Firm `FIRM` and Capacity `P`.
     fn enter_as_firm(&mut self, from: Peer, token: &str, qty: u32) {
         let mut m = ouch::EnterOrder::new(
@@ -248,13 +262,7 @@ fn replace_moves_the_order_to_the_new_token_and_retires_the_old_one() {
 
 #[test]
 fn the_rate_limit_rejects_what_exceeds_the_burst() {
-    let mut r = Rig::new(GatewayConfig {
-        rate_per_sec: 1,
-        rate_burst: 3,
-        ..GatewayConfig::default()
-    });
-    r.login(peer(1), "demo01", "demo01", 0);
-    r.now += 1_000_000_000; // the login took a token: a full bucket again
+    let mut r = Rig::logged_in_at_one_a_second(peer(1), 3);
     for i in 0..5 {
         r.enter(peer(1), &format!("T{i}"), Side::Buy, 1, "6.400");
     }
@@ -279,13 +287,7 @@ fn the_rate_limit_rejects_what_exceeds_the_burst() {
 
 #[test]
 fn junk_and_silently_dropped_requests_of_a_logged_in_peer_cost_the_journal_nothing() {
-    let mut r = Rig::new(GatewayConfig {
-        rate_per_sec: 1,
-        rate_burst: 3,
-        ..GatewayConfig::default()
-    });
-    r.login(peer(1), "demo01", "demo01", 0);
-    r.now += 1_000_000_000; // the login took a token: a full bucket again
+    let mut r = Rig::logged_in_at_one_a_second(peer(1), 3);
     let logged_in = r.journal.len();
     // Bytes that are no OUCH request, however many: counted, not journaled.
     for _ in 0..100 {
@@ -1247,13 +1249,7 @@ fn a_peer_is_bound_to_one_session_at_a_time() {
 
 #[test]
 fn a_token_rejected_for_flow_control_is_used_and_its_re_send_gets_no_second_answer() {
-    let mut r = Rig::new(GatewayConfig {
-        rate_per_sec: 1,
-        rate_burst: 1,
-        ..GatewayConfig::default()
-    });
-    r.login(peer(1), "demo01", "demo01", 0);
-    r.now += 1_000_000_000; // the login took a token: a full bucket again
+    let mut r = Rig::logged_in_at_one_a_second(peer(1), 1);
     r.enter(peer(1), "T0", Side::Buy, 1, "6.400");
     r.enter(peer(1), "T1", Side::Buy, 1, "6.400");
     let flow_control = (b'J', "T1".to_string());

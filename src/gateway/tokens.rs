@@ -320,6 +320,18 @@ mod tests {
         (r, splits, moved)
     }
 
+    /// What a plain map answers to claiming `t` as `next` (recording it
+    /// when new).
+    fn model_claim(model: &mut Model<Token, u32>, t: Token, next: u32) -> Result<(), u32> {
+        match model.get(&t) {
+            Some(&n) => Err(n),
+            None => {
+                model.insert(t, next);
+                Ok(())
+            }
+        }
+    }
+
     /// Every token of every shard is where the directory looks for it.
     fn assert_findable(ix: &TokenIndex) {
         let o = &ix.others;
@@ -583,13 +595,7 @@ mod tests {
                     prop_assert_eq!(ix.get(&t), model.get(&t).copied());
                     continue;
                 }
-                let want = match model.get(&t) {
-                    Some(&n) => Err(n),
-                    None => {
-                        model.insert(t, next);
-                        Ok(())
-                    }
-                };
+                let want = model_claim(&mut model, t, next);
                 prop_assert_eq!(claim_counted(&mut ix, &t, next).0, want);
                 if want.is_ok() {
                     next += 1;
@@ -619,13 +625,7 @@ mod tests {
                     prop_assert_eq!(ix.get(&t), model.get(&t).copied());
                     continue;
                 }
-                let want = match model.get(&t) {
-                    Some(&n) => Err(n),
-                    None => {
-                        model.insert(t, next);
-                        Ok(())
-                    }
-                };
+                let want = model_claim(&mut model, t, next);
                 prop_assert_eq!(ix.claim(&t, next), want);
                 if want.is_ok() {
                     next += 1;
