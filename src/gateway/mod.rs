@@ -677,11 +677,14 @@ impl Gateway {
     }
 
     /// Hands `f` every peer whose session ended (logged out or timed out)
-    /// since the last call: the I/O shell stops trusting the link address
-    /// it learned from their login.
+    /// since the last call and that has none now (a Logout and a Login in
+    /// one datagram leave the peer bound): the I/O shell stops trusting
+    /// the link address it learned from their login.
     pub fn take_unbound(&mut self, mut f: impl FnMut(Peer)) {
         for p in self.unbound.drain(..) {
-            f(p);
+            if !self.by_peer.contains_key(&p) {
+                f(p);
+            }
         }
     }
 

@@ -1122,6 +1122,30 @@ fn a_login_and_logout_loop_from_the_sessions_own_peer_takes_a_token_per_login() 
 }
 
 #[test]
+fn a_peer_whose_session_ended_is_handed_on_once_unless_it_logged_in_again() {
+    let mut r = Rig::new(GatewayConfig::default());
+    let taken = |r: &mut Rig| {
+        let mut v = Vec::new();
+        r.gw.take_unbound(|p| v.push(p));
+        v
+    };
+    r.login(peer(1), "demo01", "demo01", 0);
+    r.login(peer(2), "demo02", "demo02", 0);
+    assert_eq!(taken(&mut r), []);
+    r.send(peer(1), &[0, 1, soupbin::kind::LOGOUT_REQUEST]);
+    assert_eq!(taken(&mut r), [peer(1)]);
+    assert_eq!(taken(&mut r), []);
+    // A Logout and a Login in one datagram: bound again, not handed on.
+    let mut d = vec![0, 1, soupbin::kind::LOGOUT_REQUEST];
+    let mut b = [0u8; 64];
+    let n = soupbin::write_login_request(&mut b, b"demo02", b"demo02", b"", 0).unwrap();
+    d.extend_from_slice(&b[..n]);
+    r.send(peer(2), &d);
+    assert_eq!(r.replies(peer(2)), [(b'+', String::new())]);
+    assert_eq!(taken(&mut r), []);
+}
+
+#[test]
 fn a_spray_of_forged_failures_does_not_reset_a_hosts_doubling_back_off() {
     let mut r = Rig::new(GatewayConfig::default());
     let attacker = stranger(1);
