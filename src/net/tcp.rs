@@ -621,6 +621,24 @@ mod tests {
 
     const HEARTBEAT: [u8; 3] = [0, 1, soupbin::kind::CLIENT_HEARTBEAT];
 
+    /// One Login Request packet (asking for the next sequence number).
+    fn login_request(user: &[u8], password: &[u8]) -> Vec<u8> {
+        let mut b = [0u8; 64];
+        let n = soupbin::write_login_request(&mut b, user, password, b"", 0).unwrap();
+        b[..n].to_vec()
+    }
+
+    /// A thread that sends a Client Heartbeat on `c` every 100 ms while
+    /// `going()` says so and the connection takes them.
+    fn heartbeats(c: &TcpStream, going: impl Fn() -> bool + Send + 'static) -> JoinHandle<()> {
+        let mut c = c.try_clone().unwrap();
+        std::thread::spawn(move || {
+            while going() && c.write_all(&HEARTBEAT).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
     /// The Logout Request the thread hands over for a closed connection.
     fn logout_of(id: u32) -> TcpInbound {
         (
@@ -796,9 +814,7 @@ mod tests {
             }
             got
         });
-        let mut login = [0u8; 64];
-        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
-        let burst = login[..n].repeat(N);
+        let burst = login_request(b"nobody", b"wrong").repeat(N);
         let mut wr = client.try_clone().unwrap();
         std::thread::spawn(move || wr.write_all(&burst));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -982,24 +998,20 @@ mod tests {
         anonymous.write_all(&HEARTBEAT).unwrap();
         assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(1));
         let mut member = TcpStream::connect(addr).unwrap();
-        let mut login = [0u8; 64];
-        let n = soupbin::write_login_request(&mut login, b"demo01", b"demo01", b"", 0).unwrap();
-        member.write_all(&login[..n]).unwrap();
+        member
+            .write_all(&login_request(b"demo01", b"demo01"))
+            .unwrap();
         assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(2));
         let mut accepted = [0u8; 64];
         let n = soupbin::write_login_accepted(&mut accepted, b"TOKEX00001", 1).unwrap();
         replies.push((2, accepted[..n].to_vec()));
         replies.wake();
         let done = Arc::new(AtomicBool::new(false));
-        let heartbeats: Vec<_> = [&anonymous, &member]
+        let beats: Vec<_> = [&anonymous, &member]
             .into_iter()
             .map(|c| {
-                let (mut c, done) = (c.try_clone().unwrap(), done.clone());
-                std::thread::spawn(move || {
-                    while !done.load(Ordering::Relaxed) && c.write_all(&HEARTBEAT).is_ok() {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                })
+                let done = done.clone();
+                heartbeats(c, move || !done.load(Ordering::Relaxed))
             })
             .collect();
         // The engine stand-in takes what comes until a logout (at most 5 s).
@@ -1024,7 +1036,7 @@ mod tests {
             }
         }
         done.store(true, Ordering::Relaxed);
-        for h in heartbeats {
+        for h in beats {
             h.join().unwrap();
         }
         shut_down(stop, replies, thread);
@@ -1037,9 +1049,9 @@ mod tests {
             ..TcpLimits::default()
         });
         let mut client = TcpStream::connect(addr).unwrap();
-        let mut login = [0u8; 64];
-        let n = soupbin::write_login_request(&mut login, b"nobody", b"wrong", b"", 0).unwrap();
-        client.write_all(&login[..n]).unwrap();
+        client
+            .write_all(&login_request(b"nobody", b"wrong"))
+            .unwrap();
         assert_eq!(next_inbound(&inbound).map(|p| p.0), Some(1));
         let mut rejected = [0u8; 8];
         let n = soupbin::write_packet(
@@ -1050,14 +1062,10 @@ mod tests {
         .unwrap();
         replies.push((1, rejected[..n].to_vec()));
         replies.wake();
-        // Heartbeats every 100 ms: never silent, never logged in.
-        let mut hb = client.try_clone().unwrap();
-        let beat = std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < end && hb.write_all(&HEARTBEAT).is_ok() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        // Heartbeats every 100 ms (for 5 s at most): never silent, never
+        // logged in.
+        let end = Instant::now() + Duration::from_secs(5);
+        let beat = heartbeats(&client, move || Instant::now() < end);
         assert!(closed_within(&mut client, Duration::from_secs(5)));
         beat.join().unwrap();
         shut_down(stop, replies, thread);
