@@ -32,7 +32,9 @@
 //! - [`settlement`]: the daily settlement price and each account's variation margin.
 //! - [`text`]: counts with their nouns for the sentences the commands print (`1 gap`, `2 gaps`).
 //!
-//! `unsafe` is denied crate-wide; the only exception is the AF_XDP transport.
+//! `unsafe` is denied crate-wide; the only exceptions are the AF_XDP
+//! transport (`net::xdp`, `net::xdp_prog`) and the journal file's mapping
+//! (`journal::mapped`).
 
 pub mod accounts;
 pub mod bench;

@@ -149,8 +149,9 @@ enum BenchCommand {
     },
     /// The exchange's work per order without the network: datagrams of
     /// OUCH orders through gateway, engine, market-data encoding, journal
-    /// (one write per batch) and reply packing, as `tokex exchange` runs a
-    /// batch. Times the second half of the flow (the first warms up).
+    /// (stored into its file's mapping per batch) and reply packing, as
+    /// `tokex exchange` runs a batch. Times the second half of the flow
+    /// (the first warms up).
     Gateway {
         /// Orders timed (as many again run first, untimed; at most 10
         /// million).

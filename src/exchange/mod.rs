@@ -2,10 +2,11 @@
 //!
 //! Owns the sockets and the loop: one pinned, run-to-completion thread
 //! receives a batch of datagrams (AF_XDP or kernel UDP), hands each to the
-//! gateway (decode, session, match), writes the batch's journal records
-//! with one write(2), then sends the acknowledgements and the market-data
-//! packets, and records per-stage latencies. Every millisecond it runs the
-//! session timers, market-data heartbeats and retransmission requests.
+//! gateway (decode, session, match), stores the batch's journal records
+//! in the journal file's mapping, then sends the acknowledgements and the
+//! market-data packets, and records per-stage latencies. Every millisecond
+//! it runs the session timers, market-data heartbeats and retransmission
+//! requests.
 //! Trading logic lives in `engine` and `gateway`; this module only moves
 //! bytes: `io.rs` has the ports and hooks, `server.rs` the loop,
 //! `intake.rs` how a batch is shared between the order port and the TCP

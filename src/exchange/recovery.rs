@@ -597,6 +597,7 @@ mod tests {
         };
         let r = recover(&cfg, &cut, &contracts, Nanos(7)).unwrap();
         assert!(r.engine.live_orders() < orders);
+        drop(r);
         assert_eq!(fs::metadata(&cfg.journal.path).unwrap().len(), at as u64);
         let kept = fs::read(journal::cut_path(&cfg.journal.path, at as u64)).unwrap();
         assert_eq!(kept, bytes[at..]);

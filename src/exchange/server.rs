@@ -330,7 +330,7 @@ impl Server {
     }
 
     /// One batch: receive (order port or pipelined ring, then TCP), decode,
-    /// match, journal with one write, acknowledge, publish. Returns whether
+    /// match, journal (one store per batch), acknowledge, publish. Returns whether
     /// anything arrived.
     fn batch(&mut self) -> anyhow::Result<bool> {
         let Server {
@@ -512,6 +512,7 @@ impl Server {
         gateway.on_clock(now, engine, publisher, journal, replies);
         gateway.on_timer(now, journal, replies);
         journal.0.commit().context("journal write")?;
+        journal.0.prepare();
         *send_errors += replies.deliver(orders, tcp_out);
         gateway.take_unbound(|p| forget_link_address(orders, p));
         publisher.flush(&mut |p| md.send(orders, p));

@@ -24,7 +24,8 @@
 //! checksums. Market data can leave the same way, to the multicast group's
 //! MAC address with TTL 1.
 //!
-//! With `src/net/xdp_prog.rs` this is the only place in tokex with `unsafe`:
+//! With `src/net/xdp_prog.rs` and `src/journal/mapped.rs` the only place in
+//! tokex with `unsafe`:
 //! xsk-rs exposes the shared rings and UMEM as `unsafe` calls whose contract
 //! (a frame is touched by one side at a time) the frame accounting above
 //! keeps.

@@ -24,7 +24,8 @@
 //! one a tokex from before links left behind), anything else is foreign.
 //! Either is left in place; the exchange then falls back to kernel UDP.
 //!
-//! With `src/net/xdp.rs` this is the only place in tokex with `unsafe`.
+//! With `src/net/xdp.rs` and `src/journal/mapped.rs` the only place in tokex
+//! with `unsafe`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;

@@ -3,12 +3,14 @@
 //! records follow (unless told to).
 //!
 //! A torn tail is what a killed process leaves: its first bad record runs
-//! past the end of the file, and is cut without looking further (its
-//! payload may be a client's bytes, which can hold a record's image with
-//! the CRC right). Only a bad record that fits inside the file is damage
-//! that later good records, found by trying every byte after it as a
-//! record's start, can show. The bytes cut are kept in a new file beside
-//! the journal, never over an earlier cut's.
+//! past the last byte written (the end of the file, or where the zeros of
+//! the space the writer allocated ahead begin: `mapped`), and is cut
+//! without looking further (its payload may be a client's bytes, which
+//! can hold a record's image with the CRC right). Only a bad record that
+//! fits inside what was written is damage that later good records, found
+//! by trying every byte after it as a record's start, can show. The bytes
+//! cut are kept in a new file beside the journal, never over an earlier
+//! cut's; zeros after the records are unused space, dropped.
 //!
 //! Owns the on-disk format and nothing else: records are opaque `(kind, time,
 //! payload)` triples; what a kind means is decided by the layer that writes it
@@ -55,6 +57,8 @@
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).
 
+mod mapped;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -62,6 +66,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::types::Nanos;
+use mapped::MappedFile;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
 const VERSION: u32 = 8;
@@ -78,10 +83,12 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 pub enum Durability {
     /// Benchmarks only: nothing is written. Acknowledged orders are lost on a crash.
     None,
-    /// One write(2) per batch: survives a killed process, not a power loss.
+    /// Each batch stored into the page cache (through a shared mapping of
+    /// the file, no system call): survives a killed process, not a power
+    /// loss.
     #[default]
     Write,
-    /// write(2) then fdatasync(2) per batch: survives a power loss.
+    /// Stored, then msync(2) per batch: survives a power loss.
     Fsync,
 }
 
@@ -210,7 +217,9 @@ pub struct ScanReport {
     pub records: u64,
     /// Byte length of the good prefix (header included).
     pub valid_len: u64,
-    /// Bytes after the good prefix that were (or would be) cut.
+    /// Bytes after the good prefix that were (or would be) cut, up to the
+    /// last byte that is not zero: the zeros after it are space a writer
+    /// allocated ahead and did not use, not records.
     pub cut_bytes: u64,
     /// Where good records start again in the cut bytes, when the writer
     /// found them: the cut was damage, not a torn tail.
@@ -340,8 +349,27 @@ pub fn scan_from(
         report.records += 1;
         report.valid_len += (RECORD_HEADER_LEN + len) as u64;
     }
-    report.cut_bytes = file_len - report.valid_len;
+    let file = r.into_inner().into_inner();
+    report.cut_bytes = data_end(&file, report.valid_len, file_len)? - report.valid_len;
     Ok(report)
+}
+
+/// Where the bytes of `file` from `from` to `end` stop being all zeros: the
+/// offset after the last byte that is not zero, or `from`. Read backwards
+/// from `end` a window at a time, so the zeros a writer allocated ahead
+/// are read once and records not at all.
+fn data_end(file: &File, from: u64, end: u64) -> io::Result<u64> {
+    let mut window = vec![0u8; 64 << 10];
+    let mut to = end;
+    while to > from {
+        let n = ((to - from) as usize).min(window.len());
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut window[..n], to - n as u64)?;
+        if let Some(last) = window[..n].iter().rposition(|&b| b != 0) {
+            return Ok(to - n as u64 + last as u64 + 1);
+        }
+        to -= n as u64;
+    }
+    Ok(from)
 }
 
 /// Whether the journal at `path`, read from `from` on, has damage that
@@ -355,8 +383,8 @@ pub fn check_damage(path: &Path, from: Position) -> Result<(), JournalError> {
         return Ok(());
     }
     let file = File::open(path)?;
-    let end = report.valid_len + report.cut_bytes;
-    match resumes_after(&file, report.valid_len, end)? {
+    let written = report.valid_len + report.cut_bytes;
+    match resumes_after(&file, report.valid_len, written)? {
         Some(resumes_at) => Err(JournalError::Damaged {
             at: report.valid_len,
             resumes_at,
@@ -401,30 +429,43 @@ fn next_record<'p>(
 }
 
 /// Where good records start again after the bad record at byte `at` of
-/// `file` (the first one a scan could not read; the file ends at `end`),
-/// when it is damage; `None` when it is a torn tail.
+/// `file` (the first one a scan could not read; what was written of the
+/// file ends at `written`, the last byte not zero), when it is damage;
+/// `None` when it is a torn tail.
 ///
-/// A killed process's last write leaves a prefix of what it wrote, so
-/// the record it tore runs past the end of the file: its header is cut
+/// A killed process's last commit leaves a prefix of what it stored, so
+/// the record it tore runs past what was written: its header is cut
 /// short, or its length (one tokex could have written) reaches past
-/// `end`. That is a torn tail, cut without a search: the bytes after its
-/// header are its payload, which for an order is a client's bytes as
-/// sent, and a client can send a record's image with its CRC right (a
-/// search would take it for a good record and refuse the start). Only a
-/// bad record that fits inside the file is searched after. (A length
-/// field damaged within the last 64 KiB so that it reaches past the end
-/// looks like a tear too, and is cut.)
-fn resumes_after(file: &File, at: u64, end: u64) -> io::Result<Option<u64>> {
-    if end.saturating_sub(at) < RECORD_HEADER_LEN as u64 {
+/// `written` (what it did not store reads as zeros, whether the file ends
+/// there or space allocated ahead follows; a record whose own last bytes
+/// are zeros reaches past `written` only if it is the last, and then its
+/// CRC is right or it is torn). That is a torn tail, cut without a
+/// search: the bytes after its header are its payload, which for an
+/// order is a client's bytes as sent, and a client can send a record's
+/// image with its CRC right (a search would take it for a good record
+/// and refuse the start). Only a bad record that fits inside what was
+/// written is searched after. (A length field damaged within the last
+/// 64 KiB so that it reaches past the end looks like a tear too, and is
+/// cut.)
+fn resumes_after(file: &File, at: u64, written: u64) -> io::Result<Option<u64>> {
+    if written.saturating_sub(at) < RECORD_HEADER_LEN as u64 {
         return Ok(None);
     }
     let mut len = [0u8; 4];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut len, at)?;
     let len = u64::from(u32::from_be_bytes(len));
-    if len <= MAX_PAYLOAD as u64 && at + RECORD_HEADER_LEN as u64 + len > end {
+    if len <= MAX_PAYLOAD as u64 && at + RECORD_HEADER_LEN as u64 + len > written {
         return Ok(None);
     }
-    good_record_after(file, at, end)
+    good_record_after(file, at, records_end(file, written)?)
+}
+
+/// Where records written up to `written` (the last byte not zero) can
+/// end: a record's last bytes can be zeros, up to a whole record's worth,
+/// so as far as the longest record beyond it, or the end of the file.
+fn records_end(file: &File, written: u64) -> io::Result<u64> {
+    let longest = (RECORD_HEADER_LEN + MAX_PAYLOAD) as u64;
+    Ok(file.metadata()?.len().min(written + longest))
 }
 
 /// Where the first good record after byte `at` of `file` starts (one that
@@ -509,13 +550,13 @@ pub fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
     p.into()
 }
 
-/// Copies the journal's bytes from `at` to its end into a new file (made
+/// Copies the journal's bytes from `at` to `end` into a new file (made
 /// durable) before they are cut off, and returns its name: the first of
 /// the [`numbered_cut_path`]s not taken. Never an existing file: an
 /// earlier cut at the same offset (a damage cut, then the torn tail of
 /// the records written after it) kept what may be the only copy of the
 /// records after a damage.
-fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<std::path::PathBuf> {
+fn save_cut(path: &Path, file: &mut File, at: u64, end: u64) -> io::Result<std::path::PathBuf> {
     let mut n = 0;
     let (mut out, kept) = loop {
         let p = numbered_cut_path(path, at, n);
@@ -527,7 +568,7 @@ fn save_cut(path: &Path, file: &mut File, at: u64) -> io::Result<std::path::Path
     };
     let copied = (|| {
         file.seek(SeekFrom::Start(at))?;
-        io::copy(file, &mut out)?;
+        io::copy(&mut (&*file).take(end - at), &mut out)?;
         out.sync_all()?;
         sync_dir(path.parent().unwrap_or(Path::new("")))
     })();
@@ -569,9 +610,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Appends records in batches: `append` fills an in-memory buffer, `commit`
-/// makes the whole batch durable with one write(2) (group commit).
+/// stores the whole batch into the file's mapping (group commit).
 pub struct JournalWriter {
-    file: Option<File>,
+    file: Option<MappedFile>,
     buf: Vec<u8>,
     /// A fresh CRC state, cloned per record: `Hasher::new` checks the
     /// CPU's features every time (a third of a short record's CRC cost).
@@ -660,8 +701,8 @@ impl JournalWriter {
             // A killed process leaves at most a torn last batch; good
             // records after the damage mean a fault in the middle, and
             // cutting would take every later record with it.
-            let end = report.valid_len + report.cut_bytes;
-            report.resumes_at = resumes_after(&file, report.valid_len, end)?;
+            let written = report.valid_len + report.cut_bytes;
+            report.resumes_at = resumes_after(&file, report.valid_len, written)?;
             if let (Some(resumes_at), OnDamage::Refuse) = (report.resumes_at, on_damage) {
                 return Err(JournalError::Damaged {
                     at: report.valid_len,
@@ -670,15 +711,23 @@ impl JournalWriter {
                 });
             }
             // Kept before the cut: after damage they are all there is of
-            // the records that followed it.
-            writer.kept = Some(save_cut(path, &mut file, report.valid_len)?);
+            // the records that followed it (the last one's zeros too). Of
+            // a torn tail, what was written.
+            let end = match report.resumes_at {
+                Some(_) => records_end(&file, written)?,
+                None => written,
+            };
+            writer.kept = Some(save_cut(path, &mut file, report.valid_len, end)?);
             file.set_len(report.valid_len)?;
             file.sync_all()?;
+        } else if file.metadata()?.len() > report.valid_len {
+            // Zeros a killed writer allocated ahead: nothing to keep.
+            file.set_len(report.valid_len)?;
         }
-        file.seek(SeekFrom::End(0))?;
+        let len = file.metadata()?.len();
         writer.records = report.records;
-        writer.bytes = file.stream_position()?;
-        writer.file = Some(file);
+        writer.bytes = len;
+        writer.file = Some(MappedFile::new(file, len)?);
         Ok((writer, report))
     }
 
@@ -725,8 +774,9 @@ impl JournalWriter {
         !self.buf.is_empty()
     }
 
-    /// Writes the batch with one write(2) (and fdatasync in `Fsync` mode).
-    /// Acknowledgements for the batch may leave only after this returns.
+    /// Stores the batch into the file (and waits for the device in
+    /// `Fsync` mode). Acknowledgements for the batch may leave only after
+    /// this returns.
     pub fn commit(&mut self) -> Result<(), JournalError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
@@ -734,13 +784,23 @@ impl JournalWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        file.write_all(&self.buf)?;
+        let from = file.len();
+        file.append(&self.buf)?;
         if self.durability == Durability::Fsync {
-            file.sync_data()?;
+            file.sync(from)?;
         }
-        self.bytes += self.buf.len() as u64;
+        self.bytes = file.len();
         self.buf.clear();
         Ok(())
+    }
+
+    /// Between batches (the exchange's timer, once a millisecond): file
+    /// space and page faults for the next commits, taken now rather than
+    /// in them.
+    pub fn prepare(&mut self) {
+        if let Some(file) = self.file.as_mut() {
+            file.prepare();
+        }
     }
 
     pub fn durability(&self) -> Durability {
@@ -900,6 +960,7 @@ mod tests {
         assert_eq!(report.records, 4);
         assert_eq!(report.cut_bytes, (RECORD_HEADER_LEN + 4 - 2) as u64);
         assert_eq!(w.records(), 4);
+        drop(w);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), report.valid_len);
         let kept = std::fs::read(cut_path(&path, report.valid_len)).unwrap();
         assert_eq!(
@@ -994,6 +1055,7 @@ mod tests {
             let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
             assert_eq!(w.records(), 3);
             assert_eq!(report.resumes_at, None);
+            drop(w);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), last as u64);
         }
     }
@@ -1168,6 +1230,7 @@ mod tests {
         let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
         assert_eq!((report.records, report.cut_bytes), (0, 5));
         assert_eq!(w.kept(), None);
+        drop(w);
         assert_eq!(std::fs::read(&path).unwrap(), new_header());
     }
 
@@ -1195,8 +1258,161 @@ mod tests {
         write_records(&path, 5);
         // A handle the bytes cannot be read through: the copy fails.
         let mut unreadable = OpenOptions::new().write(true).open(&path).unwrap();
-        assert!(save_cut(&path, &mut unreadable, HEADER_LEN as u64).is_err());
+        let end = fs_len(&path);
+        assert!(save_cut(&path, &mut unreadable, HEADER_LEN as u64, end).is_err());
         assert!(!cut_path(&path, HEADER_LEN as u64).exists());
+    }
+
+    fn fs_len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// A writer whose process was killed: its mapping and allocated space
+    /// are left as they were (no `Drop`).
+    fn write_and_kill(path: &Path, n: u64) -> u64 {
+        let (mut w, _) = JournalWriter::open(path, Durability::Write, 4096, |_| {}).unwrap();
+        for i in 0..n {
+            w.append(1, Nanos(i), format!("msg{i}").as_bytes()).unwrap();
+            w.commit().unwrap();
+        }
+        let bytes = w.bytes();
+        std::mem::forget(w);
+        bytes
+    }
+
+    #[test]
+    fn a_killed_writers_allocated_zeros_are_unused_space_not_a_torn_tail() {
+        let d = TempDir::new("journal-killed-zeros");
+        let path = d.join("day.journal");
+        let end = write_and_kill(&path, 10);
+        assert!(fs_len(&path) > end, "space was allocated ahead");
+        // A reader of the live (or killed) journal sees every record, and
+        // nothing to cut.
+        let report = scan(&path, |_| {}).unwrap();
+        assert_eq!(
+            (report.records, report.valid_len, report.cut_bytes),
+            (10, end, 0)
+        );
+        assert!(check_damage(&path, Position::START).is_ok());
+        // The next writer gives the zeros back and keeps nothing.
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!((report.records, report.cut_bytes), (10, 0));
+        assert_eq!(w.kept(), None);
+        assert_eq!(w.records(), 10);
+        drop(w);
+        assert_eq!(
+            fs_len(&path),
+            end,
+            "a journal at rest ends with its last record"
+        );
+    }
+
+    #[test]
+    fn a_batch_torn_by_a_kill_inside_the_allocated_zeros_is_cut_as_a_torn_tail() {
+        let d = TempDir::new("journal-killed-torn");
+        let path = d.join("day.journal");
+        let end = write_and_kill(&path, 4);
+        // What a kill in the middle of the next commit leaves: a prefix of
+        // the batch (two whole records and half of a third), zeros after.
+        let mut batch = Vec::new();
+        for i in 0..3u64 {
+            let payload = format!("next{i}");
+            let mut body = vec![2u8];
+            body.extend_from_slice(&(100 + i).to_be_bytes());
+            body.extend_from_slice(payload.as_bytes());
+            batch.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            batch.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+            batch.extend_from_slice(&body);
+        }
+        // Its last byte not zero: zeros at the end of a torn prefix are
+        // not told from the allocated ones (and need not be).
+        let torn = batch.len() - 2;
+        std::os::unix::fs::FileExt::write_all_at(
+            &OpenOptions::new().write(true).open(&path).unwrap(),
+            &batch[..torn],
+            end,
+        )
+        .unwrap();
+        let third = end + (batch.len() / 3 * 2) as u64;
+        let (w, report) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        assert_eq!((report.records, report.valid_len), (6, third));
+        assert_eq!(report.cut_bytes, end + torn as u64 - third);
+        assert_eq!(report.resumes_at, None, "a torn tail, not damage");
+        let kept = std::fs::read(w.kept().expect("the torn bytes are kept")).unwrap();
+        assert_eq!(
+            kept,
+            batch[batch.len() / 3 * 2..torn],
+            "only the torn record's bytes"
+        );
+        drop(w);
+        assert_eq!(fs_len(&path), third);
+    }
+
+    #[test]
+    fn damage_before_a_last_record_ending_in_zeros_is_refused_and_its_cut_keeps_those_zeros() {
+        let d = TempDir::new("journal-damage-zeros");
+        let path = d.join("day.journal");
+        // Five records, the last one's payload ending in zeros; the writer
+        // killed (its allocated space left after them).
+        let (mut w, _) = JournalWriter::open(&path, Durability::Write, 4096, |_| {}).unwrap();
+        for i in 0..4u64 {
+            w.append(1, Nanos(i), format!("msg{i}").as_bytes()).unwrap();
+        }
+        w.append(1, Nanos(4), b"last\0\0\0\0").unwrap();
+        w.commit().unwrap();
+        let end = w.bytes();
+        std::mem::forget(w);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = HEADER_LEN + RECORD_HEADER_LEN + 4;
+        bytes[at + RECORD_HEADER_LEN] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = check_damage(&path, Position::START).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Damaged { at: a, .. } if a == at as u64),
+            "{err}"
+        );
+        let (w, report) = JournalWriter::open_from(
+            &path,
+            Durability::Write,
+            4096,
+            Position::START,
+            OnDamage::Cut,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.records, 1);
+        let kept = std::fs::read(w.kept().unwrap()).unwrap();
+        // Every record after the damage, whole; then as many of the
+        // allocated zeros as a record could end in, no more.
+        let records = end as usize - at;
+        assert_eq!(kept[..records], bytes[at..end as usize]);
+        assert!(kept[records..].iter().all(|&b| b == 0));
+        assert_eq!(kept.len(), records - 4 + RECORD_HEADER_LEN + MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn records_committed_past_several_allocation_steps_read_back_after_a_kill() {
+        let d = TempDir::new("journal-grows");
+        let path = d.join("day.journal");
+        let payload = vec![0xA5u8; 60_000];
+        let (mut w, _) = JournalWriter::open(&path, Durability::Write, 1 << 17, |_| {}).unwrap();
+        for i in 0..300u64 {
+            w.append(3, Nanos(i), &payload).unwrap();
+            w.commit().unwrap();
+            if i % 7 == 0 {
+                w.prepare();
+            }
+        }
+        let end = w.bytes();
+        std::mem::forget(w);
+        let mut times = Vec::new();
+        let report = scan(&path, |r| {
+            assert_eq!(r.payload, &payload[..]);
+            times.push(r.time.0);
+        })
+        .unwrap();
+        assert_eq!((report.valid_len, report.cut_bytes), (end, 0));
+        assert_eq!(times, (0..300).collect::<Vec<_>>());
     }
 
     // A power loss cannot be staged in a test: these pin down that the
@@ -1216,7 +1432,7 @@ mod tests {
         let path = d.join("j");
         let (mut w, report) = JournalWriter::open(&path, Durability::Fsync, 4096, |_| {}).unwrap();
         assert_eq!(report, ScanReport::default());
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER_LEN as u64);
+        assert_eq!(w.bytes(), HEADER_LEN as u64);
         w.append(1, Nanos(5), b"order").unwrap();
         w.commit().unwrap();
         drop(w);
