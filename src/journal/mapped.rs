@@ -76,6 +76,7 @@ impl MappedFile {
             ready: len,
         };
         f.allocate(len + GROW)?;
+        f.prepare();
         Ok(f)
     }
 
