@@ -41,6 +41,22 @@ use crate::contract::ContractSet;
 use crate::engine::RejectReason;
 use crate::types::{AccountId, InstrumentId, Price, Side, PRICE_DECIMALS, PRICE_SCALE};
 
+/// What an order checked by [`Accounts::check`] is to the account's live
+/// orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// A new order that can rest (DAY): one more live order, held to
+    /// `max_live_orders`.
+    Resting,
+    /// A new IOC or FOK order, which never rests: not held to
+    /// `max_live_orders`, so an account at it can still trade out of a
+    /// position.
+    Immediate,
+    /// A replace of an order with this many lots open: not a new live
+    /// order; its margin is checked without the order it replaces.
+    Replacing(u32),
+}
+
 /// An amount of the quote currency in units of 1/10,000 (the price scale),
 /// signed. Exact: no floating point.
 #[derive(
@@ -426,10 +442,8 @@ impl Accounts {
     /// The pre-trade check of an order of `qty` lots at `price`, the
     /// highest price it can trade at (its limit, or for a sell that crosses
     /// the book the best bid: its lots would be margined at their fill
-    /// price). A replace passes the open size of the order it replaces as
-    /// `replacing` (and is not counted as a new live order).
+    /// price), entered as `entry`.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub fn check(
         &self,
         account: AccountId,
@@ -437,7 +451,7 @@ impl Accounts {
         side: Side,
         price: Price,
         qty: u32,
-        replacing: Option<u32>,
+        entry: Entry,
     ) -> Result<(), RejectReason> {
         let Some(a) = self
             .accounts
@@ -450,7 +464,7 @@ impl Accounts {
                 Ok(())
             };
         };
-        if replacing.is_none()
+        if entry == Entry::Resting
             && a.limits.max_live_orders > 0
             && a.live_orders >= a.limits.max_live_orders
         {
@@ -463,9 +477,9 @@ impl Accounts {
         let spec = &self.specs[usize::from(instrument.0)];
         let before = pos.worst();
         let (mut ob, mut os) = (pos.open_buy, pos.open_sell);
-        let without = match replacing {
-            None => before,
-            Some(old) => {
+        let without = match entry {
+            Entry::Resting | Entry::Immediate => before,
+            Entry::Replacing(old) => {
                 match side {
                     Side::Buy => ob -= u64::from(old),
                     Side::Sell => os -= u64::from(old),
@@ -704,11 +718,11 @@ mod tests {
         };
         acc.register(a, limits(1_505));
         assert_eq!(
-            acc.check(a, gh, Side::Buy, price, 1, None),
+            acc.check(a, gh, Side::Buy, price, 1, Entry::Resting),
             Err(RejectReason::RiskLimit)
         );
         acc.register(a, limits(1_506));
-        assert_eq!(acc.check(a, gh, Side::Buy, price, 1, None), Ok(()));
+        assert_eq!(acc.check(a, gh, Side::Buy, price, 1, Entry::Resting), Ok(()));
         acc.on_admit(a, gh, Side::Buy, price, 1);
         assert_eq!(acc.margin(a), Some(Money::from_raw(1_506)));
     }

@@ -349,6 +349,36 @@ fn live_order_limit_counts_resting_orders_per_account() {
 }
 
 #[test]
+fn live_order_limit_does_not_hold_back_ioc_and_fok_orders_which_never_rest() {
+    let mut r = rig();
+    register(&mut r, 3, None, 2);
+    register(&mut r, 4, None, 0);
+    // Account 3 at its limit of two resting orders, long 2 lots.
+    order(&mut r, TK, 4, Side::Sell, 2, "6.500").id();
+    order(&mut r, TK, 3, Side::Buy, 2, "6.500").id();
+    order(&mut r, TK, 3, Side::Buy, 1, "6.400").id();
+    order(&mut r, TK, 3, Side::Buy, 1, "6.410").id();
+    assert_eq!(
+        order(&mut r, TK, 3, Side::Sell, 1, "6.600"),
+        rejected(RejectReason::TooManyOrders),
+        "another resting order is held back"
+    );
+    // It can still trade out of its position at once.
+    order(&mut r, TK, 4, Side::Buy, 2, "6.450").id();
+    r.enter(TK, 3, Side::Sell, 1, "6.450", Tif::Ioc).id();
+    r.enter(TK, 3, Side::Sell, 1, "6.450", Tif::Fok).id();
+    assert_eq!(
+        r.e.accounts()
+            .position(AccountId(3), InstrumentId(TK))
+            .map(|p| p.net),
+        Some(0)
+    );
+    // One that does not trade is canceled, not refused for the limit.
+    r.enter(TK, 3, Side::Sell, 1, "6.600", Tif::Ioc).id();
+    assert_eq!(r.e.accounts().live_orders(AccountId(3)), Some(2));
+}
+
+#[test]
 fn positions_average_price_and_pnl_follow_the_fills() {
     let mut r = rig();
     for a in [4, 5, 6] {

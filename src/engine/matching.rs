@@ -10,6 +10,7 @@
 use super::book::{self, Arena, Book, NIL};
 use super::events::{CancelReason, Event, EventSink, Party, RejectReason};
 use super::{cancel_rest, finish, Engine, Market, NewOrder};
+use crate::accounts::Entry;
 use crate::contract::StpMode;
 use crate::types::{AccountId, Nanos, OrderId, Price, Qty, Side, Tif};
 
@@ -66,7 +67,10 @@ impl Engine {
             o.side,
             Self::highest_fill_price(market, o.side, o.price),
             o.qty.lots(),
-            None,
+            match o.tif {
+                Tif::Day => Entry::Resting,
+                Tif::Ioc | Tif::Fok => Entry::Immediate,
+            },
         )?;
         self.arena.alloc().ok_or(RejectReason::CapacityExhausted)
     }
@@ -192,7 +196,7 @@ impl Engine {
                     n.side,
                     Self::highest_fill_price(market, n.side, price),
                     qty.lots(),
-                    Some(n.open),
+                    Entry::Replacing(n.open),
                 )?;
                 Ok(slot)
             });

@@ -52,7 +52,9 @@
 //! peer holds takes that session's token; a full back-off table forgets
 //! the least important quarter) and with version 8 (2026-12-03: every
 //! login with a session's credentials, or from its bound peer, takes one
-//! of its rate-limit tokens, a session's first too). An older
+//! of its rate-limit tokens, a session's first too) and with version 9
+//! (2026-12-03: IOC and FOK orders, which never rest, are not held to an
+//! account's `max_live_orders`). An older
 //! journal is refused, with what to do, rather than replayed to a state
 //! its own run never had; a newer one too, named as a newer tokex's
 //! (whose day a new one started here would delete).
@@ -69,7 +71,7 @@ use crate::types::Nanos;
 use mapped::MappedFile;
 
 const MAGIC: &[u8; 8] = b"TOKEXJNL";
-const VERSION: u32 = 8;
+const VERSION: u32 = 9;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record's header (len, crc, kind, time).
