@@ -38,6 +38,9 @@ const GROW: u64 = 4 << 20;
 /// Bytes ahead of the records whose pages [`MappedFile::prepare`] makes
 /// writable, so that a commit does not take the page fault.
 const AHEAD: u64 = 128 << 10;
+/// What offsets are rounded down to (memmap2 aligns a mapping's offset and
+/// an advice's range to the system's page size itself: this only keeps
+/// them near it).
 const PAGE: u64 = 4096;
 
 /// An open journal file appended to through a shared mapping.
