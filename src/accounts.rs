@@ -722,7 +722,10 @@ mod tests {
             Err(RejectReason::RiskLimit)
         );
         acc.register(a, limits(1_506));
-        assert_eq!(acc.check(a, gh, Side::Buy, price, 1, Entry::Resting), Ok(()));
+        assert_eq!(
+            acc.check(a, gh, Side::Buy, price, 1, Entry::Resting),
+            Ok(())
+        );
         acc.on_admit(a, gh, Side::Buy, price, 1);
         assert_eq!(acc.margin(a), Some(Money::from_raw(1_506)));
     }
