@@ -330,8 +330,8 @@ impl Server {
     }
 
     /// One batch: receive (order port or pipelined ring, then TCP), decode,
-    /// match, journal (one store per batch), acknowledge, publish. Returns whether
-    /// anything arrived.
+    /// match, journal (one store per batch), acknowledge, publish. Returns
+    /// whether anything arrived.
     fn batch(&mut self) -> anyhow::Result<bool> {
         let Server {
             cfg,

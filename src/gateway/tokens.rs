@@ -10,8 +10,8 @@
 //! (OUCH 4.2 only asks for day-unique tokens, but a counter is the usual way
 //! to get them), so tokens that arrive above every token used so far are
 //! appended to a sorted list: the check is one comparison with its last
-//! entry, which stays in cache. The list is kept in chunks that never
-//! move, so growing it copies nothing. Any other token (out of order, or a re-sent
+//! entry, which stays in cache. The list is kept in chunks that never move,
+//! so growing it copies nothing. Any other token (out of order, or a re-sent
 //! request) is searched in that list and in a hash table of the out-of-order
 //! ones. The answers do not depend on the order the tokens come in.
 //!
@@ -161,26 +161,23 @@ impl Ascending {
     /// Appends `k`, larger than every token here.
     #[inline]
     fn push(&mut self, k: u128, number: u32) {
-        match self.chunks[..self.used].last_mut() {
-            Some(chunk) if chunk.keys.len() < CHUNK => {
-                chunk.keys.push(k);
-                chunk.numbers.push(number);
-            }
-            _ => self.push_into_next_chunk(k, number),
-        }
+        let chunk = match self.chunks[..self.used].last_mut() {
+            Some(chunk) if chunk.keys.len() < CHUNK => chunk,
+            _ => self.next_chunk(),
+        };
+        chunk.keys.push(k);
+        chunk.numbers.push(number);
     }
 
-    /// Once per [`CHUNK`] tokens: the next chunk, reserved or new.
+    /// Once per [`CHUNK`] tokens: the next chunk in use, reserved or new.
     #[cold]
     #[inline(never)]
-    fn push_into_next_chunk(&mut self, k: u128, number: u32) {
+    fn next_chunk(&mut self) -> &mut Chunk {
         if self.used == self.chunks.len() {
             self.chunks.push(Chunk::new());
         }
         self.used += 1;
-        let chunk = &mut self.chunks[self.used - 1];
-        chunk.keys.push(k);
-        chunk.numbers.push(number);
+        &mut self.chunks[self.used - 1]
     }
 
     /// The number `k` was claimed as, if it is here.
