@@ -9,6 +9,18 @@ use zerocopy::IntoBytes;
 
 const SESSION: [u8; 10] = *b"TOKEX00001";
 
+/// A DAY order for TK2612.
+fn day_order(token: &str, side: Side, qty: u32, price: &str) -> ouch::EnterOrder {
+    ouch::EnterOrder::new(
+        ouch::token(token.as_bytes()).unwrap(),
+        side,
+        Qty::new(qty),
+        Symbol::new("TK2612").unwrap(),
+        price.parse::<Price>().unwrap(),
+        Tif::Day,
+    )
+}
+
 fn peer(port: u16) -> Peer {
     Peer::Udp(SocketAddrV4::new([198, 18, 0, 2].into(), port))
 }
@@ -69,14 +81,7 @@ impl Rig {
     }
 
     fn enter(&mut self, from: Peer, token: &str, side: Side, qty: u32, price: &str) {
-        let m = ouch::EnterOrder::new(
-            ouch::token(token.as_bytes()).unwrap(),
-            side,
-            Qty::new(qty),
-            Symbol::new("TK2612").unwrap(),
-            price.parse::<Price>().unwrap(),
-            Tif::Day,
-        );
+        let m = day_order(token, side, qty, price);
         self.unseq(from, m.as_bytes());
     }
 
@@ -96,14 +101,7 @@ impl Rig {
 
     /// A buy of `qty` at 6.400 with Firm `FIRM` and Capacity `P`.
     fn enter_as_firm(&mut self, from: Peer, token: &str, qty: u32) {
-        let mut m = ouch::EnterOrder::new(
-            ouch::token(token.as_bytes()).unwrap(),
-            Side::Buy,
-            Qty::new(qty),
-            Symbol::new("TK2612").unwrap(),
-            "6.400".parse::<Price>().unwrap(),
-            Tif::Day,
-        );
+        let mut m = day_order(token, Side::Buy, qty, "6.400");
         m.firm = *b"FIRM";
         m.capacity = b'P';
         self.unseq(from, m.as_bytes());
@@ -463,14 +461,7 @@ fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
     // Tokens used before the crash are still used.
     let mut out = Vec::new();
     let mut b = [0u8; 128];
-    let m = ouch::EnterOrder::new(
-        t(b"B1"),
-        Side::Buy,
-        Qty::new(1),
-        Symbol::new("TK2612").unwrap(),
-        "6.4".parse().unwrap(),
-        Tif::Day,
-    );
+    let m = day_order("B1", Side::Buy, 1, "6.4");
     let n = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
     gw.on_datagram(
         Nanos(r.now + 1),
@@ -484,14 +475,7 @@ fn replaying_the_journal_rebuilds_sessions_tokens_and_books() {
     assert_eq!(gw.counters().rejected(RejectReason::DuplicateToken), 1);
     assert_eq!(out.len(), 1, "B1 reused for another order: rejected");
     // ... while the same Enter re-sent is recognised as already processed.
-    let m = ouch::EnterOrder::new(
-        t(b"B1"),
-        Side::Buy,
-        Qty::new(3),
-        Symbol::new("TK2612").unwrap(),
-        "6.500".parse().unwrap(),
-        Tif::Day,
-    );
+    let m = day_order("B1", Side::Buy, 3, "6.500");
     let n = soupbin::write_packet(&mut b, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
     gw.on_datagram(
         Nanos(r.now + 2),
@@ -885,14 +869,7 @@ fn stranger(port: u16) -> Peer {
 #[test]
 fn traffic_from_a_peer_without_a_session_is_dropped_and_never_journaled() {
     let mut r = Rig::new(GatewayConfig::default());
-    let m = ouch::EnterOrder::new(
-        ouch::token(b"X").unwrap(),
-        Side::Buy,
-        Qty::new(1),
-        Symbol::new("TK2612").unwrap(),
-        "6.500".parse::<Price>().unwrap(),
-        Tif::Day,
-    );
+    let m = day_order("X", Side::Buy, 1, "6.500");
     let mut d = Vec::new();
     let mut b = [0u8; 128];
     for _ in 0..26 {
@@ -1298,14 +1275,7 @@ fn a_minimum_quantity_other_than_none_or_fill_or_kill_is_refused_not_ignored() {
     r.login(peer(1), "demo01", "demo01", 0);
     r.enter(peer(1), "S1", Side::Sell, 1, "6.400");
     let order = |token: &str, tif: u32, shares: u32, min: u32| {
-        let mut m = ouch::EnterOrder::new(
-            ouch::token(token.as_bytes()).unwrap(),
-            Side::Buy,
-            Qty::new(shares),
-            Symbol::new("TK2612").unwrap(),
-            "6.400".parse::<Price>().unwrap(),
-            Tif::Day,
-        );
+        let mut m = day_order(token, Side::Buy, shares, "6.400");
         m.time_in_force = zerocopy::network_endian::U32::new(tif);
         m.minimum_quantity = zerocopy::network_endian::U32::new(min);
         m
@@ -1508,14 +1478,7 @@ fn a_tcp_logout_request_closes_the_connection_after_the_replies_before_it() {
     r.login(tcp, "demo01", "demo01", 0);
     // An order and the Logout Request in one read: the Accepted first,
     // then the close (the Vec outbox's empty reply).
-    let m = ouch::EnterOrder::new(
-        ouch::token(b"T1").unwrap(),
-        Side::Buy,
-        Qty::new(1),
-        Symbol::new("TK2612").unwrap(),
-        "6.400".parse::<Price>().unwrap(),
-        Tif::Day,
-    );
+    let m = day_order("T1", Side::Buy, 1, "6.400");
     let mut d = vec![0u8; 128];
     let n = soupbin::write_packet(&mut d, soupbin::kind::UNSEQUENCED_DATA, m.as_bytes()).unwrap();
     d.truncate(n);
