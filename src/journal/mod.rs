@@ -805,6 +805,26 @@ impl JournalWriter {
         }
     }
 
+    /// Moves the file-space allocation and page faults ahead of the
+    /// records to a thread of their own, which runs `place` first (to keep
+    /// itself off the caller's core); [`JournalWriter::prepare`] then only
+    /// maps the file again when the records near the mapping's end.
+    pub fn prepare_in_background(
+        &mut self,
+        place: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.prepare_in_background(place),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits that had to allocate file space themselves because the
+    /// background thread had not ([`JournalWriter::prepare_in_background`]).
+    pub fn late_allocations(&self) -> u64 {
+        self.file.as_ref().map_or(0, MappedFile::late_allocations)
+    }
+
     pub fn durability(&self) -> Durability {
         self.durability
     }
