@@ -39,6 +39,7 @@
 pub mod accounts;
 pub mod bench;
 pub mod bitmap;
+pub mod chunked;
 pub mod client;
 pub mod config;
 pub mod contract;
