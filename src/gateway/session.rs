@@ -1,13 +1,13 @@
 //! One order-entry session's state: credentials, binding, tokens, rate
 //! limit and the store of sequenced outbound messages.
 
-use crate::chunked::Chunked;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::tokens::TokenIndex;
 use super::Peer;
+use crate::chunked::Chunked;
 use crate::config::{GatewayConfig, SessionConfig};
 use crate::slot_ring::SlotRing;
 use crate::types::{AccountId, OrderId};
@@ -398,8 +398,6 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use crate::config::{GatewayConfig, SessionConfig};
-    use crate::types::AccountId;
 
     /// The worst single claim while a session uses 2^22 tokens in order
     /// from the 65,536 it reserves (tokens and the per-number list both
