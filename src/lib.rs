@@ -59,6 +59,7 @@ pub mod report;
 pub mod runtime;
 pub mod schedule;
 pub mod settlement;
+mod sharded;
 pub mod slot_ring;
 pub mod snapshot;
 #[cfg(test)]

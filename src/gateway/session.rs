@@ -1,14 +1,13 @@
 //! One order-entry session's state: credentials, binding, tokens, rate
 //! limit and the store of sequenced outbound messages.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::tokens::TokenIndex;
 use super::Peer;
 use crate::chunked::Chunked;
 use crate::config::{GatewayConfig, SessionConfig};
+use crate::sharded::Sharded;
 use crate::slot_ring::SlotRing;
 use crate::types::{AccountId, OrderId};
 use crate::wire::ouch::{token_key, Echo, Token};
@@ -201,8 +200,10 @@ pub(super) struct Session {
     /// session's resting orders, so cancels and replaces look up a table
     /// that stays in cache. Keyed by the token as an integer
     /// (`ouch::token_key`): a 14-byte array key is hashed a byte slice at a
-    /// time and compared by a call to `memcmp`.
-    live: HashMap<u128, (u32, OrderId, Echo), foldhash::fast::RandomState>,
+    /// time and compared by a call to `memcmp`. In shards that never grow
+    /// ([`Sharded`]): a table that doubled rehashed every live order in
+    /// one insert.
+    live: Sharded<(u32, OrderId, Echo)>,
 }
 
 /// Tokens a session has room for from the start (its token lists are made
@@ -249,7 +250,7 @@ impl Session {
             store: OutboundStore::new(cfg.resend_window as usize),
             tokens: TokenIndex::with_capacity(reserved_tokens),
             orders: Chunked::with_capacity(reserved_tokens),
-            live: HashMap::with_capacity_and_hasher(1 << 12, Default::default()),
+            live: Sharded::default(),
         }
     }
 
@@ -320,7 +321,7 @@ impl Session {
     /// The live order `token` names, with the token's number.
     pub fn live_order(&self, token: &Token) -> Option<(u32, OrderId)> {
         self.live
-            .get(&token_key(token))
+            .get(token_key(token))
             .map(|&(t, order, _)| (t, order))
     }
 
@@ -342,13 +343,13 @@ impl Session {
     /// The token no longer names a live order (it was replaced); the
     /// Firm and Capacity it had, if it did.
     pub fn forget(&mut self, token: &Token) -> Option<Echo> {
-        self.live.remove(&token_key(token)).map(|(_, _, echo)| echo)
+        self.live.remove(token_key(token)).map(|(_, _, echo)| echo)
     }
 
     /// The order behind token number `t` is finished (filled or cancelled).
     pub fn finished(&mut self, t: u32) {
         if let Some(&(token, _)) = self.orders.get(t as usize) {
-            self.live.remove(&token_key(&token));
+            self.live.remove(token_key(&token));
         }
     }
 }
@@ -441,6 +442,53 @@ mod timing {
                 .collect();
             println!(
                 "run {run}: {N} claims in order from 2^16 reserved, the worst five: {}",
+                worst.join(", ")
+            );
+        }
+    }
+
+    /// The worst single `set_order` while a session's live orders grow
+    /// to 2^20 (the table of live orders grows with them). Timings, so
+    /// not part of the suite:
+    /// `cargo test --release --lib gateway::session::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn live_order_times() {
+        const N: u64 = 1 << 20;
+        let cfg = GatewayConfig {
+            max_tokens_per_session: N as u32,
+            ..GatewayConfig::default()
+        };
+        let login = SessionConfig {
+            username: "t".into(),
+            password: "t".into(),
+            credit: 0,
+        };
+        let echo = Echo {
+            firm: *b"TKX1",
+            capacity: b'A',
+        };
+        for run in 0..2 {
+            let mut s = Session::new(&login, AccountId(0), &cfg);
+            s.prefault();
+            for i in 0..N {
+                let mut t = [b' '; 14];
+                t[..12].copy_from_slice(format!("{i:012}").as_bytes());
+                assert_eq!(s.claim(t, i), Ok(i as u32));
+            }
+            let mut times = Vec::with_capacity(N as usize);
+            for i in 0..N as u32 {
+                let t0 = std::time::Instant::now();
+                s.set_order(i, OrderId(u64::from(i) + 1), echo);
+                times.push((t0.elapsed().as_nanos(), i));
+            }
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            let worst: Vec<String> = times[..5]
+                .iter()
+                .map(|&(ns, i)| format!("{:.1} us at order {i}", ns as f64 / 1e3))
+                .collect();
+            println!(
+                "run {run}: {N} live orders from none, the worst five: {}",
                 worst.join(", ")
             );
         }

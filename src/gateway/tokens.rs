@@ -15,41 +15,13 @@
 //! request) is searched in that list and in a hash table of the out-of-order
 //! ones. The answers do not depend on the order the tokens come in.
 //!
-//! The hash table of out-of-order tokens grows by a bounded amount of work
-//! per claim, because claims run on the engine thread: no claim may do work
-//! in proportion to the tokens used. One hash table that doubles rehashes
-//! every token in one claim (0.16 to 0.27 s at 2^22 tokens, measured);
-//! copying into the doubled table a few entries per claim still allocates
-//! and frees a table of up to hundreds of MiB in one claim (measured: up
-//! to 5 ms to allocate, 10 to 60 ms to free). So the tokens are spread over
-//! shards: hash tables of [`SHARD_CAPACITY`] entries that never grow
-//! (extendible hashing). Bits of a token's hash pick its shard through a
-//! directory, and a full shard splits in two by one more bit. A claim moves
-//! at most one shard's entries into two new shard-sized tables (17 KiB
-//! each), and a few times a day doubles the directory (4 bytes per shard or
-//! so). Tokens in order never reach the shards.
+//! The out-of-order tokens are in a [`Sharded`] map (extendible hashing),
+//! which grows by a bounded amount of work per claim, because claims run
+//! on the engine thread: no claim may do work in proportion to the tokens
+//! used. Tokens in order never reach it.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-
+use crate::sharded::Sharded;
 use crate::wire::ouch::{token_key, Token};
-
-/// Entries of a shard: its `HashMap` has 512 buckets for them (it keeps
-/// 1/8 empty), 17 KiB. Splitting a full shard moves this many entries, the
-/// most work one claim does (microseconds); fewer would split more often
-/// and grow the directory.
-const SHARD_CAPACITY: usize = 448;
-
-/// A token's shard is picked by hash bits from this one up: a shard's
-/// `HashMap` (hashbrown's SwissTable) takes a bucket from the low bits of
-/// the same hash and a tag from the top seven, and both must vary among one
-/// shard's tokens.
-const DIRECTORY_SHIFT: u32 = 32;
-
-/// The most hash bits the directory uses (the ones between the bucket and
-/// the tag bits). A shard whose tokens share them all, which a random seed
-/// makes as good as impossible, grows in place instead of splitting.
-const MAX_DEPTH: u32 = 24;
 
 /// Tokens in order a chunk holds: 64 KiB of tokens and 16 KiB of numbers.
 /// The sorted list grows a chunk at a time, so no claim copies it.
@@ -62,14 +34,14 @@ pub(super) struct TokenIndex {
     /// largest token used today.
     ascending: Ascending,
     /// Every other token.
-    others: Others,
+    others: Sharded<u32>,
 }
 
 impl TokenIndex {
     pub fn with_capacity(n: usize) -> TokenIndex {
         TokenIndex {
             ascending: Ascending::with_capacity(n),
-            others: Others::default(),
+            others: Sharded::default(),
         }
     }
 
@@ -82,10 +54,18 @@ impl TokenIndex {
             self.ascending.push(k, next);
             return Ok(());
         }
+        self.claim_out_of_order(k, next)
+    }
+
+    /// A token not above every one used today: a re-sent one, or one out
+    /// of order (rare: kept out of the claim's inlined path).
+    #[cold]
+    #[inline(never)]
+    fn claim_out_of_order(&mut self, k: u128, next: u32) -> Result<(), u32> {
         if let Some(t) = self.ascending.find(k) {
             return Err(t);
         }
-        self.others.claim(k, next)
+        self.others.try_insert(k, next).map_err(|&used| used)
     }
 
     /// The number `token` was claimed as today, if it was.
@@ -94,7 +74,10 @@ impl TokenIndex {
         match self.ascending.last() {
             Some(last) if k > last => None,
             None => None,
-            Some(_) => self.ascending.find(k).or_else(|| self.others.get(k)),
+            Some(_) => self
+                .ascending
+                .find(k)
+                .or_else(|| self.others.get(k).copied()),
         }
     }
 
@@ -209,145 +192,14 @@ impl Ascending {
     }
 }
 
-/// The out-of-order tokens with their numbers, in shards (see the module
-/// doc). Empty, it holds no memory: most sessions never send a token out
-/// of order.
-struct Others {
-    /// A per-process random seed (foldhash): a client cannot choose tokens
-    /// that collide, or that fall into one shard.
-    hasher: Seed,
-    /// Indexed by the low `depth` bits of a token's directory bits: the
-    /// shard that holds it. Empty while `shards` is.
-    directory: Vec<u32>,
-    depth: u32,
-    shards: Vec<Shard>,
-    /// The entries a shard is made for: [`SHARD_CAPACITY`], but a few in
-    /// tests, so that they split shards often.
-    shard_capacity: usize,
-}
-
-type Seed = foldhash::fast::RandomState;
-
-struct Shard {
-    /// Hashed with `Others::hasher`.
-    table: HashMap<u128, u32, Seed>,
-    /// The low directory bits all its tokens share: it is named by the
-    /// `1 << (Others::depth - depth)` directory entries that end with them.
-    depth: u32,
-}
-
-impl Default for Others {
-    fn default() -> Others {
-        Others::with_shard_capacity(SHARD_CAPACITY)
-    }
-}
-
-/// The hash bits that pick a token's shard, from [`DIRECTORY_SHIFT`] up.
-fn directory_bits(h: u64) -> usize {
-    (h >> DIRECTORY_SHIFT) as usize
-}
-
-impl Others {
-    fn with_shard_capacity(shard_capacity: usize) -> Others {
-        Others {
-            hasher: Default::default(),
-            directory: Vec::new(),
-            depth: 0,
-            shards: Vec::new(),
-            shard_capacity,
-        }
-    }
-
-    fn shard_of(&self, h: u64) -> usize {
-        self.directory[directory_bits(h) & ((1 << self.depth) - 1)] as usize
-    }
-
-    fn get(&self, k: u128) -> Option<u32> {
-        if self.shards.is_empty() {
-            return None;
-        }
-        let shard = &self.shards[self.shard_of(self.hasher.hash_one(k))];
-        shard.table.get(&k).copied()
-    }
-
-    fn claim(&mut self, k: u128, next: u32) -> Result<(), u32> {
-        if self.shards.is_empty() {
-            self.shards.push(Shard {
-                table: HashMap::with_capacity_and_hasher(self.shard_capacity, self.hasher),
-                depth: 0,
-            });
-            self.directory.push(0);
-        }
-        let h = self.hasher.hash_one(k);
-        let mut s = self.shard_of(h);
-        if let Some(&used) = self.shards[s].table.get(&k) {
-            return Err(used);
-        }
-        // A split leaves the token's half full only when every token of the
-        // shard went that way too (for a full shard of hundreds, never).
-        while self.is_full(s) && self.shards[s].depth < MAX_DEPTH {
-            self.split(s, h);
-            s = self.shard_of(h);
-        }
-        self.shards[s].table.insert(k, next);
-        Ok(())
-    }
-
-    fn is_full(&self, s: usize) -> bool {
-        let t = &self.shards[s].table;
-        t.len() == t.capacity()
-    }
-
-    /// Splits shard `s` (which holds hash `h`) in two by its next directory
-    /// bit: the tokens with that bit set move to a new shard, and the
-    /// directory entries that end with it name the new shard.
-    fn split(&mut self, s: usize, h: u64) {
-        let depth = self.shards[s].depth;
-        if depth == self.depth {
-            // Every entry names the same shard as its twin one bit up.
-            self.directory.extend_from_within(..);
-            self.depth += 1;
-        }
-        let bit = 1 << depth;
-        let fresh = || HashMap::with_capacity_and_hasher(self.shard_capacity, self.hasher);
-        let (mut low, mut high) = (fresh(), fresh());
-        let full = std::mem::replace(&mut self.shards[s].table, HashMap::with_hasher(self.hasher));
-        for (k, n) in full {
-            let h = self.hasher.hash_one(k);
-            let half = if directory_bits(h) & bit == 0 {
-                &mut low
-            } else {
-                &mut high
-            };
-            half.insert(k, n);
-        }
-        self.shards[s] = Shard {
-            table: low,
-            depth: depth + 1,
-        };
-        let upper = u32::try_from(self.shards.len()).expect("fewer shards than u32 token numbers");
-        self.shards.push(Shard {
-            table: high,
-            depth: depth + 1,
-        });
-        let first = (directory_bits(h) & (bit - 1)) | bit;
-        for i in (first..self.directory.len()).step_by(bit << 1) {
-            self.directory[i] = upper;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.shards.clear();
-        self.directory.clear();
-        self.depth = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sharded::{Seed, SHARD_CAPACITY};
     use proptest::prelude::*;
+    use std::collections::HashMap;
     use std::collections::HashMap as Model;
+    use std::hash::BuildHasher;
 
     fn tok(s: &[u8]) -> Token {
         crate::wire::ouch::token(s).unwrap()
@@ -362,7 +214,7 @@ mod tests {
     /// 14, ... entries holds exactly that many before it would grow).
     fn with_shards_of(n: usize) -> TokenIndex {
         TokenIndex {
-            others: Others::with_shard_capacity(n),
+            others: Sharded::with_shard_capacity(n),
             ..TokenIndex::with_capacity(4)
         }
     }
@@ -427,7 +279,7 @@ mod tests {
     fn assert_findable(ix: &TokenIndex) {
         let o = &ix.others;
         for (s, shard) in o.shards.iter().enumerate() {
-            for &k in shard.table.keys() {
+            for &k in shard.keys() {
                 assert_eq!(o.shard_of(o.hasher.hash_one(k)), s);
             }
         }
