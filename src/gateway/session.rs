@@ -400,6 +400,39 @@ mod tests {
 mod timing {
     use super::*;
 
+    /// A session allowed `n` tokens, made resident as at start-up.
+    fn session_for(n: u64) -> Session {
+        let cfg = GatewayConfig {
+            max_tokens_per_session: n as u32,
+            ..GatewayConfig::default()
+        };
+        let login = SessionConfig {
+            username: "t".into(),
+            password: "t".into(),
+            credit: 0,
+        };
+        let mut s = Session::new(&login, AccountId(0), &cfg);
+        s.prefault();
+        s
+    }
+
+    /// Token number `i`: twelve digits, so the tokens come in order.
+    fn token(i: u64) -> Token {
+        let mut t = [b' '; 14];
+        t[..12].copy_from_slice(format!("{i:012}").as_bytes());
+        t
+    }
+
+    /// The five longest of `times` (nanoseconds, index), in words.
+    fn worst_five(mut times: Vec<(u128, u64)>, what: &str) -> String {
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        let worst: Vec<String> = times[..5]
+            .iter()
+            .map(|&(ns, i)| format!("{:.1} us at {what} {i}", ns as f64 / 1e3))
+            .collect();
+        worst.join(", ")
+    }
+
     /// The worst single claim while a session uses 2^22 tokens in order
     /// from the 65,536 it reserves (tokens and the per-number list both
     /// grow). Timings, so not part of the suite: run it in release mode
@@ -409,40 +442,19 @@ mod timing {
     #[ignore]
     fn session_claim_times() {
         const N: u64 = 1 << 22;
-        let cfg = GatewayConfig {
-            max_tokens_per_session: N as u32,
-            ..GatewayConfig::default()
-        };
-        let login = SessionConfig {
-            username: "t".into(),
-            password: "t".into(),
-            credit: 0,
-        };
-        let tokens: Vec<Token> = (0..N)
-            .map(|i| {
-                let mut t = [b' '; 14];
-                t[..12].copy_from_slice(format!("{i:012}").as_bytes());
-                t
-            })
-            .collect();
+        let tokens: Vec<Token> = (0..N).map(token).collect();
         for run in 0..2 {
-            let mut s = Session::new(&login, AccountId(0), &cfg);
-            s.prefault();
+            let mut s = session_for(N);
             let mut times = Vec::with_capacity(N as usize);
-            for (i, t) in tokens.iter().enumerate() {
+            for (i, t) in (0..).zip(&tokens) {
                 let t0 = std::time::Instant::now();
-                let r = s.claim(*t, i as u64);
+                let r = s.claim(*t, i);
                 times.push((t0.elapsed().as_nanos(), i));
                 assert_eq!(r, Ok(i as u32));
             }
-            times.sort_unstable_by(|a, b| b.cmp(a));
-            let worst: Vec<String> = times[..5]
-                .iter()
-                .map(|&(ns, i)| format!("{:.1} us at claim {i}", ns as f64 / 1e3))
-                .collect();
             println!(
                 "run {run}: {N} claims in order from 2^16 reserved, the worst five: {}",
-                worst.join(", ")
+                worst_five(times, "claim")
             );
         }
     }
@@ -455,41 +467,24 @@ mod timing {
     #[ignore]
     fn live_order_times() {
         const N: u64 = 1 << 20;
-        let cfg = GatewayConfig {
-            max_tokens_per_session: N as u32,
-            ..GatewayConfig::default()
-        };
-        let login = SessionConfig {
-            username: "t".into(),
-            password: "t".into(),
-            credit: 0,
-        };
         let echo = Echo {
             firm: *b"TKX1",
             capacity: b'A',
         };
         for run in 0..2 {
-            let mut s = Session::new(&login, AccountId(0), &cfg);
-            s.prefault();
+            let mut s = session_for(N);
             for i in 0..N {
-                let mut t = [b' '; 14];
-                t[..12].copy_from_slice(format!("{i:012}").as_bytes());
-                assert_eq!(s.claim(t, i), Ok(i as u32));
+                assert_eq!(s.claim(token(i), i), Ok(i as u32));
             }
             let mut times = Vec::with_capacity(N as usize);
-            for i in 0..N as u32 {
+            for i in 0..N {
                 let t0 = std::time::Instant::now();
-                s.set_order(i, OrderId(u64::from(i) + 1), echo);
+                s.set_order(i as u32, OrderId(i + 1), echo);
                 times.push((t0.elapsed().as_nanos(), i));
             }
-            times.sort_unstable_by(|a, b| b.cmp(a));
-            let worst: Vec<String> = times[..5]
-                .iter()
-                .map(|&(ns, i)| format!("{:.1} us at order {i}", ns as f64 / 1e3))
-                .collect();
             println!(
                 "run {run}: {N} live orders from none, the worst five: {}",
-                worst.join(", ")
+                worst_five(times, "order")
             );
         }
     }
