@@ -185,20 +185,10 @@ impl MappedFile {
         if self.len + GROW > self.base + self.span && self.remap().is_err() {
             return;
         }
-        if self.preparer.is_some() {
-            return;
+        if self.preparer.is_none() {
+            self.ahead
+                .prepare(self.len, &self.map, self.base, &mut self.ready, AHEAD);
         }
-        let allocated = self.ahead.allocated.load(Ordering::Acquire);
-        if allocated - self.len < GROW / 2 && self.ahead.allocate(self.len + GROW).is_err() {
-            return;
-        }
-        if self.ready >= self.len + AHEAD / 2 {
-            return;
-        }
-        let allocated = self.ahead.allocated.load(Ordering::Acquire);
-        self.ready = populate(&self.map, self.base, self.span, self.ready.max(self.len), {
-            (self.len + AHEAD).min(allocated)
-        });
     }
 
     /// Moves the work [`MappedFile::prepare`] does ahead of the records to
@@ -220,7 +210,7 @@ impl MappedFile {
                     place();
                     let mut done = (u64::MAX, 0);
                     while !ahead.stop.load(Ordering::Relaxed) {
-                        ahead.prepare(&mut done);
+                        ahead.background_turn(&mut done);
                         std::thread::park_timeout(BACKGROUND_EVERY);
                     }
                 })?,
@@ -280,18 +270,30 @@ impl Ahead {
         Ok(())
     }
 
-    /// The background thread's turn: space, then page faults, ahead of
-    /// where the records have got to; `done` is the mapping (by its base)
-    /// and the offset up to which this thread made its pages writable.
-    /// Errors are left to the commits, as [`MappedFile::prepare`] leaves
-    /// them.
-    fn prepare(&self, done: &mut (u64, u64)) {
-        let len = self.len.load(Ordering::Relaxed);
+    /// Space, then page faults, ahead of records that end at `len`, in
+    /// `map` (from file offset `base`): allocates before the allocated
+    /// zeros run short, and makes the next `ahead` bytes writable once
+    /// fewer than half of them are; `ready` is up to where the caller made
+    /// them writable in this mapping. Errors are left to the commits: one
+    /// that needs the space that could not be allocated says so.
+    fn prepare(&self, len: u64, map: &MmapRaw, base: u64, ready: &mut u64, ahead: u64) {
         if self.allocated.load(Ordering::Acquire) - len < GROW / 2
             && self.allocate(len + GROW).is_err()
         {
             return;
         }
+        if *ready >= len + ahead / 2 {
+            return;
+        }
+        let to = (len + ahead).min(self.allocated.load(Ordering::Acquire));
+        *ready = populate(map, base, (*ready).max(len), to);
+    }
+
+    /// The background thread's turn, with the writer's current mapping and
+    /// where its records end; `done` is that mapping (by its base) and the
+    /// offset up to which this thread made its pages writable.
+    fn background_turn(&self, done: &mut (u64, u64)) {
+        let len = self.len.load(Ordering::Relaxed);
         let (map, base) = self
             .map
             .lock()
@@ -301,22 +303,18 @@ impl Ahead {
             // Pages made writable in an earlier mapping are not in this one.
             *done = (base, base);
         }
-        if done.1 >= len + AHEAD_IN_BACKGROUND / 2 {
-            return;
-        }
-        let to = (len + AHEAD_IN_BACKGROUND).min(self.allocated.load(Ordering::Acquire));
-        done.1 = populate(&map, base, map.len() as u64, done.1.max(len), to);
+        self.prepare(len, &map, base, &mut done.1, AHEAD_IN_BACKGROUND);
         self.populated.store(done.1, Ordering::Relaxed);
     }
 }
 
 /// Takes the page faults of file offsets `from..to` (within the mapping
-/// `map` of `span` bytes from file offset `base`) now; returns up to where
-/// they are taken (`u64::MAX` where the kernel cannot, Linux < 5.14: the
-/// stores fault instead, and nothing more is tried).
-fn populate(map: &MmapRaw, base: u64, span: u64, from: u64, to: u64) -> u64 {
+/// `map` from file offset `base`) now; returns up to where they are taken
+/// (`u64::MAX` where the kernel cannot, Linux < 5.14: the stores fault
+/// instead, and nothing more is tried).
+fn populate(map: &MmapRaw, base: u64, from: u64, to: u64) -> u64 {
     let from = from / PAGE * PAGE;
-    let to = to.min(base + span);
+    let to = to.min(base + map.len() as u64);
     if to <= from {
         return from;
     }
