@@ -53,8 +53,12 @@ const AHEAD: u64 = 128 << 10;
 /// load generator's in the lab) for a few milliseconds: 1 MiB is 20 ms of
 /// the journal at a million orders a second.
 const AHEAD_IN_BACKGROUND: u64 = 1 << 20;
-/// How often the background thread looks at where the records have got to.
-const BACKGROUND_EVERY: Duration = Duration::from_millis(1);
+/// How long the background thread sleeps at most: the writer wakes it
+/// when its records have used half of what it prepared
+/// ([`MappedFile::prepare`]); this only bounds a missed wake-up. (It
+/// looked every millisecond until 2026-12-04: a thousand wake-ups a second
+/// on the other core, which in the lab is the load generator's.)
+const BACKGROUND_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
 /// What offsets are rounded down to (memmap2 aligns a mapping's offset and
 /// an advice's range to the system's page size itself: this only keeps
 /// them near it).
@@ -95,6 +99,12 @@ struct Ahead {
     map: Mutex<(Arc<MmapRaw>, u64)>,
     /// Up to where the background thread made pages writable (for tests).
     populated: AtomicU64,
+    /// Where the records must end for the background thread to have work
+    /// again (half its lead used, of pages or of space); `u64::MAX` once
+    /// the writer has woken it, until its next turn says again.
+    wake_at: AtomicU64,
+    /// The background thread's turns (for tests).
+    turns: AtomicU64,
     /// Allocations the writer had to make itself (none while the
     /// background thread keeps up).
     late: AtomicU64,
@@ -117,6 +127,8 @@ impl MappedFile {
             len: AtomicU64::new(len),
             map: Mutex::new((map.clone(), base)),
             populated: AtomicU64::new(len),
+            wake_at: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
             late: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
@@ -179,22 +191,30 @@ impl MappedFile {
     /// the background thread does it) allocates file space before the
     /// allocated zeros run short and takes the page faults of the next
     /// [`AHEAD`] bytes (`MADV_POPULATE_WRITE`; a kernel without it leaves
-    /// them to the commits). Fails quietly: a commit that needs the space
-    /// it could not allocate says so.
+    /// them to the commits), or wakes the background thread when the
+    /// records have used half of what it prepared. Fails quietly: a commit
+    /// that needs the space it could not allocate says so.
     pub fn prepare(&mut self) {
         if self.len + GROW > self.base + self.span && self.remap().is_err() {
             return;
         }
-        if self.preparer.is_none() {
-            self.ahead
-                .prepare(self.len, &self.map, self.base, &mut self.ready, AHEAD);
+        match &self.preparer {
+            None => self
+                .ahead
+                .prepare(self.len, &self.map, self.base, &mut self.ready, AHEAD),
+            Some(preparer) => {
+                if self.len >= self.ahead.wake_at.load(Ordering::Relaxed) {
+                    self.ahead.wake_at.store(u64::MAX, Ordering::Relaxed);
+                    preparer.thread().unpark();
+                }
+            }
         }
     }
 
     /// Moves the work [`MappedFile::prepare`] does ahead of the records to
     /// a thread of its own, which first runs `place` (to keep it off a
-    /// busy core) and then looks every millisecond; the thread ends when
-    /// the file is dropped.
+    /// busy core) and then works when [`MappedFile::prepare`] wakes it;
+    /// the thread ends when the file is dropped.
     pub fn prepare_in_background(
         &mut self,
         place: impl FnOnce() + Send + 'static,
@@ -211,7 +231,7 @@ impl MappedFile {
                     let mut done = (u64::MAX, 0);
                     while !ahead.stop.load(Ordering::Relaxed) {
                         ahead.background_turn(&mut done);
-                        std::thread::park_timeout(BACKGROUND_EVERY);
+                        std::thread::park_timeout(BACKGROUND_AT_LEAST_EVERY);
                     }
                 })?,
         );
@@ -241,6 +261,8 @@ impl MappedFile {
         self.map = map;
         self.base = base;
         self.ready = self.len;
+        // The background thread's pages were in the old mapping.
+        self.ahead.wake_at.store(0, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -305,6 +327,17 @@ impl Ahead {
         }
         self.prepare(len, &map, base, &mut done.1, AHEAD_IN_BACKGROUND);
         self.populated.store(done.1, Ordering::Relaxed);
+        // Work comes back when half the lead is used: half the pages made
+        // writable (none to make where the kernel cannot, `u64::MAX`), or
+        // the allocated space short of half a step (as `prepare` judges).
+        let pages = done.1.saturating_sub(AHEAD_IN_BACKGROUND / 2);
+        let space = self
+            .allocated
+            .load(Ordering::Acquire)
+            .saturating_sub(GROW / 2);
+        self.wake_at
+            .store(pages.min(space).max(len + 1), Ordering::Relaxed);
+        self.turns.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -437,6 +470,7 @@ mod tests {
             let chunk: Vec<u8> = (0..64 << 10).map(|j: u32| (i ^ j) as u8 | 1).collect();
             f.append(&chunk).unwrap();
             want.extend_from_slice(&chunk);
+            f.prepare();
         }
         assert_eq!(f.late_allocations(), 0);
         assert!(
@@ -454,6 +488,40 @@ mod tests {
             want,
             "the records and no more"
         );
+    }
+
+    #[test]
+    fn the_background_thread_sleeps_until_the_records_have_used_half_its_lead() {
+        let d = TempDir::new("mapped-background-sleeps");
+        let mut f = MappedFile::new(new_file(&d.join("f")), 0).unwrap();
+        f.prepare_in_background(|| {}).unwrap();
+        let ahead = f.ahead.clone();
+        eventually("the first turn", || {
+            ahead.turns.load(Ordering::Relaxed) >= 1
+        });
+        let asleep = ahead.turns.load(Ordering::Relaxed);
+        // Records short of half the lead, and the writer's between-batch
+        // call after each: no work for the thread, so no turn (it looked
+        // every millisecond before).
+        let record = [7u8; 1000];
+        while f.len() + record.len() as u64 <= AHEAD_IN_BACKGROUND / 4 {
+            f.append(&record).unwrap();
+            f.prepare();
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(ahead.turns.load(Ordering::Relaxed), asleep);
+        // Past half the lead, the writer's call wakes it, and it prepares
+        // another lead ahead of the records.
+        while f.len() < AHEAD_IN_BACKGROUND * 3 / 4 {
+            f.append(&record).unwrap();
+        }
+        f.prepare();
+        let len = f.len();
+        eventually("woken, a lead ahead again", || {
+            ahead.populated.load(Ordering::Relaxed) >= len + AHEAD_IN_BACKGROUND / 2
+        });
+        assert!(ahead.turns.load(Ordering::Relaxed) > asleep);
     }
 
     #[test]
