@@ -261,8 +261,12 @@ impl MappedFile {
         self.map = map;
         self.base = base;
         self.ready = self.len;
-        // The background thread's pages were in the old mapping.
-        self.ahead.wake_at.store(0, Ordering::Relaxed);
+        // The background thread's pages were in the old mapping: it takes
+        // another turn, after the one it may be in (an unpark is kept until
+        // the thread parks), in which it finds the new one.
+        if let Some(preparer) = &self.preparer {
+            preparer.thread().unpark();
+        }
         Ok(())
     }
 }
