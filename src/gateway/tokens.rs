@@ -195,9 +195,8 @@ impl Ascending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sharded::{Seed, SHARD_CAPACITY};
+    use crate::sharded::SHARD_CAPACITY;
     use proptest::prelude::*;
-    use std::collections::HashMap;
     use std::collections::HashMap as Model;
     use std::hash::BuildHasher;
 
@@ -210,7 +209,7 @@ mod tests {
         tok(format!("T{v:013}").as_bytes())
     }
 
-    /// An index whose shards hold `n` entries (a `HashMap` made for 3, 7,
+    /// An index whose shards hold `n` entries (a table made for 3, 7,
     /// 14, ... entries holds exactly that many before it would grow).
     fn with_shards_of(n: usize) -> TokenIndex {
         TokenIndex {
@@ -229,9 +228,7 @@ mod tests {
         let before: Vec<(u32, usize)> = o.shards.iter().map(|s| (s.depth, s.table.len())).collect();
         let r = ix.claim(t, next);
         let o = &ix.others;
-        let capacity =
-            HashMap::<u128, u32, Seed>::with_capacity_and_hasher(o.shard_capacity, o.hasher)
-                .capacity();
+        let capacity = o.fresh_shard_capacity();
         // Per shard: the directory entries naming it, and the first one.
         let mut named = vec![(0usize, 0usize); o.shards.len()];
         assert_eq!(

@@ -808,7 +808,9 @@ impl JournalWriter {
     /// Moves the file-space allocation and page faults ahead of the
     /// records to a thread of their own, which runs `place` first (to keep
     /// itself off the caller's core); [`JournalWriter::prepare`] then only
-    /// maps the file again when the records near the mapping's end.
+    /// maps the file again when the records near the mapping's end, and
+    /// wakes the thread when the records have used half of what it
+    /// prepared.
     pub fn prepare_in_background(
         &mut self,
         place: impl FnOnce() + Send + 'static,
