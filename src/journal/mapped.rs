@@ -199,9 +199,12 @@ impl MappedFile {
             return;
         }
         match &self.preparer {
-            None => self
-                .ahead
-                .prepare(self.len, &self.map, self.base, &mut self.ready, AHEAD),
+            None => {
+                // Called between every batch: when there is work again is
+                // not needed.
+                self.ahead
+                    .prepare(self.len, &self.map, self.base, &mut self.ready, AHEAD);
+            }
             Some(preparer) => {
                 if self.len >= self.ahead.wake_at.load(Ordering::Relaxed) {
                     self.ahead.wake_at.store(u64::MAX, Ordering::Relaxed);
@@ -300,19 +303,24 @@ impl Ahead {
     /// `map` (from file offset `base`): allocates before the allocated
     /// zeros run short, and makes the next `ahead` bytes writable once
     /// fewer than half of them are; `ready` is up to where the caller made
-    /// them writable in this mapping. Errors are left to the commits: one
-    /// that needs the space that could not be allocated says so.
-    fn prepare(&self, len: u64, map: &MmapRaw, base: u64, ready: &mut u64, ahead: u64) {
+    /// them writable in this mapping. Returns where the records must end
+    /// for there to be work again: half the lead used, of the pages made
+    /// writable (none to make where the kernel cannot, `u64::MAX`) or of
+    /// the allocated space. Errors are left to the commits: one that needs
+    /// the space that could not be allocated says so.
+    fn prepare(&self, len: u64, map: &MmapRaw, base: u64, ready: &mut u64, ahead: u64) -> u64 {
         if self.allocated.load(Ordering::Acquire) - len < GROW / 2
             && self.allocate(len + GROW).is_err()
         {
-            return;
+            return len + 1;
         }
-        if *ready >= len + ahead / 2 {
-            return;
+        let allocated = self.allocated.load(Ordering::Acquire);
+        if *ready < len + ahead / 2 {
+            *ready = populate(map, base, (*ready).max(len), (len + ahead).min(allocated));
         }
-        let to = (len + ahead).min(self.allocated.load(Ordering::Acquire));
-        *ready = populate(map, base, (*ready).max(len), to);
+        let pages = ready.saturating_sub(ahead / 2);
+        let space = allocated.saturating_sub(GROW / 2);
+        pages.min(space).max(len + 1)
     }
 
     /// The background thread's turn, with the writer's current mapping and
@@ -329,18 +337,9 @@ impl Ahead {
             // Pages made writable in an earlier mapping are not in this one.
             *done = (base, base);
         }
-        self.prepare(len, &map, base, &mut done.1, AHEAD_IN_BACKGROUND);
+        let wake_at = self.prepare(len, &map, base, &mut done.1, AHEAD_IN_BACKGROUND);
         self.populated.store(done.1, Ordering::Relaxed);
-        // Work comes back when half the lead is used: half the pages made
-        // writable (none to make where the kernel cannot, `u64::MAX`), or
-        // the allocated space short of half a step (as `prepare` judges).
-        let pages = done.1.saturating_sub(AHEAD_IN_BACKGROUND / 2);
-        let space = self
-            .allocated
-            .load(Ordering::Acquire)
-            .saturating_sub(GROW / 2);
-        self.wake_at
-            .store(pages.min(space).max(len + 1), Ordering::Relaxed);
+        self.wake_at.store(wake_at, Ordering::Relaxed);
         self.turns.fetch_add(1, Ordering::Relaxed);
     }
 }
